@@ -1,0 +1,122 @@
+/* config.h: one YAML file describes a run (libyaml); this is its typed form.
+ *
+ * The parser is strict: unknown keys (with a nearest-key suggestion), wrong types,
+ * out-of-range values, YAML aliases/anchors, duplicate keys and malformed YAML are
+ * QS_ERR_INPUT errors quoting "file:line:col: key: cause". `--set key.path=value`
+ * overrides any key after the file is read (value parsed as a YAML scalar or flow list).
+ * Every key, its type, range and default is in docs/config.md.
+ *
+ * Ownership: a qs_config owns all its strings; qs_config_free releases them.
+ * A zero-initialised qs_config may be passed to qs_config_free.
+ */
+#ifndef QS_CONFIG_H
+#define QS_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "status.h"
+
+#define QS_MAX_CANDIDATE_LIST 16
+
+typedef enum qs_calib_sampling {
+    QS_SAMPLING_RANDOM = 0,      /* random window offsets from calib.seed (as GPTQ) */
+    QS_SAMPLING_CONSECUTIVE = 1, /* windows back to back from offset 0 */
+    QS_SAMPLING_FILE = 2         /* one start offset per line in calib.offsets_file */
+} qs_calib_sampling;
+
+typedef enum qs_quant_method { QS_METHOD_GPTQ = 0, QS_METHOD_RTN = 1 } qs_quant_method;
+
+typedef enum qs_recon_inputs {
+    QS_INPUTS_FLOAT = 0,    /* Hessians from the unquantized model */
+    QS_INPUTS_QUANTIZED = 1 /* sequential GPTQ: layer l sees quantized layers < l */
+} qs_recon_inputs;
+
+typedef enum qs_ckpt_format { QS_CKPT_GPTQ = 0, QS_CKPT_GPTQ_V2 = 1 } qs_ckpt_format;
+
+typedef enum qs_objective {
+    QS_OBJECTIVE_ERROR = 0,     /* summed GPTQ error tr(dW H dW^T) */
+    QS_OBJECTIVE_RELATIVE = 1,  /* error / tr(W H W^T) */
+    QS_OBJECTIVE_SENSITIVITY = 2 /* measured end-to-end sensitivity per layer x error */
+} qs_objective;
+
+typedef struct qs_config {
+    char *source_path;     /* the YAML file the config came from ("" if none) */
+
+    /* top level */
+    char *model;           /* model directory (Hugging Face layout); required */
+    char *run_dir;         /* run directory; required */
+    int threads;           /* threads per rank (0 = from SLURM_CPUS_PER_TASK/OMP_NUM_THREADS, else 1) */
+
+    struct {
+        char *tokens;          /* token file (.u32 / .u16); required for calibrate */
+        int64_t nsamples;      /* number of windows (default 128) */
+        int64_t seqlen;        /* tokens per window (default 2048) */
+        qs_calib_sampling sampling;
+        char *offsets_file;    /* for sampling: file */
+        uint64_t seed;         /* for sampling: random (default 0) */
+        int64_t chunk_samples; /* samples per (layer, chunk) step (default 8) */
+        int64_t checkpoint_every; /* chunks between collective checkpoints (default 16) */
+    } calib;
+
+    struct {
+        qs_quant_method method;          /* default gptq */
+        int bits[QS_MAX_CANDIDATE_LIST]; /* candidate bit widths, 2..8 (default [4]) */
+        int nbits;
+        int group_size[QS_MAX_CANDIDATE_LIST]; /* candidate group sizes, -1 or >= 1 (default [128]) */
+        int ngroup_size;
+        int sym;             /* symmetric (default false) */
+        int act_order;       /* desc_act (default false) */
+        int static_groups;   /* default false */
+        double damp;         /* fraction of mean diag(H) (default 0.01) */
+        double damp_max;     /* cap for automatic raising (default 1.0) */
+        int block_size;      /* GPTQ lazy column block (default 128) */
+        int row_block;       /* rows per fixed solve tile (default 256) */
+    } quant;
+
+    struct {
+        qs_recon_inputs inputs; /* default quantized */
+        char *propagate;        /* candidate name feeding the next layer ("" = nearest target) */
+    } reconstruct;
+
+    struct {
+        double target_bpw;   /* 0 = unset */
+        int64_t max_bytes;   /* 0 = unset */
+        qs_objective objective;
+        int tie_fused;       /* default true */
+        char *serve;         /* "" or "marlin" */
+    } search;
+
+    struct {
+        qs_ckpt_format checkpoint_format; /* default gptq (v1) */
+        int gptq_export;     /* write the GPTQ safetensors export (default true) */
+        int64_t shard_bytes; /* shard size limit for outputs (default 4 GiB) */
+    } output;
+
+    struct {
+        char *tokens;        /* evaluation token file ("" = skip eval) */
+        int64_t seqlen;      /* window length (default 2048) */
+        int64_t max_windows; /* 0 = all */
+    } eval;
+} qs_config;
+
+/* Fills `cfg` with every default (strings allocated, possibly ""). */
+qs_status qs_config_init_defaults(qs_config *cfg, qs_err *err);
+
+/* Reads `path` into `cfg` (starting from defaults), then applies `nset` overrides of the
+ * form "key.path=value" in order. Validates required keys and ranges. On failure `cfg`
+ * is left freeable and `err` names file:line:col and the key. */
+qs_status qs_config_load(qs_config *cfg, const char *path, const char *const *sets, int nset,
+                         qs_err *err);
+
+/* Applies one "key.path=value" override. */
+qs_status qs_config_set(qs_config *cfg, const char *assignment, qs_err *err);
+
+/* Writes the resolved config as YAML (every key, documented order). `include_runtime`
+ * = 0 leaves out keys that must not change results (threads), for the config hash. */
+qs_status qs_config_dump(const qs_config *cfg, FILE *out, int include_runtime, qs_err *err);
+
+/* Releases every string the config owns and zeroes it. */
+void qs_config_free(qs_config *cfg);
+
+#endif /* QS_CONFIG_H */
