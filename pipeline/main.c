@@ -1,9 +1,454 @@
-/* main.c: `qshard <command>`: parses argv and calls one function per command. */
+/* main.c: `qshard <command>`: parses argv and calls one function per command.
+ *
+ * Exit codes (docs/cli.md): 0 ok, 1 runtime failure, 2 bad input or usage,
+ * 3 stopped by a signal with everything completed durable (requeue and --resume).
+ * Errors are one line on stderr: "qshard: error: <file or key>: <cause>".
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "driver.h"
+#include "io/model.h"
+#include "io/synth.h"
+#include "mpi/comm.h"
+#include "plan.h"
+#include "stages/stage.h"
+#include "status.h"
+
+static const char *const USAGE =
+    "usage: qshard <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG.yaml [--set key.path=value]... [--resume] [--verbose] [--quiet]\n"
+    "                       run the pipeline (under mpirun/srun: one process per rank)\n"
+    "  plan CONFIG.yaml --ranks N [--set key.path=value]... [--json]\n"
+    "                       print the layer plan and memory per rank without running\n"
+    "  inspect MODEL_DIR [--json]\n"
+    "                       architecture, dimensions, parameters and tensors of a checkpoint\n"
+    "  synth-model --arch llama|mistral|qwen2 --layers N --hidden H [...] OUT_DIR\n"
+    "                       write a deterministic synthetic model in Hugging Face layout\n"
+    "\n"
+    "  qshard <command> --help    help for one command\n"
+    "  qshard --version\n"
+    "\n"
+    "exit codes: 0 ok, 1 runtime failure, 2 bad input or usage, 3 stopped by a signal\n"
+    "(everything completed is durable: rerun with --resume)\n";
+
+static const char *const USAGE_RUN =
+    "usage: qshard run CONFIG.yaml [--set key.path=value]... [--resume] [--verbose] [--quiet]\n"
+    "\n"
+    "Runs the pipeline described by CONFIG.yaml (docs/config.md) over its run directory.\n"
+    "Start it with one process per rank: mpirun -np N qshard run ... or\n"
+    "srun --mpi=pmix -n N qshard run ...\n"
+    "\n"
+    "  --set key.path=value  override one config key (repeatable; lists as [2,3,4])\n"
+    "  --resume              continue a run directory that holds this run (same config and\n"
+    "                        model; any rank count): completed stages and units are reused\n"
+    "  --verbose             log from every rank (default: rank 0 only)\n"
+    "  --quiet               log nothing but errors\n";
+
+static const char *const USAGE_PLAN =
+    "usage: qshard plan CONFIG.yaml --ranks N [--set key.path=value]... [--json]\n"
+    "\n"
+    "Prints how the decoder layers would be split over N ranks (optimal contiguous split of\n"
+    "the per-layer cost) and each rank's memory from the formula in docs/design.md.\n"
+    "Use it to size a Slurm job before submitting. Nothing is written.\n";
+
+static const char *const USAGE_INSPECT =
+    "usage: qshard inspect MODEL_DIR [--json]\n"
+    "\n"
+    "Validates config.json and the safetensors files (single or sharded) of a Hugging Face\n"
+    "Llama/Mistral/Qwen2 checkpoint and prints its architecture, dimensions, parameter count\n"
+    "and a per-tensor table.\n";
+
+static const char *const USAGE_SYNTH =
+    "usage: qshard synth-model --arch llama|mistral|qwen2 --layers N --hidden H\n"
+    "         [--intermediate I] [--heads A] [--kv-heads K] [--head-dim D] [--vocab V]\n"
+    "         [--dtype bf16|f16|f32] [--shards S] [--seed N] [--tie] [--sliding-window W]\n"
+    "         [--tokens N] OUT_DIR\n"
+    "\n"
+    "Writes a deterministic synthetic model (config.json + safetensors, sharded with an index\n"
+    "when --shards > 1) for tests, benchmarks and the demo. Equal options give equal bytes.\n"
+    "--tokens N also writes OUT_DIR/tokens.u32 with N deterministic token ids.\n"
+    "Defaults: intermediate = 8/3 hidden rounded up to 64, heads = hidden/64, kv-heads =\n"
+    "heads, vocab 512, dtype bf16, shards 1, seed 0.\n";
+
+static int usage_error(const char *usage, const char *fmt, const char *arg) {
+    fprintf(stderr, "qshard: error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see 'qshard %s --help')\n", usage);
+    return 2;
+}
+
+static int is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+
+/* Parses a positive integer option value; returns 0 on success. */
+static int parse_i64(const char *s, long long lo, long long hi, long long *out) {
+    if (!s || !*s) return -1;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+/* ---- run ---- */
+
+static int cmd_run(int argc, char **argv) {
+    qs_comm comm;
+    qs_err err = {0};
+    qs_status st = qs_comm_init(&comm, &argc, &argv, &err);
+    if (st != QS_OK) {
+        fprintf(stderr, "qshard: error: %s\n", err.msg);
+        return 1;
+    }
+    qs_run_opts opts;
+    memset(&opts, 0, sizeof(opts));
+    const char **sets = calloc((size_t)argc + 1, sizeof(char *));
+    int help = 0;
+    if (!sets) {
+        st = QS_FAIL(&err, QS_ERR_RUNTIME, "out of memory");
+    } else {
+        /* argv[0] = "qshard", argv[1] = "run" */
+        for (int i = 2; i < argc && st == QS_OK; ++i) {
+            const char *a = argv[i];
+            if (is_help(a)) {
+                help = 1;
+            } else if (strcmp(a, "--set") == 0) {
+                if (i + 1 >= argc)
+                    st = QS_FAIL(&err, QS_ERR_INPUT, "--set needs key.path=value");
+                else
+                    sets[opts.nset++] = argv[++i];
+            } else if (strncmp(a, "--set=", 6) == 0) {
+                sets[opts.nset++] = a + 6;
+            } else if (strcmp(a, "--resume") == 0) {
+                opts.resume = 1;
+            } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+                opts.verbose = 1;
+            } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+                opts.quiet = 1;
+            } else if (a[0] == '-' && a[1]) {
+                st = QS_FAIL(&err, QS_ERR_INPUT, "run: unknown option '%s' (see 'qshard run --help')",
+                             a);
+            } else if (!opts.config_path) {
+                opts.config_path = a;
+            } else {
+                st = QS_FAIL(&err, QS_ERR_INPUT, "run: unexpected argument '%s'", a);
+            }
+        }
+        if (st == QS_OK && !help && !opts.config_path)
+            st = QS_FAIL(&err, QS_ERR_INPUT, "run: missing CONFIG.yaml (see 'qshard run --help')");
+    }
+    opts.sets = sets;
+    if (help && st == QS_OK) {
+        if (comm.rank == 0) fputs(USAGE_RUN, stdout);
+    } else if (st == QS_OK) {
+        qs_driver_install_signals();
+        st = qs_driver_run(&opts, &comm, &err);
+    }
+    if (st != QS_OK && st != QS_STOPPED && comm.rank == 0)
+        fprintf(stderr, "qshard: error: %s\n", err.msg);
+    free(sets);
+    fflush(stdout);
+    qs_comm_finalize(&comm);
+    return qs_status_exit_code(st);
+}
+
+/* ---- plan ---- */
+
+static int cmd_plan(int argc, char **argv) {
+    const char *config_path = NULL;
+    long long ranks = 0;
+    int json = 0, nset = 0;
+    const char **sets = calloc((size_t)argc + 1, sizeof(char *));
+    if (!sets) return 1;
+    int rc = 0;
+    for (int i = 2; i < argc; ++i) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(USAGE_PLAN, stdout);
+            free(sets);
+            return 0;
+        } else if (strcmp(a, "--ranks") == 0 || strcmp(a, "-n") == 0) {
+            if (i + 1 >= argc || parse_i64(argv[i + 1], 1, 1000000, &ranks) != 0) {
+                rc = usage_error("plan", "--ranks needs a positive integer%s", "");
+                goto out;
+            }
+            ++i;
+        } else if (strcmp(a, "--set") == 0 && i + 1 < argc) {
+            sets[nset++] = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (a[0] == '-' && a[1]) {
+            rc = usage_error("plan", "plan: unknown option '%s'", a);
+            goto out;
+        } else if (!config_path) {
+            config_path = a;
+        } else {
+            rc = usage_error("plan", "plan: unexpected argument '%s'", a);
+            goto out;
+        }
+    }
+    if (!config_path) {
+        rc = usage_error("plan", "plan: missing CONFIG.yaml%s", "");
+        goto out;
+    }
+    if (ranks <= 0) {
+        rc = usage_error("plan", "plan: missing --ranks N%s", "");
+        goto out;
+    }
+    {
+        qs_err err = {0};
+        qs_config cfg;
+        qs_model model;
+        qs_plan plan;
+        memset(&cfg, 0, sizeof(cfg));
+        memset(&model, 0, sizeof(model));
+        memset(&plan, 0, sizeof(plan));
+        qs_status st = qs_config_load(&cfg, config_path, sets, nset, &err);
+        if (st == QS_OK) st = qs_model_open(&model, cfg.model, &err);
+        if (st == QS_OK) st = qs_stage_plan_compute(&model.hf, &cfg, (int)ranks, &plan, &err);
+        if (st == QS_OK) {
+            if (json) {
+                char *text = NULL;
+                st = qs_plan_to_json(&plan, &text, &err);
+                if (st == QS_OK) fputs(text, stdout);
+                free(text);
+            } else {
+                qs_plan_print(&plan, stdout);
+            }
+        }
+        if (st != QS_OK) fprintf(stderr, "qshard: error: %s\n", err.msg);
+        rc = qs_status_exit_code(st);
+        qs_plan_free(&plan);
+        qs_model_close(&model);
+        qs_config_free(&cfg);
+    }
+out:
+    free(sets);
+    return rc;
+}
+
+/* ---- inspect ---- */
+
+static void shape_str(const qs_st_tensor *t, char *out, size_t n) {
+    size_t k = 0;
+    out[0] = '\0';
+    k += (size_t)snprintf(out + k, n - k, "(");
+    for (int d = 0; d < t->ndim && k < n; ++d)
+        k += (size_t)snprintf(out + k, n - k, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+    if (k < n) snprintf(out + k, n - k, ")");
+}
+
+static void with_commas(long long v, char *out, size_t n) {
+    char tmp[32];
+    snprintf(tmp, sizeof(tmp), "%lld", v);
+    size_t len = strlen(tmp), k = 0;
+    for (size_t i = 0; i < len && k + 1 < n; ++i) {
+        out[k++] = tmp[i];
+        size_t left = len - i - 1;
+        if (left && left % 3 == 0 && tmp[i] != '-' && k + 1 < n) out[k++] = ',';
+    }
+    out[k] = '\0';
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    const char *dir = NULL;
+    int json = 0;
+    for (int i = 2; i < argc; ++i) {
+        if (is_help(argv[i])) {
+            fputs(USAGE_INSPECT, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("inspect", "inspect: unknown option '%s'", argv[i]);
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            return usage_error("inspect", "inspect: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!dir) return usage_error("inspect", "inspect: missing MODEL_DIR%s", "");
+    qs_err err = {0};
+    qs_model m;
+    memset(&m, 0, sizeof(m));
+    qs_status st = qs_model_open(&m, dir, &err);
+    if (st != QS_OK) {
+        fprintf(stderr, "qshard: error: %s\n", err.msg);
+        qs_model_close(&m);
+        return qs_status_exit_code(st);
+    }
+    const qs_hf_config *hf = &m.hf;
+    long long params = (long long)qs_model_param_count(&m);
+    if (json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "architecture", hf->architecture);
+        cJSON_AddStringToObject(root, "family", qs_arch_name(hf->arch));
+        cJSON_AddNumberToObject(root, "num_hidden_layers", (double)hf->num_hidden_layers);
+        cJSON_AddNumberToObject(root, "hidden_size", (double)hf->hidden_size);
+        cJSON_AddNumberToObject(root, "intermediate_size", (double)hf->intermediate_size);
+        cJSON_AddNumberToObject(root, "num_attention_heads", (double)hf->num_attention_heads);
+        cJSON_AddNumberToObject(root, "num_key_value_heads", (double)hf->num_key_value_heads);
+        cJSON_AddNumberToObject(root, "head_dim", (double)hf->head_dim);
+        cJSON_AddNumberToObject(root, "vocab_size", (double)hf->vocab_size);
+        cJSON_AddBoolToObject(root, "tie_word_embeddings", hf->tie_word_embeddings);
+        cJSON_AddNumberToObject(root, "rope_theta", hf->rope.theta);
+        cJSON_AddNumberToObject(root, "sliding_window", (double)hf->sliding_window);
+        cJSON_AddNumberToObject(root, "parameters", (double)params);
+        cJSON_AddNumberToObject(root, "shards", m.ckpt.nshards);
+        cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
+        for (int s = 0; s < m.ckpt.nshards; ++s) {
+            const qs_st_file *f = &m.ckpt.shards[s];
+            const char *base = strrchr(f->path, '/');
+            base = base ? base + 1 : f->path;
+            for (int64_t i = 0; i < f->ntensors; ++i) {
+                const qs_st_tensor *t = &f->tensors[i];
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "name", t->name);
+                cJSON_AddStringToObject(o, "dtype", qs_dtype_name(t->dtype));
+                cJSON *sh = cJSON_AddArrayToObject(o, "shape");
+                for (int d = 0; d < t->ndim; ++d)
+                    cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+                cJSON_AddStringToObject(o, "file", base);
+                cJSON_AddItemToArray(arr, o);
+            }
+        }
+        char *text = cJSON_Print(root);
+        if (text) printf("%s\n", text);
+        cJSON_free(text);
+        cJSON_Delete(root);
+    } else {
+        char pc[40];
+        with_commas(params, pc, sizeof(pc));
+        printf("model:        %s\n", dir);
+        printf("architecture: %s (%s)\n", hf->architecture, qs_arch_name(hf->arch));
+        printf("layers:       %lld\n", (long long)hf->num_hidden_layers);
+        printf("hidden:       %lld   intermediate: %lld   vocab: %lld\n",
+               (long long)hf->hidden_size, (long long)hf->intermediate_size,
+               (long long)hf->vocab_size);
+        printf("attention:    %lld heads, %lld kv heads%s, head_dim %lld\n",
+               (long long)hf->num_attention_heads, (long long)hf->num_key_value_heads,
+               hf->num_key_value_heads < hf->num_attention_heads ? " (GQA)" : "",
+               (long long)hf->head_dim);
+        printf("rope:         theta %g%s\n", hf->rope.theta,
+               hf->rope.type == QS_ROPE_LINEAR   ? ", linear scaling"
+               : hf->rope.type == QS_ROPE_LLAMA3 ? ", llama3 scaling"
+                                                 : "");
+        if (hf->sliding_window) printf("window:       %lld\n", (long long)hf->sliding_window);
+        printf("embeddings:   %s\n", hf->tie_word_embeddings ? "tied" : "untied");
+        printf("parameters:   %s\n", pc);
+        printf("files:        %d safetensors file(s)\n", m.ckpt.nshards);
+        printf("\n%-52s %-5s %-16s %s\n", "tensor", "dtype", "shape", "file");
+        for (int s = 0; s < m.ckpt.nshards; ++s) {
+            const qs_st_file *f = &m.ckpt.shards[s];
+            const char *base = strrchr(f->path, '/');
+            base = base ? base + 1 : f->path;
+            for (int64_t i = 0; i < f->ntensors; ++i) {
+                char sh[96];
+                shape_str(&f->tensors[i], sh, sizeof(sh));
+                printf("%-52s %-5s %-16s %s\n", f->tensors[i].name,
+                       qs_dtype_name(f->tensors[i].dtype), sh, base);
+            }
+        }
+    }
+    qs_model_close(&m);
+    return 0;
+}
+
+/* ---- synth-model ---- */
+
+static int cmd_synth(int argc, char **argv) {
+    qs_synth_opts o;
+    qs_synth_opts_default(&o);
+    const char *out = NULL;
+    long long v = 0, tokens = 0;
+    for (int i = 2; i < argc; ++i) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+#define INTOPT(flag, field, lo, hi)                                                   \
+    if (strcmp(a, flag) == 0) {                                                       \
+        if (parse_i64(val, lo, hi, &v) != 0)                                          \
+            return usage_error("synth-model", flag " needs an integer in range, got '%s'", \
+                               val ? val : "");                                        \
+        o.field = v;                                                                  \
+        ++i;                                                                          \
+        continue;                                                                     \
+    }
+        if (is_help(a)) {
+            fputs(USAGE_SYNTH, stdout);
+            return 0;
+        }
+        INTOPT("--layers", layers, 1, 1000)
+        INTOPT("--hidden", hidden, 1, 1 << 20)
+        INTOPT("--intermediate", intermediate, 1, 1 << 22)
+        INTOPT("--heads", heads, 1, 4096)
+        INTOPT("--kv-heads", kv_heads, 1, 4096)
+        INTOPT("--head-dim", head_dim, 1, 4096)
+        INTOPT("--vocab", vocab, 2, 1 << 24)
+        INTOPT("--shards", shards, 1, 10000)
+        INTOPT("--seed", seed, 0, 0x7fffffffffffffffLL)
+        INTOPT("--sliding-window", sliding_window, 0, 1 << 30)
+#undef INTOPT
+        if (strcmp(a, "--tokens") == 0) {
+            if (parse_i64(val, 1, 1LL << 40, &tokens) != 0)
+                return usage_error("synth-model", "--tokens needs a positive integer, got '%s'",
+                                   val ? val : "");
+            ++i;
+        } else if (strcmp(a, "--arch") == 0) {
+            if (!val || qs_synth_parse_arch(val, &o.arch) != QS_OK)
+                return usage_error("synth-model", "--arch must be llama, mistral or qwen2, got '%s'",
+                                   val ? val : "");
+            ++i;
+        } else if (strcmp(a, "--dtype") == 0) {
+            if (!val || qs_synth_parse_dtype(val, &o.dtype) != QS_OK)
+                return usage_error("synth-model", "--dtype must be bf16, f16 or f32, got '%s'",
+                                   val ? val : "");
+            ++i;
+        } else if (strcmp(a, "--tie") == 0) {
+            o.tie_embeddings = 1;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("synth-model", "synth-model: unknown option '%s'", a);
+        } else if (!out) {
+            out = a;
+        } else {
+            return usage_error("synth-model", "synth-model: unexpected argument '%s'", a);
+        }
+    }
+    if (!out) return usage_error("synth-model", "synth-model: missing OUT_DIR%s", "");
+    qs_err err = {0};
+    qs_status st = qs_synth_write(&o, out, &err);
+    if (st == QS_OK && tokens > 0) st = qs_synth_write_tokens(&o, out, (int64_t)tokens, &err);
+    if (st != QS_OK) {
+        fprintf(stderr, "qshard: error: %s\n", err.msg);
+        return qs_status_exit_code(st);
+    }
+    return 0;
+}
 
 int main(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    printf("qshard %s\n", QS_VERSION);
-    return 0;
+    if (argc < 2) {
+        fputs(USAGE, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("qshard %s\n", QS_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc, argv);
+    if (strcmp(cmd, "plan") == 0) return cmd_plan(argc, argv);
+    if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
+    if (strcmp(cmd, "synth-model") == 0) return cmd_synth(argc, argv);
+    fprintf(stderr, "qshard: error: unknown command '%s' (see 'qshard --help')\n", cmd);
+    return 2;
 }

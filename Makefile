@@ -1,0 +1,35 @@
+# Thin wrapper over CMake/CTest. `sh .ci/setup demo|test` installs packages first.
+BUILD ?= build
+JOBS  ?= 2
+NP    ?= 2
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+MPIRUN_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+
+.PHONY: all build check test demo asan bench clean
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+check test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# The bundled demo: a small synthetic Llama and random calibration tokens, then the
+# pipeline on NP ranks with configs/demo.yaml (run directory: demo-run/run).
+demo: build
+	rm -rf demo-run
+	$(BUILD)/qshard synth-model --arch llama --layers 6 --hidden 256 --intermediate 704 \
+	    --heads 4 --kv-heads 2 --vocab 512 --dtype bf16 --shards 2 --tokens 65536 demo-run/model
+	$(MPIRUN_ENV) mpirun --oversubscribe -np $(NP) $(BUILD)/qshard run configs/demo.yaml
+
+asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DQS_SANITIZE=ON
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ctest --output-on-failure -j$(JOBS)
+
+clean:
+	rm -rf $(BUILD) build-asan demo-run

@@ -1,0 +1,214 @@
+/* comm.c: qs_comm over MPI: agree-on-error, abort, ordered reductions, pipeline p2p. */
+#include "comm.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static MPI_Comm handle(const qs_comm *c) { return MPI_Comm_f2c(c->fcomm); }
+
+void qs_comm_serial(qs_comm *c) {
+    memset(c, 0, sizeof(*c));
+    c->rank = 0;
+    c->size = 1;
+}
+
+qs_status qs_comm_init(qs_comm *c, int *argc, char ***argv, qs_err *err) {
+    qs_comm_serial(c);
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return QS_FAIL(err, QS_ERR_RUNTIME, "MPI_Init_thread failed");
+    MPI_Comm dup;
+    MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+    c->fcomm = (int)MPI_Comm_c2f(dup);
+    c->mpi = 1;
+    MPI_Comm_rank(dup, &c->rank);
+    MPI_Comm_size(dup, &c->size);
+    return QS_OK;
+}
+
+void qs_comm_finalize(qs_comm *c) {
+    if (!c->mpi) return;
+    MPI_Comm h = handle(c);
+    MPI_Comm_free(&h);
+    MPI_Finalize();
+    c->mpi = 0;
+}
+
+static int severity(qs_status st) {
+    switch (st) {
+    case QS_OK: return 0;
+    case QS_STOPPED: return 1;
+    case QS_ERR_INPUT: return 2;
+    case QS_ERR_RUNTIME: return 3;
+    case QS_ERR_INTERNAL: return 4;
+    }
+    return 4;
+}
+
+qs_status qs_comm_agree(const qs_comm *c, qs_status local, qs_err *err) {
+    if (!c->mpi || c->size == 1) return local;
+    /* (severity, lowest rank with that severity) via MAXLOC on (severity, -rank) */
+    int in[2] = {severity(local), -c->rank};
+    int out[2];
+    MPI_Allreduce(in, out, 1, MPI_2INT, MPI_MAXLOC, handle(c));
+    if (out[0] == 0) return QS_OK;
+    int root = -out[1];
+    struct {
+        int code;
+        int line;
+        char msg[QS_ERR_MSG_MAX];
+        char file[128];
+    } rec;
+    memset(&rec, 0, sizeof(rec));
+    if (c->rank == root) {
+        rec.code = (int)err->code;
+        rec.line = err->line;
+        memcpy(rec.msg, err->msg, sizeof(rec.msg));
+        if (err->file) snprintf(rec.file, sizeof(rec.file), "%s", err->file);
+    }
+    MPI_Bcast(&rec, (int)sizeof(rec), MPI_BYTE, root, handle(c));
+    if (c->rank != root) {
+        qs_err_clear(err);
+        err->code = (qs_status)rec.code;
+        err->line = rec.line;
+        memcpy(err->msg, rec.msg, sizeof(err->msg));
+        err->file = NULL; /* the source file of another rank is not kept */
+    }
+    return (qs_status)rec.code;
+}
+
+void qs_comm_abort(const qs_comm *c, const qs_err *err) {
+    if (err && err->code == QS_ERR_INTERNAL)
+        fprintf(stderr, "qshard: internal error at %s:%d (rank %d): %s\n",
+                err->file ? err->file : "?", err->line, c->rank, err->msg);
+    else
+        fprintf(stderr, "qshard: error (rank %d, %s:%d): %s\n", c->rank,
+                err && err->file ? err->file : "?", err ? err->line : 0,
+                err ? err->msg : "unknown failure");
+    fflush(stderr);
+    if (c->mpi) MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+int qs_comm_any(const qs_comm *c, int flag) {
+    if (!c->mpi || c->size == 1) return flag != 0;
+    int in = flag != 0, out = 0;
+    MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LOR, handle(c));
+    return out;
+}
+
+void qs_comm_barrier(const qs_comm *c) {
+    if (c->mpi && c->size > 1) MPI_Barrier(handle(c));
+}
+
+/* MPI counts are int: move big buffers in pieces of at most 1 GiB. */
+#define QS_MPI_PIECE ((size_t)1 << 30)
+
+void qs_comm_bcast(const qs_comm *c, void *buf, size_t nbytes, int root) {
+    if (!c->mpi || c->size == 1) return;
+    unsigned char *p = buf;
+    for (size_t off = 0; off < nbytes; off += QS_MPI_PIECE) {
+        size_t n = nbytes - off < QS_MPI_PIECE ? nbytes - off : QS_MPI_PIECE;
+        MPI_Bcast(p + off, (int)n, MPI_BYTE, root, handle(c));
+    }
+}
+
+qs_status qs_comm_gatherv(const qs_comm *c, const void *buf, size_t nbytes, int root,
+                          void **out, size_t **counts, qs_err *err) {
+    qs_status st = QS_OK;
+    *out = NULL;
+    *counts = NULL;
+    int *icounts = NULL, *displs = NULL;
+    if (!c->mpi || c->size == 1) {
+        *counts = qs_malloc(sizeof(size_t), err, "gather counts");
+        *out = qs_malloc(nbytes, err, "gather buffer");
+        if (!*counts || !*out) {
+            free(*counts);
+            free(*out);
+            *counts = NULL;
+            *out = NULL;
+            return QS_ERR_RUNTIME;
+        }
+        (*counts)[0] = nbytes;
+        memcpy(*out, buf, nbytes);
+        return QS_OK;
+    }
+    if (nbytes > INT_MAX)
+        return QS_FAIL(err, QS_ERR_INTERNAL, "gatherv of %zu bytes exceeds INT_MAX", nbytes);
+    int mine = (int)nbytes;
+    if (c->rank == root) {
+        icounts = qs_malloc(sizeof(int) * (size_t)c->size, err, "gather counts");
+        displs = qs_malloc(sizeof(int) * (size_t)c->size, err, "gather displs");
+        *counts = qs_malloc(sizeof(size_t) * (size_t)c->size, err, "gather counts");
+        if (!icounts || !displs || !*counts) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    }
+    MPI_Gather(&mine, 1, MPI_INT, icounts, 1, MPI_INT, root, handle(c));
+    if (c->rank == root) {
+        long long total = 0;
+        for (int r = 0; r < c->size; ++r) {
+            displs[r] = (int)total;
+            total += icounts[r];
+            (*counts)[r] = (size_t)icounts[r];
+        }
+        if (total > INT_MAX) QS_THROW(err, QS_ERR_INTERNAL, "gatherv total exceeds INT_MAX");
+        *out = qs_malloc((size_t)total, err, "gather buffer");
+        if (!*out) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    }
+    MPI_Gatherv(buf, mine, MPI_BYTE, *out, icounts, displs, MPI_BYTE, root, handle(c));
+done:
+    free(icounts);
+    free(displs);
+    if (st != QS_OK) {
+        free(*out);
+        free(*counts);
+        *out = NULL;
+        *counts = NULL;
+        /* other ranks are in the collective already: this is an abort situation */
+        qs_comm_abort(c, err);
+    }
+    return st;
+}
+
+void qs_comm_max_double(const qs_comm *c, double *vals, int n) {
+    if (!c->mpi || c->size == 1) return;
+    MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_MAX, handle(c));
+}
+
+qs_status qs_comm_sum_double_ordered(const qs_comm *c, double *vals, int n, qs_err *err) {
+    if (!c->mpi || c->size == 1) return QS_OK;
+    void *all = NULL;
+    size_t *counts = NULL;
+    qs_status st = qs_comm_gatherv(c, vals, sizeof(double) * (size_t)n, 0, &all, &counts, err);
+    if (st != QS_OK) return st;
+    if (c->rank == 0) {
+        const double *a = all;
+        for (int i = 0; i < n; ++i) {
+            double s = 0.0;
+            for (int r = 0; r < c->size; ++r) s += a[(size_t)r * (size_t)n + (size_t)i];
+            vals[i] = s;
+        }
+    }
+    free(all);
+    free(counts);
+    qs_comm_bcast(c, vals, sizeof(double) * (size_t)n, 0);
+    return QS_OK;
+}
+
+void qs_comm_send(const qs_comm *c, const void *buf, size_t nbytes, int dest, int tag) {
+    const unsigned char *p = buf;
+    for (size_t off = 0; off < nbytes; off += QS_MPI_PIECE) {
+        size_t n = nbytes - off < QS_MPI_PIECE ? nbytes - off : QS_MPI_PIECE;
+        MPI_Send(p + off, (int)n, MPI_BYTE, dest, tag, handle(c));
+    }
+}
+
+void qs_comm_recv(const qs_comm *c, void *buf, size_t nbytes, int src, int tag) {
+    unsigned char *p = buf;
+    for (size_t off = 0; off < nbytes; off += QS_MPI_PIECE) {
+        size_t n = nbytes - off < QS_MPI_PIECE ? nbytes - off : QS_MPI_PIECE;
+        MPI_Recv(p + off, (int)n, MPI_BYTE, src, tag, handle(c), MPI_STATUS_IGNORE);
+    }
+}

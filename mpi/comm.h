@@ -1,0 +1,72 @@
+/* comm.h: the only door to MPI. Stages talk to other ranks through these functions;
+ * nothing else in qshard includes mpi.h (parallel HDF5 gets its property list from mpi/).
+ *
+ * Failure model (../shared/DESIGN.md "Failure and stop"):
+ *  - bad input: every rank computes a local status, then all call qs_comm_agree() before
+ *    any blocking call; all ranks take the same branch, finalize and exit with the code;
+ *    rank 0 prints the message of the lowest failing rank.
+ *  - runtime failure where other ranks may already be blocked, and internal errors:
+ *    qs_comm_abort() prints file:line and calls MPI_Abort.
+ * A qs_comm is a plain value owned by the caller (no global state besides MPI's own).
+ * Without MPI initialised (commands that do not run the pipeline) a "serial" comm of
+ * rank 0, size 1 makes every function a local no-op.
+ */
+#ifndef QS_COMM_H
+#define QS_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+typedef struct qs_comm {
+    int rank;
+    int size;
+    int mpi;          /* 1 when MPI is initialised and this comm uses it */
+    int fcomm;        /* Fortran handle of the duplicated world communicator */
+} qs_comm;
+
+/* Initialises MPI (thread level FUNNELED) and duplicates MPI_COMM_WORLD. */
+qs_status qs_comm_init(qs_comm *c, int *argc, char ***argv, qs_err *err);
+
+/* A rank-0-of-1 communicator that never touches MPI. */
+void qs_comm_serial(qs_comm *c);
+
+/* Frees the communicator and finalizes MPI (no-op for a serial comm). */
+void qs_comm_finalize(qs_comm *c);
+
+/* Collective: combines every rank's status. Returns QS_OK if all are OK; otherwise the
+ * most severe code (INTERNAL > RUNTIME > INPUT > STOPPED), and copies the failing record
+ * of the lowest failing rank into *err on every rank (so rank 0 can print it). */
+qs_status qs_comm_agree(const qs_comm *c, qs_status local, qs_err *err);
+
+/* Prints "qshard: internal error at file:line: msg" (or "qshard: error: msg") and
+ * aborts every rank. Does not return. */
+void qs_comm_abort(const qs_comm *c, const qs_err *err);
+
+/* Collective: logical OR of a flag over all ranks (signal flags at unit boundaries). */
+int qs_comm_any(const qs_comm *c, int flag);
+
+/* Collective: barrier. */
+void qs_comm_barrier(const qs_comm *c);
+
+/* Collective: broadcast `nbytes` bytes from `root`. */
+void qs_comm_bcast(const qs_comm *c, void *buf, size_t nbytes, int root);
+
+/* Collective: every rank contributes `nbytes` (may differ per rank); rank `root`
+ * receives the concatenation in rank order into a newly malloc'd *out (caller frees)
+ * with per-rank sizes in *counts (size entries, malloc'd, caller frees). Non-root ranks
+ * get *out = NULL, *counts = NULL. */
+qs_status qs_comm_gatherv(const qs_comm *c, const void *buf, size_t nbytes, int root,
+                          void **out, size_t **counts, qs_err *err);
+
+/* Collective: element-wise max / sum of doubles in rank order (sum is computed on rank 0
+ * in rank order, then broadcast, so the result does not depend on MPI's reduction tree). */
+void qs_comm_max_double(const qs_comm *c, double *vals, int n);
+qs_status qs_comm_sum_double_ordered(const qs_comm *c, double *vals, int n, qs_err *err);
+
+/* Point-to-point for the layer pipeline (blocking). */
+void qs_comm_send(const qs_comm *c, const void *buf, size_t nbytes, int dest, int tag);
+void qs_comm_recv(const qs_comm *c, void *buf, size_t nbytes, int src, int tag);
+
+#endif /* QS_COMM_H */

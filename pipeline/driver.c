@@ -1,0 +1,206 @@
+/* driver.c: the pipeline driver: config + model on every rank (agreed), run directory
+ * checks, stages in order with skip-if-done, signal stops (exit 3), per-stage timings. */
+#include "driver.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "io/model.h"
+#include "log.h"
+#include "rundir.h"
+#include "sha256.h"
+#include "stages/stage.h"
+
+/* The one process-wide variable: set only by the signal handler, read at unit
+ * boundaries (combined over ranks with qs_comm_any). */
+static volatile sig_atomic_t g_stop_signal = 0;
+static volatile int g_stop_view = 0;
+
+static void on_signal(int sig) {
+    g_stop_signal = sig;
+    g_stop_view = 1;
+}
+
+void qs_driver_install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+const volatile int *qs_driver_stop_flag(void) { return &g_stop_view; }
+
+/* Fingerprint of the model: config.json bytes, and per shard its name, size and header
+ * (the header holds every tensor's name, dtype, shape and offsets). Hashing all weights
+ * of a 400 GB model at every resume would cost more than it protects. */
+static qs_status model_fingerprint(const qs_model *m, const char *dir, char hex[65],
+                                   qs_err *err) {
+    qs_status st = QS_OK;
+    char path[QS_PATH_MAX];
+    char *cfgtext = NULL;
+    size_t n = 0;
+    qs_sha256 s;
+    qs_sha256_init(&s);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    QS_CHECK(qs_read_file(path, &cfgtext, &n, err));
+    qs_sha256_update(&s, cfgtext, n);
+    for (int i = 0; i < m->ckpt.nshards; ++i) {
+        const qs_st_file *f = &m->ckpt.shards[i];
+        const char *base = strrchr(f->path, '/');
+        base = base ? base + 1 : f->path;
+        qs_sha256_update(&s, base, strlen(base) + 1);
+        uint64_t hlen = 0;
+        for (int b = 0; b < 8; ++b) hlen |= (uint64_t)f->map[b] << (8 * b);
+        qs_sha256_update(&s, &f->size, sizeof(f->size));
+        qs_sha256_update(&s, f->map, (size_t)(8 + hlen));
+    }
+    qs_sha256_final_hex(&s, hex);
+done:
+    free(cfgtext);
+    return st;
+}
+
+static qs_status config_hash(const qs_config *cfg, char hex[65], qs_err *err) {
+    qs_status st = QS_OK;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    if (!mem) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (config hash)");
+    st = qs_config_dump(cfg, mem, 0, err);
+    fclose(mem);
+    if (st == QS_OK) qs_sha256_hex(buf, len, hex);
+    free(buf);
+    return st;
+}
+
+/* Rank 0: checks/creates the run directory and records run.json + config.resolved.yaml.
+ * A directory holding another config's run is refused; an existing run needs --resume. */
+static qs_status prepare_rundir(const qs_run_opts *opts, const qs_config *cfg,
+                                const qs_rundir *rd, const char *chash, const char *mhash,
+                                qs_err *err) {
+    qs_status st = QS_OK;
+    char path[QS_PATH_MAX], *old = NULL, *buf = NULL;
+    size_t len = 0;
+    FILE *mem = NULL;
+    QS_CHECK(qs_rundir_path(rd, "run.json", path, sizeof(path), err));
+    if (qs_path_exists(path)) {
+        QS_CHECK(qs_read_file(path, &old, NULL, err));
+        if (!strstr(old, chash))
+            QS_THROW(err, QS_ERR_INPUT,
+                     "%s: run directory holds a run of a different config; use a new "
+                     "run_dir or remove it",
+                     rd->root);
+        if (!strstr(old, mhash))
+            QS_THROW(err, QS_ERR_INPUT,
+                     "%s: run directory holds a run of a different model; use a new "
+                     "run_dir or remove it",
+                     rd->root);
+        if (!opts->resume)
+            QS_THROW(err, QS_ERR_INPUT,
+                     "%s: run directory already holds this run; pass --resume to continue "
+                     "it",
+                     rd->root);
+    }
+    QS_CHECK(qs_mkdir_p(rd->root, err));
+    {
+        char text[256];
+        int k = snprintf(text, sizeof(text),
+                         "{\n  \"config_hash\": \"%s\",\n  \"model_hash\": \"%s\"\n}\n", chash,
+                         mhash);
+        QS_CHECK(qs_write_file_atomic(path, text, (size_t)k, err));
+    }
+    mem = open_memstream(&buf, &len);
+    if (!mem) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (resolved config)");
+    st = qs_config_dump(cfg, mem, 1, err);
+    fclose(mem);
+    mem = NULL;
+    if (st != QS_OK) goto done;
+    QS_CHECK(qs_rundir_path(rd, "config.resolved.yaml", path, sizeof(path), err));
+    QS_CHECK(qs_write_file_atomic(path, buf, len, err));
+done:
+    free(old);
+    free(buf);
+    return st;
+}
+
+typedef struct stage_entry {
+    const char *name;
+    qs_stage_fn fn;
+    int pass;
+} stage_entry;
+
+qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_config cfg;
+    qs_model model;
+    qs_rundir rd;
+    qs_log lg;
+    qs_stage_ctx ctx;
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&model, 0, sizeof(model));
+    memset(&rd, 0, sizeof(rd));
+    memset(&ctx, 0, sizeof(ctx));
+    qs_log_init(&lg, comm->rank, opts->verbose, opts->quiet);
+    double t_start = qs_log_now();
+
+    /* 1. config and model on every rank; agree before anything blocks */
+    st = qs_config_load(&cfg, opts->config_path, opts->sets, opts->nset, err);
+    if (st == QS_OK) st = qs_model_open(&model, cfg.model, err);
+    if (st == QS_OK) st = qs_rundir_init(&rd, cfg.run_dir, err);
+    if (st == QS_OK) st = config_hash(&cfg, ctx.config_hash, err);
+    if (st == QS_OK) st = model_fingerprint(&model, cfg.model, ctx.model_hash, err);
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
+    qs_log_info(&lg, "qshard %s: %d rank(s), model %s (%s, %lld layers), run %s", QS_VERSION,
+                comm->size, cfg.model, model.hf.architecture,
+                (long long)model.hf.num_hidden_layers, cfg.run_dir);
+
+    /* 2. run directory (rank 0), agreed */
+    if (comm->rank == 0)
+        st = prepare_rundir(opts, &cfg, &rd, ctx.config_hash, ctx.model_hash, err);
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
+
+    ctx.cfg = &cfg;
+    ctx.comm = comm;
+    ctx.rd = &rd;
+    ctx.model = &model;
+    ctx.log = &lg;
+    ctx.stop = qs_driver_stop_flag();
+
+    /* 3. stages in order. Later stages join this table as they land. */
+    static const stage_entry stages[] = {
+        {"plan", qs_stage_plan_run, 0},
+    };
+    for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); ++i) {
+        if (qs_comm_any(comm, *ctx.stop)) {
+            qs_log_info(&lg, "stopped by a signal before %s; completed work is durable",
+                        stages[i].name);
+            st = QS_STOPPED;
+            goto done;
+        }
+        qs_stage_args args = {stages[i].pass};
+        double t0 = qs_log_now();
+        qs_log_info(&lg, "%s: start", stages[i].name);
+        st = stages[i].fn(&ctx, &args, err);
+        if (st != QS_OK) goto done;
+        qs_log_info(&lg, "%s: done in %.2f s", stages[i].name, qs_log_now() - t0);
+    }
+    qs_log_info(&lg,
+                "pipeline: plan complete; calibrate, reconstruct, search, write and eval are "
+                "not part of this build yet");
+    qs_log_info(&lg, "total %.2f s, peak RSS rank %d: %.1f MiB", qs_log_now() - t_start,
+                comm->rank, (double)qs_log_peak_rss() / (1024.0 * 1024.0));
+done:
+    if (st == QS_ERR_INTERNAL) qs_comm_abort(comm, err);
+    qs_model_close(&model);
+    qs_rundir_free(&rd);
+    qs_config_free(&cfg);
+    return st;
+}

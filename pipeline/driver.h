@@ -1,0 +1,31 @@
+/* driver.h: runs the stages in the order it owns over one run directory, with
+ * skip-if-done (manifests), agreement on bad input across ranks, signal stops at unit
+ * boundaries, and wall time per stage.
+ */
+#ifndef QS_DRIVER_H
+#define QS_DRIVER_H
+
+#include "mpi/comm.h"
+#include "status.h"
+
+typedef struct qs_run_opts {
+    const char *config_path;
+    const char *const *sets;   /* "key.path=value" overrides, in order */
+    int nset;
+    int resume;                /* continue an existing run directory */
+    int verbose;               /* every rank logs */
+    int quiet;
+} qs_run_opts;
+
+/* Collective over `comm`. Returns the agreed status (all ranks return the same code and,
+ * for errors, the same one-line message in *err). Exits: the caller finalizes and exits
+ * with qs_status_exit_code(); QS_ERR_INTERNAL is aborted inside. */
+qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err);
+
+/* Installs SIGUSR1/SIGTERM/SIGINT handlers that set the stop flag returned by
+ * qs_driver_stop_flag() (the one process-wide variable: signal handlers can reach no
+ * other state). */
+void qs_driver_install_signals(void);
+const volatile int *qs_driver_stop_flag(void);
+
+#endif /* QS_DRIVER_H */

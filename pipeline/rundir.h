@@ -1,0 +1,100 @@
+/* rundir.h: the run directory: layout, durable writes (temp -> fsync -> rename -> fsync
+ * of the directory) and stage manifests.
+ *
+ * Layout (docs/design.md):
+ *   run/config.resolved.yaml  run/plan/plan.json  run/calib/  run/recon/  run/search/
+ *   run/final/  run/out/  and <stage>/manifest.json written last by each stage.
+ *
+ * A manifest names the stage, the config hash, the inputs' hashes and every output's
+ * SHA-256 (path relative to the run directory). A stage is done when its manifest exists,
+ * its config hash and inputs match, and every output listed is present with that checksum.
+ *
+ * Ownership: qs_rundir holds only its root path (owned); qs_manifest owns its entry
+ * arrays; both have *_free functions that are safe on zeroed structs.
+ */
+#ifndef QS_RUNDIR_H
+#define QS_RUNDIR_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "status.h"
+
+#define QS_PATH_MAX 4096
+
+typedef struct qs_rundir {
+    char *root;
+} qs_rundir;
+
+/* Sets the root (does not create it). */
+qs_status qs_rundir_init(qs_rundir *rd, const char *root, qs_err *err);
+void qs_rundir_free(qs_rundir *rd);
+
+/* Joins root and a relative path into out (QS_ERR_INPUT if it does not fit). */
+qs_status qs_rundir_path(const qs_rundir *rd, const char *rel, char *out, size_t n,
+                         qs_err *err);
+
+/* mkdir -p of root/rel (rel may be ""). */
+qs_status qs_rundir_mkdir(const qs_rundir *rd, const char *rel, qs_err *err);
+
+/* mkdir -p of an absolute or relative path. */
+qs_status qs_mkdir_p(const char *path, qs_err *err);
+
+/* 1 if path exists (any type). */
+int qs_path_exists(const char *path);
+
+/* A file being written durably: write to `tmp`, then qs_atomic_commit renames it to
+ * `path`. qs_atomic_abandon removes the temp file. Either must be called once. */
+typedef struct qs_atomic {
+    FILE *f;
+    char path[QS_PATH_MAX];
+    char tmp[QS_PATH_MAX];
+} qs_atomic;
+
+qs_status qs_atomic_open(qs_atomic *a, const char *path, qs_err *err);
+/* Flushes, fsyncs, closes, renames and fsyncs the directory. Disk-full and I/O errors
+ * are QS_ERR_RUNTIME naming the file; on failure the temp file is removed. */
+qs_status qs_atomic_commit(qs_atomic *a, qs_err *err);
+void qs_atomic_abandon(qs_atomic *a);
+
+/* Writes a whole buffer durably to path. */
+qs_status qs_write_file_atomic(const char *path, const void *data, size_t n, qs_err *err);
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer (caller frees). */
+qs_status qs_read_file(const char *path, char **data, size_t *n, qs_err *err);
+
+/* fsync of a directory (after a rename into it). */
+qs_status qs_fsync_dir(const char *dir, qs_err *err);
+
+typedef struct qs_manifest_entry {
+    char *name;   /* input name or output path relative to the run directory */
+    char hash[65];
+} qs_manifest_entry;
+
+typedef struct qs_manifest {
+    char stage[32];
+    char config_hash[65];
+    qs_manifest_entry *inputs;
+    int ninputs;
+    qs_manifest_entry *outputs;
+    int noutputs;
+} qs_manifest;
+
+void qs_manifest_init(qs_manifest *m, const char *stage, const char *config_hash);
+qs_status qs_manifest_add_input(qs_manifest *m, const char *name, const char *hash,
+                                qs_err *err);
+/* Hashes root/rel and records it as an output. */
+qs_status qs_manifest_add_output(qs_manifest *m, const qs_rundir *rd, const char *rel,
+                                 qs_err *err);
+/* Writes root/<stage>/manifest.json durably (last step of a stage). */
+qs_status qs_manifest_write(const qs_manifest *m, const qs_rundir *rd, qs_err *err);
+/* Reads root/<stage>/manifest.json; *found = 0 when absent. Malformed = QS_ERR_INPUT. */
+qs_status qs_manifest_read(qs_manifest *m, const qs_rundir *rd, const char *stage,
+                           int *found, qs_err *err);
+/* 1 when `have` (on disk) matches the expected stage/config hash/inputs of `want`
+ * and every output of `have` still has its recorded checksum. */
+qs_status qs_manifest_check(const qs_manifest *have, const qs_manifest *want,
+                            const qs_rundir *rd, int *matches, qs_err *err);
+void qs_manifest_free(qs_manifest *m);
+
+#endif /* QS_RUNDIR_H */

@@ -1,0 +1,74 @@
+/* plan.c (stage): assigns contiguous ranges of decoder layers to ranks with the optimal
+ * min-max split of the layer costs (mpi/partition), records each rank's memory from the
+ * one formula (pipeline/memory.c), and writes run/plan/plan.json + manifest.
+ * Inputs hashed: config hash, model fingerprint and the rank count (a new rank count
+ * redoes the plan only).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memory.h"
+#include "mpi/partition.h"
+#include "plan.h"
+#include "sha256.h"
+#include "stage.h"
+
+qs_status qs_stage_plan_compute(const qs_hf_config *hf, const qs_config *cfg, int nranks,
+                                qs_plan *out, qs_err *err) {
+    qs_status st = QS_OK;
+    int L = (int)hf->num_hidden_layers;
+    QS_CHECK(qs_plan_alloc(out, nranks, L, err));
+    for (int l = 0; l < L; ++l) out->layer_cost[l] = qs_layer_cost(hf, cfg, l);
+    QS_CHECK(qs_partition_contiguous(out->layer_cost, L, nranks, out->first, &out->max_cost,
+                                     err));
+    for (int r = 0; r < nranks; ++r) {
+        for (int l = out->first[r]; l < out->first[r + 1]; ++l) out->layer_rank[l] = r;
+        out->mem[r] = qs_mem_for_rank(hf, cfg, out->first[r], out->first[r + 1] - out->first[r]);
+    }
+done:
+    if (st != QS_OK) qs_plan_free(out);
+    return st;
+}
+
+qs_status qs_stage_plan_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err) {
+    (void)args;
+    qs_status st = QS_OK;
+    qs_plan plan;
+    qs_manifest want, have;
+    char *text = NULL;
+    char path[QS_PATH_MAX], ranks_hash[65], nr[32];
+    int found = 0, matches = 0;
+    memset(&plan, 0, sizeof(plan));
+    qs_manifest_init(&want, "plan", ctx->config_hash);
+    memset(&have, 0, sizeof(have));
+
+    snprintf(nr, sizeof(nr), "nranks=%d", ctx->comm->size);
+    qs_sha256_hex(nr, strlen(nr), ranks_hash);
+    if (ctx->comm->rank == 0) {
+        QS_CHECK(qs_manifest_add_input(&want, "model", ctx->model_hash, err));
+        QS_CHECK(qs_manifest_add_input(&want, "nranks", ranks_hash, err));
+        QS_CHECK(qs_manifest_read(&have, ctx->rd, "plan", &found, err));
+        if (found) QS_CHECK(qs_manifest_check(&have, &want, ctx->rd, &matches, err));
+        if (matches) {
+            qs_log_info(ctx->log, "plan: up to date, skipped");
+            goto done;
+        }
+        QS_CHECK(qs_stage_plan_compute(&ctx->model->hf, ctx->cfg, ctx->comm->size, &plan, err));
+        QS_CHECK(qs_plan_to_json(&plan, &text, err));
+        QS_CHECK(qs_rundir_mkdir(ctx->rd, "plan", err));
+        QS_CHECK(qs_rundir_path(ctx->rd, "plan/plan.json", path, sizeof(path), err));
+        QS_CHECK(qs_write_file_atomic(path, text, strlen(text), err));
+        QS_CHECK(qs_manifest_add_output(&want, ctx->rd, "plan/plan.json", err));
+        QS_CHECK(qs_manifest_write(&want, ctx->rd, err));
+        if (!ctx->log->quiet) qs_plan_print(&plan, stdout);
+    }
+done:
+    /* rank 0 did the work; everyone learns the outcome (no one is blocked before this) */
+    st = qs_comm_agree(ctx->comm, st, err);
+    free(text);
+    qs_plan_free(&plan);
+    qs_manifest_free(&want);
+    qs_manifest_free(&have);
+    return st;
+}

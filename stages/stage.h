@@ -1,0 +1,46 @@
+/* stage.h: the one signature every stage shares, and the context the driver hands it.
+ * A stage is glue: it reads its inputs from the run directory, calls io/, model/,
+ * quant/, talks to other ranks through mpi/, writes its outputs (temp -> rename) and
+ * its manifest last. Stages never call each other; the driver owns the order.
+ *
+ * Ownership: the context only borrows; the driver owns everything it points to.
+ */
+#ifndef QS_STAGE_H
+#define QS_STAGE_H
+
+#include "config.h"
+#include "io/model.h"
+#include "log.h"
+#include "mpi/comm.h"
+#include "rundir.h"
+#include "status.h"
+
+typedef struct qs_stage_ctx {
+    const qs_config *cfg;
+    const qs_comm *comm;
+    const qs_rundir *rd;
+    const qs_model *model;      /* opened and validated by the driver on every rank */
+    const qs_log *log;
+    char config_hash[65];       /* of the resolved config without runtime keys */
+    char model_hash[65];        /* fingerprint: config.json + safetensors headers + sizes */
+    const volatile int *stop;   /* set (by the driver's signal handler) to request a stop */
+} qs_stage_ctx;
+
+/* Per-invocation arguments (a stage may run twice, e.g. reconstruct before/after search). */
+typedef struct qs_stage_args {
+    int pass;                   /* 0 = measure, 1 = final (reconstruct) */
+} qs_stage_args;
+
+/* Every stage: collective over ctx->comm. Returns QS_OK, QS_STOPPED (everything completed
+ * is durable) or an error agreed by all ranks; failures where ranks may be blocked abort. */
+typedef qs_status (*qs_stage_fn)(const qs_stage_ctx *ctx, const qs_stage_args *args,
+                                 qs_err *err);
+
+qs_status qs_stage_plan_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err);
+
+/* The plan computation shared by the plan stage and `qshard plan --ranks N`. */
+#include "plan.h"
+qs_status qs_stage_plan_compute(const qs_hf_config *hf, const qs_config *cfg, int nranks,
+                                qs_plan *out, qs_err *err);
+
+#endif /* QS_STAGE_H */

@@ -1,0 +1,115 @@
+#!/usr/bin/python3
+"""test_bad_inputs.py: the bad-input suite through the CLI. Every broken model written by
+tests/data/make_bad_models.py and every broken config below must make both
+`qshard inspect DIR` (model cases) and `mpiexec -n 2 qshard run CONFIG` exit 2, with
+qshard's own stderr exactly one line `qshard: error: ...` naming the file (or key) and the
+cause (the MPI launcher may add its banner after it), and no sanitizer report.
+Usage: test_bad_inputs.py  (env: QS_BIN, QS_MPIEXEC, QS_SOURCE_DIR)"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+QS = os.environ["QS_BIN"]
+MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+SRC = os.environ["QS_SOURCE_DIR"]
+PY = "/usr/bin/python3"
+failures = []
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print("FAIL:", msg, file=sys.stderr)
+
+
+def one_line_error(name, proc, expect_file, expect_substr, launcher):
+    err = proc.stderr
+    lines = [l for l in err.splitlines() if l.strip()]
+    ours = [l for l in lines if l.startswith("qshard:")]
+    check(proc.returncode == 2, f"{name}: exit {proc.returncode}, want 2; stderr: {err.strip()[:400]}")
+    check(len(ours) == 1, f"{name}: {len(ours)} qshard lines on stderr: {ours}")
+    if not lines:
+        return
+    first = lines[0]
+    check(first.startswith("qshard: error: "), f"{name}: first stderr line is not ours: {first}")
+    if not launcher:
+        check(len(lines) == 1, f"{name}: stderr has {len(lines)} lines: {lines}")
+    check(expect_file in first, f"{name}: message does not name '{expect_file}': {first}")
+    check(expect_substr.lower() in first.lower(), f"{name}: message lacks '{expect_substr}': {first}")
+    for mark in SANITIZER_MARKS:
+        check(mark not in err, f"{name}: sanitizer report on stderr: {err[:2000]}")
+
+
+def run(cmd):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+YAML_CASES = [
+    # (name, text, expected file-ish token, expected cause word)
+    ("unknown_key", "model: {model}\nrun_dir: {run}\nquant:\n  bitz: [4]\n", "bad.yaml:4:3", "bitz"),
+    ("wrong_type", "model: {model}\nrun_dir: {run}\nquant:\n  bits: hello\n", "bad.yaml:4", "bits"),
+    ("out_of_range", "model: {model}\nrun_dir: {run}\nquant:\n  bits: [9]\n", "bad.yaml:4", "bits"),
+    ("alias", "model: {model}\nrun_dir: &r {run}\neval:\n  tokens: *r\n", "bad.yaml:2", "anchor"),
+    ("malformed", "model: {model}\nrun_dir: [unclosed\n", "bad.yaml", "yaml"),
+    ("empty", "", "bad.yaml", "empty"),
+    ("not_mapping", "- a\n- b\n", "bad.yaml:1", "mapping"),
+    ("missing_model", "run_dir: {run}\n", "bad.yaml", "model"),
+    ("duplicate_key", "model: {model}\nmodel: {model}\nrun_dir: {run}\n", "bad.yaml:2", "duplicate"),
+    ("negative_nsamples", "model: {model}\nrun_dir: {run}\ncalib:\n  nsamples: -3\n", "bad.yaml:4", "nsamples"),
+    ("bad_enum", "model: {model}\nrun_dir: {run}\nquant:\n  method: awq\n", "bad.yaml:4", "method"),
+    ("model_missing_dir", "model: /nonexistent/qs-model\nrun_dir: {run}\n", "/nonexistent/qs-model", ""),
+]
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="qs_bad_")
+    cases_dir = os.path.join(tmp, "models")
+    r = run([PY, os.path.join(SRC, "tests", "data", "make_bad_models.py"), cases_dir])
+    check(r.returncode == 0, f"make_bad_models.py failed: {r.stderr}")
+    cases = json.load(open(os.path.join(cases_dir, "cases.json")))
+    good = os.path.join(tmp, "good")
+    r = run([QS, "synth-model", "--arch", "llama", "--layers", "2", "--hidden", "64", "--heads", "2",
+             "--vocab", "128", good])
+    check(r.returncode == 0, f"synth-model: {r.stderr}")
+    n = 0
+    for c in cases:
+        d = c["dir"] if os.path.isabs(c["dir"]) else os.path.join(cases_dir, c["dir"])
+        p = run([QS, "inspect", d])
+        one_line_error("inspect/" + c["name"], p, c["expect_file"], c["expect_substr"], False)
+        cfg = os.path.join(tmp, f"cfg_{c['name']}.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"model: {d}\nrun_dir: {tmp}/run_{c['name']}\n")
+        p = run(MPIEXEC + ["-n", "2", QS, "run", cfg])
+        one_line_error("run/" + c["name"], p, c["expect_file"], c["expect_substr"], True)
+        check(not os.path.exists(f"{tmp}/run_{c['name']}"), f"{c['name']}: run directory was created")
+        n += 1
+    for name, text, expect_file, expect_substr in YAML_CASES:
+        cfg = os.path.join(tmp, "bad.yaml")
+        with open(cfg, "w") as f:
+            f.write(text.format(model=good, run=os.path.join(tmp, "run_" + name)))
+        p = run(MPIEXEC + ["-n", "2", QS, "run", cfg])
+        one_line_error("yaml/" + name, p, expect_file, expect_substr, True)
+        p = run([QS, "plan", cfg, "--ranks", "2"])
+        one_line_error("plan/" + name, p, expect_file, expect_substr, False)
+        n += 1
+    # usage errors and a missing config file
+    p = run(MPIEXEC + ["-n", "2", QS, "run", os.path.join(tmp, "nope.yaml")])
+    one_line_error("run/missing_config", p, "nope.yaml", "", True)
+    p = run(MPIEXEC + ["-n", "2", QS, "run", "--bogus"])
+    one_line_error("run/unknown_option", p, "--bogus", "unknown option", True)
+    p = run([QS, "inspect"])
+    one_line_error("inspect/no_dir", p, "MODEL_DIR", "missing", False)
+    p = run([QS, "frobnicate"])
+    one_line_error("unknown_command", p, "frobnicate", "unknown command", False)
+    n += 4
+    subprocess.run(["rm", "-rf", tmp])
+    print(f"bad inputs: {n} cases, {len(failures)} failure(s)")
+    check(n >= 25, f"only {n} cases")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+/* test_rundir.c: SHA-256 known answers, durable writes, manifests (match, mismatch,
+ * tampered output), and that no temp file is left behind after a failed write. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rundir.h"
+#include "sha256.h"
+
+static int failures = 0;
+#define CHECK(cond, msg)                                                  \
+    do {                                                                  \
+        if (!(cond)) {                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, msg); \
+            ++failures;                                                   \
+        }                                                                 \
+    } while (0)
+
+static int count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.') ++n;
+    if (d) closedir(d);
+    return n;
+}
+
+int main(void) {
+    char hex[65];
+    qs_sha256_hex("", 0, hex);
+    CHECK(strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0,
+          "sha256 empty");
+    qs_sha256_hex("abc", 3, hex);
+    CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0,
+          "sha256 abc");
+    {
+        const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        qs_sha256 s;
+        qs_sha256_init(&s);
+        for (size_t i = 0; i < strlen(m); ++i) qs_sha256_update(&s, m + i, 1);
+        qs_sha256_final_hex(&s, hex);
+        CHECK(strcmp(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1") == 0,
+              "sha256 448 bits streamed");
+        char *mil = malloc(1000000);
+        memset(mil, 'a', 1000000);
+        qs_sha256_hex(mil, 1000000, hex);
+        free(mil);
+        CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0,
+              "sha256 million a");
+    }
+
+    char tmpl[] = "/tmp/qs_rundir_XXXXXX";
+    char *root = mkdtemp(tmpl);
+    CHECK(root != NULL, "mkdtemp");
+    qs_err err = {0};
+    qs_rundir rd;
+    CHECK(qs_rundir_init(&rd, root, &err) == QS_OK, "init");
+    CHECK(qs_rundir_mkdir(&rd, "plan/sub", &err) == QS_OK, "mkdir -p");
+    char path[QS_PATH_MAX];
+    qs_rundir_path(&rd, "plan/out.txt", path, sizeof(path), &err);
+    CHECK(qs_write_file_atomic(path, "hello\n", 6, &err) == QS_OK, "atomic write");
+    char *back = NULL;
+    size_t n = 0;
+    CHECK(qs_read_file(path, &back, &n, &err) == QS_OK && n == 6 && strcmp(back, "hello\n") == 0,
+          "read back");
+    free(back);
+    {
+        char plan_dir[QS_PATH_MAX];
+        qs_rundir_path(&rd, "plan", plan_dir, sizeof(plan_dir), &err);
+        CHECK(count_entries(plan_dir) == 2, "no temp file left (out.txt + sub)");
+    }
+    /* abandoned write leaves nothing */
+    {
+        qs_atomic a;
+        char p2[QS_PATH_MAX];
+        qs_rundir_path(&rd, "plan/never.txt", p2, sizeof(p2), &err);
+        CHECK(qs_atomic_open(&a, p2, &err) == QS_OK, "atomic open");
+        fputs("partial", a.f);
+        qs_atomic_abandon(&a);
+        CHECK(!qs_path_exists(p2), "abandoned target absent");
+        char plan_dir[QS_PATH_MAX];
+        qs_rundir_path(&rd, "plan", plan_dir, sizeof(plan_dir), &err);
+        CHECK(count_entries(plan_dir) == 2, "abandoned temp removed");
+    }
+    /* writing into a missing directory is an error naming the file */
+    {
+        qs_err e2 = {0};
+        qs_status st = qs_write_file_atomic("/nonexistent-dir-qs/x.json", "x", 1, &e2);
+        CHECK(st == QS_ERR_INPUT && strstr(e2.msg, "/nonexistent-dir-qs/x.json") != NULL,
+              "missing dir error");
+    }
+    /* manifests */
+    qs_manifest want, have;
+    qs_manifest_init(&want, "plan", "0123456789012345678901234567890123456789012345678901234567890123");
+    CHECK(qs_manifest_add_input(&want, "model",
+                                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                                &err) == QS_OK,
+          "add input");
+    CHECK(qs_manifest_add_output(&want, &rd, "plan/out.txt", &err) == QS_OK, "add output");
+    CHECK(qs_manifest_write(&want, &rd, &err) == QS_OK, "write manifest");
+    int found = 0, matches = 0;
+    CHECK(qs_manifest_read(&have, &rd, "plan", &found, &err) == QS_OK && found, "read manifest");
+    CHECK(qs_manifest_check(&have, &want, &rd, &matches, &err) == QS_OK && matches, "matches");
+    /* a different config hash does not match */
+    {
+        qs_manifest other;
+        qs_manifest_init(&other, "plan", "ffff456789012345678901234567890123456789012345678901234567890123");
+        qs_manifest_add_input(&other, "model",
+                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &err);
+        qs_manifest_check(&have, &other, &rd, &matches, &err);
+        CHECK(!matches, "config mismatch detected");
+        qs_manifest_free(&other);
+    }
+    /* a tampered output does not match */
+    qs_write_file_atomic(path, "HELLO\n", 6, &err);
+    qs_manifest_check(&have, &want, &rd, &matches, &err);
+    CHECK(!matches, "tampered output detected");
+    qs_manifest_free(&have);
+    qs_manifest_free(&want);
+    /* missing manifest: found = 0 */
+    CHECK(qs_manifest_read(&have, &rd, "calib", &found, &err) == QS_OK && !found, "absent");
+    qs_manifest_free(&have);
+    qs_rundir_free(&rd);
+    {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+        if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+    }
+    if (failures) return 1;
+    printf("rundir: all checks passed\n");
+    return 0;
+}
