@@ -134,11 +134,11 @@ qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, fl
                            const qs_layer_hooks *hooks, qs_err *err) {
     qs_status st = QS_OK;
     const int64_t rows = (int64_t)nseq * seqlen;
-    const int64_t H = d->hidden, I = d->inter;
+    const int64_t H = d->hidden, Ni = d->inter;
     const int64_t qd = d->heads * d->head_dim, kvd = d->kv_heads * d->head_dim;
     QS_ASSERT(err, nseq > 0 && seqlen > 0);
     QS_ASSERT(err, rows <= ws->max_rows && seqlen <= ws->max_seqlen);
-    QS_ASSERT(err, ws->hidden == H && ws->inter == I && ws->q_dim == qd && ws->kv_dim == kvd &&
+    QS_ASSERT(err, ws->hidden == H && ws->inter == Ni && ws->q_dim == qd && ws->kv_dim == kvd &&
                        ws->head_dim == d->head_dim);
     QS_ASSERT(err, w->input_norm && w->q_w && w->k_w && w->v_w && w->o_w && w->post_norm &&
                        w->gate_w && w->up_w && w->down_w);
@@ -163,11 +163,11 @@ qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, fl
     /* MLP block */
     qs_rmsnorm(x, w->post_norm, ws->xn, rows, H, (float)d->eps);
     QS_CHECK(call_hook(hooks, QS_GROUP_GATE_UP, ws->xn, rows, H, err));
-    qs_linear(ws->xn, w->gate_w, d->mlp_bias ? w->gate_b : NULL, ws->gate, rows, H, I);
-    qs_linear(ws->xn, w->up_w, d->mlp_bias ? w->up_b : NULL, ws->up, rows, H, I);
-    qs_swiglu(ws->gate, ws->up, rows * I);
-    QS_CHECK(call_hook(hooks, QS_GROUP_DOWN, ws->gate, rows, I, err));
-    qs_linear(ws->gate, w->down_w, d->mlp_bias ? w->down_b : NULL, ws->proj, rows, I, H);
+    qs_linear(ws->xn, w->gate_w, d->mlp_bias ? w->gate_b : NULL, ws->gate, rows, H, Ni);
+    qs_linear(ws->xn, w->up_w, d->mlp_bias ? w->up_b : NULL, ws->up, rows, H, Ni);
+    qs_swiglu(ws->gate, ws->up, rows * Ni);
+    QS_CHECK(call_hook(hooks, QS_GROUP_DOWN, ws->gate, rows, Ni, err));
+    qs_linear(ws->gate, w->down_w, d->mlp_bias ? w->down_b : NULL, ws->proj, rows, Ni, H);
     qs_add_inplace(x, ws->proj, rows, H);
 done:
     return st;

@@ -90,7 +90,7 @@ static float *read_file(const char *dir, const char *name, size_t bytes) {
 
 static void make_model(tmodel *m, const tcase *c, const char *dir) {
     const qs_model_dims *d = &c->d;
-    const int64_t H = d->hidden, I = d->inter, V = d->vocab;
+    const int64_t H = d->hidden, Ni = d->inter, V = d->vocab;
     const int64_t qd = d->heads * d->head_dim, kvd = d->kv_heads * d->head_dim;
     memset(m, 0, sizeof(*m));
     m->embed = rand_buf(V * H, 1.0f, 0.0f);
@@ -107,10 +107,10 @@ static void make_model(tmodel *m, const tcase *c, const char *dir) {
                          kvd * H, d->qkv_bias ? kvd : 0,
                          H * qd, d->o_bias ? H : 0,
                          H,
-                         I * H, d->mlp_bias ? I : 0,
-                         I * H, d->mlp_bias ? I : 0,
-                         H * I, d->mlp_bias ? H : 0};
-        int64_t fan_in[16] = {0, H, 0, H, 0, H, 0, qd, 0, 0, H, 0, H, 0, I, 0};
+                         Ni * H, d->mlp_bias ? Ni : 0,
+                         Ni * H, d->mlp_bias ? Ni : 0,
+                         H * Ni, d->mlp_bias ? H : 0};
+        int64_t fan_in[16] = {0, H, 0, H, 0, H, 0, qd, 0, 0, H, 0, H, 0, Ni, 0};
         for (int f = 0; f < 16; ++f) {
             if (!n[f]) continue;
             float scale, offset = 0.0f;
@@ -368,12 +368,12 @@ done:
     rm_dir(dir);
 }
 
-static qs_model_dims base_dims(int64_t H, int64_t I, int64_t heads, int64_t kv, int64_t hd,
+static qs_model_dims base_dims(int64_t H, int64_t Ni, int64_t heads, int64_t kv, int64_t hd,
                                int64_t V, int64_t L) {
     qs_model_dims d;
     memset(&d, 0, sizeof(d));
     d.hidden = H;
-    d.inter = I;
+    d.inter = Ni;
     d.heads = heads;
     d.kv_heads = kv;
     d.head_dim = hd;
