@@ -7,8 +7,8 @@ qs_add_unit(test_model_forward ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_model_forwa
             LABELS model ARGS ${CMAKE_CURRENT_SOURCE_DIR}/ref/forward_ref.py)
 qs_add_unit(test_model_hessian ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_model_hessian.c
             LABELS model)
+qs_add_unit(test_model_kernels ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_model_kernels.c
+            LABELS model)
 
 add_executable(bench_forward ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_forward.c)
 target_link_libraries(bench_forward PRIVATE qshard_core)
-qs_add_unit(test_model_kernels ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_model_kernels.c
-            LABELS model)
