@@ -1,0 +1,242 @@
+/* layer.c: the decoder layer forward (with statistics hooks), its workspace, and the
+ * whole-model convenience (embedding -> layers -> norm -> logits -> NLL). */
+#include "model/layer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+qs_status qs_model_dims_check(const qs_model_dims *d, qs_err *err) {
+#define QS_DIM_POS(field, key)                                                               \
+    if (d->field <= 0)                                                                       \
+        return QS_FAIL(err, QS_ERR_INPUT, "model dims: %s must be positive, got %lld", key, \
+                       (long long)d->field);
+    QS_DIM_POS(hidden, "hidden_size")
+    QS_DIM_POS(inter, "intermediate_size")
+    QS_DIM_POS(heads, "num_attention_heads")
+    QS_DIM_POS(kv_heads, "num_key_value_heads")
+    QS_DIM_POS(head_dim, "head_dim")
+#undef QS_DIM_POS
+    if (d->head_dim % 2 != 0)
+        return QS_FAIL(err, QS_ERR_INPUT, "model dims: head_dim must be even for RoPE, got %lld",
+                       (long long)d->head_dim);
+    if (d->heads % d->kv_heads != 0)
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "model dims: num_attention_heads %lld is not a multiple of "
+                       "num_key_value_heads %lld",
+                       (long long)d->heads, (long long)d->kv_heads);
+    if (!(d->eps > 0.0))
+        return QS_FAIL(err, QS_ERR_INPUT, "model dims: rms_norm_eps must be positive, got %g",
+                       d->eps);
+    if (!(d->rope.theta > 0.0))
+        return QS_FAIL(err, QS_ERR_INPUT, "model dims: rope_theta must be positive, got %g",
+                       d->rope.theta);
+    if (d->sliding_window < 0)
+        return QS_FAIL(err, QS_ERR_INPUT, "model dims: sliding_window must be >= 0, got %lld",
+                       (long long)d->sliding_window);
+    if (d->rope.scaling == QS_ROPE_SCALING_LINEAR || d->rope.scaling == QS_ROPE_SCALING_LLAMA3) {
+        if (!(d->rope.factor > 0.0))
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "model dims: rope_scaling.factor must be positive, got %g",
+                           d->rope.factor);
+    }
+    if (d->rope.scaling == QS_ROPE_SCALING_LLAMA3) {
+        if (!(d->rope.low_freq_factor > 0.0) ||
+            !(d->rope.high_freq_factor > d->rope.low_freq_factor))
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "model dims: rope_scaling needs 0 < low_freq_factor < "
+                           "high_freq_factor, got %g and %g",
+                           d->rope.low_freq_factor, d->rope.high_freq_factor);
+        if (d->rope.original_max_position <= 0)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "model dims: rope_scaling.original_max_position_embeddings must be "
+                           "positive, got %lld",
+                           (long long)d->rope.original_max_position);
+    }
+    return QS_OK;
+}
+
+size_t qs_layer_workspace_bytes(const qs_model_dims *d, int max_nseq, int max_seqlen) {
+    size_t rows = (size_t)max_nseq * (size_t)max_seqlen;
+    size_t q_dim = (size_t)(d->heads * d->head_dim), kv_dim = (size_t)(d->kv_heads * d->head_dim);
+    size_t n = rows * ((size_t)d->hidden * 2 + q_dim + 2 * kv_dim + 2 * (size_t)d->inter) +
+               (size_t)max_seqlen * (size_t)max_seqlen +
+               2 * (size_t)max_seqlen * (size_t)(d->head_dim / 2);
+    return n * sizeof(float);
+}
+
+void qs_layer_workspace_free(qs_layer_workspace *ws) {
+    if (!ws) return;
+    free(ws->xn);
+    free(ws->q);
+    free(ws->k);
+    free(ws->v);
+    free(ws->scores);
+    free(ws->gate);
+    free(ws->up);
+    free(ws->proj);
+    free(ws->rope_cos);
+    free(ws->rope_sin);
+    memset(ws, 0, sizeof(*ws));
+}
+
+qs_status qs_layer_workspace_init(qs_layer_workspace *ws, const qs_model_dims *d, int max_nseq,
+                                  int max_seqlen, qs_err *err) {
+    qs_status st = QS_OK;
+    float *inv_freq = NULL;  // (head_dim / 2)
+    memset(ws, 0, sizeof(*ws));
+    QS_CHECK(qs_model_dims_check(d, err));
+    if (max_nseq <= 0 || max_seqlen <= 0)
+        QS_THROW(err, QS_ERR_INTERNAL, "layer workspace: chunk %d x %d is empty", max_nseq,
+                 max_seqlen);
+    ws->max_rows = (int64_t)max_nseq * max_seqlen;
+    ws->max_seqlen = max_seqlen;
+    ws->hidden = d->hidden;
+    ws->inter = d->inter;
+    ws->q_dim = d->heads * d->head_dim;
+    ws->kv_dim = d->kv_heads * d->head_dim;
+    ws->head_dim = d->head_dim;
+    const size_t rows = (size_t)ws->max_rows, half = (size_t)(d->head_dim / 2);
+    const size_t f = sizeof(float);
+    if (!(ws->xn = qs_malloc(rows * (size_t)ws->hidden * f, err, "layer workspace xn")) ||
+        !(ws->q = qs_malloc(rows * (size_t)ws->q_dim * f, err, "layer workspace q")) ||
+        !(ws->k = qs_malloc(rows * (size_t)ws->kv_dim * f, err, "layer workspace k")) ||
+        !(ws->v = qs_malloc(rows * (size_t)ws->kv_dim * f, err, "layer workspace v")) ||
+        !(ws->scores = qs_malloc((size_t)max_seqlen * (size_t)max_seqlen * f, err,
+                                 "layer workspace scores")) ||
+        !(ws->gate = qs_malloc(rows * (size_t)ws->inter * f, err, "layer workspace gate")) ||
+        !(ws->up = qs_malloc(rows * (size_t)ws->inter * f, err, "layer workspace up")) ||
+        !(ws->proj = qs_malloc(rows * (size_t)ws->hidden * f, err, "layer workspace proj")) ||
+        !(ws->rope_cos = qs_malloc((size_t)max_seqlen * half * f, err, "rope cos table")) ||
+        !(ws->rope_sin = qs_malloc((size_t)max_seqlen * half * f, err, "rope sin table")) ||
+        !(inv_freq = qs_malloc(half * f, err, "rope inv_freq"))) {
+        st = QS_ERR_RUNTIME;
+        goto done;
+    }
+    qs_rope_inv_freq(&d->rope, d->head_dim, inv_freq);
+    qs_rope_table(inv_freq, (int64_t)half, max_seqlen, ws->rope_cos, ws->rope_sin);
+done:
+    free(inv_freq);
+    if (st != QS_OK) qs_layer_workspace_free(ws);
+    return st;
+}
+
+static qs_status call_hook(const qs_layer_hooks *hooks, qs_linear_group g, const float *x,
+                           int64_t rows, int64_t d_in, qs_err *err) {
+    if (!hooks || !hooks->fn) return QS_OK;
+    qs_status st = hooks->fn(hooks->ctx, g, x, rows, d_in, err);
+    if (st != QS_OK && err && err->code == QS_OK)
+        QS_FAIL(err, st, "layer hook for group %d failed without a message", (int)g);
+    return st;
+}
+
+qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, float *x,
+                           int nseq, int seqlen, qs_layer_workspace *ws,
+                           const qs_layer_hooks *hooks, qs_err *err) {
+    qs_status st = QS_OK;
+    const int64_t rows = (int64_t)nseq * seqlen;
+    const int64_t H = d->hidden, Ni = d->inter;
+    const int64_t qd = d->heads * d->head_dim, kvd = d->kv_heads * d->head_dim;
+    QS_ASSERT(err, nseq > 0 && seqlen > 0);
+    QS_ASSERT(err, rows <= ws->max_rows && seqlen <= ws->max_seqlen);
+    QS_ASSERT(err, ws->hidden == H && ws->inter == Ni && ws->q_dim == qd && ws->kv_dim == kvd &&
+                       ws->head_dim == d->head_dim);
+    QS_ASSERT(err, w->input_norm && w->q_w && w->k_w && w->v_w && w->o_w && w->post_norm &&
+                       w->gate_w && w->up_w && w->down_w);
+    QS_ASSERT(err, !d->qkv_bias || (w->q_b && w->k_b && w->v_b));
+    QS_ASSERT(err, !d->o_bias || w->o_b);
+    QS_ASSERT(err, !d->mlp_bias || (w->gate_b && w->up_b && w->down_b));
+
+    /* attention block */
+    qs_rmsnorm(x, w->input_norm, ws->xn, rows, H, (float)d->eps);
+    QS_CHECK(call_hook(hooks, QS_GROUP_QKV, ws->xn, rows, H, err));
+    qs_linear(ws->xn, w->q_w, d->qkv_bias ? w->q_b : NULL, ws->q, rows, H, qd);
+    qs_linear(ws->xn, w->k_w, d->qkv_bias ? w->k_b : NULL, ws->k, rows, H, kvd);
+    qs_linear(ws->xn, w->v_w, d->qkv_bias ? w->v_b : NULL, ws->v, rows, H, kvd);
+    qs_rope_apply(ws->q, nseq, seqlen, d->heads, d->head_dim, ws->rope_cos, ws->rope_sin);
+    qs_rope_apply(ws->k, nseq, seqlen, d->kv_heads, d->head_dim, ws->rope_cos, ws->rope_sin);
+    qs_attention(ws->q, ws->k, ws->v, nseq, seqlen, d->heads, d->kv_heads, d->head_dim,
+                 d->sliding_window, ws->scores);
+    QS_CHECK(call_hook(hooks, QS_GROUP_O, ws->q, rows, qd, err));
+    qs_linear(ws->q, w->o_w, d->o_bias ? w->o_b : NULL, ws->proj, rows, qd, H);
+    qs_add_inplace(x, ws->proj, rows, H);
+
+    /* MLP block */
+    qs_rmsnorm(x, w->post_norm, ws->xn, rows, H, (float)d->eps);
+    QS_CHECK(call_hook(hooks, QS_GROUP_GATE_UP, ws->xn, rows, H, err));
+    qs_linear(ws->xn, w->gate_w, d->mlp_bias ? w->gate_b : NULL, ws->gate, rows, H, Ni);
+    qs_linear(ws->xn, w->up_w, d->mlp_bias ? w->up_b : NULL, ws->up, rows, H, Ni);
+    qs_swiglu(ws->gate, ws->up, rows * Ni);
+    QS_CHECK(call_hook(hooks, QS_GROUP_DOWN, ws->gate, rows, Ni, err));
+    qs_linear(ws->gate, w->down_w, d->mlp_bias ? w->down_b : NULL, ws->proj, rows, Ni, H);
+    qs_add_inplace(x, ws->proj, rows, H);
+done:
+    return st;
+}
+
+void qs_model_workspace_free(qs_model_workspace *ws) {
+    if (!ws) return;
+    qs_layer_workspace_free(&ws->layer);
+    free(ws->x);
+    free(ws->logits);
+    memset(ws, 0, sizeof(*ws));
+}
+
+qs_status qs_model_workspace_init(qs_model_workspace *ws, const qs_model_dims *d,
+                                  int max_nseq, int max_seqlen, qs_err *err) {
+    qs_status st = QS_OK;
+    memset(ws, 0, sizeof(*ws));
+    if (d->vocab <= 0)
+        QS_THROW(err, QS_ERR_INPUT, "model dims: vocab_size must be positive, got %lld",
+                 (long long)d->vocab);
+    QS_CHECK(qs_layer_workspace_init(&ws->layer, d, max_nseq, max_seqlen, err));
+    ws->x = qs_malloc((size_t)ws->layer.max_rows * (size_t)d->hidden * sizeof(float), err,
+                      "model workspace residual");
+    ws->logits = ws->x ? qs_malloc((size_t)max_seqlen * (size_t)d->vocab * sizeof(float), err,
+                                   "model workspace logits")
+                       : NULL;
+    if (!ws->x || !ws->logits) st = QS_ERR_RUNTIME;
+done:
+    if (st != QS_OK) qs_model_workspace_free(ws);
+    return st;
+}
+
+qs_status qs_model_head(const float *final_norm, const float *lm_head, const qs_model_dims *d,
+                        float *x, const uint32_t *tokens, int nseq, int seqlen,
+                        float *logits_tile, float *logits, double *nll, qs_err *err) {
+    qs_status st = QS_OK;
+    const int64_t H = d->hidden, V = d->vocab;
+    QS_ASSERT(err, nseq > 0 && seqlen > 0 && V > 0);
+    QS_ASSERT(err, logits || logits_tile);
+    qs_rmsnorm(x, final_norm, x, (int64_t)nseq * seqlen, H, (float)d->eps);
+    for (int64_t s = 0; s < nseq; ++s) {
+        const uint32_t *tok = tokens + s * seqlen;  // (seqlen)
+        float *lg = logits ? logits + s * seqlen * V : logits_tile;  // (seqlen, vocab)
+        qs_linear(x + s * seqlen * H, lm_head, NULL, lg, seqlen, H, V);
+        if (!nll) continue;
+        for (int64_t t = 0; t + 1 < seqlen; ++t) {
+            if ((int64_t)tok[t + 1] >= V)
+                QS_THROW(err, QS_ERR_INPUT,
+                         "token id %u at index %lld is out of range for vocab size %lld",
+                         (unsigned)tok[t + 1], (long long)(s * seqlen + t + 1), (long long)V);
+            nll[s * (seqlen - 1) + t] = qs_nll_row(lg + t * V, V, tok[t + 1]);
+        }
+    }
+done:
+    return st;
+}
+
+qs_status qs_model_forward(const qs_model_weights *w, const qs_model_dims *d,
+                           const uint32_t *tokens, int nseq, int seqlen, qs_model_workspace *ws,
+                           float *logits, double *nll, qs_err *err) {
+    qs_status st = QS_OK;
+    const int64_t rows = (int64_t)nseq * seqlen;
+    QS_ASSERT(err, w->embed && w->final_norm && w->lm_head && (d->nlayers == 0 || w->layers));
+    QS_ASSERT(err, ws->x && rows <= ws->layer.max_rows && seqlen <= ws->layer.max_seqlen);
+    QS_CHECK(qs_embed_gather(w->embed, d->vocab, d->hidden, tokens, rows, ws->x, err));
+    for (int64_t l = 0; l < d->nlayers; ++l)
+        QS_CHECK(qs_layer_forward(&w->layers[l], d, ws->x, nseq, seqlen, &ws->layer, NULL, err));
+    QS_CHECK(qs_model_head(w->final_norm, w->lm_head, d, ws->x, tokens, nseq, seqlen, ws->logits,
+                           logits, nll, err));
+done:
+    return st;
+}
