@@ -3,7 +3,9 @@
  * prepare_ref: textbook Cholesky, triangular inverse and Cholesky again, all in double.
  * quantize_rows_ref: the paper's algorithm column by column over all rows at once: quantize
  * column k, err = (w - q) / U[k][k], then every later column j -= err * U[k][j]; group
- * parameters at a group's first column from the (fully updated) weights of the group.
+ * parameters at a group's first column from the (fully updated) weights of the group. The
+ * updated weights are kept in double (rounded to float where quantized), so the twin is
+ * the accurate side of the comparison: the blocked kernel's sgemm rounding is what differs.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -94,15 +96,16 @@ done:
     return st;
 }
 
-/* Parameters of group g for every row from columns [c0, c1) of M ((R, ld)), with columns
- * read through map (NULL: identity). */
-static qs_status ref_group(const qs_quant_params *p, const float *M, int64_t R, int64_t ld,
+/* Parameters of group g for every row from columns [c0, c1) of Mf or (as floats) of Md
+ * ((R, ld); exactly one is non-NULL). */
+static qs_status ref_group(const qs_quant_params *p, const float *Mf, const double *Md,
+                           int64_t R, int64_t ld,
                            int64_t c0, int64_t c1, int64_t g, int64_t ng, qs_quant_out *out,
                            qs_err *err) {
     for (int64_t r = 0; r < R; ++r) {
         float mn = INFINITY, mx = -INFINITY;
         for (int64_t c = c0; c < c1; ++c) {
-            float v = M[r * ld + c];
+            float v = Mf ? Mf[r * ld + c] : (float)Md[r * ld + c];
             if (v < mn) mn = v;
             if (v > mx) mx = v;
         }
@@ -117,40 +120,41 @@ qs_status qs_gptq_quantize_rows_ref(const qs_gptq_factor *f, const qs_quant_para
                                     const float *W, int64_t d_out, int64_t r0, int64_t r1,
                                     qs_quant_out *out, qs_err *err) {
     qs_status st = QS_OK;
-    float *Wc = NULL, *Wn = NULL;
+    double *Wc = NULL;
+    float *Wn = NULL;
     QS_CHECK(qs_gptq_check_rows(f, p, W, d_out, r0, r1, err));
     const int64_t n = f->n, R = r1 - r0, ng = qs_quant_ngroups(n, p->group_size);
     const int64_t gs = p->group_size < 1 ? n : p->group_size;
     const int maxq = (1 << p->bits) - 1;
     if (R == 0) goto done;
-    Wc = qs_malloc((size_t)(R * n) * sizeof(float), err, "GPTQ ref weights");
+    Wc = qs_malloc((size_t)(R * n) * sizeof(double), err, "GPTQ ref weights");
     Wn = qs_malloc((size_t)(R * n) * sizeof(float), err, "GPTQ ref weights");
     if (!Wc || !Wn) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
     for (int64_t r = 0; r < R; ++r)
         for (int64_t j = 0; j < n; ++j) {
             Wn[r * n + j] = f->dead[j] ? 0.0f : W[r * n + j];          /* natural order */
-            Wc[r * n + j] = f->dead[f->perm[j]] ? 0.0f : W[r * n + f->perm[j]]; /* quant order */
+            Wc[r * n + j] = f->dead[f->perm[j]] ? 0.0 : W[r * n + f->perm[j]]; /* quant order */
         }
     int dyn = p->group_size >= 1 && !p->static_groups;
     if (!dyn)
         for (int64_t g = 0; g < ng; ++g)
-            QS_CHECK(ref_group(p, Wn, R, n, g * gs, g * gs + gs < n ? g * gs + gs : n, g, ng, out,
+            QS_CHECK(ref_group(p, Wn, NULL, R, n, g * gs, g * gs + gs < n ? g * gs + gs : n, g, ng, out,
                                err));
     for (int64_t k = 0; k < n; ++k) {
         int64_t g = dyn ? k / gs : p->group_size < 1 ? 0 : f->perm[k] / gs;
         if (dyn && k % gs == 0)
-            QS_CHECK(ref_group(p, Wc, R, n, k, k + gs < n ? k + gs : n, g, ng, out, err));
+            QS_CHECK(ref_group(p, NULL, Wc, R, n, k, k + gs < n ? k + gs : n, g, ng, out, err));
         const float d = f->U[k * n + k];
         for (int64_t r = 0; r < R; ++r) {
             float s = qs_fp16_to_float(out->scales[r * ng + g]);
             int32_t z = out->zeros[r * ng + g];
-            float w = Wc[r * n + k];
+            float w = (float)Wc[r * n + k];
             int q = qs_quant1(w, s, s != 0.0f ? 1.0f / s : 0.0f, (float)z, (float)maxq);
             float dq = qs_dequant1(q, s, z);
             out->codes[r * n + f->perm[k]] = (uint8_t)q;
             if (out->wq) out->wq[r * n + f->perm[k]] = dq;
-            float e = (w - dq) / d;
-            for (int64_t j = k + 1; j < n; ++j) Wc[r * n + j] -= e * f->U[k * n + j];
+            double e = ((double)w - (double)dq) / (double)d;
+            for (int64_t j = k + 1; j < n; ++j) Wc[r * n + j] -= e * (double)f->U[k * n + j];
         }
     }
 done:
