@@ -339,11 +339,9 @@ static qs_status gptq_tile_run(const qs_gptq_factor *f, const qs_quant_params *p
                     if (out->wq) out->wq[r * n + j] = dq;
                     e[r] = (w[r] - dq) / d;
                 }
-                for (int64_t k2 = k + 1; k2 < s2; ++k2) {
-                    const float u = U[k * n + k2];
-                    float *w2 = t->W1T + (k2 - i1) * R;
-                    for (int64_t r = 0; r < R; ++r) w2[r] -= e[r] * u;
-                }
+                if (k + 1 < s2) /* rest of the sub-block -= U[k, k+1:s2]^T e^T (rank 1) */
+                    cblas_sger(CblasRowMajor, (int)(s2 - k - 1), (int)R, -1.0f, U + k * n + k + 1,
+                               1, e, 1, t->W1T + (k + 1 - i1) * R, (int)R);
             }
             if (s2 < i2) /* rest of the block -= U[s1:s2, s2:i2]^T E[s1:s2] */
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(i2 - s2), (int)R,
