@@ -127,7 +127,7 @@ static void round_trip(int bits, int gs, int v1) {
     CHECK(qs_pack_gptq(codes, sc, z, g, d_out, d_in, bits, gs, v1, qw, qz, st, gi, &e) == QS_OK,
           "%s", e.msg);
     /* the transposed layouts, spot-checked directly */
-    CHECK(st[1 * d_out + 5] == sc[5 * G + (G > 1 ? 1 : 0)] || G == 1, "scales layout");
+    CHECK(G == 1 || st[1 * d_out + 5] == sc[5 * G + 1], "scales layout");
     if (bits == 4) {
         uint32_t w = (uint32_t)qw[0 * d_out + 3];
         CHECK((w & 15u) == codes[3 * d_in + 0] && ((w >> 4) & 15u) == codes[3 * d_in + 1],
@@ -159,7 +159,7 @@ static void test_v1_zeros(void) {
     const int64_t d_out = 8, d_in = 8;
     uint8_t codes[64] = {0};
     uint16_t sc[8] = {0};
-    int32_t z[8], g[8] = {0}, qw[4], qz[1], gi[8];
+    int32_t z[8], g[8] = {0}, qw[8], qz[1], gi[8]; /* qweight (1, 8) at 4 bits */
     uint16_t st[8];
     for (int i = 0; i < 8; ++i) z[i] = 1;
     qs_err e = {0};
