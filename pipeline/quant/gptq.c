@@ -214,12 +214,42 @@ typedef struct gptq_tile {
     float *Wp;   /* (rb, n) weights in quantization order, updated lazily */
     float *W1T;  /* (B, rb) current block, transposed: column c is contiguous */
     float *E1T;  /* (B, rb) scaled errors of the block, transposed */
+    float *QT;   /* (B, rb) dequantized block, transposed */
+    uint8_t *CT; /* (B, rb) codes of the block, transposed */
     float *mn;   /* (rb) */
     float *mx;   /* (rb) */
     float *cs;   /* (rb) current group's scale per row */
     float *cid;  /* (rb) 1/scale (0 for scale 0) */
     float *cz;   /* (rb) zero as float */
 } gptq_tile;
+
+#define QS_T 16 /* transpose tile */
+
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols, in QS_T x QS_T tiles. */
+static void transpose_in(const float *src, int64_t lds, float *dst, int64_t ldd, int64_t rows,
+                         int64_t cols) {
+    for (int64_t r0 = 0; r0 < rows; r0 += QS_T)
+        for (int64_t c0 = 0; c0 < cols; c0 += QS_T) {
+            int64_t r1 = r0 + QS_T < rows ? r0 + QS_T : rows, c1 = c0 + QS_T < cols ? c0 + QS_T : cols;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t c = c0; c < c1; ++c) dst[c * ldd + r] = src[r * lds + c];
+        }
+}
+
+/* Block outputs back to natural column order: out[r * n + perm[i1 + c]] = T[c * R + r]. */
+static void scatter_out(const gptq_tile *t, const int32_t *perm, int64_t i1, int64_t nb,
+                        int64_t R, int64_t n, qs_quant_out *out) {
+    for (int64_t r0 = 0; r0 < R; r0 += QS_T)
+        for (int64_t c0 = 0; c0 < nb; c0 += QS_T) {
+            int64_t r1 = r0 + QS_T < R ? r0 + QS_T : R, c1 = c0 + QS_T < nb ? c0 + QS_T : nb;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t c = c0; c < c1; ++c) {
+                    int64_t j = perm[i1 + c];
+                    out->codes[r * n + j] = t->CT[c * R + r];
+                    if (out->wq) out->wq[r * n + j] = t->QT[c * R + r];
+                }
+        }
+}
 
 /* Group parameters of rows [0, R) from mn/mx into the outputs and the current arrays. */
 static qs_status set_group(const qs_quant_params *p, gptq_tile *t, int64_t R, int64_t g,
@@ -293,8 +323,7 @@ static qs_status gptq_tile_run(const qs_gptq_factor *f, const qs_quant_params *p
                 }
         }
         const int64_t nb = i2 - i1;
-        for (int64_t c = 0; c < nb; ++c)
-            for (int64_t r = 0; r < R; ++r) t->W1T[c * R + r] = Wp[r * n + i1 + c];
+        transpose_in(Wp + i1, n, t->W1T, R, R, nb);
 
         for (int64_t s1 = i1; s1 < i2;) {
             int64_t s2 = s1 + QS_GPTQ_SUB < i2 ? s1 + QS_GPTQ_SUB : i2;
@@ -331,12 +360,13 @@ static qs_status gptq_tile_run(const qs_gptq_factor *f, const qs_quant_params *p
                     curg = g;
                 }
                 const float d = U[k * n + k];
-                const int32_t j = f->perm[k];
+                uint8_t *ct = t->CT + c * R;
+                float *qt = t->QT + c * R;
                 for (int64_t r = 0; r < R; ++r) {
                     int q = qs_quant1(w[r], t->cs[r], t->cid[r], t->cz[r], maxq);
                     float dq = qs_dequant1(q, t->cs[r], (int32_t)t->cz[r]);
-                    out->codes[r * n + j] = (uint8_t)q;
-                    if (out->wq) out->wq[r * n + j] = dq;
+                    ct[r] = (uint8_t)q;
+                    qt[r] = dq;
                     e[r] = (w[r] - dq) / d;
                 }
                 if (k + 1 < s2) /* rest of the sub-block -= U[k, k+1:s2]^T e^T (rank 1) */
@@ -350,6 +380,7 @@ static qs_status gptq_tile_run(const qs_gptq_factor *f, const qs_quant_params *p
                             (int)R);
             s1 = s2;
         }
+        scatter_out(t, f->perm, i1, nb, R, n, out);
         if (i2 < n) /* later columns -= E (R, nb) U[i1:i2, i2:n] */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)(n - i2), (int)nb,
                         -1.0f, t->E1T, (int)R, U + i1 * n + i2, (int)n, 1.0f, Wp + i2, (int)n);
@@ -373,8 +404,10 @@ qs_status qs_gptq_quantize_rows(const qs_gptq_factor *f, const qs_quant_params *
     t.Wp = qs_malloc((size_t)(R * n) * sizeof(float), err, "GPTQ tile");
     t.W1T = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block");
     t.E1T = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block errors");
+    t.QT = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block output");
+    t.CT = qs_malloc((size_t)(B * R), err, "GPTQ block codes");
     t.mn = qs_malloc((size_t)(6 * R) * sizeof(float), err, "GPTQ group parameters");
-    if (!t.Wp || !t.W1T || !t.E1T || !t.mn) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    if (!t.Wp || !t.W1T || !t.E1T || !t.QT || !t.CT || !t.mn) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
     t.mx = t.mn + R;
     t.cs = t.mn + 2 * R;
     t.cid = t.mn + 3 * R;
@@ -390,6 +423,8 @@ done:
     free(t.Wp);
     free(t.W1T);
     free(t.E1T);
+    free(t.QT);
+    free(t.CT);
     free(t.mn);
     return st;
 }
