@@ -121,7 +121,8 @@ typedef struct qs_gptq_factor {
     qs_gptq_info info;
 } qs_gptq_factor;
 
-/* Prepares the factor of H ((n, n), symmetric; not modified): dead channels, act-order
+/* Prepares the factor of H ((n, n), symmetric, not modified; the finite check reads all of
+ * it, the factorization only the upper triangle): dead channels, act-order
  * permutation (descending diag(H), ties by index), damping (p->damp, raised x10 up to
  * p->damp_max while the fp32 Cholesky / inverse / Cholesky fails, then the same in fp64).
  * QS_ERR_INPUT if H has a non-finite entry or is not factorizable even at damp_max in fp64.
