@@ -1,0 +1,430 @@
+/* gptq.c: GPTQ (Frantar et al. 2022) on BLAS/LAPACK.
+ *
+ * prepare: dead channels, act-order permutation, damped Hessian -> U = chol((H + dI)^-1)
+ * (upper, Hinv = U^T U) with automatic damp raising and an fp64 fallback.
+ * quantize_rows: the blocked ("lazy batch") algorithm on fixed row tiles. Per tile the
+ * weights are copied in quantization order; each block of B columns is quantized column by
+ * column with rank-1 error feedback inside sub-blocks of QS_GPTQ_SUB columns, a small gemm
+ * carries a sub-block's errors to the rest of the block, and one gemm per block carries the
+ * block's errors to every later column. Block and sub-block ends are cut at group starts
+ * that would otherwise see stale weights, so group parameters always come from fully
+ * updated weights, exactly as in the column-by-column algorithm (gptq_ref.c).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include "quant/quant.h"
+#include "quant/quant_internal.h"
+
+#define QS_GPTQ_SUB 16 /* columns per rank-1 sub-block inside a lazy block */
+
+void qs_gptq_factor_free(qs_gptq_factor *f) {
+    if (!f) return;
+    free(f->U);
+    free(f->perm);
+    free(f->dead);
+    memset(f, 0, sizeof(*f));
+}
+
+typedef struct diag_key {
+    double d;
+    int32_t idx;
+} diag_key;
+
+static int cmp_diag_desc(const void *a, const void *b) {
+    const diag_key *x = a, *y = b;
+    if (x->d > y->d) return -1;
+    if (x->d < y->d) return 1;
+    return (x->idx > y->idx) - (x->idx < y->idx); /* ties: by index (stable) */
+}
+
+qs_status qs_gptq_prepare_common(const float *H, int64_t n, const qs_quant_params *p,
+                                 qs_gptq_factor *f, double *diag, double *mean_diag,
+                                 qs_err *err) {
+    qs_status st = QS_OK;
+    diag_key *keys = NULL;
+    QS_CHECK(qs_quant_params_check(p, err));
+    if (n < 1 || n > 0x7fffffff)
+        QS_THROW(err, QS_ERR_INPUT, "Hessian: size %lld is out of range", (long long)n);
+    for (int64_t i = 0; i < n * n; ++i)
+        if (!isfinite(H[i]))
+            QS_THROW(err, QS_ERR_INPUT, "Hessian: entry (%lld, %lld) is not finite",
+                     (long long)(i / n), (long long)(i % n));
+    f->n = n;
+    f->act_order = p->act_order;
+    f->perm = qs_malloc((size_t)n * sizeof(int32_t), err, "GPTQ permutation");
+    f->dead = qs_calloc((size_t)n, 1, err, "GPTQ dead channels");
+    keys = qs_malloc((size_t)n * sizeof(diag_key), err, "GPTQ diagonal");
+    if (!f->perm || !f->dead || !keys) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        double d = H[i * n + i];
+        if (d == 0.0) {
+            f->dead[i] = 1;
+            f->info.ndead++;
+            d = 1.0;
+        }
+        diag[i] = d;
+        sum += d;
+        keys[i].d = d;
+        keys[i].idx = (int32_t)i;
+    }
+    *mean_diag = sum / (double)n;
+    if (p->act_order) qsort(keys, (size_t)n, sizeof(diag_key), cmp_diag_desc);
+    for (int64_t i = 0; i < n; ++i) f->perm[i] = keys[i].idx;
+done:
+    free(keys);
+    return st;
+}
+
+double qs_gptq_next_damp(double cur, double damp_max) {
+    if (cur >= damp_max) return -1.0;
+    double nx = cur > 0.0 ? cur * 10.0 : damp_max;
+    return nx > damp_max ? damp_max : nx;
+}
+
+/* Permuted, damped Hessian into a (column-major == row-major, symmetric) buffer. Reads the
+ * upper triangle of H. */
+#define FILL_PERMUTED(A, H, f, diag, damp_abs)                                         \
+    do {                                                                               \
+        for (int64_t a_ = 0; a_ < (f)->n; ++a_) {                                      \
+            int64_t pa_ = (f)->perm[a_];                                               \
+            for (int64_t b_ = 0; b_ < (f)->n; ++b_) {                                  \
+                int64_t pb_ = (f)->perm[b_];                                           \
+                int64_t lo_ = pa_ < pb_ ? pa_ : pb_, hi_ = pa_ < pb_ ? pb_ : pa_;      \
+                (A)[a_ * (f)->n + b_] = (H)[lo_ * (f)->n + hi_];                       \
+            }                                                                          \
+            (A)[a_ * (f)->n + a_] = (diag)[pa_] + (damp_abs);                          \
+        }                                                                              \
+    } while (0)
+
+/* One fp32 attempt; 0 on success with f->U holding the factor. */
+static int factor_f32(const float *H, qs_gptq_factor *f, const double *diag, double damp_abs) {
+    const int64_t n = f->n;
+    float *A = f->U;
+    FILL_PERMUTED(A, H, f, diag, damp_abs);
+    /* A is symmetric: column-major 'L' = row-major upper. chol -> inverse -> chol; the
+     * column-major lower factor L2 (Hinv = L2 L2^T) read row-major is U = L2^T. */
+    if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    if (LAPACKE_spotri_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = 0; j < i; ++j) A[i * n + j] = 0.0f;
+        for (int64_t j = i; j < n; ++j)
+            if (!isfinite(A[i * n + j])) return -1;
+    }
+    return 0;
+}
+
+static int factor_f64(const float *H, qs_gptq_factor *f, const double *diag, double damp_abs,
+                      double *A) {
+    const int64_t n = f->n;
+    FILL_PERMUTED(A, H, f, diag, damp_abs);
+    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = 0; j < i; ++j) f->U[i * n + j] = 0.0f;
+        for (int64_t j = i; j < n; ++j) {
+            float v = (float)A[i * n + j];
+            if (!isfinite(v)) return -1;
+            f->U[i * n + j] = v;
+        }
+        if (!(f->U[i * n + i] > 0.0f)) return -1;
+    }
+    return 0;
+}
+
+qs_status qs_gptq_prepare(const float *H, int64_t n, const qs_quant_params *p,
+                          qs_gptq_factor *f, qs_err *err) {
+    qs_status st = QS_OK;
+    double *diag = NULL, *A64 = NULL;
+    memset(f, 0, sizeof(*f));
+    if (n < 1) QS_THROW(err, QS_ERR_INPUT, "Hessian: size %lld is out of range", (long long)n);
+    diag = qs_malloc((size_t)n * sizeof(double), err, "GPTQ diagonal");
+    if (!diag) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    double mean;
+    QS_CHECK(qs_gptq_prepare_common(H, n, p, f, diag, &mean, err));
+    f->U = qs_malloc((size_t)(n * n) * sizeof(float), err, "GPTQ factor");
+    if (!f->U) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    for (int fp64 = 0; fp64 <= 1; ++fp64) {
+        if (fp64) {
+            A64 = qs_malloc((size_t)(n * n) * sizeof(double), err, "GPTQ fp64 factor");
+            if (!A64) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+        }
+        int nraise = 0;
+        for (double frac = p->damp; frac >= 0.0; frac = qs_gptq_next_damp(frac, p->damp_max)) {
+            double damp_abs = frac * mean;
+            int rc = fp64 ? factor_f64(H, f, diag, damp_abs, A64)
+                          : factor_f32(H, f, diag, damp_abs);
+            if (rc == 0) {
+                f->info.damp = frac;
+                f->info.damp_abs = damp_abs;
+                f->info.nraise = nraise;
+                f->info.fp64 = fp64;
+                goto done;
+            }
+            nraise++;
+        }
+    }
+    QS_THROW(err, QS_ERR_INPUT,
+             "Hessian (%lld x %lld): not positive definite even with damp %g (damp_max) in fp64",
+             (long long)n, (long long)n, p->damp_max);
+done:
+    free(diag);
+    free(A64);
+    if (st != QS_OK) qs_gptq_factor_free(f);
+    return st;
+}
+
+void qs_gptq_g_idx(const qs_gptq_factor *f, const qs_quant_params *p, int32_t *g_idx) {
+    if (p->group_size < 1 || p->static_groups || !f->act_order) {
+        qs_quant_g_idx_natural(f->n, p->group_size, g_idx);
+        return;
+    }
+    for (int64_t k = 0; k < f->n; ++k) g_idx[f->perm[k]] = (int32_t)(k / p->group_size);
+}
+
+qs_status qs_gptq_check_rows(const qs_gptq_factor *f, const qs_quant_params *p,
+                             const float *W, int64_t d_out, int64_t r0, int64_t r1,
+                             qs_err *err) {
+    qs_status st = qs_quant_params_check(p, err);
+    if (st != QS_OK) return st;
+    if (!f || !f->U || f->n < 1)
+        return QS_FAIL(err, QS_ERR_INTERNAL, "GPTQ: factor not prepared");
+    if (f->act_order != p->act_order)
+        return QS_FAIL(err, QS_ERR_INTERNAL, "GPTQ: factor prepared with act_order %d, used with %d",
+                       f->act_order, p->act_order);
+    if (r0 < 0 || r1 < r0 || r1 > d_out)
+        return QS_FAIL(err, QS_ERR_INTERNAL, "GPTQ: row range [%lld, %lld) outside [0, %lld)",
+                       (long long)r0, (long long)r1, (long long)d_out);
+    if (r0 % p->row_block != 0 || (r1 != d_out && r1 % p->row_block != 0))
+        return QS_FAIL(err, QS_ERR_INTERNAL,
+                       "GPTQ: row range [%lld, %lld) is not aligned to row_block %d",
+                       (long long)r0, (long long)r1, p->row_block);
+    return qs_quant_check_finite(W, r1 - r0, f->n, r0, err);
+}
+
+/* Work buffers of one row tile. */
+typedef struct gptq_tile {
+    float *Wp;   /* (rb, n) weights in quantization order, updated lazily */
+    float *W1T;  /* (B, rb) current block, transposed: column c is contiguous */
+    float *E1T;  /* (B, rb) scaled errors of the block, transposed */
+    float *QT;   /* (B, rb) dequantized block, transposed */
+    uint8_t *CT; /* (B, rb) codes of the block, transposed */
+    float *mn;   /* (rb) */
+    float *mx;   /* (rb) */
+    float *cs;   /* (rb) current group's scale per row */
+    float *cid;  /* (rb) 1/scale (0 for scale 0) */
+    float *cz;   /* (rb) zero as float */
+} gptq_tile;
+
+#define QS_T 16 /* transpose tile */
+
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols, in QS_T x QS_T tiles. */
+static void transpose_in(const float *src, int64_t lds, float *dst, int64_t ldd, int64_t rows,
+                         int64_t cols) {
+    for (int64_t r0 = 0; r0 < rows; r0 += QS_T)
+        for (int64_t c0 = 0; c0 < cols; c0 += QS_T) {
+            int64_t r1 = r0 + QS_T < rows ? r0 + QS_T : rows, c1 = c0 + QS_T < cols ? c0 + QS_T : cols;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t c = c0; c < c1; ++c) dst[c * ldd + r] = src[r * lds + c];
+        }
+}
+
+/* Block outputs back to natural column order: out[r * n + perm[i1 + c]] = T[c * R + r]. */
+static void scatter_out(const gptq_tile *t, const int32_t *perm, int64_t i1, int64_t nb,
+                        int64_t R, int64_t n, qs_quant_out *out) {
+    for (int64_t r0 = 0; r0 < R; r0 += QS_T)
+        for (int64_t c0 = 0; c0 < nb; c0 += QS_T) {
+            int64_t r1 = r0 + QS_T < R ? r0 + QS_T : R, c1 = c0 + QS_T < nb ? c0 + QS_T : nb;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t c = c0; c < c1; ++c) {
+                    int64_t j = perm[i1 + c];
+                    out->codes[r * n + j] = t->CT[c * R + r];
+                    if (out->wq) out->wq[r * n + j] = t->QT[c * R + r];
+                }
+        }
+}
+
+/* Group parameters of rows [0, R) from mn/mx into the outputs and the current arrays. */
+static qs_status set_group(const qs_quant_params *p, gptq_tile *t, int64_t R, int64_t g,
+                           int64_t ng, uint16_t *scales, int32_t *zeros, int64_t row0,
+                           qs_err *err) {
+    for (int64_t r = 0; r < R; ++r) {
+        if (qs_quant_group_params(p, t->mn[r], t->mx[r], &scales[r * ng + g], &zeros[r * ng + g]))
+            return QS_FAIL(err, QS_ERR_INPUT, "weight row %lld group %lld: scale overflows fp16",
+                           (long long)(row0 + r), (long long)g);
+    }
+    return QS_OK;
+}
+
+static void load_group(gptq_tile *t, int64_t R, int64_t g, int64_t ng, const uint16_t *scales,
+                       const int32_t *zeros) {
+    for (int64_t r = 0; r < R; ++r) {
+        float s = qs_fp16_to_float(scales[r * ng + g]);
+        t->cs[r] = s;
+        t->cid[r] = s != 0.0f ? 1.0f / s : 0.0f;
+        t->cz[r] = (float)zeros[r * ng + g];
+    }
+}
+
+/* Quantizes one tile of R rows; W, outputs point at the tile's first row. */
+static qs_status gptq_tile_run(const qs_gptq_factor *f, const qs_quant_params *p, gptq_tile *t,
+                               const float *W, int64_t R, int64_t row0, qs_quant_out *out,
+                               qs_err *err) {
+    qs_status st = QS_OK;
+    const int64_t n = f->n;
+    const int64_t gs = p->group_size < 1 ? n : p->group_size;
+    const int64_t ng = qs_quant_ngroups(n, p->group_size);
+    const int grouped_dyn = p->group_size >= 1 && !p->static_groups; /* params in the loop */
+    const float maxq = (float)((1 << p->bits) - 1);
+    const float *U = f->U;
+    float *Wp = t->Wp;
+    uint16_t *scales = out->scales;
+    int32_t *zeros = out->zeros;
+
+    /* quantization-order copy with dead channels zeroed */
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t k = 0; k < n; ++k) {
+            int32_t j = f->perm[k];
+            Wp[r * n + k] = f->dead[j] ? 0.0f : W[r * n + j];
+        }
+    /* parameters known up front: one group per row, or static natural groups */
+    if (!grouped_dyn) {
+        for (int64_t g = 0; g < ng; ++g) {
+            int64_t j0 = g * gs, j1 = j0 + gs < n ? j0 + gs : n;
+            for (int64_t r = 0; r < R; ++r) {
+                float mn = INFINITY, mx = -INFINITY;
+                for (int64_t j = j0; j < j1; ++j) {
+                    float v = f->dead[j] ? 0.0f : W[r * n + j];
+                    mn = v < mn ? v : mn;
+                    mx = v > mx ? v : mx;
+                }
+                t->mn[r] = mn;
+                t->mx[r] = mx;
+            }
+            QS_CHECK(set_group(p, t, R, g, ng, scales, zeros, row0, err));
+        }
+    }
+
+    int64_t curg = -1;
+    for (int64_t i1 = 0; i1 < n;) {
+        int64_t i2 = i1 + p->block_size < n ? i1 + p->block_size : n;
+        if (grouped_dyn) { /* a group starting inside the block must end inside it */
+            for (int64_t gp = (i1 / gs + 1) * gs; gp < i2; gp += gs)
+                if ((gp + gs < n ? gp + gs : n) > i2) {
+                    i2 = gp;
+                    break;
+                }
+        }
+        const int64_t nb = i2 - i1;
+        transpose_in(Wp + i1, n, t->W1T, R, R, nb);
+
+        for (int64_t s1 = i1; s1 < i2;) {
+            int64_t s2 = s1 + QS_GPTQ_SUB < i2 ? s1 + QS_GPTQ_SUB : i2;
+            if (grouped_dyn) { /* group starts begin a sub-block */
+                int64_t gp = (s1 / gs + 1) * gs;
+                if (gp < s2) s2 = gp;
+            }
+            for (int64_t k = s1; k < s2; ++k) {
+                const int64_t c = k - i1;
+                float *w = t->W1T + c * R; /* (R) column k */
+                float *e = t->E1T + c * R; /* (R) */
+                int64_t g = grouped_dyn ? k / gs : p->group_size < 1 ? 0 : f->perm[k] / gs;
+                if (g != curg) {
+                    if (grouped_dyn) {
+                        /* k == s1: columns [k, ge) hold every update from columns < k */
+                        int64_t ge = k + gs < n ? k + gs : n;
+                        for (int64_t r = 0; r < R; ++r) t->mn[r] = t->mx[r] = w[r];
+                        for (int64_t q = k + 1; q < ge && q < i2; ++q) {
+                            const float *v = t->W1T + (q - i1) * R;
+                            for (int64_t r = 0; r < R; ++r) {
+                                t->mn[r] = v[r] < t->mn[r] ? v[r] : t->mn[r];
+                                t->mx[r] = v[r] > t->mx[r] ? v[r] : t->mx[r];
+                            }
+                        }
+                        for (int64_t r = 0; r < R; ++r)
+                            for (int64_t q = i2 > k + 1 ? i2 : k + 1; q < ge; ++q) {
+                                float v = Wp[r * n + q];
+                                t->mn[r] = v < t->mn[r] ? v : t->mn[r];
+                                t->mx[r] = v > t->mx[r] ? v : t->mx[r];
+                            }
+                        QS_CHECK(set_group(p, t, R, g, ng, scales, zeros, row0, err));
+                    }
+                    load_group(t, R, g, ng, scales, zeros);
+                    curg = g;
+                }
+                const float d = U[k * n + k];
+                uint8_t *ct = t->CT + c * R;
+                float *qt = t->QT + c * R;
+                for (int64_t r = 0; r < R; ++r) {
+                    int q = qs_quant1(w[r], t->cs[r], t->cid[r], t->cz[r], maxq);
+                    float dq = qs_dequant1(q, t->cs[r], (int32_t)t->cz[r]);
+                    ct[r] = (uint8_t)q;
+                    qt[r] = dq;
+                    e[r] = (w[r] - dq) / d;
+                }
+                if (k + 1 < s2) /* rest of the sub-block -= U[k, k+1:s2]^T e^T (rank 1) */
+                    cblas_sger(CblasRowMajor, (int)(s2 - k - 1), (int)R, -1.0f, U + k * n + k + 1,
+                               1, e, 1, t->W1T + (k + 1 - i1) * R, (int)R);
+            }
+            if (s2 < i2) /* rest of the block -= U[s1:s2, s2:i2]^T E[s1:s2] */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(i2 - s2), (int)R,
+                            (int)(s2 - s1), -1.0f, U + s1 * n + s2, (int)n,
+                            t->E1T + (s1 - i1) * R, (int)R, 1.0f, t->W1T + (s2 - i1) * R,
+                            (int)R);
+            s1 = s2;
+        }
+        scatter_out(t, f->perm, i1, nb, R, n, out);
+        if (i2 < n) /* later columns -= E (R, nb) U[i1:i2, i2:n] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)(n - i2), (int)nb,
+                        -1.0f, t->E1T, (int)R, U + i1 * n + i2, (int)n, 1.0f, Wp + i2, (int)n);
+        i1 = i2;
+    }
+done:
+    return st;
+}
+
+qs_status qs_gptq_quantize_rows(const qs_gptq_factor *f, const qs_quant_params *p,
+                                const float *W, int64_t d_out, int64_t r0, int64_t r1,
+                                qs_quant_out *out, qs_err *err) {
+    qs_status st = QS_OK;
+    gptq_tile t;
+    memset(&t, 0, sizeof(t));
+    QS_CHECK(qs_gptq_check_rows(f, p, W, d_out, r0, r1, err));
+    if (r1 == r0) goto done;
+    const int64_t n = f->n, rb = p->row_block, ng = qs_quant_ngroups(n, p->group_size);
+    const int64_t R = r1 - r0 < rb ? r1 - r0 : rb;
+    const int64_t B = p->block_size < n ? p->block_size : n;
+    t.Wp = qs_malloc((size_t)(R * n) * sizeof(float), err, "GPTQ tile");
+    t.W1T = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block");
+    t.E1T = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block errors");
+    t.QT = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block output");
+    t.CT = qs_malloc((size_t)(B * R), err, "GPTQ block codes");
+    t.mn = qs_malloc((size_t)(6 * R) * sizeof(float), err, "GPTQ group parameters");
+    if (!t.Wp || !t.W1T || !t.E1T || !t.QT || !t.CT || !t.mn) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    t.mx = t.mn + R;
+    t.cs = t.mn + 2 * R;
+    t.cid = t.mn + 3 * R;
+    t.cz = t.mn + 4 * R;
+    for (int64_t t0 = r0; t0 < r1; t0 += rb) {
+        int64_t Rt = r1 - t0 < rb ? r1 - t0 : rb;
+        int64_t off = t0 - r0;
+        qs_quant_out o = {out->codes + off * n, out->scales + off * ng, out->zeros + off * ng,
+                          out->wq ? out->wq + off * n : NULL};
+        QS_CHECK(gptq_tile_run(f, p, &t, W + off * n, Rt, t0, &o, err));
+    }
+done:
+    free(t.Wp);
+    free(t.W1T);
+    free(t.E1T);
+    free(t.QT);
+    free(t.CT);
+    free(t.mn);
+    return st;
+}
