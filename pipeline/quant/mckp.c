@@ -119,10 +119,7 @@ typedef struct bb {
     int nseg;
     int64_t *smin;     /* (nc+1,) suffix sums of the smallest candidate's size */
     double *emin;      /* (nc+1,) suffix sums of the smallest candidate's cost */
-    int *cur;          /* (nc,) candidate index (within the list) chosen at depth d */
     int *lpc;          /* (nc,) scratch: LP rounding's candidate per position */
-    double *cb;        /* (nc, maxk) children bounds per depth */
-    int *co;           /* (nc, maxk) children order per depth */
     int *bestc;        /* (nc,) incumbent's candidate per position (valid if have_best) */
     int have_best;
     double inc, cut;   /* incumbent cost of the core items; cut = inc - tol (set_cut) */
@@ -218,57 +215,104 @@ static double lp_eval(const bb *b, int d, int64_t R, double *vint, int *integral
 /* The tolerance is relative to the full incumbent cost (core part + fixed items). */
 static void set_cut(bb *b) { b->cut = b->inc - QS_MCKP_REL_TOL * (b->inc + b->fixed_e); }
 
-/* Records a better core solution: positions < d from cur, position d-1 already in cur,
- * positions >= d from lpc. */
-static void take_incumbent(bb *b, int d, double value) {
-    for (int p = 0; p < d; ++p) b->bestc[p] = b->cur[p];
+/* One partial solution of the core DP: positions < d decided. */
+typedef struct state {
+    int64_t s;      /* size of the decided positions */
+    double e;       /* cost of the decided positions */
+    int64_t parent; /* index of the state it extends in bb.hist, -1 for the root */
+    int k;          /* candidate chosen at its position */
+} state;
+
+static int state_cmp(const void *a, const void *b) {
+    const state *x = a, *y = b;
+    if (x->s != y->s) return x->s < y->s ? -1 : 1;
+    if (x->e != y->e) return x->e < y->e ? -1 : 1;
+    if (x->parent != y->parent) return x->parent < y->parent ? -1 : 1;
+    return (x->k > y->k) - (x->k < y->k);
+}
+
+/* Records a better core solution: the state chain ending in hist[t] decides positions
+ * < d, lpc the rest. */
+static void take_incumbent(bb *b, const state *hist, int64_t t, int d, double value) {
     for (int p = d; p < b->nc; ++p) b->bestc[p] = b->lpc[p];
+    for (int p = d - 1; p >= 0; --p) {
+        b->bestc[p] = hist[t].k;
+        t = hist[t].parent;
+    }
     b->have_best = 1;
     b->inc = value;
     set_cut(b);
 }
 
-static void dfs(bb *b, int d, int64_t R, double C) {
-    if (b->stopped) return;
-    if (b->limit > 0 && b->nodes >= b->limit) {
-        b->stopped = 1;
-        return;
-    }
-    ++b->nodes;
-    if (d == b->nc) return; /* leaves are handled by the parent's LP (integral) */
-    double *cb = b->cb + (size_t)d * (size_t)b->maxk;
-    int *co = b->co + (size_t)d * (size_t)b->maxk;
-    const cand *c = b->cand + b->cbeg[d];
-    int nch = 0;
-    for (int k = 0; k < b->ccnt[d]; ++k) {
-        if (c[k].s > R) break; /* sizes increase */
-        double vint;
-        int integral;
-        double lb = C + c[k].e + lp_eval(b, d + 1, R - c[k].s, &vint, &integral, NULL);
-        if (lb == HUGE_VAL) continue;
-        double vi = C + c[k].e + vint;
-        if (vi < b->cut) { /* the LP's integer part improves the incumbent */
-            b->cur[d] = k;
-            (void)lp_eval(b, d + 1, R - c[k].s, &vint, &integral, b->lpc);
-            take_incumbent(b, d + 1, vi);
+/* The core DP (Nemhauser-Ullmann style) with bounds: position by position, the states are
+ * the non-dominated (size, cost) pairs of partial solutions whose LP bound beats the
+ * incumbent. Every state's LP integer part is tried as an incumbent. Returns 0, or -1 when
+ * out of memory (hist, nxt are owned by the caller through the pointers). */
+static int core_dp(bb *b, int64_t R, state **histp, int64_t *caphp, state **nxtp,
+                   int64_t *capnp) {
+    int64_t nh = 1, lo = 0, hi = 1; /* current states are hist[lo, hi) */
+    state *hist = *histp;
+    hist[0].s = 0;
+    hist[0].e = 0.0;
+    hist[0].parent = -1;
+    hist[0].k = -1;
+    for (int d = 0; d < b->nc && hi > lo; ++d) {
+        const cand *c = b->cand + b->cbeg[d];
+        int m = b->ccnt[d];
+        /* children of every live state, then sort and drop dominated ones */
+        int64_t nn = 0;
+        for (int64_t t = lo; t < hi; ++t) {
+            for (int k = 0; k < m; ++k) {
+                int64_t ns = hist[t].s + c[k].s;
+                if (ns > R - b->smin[d + 1]) break; /* sizes increase with k */
+                if (nn == *capnp) {
+                    int64_t cap = 2 * *capnp;
+                    state *q = realloc(*nxtp, (size_t)cap * sizeof(state));
+                    if (!q) return -1;
+                    *nxtp = q;
+                    *capnp = cap;
+                }
+                state *x = &(*nxtp)[nn++];
+                x->s = ns;
+                x->e = hist[t].e + c[k].e;
+                x->parent = t;
+                x->k = k;
+            }
         }
-        /* insert by bound, ties by candidate index (stable) */
-        int t = nch++;
-        while (t > 0 && cb[t - 1] > lb) {
-            cb[t] = cb[t - 1];
-            co[t] = co[t - 1];
-            --t;
+        state *nxt = *nxtp;
+        qsort(nxt, (size_t)nn, sizeof(state), state_cmp);
+        lo = nh;
+        double last = HUGE_VAL;
+        for (int64_t t = 0; t < nn; ++t) {
+            if (!(nxt[t].e < last)) continue; /* dominated (or equal size, costlier) */
+            last = nxt[t].e;
+            double vint;
+            int integral;
+            double lb = nxt[t].e + lp_eval(b, d + 1, R - nxt[t].s, &vint, &integral, NULL);
+            ++b->nodes;
+            if (nh == *caphp) {
+                int64_t cap = 2 * *caphp;
+                state *q = realloc(*histp, (size_t)cap * sizeof(state));
+                if (!q) return -1;
+                *histp = hist = q;
+                *caphp = cap;
+            }
+            if (nxt[t].e + vint < b->cut) { /* the LP's integer part is a better solution */
+                hist[nh] = nxt[t];
+                (void)lp_eval(b, d + 1, R - nxt[t].s, &vint, &integral, b->lpc);
+                take_incumbent(b, hist, nh, d + 1, nxt[t].e + vint);
+            }
+            if (lb >= b->cut) continue;
+            hist[nh++] = nxt[t];
+            if (b->limit > 0 && b->nodes >= b->limit) {
+                b->stopped = 1;
+                return 0;
+            }
         }
-        cb[t] = lb;
-        co[t] = k;
+        hi = nh;
+        /* states kept before the incumbent improved are re-checked by their children */
     }
-    for (int t = 0; t < nch; ++t) {
-        if (cb[t] >= b->cut) break;
-        int k = co[t];
-        b->cur[d] = k;
-        dfs(b, d + 1, R - c[k].s, C + c[k].e);
-        if (b->stopped) return;
-    }
+    return 0;
 }
 
 static void bb_free(bb *b) {
@@ -279,10 +323,7 @@ static void bb_free(bb *b) {
     free(b->seg);
     free(b->smin);
     free(b->emin);
-    free(b->cur);
     free(b->lpc);
-    free(b->cb);
-    free(b->co);
     free(b->bestc);
 }
 
@@ -329,6 +370,8 @@ qs_status qs_mckp_solve(const qs_mckp_problem *p, int64_t budget, const qs_mckp_
     double *rc = NULL;  /* (total,) reduced costs */
     order_key *ord = NULL;
     int *fixc = NULL;   /* (n,) candidate index of fixed items, -1 for core items */
+    state *hist = NULL, *nxt = NULL; /* (hcap,), (ncap,) DP states */
+    int64_t hcap = 0, ncap = 0;
     bb b;
     memset(&b, 0, sizeof(b));
     memset(r, 0, sizeof(*r));
@@ -486,13 +529,10 @@ qs_status qs_mckp_solve(const qs_mckp_problem *p, int64_t budget, const qs_mckp_
     b.seg = qs_malloc((size_t)(pool + 1) * sizeof(seg), err, "mckp core");
     b.smin = qs_malloc((size_t)(nc + 1) * sizeof(int64_t), err, "mckp core");
     b.emin = qs_malloc((size_t)(nc + 1) * sizeof(double), err, "mckp core");
-    b.cur = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
     b.lpc = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
     b.bestc = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
-    b.cb = qs_malloc((size_t)(nc + 1) * (size_t)maxk * sizeof(double), err, "mckp core");
-    b.co = qs_malloc((size_t)(nc + 1) * (size_t)maxk * sizeof(int), err, "mckp core");
-    if (!b.item || !b.cbeg || !b.ccnt || !b.cand || !b.seg || !b.smin || !b.emin || !b.cur ||
-        !b.lpc || !b.bestc || !b.cb || !b.co) {
+    if (!b.item || !b.cbeg || !b.ccnt || !b.cand || !b.seg || !b.smin || !b.emin ||
+        !b.lpc || !b.bestc) {
         st = QS_ERR_RUNTIME;
         goto done;
     }
@@ -517,13 +557,17 @@ qs_status qs_mckp_solve(const qs_mckp_problem *p, int64_t budget, const qs_mckp_
     b.inc = inc - fixed_e; /* compare core costs against the core part of the incumbent */
     set_cut(&b);
     b.limit = opt ? opt->node_limit : 0;
-    {
-        double vint;
-        int integral;
-        double lb0 = lp_eval(&b, 0, budget - fixed_s, &vint, &integral, b.lpc);
-        if (vint < b.cut) take_incumbent(&b, 0, vint);
-        if (lb0 < b.cut) dfs(&b, 0, budget - fixed_s, 0.0);
+    hcap = 1024;
+    ncap = 1024;
+    hist = qs_malloc((size_t)hcap * sizeof(state), err, "mckp states");
+    nxt = qs_malloc((size_t)ncap * sizeof(state), err, "mckp states");
+    if (!hist || !nxt) {
+        st = QS_ERR_RUNTIME;
+        goto done;
     }
+    if (core_dp(&b, budget - fixed_s, &hist, &hcap, &nxt, &ncap) != 0)
+        QS_THROW(err, QS_ERR_RUNTIME, "mckp: out of memory for %lld DP states",
+                 (long long)(hcap + ncap));
     r->nodes = b.nodes;
     if (b.stopped) r->proof = QS_MCKP_NODE_LIMIT;
     if (b.have_best) {
@@ -546,6 +590,8 @@ done:
     free(rc);
     free(ord);
     free(fixc);
+    free(hist);
+    free(nxt);
     if (st != QS_OK) qs_mckp_result_free(r);
     return st;
 }
