@@ -631,6 +631,11 @@ static qs_status quant_config(const qs_gptq_export *x, cJSON **out, qs_err *err)
     if (!top) QS_THROW(err, QS_ERR_INPUT, "%s: no quantized linear to export", x->dir);
     o = cJSON_CreateObject();
     if (!o) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory (config)", x->dir);
+    int lm_head = 0; /* vLLM and GPTQModel read "lm_head": is lm_head a GPTQ linear? */
+    for (int64_t i = 0; i < x->nitems; ++i) {
+        const char *n = x->items[i].name, *dot = strrchr(n, '.');
+        if (x->items[i].linear && strcmp(dot ? dot + 1 : n, "lm_head") == 0) lm_head = 1;
+    }
     int ok = cJSON_AddNumberToObject(o, "bits", top->scheme.bits) &&
              cJSON_AddNumberToObject(o, "group_size", top->scheme.group_size) &&
              cJSON_AddBoolToObject(o, "desc_act", top->scheme.desc_act) &&
@@ -638,6 +643,7 @@ static qs_status quant_config(const qs_gptq_export *x, cJSON **out, qs_err *err)
              cJSON_AddBoolToObject(o, "static_groups", x->opts.static_groups) &&
              cJSON_AddBoolToObject(o, "true_sequential", x->opts.true_sequential) &&
              cJSON_AddNumberToObject(o, "damp_percent", x->opts.damp_percent) &&
+             cJSON_AddBoolToObject(o, "lm_head", lm_head) &&
              cJSON_AddStringToObject(o, "quant_method", "gptq") &&
              cJSON_AddStringToObject(o, "checkpoint_format", x->opts.v2 ? "gptq_v2" : "gptq");
     if (!ok) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory (config)", x->dir);

@@ -224,7 +224,7 @@ def main(argv):
         fail(f"quant_method/checkpoint_format: {qc.get('quant_method')} {qc.get('checkpoint_format')}")
     v2 = qc["checkpoint_format"] == "gptq_v2"
     for key in ("bits", "group_size", "sym", "desc_act", "static_groups", "true_sequential",
-                "damp_percent"):
+                "damp_percent", "lm_head"):
         if key not in qc:
             fail(f"quantization_config lacks {key}")
     for pat in qc.get("dynamic", {}):
