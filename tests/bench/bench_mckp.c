@@ -73,7 +73,10 @@ int main(int argc, char **argv) {
                     printf("    glpk: %s\n", err.msg);
                 } else {
                     printf("    glpk: %s cost %.10g (ours - glpk = %.3g)  %.3f s\n",
-                           g.proof == QS_MCKP_OPTIMAL ? "optimal" : "time limit", g.total_cost,
+                           g.proof == QS_MCKP_OPTIMAL      ? "optimal"
+                           : g.proof == QS_MCKP_INFEASIBLE ? "infeasible"
+                                                           : "time limit",
+                           g.total_cost,
                            r.total_cost - g.total_cost, dt);
                     qs_mckp_result_free(&g);
                 }

@@ -360,6 +360,13 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* A fixed checksum of an allocation (identical on every machine for the same input). */
+static uint64_t alloc_hash(const qs_mckp_result *r) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < r->n; ++i) h = (h ^ (uint64_t)(r->choice[i] + 1)) * 1099511628211ull;
+    return h;
+}
+
 static void test_llama70b(void) {
     qs_llama_inst L;
     if (qs_llama_inst_make(&L, 20240607) != 0) {
@@ -369,6 +376,9 @@ static void test_llama70b(void) {
     int64_t budgets[3] = {L.uniform[QS_LLAMA_W3G128], L.uniform[QS_LLAMA_W3G128] / 2 +
                                                          L.uniform[QS_LLAMA_W4G128] / 2,
                           L.uniform[QS_LLAMA_W4G128] - 12345};
+    /* allocations recorded once; they must not change between machines or runs */
+    const uint64_t golden[3] = {0x66d8e28ff9f951fbull, 0x577f220d41ff48acull,
+                                0x4061a1a2dc8d3222ull};
     for (int b = 0; b < 3; ++b) {
         qs_mckp_result r;
         qs_err err = {0};
@@ -381,6 +391,36 @@ static void test_llama70b(void) {
         check_alloc(&L.p, budgets[b], &r, "llama");
         CHECK(r.total_cost >= r.lp_bound * (1.0 - 1e-12), "llama: below the LP bound");
         CHECK(dt < 60.0, "llama budget %d: %.1f s (guard 60 s)", b, dt);
+        /* GLPK, solving the same MIP its own way, finds no cheaper allocation */
+        qs_mckp_result g;
+        double tg = now();
+        st = qs_mckp_solve_glpk(&L.p, budgets[b], &g, &err);
+        tg = now() - tg;
+        CHECK(st == QS_OK, "llama glpk: %s", err.msg);
+        if (st == QS_OK) {
+            check_alloc(&L.p, budgets[b], &g, "llama glpk");
+            CHECK(g.proof != QS_MCKP_OPTIMAL || r.total_cost <= g.total_cost * (1.0 + 1e-12),
+                  "llama budget %d: ours %.17g above GLPK's %.17g", b, r.total_cost,
+                  g.total_cost);
+            printf("llama70b budget %d: GLPK cost %.9g in %.3f s\n", b, g.total_cost, tg);
+            qs_mckp_result_free(&g);
+        }
+        /* a node limit still returns a valid allocation within the budget */
+        qs_mckp_options opt = {5};
+        qs_mckp_result lim;
+        st = qs_mckp_solve(&L.p, budgets[b], &opt, &lim, &err);
+        CHECK(st == QS_OK && (lim.proof == QS_MCKP_NODE_LIMIT || lim.proof == QS_MCKP_OPTIMAL),
+              "llama node limit: %d %d", st, st == QS_OK ? (int)lim.proof : -1);
+        if (st == QS_OK) {
+            check_alloc(&L.p, budgets[b], &lim, "llama node limit");
+            CHECK(lim.total_cost >= r.total_cost * (1.0 - 1e-12), "node limit beat the optimum");
+            qs_mckp_result_free(&lim);
+        }
+        printf("llama70b budget %d allocation hash %016llx\n", b,
+               (unsigned long long)alloc_hash(&r));
+        CHECK(alloc_hash(&r) == golden[b], "llama budget %d: allocation hash %016llx, golden "
+              "%016llx (the search order changed, or arithmetic differs on this machine)",
+              b, (unsigned long long)alloc_hash(&r), (unsigned long long)golden[b]);
         printf("llama70b budget %lld: cost %.9g (LP %.9g), size %lld, %lld nodes, core %d, %.3f s\n",
                (long long)budgets[b], r.total_cost, r.lp_bound, (long long)r.total_size,
                (long long)r.nodes, r.core_items, dt);
