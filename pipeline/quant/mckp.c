@@ -11,8 +11,13 @@
  *  4. Reduced-cost fixing with the LP's dual price lambda: choice j of item i is dropped when
  *     L(lambda) + r_ij >= incumbent - tol, where r_ij is its Lagrangian reduced cost. Items
  *     left with one choice are fixed; the rest (the core) go to
- *  5. depth-first branch and bound over the core items, children ordered by their LP bound,
- *     with the LP's integer part as a rounding heuristic at every node.
+ *  5. a bounded dynamic program over the core items (one at a time): the states are the
+ *     non-dominated (size, cost) pairs of partial solutions; a state is dropped when an
+ *     other is no larger and no costlier, or when its LP bound (cost + LP of the remaining
+ *     items in the remaining budget) cannot beat the incumbent. Items of the same shape have
+ *     the same sizes, so many partial solutions share a size and merge: this is what makes
+ *     the search fast where a depth-first branch and bound explores symmetric copies. The
+ *     LP's integer part of every state is tried as an incumbent.
  * Sizes are int64 everywhere a decision about feasibility is made; doubles only enter the
  * bounds. A node is pruned when bound >= incumbent - QS_MCKP_REL_TOL * incumbent.
  */
@@ -109,7 +114,7 @@ typedef struct seg { /* one hull segment: from hull point `from` to `to` of item
     int to;          /* candidate index (within the item's list) reached by the segment */
 } seg;
 
-typedef struct bb {
+typedef struct bb { /* the core search */
     int nc;            /* core items */
     int maxk;          /* most candidates of a core item */
     int *item;         /* (nc,) original item index of DFS position d */

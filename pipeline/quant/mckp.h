@@ -48,7 +48,7 @@ typedef enum qs_mckp_proof {
 
 /* Solver knobs; NULL options = all defaults (zero-initialised struct). */
 typedef struct qs_mckp_options {
-    int64_t node_limit; /* branch-and-bound nodes before giving up; 0 = no limit */
+    int64_t node_limit; /* DP states evaluated before giving up; 0 = no limit */
 } qs_mckp_options;
 
 /* The answer. qs_mckp_solve allocates `choice`; release with qs_mckp_result_free. */
@@ -60,7 +60,7 @@ typedef struct qs_mckp_result {
     double total_cost;  /* sum of the chosen costs in item order (0 when infeasible) */
     double lp_bound;    /* LP relaxation value at the root (a lower bound on the optimum) */
     qs_mckp_proof proof;
-    int64_t nodes;      /* branch-and-bound nodes explored */
+    int64_t nodes;      /* DP states evaluated (bounded) in the core search */
     int core_items;     /* items left with >= 2 choices after reduced-cost fixing */
 } qs_mckp_result;
 
@@ -72,9 +72,9 @@ void qs_mckp_offsets(int n, const int *nchoice, int64_t *off);
  * sum could overflow int64. */
 qs_status qs_mckp_check(const qs_mckp_problem *p, qs_err *err);
 
-/* Solves exactly (branch and bound with LP bounds on the convex hulls, dominance and
- * reduced-cost fixing). An infeasible budget (including a negative one) is not an error:
- * r->proof = QS_MCKP_INFEASIBLE. r is overwritten (its previous contents are not freed);
+/* Solves exactly (LP bounds on the convex hulls, dominance, reduced-cost fixing and a
+ * bounded dynamic program over non-dominated partial solutions). An infeasible budget
+ * (including a negative one) is not an error: r->proof = QS_MCKP_INFEASIBLE. r is overwritten (its previous contents are not freed);
  * on success the caller frees it with qs_mckp_result_free, on failure nothing is left to
  * free. QS_ERR_INPUT for a bad instance, QS_ERR_RUNTIME for out of memory. */
 qs_status qs_mckp_solve(const qs_mckp_problem *p, int64_t budget, const qs_mckp_options *opt,
