@@ -53,6 +53,7 @@ qs_status qs_h5_create(qs_h5 *h, const char *path, qs_err *err) {
         return QS_FAIL(err, QS_ERR_INPUT, "%s: path too long", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported through qs_err */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_obj_track_times(fcpl, 0); /* root group: no timestamps either */
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     /* fixed file format bounds: the bytes do not depend on the library's defaults */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
