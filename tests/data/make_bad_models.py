@@ -2,6 +2,7 @@
 """make_bad_models.py: broken model directories for the bad-input suite.
 
 Usage: make_bad_models.py OUT_DIR [--good]
+       make_bad_models.py --selftest   (bases pass a strict validator, every case fails it)
 
 Writes OUT_DIR/<case>/ for every case below: a small valid Llama model (config.json +
 model.safetensors, or two shards + index; 1 layer, hidden 64, heads 2, kv 2, intermediate 128,
@@ -418,7 +419,184 @@ def cases():
     return out
 
 
+# --- self test: an independent strict validator; the bases pass, every case fails ---
+
+DTYPE_SIZE = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4}
+
+
+class Bad(Exception):
+    pass
+
+
+class Pairs(list):
+    """A JSON object as its (key, value) pairs, so duplicate keys stay visible."""
+
+
+def check_st(path):
+    """Strict safetensors check; returns {name: (dtype, shape)}."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise Bad(f"{name}: cannot open")
+    b = open(path, "rb").read()
+    if len(b) < 8:
+        raise Bad(f"{name}: {len(b)} bytes, too short (empty or truncated)")
+    n = int.from_bytes(b[:8], "little")
+    if n > len(b) - 8:
+        raise Bad(f"{name}: header length {n} exceeds the file")
+    try:
+        h = json.loads(b[8:8 + n].decode(), object_pairs_hook=Pairs)
+    except (ValueError, UnicodeDecodeError):
+        raise Bad(f"{name}: header is not valid JSON")
+    if not isinstance(h, Pairs):
+        raise Bad(f"{name}: header is not a JSON object")
+    keys = [k for k, _ in h]
+    if len(set(keys)) != len(keys):
+        raise Bad(f"{name}: duplicate tensor name")
+    ents = []
+    for k, v in h:
+        if k == "__metadata__":
+            continue
+        if not isinstance(v, Pairs):
+            raise Bad(f"{name}: entry {k} is not an object")
+        v = dict(v)
+        if set(v) != {"dtype", "shape", "data_offsets"}:
+            raise Bad(f"{name}: tensor {k} lacks dtype/shape/data_offsets")
+        if v["dtype"] not in DTYPE_SIZE:
+            raise Bad(f"{name}: tensor {k} has unsupported dtype {v['dtype']}")
+        if any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in v["shape"]):
+            raise Bad(f"{name}: tensor {k} shape entry is not a non-negative integer")
+        o = v["data_offsets"]
+        if len(o) != 2 or any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in o):
+            raise Bad(f"{name}: tensor {k} data_offsets must be non-negative integers")
+        if o[1] < o[0]:
+            raise Bad(f"{name}: tensor {k} data_offsets end before they begin")
+        need = DTYPE_SIZE[v["dtype"]] * int(np.prod(v["shape"], dtype=np.int64))
+        if o[1] - o[0] != need:
+            raise Bad(f"{name}: tensor {k} byte length mismatch with dtype x shape")
+        ents.append((o[0], o[1], k, v["dtype"], tuple(v["shape"])))
+    ents.sort()
+    end = 0
+    for i, (b0, b1, k, _, _) in enumerate(ents):
+        if i == 0 and b0 != 0:
+            raise Bad(f"{name}: first offset of {k} is not 0")
+        if b0 < end:
+            raise Bad(f"{name}: tensor {k} data_offsets overlap")
+        if b0 > end:
+            raise Bad(f"{name}: gap before tensor {k}")
+        end = b1
+    data = len(b) - 8 - n
+    if end > data:
+        raise Bad(f"{name}: file is truncated")
+    if end < data:
+        raise Bad(f"{name}: trailing bytes")
+    return {k: (dt, sh) for _, _, k, dt, sh in ents}
+
+
+def check_model(d):
+    cp = os.path.join(d, "config.json")
+    if not os.path.isfile(cp):
+        raise Bad("config.json: cannot open")
+    try:
+        c = json.load(open(cp))
+    except ValueError:
+        raise Bad("config.json: invalid JSON")
+    if not isinstance(c, dict):
+        raise Bad("config.json: not a JSON object")
+    if c.get("architectures") != ["LlamaForCausalLM"]:
+        raise Bad("config.json: unknown architecture")
+    for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+              "num_hidden_layers", "vocab_size"):
+        v = c.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise Bad(f"config.json: key {k} is missing or not a positive integer")
+    if c["num_attention_heads"] % c["num_key_value_heads"]:
+        raise Bad("config.json: num_key_value_heads does not divide the heads")
+    ip = os.path.join(d, INDEX)
+    tensors = {}
+    if os.path.exists(ip):
+        try:
+            idx = json.load(open(ip))
+        except ValueError:
+            raise Bad(f"{INDEX}: invalid JSON")
+        wm = idx.get("weight_map") if isinstance(idx, dict) else None
+        if not isinstance(wm, dict):
+            raise Bad(f"{INDEX}: weight_map missing")
+        for k, f in wm.items():
+            if f.startswith("/"):
+                raise Bad(f"{INDEX}: {k} names an absolute path")
+            if ".." in f.split("/"):
+                raise Bad(f"{INDEX}: {k} names a path with ..")
+        shards = {f: check_st(os.path.join(d, f)) for f in sorted(set(wm.values()))}
+        for k, f in wm.items():
+            if k not in shards[f]:
+                raise Bad(f"{INDEX}: tensor {k} is absent from {f}")
+        for f, ts in shards.items():
+            for k in ts:
+                if wm.get(k) != f:
+                    raise Bad(f"{f}: tensor {k} is not in the weight_map")
+            tensors.update(ts)
+    else:
+        tensors = check_st(os.path.join(d, "model.safetensors"))
+    for name, shape in tensor_shapes():
+        if name not in tensors:
+            raise Bad(f"{name}: missing tensor")
+        if tensors[name][1] != tuple(shape):
+            raise Bad(f"{name}: shape {tensors[name][1]} instead of {shape}")
+    if len(tensors) != len(tensor_shapes()):
+        raise Bad("unexpected tensors")
+
+
+def selftest():
+    import tempfile
+    root = tempfile.mkdtemp(prefix="qs_badmodels_")
+    fails = 0
+    try:
+        if main([sys.argv[0], root, "--good"]) != 0:
+            print("FAIL: generation", file=sys.stderr)
+            return 1
+        for g in ("_good", "_good_sharded"):
+            try:
+                check_model(os.path.join(root, g))
+            except Bad as e:
+                print(f"FAIL: base {g} is invalid: {e}", file=sys.stderr)
+                fails += 1
+        listed = json.load(open(os.path.join(root, "cases.json")))
+        if len(listed) < 22 or len({c["name"] for c in listed}) != len(listed):
+            print(f"FAIL: {len(listed)} cases or duplicate names", file=sys.stderr)
+            fails += 1
+        for c in listed:
+            try:
+                check_model(os.path.join(root, c["dir"]))
+                print(f"FAIL: case {c['name']} passes the strict check", file=sys.stderr)
+                fails += 1
+            except Bad as e:
+                if c["expect_file"] not in str(e):
+                    print(f"FAIL: case {c['name']}: '{e}' does not name {c['expect_file']}",
+                          file=sys.stderr)
+                    fails += 1
+        # deterministic: a second run gives identical bytes
+        again = os.path.join(root, "again")
+        main([sys.argv[0], again])
+        for c in listed:
+            for dp, _, fs in os.walk(os.path.join(root, c["dir"])):
+                for f in fs:
+                    a = os.path.join(dp, f)
+                    b = os.path.join(again, os.path.relpath(a, root))
+                    if open(a, "rb").read() != open(b, "rb").read():
+                        print(f"FAIL: {a} differs between runs", file=sys.stderr)
+                        fails += 1
+    finally:
+        if fails == 0:
+            shutil.rmtree(root)
+        else:
+            print(f"kept {root}", file=sys.stderr)
+    print(f"make_bad_models selftest: {fails} failures")
+    return 1 if fails else 0
+
+
 def main(argv):
+    if len(argv) >= 2 and argv[1] == "--selftest":
+        return selftest()
     if len(argv) < 2 or argv[1].startswith("-"):
         print(__doc__, file=sys.stderr)
         return 2

@@ -7,9 +7,11 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -485,6 +487,41 @@ static void test_errors(const char *root) {
     CHECK(qs_synth_write(&o, sub, &err) == QS_ERR_RUNTIME, "write under a file: %d", err.code);
     CHECK(strstr(err.msg, "plainfile") != NULL, "error does not name the path: %s", err.msg);
     CHECK(strchr(err.msg, '\n') == NULL, "error has a newline");
+    /* a write that fails mid-file (file size limit, like a full disk): the message names
+     * the file, no temp file is left behind, the old file is untouched */
+    {
+        char dir[1100], st[1200];
+        snprintf(dir, sizeof dir, "%s/fsize", root);
+        qs_synth_opts big = o;
+        big.hidden = 64;
+        big.vocab = 512;
+        qs_err e0 = {0};
+        CHECK(qs_synth_write(&big, dir, &e0) == QS_OK, "fsize first write: %s", e0.msg);
+        snprintf(st, sizeof st, "%s/model.safetensors", dir);
+        size_t before = 0;
+        unsigned char *old = slurp(st, &before);
+        struct rlimit lim, saved;
+        getrlimit(RLIMIT_FSIZE, &saved);
+        lim = saved;
+        lim.rlim_cur = 20000;
+        void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+        if (setrlimit(RLIMIT_FSIZE, &lim) == 0) {
+            qs_err ef = {0};
+            big.seed = 5;
+            qs_status s = qs_synth_write(&big, dir, &ef);
+            setrlimit(RLIMIT_FSIZE, &saved);
+            CHECK(s == QS_ERR_RUNTIME, "fsize: status %d (%s)", s, ef.msg);
+            CHECK(strstr(ef.msg, "model.safetensors") != NULL, "fsize: message %s", ef.msg);
+            CHECK(count_tmp_files(dir) == 0, "fsize: temp file left");
+            size_t after = 0;
+            unsigned char *now = slurp(st, &after);
+            CHECK(old && now && before == after && memcmp(old, now, after) == 0,
+                  "fsize: the previous model.safetensors changed");
+            free(now);
+        }
+        signal(SIGXFSZ, prev);
+        free(old);
+    }
     /* inconsistent options */
     qs_err e1 = {0};
     o.hidden = 100;
