@@ -309,7 +309,8 @@ qs_status qs_hf_config_read(qs_hf_config *cfg, const char *path, qs_err *err) {
     memset(cfg, 0, sizeof(*cfg));
 
     QS_CHECK(read_text(path, &text, &len, err));
-    root = cJSON_ParseWithLengthOpts(text, len, &end_parse, 1);
+    /* length includes the terminating NUL so require_null_terminated can see it */
+    root = memchr(text, '\0', len) ? NULL : cJSON_ParseWithLengthOpts(text, len + 1, &end_parse, 1);
     if (!root) {
         int line = 0, col = 0;
         line_col(text, end_parse ? (size_t)(end_parse - text) : 0, &line, &col);

@@ -559,7 +559,8 @@ static qs_status open_index(qs_checkpoint *ck, qs_err *err) {
     const char *end_parse = NULL;
 
     QS_CHECK(read_small_file(ip, INDEX_MAX_BYTES, &text, &len, err));
-    root = cJSON_ParseWithLengthOpts(text, len, &end_parse, 1);
+    /* length includes the terminating NUL so require_null_terminated can see it */
+    root = memchr(text, '\0', len) ? NULL : cJSON_ParseWithLengthOpts(text, len + 1, &end_parse, 1);
     if (!root)
         QS_THROW(err, QS_ERR_INPUT, "%s: invalid JSON (near byte %ld)", ip,
                  end_parse ? (long)(end_parse - text) : 0L);
