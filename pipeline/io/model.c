@@ -81,9 +81,8 @@ static qs_status require(const qs_model *m, const char *name, const int64_t *sha
     qs_shape_str(shape, ndim, want, sizeof(want));
     if (!t)
         return QS_FAIL(err, QS_ERR_INPUT,
-                       "%s: tensor '%s' is missing (expected shape %s) for %s with %lld layers",
-                       missing_where(m), name, want, m->hf.architecture,
-                       (long long)m->hf.num_hidden_layers);
+                       "%s: tensor '%s' is missing (expected shape %s for %s)",
+                       missing_where(m), name, want, m->hf.architecture);
     const char *file = qs_ckpt_file_of(&m->ckpt, name);
     int same = t->ndim == ndim;
     for (int d = 0; same && d < ndim; ++d) same = t->shape[d] == shape[d];

@@ -445,6 +445,12 @@ static char *path_join(const char *dir, const char *name) {
     return p;
 }
 
+/* The last path component, for naming a second file in a message. */
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
 static int file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 || errno != ENOENT;
@@ -542,8 +548,8 @@ static qs_status build_entries(qs_checkpoint *ck, qs_err *err) {
         if (strcmp(ck->entries[i - 1].name, ck->entries[i].name) == 0)
             QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' appears in two shards, %s and %s",
                      ck->index_path ? ck->index_path : ck->dir, ck->entries[i].name,
-                     ck->shards[ck->entries[i - 1].shard].path,
-                     ck->shards[ck->entries[i].shard].path);
+                     base_name(ck->shards[ck->entries[i - 1].shard].path),
+                     base_name(ck->shards[ck->entries[i].shard].path));
 done:
     return st;
 }
@@ -620,8 +626,8 @@ static qs_status open_index(qs_checkpoint *ck, qs_err *err) {
             QS_THROW(err, QS_ERR_INPUT,
                      "%s: tensor '%s' is listed in the weight_map of %s but absent from this "
                      "shard%s%s",
-                     sf->path, name, ip, e ? "; it is in " : "",
-                     e ? ck->shards[e->shard].path : "");
+                     sf->path, name, base_name(ip), e ? "; it is in " : "",
+                     e ? base_name(ck->shards[e->shard].path) : "");
     }
     /* shard -> weight_map: every tensor of a shard is listed */
     if (ck->nentries != n) {
@@ -642,7 +648,7 @@ static qs_status open_index(qs_checkpoint *ck, qs_err *err) {
             if (!hit)
                 QS_THROW(err, QS_ERR_INPUT,
                          "%s: tensor '%s' is not in the weight_map of %s",
-                         ck->shards[ck->entries[i].shard].path, key.name, ip);
+                         ck->shards[ck->entries[i].shard].path, key.name, base_name(ip));
         }
         QS_THROW(err, QS_ERR_INTERNAL, "internal error: weight_map count mismatch");
     }
