@@ -507,8 +507,10 @@ static char *config_json(const qs_hf_config *c, const qs_synth_opts *o) {
         cJSON_AddBoolToObject(r, "attention_bias", c->attention_bias);
         cJSON_AddBoolToObject(r, "mlp_bias", 0);
     } else if (c->arch == QS_ARCH_MISTRAL) {
-        if (c->sliding_window) cJSON_AddNumberToObject(r, "sliding_window", (double)c->sliding_window);
-        else cJSON_AddNullToObject(r, "sliding_window");
+        if (c->sliding_window)
+            cJSON_AddNumberToObject(r, "sliding_window", (double)c->sliding_window);
+        else
+            cJSON_AddNullToObject(r, "sliding_window");
     } else {
         cJSON_AddBoolToObject(r, "use_sliding_window", 0);
         cJSON_AddNullToObject(r, "sliding_window");

@@ -79,7 +79,8 @@ static void test_llama(void) {
 
     /* model_type alone names the architecture; the newer "dtype" key */
     ok("{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,"
-       "\"num_attention_heads\":4,\"num_hidden_layers\":2,\"vocab_size\":100,\"dtype\":\"float16\"}",
+       "\"num_attention_heads\":4,\"num_hidden_layers\":2,\"vocab_size\":100,"
+       "\"dtype\":\"float16\"}",
        &c);
     CHECK(c.arch == QS_ARCH_LLAMA && strcmp(c.architecture, "LlamaForCausalLM") == 0 &&
               strcmp(c.torch_dtype, "float16") == 0,
@@ -172,8 +173,8 @@ static void test_mistral_qwen2(void) {
              "\"sliding_attention\"]}", q);
     ok(buf, &c);
     CHECK(c.sliding_window_first_layer == 1, "layer_types");
-    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\"]}",
-             q);
+    snprintf(buf, sizeof(buf),
+             "{%s,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\"]}", q);
     bad(buf, "layer_types");
     snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":1}", q);
     bad(buf, "use_sliding_window");
@@ -198,7 +199,8 @@ static void test_errors(void) {
     bad("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":3e9,\"intermediate_size\":128,"
         "\"num_attention_heads\":4,\"num_hidden_layers\":2,\"vocab_size\":100}",
         "out of range");
-    bad("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":\"64\",\"intermediate_size\":128,"
+    bad("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":\"64\","
+        "\"intermediate_size\":128,"
         "\"num_attention_heads\":4,\"num_hidden_layers\":2,\"vocab_size\":100}",
         "must be an integer");
     bad("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"intermediate_size\":128,"

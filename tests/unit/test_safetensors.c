@@ -146,9 +146,15 @@ static void test_valid_files(void) {
         for (int b = 0; b < 4; ++b) data[4 * i + b] = (unsigned char)(u >> (8 * b));
     }
     uint16_t h16[3] = {0x3c00, 0x0001, 0xfc00}; /* 1, smallest subnormal, -inf */
-    for (int i = 0; i < 3; ++i) data[16 + 2 * i] = (unsigned char)h16[i], data[17 + 2 * i] = (unsigned char)(h16[i] >> 8);
+    for (int i = 0; i < 3; ++i) {
+        data[16 + 2 * i] = (unsigned char)h16[i];
+        data[17 + 2 * i] = (unsigned char)(h16[i] >> 8);
+    }
     uint16_t b16[2] = {0x4049, 0x7fc0}; /* 3.140625, nan */
-    for (int i = 0; i < 2; ++i) data[22 + 2 * i] = (unsigned char)b16[i], data[23 + 2 * i] = (unsigned char)(b16[i] >> 8);
+    for (int i = 0; i < 2; ++i) {
+        data[22 + 2 * i] = (unsigned char)b16[i];
+        data[23 + 2 * i] = (unsigned char)(b16[i] >> 8);
+    }
     data[26] = 7, data[27] = 0, data[28] = 0, data[29] = 0;
     const char *hdr =
         "{\"__metadata__\":{\"format\":\"pt\",\"note\":\"x\"},"
@@ -269,7 +275,8 @@ static void test_sparse_big(void) {
     float small[2] = {42.0f, -0.5f};
     unsigned char sb[8];
     for (int i = 0; i < 2; ++i)
-        for (int b = 0; b < 4; ++b) sb[4 * i + b] = (unsigned char)(qs_f32_bits(small[i]) >> (8 * b));
+        for (int b = 0; b < 4; ++b)
+            sb[4 * i + b] = (unsigned char)(qs_f32_bits(small[i]) >> (8 * b));
     ok = ok && pwrite(fd, sb, 8, (off_t)(data0 + big_b)) == 8;
     if (fd >= 0) close(fd);
     CHECK(ok, "cannot build the sparse file");
