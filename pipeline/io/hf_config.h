@@ -37,6 +37,8 @@ typedef struct qs_hf_config {
     int o_bias;                /* o_proj bias present */
     int mlp_bias;              /* gate/up/down biases */
     int64_t sliding_window;    /* 0 = none */
+    int64_t sliding_window_first_layer; /* layers >= this use the window (Mistral 0; Qwen2
+                                           max_window_layers or layer_types) */
     char torch_dtype[16];      /* as written ("bfloat16", ...) or "" */
     struct {
         qs_rope_type type;
@@ -49,12 +51,16 @@ typedef struct qs_hf_config {
 } qs_hf_config;
 
 /* Parses `path` (a config.json). Unknown architectures, missing or non-positive sizes,
- * inconsistent heads (heads % kv_heads != 0) are QS_ERR_INPUT naming the file and key. */
+ * inconsistent heads (heads % kv_heads != 0) are QS_ERR_INPUT naming the file and key.
+ * Required keys: architectures[0] or model_type, hidden_size, intermediate_size,
+ * num_attention_heads, num_hidden_layers, vocab_size. Everything else takes the Hugging
+ * Face default of the architecture (see docs/formats.md). `cfg` is zeroed first. */
 qs_status qs_hf_config_read(qs_hf_config *cfg, const char *path, qs_err *err);
 
 /* Parameter count of the whole model from the config alone (tied embeddings counted once). */
 int64_t qs_hf_config_param_count(const qs_hf_config *cfg);
 
+/* "llama", "mistral", "qwen2" (the model_type). */
 const char *qs_arch_name(qs_arch arch);
 
 #endif /* QS_HF_CONFIG_H */
