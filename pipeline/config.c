@@ -63,6 +63,8 @@ _Static_assert(sizeof(qs_recon_inputs) == sizeof(int), "enum stored as int");
 _Static_assert(sizeof(qs_objective) == sizeof(int), "enum stored as int");
 _Static_assert(sizeof(qs_ckpt_format) == sizeof(int), "enum stored as int");
 
+#define QS_CONFIG_MAX_BYTES (16 << 20) /* a config file larger than this is refused */
+
 #define OFF(f) offsetof(qs_config, f)
 #define BIG ((int64_t)1 << 40)
 
@@ -287,6 +289,7 @@ static int parse_i64(const char *s, int64_t *out) {
     const char *p = s;
     if (*p == '+' || *p == '-') ++p;
     if (!*p) return 1;
+    if (p[0] == '0' && p[1]) return 1; /* 010: octal in YAML 1.1, refused */
     for (const char *q = p; *q; ++q)
         if (*q < '0' || *q > '9') return 1;
     errno = 0;
@@ -302,6 +305,7 @@ static int parse_u64(const char *s, uint64_t *out) {
     const char *p = s;
     if (*p == '+') ++p;
     if (!*p) return 1;
+    if (p[0] == '0' && p[1]) return 1;
     for (const char *q = p; *q; ++q)
         if (*q < '0' || *q > '9') return 1;
     errno = 0;
@@ -410,41 +414,47 @@ static void range_text(const cfg_key *k, char *buf, size_t cap) {
         snprintf(buf, cap, "%lld..%lld", (long long)k->min, (long long)k->max);
 }
 
-/* Joins base + "/" + rel (rel relative), dropping "." components and doubled slashes. */
+/* Joins `base` (absolute, symlink-free: from realpath/getcwd) and `rel` (relative).
+ * Leading ".." of rel remove components of base (exact, since base has no symlinks);
+ * "." components and doubled slashes are dropped; any later ".." is kept as written
+ * (its parent may be a symlink). Absolute or empty `rel` is returned unchanged. */
 static char *join_path(const char *base, const char *rel, qs_err *err) {
     if (rel[0] == '/' || rel[0] == '\0' || !base) {
         char *s = strdup(rel);
         if (!s) QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (config path)");
         return s;
     }
-    size_t n = strlen(base) + strlen(rel) + 2;
-    char *tmp = qs_malloc(n, err, "config path");
+    size_t n = strlen(base) + strlen(rel) + 3;
     char *out = qs_malloc(n, err, "config path");
-    if (!tmp || !out) {
-        free(tmp);
-        free(out);
-        return NULL;
-    }
-    snprintf(tmp, n, "%s/%s", base, rel);
-    size_t o = 0;
-    const char *p = tmp;
+    if (!out) return NULL;
+    size_t o = strlen(base);
+    memcpy(out, base, o + 1);
+    while (o > 1 && out[o - 1] == '/') out[--o] = '\0';
+    int leading = 1; /* still in the run of leading "." / ".." components */
+    const char *p = rel;
     while (*p) {
         while (*p == '/') ++p;
         const char *e = p;
         while (*e && *e != '/') ++e;
         size_t len = (size_t)(e - p);
         if (len == 0) break;
-        if (!(len == 1 && p[0] == '.')) {
-            out[o++] = '/';
+        if (len == 1 && p[0] == '.') {
+            /* dropped */
+        } else if (leading && len == 2 && p[0] == '.' && p[1] == '.') {
+            while (o > 1 && out[o - 1] != '/') --o; /* pop the last component */
+            if (o > 1) --o;                           /* and its slash, unless root */
+            out[o] = '\0';
+        } else {
+            leading = 0;
+            if (o > 0 && out[o - 1] != '/') out[o++] = '/';
             memcpy(out + o, p, len);
             o += len;
+            out[o] = '\0';
         }
         p = e;
     }
-    if (o == 0) out[o++] = '/';
     if (rel[strlen(rel) - 1] == '/' && out[o - 1] != '/') out[o++] = '/';
     out[o] = '\0';
-    free(tmp);
     return out;
 }
 
@@ -629,6 +639,8 @@ typedef struct cfg_reader {
     int parser_ok;      /* parser initialised */
     yaml_event_t ev;    /* current event (valid when have_ev) */
     int have_ev;
+    const char *text;   /* the whole input (for positions of reader errors) */
+    size_t len;
     cfg_ctx ctx;
 } cfg_reader;
 
@@ -663,13 +675,25 @@ static qs_status reader_next(cfg_reader *r, const char *key) {
     if (!yaml_parser_parse(&r->parser, &r->ev)) {
         const char *prob = r->parser.problem ? r->parser.problem : "parse error";
         yaml_mark_t m = r->parser.problem_mark;
+        if (r->parser.error == YAML_READER_ERROR) {
+            /* encoding errors carry a byte offset, not a mark */
+            memset(&m, 0, sizeof(m));
+            for (size_t i = 0; i < r->parser.problem_offset && i < r->len; ++i) {
+                if (r->text[i] == '\n') {
+                    ++m.line;
+                    m.column = 0;
+                } else if (((unsigned char)r->text[i] & 0xc0) != 0x80) {
+                    ++m.column;
+                }
+            }
+        }
         if (r->parser.error == YAML_MEMORY_ERROR)
             return QS_FAIL(r->ctx.err, QS_ERR_RUNTIME, "%s: out of memory reading YAML",
                            r->ctx.file ? r->ctx.file : "--set");
         if (!r->ctx.file)
             return ctx_fail(&r->ctx, NULL, "%s: invalid YAML: %s", key, prob);
         if (r->parser.context)
-            return ctx_fail(&r->ctx, &m, "invalid YAML: %s %s (line %lu)", prob,
+            return ctx_fail(&r->ctx, &m, "invalid YAML: %s (%s at line %lu)", prob,
                             r->parser.context, (unsigned long)r->parser.context_mark.line + 1);
         return ctx_fail(&r->ctx, &m, "invalid YAML: %s", prob);
     }
@@ -756,12 +780,20 @@ static qs_status read_mapping(cfg_reader *r, const char *prefix, qs_config *cfg,
         if (st != QS_OK) goto done;
         if (r->ev.type == YAML_MAPPING_END_EVENT) break;
         if (r->ev.type != YAML_SCALAR_EVENT) {
-            st = ctx_fail(&r->ctx, &r->ev.start_mark, "%s%skeys must be plain scalars, got %s",
+            st = ctx_fail(&r->ctx, &r->ev.start_mark, "%s%skeys must be scalars, got %s",
                           prefix, prefix[0] ? ": " : "", event_kind(r->ev.type));
             goto done;
         }
         yaml_mark_t kmark = r->ev.start_mark;
         const char *kt = (const char *)r->ev.data.scalar.value;
+        if (strchr(kt, '.')) {
+            /* "quant.bits:" written flat: say how to write it rather than "unknown" */
+            st = ctx_fail(&r->ctx, &kmark,
+                          "key '%s%s%s' contains '.'; write sections as nested mappings "
+                          "(a section key, then its keys indented below it)",
+                          prefix, prefix[0] ? "." : "", kt);
+            goto done;
+        }
         if (prefix[0])
             snprintf(key, sizeof(key), "%s.%s", prefix, kt);
         else
@@ -785,6 +817,10 @@ static qs_status read_mapping(cfg_reader *r, const char *prefix, qs_config *cfg,
         st = reader_next(r, key);
         if (st != QS_OK) goto done;
         if (sec >= 0) {
+            if (r->ev.type == YAML_SCALAR_EVENT &&
+                r->ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                r->ev.data.scalar.length == 0)
+                continue; /* "quant:" with nothing under it: an empty section */
             if (r->ev.type != YAML_MAPPING_START_EVENT) {
                 st = ctx_fail(&r->ctx, &r->ev.start_mark, "%s: expected a mapping, got %s", key,
                               event_kind(r->ev.type));
@@ -963,47 +999,60 @@ static qs_status read_file(qs_config *cfg, const char *path, qs_err *err) {
     qs_status st = QS_OK;
     cfg_reader r;
     FILE *f = NULL;
-    char *dir = NULL, *cwd = NULL;
+    char *dir = NULL, *text = NULL;
+    size_t len = 0;
     char seen[NKEYS + NSECTIONS];
     memset(&r, 0, sizeof(r));
     memset(seen, 0, sizeof(seen));
     r.ctx.file = path;
     r.ctx.err = err;
 
-    /* base directory: the file's directory, made absolute */
-    const char *slash = strrchr(path, '/');
-    if (path[0] == '/') {
-        size_t n = (size_t)(slash - path);
-        dir = strndup(path, n ? n : 1);
-        if (!dir) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (config path)");
-    } else {
-        cwd = current_dir(err);
-        if (!cwd) {
-            st = err->code;
-            goto done;
-        }
-        if (slash) {
-            char *rel = strndup(path, (size_t)(slash - path));
-            if (!rel) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (config path)");
-            dir = join_path(cwd, rel, err);
-            free(rel);
-            if (!dir) {
-                st = err->code;
-                goto done;
-            }
-        } else {
-            dir = cwd;
-            cwd = NULL;
+    /* base directory: the file's directory, absolute and without symlinks */
+    {
+        const char *slash = strrchr(path, '/');
+        char *d = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+        if (!d) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (config path)");
+        dir = realpath(d, NULL);
+        free(d);
+        if (!dir) {
+            if (errno == ENOMEM) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (config path)");
+            QS_THROW(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
         }
     }
     r.ctx.base = dir;
 
     f = fopen(path, "rb");
     if (!f) QS_THROW(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    {
+        /* the whole file in memory (a config is small): reader errors need the text */
+        size_t cap = 4096;
+        text = qs_malloc(cap, err, "config text");
+        if (!text) {
+            st = err->code;
+            goto done;
+        }
+        for (;;) {
+            size_t got = fread(text + len, 1, cap - len, f);
+            len += got;
+            if (got == 0) break;
+            if (len == cap) {
+                if (cap >= QS_CONFIG_MAX_BYTES)
+                    QS_THROW(err, QS_ERR_INPUT, "%s: larger than %d MiB; not a config file",
+                             path, QS_CONFIG_MAX_BYTES >> 20);
+                char *bigger = realloc(text, cap * 2);
+                if (!bigger) QS_THROW(err, QS_ERR_RUNTIME, "out of memory reading %s", path);
+                text = bigger;
+                cap *= 2;
+            }
+        }
+        if (ferror(f)) QS_THROW(err, QS_ERR_INPUT, "%s: cannot read: %s", path, strerror(errno));
+    }
+    r.text = text;
+    r.len = len;
     if (!yaml_parser_initialize(&r.parser))
         QS_THROW(err, QS_ERR_RUNTIME, "out of memory (YAML parser)");
     r.parser_ok = 1;
-    yaml_parser_set_input_file(&r.parser, f);
+    yaml_parser_set_input_string(&r.parser, (const unsigned char *)text, len);
 
     QS_CHECK(reader_next(&r, "")); /* stream start */
     QS_CHECK(reader_next(&r, ""));
@@ -1028,8 +1077,8 @@ done:
     reader_drop(&r);
     if (r.parser_ok) yaml_parser_delete(&r.parser);
     if (f) fclose(f);
+    free(text);
     free(dir);
-    free(cwd);
     return st;
 }
 
@@ -1076,6 +1125,7 @@ static void dump_double(FILE *out, double x) {
         snprintf(buf, sizeof(buf), "%.*g", prec, x);
         if (strtod(buf, NULL) == x) break;
     }
+    if (!strpbrk(buf, ".eEn")) strcat(buf, ".0"); /* 1 -> 1.0: reads as a float */
     fputs(buf, out);
 }
 
