@@ -103,18 +103,34 @@ typedef struct qs_config {
 /* Fills `cfg` with every default (strings allocated, possibly ""). */
 qs_status qs_config_init_defaults(qs_config *cfg, qs_err *err);
 
-/* Reads `path` into `cfg` (starting from defaults), then applies `nset` overrides of the
- * form "key.path=value" in order. Validates required keys and ranges. On failure `cfg`
- * is left freeable and `err` names file:line:col and the key. */
+/* Reads `path` into `cfg` (starting from defaults; `cfg` must hold no strings yet), then
+ * applies `nset` overrides of the form "key.path=value" in order. Validates required keys
+ * and ranges. On failure `cfg` is left freeable and `err` names file:line:col and the key.
+ * Relative paths in the file resolve against the file's directory, relative `--set` paths
+ * against the working directory; both are stored absolute. */
 qs_status qs_config_load(qs_config *cfg, const char *path, const char *const *sets, int nset,
                          qs_err *err);
 
-/* Applies one "key.path=value" override. */
+/* Applies one "key.path=value" override (value parsed as a YAML scalar or flow list, with
+ * the file's type rules; "key=" sets a string key to ""). Errors read "--set key: cause". */
 qs_status qs_config_set(qs_config *cfg, const char *assignment, qs_err *err);
 
 /* Writes the resolved config as YAML (every key, documented order). `include_runtime`
  * = 0 leaves out keys that must not change results (threads), for the config hash. */
 qs_status qs_config_dump(const qs_config *cfg, FILE *out, int include_runtime, qs_err *err);
+
+/* Checks required keys (model, run_dir) and cross-field rules (sampling file needs
+ * calib.offsets_file; search.target_bpw and search.max_bytes not both set; damp_max >=
+ * damp). Messages start with "<source_path>: ". qs_config_load calls it last. */
+qs_status qs_config_validate(const qs_config *cfg, qs_err *err);
+
+/* The schema's keys in table (= dump) order, e.g. "calib.nsamples"; NULL out of range.
+ * The strings are static. */
+int qs_config_nkeys(void);
+const char *qs_config_key_name(int i);
+
+/* Writes one Markdown table row per key (key, type, default, range, meaning). */
+qs_status qs_config_describe(FILE *out, qs_err *err);
 
 /* Releases every string the config owns and zeroes it. */
 void qs_config_free(qs_config *cfg);
