@@ -17,3 +17,6 @@ foreach(t test_eval_fixture test_calib_mpi test_calib_ref)
   set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT
                "QS_MPIEXEC=${MPIEXEC_EXECUTABLE} --oversubscribe")
 endforeach()
+
+add_executable(bench_sgemm ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_sgemm.c)
+target_link_libraries(bench_sgemm PRIVATE qshard_core)
