@@ -212,3 +212,64 @@ void qs_comm_recv(const qs_comm *c, void *buf, size_t nbytes, int src, int tag) 
         MPI_Recv(p + off, (int)n, MPI_BYTE, src, tag, handle(c), MPI_STATUS_IGNORE);
     }
 }
+
+/* ---- nonblocking pipeline p2p ---- */
+
+_Static_assert(sizeof(MPI_Request) <= 16, "MPI_Request fits the opaque slot");
+
+static qs_status start_pieces(const qs_comm *c, void *buf, size_t nbytes, int peer, int tag,
+                              int is_send, qs_comm_req *req, qs_err *err) {
+    memset(req, 0, sizeof(*req));
+    size_t pieces = nbytes == 0 ? 1 : (nbytes + QS_MPI_PIECE - 1) / QS_MPI_PIECE;
+    if (pieces > QS_COMM_REQ_MAX)
+        return QS_FAIL(err, QS_ERR_INTERNAL, "message of %zu bytes exceeds %d pieces", nbytes,
+                       QS_COMM_REQ_MAX);
+    unsigned char *p = buf;
+    for (size_t i = 0; i < pieces; ++i) {
+        size_t off = i * QS_MPI_PIECE;
+        size_t n = nbytes - off < QS_MPI_PIECE ? nbytes - off : QS_MPI_PIECE;
+        MPI_Request r;
+        if (is_send)
+            MPI_Isend(p + off, (int)n, MPI_BYTE, peer, tag, handle(c), &r);
+        else
+            MPI_Irecv(p + off, (int)n, MPI_BYTE, peer, tag, handle(c), &r);
+        memcpy(req->raw[i], &r, sizeof(r));
+    }
+    req->n = (int)pieces;
+    return QS_OK;
+}
+
+qs_status qs_comm_isend(const qs_comm *c, const void *buf, size_t nbytes, int dest, int tag,
+                        qs_comm_req *req, qs_err *err) {
+    if (!c->mpi) return QS_FAIL(err, QS_ERR_INTERNAL, "isend on a serial communicator");
+    return start_pieces(c, (void *)(uintptr_t)buf, nbytes, dest, tag, 1, req, err);
+}
+
+qs_status qs_comm_irecv(const qs_comm *c, void *buf, size_t nbytes, int src, int tag,
+                        qs_comm_req *req, qs_err *err) {
+    if (!c->mpi) return QS_FAIL(err, QS_ERR_INTERNAL, "irecv on a serial communicator");
+    return start_pieces(c, buf, nbytes, src, tag, 0, req, err);
+}
+
+void qs_comm_wait(const qs_comm *c, qs_comm_req *req) {
+    (void)c;
+    MPI_Request r[QS_COMM_REQ_MAX];
+    for (int i = 0; i < req->n; ++i) memcpy(&r[i], req->raw[i], sizeof(MPI_Request));
+    if (req->n > 0) MPI_Waitall(req->n, r, MPI_STATUSES_IGNORE);
+    memset(req, 0, sizeof(*req));
+}
+
+int qs_comm_test(const qs_comm *c, qs_comm_req *req) {
+    (void)c;
+    if (req->n == 0) return 1;
+    MPI_Request r[QS_COMM_REQ_MAX];
+    for (int i = 0; i < req->n; ++i) memcpy(&r[i], req->raw[i], sizeof(MPI_Request));
+    int done = 0;
+    MPI_Testall(req->n, r, &done, MPI_STATUSES_IGNORE);
+    if (done) {
+        memset(req, 0, sizeof(*req));
+        return 1;
+    }
+    for (int i = 0; i < req->n; ++i) memcpy(req->raw[i], &r[i], sizeof(MPI_Request));
+    return 0;
+}

@@ -69,4 +69,26 @@ qs_status qs_comm_sum_double_ordered(const qs_comm *c, double *vals, int n, qs_e
 void qs_comm_send(const qs_comm *c, const void *buf, size_t nbytes, int dest, int tag);
 void qs_comm_recv(const qs_comm *c, void *buf, size_t nbytes, int src, int tag);
 
+/* Nonblocking point-to-point for the layer pipeline. A request is a plain value owned by
+ * the caller; a message larger than 1 GiB travels in pieces (at most QS_COMM_REQ_MAX
+ * pieces). Every started request must be completed with qs_comm_wait (or a qs_comm_test
+ * that returned 1) before its buffer is reused or freed. A zeroed request is "none":
+ * wait and test return at once. */
+#define QS_COMM_REQ_MAX 16
+typedef struct qs_comm_req {
+    int n;                                        /* pieces in flight (0 = none) */
+    unsigned char raw[QS_COMM_REQ_MAX][16];       /* MPI_Request handles (opaque here) */
+} qs_comm_req;
+
+/* QS_ERR_INTERNAL when nbytes needs more than QS_COMM_REQ_MAX pieces. */
+qs_status qs_comm_isend(const qs_comm *c, const void *buf, size_t nbytes, int dest, int tag,
+                        qs_comm_req *req, qs_err *err);
+qs_status qs_comm_irecv(const qs_comm *c, void *buf, size_t nbytes, int src, int tag,
+                        qs_comm_req *req, qs_err *err);
+/* Blocks until the request completes; resets it to none. */
+void qs_comm_wait(const qs_comm *c, qs_comm_req *req);
+/* Drives progress; returns 1 (and resets the request) when it has completed. Calling it
+ * between compute steps lets a large send move while this rank computes. */
+int qs_comm_test(const qs_comm *c, qs_comm_req *req);
+
 #endif /* QS_COMM_H */

@@ -133,6 +133,7 @@ typedef struct stage_entry {
     const char *name;
     qs_stage_fn fn;
     int pass;
+    int eval_only; /* runs only when eval.tokens is set */
 } stage_entry;
 
 qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
@@ -176,9 +177,13 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
 
     /* 3. stages in order. Later stages join this table as they land. */
     static const stage_entry stages[] = {
-        {"plan", qs_stage_plan_run, 0},
+        {"plan", qs_stage_plan_run, 0, 0},
+        {"calibrate", qs_stage_calibrate_run, 0, 0},
+        {"eval", qs_stage_eval_run, 0, 1},
     };
+    const int have_eval = cfg.eval.tokens && cfg.eval.tokens[0];
     for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); ++i) {
+        if (stages[i].eval_only && !have_eval) continue;
         if (qs_comm_any(comm, *ctx.stop)) {
             qs_log_info(&lg, "stopped by a signal before %s; completed work is durable",
                         stages[i].name);
@@ -193,8 +198,9 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         qs_log_info(&lg, "%s: done in %.2f s", stages[i].name, qs_log_now() - t0);
     }
     qs_log_info(&lg,
-                "pipeline: plan complete; calibrate, reconstruct, search, write and eval are "
-                "not part of this build yet");
+                "pipeline: plan and calibrate complete%s; reconstruct, search and write are "
+                "not part of this build yet",
+                have_eval ? ", float model evaluated" : "");
     qs_log_info(&lg, "total %.2f s, peak RSS rank %d: %.1f MiB", qs_log_now() - t_start,
                 comm->rank, (double)qs_log_peak_rss() / (1024.0 * 1024.0));
 done:

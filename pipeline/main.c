@@ -29,6 +29,8 @@ static const char *const USAGE =
     "                       print the layer plan and memory per rank without running\n"
     "  inspect MODEL_DIR [--json]\n"
     "                       architecture, dimensions, parameters and tensors of a checkpoint\n"
+    "  eval CONFIG.yaml [--weights float] [--set key.path=value]...\n"
+    "                       perplexity on eval.tokens (under mpirun: layers split over ranks)\n"
     "  synth-model --arch llama|mistral|qwen2 --layers N --hidden H [...] OUT_DIR\n"
     "                       write a deterministic synthetic model in Hugging Face layout\n"
     "\n"
@@ -76,6 +78,18 @@ static const char *const USAGE_SYNTH =
     "--tokens N also writes OUT_DIR/tokens.u32 with N deterministic token ids.\n"
     "Defaults: intermediate = 8/3 hidden rounded up to 64, heads = hidden/64, kv-heads =\n"
     "heads, vocab 512, dtype bf16, shards 1, seed 0.\n";
+
+static const char *const USAGE_EVAL =
+    "usage: qshard eval CONFIG.yaml [--weights float] [--set key.path=value]... [--verbose]\n"
+    "         [--quiet]\n"
+    "\n"
+    "Perplexity on eval.tokens: consecutive windows of eval.seqlen tokens from the start\n"
+    "(remainder dropped, at most eval.max_windows), each predicting tokens 1..T-1; prints the\n"
+    "result and writes RUN_DIR/eval.json. Start with one process per rank (mpirun -np N):\n"
+    "the decoder layers are split over the ranks; the result does not depend on N.\n"
+    "\n"
+    "  --weights float       evaluate the unquantized checkpoint (the only choice in this build)\n"
+    "  --set key.path=value  override one config key (repeatable)\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg) {
     fprintf(stderr, "qshard: error: ");
@@ -431,6 +445,96 @@ static int cmd_synth(int argc, char **argv) {
     return 0;
 }
 
+/* ---- eval ---- */
+
+static int cmd_eval(int argc, char **argv) {
+    qs_comm comm;
+    qs_err err = {0};
+    qs_status st = qs_comm_init(&comm, &argc, &argv, &err);
+    if (st != QS_OK) {
+        fprintf(stderr, "qshard: error: %s\n", err.msg);
+        return 1;
+    }
+    const char *config_path = NULL, *weights = "float";
+    int nset = 0, help = 0, verbose = 0, quiet = 0;
+    const char **sets = calloc((size_t)argc + 1, sizeof(char *));
+    qs_config cfg;
+    qs_model model;
+    qs_rundir rd;
+    qs_log lg;
+    qs_eval_weights which = QS_EVAL_FLOAT;
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&model, 0, sizeof(model));
+    memset(&rd, 0, sizeof(rd));
+    if (!sets) st = QS_FAIL(&err, QS_ERR_RUNTIME, "out of memory");
+    for (int i = 2; i < argc && st == QS_OK; ++i) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            help = 1;
+        } else if (strcmp(a, "--set") == 0 || strcmp(a, "--weights") == 0) {
+            if (i + 1 >= argc)
+                st = QS_FAIL(&err, QS_ERR_INPUT, "eval: %s needs a value (see 'qshard eval --help')",
+                             a);
+            else if (a[2] == 's')
+                sets[nset++] = argv[++i];
+            else
+                weights = argv[++i];
+        } else if (strncmp(a, "--set=", 6) == 0) {
+            sets[nset++] = a + 6;
+        } else if (strncmp(a, "--weights=", 10) == 0) {
+            weights = a + 10;
+        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+            verbose = 1;
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            quiet = 1;
+        } else if (a[0] == '-' && a[1]) {
+            st = QS_FAIL(&err, QS_ERR_INPUT, "eval: unknown option '%s' (see 'qshard eval --help')",
+                         a);
+        } else if (!config_path) {
+            config_path = a;
+        } else {
+            st = QS_FAIL(&err, QS_ERR_INPUT, "eval: unexpected argument '%s'", a);
+        }
+    }
+    if (st == QS_OK && !help && !config_path)
+        st = QS_FAIL(&err, QS_ERR_INPUT, "eval: missing CONFIG.yaml (see 'qshard eval --help')");
+    if (st == QS_OK && !help) st = qs_eval_parse_weights(weights, &which, &err);
+    if (help && st == QS_OK) {
+        if (comm.rank == 0) fputs(USAGE_EVAL, stdout);
+        goto out;
+    }
+    qs_log_init(&lg, comm.rank, verbose, quiet);
+    if (st == QS_OK) st = qs_config_load(&cfg, config_path, sets, nset, &err);
+    if (st == QS_OK) st = qs_model_open(&model, cfg.model, &err);
+    if (st == QS_OK) st = qs_rundir_init(&rd, cfg.run_dir, &err);
+    st = qs_comm_agree(&comm, st, &err);
+    if (st == QS_OK) {
+        qs_stage_ctx ctx;
+        qs_eval_result res;
+        memset(&ctx, 0, sizeof(ctx));
+        ctx.cfg = &cfg;
+        ctx.comm = &comm;
+        ctx.rd = &rd;
+        ctx.model = &model;
+        ctx.log = &lg;
+        ctx.stop = qs_driver_stop_flag();
+        st = qs_eval_run(&ctx, which, &res, &err);
+        if (st == QS_OK && comm.rank == 0 && !quiet)
+            printf("perplexity %.6f (%lld windows x %lld tokens, nll_sum %.17g)\n", res.ppl,
+                   (long long)res.windows, (long long)res.seqlen, res.nll_sum);
+        if (st == QS_ERR_INTERNAL) qs_comm_abort(&comm, &err);
+    }
+out:
+    if (st != QS_OK && comm.rank == 0) fprintf(stderr, "qshard: error: %s\n", err.msg);
+    qs_model_close(&model);
+    qs_rundir_free(&rd);
+    qs_config_free(&cfg);
+    free(sets);
+    fflush(stdout);
+    qs_comm_finalize(&comm);
+    return qs_status_exit_code(st);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(USAGE, stderr);
@@ -449,6 +553,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "plan") == 0) return cmd_plan(argc, argv);
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
     if (strcmp(cmd, "synth-model") == 0) return cmd_synth(argc, argv);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     fprintf(stderr, "qshard: error: unknown command '%s' (see 'qshard --help')\n", cmd);
     return 2;
 }

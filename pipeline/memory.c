@@ -40,7 +40,11 @@ qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, in
     int64_t largest = h > q ? h : q;
     if (in > largest) largest = in;
     m.hessians = (int64_t)count * (h * h + q * q + h * h + in * in) * 8 + largest * largest * 4;
-    m.activations = 2 * rows * h * 4 + rows * (q + 2 * kv + 2 * in) * 4 + T * T * 4;
+    /* calibrate/eval (stages/calibrate.c): two chunk buffers, the layer workspace
+     * (qs_layer_workspace_bytes: normed input and projection output rows x 2h as well,
+     * RoPE tables T x head_dim), the statistics hook's scratch (largest width x 12 B) */
+    m.activations = 2 * rows * h * 4 + rows * (2 * h + q + 2 * kv + 2 * in) * 4 + T * T * 4 +
+                    T * hf->head_dim * 4 + largest * 12;
     if (first == 0) m.extra += hf->vocab_size * h * 4;
     if (first + count == (int)hf->num_hidden_layers) {
         m.extra += h * 4 + T * hf->vocab_size * 4;

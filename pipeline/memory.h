@@ -8,8 +8,9 @@
  *                 (hidden^2 [q/k/v] + (heads*head_dim)^2 [o] + hidden^2 [gate/up]
  *                  + inter^2 [down]) x 8 B, plus one f32 partial tile of the largest
  *   activations = two chunk buffers of chunk_samples x seqlen x hidden x 4 B (pipeline in/out)
- *                 + the layer workspace: chunk x seqlen x (q + k + v + 2 x inter) x 4 B
- *                 + attention scores seqlen^2 x 4 B
+ *                 + the layer workspace: chunk x seqlen x (2 x hidden + q + k + v
+ *                   + 2 x inter) x 4 B, attention scores seqlen^2 x 4 B, RoPE tables
+ *                   seqlen x head_dim x 4 B, statistics scratch max(width) x 12 B
  *   extra       = embeddings (vocab x hidden x 4 B) on the first rank of the pipeline,
  *                 final norm + lm_head and one chunk of logits on the last
  * Pure function; no state.

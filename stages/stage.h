@@ -43,4 +43,31 @@ qs_status qs_stage_plan_run(const qs_stage_ctx *ctx, const qs_stage_args *args, 
 qs_status qs_stage_plan_compute(const qs_hf_config *hf, const qs_config *cfg, int nranks,
                                 qs_plan *out, qs_err *err);
 
+/* Calibrate (stages/calibrate.c, docs/calibrate.md): fp32 forward of the calibration
+ * windows, per layer and linear group the Hessian, absmax and mean square ->
+ * run/calib/layer-NNN.h5 + manifest; checkpoints in run/calib/ckpt/. */
+qs_status qs_stage_calibrate_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
+                                 qs_err *err);
+
+/* Eval (stages/eval.c): perplexity on eval.tokens, written to run/eval.json. */
+typedef enum qs_eval_weights {
+    QS_EVAL_FLOAT = 0 /* the unquantized checkpoint (later: a run directory, GPTQ export) */
+} qs_eval_weights;
+
+typedef struct qs_eval_result {
+    double ppl;       /* exp(nll_sum / tokens) */
+    double nll_sum;   /* summed in window order in double */
+    int64_t tokens;   /* predictions: windows x (seqlen - 1) */
+    int64_t windows;
+    int64_t seqlen;
+} qs_eval_result;
+
+/* Parses a --weights value; anything but "float" is a QS_ERR_INPUT saying what exists. */
+qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err);
+/* Collective: evaluates and writes run/eval.json (rank 0); *res on every rank. */
+qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_result *res,
+                      qs_err *err);
+/* The driver's eval stage: qs_eval_run with float weights. */
+qs_status qs_stage_eval_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err);
+
 #endif /* QS_STAGE_H */

@@ -1,0 +1,162 @@
+/* weights.c: f32 copies of one layer / the model ends from a checkpoint (see weights.h). */
+#include "weights.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+qs_status qs_weights_read(const qs_model *m, const char *name, int64_t rows, int64_t cols,
+                          float *out, qs_err *err) {
+    const qs_st_tensor *t = qs_ckpt_find(&m->ckpt, name);
+    if (!t) return QS_FAIL(err, QS_ERR_INPUT, "%s: tensor '%s' is missing", m->ckpt.dir, name);
+    const char *file = qs_ckpt_file_of(&m->ckpt, name);
+    int ok = cols > 0 ? (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols)
+                      : (t->ndim == 1 && t->shape[0] == rows);
+    if (!ok) {
+        if (cols > 0)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "%s: tensor '%s' has %d dims (first %lld), config.json implies "
+                           "(%lld, %lld)",
+                           file ? file : m->ckpt.dir, name, t->ndim,
+                           (long long)(t->ndim > 0 ? t->shape[0] : 0), (long long)rows,
+                           (long long)cols);
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "%s: tensor '%s' has %d dims (first %lld), config.json implies (%lld)",
+                       file ? file : m->ckpt.dir, name, t->ndim,
+                       (long long)(t->ndim > 0 ? t->shape[0] : 0), (long long)rows);
+    }
+    return qs_st_read_f32(t, 0, rows * (cols > 0 ? cols : 1), out, err);
+}
+
+/* The tensors of one layer in buffer order: name suffix, rows, cols, flag (0 = always,
+ * 1 = qkv_bias, 2 = o_bias, 3 = mlp_bias), and its slot in qs_layer_weights. */
+typedef struct layer_tensor {
+    const char *suffix;
+    int rows_kind, cols_kind; /* 0 none, 1 hidden, 2 q_dim, 3 kv_dim, 4 inter */
+    int flag;
+    size_t slot;
+} layer_tensor;
+
+#define SLOT(f) offsetof(qs_layer_weights, f)
+static const layer_tensor LAYER_TENSORS[] = {
+    {"input_layernorm.weight", 1, 0, 0, SLOT(input_norm)},
+    {"self_attn.q_proj.weight", 2, 1, 0, SLOT(q_w)},
+    {"self_attn.q_proj.bias", 2, 0, 1, SLOT(q_b)},
+    {"self_attn.k_proj.weight", 3, 1, 0, SLOT(k_w)},
+    {"self_attn.k_proj.bias", 3, 0, 1, SLOT(k_b)},
+    {"self_attn.v_proj.weight", 3, 1, 0, SLOT(v_w)},
+    {"self_attn.v_proj.bias", 3, 0, 1, SLOT(v_b)},
+    {"self_attn.o_proj.weight", 1, 2, 0, SLOT(o_w)},
+    {"self_attn.o_proj.bias", 1, 0, 2, SLOT(o_b)},
+    {"post_attention_layernorm.weight", 1, 0, 0, SLOT(post_norm)},
+    {"mlp.gate_proj.weight", 4, 1, 0, SLOT(gate_w)},
+    {"mlp.gate_proj.bias", 4, 0, 3, SLOT(gate_b)},
+    {"mlp.up_proj.weight", 4, 1, 0, SLOT(up_w)},
+    {"mlp.up_proj.bias", 4, 0, 3, SLOT(up_b)},
+    {"mlp.down_proj.weight", 1, 4, 0, SLOT(down_w)},
+    {"mlp.down_proj.bias", 1, 0, 3, SLOT(down_b)},
+};
+#undef SLOT
+#define NLAYER_TENSORS (sizeof(LAYER_TENSORS) / sizeof(LAYER_TENSORS[0]))
+
+static int64_t kind_size(const qs_model_dims *d, int kind) {
+    switch (kind) {
+    case 1: return d->hidden;
+    case 2: return d->heads * d->head_dim;
+    case 3: return d->kv_heads * d->head_dim;
+    case 4: return d->inter;
+    default: return 0;
+    }
+}
+
+static int tensor_present(const qs_model_dims *d, int flag) {
+    switch (flag) {
+    case 1: return d->qkv_bias;
+    case 2: return d->o_bias;
+    case 3: return d->mlp_bias;
+    default: return 1;
+    }
+}
+
+int64_t qs_weights_layer_bytes(const qs_model_dims *d) {
+    int64_t n = 0;
+    for (size_t i = 0; i < NLAYER_TENSORS; ++i) {
+        const layer_tensor *t = &LAYER_TENSORS[i];
+        if (!tensor_present(d, t->flag)) continue;
+        int64_t c = kind_size(d, t->cols_kind);
+        n += kind_size(d, t->rows_kind) * (c > 0 ? c : 1);
+    }
+    return n * (int64_t)sizeof(float);
+}
+
+qs_status qs_weights_load_layer(const qs_model *m, const qs_model_dims *d, int layer,
+                                qs_layer_f32 *out, qs_err *err) {
+    qs_status st = QS_OK;
+    memset(out, 0, sizeof(*out));
+    int64_t nf = qs_weights_layer_bytes(d) / (int64_t)sizeof(float);
+    out->buf = qs_malloc((size_t)nf * sizeof(float), err, "layer weights");
+    if (!out->buf) return QS_ERR_RUNTIME;
+    out->nfloats = nf;
+    int64_t off = 0;
+    for (size_t i = 0; i < NLAYER_TENSORS; ++i) {
+        const layer_tensor *t = &LAYER_TENSORS[i];
+        if (!tensor_present(d, t->flag)) continue;
+        char name[256];
+        snprintf(name, sizeof(name), "model.layers.%d.%s", layer, t->suffix);
+        int64_t rows = kind_size(d, t->rows_kind), cols = kind_size(d, t->cols_kind);
+        float *dst = out->buf + off; // (rows, max(cols, 1))
+        QS_CHECK(qs_weights_read(m, name, rows, cols, dst, err));
+        memcpy((char *)&out->w + t->slot, &dst, sizeof(dst));
+        off += rows * (cols > 0 ? cols : 1);
+    }
+done:
+    if (st != QS_OK) qs_layer_f32_free(out);
+    return st;
+}
+
+void qs_layer_f32_free(qs_layer_f32 *lw) {
+    free(lw->buf);
+    memset(lw, 0, sizeof(*lw));
+}
+
+qs_status qs_weights_load_ends(const qs_model *m, const qs_model_dims *d, int want_embed,
+                               int want_head, qs_ends_f32 *out, qs_err *err) {
+    qs_status st = QS_OK;
+    memset(out, 0, sizeof(*out));
+    const int64_t V = d->vocab, H = d->hidden;
+    int has_lm = qs_ckpt_find(&m->ckpt, "lm_head.weight") != NULL;
+    int tied = m->hf.tie_word_embeddings || (want_head && !has_lm);
+    int need_embed = want_embed || (want_head && tied);
+    int need_lm = want_head && !tied;
+    int64_t n = (need_embed ? V * H : 0) + (need_lm ? V * H : 0) + (want_head ? H : 0);
+    if (n == 0) return QS_OK;
+    out->buf = qs_malloc((size_t)n * sizeof(float), err, "embeddings / lm_head");
+    if (!out->buf) return QS_ERR_RUNTIME;
+    float *p = out->buf;
+    if (need_embed) {
+        out->embed = p; // (vocab, hidden)
+        p += V * H;
+        QS_CHECK(qs_weights_read(m, "model.embed_tokens.weight", V, H, out->embed, err));
+    }
+    if (want_head) {
+        out->final_norm = p; // (hidden)
+        p += H;
+        QS_CHECK(qs_weights_read(m, "model.norm.weight", H, 0, out->final_norm, err));
+        if (need_lm) {
+            out->lm_head = p; // (vocab, hidden)
+            p += V * H;
+            QS_CHECK(qs_weights_read(m, "lm_head.weight", V, H, out->lm_head, err));
+        } else {
+            out->lm_head = out->embed;
+        }
+    }
+done:
+    if (st != QS_OK) qs_ends_f32_free(out);
+    return st;
+}
+
+void qs_ends_f32_free(qs_ends_f32 *e) {
+    free(e->buf);
+    memset(e, 0, sizeof(*e));
+}

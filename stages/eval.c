@@ -1,0 +1,222 @@
+/* eval.c (stage and `qshard eval`): perplexity of the model on eval.tokens with the
+ * fixtures' protocol: consecutive non-overlapping windows of eval.seqlen tokens from 0
+ * (remainder dropped, at most eval.max_windows), each window predicts tokens 1..T-1,
+ * ppl = exp(sum NLL / count).
+ *
+ * Distributed like calibrate: layers in contiguous ranges (the plan computed for this rank
+ * count), chunks of calib.chunk_samples windows flow rank to rank with nonblocking sends;
+ * the first rank embeds, the last applies final norm + lm_head + NLL and sums the NLL in
+ * window order in double, so the result is the same at any rank count.
+ * Output: run/eval.json {"weights", "ppl", "nll_sum", "tokens", "windows", "seqlen"}.
+ */
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/tokens.h"
+#include "model/kernels.h"
+#include "plan.h"
+#include "stage.h"
+#include "weights.h"
+
+qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err) {
+    if (s && strcmp(s, "float") == 0) {
+        *out = QS_EVAL_FLOAT;
+        return QS_OK;
+    }
+    return QS_FAIL(err, QS_ERR_INPUT,
+                   "--weights: '%s' is not supported; only 'float' (the unquantized "
+                   "checkpoint) is available in this build",
+                   s ? s : "");
+}
+
+qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_result *res,
+                      qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_config *cfg = ctx->cfg;
+    const qs_comm *comm = ctx->comm;
+    const int rank = comm->rank;
+    qs_tokens tok;
+    qs_plan plan;
+    qs_model_dims d;
+    qs_layer_workspace ws;
+    qs_ends_f32 ends;
+    qs_layer_f32 *lw = NULL;
+    float *xbuf[2] = {NULL, NULL};
+    float *logits = NULL;
+    double *nll = NULL;
+    uint32_t *ids = NULL;
+    int32_t *ids32 = NULL;
+    qs_comm_req sreq[2], rreq;
+    int nown = 0, first = 0, prev = -1, next = -1, lastr = 0, rreq_posted = 0;
+    double sums[1] = {0.0};
+    memset(&tok, 0, sizeof(tok));
+    memset(&plan, 0, sizeof(plan));
+    memset(&ws, 0, sizeof(ws));
+    memset(&ends, 0, sizeof(ends));
+    memset(sreq, 0, sizeof(sreq));
+    memset(&rreq, 0, sizeof(rreq));
+    memset(res, 0, sizeof(*res));
+    openblas_set_num_threads(1);
+    (void)which; /* only QS_EVAL_FLOAT exists */
+
+    const int L = (int)ctx->model->hf.num_hidden_layers;
+    const int64_t T = cfg->eval.seqlen, CS = cfg->calib.chunk_samples;
+    int64_t nwin = 0;
+
+    /* 1. inputs, agreed before anything blocks */
+    qs_model_dims_from_hf(&d, &ctx->model->hf);
+    st = qs_model_dims_check(&d, err);
+    if (st == QS_OK && (!cfg->eval.tokens || !cfg->eval.tokens[0]))
+        st = QS_FAIL(err, QS_ERR_INPUT, "eval.tokens: a token file is required for eval");
+    if (st == QS_OK && (T < 2 || CS <= 0))
+        st = QS_FAIL(err, QS_ERR_INPUT, "eval.seqlen must be >= 2 and calib.chunk_samples > 0");
+    if (st == QS_OK) st = qs_tokens_open(&tok, cfg->eval.tokens, d.vocab, err);
+    if (st == QS_OK) {
+        nwin = tok.count / T;
+        if (cfg->eval.max_windows > 0 && nwin > cfg->eval.max_windows)
+            nwin = cfg->eval.max_windows;
+        if (nwin == 0)
+            st = QS_FAIL(err, QS_ERR_INPUT, "%s: %lld tokens, shorter than one window of %lld",
+                         cfg->eval.tokens, (long long)tok.count, (long long)T);
+    }
+    if (st == QS_OK) st = qs_stage_plan_compute(&ctx->model->hf, cfg, comm->size, &plan, err);
+    if (st == QS_OK) {
+        first = plan.first[rank];
+        nown = plan.first[rank + 1] - first;
+        lastr = plan.layer_rank[L - 1];
+        for (int r = rank - 1; r >= 0 && nown > 0; --r)
+            if (plan.first[r + 1] > plan.first[r]) { prev = r; break; }
+        for (int r = rank + 1; r < comm->size && nown > 0; ++r)
+            if (plan.first[r + 1] > plan.first[r]) { next = r; break; }
+    }
+    if (st == QS_OK && nown > 0) {
+        const int64_t rows = CS * T;
+        lw = qs_calloc((size_t)nown, sizeof(*lw), err, "layer weights");
+        xbuf[0] = qs_malloc(sizeof(float) * (size_t)(rows * d.hidden), err, "chunk buffer");
+        xbuf[1] = qs_malloc(sizeof(float) * (size_t)(rows * d.hidden), err, "chunk buffer");
+        ids = qs_malloc(sizeof(uint32_t) * (size_t)rows, err, "chunk tokens");
+        ids32 = qs_malloc(sizeof(int32_t) * (size_t)T, err, "window tokens");
+        if (!lw || !xbuf[0] || !xbuf[1] || !ids || !ids32) st = QS_ERR_RUNTIME;
+        if (st == QS_OK && next < 0) {
+            logits = qs_malloc(sizeof(float) * (size_t)(T * d.vocab), err, "logits tile");
+            nll = qs_malloc(sizeof(double) * (size_t)(CS * (T - 1)), err, "NLL");
+            if (!logits || !nll) st = QS_ERR_RUNTIME;
+        }
+        if (st == QS_OK) st = qs_layer_workspace_init(&ws, &d, (int)CS, (int)T, err);
+        for (int i = 0; i < nown && st == QS_OK; ++i)
+            st = qs_weights_load_layer(ctx->model, &d, first + i, &lw[i], err);
+        if (st == QS_OK && (prev < 0 || next < 0))
+            st = qs_weights_load_ends(ctx->model, &d, prev < 0, next < 0, &ends, err);
+    }
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
+
+    /* 2. the pipeline */
+    const int64_t nchunks = (nwin + CS - 1) / CS;
+    double nll_sum = 0.0;
+    for (int64_t c = 0; c < nchunks && nown > 0; ++c) {
+        const int b = (int)(c % 2);
+        const int64_t w0 = c * CS, ns = nwin - w0 < CS ? nwin - w0 : CS, rows = ns * T;
+        const int tag = (int)(c % 30000);
+        float *x = xbuf[b]; // (rows, hidden)
+        if (prev < 0 || next < 0) {
+            for (int64_t s = 0; s < ns; ++s) {
+                qs_tokens_copy(&tok, (w0 + s) * T, T, ids32);
+                for (int64_t t = 0; t < T; ++t) ids[s * T + t] = (uint32_t)ids32[t];
+            }
+        }
+        if (prev < 0) {
+            qs_comm_wait(comm, &sreq[b]);
+            st = qs_embed_gather(ends.embed, d.vocab, d.hidden, ids, rows, x, err);
+        } else {
+            if (!rreq_posted) {
+                qs_comm_wait(comm, &sreq[b]);
+                st = qs_comm_irecv(comm, x, sizeof(float) * (size_t)(rows * d.hidden), prev, tag,
+                                   &rreq, err);
+            }
+            if (st == QS_OK) qs_comm_wait(comm, &rreq);
+            rreq_posted = 0;
+            if (st == QS_OK && c + 1 < nchunks) {
+                const int64_t n1 = nwin - w0 - ns < CS ? nwin - w0 - ns : CS;
+                qs_comm_wait(comm, &sreq[1 - b]);
+                st = qs_comm_irecv(comm, xbuf[1 - b], sizeof(float) * (size_t)(n1 * T * d.hidden),
+                                   prev, (int)((c + 1) % 30000), &rreq, err);
+                rreq_posted = st == QS_OK;
+            }
+        }
+        for (int i = 0; i < nown && st == QS_OK; ++i)
+            st = qs_layer_forward(&lw[i].w, &d, x, (int)ns, (int)T, &ws, NULL, err);
+        if (st == QS_OK && next >= 0) {
+            st = qs_comm_isend(comm, x, sizeof(float) * (size_t)(rows * d.hidden), next, tag,
+                               &sreq[b], err);
+        } else if (st == QS_OK) {
+            st = qs_model_head(ends.final_norm, ends.lm_head, &d, x, ids, (int)ns, (int)T, logits,
+                               NULL, nll, err);
+            for (int64_t i = 0; i < ns * (T - 1) && st == QS_OK; ++i) nll_sum += nll[i];
+        }
+        if (st != QS_OK) qs_comm_abort(comm, err); /* neighbours are blocked in the pipeline */
+    }
+    qs_comm_wait(comm, &sreq[0]);
+    qs_comm_wait(comm, &sreq[1]);
+    sums[0] = nll_sum;
+    qs_comm_bcast(comm, sums, sizeof(sums), lastr);
+    res->nll_sum = sums[0];
+    res->windows = nwin;
+    res->tokens = nwin * (T - 1);
+    res->seqlen = T;
+    res->ppl = exp(res->nll_sum / (double)res->tokens);
+
+    /* 3. eval.json (rank 0) */
+    if (rank == 0) {
+        char path[QS_PATH_MAX];
+        char *text = NULL;
+        cJSON *o = cJSON_CreateObject();
+        if (o) {
+            cJSON_AddStringToObject(o, "weights", "float");
+            cJSON_AddNumberToObject(o, "ppl", res->ppl);
+            cJSON_AddNumberToObject(o, "nll_sum", res->nll_sum);
+            cJSON_AddNumberToObject(o, "tokens", (double)res->tokens);
+            cJSON_AddNumberToObject(o, "windows", (double)res->windows);
+            cJSON_AddNumberToObject(o, "seqlen", (double)T);
+            cJSON_AddStringToObject(o, "tokens_file", cfg->eval.tokens);
+            text = cJSON_Print(o);
+            cJSON_Delete(o);
+        }
+        if (!text) st = QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (eval.json)");
+        if (st == QS_OK) st = qs_rundir_mkdir(ctx->rd, "", err);
+        if (st == QS_OK) st = qs_rundir_path(ctx->rd, "eval.json", path, sizeof(path), err);
+        if (st == QS_OK) st = qs_write_file_atomic(path, text, strlen(text), err);
+        cJSON_free(text);
+    }
+    st = qs_comm_agree(comm, st, err);
+    if (st == QS_OK)
+        qs_log_info(ctx->log, "eval: perplexity %.6f over %lld windows x %lld tokens (rank %d "
+                    "peak RSS %.1f MiB)",
+                    res->ppl, (long long)nwin, (long long)T, rank,
+                    (double)qs_log_peak_rss() / 1048576.0);
+done:
+    if (lw)
+        for (int i = 0; i < nown; ++i) qs_layer_f32_free(&lw[i]);
+    free(lw);
+    free(xbuf[0]);
+    free(xbuf[1]);
+    free(logits);
+    free(nll);
+    free(ids);
+    free(ids32);
+    qs_ends_f32_free(&ends);
+    qs_layer_workspace_free(&ws);
+    qs_plan_free(&plan);
+    qs_tokens_close(&tok);
+    return st;
+}
+
+qs_status qs_stage_eval_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err) {
+    (void)args;
+    qs_eval_result res;
+    return qs_eval_run(ctx, QS_EVAL_FLOAT, &res, err);
+}

@@ -1,0 +1,123 @@
+/* test_calib_fixture.c: the weight loader on the real fixture (../shared/fixtures/tinyllama-a,
+ * bf16 weights, fp32 compute): qs_model_open + qs_weights_load_layer/_ends + qs_model_forward
+ * on the first 256 tokens of tokens/eval.u32 give logits within 2e-3 max abs of transformers'
+ * logits_eval_window0.f32 (256 x 512). Also checks that a wrong shape or missing tensor is a
+ * QS_ERR_INPUT naming the tensor.
+ * Usage: test_calib_fixture SHARED_DIR. Skips (77) without it unless QS_REQUIRE_SHARED=1. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/model.h"
+#include "model/layer.h"
+#include "weights.h"
+
+static int read_all(const char *path, void *buf, size_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t got = fread(buf, 1, n, f);
+    fclose(f);
+    return got == n ? 0 : -1;
+}
+
+int main(int argc, char **argv) {
+    const char *shared = argc > 1 ? argv[1] : "";
+    char dir[4096], path[4096];
+    snprintf(dir, sizeof(dir), "%s/fixtures/tinyllama-a", shared);
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        const char *req = getenv("QS_REQUIRE_SHARED");
+        if (req && strcmp(req, "1") == 0) {
+            fprintf(stderr, "fixture missing: %s\n", dir);
+            return 1;
+        }
+        printf("skip: no shared fixtures\n");
+        return 77;
+    }
+    int fails = 0;
+    qs_err err = {0};
+    qs_model m;
+    qs_model_dims d;
+    qs_model_workspace ws;
+    qs_ends_f32 ends;
+    memset(&m, 0, sizeof(m));
+    memset(&ws, 0, sizeof(ws));
+    memset(&ends, 0, sizeof(ends));
+    enum { T = 256, V = 512 };
+    uint32_t *tok = malloc(sizeof(uint32_t) * T);       // (T)
+    float *ref = malloc(sizeof(float) * T * V);         // (T, V)
+    float *logits = malloc(sizeof(float) * T * V);      // (T, V)
+    qs_layer_f32 *lw = NULL;
+    qs_layer_weights *lws = NULL;
+    if (qs_model_open(&m, dir, &err) != QS_OK) {
+        fprintf(stderr, "FAIL: open: %s\n", err.msg);
+        return 1;
+    }
+    qs_model_dims_from_hf(&d, &m.hf);
+    lw = calloc((size_t)d.nlayers, sizeof(*lw));
+    lws = calloc((size_t)d.nlayers, sizeof(*lws));
+    for (int64_t l = 0; l < d.nlayers; ++l) {
+        if (qs_weights_load_layer(&m, &d, (int)l, &lw[l], &err) != QS_OK) {
+            fprintf(stderr, "FAIL: layer %lld: %s\n", (long long)l, err.msg);
+            return 1;
+        }
+        lws[l] = lw[l].w;
+    }
+    if (qs_weights_load_ends(&m, &d, 1, 1, &ends, &err) != QS_OK) {
+        fprintf(stderr, "FAIL: ends: %s\n", err.msg);
+        return 1;
+    }
+    if (ends.lm_head == ends.embed) {
+        fprintf(stderr, "FAIL: fixture has an untied lm_head\n");
+        ++fails;
+    }
+    snprintf(path, sizeof(path), "%s/fixtures/tokens/eval.u32", shared);
+    if (read_all(path, tok, sizeof(uint32_t) * T) != 0) return 1;
+    snprintf(path, sizeof(path), "%s/fixtures/tinyllama-a/logits_eval_window0.f32", shared);
+    if (read_all(path, ref, sizeof(float) * T * V) != 0) return 1;
+    qs_model_weights w = {ends.embed, lws, ends.final_norm, ends.lm_head};
+    if (qs_model_workspace_init(&ws, &d, 1, T, &err) != QS_OK ||
+        qs_model_forward(&w, &d, tok, 1, T, &ws, logits, NULL, &err) != QS_OK) {
+        fprintf(stderr, "FAIL: forward: %s\n", err.msg);
+        return 1;
+    }
+    double maxerr = 0.0;
+    for (int64_t i = 0; i < (int64_t)T * V; ++i) {
+        double e = fabs((double)logits[i] - (double)ref[i]);
+        if (!(e <= maxerr)) maxerr = e; /* NaN propagates */
+    }
+    printf("logits window 0: max abs error %.3g (tolerance 2e-3)\n", maxerr);
+    if (!(maxerr <= 2e-3)) {
+        fprintf(stderr, "FAIL: logits max abs error %g > 2e-3\n", maxerr);
+        ++fails;
+    }
+    /* a layer that does not exist is an input error naming the tensor */
+    qs_layer_f32 bad;
+    qs_err e2 = {0};
+    if (qs_weights_load_layer(&m, &d, (int)d.nlayers, &bad, &e2) != QS_ERR_INPUT ||
+        !strstr(e2.msg, "model.layers.4.input_layernorm.weight")) {
+        fprintf(stderr, "FAIL: missing layer: '%s'\n", e2.msg);
+        ++fails;
+    }
+    /* wrong shape from a config that disagrees with the checkpoint */
+    qs_model_dims d2 = d;
+    d2.inter = d.inter + 1;
+    qs_err e3 = {0};
+    if (qs_weights_load_layer(&m, &d2, 0, &bad, &e3) != QS_ERR_INPUT ||
+        !strstr(e3.msg, "mlp.gate_proj.weight")) {
+        fprintf(stderr, "FAIL: wrong shape: '%s'\n", e3.msg);
+        ++fails;
+    }
+    for (int64_t l = 0; l < d.nlayers; ++l) qs_layer_f32_free(&lw[l]);
+    free(lw);
+    free(lws);
+    qs_ends_f32_free(&ends);
+    qs_model_workspace_free(&ws);
+    qs_model_close(&m);
+    free(tok);
+    free(ref);
+    free(logits);
+    return fails ? 1 : 0;
+}
