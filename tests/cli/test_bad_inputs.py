@@ -5,6 +5,7 @@ tests/data/make_bad_models.py and every broken config below must make both
 qshard's own stderr exactly one line `qshard: error: ...` naming the file (or key) and the
 cause (the MPI launcher may add its banner after it), and no sanitizer report.
 Usage: test_bad_inputs.py  (env: QS_BIN, QS_MPIEXEC, QS_SOURCE_DIR)"""
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -74,37 +75,41 @@ def main():
     r = run([QS, "synth-model", "--arch", "llama", "--layers", "2", "--hidden", "64", "--heads", "2",
              "--vocab", "128", good])
     check(r.returncode == 0, f"synth-model: {r.stderr}")
-    n = 0
+    jobs = []  # (name, cmd, expect_file, expect_substr, launcher, run_dir_that_must_not_exist)
     for c in cases:
         d = c["dir"] if os.path.isabs(c["dir"]) else os.path.join(cases_dir, c["dir"])
-        p = run([QS, "inspect", d])
-        one_line_error("inspect/" + c["name"], p, c["expect_file"], c["expect_substr"], False)
+        jobs.append(("inspect/" + c["name"], [QS, "inspect", d], c["expect_file"], c["expect_substr"], False, None))
         cfg = os.path.join(tmp, f"cfg_{c['name']}.yaml")
         with open(cfg, "w") as f:
             f.write(f"model: {d}\nrun_dir: {tmp}/run_{c['name']}\n")
-        p = run(MPIEXEC + ["-n", "2", QS, "run", cfg])
-        one_line_error("run/" + c["name"], p, c["expect_file"], c["expect_substr"], True)
-        check(not os.path.exists(f"{tmp}/run_{c['name']}"), f"{c['name']}: run directory was created")
-        n += 1
+        jobs.append(("run/" + c["name"], MPIEXEC + ["-n", "2", QS, "run", cfg], c["expect_file"],
+                     c["expect_substr"], True, f"{tmp}/run_{c['name']}"))
     for name, text, expect_file, expect_substr in YAML_CASES:
-        cfg = os.path.join(tmp, "bad.yaml")
+        cfg = os.path.join(tmp, f"bad_{name}", "bad.yaml")
+        os.makedirs(os.path.dirname(cfg))
         with open(cfg, "w") as f:
             f.write(text.format(model=good, run=os.path.join(tmp, "run_" + name)))
-        p = run(MPIEXEC + ["-n", "2", QS, "run", cfg])
-        one_line_error("yaml/" + name, p, expect_file, expect_substr, True)
-        p = run([QS, "plan", cfg, "--ranks", "2"])
-        one_line_error("plan/" + name, p, expect_file, expect_substr, False)
-        n += 1
+        jobs.append(("yaml/" + name, MPIEXEC + ["-n", "2", QS, "run", cfg], expect_file, expect_substr, True, None))
+        jobs.append(("plan/" + name, [QS, "plan", cfg, "--ranks", "2"], expect_file, expect_substr, False, None))
     # usage errors and a missing config file
-    p = run(MPIEXEC + ["-n", "2", QS, "run", os.path.join(tmp, "nope.yaml")])
-    one_line_error("run/missing_config", p, "nope.yaml", "", True)
-    p = run(MPIEXEC + ["-n", "2", QS, "run", "--bogus"])
-    one_line_error("run/unknown_option", p, "--bogus", "unknown option", True)
-    p = run([QS, "inspect"])
-    one_line_error("inspect/no_dir", p, "MODEL_DIR", "missing", False)
-    p = run([QS, "frobnicate"])
-    one_line_error("unknown_command", p, "frobnicate", "unknown command", False)
-    n += 4
+    jobs.append(("run/missing_config", MPIEXEC + ["-n", "2", QS, "run", os.path.join(tmp, "nope.yaml")],
+                 "nope.yaml", "", True, None))
+    jobs.append(("run/unknown_option", MPIEXEC + ["-n", "2", QS, "run", "--bogus"], "--bogus",
+                 "unknown option", True, None))
+    jobs.append(("inspect/no_dir", [QS, "inspect"], "MODEL_DIR", "missing", False, None))
+    jobs.append(("unknown_command", [QS, "frobnicate"], "frobnicate", "unknown command", False, None))
+
+    def one(job):
+        name, cmd, expect_file, expect_substr, launcher, run_dir = job
+        p = run(cmd)
+        one_line_error(name, p, expect_file, expect_substr, launcher)
+        if run_dir:
+            check(not os.path.exists(run_dir), f"{name}: run directory was created")
+
+    # a few launches at a time: each mpiexec mostly waits on process start-up
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(one, jobs))
+    n = len(set(j[0].split("/", 1)[-1] for j in jobs))
     subprocess.run(["rm", "-rf", tmp])
     print(f"bad inputs: {n} cases, {len(failures)} failure(s)")
     check(n >= 25, f"only {n} cases")
