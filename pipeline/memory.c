@@ -37,43 +37,46 @@ static int64_t pipeline_bytes(const qs_hf_config *hf, int64_t rows, int64_t T) {
            T * hf->head_dim * 4;
 }
 
-qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int first,
-                                int count) {
+qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, int first,
+                                 int count, qs_mem_stage stage) {
     qs_mem_estimate m = {0, 0, 0, 0, 0};
     if (count <= 0) return m;
     int64_t h = hf->hidden_size, in = hf->intermediate_size, V = hf->vocab_size;
     int64_t q = hf->num_attention_heads * hf->head_dim;
-    int64_t T = cfg ? cfg->calib.seqlen : 2048;
     int64_t chunk = cfg ? cfg->calib.chunk_samples : 8;
     int is_first = first == 0, is_last = first + count == (int)hf->num_hidden_layers;
     int64_t largest = h > q ? h : q;
     if (in > largest) largest = in;
-    int64_t weights = (int64_t)count * qs_layer_params(hf) * 4;
-
-    /* calibrate (stages/calibrate.c): f64 accumulators + one f32 tile (also the f32
-     * staging buffer when the layer files are written), the pipeline buffers, the
-     * statistics hook's scratch (largest width x 12 B), embeddings on the first rank.
-     * The bf16 pages of the mapped checkpoint are dropped once converted (weights.c). */
-    qs_mem_estimate c = {weights, 0, 0, 0, 0};
-    c.hessians = (int64_t)count * (h * h + q * q + h * h + in * in) * 8 + largest * largest * 4;
-    c.activations = pipeline_bytes(hf, chunk * T, T) + largest * 12;
-    c.extra = is_first ? V * h * 4 : 0;
-    c.total = c.weights + c.hessians + c.activations + c.extra;
-    m = c;
-
-    /* eval (stages/eval.c), only when eval.tokens is set: no Hessians; windows of
-     * eval.seqlen; the last rank also holds the final norm, lm_head (shared with the
-     * embeddings when tied), one window of logits T x vocab and the NLL of a chunk. */
-    if (cfg && cfg->eval.tokens && cfg->eval.tokens[0] && cfg->eval.seqlen > 1) {
-        int64_t Te = cfg->eval.seqlen;
-        qs_mem_estimate e = {weights, 0, 0, 0, 0};
-        e.activations = pipeline_bytes(hf, chunk * Te, Te);
-        if (is_first || (is_last && hf->tie_word_embeddings)) e.extra += V * h * 4;
+    m.weights = (int64_t)count * qs_layer_params(hf) * 4;
+    if (stage == QS_MEM_CALIBRATE) {
+        /* stages/calibrate.c: f64 accumulators + one f32 tile (also the f32 staging buffer
+         * when the layer files are written), the pipeline buffers, the statistics hook's
+         * scratch (largest width x 12 B), embeddings on the first rank. The bf16 pages of
+         * the mapped checkpoint are dropped once converted (weights.c). */
+        int64_t T = cfg ? cfg->calib.seqlen : 2048;
+        m.hessians = (int64_t)count * (h * h + q * q + h * h + in * in) * 8 + largest * largest * 4;
+        m.activations = pipeline_bytes(hf, chunk * T, T) + largest * 12;
+        m.extra = is_first ? V * h * 4 : 0;
+    } else {
+        /* stages/eval.c: windows of eval.seqlen; the last rank also holds the final norm,
+         * lm_head (the embeddings when tied), one window of logits and a chunk's NLL. */
+        int64_t T = cfg && cfg->eval.seqlen > 1 ? cfg->eval.seqlen : 2048;
+        m.activations = pipeline_bytes(hf, chunk * T, T);
+        if (is_first || (is_last && hf->tie_word_embeddings)) m.extra += V * h * 4;
         if (is_last) {
-            e.extra += h * 4 + Te * V * 4 + chunk * (Te - 1) * 8;
-            if (!hf->tie_word_embeddings) e.extra += V * h * 4;
+            m.extra += h * 4 + T * V * 4 + chunk * (T - 1) * 8;
+            if (!hf->tie_word_embeddings) m.extra += V * h * 4;
         }
-        e.total = e.weights + e.hessians + e.activations + e.extra;
+    }
+    m.total = m.weights + m.hessians + m.activations + m.extra;
+    return m;
+}
+
+qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int first,
+                                int count) {
+    qs_mem_estimate m = qs_mem_for_stage(hf, cfg, first, count, QS_MEM_CALIBRATE);
+    if (cfg && cfg->eval.tokens && cfg->eval.tokens[0]) {
+        qs_mem_estimate e = qs_mem_for_stage(hf, cfg, first, count, QS_MEM_EVAL);
         if (e.total > m.total) m = e;
     }
     return m;

@@ -22,6 +22,8 @@
  *     weights, activations as above without the statistics scratch, no hessians;
  *     extra = embeddings on the first rank; on the last: final norm, lm_head (the
  *     embeddings when tied), logits eval.seqlen x vocab x 4 B, NLL chunk x seqlen x 8 B
+ *     (the previous formula charged lm_head + logits to calibrate too, which never
+ *     loads them)
  * Not counted: the per-process baseline (MPI, OpenBLAS buffers, HDF5, libc: ~constant,
  * measured by tests/bench/mem_check.py) and, on a resume only, one transient
  * f64 (d, d) copy while a checkpoint is read (h5store allocates).
@@ -52,7 +54,16 @@ int64_t qs_layer_params(const qs_hf_config *hf);
  * lm_head (the last rank computes logits for eval), the first for the embedding gather. */
 double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer);
 
-/* The formula above for a rank owning [first, first + count) of nlayers. count may be 0. */
+/* The stages the formula knows (later stages add theirs). */
+typedef enum qs_mem_stage { QS_MEM_CALIBRATE = 0, QS_MEM_EVAL = 1 } qs_mem_stage;
+
+/* One stage's part of the formula above for a rank owning [first, first + count) of
+ * nlayers. count may be 0 (all zero). */
+qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, int first,
+                                 int count, qs_mem_stage stage);
+
+/* The rank's peak: the largest qs_mem_for_stage over the stages `qshard run` runs with cfg
+ * (eval only when eval.tokens is set). This is what the plan records and prints. */
 qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int first,
                                 int count);
 

@@ -287,11 +287,13 @@ done:
 
 /* Diagnostics, not an output (outside the manifest; differs per rank count and run):
  * every rank writes calib/rss/rank-NNN.json {"rank", "first", "count", "peak_rss_bytes"
- * (VmHWM of this process so far), "formula_bytes" (qs_mem_for_rank), "seconds"} and logs
+ * (VmHWM of this process so far), "formula_bytes" (the calibrate part of the formula,
+ * qs_mem_for_stage; plan.json's total when eval does not run), "seconds"} and logs
  * the same line (--verbose). Read by tests/bench/mem_check.py. A failure only logs. */
 static void rss_report(const qs_stage_ctx *ctx, int first, int nown, double seconds) {
     const int rank = ctx->comm->rank;
-    qs_mem_estimate m = qs_mem_for_rank(&ctx->model->hf, ctx->cfg, first, nown);
+    qs_mem_estimate m =
+        qs_mem_for_stage(&ctx->model->hf, ctx->cfg, first, nown, QS_MEM_CALIBRATE);
     long long peak = qs_log_peak_rss();
     qs_log_info(ctx->log, "calibrate: rank %d: %.2f s, peak RSS %.1f MiB (formula %.1f MiB)",
                 rank, seconds, (double)peak / 1048576.0, (double)m.total / 1048576.0);

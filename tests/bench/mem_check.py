@@ -14,8 +14,8 @@ of RAM, ~3 GB of disk per run); run by hand:
 3. For each checked model and rank count: `qshard run` (nsamples 8, seqlen 128,
    chunk_samples 4; one BLAS thread), every rank's VmHWM from run/calib/rss/rank-NNN.json
    (written by the calibrate stage), its formula from plan.json; the check is
-   |peak - (formula + B)| <= tol x (formula + B) for every rank. Ranks that own no layers
-   (formula 0) are listed but need only peak <= (1 + tol) x B.
+   |peak - (formula + B)| <= tol x (formula + B) for every rank (a rank that owns no
+   layers has formula 0, so it must stay within tol of B).
 Run directories are deleted after each measurement (layer files are ~170 MB each).
 Exit 0 if every rank passes, 1 otherwise. (env QS_MPIEXEC, default
 "mpiexec --oversubscribe")"""
