@@ -26,30 +26,58 @@ double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer) {
     return c;
 }
 
-qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int first,
-                                int count) {
-    qs_mem_estimate m = {0, 0, 0, 0, 0};
-    if (count <= 0) return m;
+/* Layer pipeline buffers of calibrate and eval for chunks of `rows` = chunk x T tokens:
+ * two chunk buffers (pipeline in/out) and the layer workspace (qs_layer_workspace_init:
+ * normed input, q, k, v, gate, up, projection output; scores T x T; RoPE tables). */
+static int64_t pipeline_bytes(const qs_hf_config *hf, int64_t rows, int64_t T) {
     int64_t h = hf->hidden_size, in = hf->intermediate_size;
     int64_t q = hf->num_attention_heads * hf->head_dim;
     int64_t kv = hf->num_key_value_heads * hf->head_dim;
-    int64_t T = cfg ? cfg->calib.seqlen : 2048;
+    return 2 * rows * h * 4 + rows * (2 * h + q + 2 * kv + 2 * in) * 4 + T * T * 4 +
+           T * hf->head_dim * 4;
+}
+
+qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, int first,
+                                 int count, qs_mem_stage stage) {
+    qs_mem_estimate m = {0, 0, 0, 0, 0};
+    if (count <= 0) return m;
+    int64_t h = hf->hidden_size, in = hf->intermediate_size, V = hf->vocab_size;
+    int64_t q = hf->num_attention_heads * hf->head_dim;
     int64_t chunk = cfg ? cfg->calib.chunk_samples : 8;
-    int64_t rows = chunk * T;
-    m.weights = (int64_t)count * qs_layer_params(hf) * 4;
+    int is_first = first == 0, is_last = first + count == (int)hf->num_hidden_layers;
     int64_t largest = h > q ? h : q;
     if (in > largest) largest = in;
-    m.hessians = (int64_t)count * (h * h + q * q + h * h + in * in) * 8 + largest * largest * 4;
-    /* calibrate/eval (stages/calibrate.c): two chunk buffers, the layer workspace
-     * (qs_layer_workspace_bytes: normed input and projection output rows x 2h as well,
-     * RoPE tables T x head_dim), the statistics hook's scratch (largest width x 12 B) */
-    m.activations = 2 * rows * h * 4 + rows * (2 * h + q + 2 * kv + 2 * in) * 4 + T * T * 4 +
-                    T * hf->head_dim * 4 + largest * 12;
-    if (first == 0) m.extra += hf->vocab_size * h * 4;
-    if (first + count == (int)hf->num_hidden_layers) {
-        m.extra += h * 4 + T * hf->vocab_size * 4;
-        if (!hf->tie_word_embeddings || first != 0) m.extra += hf->vocab_size * h * 4;
+    m.weights = (int64_t)count * qs_layer_params(hf) * 4;
+    if (stage == QS_MEM_CALIBRATE) {
+        /* stages/calibrate.c: f64 accumulators + one f32 tile (also the f32 staging buffer
+         * when the layer files are written), the pipeline buffers, the statistics hook's
+         * scratch (largest width x 12 B), embeddings on the first rank. The bf16 pages of
+         * the mapped checkpoint are dropped once converted (weights.c). */
+        int64_t T = cfg ? cfg->calib.seqlen : 2048;
+        m.hessians = (int64_t)count * (h * h + q * q + h * h + in * in) * 8 + largest * largest * 4;
+        m.activations = pipeline_bytes(hf, chunk * T, T) + largest * 12;
+        m.extra = is_first ? V * h * 4 : 0;
+    } else {
+        /* stages/eval.c: windows of eval.seqlen; the last rank also holds the final norm,
+         * lm_head (the embeddings when tied), one window of logits and a chunk's NLL. */
+        int64_t T = cfg && cfg->eval.seqlen > 1 ? cfg->eval.seqlen : 2048;
+        m.activations = pipeline_bytes(hf, chunk * T, T);
+        if (is_first || (is_last && hf->tie_word_embeddings)) m.extra += V * h * 4;
+        if (is_last) {
+            m.extra += h * 4 + T * V * 4 + chunk * (T - 1) * 8;
+            if (!hf->tie_word_embeddings) m.extra += V * h * 4;
+        }
     }
     m.total = m.weights + m.hessians + m.activations + m.extra;
+    return m;
+}
+
+qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int first,
+                                int count) {
+    qs_mem_estimate m = qs_mem_for_stage(hf, cfg, first, count, QS_MEM_CALIBRATE);
+    if (cfg && cfg->eval.tokens && cfg->eval.tokens[0]) {
+        qs_mem_estimate e = qs_mem_for_stage(hf, cfg, first, count, QS_MEM_EVAL);
+        if (e.total > m.total) m = e;
+    }
     return m;
 }

@@ -2,17 +2,32 @@
  * prints it per rank before anything runs; later stages extend this function (never
  * copy it) when they add state.
  *
- * Per rank holding decoder layers [first, first + count):
- *   weights     = sum over its layers of the layer's parameters x 4 B (f32 copies)
- *   hessians    = per layer, one f64 accumulator per distinct linear input:
- *                 (hidden^2 [q/k/v] + (heads*head_dim)^2 [o] + hidden^2 [gate/up]
- *                  + inter^2 [down]) x 8 B, plus one f32 partial tile of the largest
- *   activations = two chunk buffers of chunk_samples x seqlen x hidden x 4 B (pipeline in/out)
- *                 + the layer workspace: chunk x seqlen x (2 x hidden + q + k + v
+ * A rank's memory is the peak over the stages it runs; the parts returned are those of
+ * the stage that sets it (they sum to total). Per rank holding decoder layers
+ * [first, first + count):
+ *   calibrate
+ *     weights     = its layers' parameters x 4 B (f32 copies; the bf16 pages of the mapped
+ *                   checkpoint are dropped once converted, weights.c)
+ *     hessians    = per layer, one f64 accumulator per distinct linear input:
+ *                   (hidden^2 [q/k/v] + (heads*head_dim)^2 [o] + hidden^2 [gate/up]
+ *                    + inter^2 [down]) x 8 B, plus one f32 tile of the largest (the syrk
+ *                   partial; reused as the f32 staging buffer when the layer files are
+ *                   written, so HDF5 writes add nothing)
+ *     activations = two chunk buffers of chunk_samples x seqlen x hidden x 4 B (pipeline
+ *                   in/out) + the layer workspace: chunk x seqlen x (2 x hidden + q + k + v
  *                   + 2 x inter) x 4 B, attention scores seqlen^2 x 4 B, RoPE tables
  *                   seqlen x head_dim x 4 B, statistics scratch max(width) x 12 B
- *   extra       = embeddings (vocab x hidden x 4 B) on the first rank of the pipeline,
- *                 final norm + lm_head and one chunk of logits on the last
+ *     extra       = embeddings (vocab x hidden x 4 B) on the first rank of the pipeline
+ *   eval (only when eval.tokens is set; windows of eval.seqlen)
+ *     weights, activations as above without the statistics scratch, no hessians;
+ *     extra = embeddings on the first rank; on the last: final norm, lm_head (the
+ *     embeddings when tied), logits eval.seqlen x vocab x 4 B, NLL chunk x seqlen x 8 B
+ *     (the previous formula charged lm_head + logits to calibrate too, which never
+ *     loads them)
+ * Not counted: the per-process baseline (MPI, OpenBLAS buffers, HDF5, libc: ~constant,
+ * measured by tests/bench/mem_check.py) and, on a resume only, one transient
+ * f64 (d, d) copy while a checkpoint is read (h5store allocates).
+ * cfg NULL: seqlen 2048, chunk 8, no eval.
  * Pure function; no state.
  */
 #ifndef QS_MEMORY_H
@@ -39,7 +54,16 @@ int64_t qs_layer_params(const qs_hf_config *hf);
  * lm_head (the last rank computes logits for eval), the first for the embedding gather. */
 double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer);
 
-/* The formula above for a rank owning [first, first + count) of nlayers. count may be 0. */
+/* The stages the formula knows (later stages add theirs). */
+typedef enum qs_mem_stage { QS_MEM_CALIBRATE = 0, QS_MEM_EVAL = 1 } qs_mem_stage;
+
+/* One stage's part of the formula above for a rank owning [first, first + count) of
+ * nlayers. count may be 0 (all zero). */
+qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, int first,
+                                 int count, qs_mem_stage stage);
+
+/* The rank's peak: the largest qs_mem_for_stage over the stages `qshard run` runs with cfg
+ * (eval only when eval.tokens is set). This is what the plan records and prints. */
 qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int first,
                                 int count);
 

@@ -1,10 +1,32 @@
 /* weights.c: f32 copies of one layer / the model ends from a checkpoint (see weights.h). */
+/* MADV_DONTNEED is not in POSIX; posix_madvise(POSIX_MADV_DONTNEED) is a no-op on Linux
+ * glibc, so this one file asks for the BSD/Linux madvise (release_mapped below). */
+#define _DEFAULT_SOURCE 1
+
 #include "weights.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Drops this process's resident pages of tensor t's bytes in the checkpoint mapping once
+ * they were converted, so that a rank does not hold its share twice (f32 copy + the
+ * file-backed bf16 pages, which count in RSS until dropped). The mapping is read-only and
+ * private and never written, so this is safe: a later access faults the pages in again
+ * from the file. The range is widened to whole pages; the neighbours' bytes that share a
+ * boundary page are re-read too if touched. Advisory: a failure changes nothing. */
+static void release_mapped(const qs_st_tensor *t) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || t->nbytes == 0) return;
+    uintptr_t mask = (uintptr_t)pg - 1;
+    uintptr_t a = (uintptr_t)t->data & ~mask;              /* the map itself is aligned */
+    uintptr_t b = ((uintptr_t)t->data + (uintptr_t)t->nbytes + mask) & ~mask; /* <= map end */
+    (void)madvise((void *)a, (size_t)(b - a), MADV_DONTNEED);
+}
 
 qs_status qs_weights_read(const qs_model *m, const char *name, int64_t rows, int64_t cols,
                           float *out, qs_err *err) {
@@ -26,7 +48,9 @@ qs_status qs_weights_read(const qs_model *m, const char *name, int64_t rows, int
                        file ? file : m->ckpt.dir, name, t->ndim,
                        (long long)(t->ndim > 0 ? t->shape[0] : 0), (long long)rows);
     }
-    return qs_st_read_f32(t, 0, rows * (cols > 0 ? cols : 1), out, err);
+    qs_status st = qs_st_read_f32(t, 0, rows * (cols > 0 ? cols : 1), out, err);
+    release_mapped(t);
+    return st;
 }
 
 /* The tensors of one layer in buffer order: name suffix, rows, cols, flag (0 = always,

@@ -2,7 +2,8 @@
  * layer at a time (a rank loads only the layers it owns), the embeddings, and the final
  * norm + lm_head. bf16/f16/f32 tensors are converted on load (io/safetensors); every
  * tensor's shape is checked against config.json, so a mismatch is a QS_ERR_INPUT naming
- * the shard file and the tensor.
+ * the shard file and the tensor. Every load drops the converted bf16 pages from the
+ * process (qs_weights_read), so a rank's RSS holds its share once.
  *
  * Ownership: qs_layer_f32 and qs_ends_f32 own one buffer each and point into it;
  * qs_layer_f32_free / qs_ends_f32_free release them (safe on zeroed structs).
@@ -42,7 +43,9 @@ qs_status qs_weights_load_ends(const qs_model *m, const qs_model_dims *d, int wa
 void qs_ends_f32_free(qs_ends_f32 *e);
 
 /* One tensor `name` of shape (rows, cols) (cols = 0 for a vector of rows) converted to f32
- * into out (rows * max(cols, 1),). Missing tensor or wrong shape: QS_ERR_INPUT. */
+ * into out (rows * max(cols, 1),). Missing tensor or wrong shape: QS_ERR_INPUT.
+ * Afterwards the tensor's pages of the (read-only) checkpoint mapping are dropped from this
+ * process (madvise DONTNEED): RSS keeps only the f32 copy; a later read re-faults them. */
 qs_status qs_weights_read(const qs_model *m, const char *name, int64_t rows, int64_t cols,
                           float *out, qs_err *err);
 

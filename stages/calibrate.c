@@ -285,6 +285,32 @@ done:
     return st;
 }
 
+/* Diagnostics, not an output (outside the manifest; differs per rank count and run):
+ * every rank writes calib/rss/rank-NNN.json {"rank", "first", "count", "peak_rss_bytes"
+ * (VmHWM of this process so far), "formula_bytes" (the calibrate part of the formula,
+ * qs_mem_for_stage; plan.json's total when eval does not run), "seconds"} and logs
+ * the same line (--verbose). Read by tests/bench/mem_check.py. A failure only logs. */
+static void rss_report(const qs_stage_ctx *ctx, int first, int nown, double seconds) {
+    const int rank = ctx->comm->rank;
+    qs_mem_estimate m =
+        qs_mem_for_stage(&ctx->model->hf, ctx->cfg, first, nown, QS_MEM_CALIBRATE);
+    long long peak = qs_log_peak_rss();
+    qs_log_info(ctx->log, "calibrate: rank %d: %.2f s, peak RSS %.1f MiB (formula %.1f MiB)",
+                rank, seconds, (double)peak / 1048576.0, (double)m.total / 1048576.0);
+    char rel[64], path[QS_PATH_MAX], text[512];
+    qs_err e = {0};
+    snprintf(rel, sizeof(rel), "calib/rss/rank-%03d.json", rank);
+    int n = snprintf(text, sizeof(text),
+                     "{\n  \"rank\": %d,\n  \"first\": %d,\n  \"count\": %d,\n  "
+                     "\"peak_rss_bytes\": %lld,\n  \"formula_bytes\": %lld,\n  "
+                     "\"seconds\": %.3f\n}\n",
+                     rank, first, nown, peak, (long long)m.total, seconds);
+    if (qs_rundir_mkdir(ctx->rd, "calib/rss", &e) != QS_OK ||
+        qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK ||
+        qs_write_file_atomic(path, text, (size_t)n, &e) != QS_OK)
+        qs_log_info(ctx->log, "calibrate: rank %d: cannot record peak RSS: %s", rank, e.msg);
+}
+
 static int env_stop_after(void) {
     const char *s = getenv("QS_TEST_STOP_AFTER_CHUNKS");
     return s && *s ? atoi(s) : 0;
@@ -536,12 +562,7 @@ qs_status qs_stage_calibrate_run(const qs_stage_ctx *ctx, const qs_stage_args *a
     }
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
-    {
-        qs_mem_estimate m = qs_mem_for_rank(&ctx->model->hf, cfg, first, nown);
-        qs_log_info(ctx->log, "calibrate: rank %d: %.2f s, peak RSS %.1f MiB (formula %.1f MiB)",
-                    rank, qs_log_now() - t0, (double)qs_log_peak_rss() / 1048576.0,
-                    (double)m.total / 1048576.0);
-    }
+    rss_report(ctx, first, nown, qs_log_now() - t0);
 done:
     if (lw)
         for (int i = 0; i < nown; ++i) qs_layer_f32_free(&lw[i]);
