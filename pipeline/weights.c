@@ -28,6 +28,9 @@ static void release_mapped(const qs_st_tensor *t) {
     (void)madvise((void *)a, (size_t)(b - a), MADV_DONTNEED);
 }
 
+#include "io/h5store.h"
+#include "quant/quant.h"
+
 qs_status qs_weights_read(const qs_model *m, const char *name, int64_t rows, int64_t cols,
                           float *out, qs_err *err) {
     const qs_st_tensor *t = qs_ckpt_find(&m->ckpt, name);
@@ -183,4 +186,132 @@ done:
 void qs_ends_f32_free(qs_ends_f32 *e) {
     free(e->buf);
     memset(e, 0, sizeof(*e));
+}
+
+qs_status qs_layer_f32_alloc(const qs_model_dims *d, qs_layer_f32 *out, qs_err *err) {
+    memset(out, 0, sizeof(*out));
+    int64_t nf = qs_weights_layer_bytes(d) / (int64_t)sizeof(float);
+    out->buf = qs_calloc((size_t)nf, sizeof(float), err, "layer weights");
+    if (!out->buf) return QS_ERR_RUNTIME;
+    out->nfloats = nf;
+    int64_t off = 0;
+    for (size_t i = 0; i < NLAYER_TENSORS; ++i) {
+        const layer_tensor *t = &LAYER_TENSORS[i];
+        if (!tensor_present(d, t->flag)) continue;
+        int64_t rows = kind_size(d, t->rows_kind), cols = kind_size(d, t->cols_kind);
+        float *dst = out->buf + off; // (rows, max(cols, 1))
+        memcpy((char *)&out->w + t->slot, &dst, sizeof(dst));
+        off += rows * (cols > 0 ? cols : 1);
+    }
+    return QS_OK;
+}
+
+float *qs_layer_f32_mut(qs_layer_f32 *lw, const float *p) {
+    if (!p || p < lw->buf || p >= lw->buf + lw->nfloats) return NULL;
+    return lw->buf + (p - lw->buf);
+}
+
+/* ---- the seven quantized linears of a layer, and the recon layer file reader ---- */
+
+static const char *const LINEAR_KEYS[QS_LIN_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
+static const qs_linear_group LINEAR_GROUPS[QS_LIN_COUNT] = {
+    QS_GROUP_QKV, QS_GROUP_QKV, QS_GROUP_QKV, QS_GROUP_O,
+    QS_GROUP_GATE_UP, QS_GROUP_GATE_UP, QS_GROUP_DOWN};
+static const int LINEAR_OUT[QS_LIN_COUNT] = {2, 3, 3, 1, 4, 4, 1};
+static const int LINEAR_IN[QS_LIN_COUNT] = {1, 1, 1, 2, 1, 1, 4};
+
+const char *qs_linear_key(qs_linear_kind k) {
+    return k >= 0 && k < QS_LIN_COUNT ? LINEAR_KEYS[k] : "?";
+}
+
+qs_linear_group qs_linear_group_of(qs_linear_kind k) { return LINEAR_GROUPS[k]; }
+
+void qs_linear_shape(const qs_model_dims *d, qs_linear_kind k, int64_t *d_out, int64_t *d_in) {
+    *d_out = kind_size(d, LINEAR_OUT[k]);
+    *d_in = kind_size(d, LINEAR_IN[k]);
+}
+
+const float *qs_linear_weight(const qs_layer_weights *w, qs_linear_kind k) {
+    switch (k) {
+    case QS_LIN_Q: return w->q_w;
+    case QS_LIN_K: return w->k_w;
+    case QS_LIN_V: return w->v_w;
+    case QS_LIN_O: return w->o_w;
+    case QS_LIN_GATE: return w->gate_w;
+    case QS_LIN_UP: return w->up_w;
+    case QS_LIN_DOWN: return w->down_w;
+    default: return NULL;
+    }
+}
+
+/* Reads dataset `name` of exactly `n` elements as `type` (malloc'd into *out). */
+static qs_status read_n(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, void **out,
+                        qs_err *err) {
+    int nd = 0;
+    int64_t dims[8];
+    qs_status st = qs_h5_read(h, name, type, &nd, dims, out, err);
+    if (st != QS_OK) return st;
+    int64_t total = 1;
+    for (int i = 0; i < nd; ++i) total *= dims[i];
+    if (total != n) {
+        free(*out);
+        *out = NULL;
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: dataset '%s' has %lld elements, expected %lld",
+                       h->path, name, (long long)total, (long long)n);
+    }
+    return QS_OK;
+}
+
+qs_status qs_weights_apply_recon(qs_layer_f32 *lw, const qs_model_dims *d, const char *path,
+                                 const char *candidate, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_h5 h;
+    void *codes = NULL, *scales = NULL, *zeros = NULL, *g_idx = NULL;
+    int group_size = 0;
+    memset(&h, 0, sizeof(h));
+    {
+        /* the candidate name carries the group size: w<bits>g<group> */
+        const char *g = strchr(candidate, 'g');
+        char *end = NULL;
+        long v = g ? strtol(g + 1, &end, 10) : 0;
+        if (candidate[0] != 'w' || !g || !end || *end != '\0' || v == 0 || v < -1)
+            return QS_FAIL(err, QS_ERR_INPUT, "%s: '%s' is not a candidate name (like w4g128)",
+                           path, candidate);
+        group_size = (int)v;
+    }
+    QS_CHECK(qs_h5_open(&h, path, err));
+    for (int lin = 0; lin < QS_LIN_COUNT; ++lin) {
+        int64_t d_out, d_in;
+        char name[128];
+        qs_linear_shape(d, (qs_linear_kind)lin, &d_out, &d_in);
+        const int64_t G = qs_quant_ngroups(d_in, group_size);
+        float *dst = qs_layer_f32_mut(lw, qs_linear_weight(&lw->w, (qs_linear_kind)lin)); // (d_out, d_in)
+        QS_ASSERT(err, dst != NULL);
+        snprintf(name, sizeof(name), "%s/%s/codes", LINEAR_KEYS[lin], candidate);
+        QS_CHECK(read_n(&h, name, QS_H5_U8, d_out * d_in, &codes, err));
+        snprintf(name, sizeof(name), "%s/%s/scales", LINEAR_KEYS[lin], candidate);
+        QS_CHECK(read_n(&h, name, QS_H5_U16, d_out * G, &scales, err));
+        snprintf(name, sizeof(name), "%s/%s/zeros", LINEAR_KEYS[lin], candidate);
+        QS_CHECK(read_n(&h, name, QS_H5_I32, d_out * G, &zeros, err));
+        snprintf(name, sizeof(name), "%s/%s/g_idx", LINEAR_KEYS[lin], candidate);
+        QS_CHECK(read_n(&h, name, QS_H5_I32, d_in, &g_idx, err));
+        const int32_t *gi = g_idx;
+        for (int64_t j = 0; j < d_in; ++j)
+            if (gi[j] < 0 || gi[j] >= G)
+                QS_THROW(err, QS_ERR_INPUT, "%s: %s g_idx[%lld] = %d outside [0, %lld)", path,
+                         name, (long long)j, (int)gi[j], (long long)G);
+        qs_quant_dequant_rows(codes, scales, zeros, g_idx, d_out, d_in, G, dst);
+        free(codes);
+        free(scales);
+        free(zeros);
+        free(g_idx);
+        codes = scales = zeros = g_idx = NULL;
+    }
+done:
+    free(codes);
+    free(scales);
+    free(zeros);
+    free(g_idx);
+    qs_h5_abandon(&h);
+    return st;
 }

@@ -28,6 +28,15 @@ qs_status qs_weights_load_layer(const qs_model *m, const qs_model_dims *d, int l
                                 qs_layer_f32 *out, qs_err *err);
 void qs_layer_f32_free(qs_layer_f32 *lw);
 
+/* Allocates a zeroed layer buffer with qs_weights_load_layer's layout and pointers (to be
+ * filled by the caller, e.g. from a broadcast of another rank's loaded buffer: equal dims
+ * give equal layouts). Release with qs_layer_f32_free. */
+qs_status qs_layer_f32_alloc(const qs_model_dims *d, qs_layer_f32 *out, qs_err *err);
+
+/* The writable address of a tensor the layer's borrowed pointer p refers to (p must point
+ * into lw->buf, else NULL): lets a stage replace a linear's weights in place. */
+float *qs_layer_f32_mut(qs_layer_f32 *lw, const float *p);
+
 /* The ends of the model: embeddings (first pipeline rank) and/or final norm + lm_head
  * (last pipeline rank). With tied embeddings (config.json tie_word_embeddings, or no
  * lm_head.weight tensor while tied) lm_head points at the embeddings, loaded once. */
@@ -51,5 +60,22 @@ qs_status qs_weights_read(const qs_model *m, const char *name, int64_t rows, int
 
 /* Bytes qs_weights_load_layer allocates for one layer of these dims. */
 int64_t qs_weights_layer_bytes(const qs_model_dims *d);
+
+/* ---- the quantized linears of a layer (io/model.h's qs_linear_kind order) ---- */
+/* Short key used in run-directory files ("q", "k", "v", "o", "gate", "up", "down"), the
+ * input group (linears of a group share their Hessian), the (d_out, d_in) shape and the
+ * weight pointer of linear k. */
+const char *qs_linear_key(qs_linear_kind k);
+qs_linear_group qs_linear_group_of(qs_linear_kind k);
+void qs_linear_shape(const qs_model_dims *d, qs_linear_kind k, int64_t *d_out, int64_t *d_in);
+const float *qs_linear_weight(const qs_layer_weights *w, qs_linear_kind k);
+
+/* Replaces the seven linears of lw by the dequantized weights of `candidate` (e.g.
+ * "w4g128") stored in a reconstruct layer file (run/recon/layer-NNN.h5: datasets
+ * <linear>/<candidate>/{codes,scales,zeros,g_idx}, docs/reconstruct.md). Dequantization is
+ * qs_quant_dequant_rows, bit for bit the quantizer's own wq. A missing dataset or a shape
+ * that does not match d is QS_ERR_INPUT naming the file and the dataset. */
+qs_status qs_weights_apply_recon(qs_layer_f32 *lw, const qs_model_dims *d, const char *path,
+                                 const char *candidate, qs_err *err);
 
 #endif /* QS_WEIGHTS_H */

@@ -7,6 +7,11 @@
  * count), chunks of calib.chunk_samples windows flow rank to rank with nonblocking sends;
  * the first rank embeds, the last applies final norm + lm_head + NLL and sums the NLL in
  * window order in double, so the result is the same at any rank count.
+ * Weights: the float checkpoint, or one candidate's dequantized weights from the
+ * reconstruct stage's layer files (--weights recon:w4g128: every layer uniformly; the
+ * norms, embeddings and head stay float). A source only changes how a rank fills its
+ * layers' f32 buffers (load_layer below), so later sources (a run directory's final
+ * allocation, a GPTQ export) plug in there.
  * Output: run/eval.json {"weights", "ppl", "nll_sum", "tokens", "windows", "seqlen"}.
  */
 #include <cblas.h>
@@ -17,20 +22,67 @@
 #include <string.h>
 
 #include "io/tokens.h"
+#include "quant/quant.h"
 #include "model/kernels.h"
 #include "plan.h"
 #include "stage.h"
 #include "weights.h"
 
+_Static_assert(QS_EVAL_NAME_MAX == QS_QUANT_NAME_MAX, "candidate name sizes agree");
+
 qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err) {
+    memset(out, 0, sizeof(*out));
     if (s && strcmp(s, "float") == 0) {
-        *out = QS_EVAL_FLOAT;
+        out->source = QS_EVAL_SRC_FLOAT;
+        return QS_OK;
+    }
+    if (s && strncmp(s, "recon:", 6) == 0) {
+        const char *c = s + 6, *g = strchr(c, 'g');
+        char *end = NULL;
+        long bits = c[0] == 'w' ? strtol(c + 1, &end, 10) : 0;
+        long group = 0;
+        int ok = c[0] == 'w' && end == g && g != NULL && bits >= QS_QUANT_MIN_BITS &&
+                 bits <= QS_QUANT_MAX_BITS;
+        if (ok) {
+            group = strtol(g + 1, &end, 10);
+            ok = end != g + 1 && *end == '\0' && (group == -1 || group >= 1) &&
+                 strlen(c) < QS_EVAL_NAME_MAX;
+        }
+        if (!ok)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "--weights: '%s': expected recon:w<bits>g<group> (e.g. recon:w4g128)",
+                           s);
+        out->source = QS_EVAL_SRC_RECON;
+        snprintf(out->candidate, sizeof(out->candidate), "%s", c);
         return QS_OK;
     }
     return QS_FAIL(err, QS_ERR_INPUT,
-                   "--weights: '%s' is not supported; only 'float' (the unquantized "
-                   "checkpoint) is available in this build",
+                   "--weights: '%s' is not supported; use 'float' (the unquantized checkpoint) "
+                   "or 'recon:CANDIDATE' (a candidate of the reconstruct stage, e.g. "
+                   "recon:w4g128)",
                    s ? s : "");
+}
+
+const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) {
+    if (w->source == QS_EVAL_SRC_RECON)
+        snprintf(buf, n, "recon:%s", w->candidate);
+    else
+        snprintf(buf, n, "float");
+    return buf;
+}
+
+/* Fills layer `layer`'s f32 buffer from the chosen source. */
+static qs_status load_layer(const qs_stage_ctx *ctx, const qs_eval_weights *which,
+                            const qs_model_dims *d, int layer, qs_layer_f32 *lw, qs_err *err) {
+    qs_status st = qs_weights_load_layer(ctx->model, d, layer, lw, err);
+    if (st != QS_OK || which->source == QS_EVAL_SRC_FLOAT) return st;
+    char rel[64], path[QS_PATH_MAX];
+    snprintf(rel, sizeof(rel), "recon/layer-%03d.h5", layer);
+    st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
+    if (st == QS_OK && !qs_path_exists(path))
+        st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; run the reconstruct stage first", path);
+    if (st == QS_OK) st = qs_weights_apply_recon(lw, d, path, which->candidate, err);
+    return st;
 }
 
 qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_result *res,
@@ -61,7 +113,6 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
     memset(&rreq, 0, sizeof(rreq));
     memset(res, 0, sizeof(*res));
     openblas_set_num_threads(1);
-    (void)which; /* only QS_EVAL_FLOAT exists */
 
     const int L = (int)ctx->model->hf.num_hidden_layers;
     const int64_t T = cfg->eval.seqlen, CS = cfg->calib.chunk_samples;
@@ -108,7 +159,7 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
         }
         if (st == QS_OK) st = qs_layer_workspace_init(&ws, &d, (int)CS, (int)T, err);
         for (int i = 0; i < nown && st == QS_OK; ++i)
-            st = qs_weights_load_layer(ctx->model, &d, first + i, &lw[i], err);
+            st = load_layer(ctx, &which, &d, first + i, &lw[i], err);
         if (st == QS_OK && (prev < 0 || next < 0))
             st = qs_weights_load_ends(ctx->model, &d, prev < 0, next < 0, &ends, err);
     }
@@ -176,7 +227,8 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
         char *text = NULL;
         cJSON *o = cJSON_CreateObject();
         if (o) {
-            cJSON_AddStringToObject(o, "weights", "float");
+            char wname[64];
+            cJSON_AddStringToObject(o, "weights", qs_eval_weights_name(&which, wname, sizeof(wname)));
             cJSON_AddNumberToObject(o, "ppl", res->ppl);
             cJSON_AddNumberToObject(o, "nll_sum", res->nll_sum);
             cJSON_AddNumberToObject(o, "tokens", (double)res->tokens);

@@ -49,10 +49,30 @@ qs_status qs_stage_plan_compute(const qs_hf_config *hf, const qs_config *cfg, in
 qs_status qs_stage_calibrate_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
                                  qs_err *err);
 
+/* Reconstruct (stages/reconstruct.c, docs/reconstruct.md): every linear x candidate
+ * quantized (GPTQ or RTN) on float (calib/ Hessians) or quantized (sequential) inputs ->
+ * run/recon/layer-NNN.h5 (codes, scales, zeros, g_idx, error table) + manifest. Resumes
+ * at the first layer without a finished file. args->pass must be 0 (measure). */
+qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
+                                   qs_err *err);
+
 /* Eval (stages/eval.c): perplexity on eval.tokens, written to run/eval.json. */
-typedef enum qs_eval_weights {
-    QS_EVAL_FLOAT = 0 /* the unquantized checkpoint (later: a run directory, GPTQ export) */
+typedef enum qs_eval_source {
+    QS_EVAL_SRC_FLOAT = 0, /* the unquantized checkpoint */
+    QS_EVAL_SRC_RECON = 1  /* one candidate's dequantized weights from run/recon/ (uniform) */
+    /* later: a run directory's final allocation, a GPTQ export */
+} qs_eval_source;
+
+#define QS_EVAL_NAME_MAX 32 /* = QS_QUANT_NAME_MAX */
+
+/* Where eval takes its weights from (a plain value). */
+typedef struct qs_eval_weights {
+    qs_eval_source source;
+    char candidate[QS_EVAL_NAME_MAX]; /* QS_EVAL_SRC_RECON: e.g. "w4g128" */
 } qs_eval_weights;
+
+/* The float source as an expression (qs_eval_weights w = QS_EVAL_FLOAT;). */
+#define QS_EVAL_FLOAT ((qs_eval_weights){QS_EVAL_SRC_FLOAT, {0}})
 
 typedef struct qs_eval_result {
     double ppl;       /* exp(nll_sum / tokens) */
@@ -62,11 +82,14 @@ typedef struct qs_eval_result {
     int64_t seqlen;
 } qs_eval_result;
 
-/* Parses a --weights value; anything but "float" is a QS_ERR_INPUT saying what exists. */
+/* Parses a --weights value: "float" or "recon:CANDIDATE" (e.g. recon:w4g128); anything
+ * else is a QS_ERR_INPUT saying what exists. */
 qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err);
 /* Collective: evaluates and writes run/eval.json (rank 0); *res on every rank. */
 qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_result *res,
                       qs_err *err);
+/* Writes the --weights spelling of w into buf ("float", "recon:w4g128"); returns buf. */
+const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n);
 /* The driver's eval stage: qs_eval_run with float weights. */
 qs_status qs_stage_eval_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err);
 
