@@ -2,12 +2,13 @@
 """test_slurm_requeue.py: slurm/qshard.sbatch (srun --mpi=pmix) on a real local Slurm
 cluster, stopped by USR1 and requeued:
   1. submits `sbatch -n 2 --chdir DIR slurm/qshard.sbatch CONFIG` for a synthetic model
-     whose calibration has 48 chunks with a checkpoint after every chunk (plan -> calibrate
+     whose calibration has 64 chunks with a checkpoint after every chunk (plan -> calibrate
      -> eval);
   2. once the run has written a calibration checkpoint (run/calib/ckpt/state.json), sends
      `scancel --signal=USR1 --batch JOBID` (what --signal=B:USR1@120 does before a time
      limit): the batch shell passes it to srun, the ranks stop at the next checkpoint and
-     exit 3, the template requeues the job;
+     exit 3, the template requeues the job (QSHARD_SIGNAL_GRACE=0: the checkpoint shows
+     that the ranks have their signal handler, so the signal is passed on at once);
   3. checks that the job was requeued from a mid-calibration checkpoint (0 < chunk < 48 in
      state.json while it waits), restarted once (Restarts=1; both runs in the appended
      output file) and completed with exit 0;
@@ -24,7 +25,7 @@ import time
 import slurmlib as S
 from slurmlib import check, log
 
-NSAMPLES, CHUNK = 192, 4
+NSAMPLES, CHUNK = 256, 4
 NCHUNKS = NSAMPLES // CHUNK
 NLAYERS = 4
 JOBS = []  # submitted job ids (for the output on failure)
@@ -42,7 +43,7 @@ def main(c, tmp):
 
     t0 = time.time()
     jid = c.submit(["-n", "2", "-J", "qshard-requeue-test", "--chdir", tmp, S.TEMPLATE, cfg,
-                    "--quiet"], env={"QSHARD": S.QS})
+                    "--quiet"], env={"QSHARD": S.QS, "QSHARD_SIGNAL_GRACE": "0"})
     JOBS.append(jid)
     log(f"submitted job {jid}")
 

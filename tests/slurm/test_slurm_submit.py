@@ -1,8 +1,12 @@
 #!/usr/bin/python3
 """test_slurm_submit.py: plain submissions of slurm/qshard.sbatch on a real local cluster:
-  1. QSHARD_LAUNCHER=mpirun (Open MPI's mpirun inside an `sbatch -n 2` allocation):
-     completes with exit 0, not requeued, outputs identical to `mpiexec -n 2 qshard run`
-     of the same config (layer datasets, eval.json, manifest inputs, run.json);
+  1. QSHARD_LAUNCHER=mpirun (Open MPI's mpirun inside an `sbatch -n 2` allocation), sent
+     USR1 (`scancel --signal=USR1 --batch`) as soon as the batch script has started: the
+     template holds the signal for QSHARD_SIGNAL_GRACE (5 s) so that no rank dies of it
+     before its handler exists (without that: exit 138, FAILED); the job completes with
+     exit 0 (requeued once or not at all, depending on speed) and its outputs are identical
+     to `mpiexec -n 2 qshard run` of the same config (layer datasets, eval.json, manifest
+     inputs, run.json);
   2. QSHARD_LAUNCHER=srun with a config whose model does not exist: qshard exits 2, the job
      ends FAILED with exit code 2 and is not requeued (only exit 3 requeues), no run output;
   3. QSHARD pointing at no executable: the template exits 2 before launching anything.
@@ -43,6 +47,18 @@ def main(c, tmp):
     log(f"submitted jobs {JOBS}")
     ref = S.reference_run(ref_cfg, 2)
 
+    # USR1 as soon as the mpirun job's batch script runs (its first line is written after
+    # the trap is set)
+    mj = JOBS["mpirun"]
+    end = time.time() + 180
+    while time.time() < end and f"qshard.sbatch: job {mj} restart 0" not in S.job_output(tmp, mj):
+        if c.job(mj).get("JobState") in S.FINAL:
+            break
+        time.sleep(0.05)
+    r = c.cmd(["scancel", "--signal=USR1", "--batch", mj])
+    check(r.returncode == 0, f"early scancel --signal=USR1 --batch: {r.stderr}")
+    log(f"signalled job {mj} at {time.time() - t0:.1f} s")
+
     done = {}
     for name, jid in JOBS.items():
         info = c.wait_job(jid, lambda i: i.get("JobState") in S.FINAL, 240, "completion")
@@ -55,8 +71,9 @@ def main(c, tmp):
 
     m = done["mpirun"]
     check(m.get("JobState") == "COMPLETED" and m.get("ExitCode") == "0:0" and
-          m.get("Restarts") == "0", f"mpirun job completed once: {m.get('JobState')} "
-          f"exit {m.get('ExitCode')} restarts {m.get('Restarts')}")
+          m.get("Restarts") in ("0", "1"), f"mpirun job survived the early USR1 and "
+          f"completed: {m.get('JobState')} exit {m.get('ExitCode')} restarts "
+          f"{m.get('Restarts')}")
     if m.get("JobState") == "COMPLETED" and ref.returncode == 0:
         S.compare_runs(run_dir, ref_dir, NLAYERS)
 
