@@ -1,11 +1,18 @@
 #!/bin/sh
 # cluster.sh: a localhost Slurm cluster (Debian 12's slurm-wlm 22.05 + munge) for the tests.
 #   sh tests/slurm/cluster.sh start    use the cluster that answers, else start one
-#   sh tests/slurm/cluster.sh stop     stop the daemons that `start` started (nothing else)
+#   sh tests/slurm/cluster.sh stop     release it; stops the daemons that `start` started
+#                                      (nothing else) once no user is left
+#   sh tests/slurm/cluster.sh stop --force   stop those daemons whoever still uses them
 #   sh tests/slurm/cluster.sh status   say whether a cluster answers (exit 0) or not (1)
-# `start` prints two lines on stdout for the caller to use:
+# `start` prints three lines on stdout for the caller to use:
 #   SLURM_CONF=<path>   the config the clients need (empty: the system's default config)
-#   STARTED=1|0         whether this call started daemons (then call `stop` when done)
+#   STARTED=1|0         whether this call started the daemons
+#   RELEASE=1|0         1: the cluster is cluster.sh's and the caller is now one of its
+#                       users: call `stop` when done (0: someone else's cluster, leave it)
+# A user is a process id, $QS_SLURM_USER (default: the caller, $PPID), recorded with its
+# start time in the state dir; `stop` removes it and stops the daemons only when no live
+# user is left, so tests of several checkouts on one machine can share the cluster.
 # Messages go to stderr. Slurm's ports 6817/6818 are fixed, so there is one cluster per
 # machine: a running one is used as is, never restarted. No system file is written: the
 # config lives in the state dir ($QS_SLURM_STATE, default /tmp/qshard-slurm) and reaches
@@ -15,6 +22,8 @@ set -eu
 STATE=${QS_SLURM_STATE:-/tmp/qshard-slurm}
 CONF=$STATE/slurm.conf
 LOCK=$STATE/.lock
+USERS=$STATE/users
+ME=${QS_SLURM_USER:-$PPID}
 
 say() { echo "cluster.sh: $*" >&2; }
 
@@ -110,11 +119,39 @@ wait_idle() {
     return 1
 }
 
+# start time of a process (field 22 of /proc/PID/stat; the name in field 2 may hold spaces)
+pid_start() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $20 }'; }
+
+add_user() {
+    mkdir -p "$USERS"
+    pid_start "$ME" >"$USERS/$ME"
+}
+
+# drops users that have exited (or whose pid was reused); prints the live ones
+live_users() {
+    [ -d "$USERS" ] || return 0
+    for f in "$USERS"/*; do
+        [ -f "$f" ] || continue
+        pid=${f##*/}
+        if [ -n "$(cat "$f")" ] && [ "$(pid_start "$pid")" = "$(cat "$f")" ]; then
+            echo "$pid"
+        else
+            rm -f "$f"
+        fi
+    done
+}
+
 cmd_start() {
     if running=$(find_running); then
         say "using the running cluster (SLURM_CONF='${running}')"
         echo "SLURM_CONF=$running"
         echo "STARTED=0"
+        if [ "$running" = "$CONF" ] && [ -f "$STATE/started" ]; then
+            add_user
+            echo "RELEASE=1"
+        else
+            echo "RELEASE=0"
+        fi
         return 0
     fi
     for b in slurmctld slurmd sinfo munged; do
@@ -123,6 +160,7 @@ cmd_start() {
     [ "$(id -u)" = 0 ] || { say "starting a cluster needs root"; exit 1; }
     # stale pid files of a cluster that died: forget them
     rm -f "$STATE/slurmctld.pid" "$STATE/slurmd.pid" "$STATE/munged.pid" "$STATE/started"
+    rm -rf "$USERS"
     start_munge
     write_conf
     # -i: ignore state saved by an earlier run (no jobs to recover). 9>&-: the daemons
@@ -130,10 +168,12 @@ cmd_start() {
     SLURM_CONF=$CONF slurmctld -i 9>&-
     SLURM_CONF=$CONF slurmd 9>&-
     touch "$STATE/started"
-    if ! wait_idle; then cmd_stop; exit 1; fi
+    if ! wait_idle; then stop_daemons; exit 1; fi
+    add_user
     say "started a cluster (SLURM_CONF=$CONF)"
     echo "SLURM_CONF=$CONF"
     echo "STARTED=1"
+    echo "RELEASE=1"
 }
 
 cmd_stop() {
@@ -141,6 +181,16 @@ cmd_stop() {
         say "no cluster started by cluster.sh in $STATE: nothing to stop"
         return 0
     fi
+    rm -f "$USERS/$ME"
+    others=$(live_users)
+    if [ -n "$others" ] && [ "${1:-}" != "--force" ]; then
+        say "still used by process(es) $(echo "$others" | tr "\n" " ")(left running; stop --force stops it)"
+        return 0
+    fi
+    stop_daemons
+}
+
+stop_daemons() {
     # TERM to all three at once (each takes ~2 s to exit), wait up to 15 s, then KILL
     pids=""
     for f in slurmd slurmctld munged; do
@@ -160,6 +210,7 @@ cmd_stop() {
         if kill -0 "$pid" 2>/dev/null; then say "pid $pid still alive: KILL"; kill -9 "$pid" 2>/dev/null || true; fi
     done
     rm -f "$STATE/slurmd.pid" "$STATE/slurmctld.pid" "$STATE/munged.pid" "$STATE/started"
+    rm -rf "$USERS"
     say "stopped"
 }
 
@@ -179,7 +230,9 @@ case "${1:-}" in
         # one start/stop at a time (tests may run concurrently)
         exec 9>"$LOCK"
         flock 9
-        "cmd_$1" ;;
+        cmd=$1
+        shift
+        "cmd_$cmd" "$@" ;;
     status) cmd_status ;;
-    *) echo "usage: sh tests/slurm/cluster.sh start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: sh tests/slurm/cluster.sh start|stop [--force]|status" >&2; exit 2 ;;
 esac

@@ -1,8 +1,8 @@
 """slurmlib.py: helpers for the Slurm tests (tests/slurm/test_*.py).
 
 cluster(): a context manager that uses the Slurm cluster that answers or starts one with
-tests/slurm/cluster.sh (and stops it again only if it started it, also on failure); jobs
-submitted through it are cancelled on the way out. Missing Slurm packages are a skip
+tests/slurm/cluster.sh, and releases it on the way out, also on failure (cluster.sh stops
+the daemons it started once no test uses them); jobs submitted through it are cancelled. Missing Slurm packages are a skip
 (exit 77) unless QS_REQUIRE_SLURM=1 (CI), which makes them a failure.
 Also: a synthetic model + config writer, an uninterrupted reference run with mpiexec, and
 the comparison of two run directories (layer datasets via h5py, eval.json, manifests).
@@ -67,9 +67,10 @@ class Cluster:
     """A running cluster: clients get self.env (SLURM_CONF); submit()/job() wrap sbatch and
     scontrol; every job submitted is cancelled by close() if still active."""
 
-    def __init__(self, conf, started):
+    def __init__(self, conf, started, release):
         self.conf = conf
         self.started = started
+        self.release = release
         self.env = dict(os.environ)
         if conf:
             self.env["SLURM_CONF"] = conf
@@ -116,9 +117,9 @@ class Cluster:
             st = self.job(jid).get("JobState", "")
             if st in ("PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "CONFIGURING"):
                 self.cmd(["scancel", jid])
-        if self.started:
+        if self.release:
             r = subprocess.run(["sh", CLUSTER_SH, "stop"], capture_output=True, text=True,
-                               timeout=120)
+                               timeout=120, env=dict(os.environ, QS_SLURM_USER=str(os.getpid())))
             if r.returncode != 0:
                 print(f"cluster.sh stop: rc {r.returncode}: {r.stderr}", file=sys.stderr)
 
@@ -133,12 +134,14 @@ def cluster():
     for b in ("sbatch", "scontrol", "sinfo", "scancel"):
         if not shutil.which(b):
             skip_or_fail(f"{b} not found (apt-get install slurm-wlm munge)")
-    r = subprocess.run(["sh", CLUSTER_SH, "start"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(["sh", CLUSTER_SH, "start"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, QS_SLURM_USER=str(os.getpid())))
     if r.returncode != 0:
         skip_or_fail(f"no Slurm cluster answers and none could be started: {r.stderr.strip()}")
     out = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
-    c = Cluster(out.get("SLURM_CONF", ""), out.get("STARTED") == "1")
-    log(f"cluster: SLURM_CONF='{c.conf}', started here: {c.started}")
+    c = Cluster(out.get("SLURM_CONF", ""), out.get("STARTED") == "1", out.get("RELEASE") == "1")
+    log(f"cluster: SLURM_CONF='{c.conf}', started here: {c.started}, released at the end: "
+        f"{c.release}")
     try:
         yield c
     finally:
