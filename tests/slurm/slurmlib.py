@@ -1,0 +1,230 @@
+"""slurmlib.py: helpers for the Slurm tests (tests/slurm/test_*.py).
+
+cluster(): a context manager that uses the Slurm cluster that answers or starts one with
+tests/slurm/cluster.sh, and releases it on the way out, also on failure (cluster.sh stops
+the daemons it started once no test uses them); jobs submitted through it are cancelled. Missing Slurm packages are a skip
+(exit 77) unless QS_REQUIRE_SLURM=1 (CI), which makes them a failure.
+Also: a synthetic model + config writer, an uninterrupted reference run with mpiexec, and
+the comparison of two run directories (layer datasets via h5py, eval.json, manifests).
+Environment: QS_BIN, QS_SOURCE_DIR, QS_MPIEXEC (CTest sets them)."""
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+
+QS = os.environ["QS_BIN"]
+SRC = os.environ.get("QS_SOURCE_DIR") or os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))
+MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
+CLUSTER_SH = os.path.join(SRC, "tests", "slurm", "cluster.sh")
+TEMPLATE = os.path.join(SRC, "slurm", "qshard.sbatch")
+SKIP = 77
+
+failures = []
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print("FAIL:", msg, file=sys.stderr, flush=True)
+    return cond
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def finish():
+    if failures:
+        print(f"{len(failures)} failure(s)", file=sys.stderr)
+        sys.exit(1)
+    print("ok")
+    sys.exit(0)
+
+
+def skip_or_fail(why):
+    if os.environ.get("QS_REQUIRE_SLURM") == "1":
+        print(f"FAIL: {why} (QS_REQUIRE_SLURM=1)", file=sys.stderr)
+        sys.exit(1)
+    print(f"skip: {why}")
+    sys.exit(SKIP)
+
+
+def run(cmd, env=None, timeout=300):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+class Cluster:
+    """A running cluster: clients get self.env (SLURM_CONF); submit()/job() wrap sbatch and
+    scontrol; every job submitted is cancelled by close() if still active."""
+
+    def __init__(self, conf, started, release):
+        self.conf = conf
+        self.started = started
+        self.release = release
+        self.env = dict(os.environ)
+        if conf:
+            self.env["SLURM_CONF"] = conf
+        else:
+            self.env.pop("SLURM_CONF", None)
+        self.jobs = []
+
+    def cmd(self, args, env=None, timeout=60):
+        e = dict(self.env)
+        e.update(env or {})
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=e)
+
+    def submit(self, args, env=None):
+        """sbatch --parsable ARGS -> job id (str); env adds to the job's environment."""
+        r = self.cmd(["sbatch", "--parsable"] + args, env=env)
+        if r.returncode != 0:
+            raise RuntimeError(f"sbatch {' '.join(args)}: rc {r.returncode}: {r.stderr.strip()}")
+        jid = r.stdout.strip().split(";")[0]
+        self.jobs.append(jid)
+        return jid
+
+    def job(self, jid):
+        """scontrol show job -> {key: value} (JobState, Restarts, ExitCode, ...); {} if unknown."""
+        r = self.cmd(["scontrol", "show", "job", "-o", jid])
+        if r.returncode != 0:
+            return {}
+        return dict(re.findall(r"(\w+)=(\S*)", r.stdout))
+
+    def wait_job(self, jid, pred, timeout, what):
+        """Polls the job until pred(info) holds; returns info, or None after timeout."""
+        end = time.time() + timeout
+        info = {}
+        while time.time() < end:
+            info = self.job(jid)
+            if info and pred(info):
+                return info
+            time.sleep(0.2)
+        check(False, f"job {jid}: {what} not within {timeout} s (last: "
+              f"{info.get('JobState')} restarts {info.get('Restarts')})")
+        return None
+
+    def close(self):
+        for jid in self.jobs:
+            st = self.job(jid).get("JobState", "")
+            if st in ("PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "CONFIGURING"):
+                self.cmd(["scancel", jid])
+        if self.release:
+            r = subprocess.run(["sh", CLUSTER_SH, "stop"], capture_output=True, text=True,
+                               timeout=120, env=dict(os.environ, QS_SLURM_USER=str(os.getpid())))
+            if r.returncode != 0:
+                print(f"cluster.sh stop: rc {r.returncode}: {r.stderr}", file=sys.stderr)
+
+
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+         "BOOT_FAIL", "DEADLINE", "PREEMPTED")
+
+
+@contextlib.contextmanager
+def cluster():
+    """Uses or starts a local cluster; skips (77) when Slurm is not installed."""
+    for b in ("sbatch", "scontrol", "sinfo", "scancel"):
+        if not shutil.which(b):
+            skip_or_fail(f"{b} not found (apt-get install slurm-wlm munge)")
+    r = subprocess.run(["sh", CLUSTER_SH, "start"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, QS_SLURM_USER=str(os.getpid())))
+    if r.returncode != 0:
+        skip_or_fail(f"no Slurm cluster answers and none could be started: {r.stderr.strip()}")
+    out = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+    c = Cluster(out.get("SLURM_CONF", ""), out.get("STARTED") == "1", out.get("RELEASE") == "1")
+    log(f"cluster: SLURM_CONF='{c.conf}', started here: {c.started}, released at the end: "
+        f"{c.release}")
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@contextlib.contextmanager
+def tempdir(prefix):
+    d = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def make_model(tmp, layers=4, hidden=256, inter=704, tokens=65536):
+    model = os.path.join(tmp, "model")
+    r = run([QS, "synth-model", "--arch", "llama", "--layers", str(layers), "--hidden",
+             str(hidden), "--intermediate", str(inter), "--heads", "4", "--kv-heads", "2",
+             "--vocab", "512", "--tokens", str(tokens), model])
+    if r.returncode != 0:
+        raise RuntimeError(f"synth-model: {r.stderr}")
+    return model
+
+
+def write_config(path, model, run_dir, nsamples, chunk=4, every=1):
+    tokens = os.path.join(model, "tokens.u32")
+    with open(path, "w") as f:
+        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
+                f"calib:\n  tokens: {tokens}\n  nsamples: {nsamples}\n  seqlen: 128\n"
+                f"  chunk_samples: {chunk}\n  checkpoint_every: {every}\n  seed: 7\n"
+                f"eval:\n  tokens: {tokens}\n  seqlen: 128\n  max_windows: 8\n")
+
+
+def reference_run(cfg, n=2):
+    """Popen of an uninterrupted `mpiexec -n N qshard run CFG --quiet`."""
+    return subprocess.Popen(MPIEXEC + ["-n", str(n), QS, "run", cfg, "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def layer_data(run_dir):
+    """{(file, dataset or 'attrs'): (dtype, shape, bytes)} of every calib/layer-*.h5."""
+    out = {}
+    cdir = os.path.join(run_dir, "calib")
+    names = sorted(n for n in os.listdir(cdir) if re.fullmatch(r"layer-\d+\.h5", n))
+    for n in names:
+        with h5py.File(os.path.join(cdir, n), "r") as f:
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset):
+                    a = obj[()]
+                    out[(n, name)] = (a.dtype.str, a.shape, a.tobytes())
+            f.visititems(visit)
+            out[(n, "attrs")] = sorted((k, int(v)) for k, v in f.attrs.items())
+    return out
+
+
+def compare_runs(got, ref, nlayers):
+    """Every run output except plan.json and what names run_dir (config.resolved.yaml, the
+    config hashes): layer datasets + attributes, eval.json, the calib manifest's inputs and
+    file list, run.json's model hash; the checkpoint directory is empty in both."""
+    a, b = layer_data(got), layer_data(ref)
+    check(len({k[0] for k in b}) == nlayers, f"reference has {nlayers} layer files: "
+          f"{sorted({k[0] for k in b})}")
+    check(a.keys() == b.keys(), f"same layer files and datasets: {sorted(set(a) ^ set(b))[:6]}")
+    diff = [k for k in b if a.get(k) != b[k]]
+    check(not diff, f"layer datasets identical to the uninterrupted run: differ {diff[:6]}")
+
+    def load(d, rel):
+        with open(os.path.join(d, rel)) as f:
+            return json.load(f)
+    check(load(got, "eval.json") == load(ref, "eval.json"),
+          f"eval.json: {load(got, 'eval.json')} vs {load(ref, 'eval.json')}")
+    # config_hash covers run_dir (which differs on purpose); the inputs must match
+    ma, mb = load(got, "calib/manifest.json"), load(ref, "calib/manifest.json")
+    check(ma.get("inputs") == mb.get("inputs"), "calib manifest: same inputs (model, windows)")
+    check(sorted(ma["outputs"]) == sorted(mb["outputs"]), "calib manifest: same output files")
+    check(load(got, "run.json")["model_hash"] == load(ref, "run.json")["model_hash"],
+          "run.json: same model")
+    for d in (got, ref):
+        ck = os.path.join(d, "calib", "ckpt")
+        check(not os.path.isdir(ck) or os.listdir(ck) == [], f"{ck} emptied at the end")
+
+
+def job_output(jobdir, jid):
+    p = os.path.join(jobdir, f"qshard-{jid}.out")
+    return open(p).read() if os.path.exists(p) else ""
