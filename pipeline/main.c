@@ -116,6 +116,9 @@ static int parse_i64(const char *s, long long lo, long long hi, long long *out) 
 static int cmd_run(int argc, char **argv) {
     qs_comm comm;
     qs_err err = {0};
+    /* A stop signal may arrive while MPI starts (Slurm's early USR1): catch it from the
+     * first instruction; installed again below in case MPI_Init replaced a handler. */
+    qs_driver_install_signals();
     qs_status st = qs_comm_init(&comm, &argc, &argv, &err);
     if (st != QS_OK) {
         fprintf(stderr, "qshard: error: %s\n", err.msg);
