@@ -9,3 +9,4 @@ qs_add_script(test_bad_inputs LABELS "mpi"
 set_property(TEST test_bad_inputs APPEND PROPERTY ENVIRONMENT "QS_MPIEXEC=${MPIEXEC_EXECUTABLE} --oversubscribe")
 qs_add_script(test_inspect_fixture LABELS "shared"
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_inspect_fixture.py)
+qs_add_unit(test_tokens unit/test_tokens.c LABELS io)
