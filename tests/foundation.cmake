@@ -10,3 +10,4 @@ set_property(TEST test_bad_inputs APPEND PROPERTY ENVIRONMENT "QS_MPIEXEC=${MPIE
 qs_add_script(test_inspect_fixture LABELS "shared"
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_inspect_fixture.py)
 qs_add_unit(test_tokens unit/test_tokens.c LABELS io)
+qs_add_unit(test_alloc unit/test_alloc.c)
