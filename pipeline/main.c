@@ -29,7 +29,7 @@ static const char *const USAGE =
     "                       print the layer plan and memory per rank without running\n"
     "  inspect MODEL_DIR [--json]\n"
     "                       architecture, dimensions, parameters and tensors of a checkpoint\n"
-    "  eval CONFIG.yaml [--weights float] [--set key.path=value]...\n"
+    "  eval CONFIG.yaml [--weights SOURCE] [--set key.path=value]...\n"
     "                       perplexity on eval.tokens (under mpirun: layers split over ranks)\n"
     "  synth-model --arch llama|mistral|qwen2 --layers N --hidden H [...] OUT_DIR\n"
     "                       write a deterministic synthetic model in Hugging Face layout\n"
@@ -80,7 +80,7 @@ static const char *const USAGE_SYNTH =
     "heads, vocab 512, dtype bf16, shards 1, seed 0.\n";
 
 static const char *const USAGE_EVAL =
-    "usage: qshard eval CONFIG.yaml [--weights float] [--set key.path=value]... [--verbose]\n"
+    "usage: qshard eval CONFIG.yaml [--weights SOURCE] [--set key.path=value]... [--verbose]\n"
     "         [--quiet]\n"
     "\n"
     "Perplexity on eval.tokens: consecutive windows of eval.seqlen tokens from the start\n"
@@ -88,7 +88,11 @@ static const char *const USAGE_EVAL =
     "result and writes RUN_DIR/eval.json. Start with one process per rank (mpirun -np N):\n"
     "the decoder layers are split over the ranks; the result does not depend on N.\n"
     "\n"
-    "  --weights float       evaluate the unquantized checkpoint (the only choice in this build)\n"
+    "  --weights float       the unquantized checkpoint (default)\n"
+    "  --weights recon:CAND  every linear of every layer as candidate CAND (e.g. recon:w4g128)\n"
+    "                        from the reconstruct stage's RUN_DIR/recon/\n"
+    "  --weights final       the run's searched allocation (RUN_DIR/search/allocation.json)\n"
+    "                        from RUN_DIR/final/ (sequential inputs) or RUN_DIR/recon/\n"
     "  --set key.path=value  override one config key (repeatable)\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg) {

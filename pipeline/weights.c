@@ -262,25 +262,40 @@ static qs_status read_n(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, 
     return QS_OK;
 }
 
+/* The group size a candidate name carries (w<bits>g<group>); 0 if the name is malformed. */
+static int cand_group_size(const char *candidate) {
+    const char *g = strchr(candidate, 'g');
+    char *end = NULL;
+    long v = g ? strtol(g + 1, &end, 10) : 0;
+    if (candidate[0] != 'w' || !g || !end || *end != '\0' || v == 0 || v < -1) return 0;
+    return (int)v;
+}
+
 qs_status qs_weights_apply_recon(qs_layer_f32 *lw, const qs_model_dims *d, const char *path,
                                  const char *candidate, qs_err *err) {
+    char cands[QS_LIN_COUNT][QS_QUANT_NAME_MAX];
+    if (strlen(candidate) >= QS_QUANT_NAME_MAX || !cand_group_size(candidate))
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: '%s' is not a candidate name (like w4g128)", path,
+                       candidate);
+    for (int k = 0; k < QS_LIN_COUNT; ++k) strcpy(cands[k], candidate);
+    return qs_weights_apply_recon_lins(lw, d, path, (const char(*)[QS_QUANT_NAME_MAX])cands, err);
+}
+
+qs_status qs_weights_apply_recon_lins(qs_layer_f32 *lw, const qs_model_dims *d, const char *path,
+                                      const char (*cands)[QS_QUANT_NAME_MAX], qs_err *err) {
     qs_status st = QS_OK;
     qs_h5 h;
     void *codes = NULL, *scales = NULL, *zeros = NULL, *g_idx = NULL;
-    int group_size = 0;
     memset(&h, 0, sizeof(h));
-    {
-        /* the candidate name carries the group size: w<bits>g<group> */
-        const char *g = strchr(candidate, 'g');
-        char *end = NULL;
-        long v = g ? strtol(g + 1, &end, 10) : 0;
-        if (candidate[0] != 'w' || !g || !end || *end != '\0' || v == 0 || v < -1)
+    for (int lin = 0; lin < QS_LIN_COUNT; ++lin)
+        if (cands[lin][0] && !cand_group_size(cands[lin]))
             return QS_FAIL(err, QS_ERR_INPUT, "%s: '%s' is not a candidate name (like w4g128)",
-                           path, candidate);
-        group_size = (int)v;
-    }
+                           path, cands[lin]);
     QS_CHECK(qs_h5_open(&h, path, err));
     for (int lin = 0; lin < QS_LIN_COUNT; ++lin) {
+        if (!cands[lin][0]) continue; /* stays float */
+        const char *candidate = cands[lin];
+        const int group_size = cand_group_size(candidate);
         int64_t d_out, d_in;
         char name[128];
         qs_linear_shape(d, (qs_linear_kind)lin, &d_out, &d_in);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "io/model.h"
+#include "quant/quant.h"
 #include "model/layer.h"
 #include "status.h"
 
@@ -77,5 +78,10 @@ const float *qs_linear_weight(const qs_layer_weights *w, qs_linear_kind k);
  * that does not match d is QS_ERR_INPUT naming the file and the dataset. */
 qs_status qs_weights_apply_recon(qs_layer_f32 *lw, const qs_model_dims *d, const char *path,
                                  const char *candidate, qs_err *err);
+
+/* The same with one candidate per linear (cands[k] for qs_linear_kind k, e.g. a row of a
+ * qs_alloc); an empty name keeps that linear's float weights. */
+qs_status qs_weights_apply_recon_lins(qs_layer_f32 *lw, const qs_model_dims *d, const char *path,
+                                      const char (*cands)[QS_QUANT_NAME_MAX], qs_err *err);
 
 #endif /* QS_WEIGHTS_H */

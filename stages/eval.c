@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "io/tokens.h"
 #include "quant/quant.h"
 #include "model/kernels.h"
@@ -34,6 +35,10 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
     memset(out, 0, sizeof(*out));
     if (s && strcmp(s, "float") == 0) {
         out->source = QS_EVAL_SRC_FLOAT;
+        return QS_OK;
+    }
+    if (s && strcmp(s, "final") == 0) {
+        out->source = QS_EVAL_SRC_FINAL;
         return QS_OK;
     }
     if (s && strncmp(s, "recon:", 6) == 0) {
@@ -57,15 +62,19 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
         return QS_OK;
     }
     return QS_FAIL(err, QS_ERR_INPUT,
-                   "--weights: '%s' is not supported; use 'float' (the unquantized checkpoint) "
-                   "or 'recon:CANDIDATE' (a candidate of the reconstruct stage, e.g. "
-                   "recon:w4g128)",
+                   "--weights: '%s' is not supported; use 'float' (the unquantized checkpoint), "
+                   "'final' (the run's searched allocation) or 'recon:CANDIDATE' (a candidate "
+                   "of the reconstruct stage, e.g. recon:w4g128)",
                    s ? s : "");
 }
 
 const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) {
     if (w->source == QS_EVAL_SRC_RECON)
         snprintf(buf, n, "recon:%s", w->candidate);
+    else if (w->source == QS_EVAL_SRC_FINAL)
+        snprintf(buf, n, "final");
+    else if (w->source == QS_EVAL_SRC_ALLOC)
+        snprintf(buf, n, "alloc:%s", w->dir);
     else
         snprintf(buf, n, "float");
     return buf;
@@ -77,12 +86,17 @@ static qs_status load_layer(const qs_stage_ctx *ctx, const qs_eval_weights *whic
     qs_status st = qs_weights_load_layer(ctx->model, d, layer, lw, err);
     if (st != QS_OK || which->source == QS_EVAL_SRC_FLOAT) return st;
     char rel[64], path[QS_PATH_MAX];
-    snprintf(rel, sizeof(rel), "recon/layer-%03d.h5", layer);
+    const char *dir = which->source == QS_EVAL_SRC_ALLOC ? which->dir : "recon";
+    snprintf(rel, sizeof(rel), "%s/layer-%03d.h5", dir, layer);
     st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
     if (st == QS_OK && !qs_path_exists(path))
-        st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; run the reconstruct stage first", path);
-    if (st == QS_OK) st = qs_weights_apply_recon(lw, d, path, which->candidate, err);
-    return st;
+        st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; run the %s stage first", path,
+                     strcmp(dir, "final") == 0 ? "final reconstruct" : "reconstruct");
+    if (st != QS_OK) return st;
+    if (which->source == QS_EVAL_SRC_ALLOC)
+        return qs_weights_apply_recon_lins(
+            lw, d, path, (const char(*)[QS_QUANT_NAME_MAX])which->alloc->cand[layer], err);
+    return qs_weights_apply_recon(lw, d, path, which->candidate, err);
 }
 
 qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_result *res,
@@ -113,6 +127,10 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
     memset(&rreq, 0, sizeof(rreq));
     memset(res, 0, sizeof(*res));
     openblas_set_num_threads(1);
+    qs_alloc final_alloc;
+    memset(&final_alloc, 0, sizeof(final_alloc));
+    char wname[64];
+    qs_eval_weights_name(&which, wname, sizeof(wname));
 
     const int L = (int)ctx->model->hf.num_hidden_layers;
     const int64_t T = cfg->eval.seqlen, CS = cfg->calib.chunk_samples;
@@ -134,6 +152,23 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
             st = QS_FAIL(err, QS_ERR_INPUT, "%s: %lld tokens, shorter than one window of %lld",
                          cfg->eval.tokens, (long long)tok.count, (long long)T);
     }
+    if (st == QS_OK && which.source == QS_EVAL_SRC_FINAL) {
+        /* the run's searched allocation, from final/ (sequential) or recon/ (float inputs) */
+        char path[QS_PATH_MAX];
+        st = qs_rundir_path(ctx->rd, "search/allocation.json", path, sizeof(path), err);
+        if (st == QS_OK && !qs_path_exists(path))
+            st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; run the search stage first", path);
+        if (st == QS_OK) st = qs_alloc_read_json(&final_alloc, path, L, err);
+        if (st == QS_OK) {
+            which.source = QS_EVAL_SRC_ALLOC;
+            which.alloc = &final_alloc;
+            snprintf(which.dir, sizeof(which.dir), "%s",
+                     cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED ? "final" : "recon");
+        }
+    }
+    if (st == QS_OK && which.source == QS_EVAL_SRC_ALLOC &&
+        (!which.alloc || which.alloc->nlayers != L))
+        st = QS_FAIL(err, QS_ERR_INTERNAL, "eval: allocation missing or of the wrong size");
     if (st == QS_OK) st = qs_stage_plan_compute(&ctx->model->hf, cfg, comm->size, &plan, err);
     if (st == QS_OK) {
         first = plan.first[rank];
@@ -227,8 +262,7 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
         char *text = NULL;
         cJSON *o = cJSON_CreateObject();
         if (o) {
-            char wname[64];
-            cJSON_AddStringToObject(o, "weights", qs_eval_weights_name(&which, wname, sizeof(wname)));
+            cJSON_AddStringToObject(o, "weights", wname);
             cJSON_AddNumberToObject(o, "ppl", res->ppl);
             cJSON_AddNumberToObject(o, "nll_sum", res->nll_sum);
             cJSON_AddNumberToObject(o, "tokens", (double)res->tokens);
@@ -240,7 +274,18 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
         }
         if (!text) st = QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (eval.json)");
         if (st == QS_OK) st = qs_rundir_mkdir(ctx->rd, "", err);
-        if (st == QS_OK) st = qs_rundir_path(ctx->rd, "eval.json", path, sizeof(path), err);
+        const char *rel = which.out_rel[0] ? which.out_rel : "eval.json";
+        if (st == QS_OK) {
+            /* the result may go to a subdirectory (e.g. search/...) */
+            char dir[QS_PATH_MAX];
+            snprintf(dir, sizeof(dir), "%s", rel);
+            char *slash = strrchr(dir, '/');
+            if (slash) {
+                *slash = '\0';
+                st = qs_rundir_mkdir(ctx->rd, dir, err);
+            }
+        }
+        if (st == QS_OK) st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
         if (st == QS_OK) st = qs_write_file_atomic(path, text, strlen(text), err);
         cJSON_free(text);
     }
@@ -264,6 +309,7 @@ done:
     qs_layer_workspace_free(&ws);
     qs_plan_free(&plan);
     qs_tokens_close(&tok);
+    qs_alloc_free(&final_alloc);
     return st;
 }
 

@@ -59,20 +59,27 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
 /* Eval (stages/eval.c): perplexity on eval.tokens, written to run/eval.json. */
 typedef enum qs_eval_source {
     QS_EVAL_SRC_FLOAT = 0, /* the unquantized checkpoint */
-    QS_EVAL_SRC_RECON = 1  /* one candidate's dequantized weights from run/recon/ (uniform) */
-    /* later: a run directory's final allocation, a GPTQ export */
+    QS_EVAL_SRC_RECON = 1, /* one candidate's dequantized weights from run/recon/ (uniform) */
+    QS_EVAL_SRC_ALLOC = 2, /* per-linear candidates of `alloc` (borrowed) from run/<dir>/ */
+    QS_EVAL_SRC_FINAL = 3  /* the run's allocation (search/allocation.json): from final/
+                              (reconstruct.inputs quantized) or recon/ (float) */
+    /* later: the written HDF5 shards, a GPTQ export */
 } qs_eval_source;
 
 #define QS_EVAL_NAME_MAX 32 /* = QS_QUANT_NAME_MAX */
 
 /* Where eval takes its weights from (a plain value). */
+struct qs_alloc;
 typedef struct qs_eval_weights {
     qs_eval_source source;
     char candidate[QS_EVAL_NAME_MAX]; /* QS_EVAL_SRC_RECON: e.g. "w4g128" */
+    const struct qs_alloc *alloc;     /* QS_EVAL_SRC_ALLOC: borrowed, "" names stay float */
+    char dir[16];                     /* QS_EVAL_SRC_ALLOC: "recon" or "final" */
+    char out_rel[64];                 /* result file in the run dir ("" = "eval.json") */
 } qs_eval_weights;
 
 /* The float source as an expression (qs_eval_weights w = QS_EVAL_FLOAT;). */
-#define QS_EVAL_FLOAT ((qs_eval_weights){QS_EVAL_SRC_FLOAT, {0}})
+#define QS_EVAL_FLOAT ((qs_eval_weights){QS_EVAL_SRC_FLOAT, {0}, NULL, {0}, {0}})
 
 typedef struct qs_eval_result {
     double ppl;       /* exp(nll_sum / tokens) */
@@ -82,7 +89,7 @@ typedef struct qs_eval_result {
     int64_t seqlen;
 } qs_eval_result;
 
-/* Parses a --weights value: "float" or "recon:CANDIDATE" (e.g. recon:w4g128); anything
+/* Parses a --weights value: "float", "final" or "recon:CANDIDATE" (e.g. recon:w4g128); anything
  * else is a QS_ERR_INPUT saying what exists. */
 qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err);
 /* Collective: evaluates and writes run/eval.json (rank 0); *res on every rank. */
