@@ -31,6 +31,8 @@ static const char *const USAGE =
     "                       architecture, dimensions, parameters and tensors of a checkpoint\n"
     "  eval CONFIG.yaml [--weights SOURCE] [--set key.path=value]...\n"
     "                       perplexity on eval.tokens (under mpirun: layers split over ranks)\n"
+    "  verify RUN_DIR|EXPORT_DIR\n"
+    "                       check a run's written shards and export (manifest, checksums, shapes)\n"
     "  synth-model --arch llama|mistral|qwen2 --layers N --hidden H [...] OUT_DIR\n"
     "                       write a deterministic synthetic model in Hugging Face layout\n"
     "\n"
@@ -93,7 +95,18 @@ static const char *const USAGE_EVAL =
     "                        from the reconstruct stage's RUN_DIR/recon/\n"
     "  --weights final       the run's searched allocation (RUN_DIR/search/allocation.json)\n"
     "                        from RUN_DIR/final/ (sequential inputs) or RUN_DIR/recon/\n"
+    "  --weights h5          the written HDF5 shards (RUN_DIR/out/), dequantized\n"
+    "  --weights gptq[:DIR]  a GPTQ export (default RUN_DIR/export/), dequantized\n"
     "  --set key.path=value  override one config key (repeatable)\n";
+
+static const char *const USAGE_VERIFY =
+    "usage: qshard verify RUN_DIR|EXPORT_DIR\n"
+    "\n"
+    "RUN_DIR: every output listed in out/manifest.json has its SHA-256, every HDF5 shard\n"
+    "dataset has the shape its attributes imply, and RUN_DIR/export (if any) is checked as\n"
+    "below. EXPORT_DIR (a GPTQ checkpoint): index and shards agree, every quantized linear's\n"
+    "qweight/qzeros/scales/g_idx have the shapes and dtypes of its scheme (quantization_config\n"
+    "and its dynamic map). Exit 0 when everything matches, 2 with one line naming the file.\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg) {
     fprintf(stderr, "qshard: error: ");
@@ -542,6 +555,34 @@ out:
     return qs_status_exit_code(st);
 }
 
+/* ---- verify ---- */
+
+static int cmd_verify(int argc, char **argv) {
+    const char *dir = NULL;
+    for (int i = 2; i < argc; ++i) {
+        if (is_help(argv[i])) {
+            fputs(USAGE_VERIFY, stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("verify", "verify: unknown option '%s'", argv[i]);
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            return usage_error("verify", "verify: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!dir) return usage_error("verify", "verify: missing %s", "RUN_DIR|EXPORT_DIR");
+    qs_err err = {0};
+    char summary[8192];
+    qs_status st = qs_write_verify(dir, summary, sizeof(summary), &err);
+    if (st != QS_OK) {
+        fprintf(stderr, "qshard: error: %s\n", err.msg);
+        return qs_status_exit_code(st);
+    }
+    fputs(summary, stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(USAGE, stderr);
@@ -561,6 +602,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
     if (strcmp(cmd, "synth-model") == 0) return cmd_synth(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
     fprintf(stderr, "qshard: error: unknown command '%s' (see 'qshard --help')\n", cmd);
     return 2;
 }

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "io/qsource.h"
 #include "io/tokens.h"
 #include "quant/quant.h"
 #include "model/kernels.h"
@@ -39,6 +40,19 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
     }
     if (s && strcmp(s, "final") == 0) {
         out->source = QS_EVAL_SRC_FINAL;
+        return QS_OK;
+    }
+    if (s && strcmp(s, "h5") == 0) {
+        out->source = QS_EVAL_SRC_H5;
+        return QS_OK;
+    }
+    if (s && (strcmp(s, "gptq") == 0 || strncmp(s, "gptq:", 5) == 0)) {
+        out->source = QS_EVAL_SRC_GPTQ;
+        if (s[4] == ':') {
+            if (!s[5] || strlen(s + 5) >= sizeof(out->gptq_dir))
+                return QS_FAIL(err, QS_ERR_INPUT, "--weights: '%s': expected gptq:DIR", s);
+            snprintf(out->gptq_dir, sizeof(out->gptq_dir), "%s", s + 5);
+        }
         return QS_OK;
     }
     if (s && strncmp(s, "recon:", 6) == 0) {
@@ -63,8 +77,9 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
     }
     return QS_FAIL(err, QS_ERR_INPUT,
                    "--weights: '%s' is not supported; use 'float' (the unquantized checkpoint), "
-                   "'final' (the run's searched allocation) or 'recon:CANDIDATE' (a candidate "
-                   "of the reconstruct stage, e.g. recon:w4g128)",
+                   "'final' (the run's searched allocation), 'h5' (the written shards), 'gptq' or "
+                   "'gptq:DIR' (a GPTQ export) or 'recon:CANDIDATE' (a candidate of the "
+                   "reconstruct stage, e.g. recon:w4g128)",
                    s ? s : "");
 }
 
@@ -75,6 +90,10 @@ const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) 
         snprintf(buf, n, "final");
     else if (w->source == QS_EVAL_SRC_ALLOC)
         snprintf(buf, n, "alloc:%s", w->dir);
+    else if (w->source == QS_EVAL_SRC_H5)
+        snprintf(buf, n, "h5");
+    else if (w->source == QS_EVAL_SRC_GPTQ)
+        snprintf(buf, n, w->gptq_dir[0] ? "gptq:%s" : "gptq", w->gptq_dir);
     else
         snprintf(buf, n, "float");
     return buf;
@@ -82,9 +101,24 @@ const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) 
 
 /* Fills layer `layer`'s f32 buffer from the chosen source. */
 static qs_status load_layer(const qs_stage_ctx *ctx, const qs_eval_weights *which,
-                            const qs_model_dims *d, int layer, qs_layer_f32 *lw, qs_err *err) {
+                            const qs_qsource *qsrc, const qs_model_dims *d, int layer,
+                            qs_layer_f32 *lw, qs_err *err) {
     qs_status st = qs_weights_load_layer(ctx->model, d, layer, lw, err);
     if (st != QS_OK || which->source == QS_EVAL_SRC_FLOAT) return st;
+    if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ) {
+        /* the written files: every linear they hold in quantized form, dequantized */
+        for (int k = 0; k < QS_LIN_COUNT && st == QS_OK; ++k) {
+            char module[256];
+            int64_t d_out, d_in;
+            int found = 0;
+            qs_linear_tensor_name(module, sizeof(module), layer, (qs_linear_kind)k, 0);
+            module[strlen(module) - 7] = '\0'; /* drop ".weight" */
+            qs_linear_shape(d, (qs_linear_kind)k, &d_out, &d_in);
+            float *dst = qs_layer_f32_mut(lw, qs_linear_weight(&lw->w, (qs_linear_kind)k)); // (d_out, d_in)
+            st = qs_qsource_linear(qsrc, module, d_out, d_in, dst, &found, err);
+        }
+        return st;
+    }
     char rel[64], path[QS_PATH_MAX];
     const char *dir = which->source == QS_EVAL_SRC_ALLOC ? which->dir : "recon";
     snprintf(rel, sizeof(rel), "%s/layer-%03d.h5", dir, layer);
@@ -129,6 +163,8 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
     openblas_set_num_threads(1);
     qs_alloc final_alloc;
     memset(&final_alloc, 0, sizeof(final_alloc));
+    qs_qsource qsrc;
+    memset(&qsrc, 0, sizeof(qsrc));
     char wname[64];
     qs_eval_weights_name(&which, wname, sizeof(wname));
 
@@ -166,6 +202,17 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
                      cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED ? "final" : "recon");
         }
     }
+    if (st == QS_OK && (which.source == QS_EVAL_SRC_H5 || which.source == QS_EVAL_SRC_GPTQ)) {
+        char path[QS_PATH_MAX];
+        if (which.source == QS_EVAL_SRC_GPTQ && which.gptq_dir[0])
+            snprintf(path, sizeof(path), "%s", which.gptq_dir);
+        else
+            st = qs_rundir_path(ctx->rd, which.source == QS_EVAL_SRC_H5 ? "out" : "export", path,
+                                sizeof(path), err);
+        if (st == QS_OK)
+            st = which.source == QS_EVAL_SRC_H5 ? qs_qsource_open_h5(&qsrc, path, err)
+                                                : qs_qsource_open_gptq(&qsrc, path, err);
+    }
     if (st == QS_OK && which.source == QS_EVAL_SRC_ALLOC &&
         (!which.alloc || which.alloc->nlayers != L))
         st = QS_FAIL(err, QS_ERR_INTERNAL, "eval: allocation missing or of the wrong size");
@@ -194,7 +241,7 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
         }
         if (st == QS_OK) st = qs_layer_workspace_init(&ws, &d, (int)CS, (int)T, err);
         for (int i = 0; i < nown && st == QS_OK; ++i)
-            st = load_layer(ctx, &which, &d, first + i, &lw[i], err);
+            st = load_layer(ctx, &which, &qsrc, &d, first + i, &lw[i], err);
         if (st == QS_OK && (prev < 0 || next < 0))
             st = qs_weights_load_ends(ctx->model, &d, prev < 0, next < 0, &ends, err);
     }
@@ -310,6 +357,7 @@ done:
     qs_plan_free(&plan);
     qs_tokens_close(&tok);
     qs_alloc_free(&final_alloc);
+    qs_qsource_close(&qsrc);
     return st;
 }
 
