@@ -43,6 +43,7 @@ typedef struct wr_item {
     double error;               /* the reconstruct table's error of this candidate */
     const qs_st_tensor *t;      /* plain: the checkpoint tensor; quantized: its bias or NULL */
     int bias_of_quant;          /* plain bias of a quantized linear (attached in the export) */
+    int float_linear;           /* plain weight of a linear the allocation leaves in float */
     int64_t bytes;
     int shard;
     int owner;
@@ -136,7 +137,10 @@ static qs_status build_items(const qs_stage_ctx *ctx, const qs_alloc *al, const 
                 char wn[WR_NAME_MAX], bn[WR_NAME_MAX];
                 qs_linear_tensor_name(wn, sizeof(wn), layer, (qs_linear_kind)k, 0);
                 qs_linear_tensor_name(bn, sizeof(bn), layer, (qs_linear_kind)k, 1);
-                if (!al->cand[layer][k][0]) continue;
+                if (!al->cand[layer][k][0]) {
+                    if (strcmp(name, wn) == 0) it->float_linear = 1;
+                    continue;
+                }
                 if (strcmp(name, wn) == 0) quant_k = k;
                 if (strcmp(name, bn) == 0) it->bias_of_quant = 1;
             }
@@ -383,6 +387,11 @@ static qs_status write_export(const qs_stage_ctx *ctx, const wr_state *ws, qs_er
     for (int64_t i = 0; i < ws->n; ++i) {
         const wr_item *it = &ws->items[i];
         if (it->bias_of_quant) continue;
+        if (it->float_linear) {
+            char module[WR_NAME_MAX];
+            snprintf(module, sizeof(module), "%.*s", (int)(strlen(it->name) - 7), it->name);
+            QS_CHECK(qs_gptq_export_exclude(x, module, err));
+        }
         if (it->quant) {
             qs_gptq_scheme s = {it->bits, it->group_size, cfg->quant.sym, cfg->quant.act_order};
             QS_CHECK(qs_gptq_export_declare_linear(x, it->name, it->d_out, it->d_in, &s,

@@ -193,6 +193,16 @@ def check_variant(label, model, rd, sym, act):
             continue
         check(w.astype(np.float32).tobytes() == lin[m].tobytes(),
               f"{label}: export weight of {m} differs from the shards")
+    # float linears: excluded by a "-:" key under both spellings, plain weight in the export
+    for l in range(NL):
+        for i, short in enumerate(LINS):
+            if ALLOC[l][i]:
+                continue
+            m = f"model.layers.{l}.{HF[short]}"
+            names = [m] + ([m.rsplit(".", 1)[0] + "." + FUSED[short]] if short in FUSED else [])
+            for n in names:
+                check(resolve(cfg, n) is None, f"{label}: float {n} resolves to {resolve(cfg, n)}")
+            check(m + ".weight" in ts and m + ".qweight" not in ts, f"{label}: float {m} in export")
     # plain tensors: the checkpoint's bytes, in shards and export
     ck = checkpoint_tensors(model)
     for name, (dt, shape, raw) in ck.items():
