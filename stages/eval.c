@@ -209,6 +209,11 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
         else
             st = qs_rundir_path(ctx->rd, which.source == QS_EVAL_SRC_H5 ? "out" : "export", path,
                                 sizeof(path), err);
+        if (st == QS_OK && !qs_path_exists(path))
+            st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; %s", path,
+                         which.source == QS_EVAL_SRC_GPTQ && which.gptq_dir[0]
+                             ? "--weights gptq:DIR needs a GPTQ export directory"
+                             : "run the write stage first (needs search/allocation.json)");
         if (st == QS_OK)
             st = which.source == QS_EVAL_SRC_H5 ? qs_qsource_open_h5(&qsrc, path, err)
                                                 : qs_qsource_open_gptq(&qsrc, path, err);

@@ -322,6 +322,12 @@ def main():
         lines = r.stderr.strip().splitlines()
         check(r.returncode == 2 and len(lines) == 1 and "index.json" in lines[0],
               f"verify missing file: rc {r.returncode} {r.stderr}")
+        import shutil
+        shutil.rmtree(os.path.join(tmp, "D1", "export"), ignore_errors=True)
+        r = qs(1, "eval", os.path.join(tmp, "D1.yaml"), "--weights", "gptq")
+        ours = [l for l in r.stderr.splitlines() if l.startswith("qshard:")]
+        check(r.returncode == 2 and len(ours) == 1 and "export" in ours[0],
+              f"eval of a missing export: rc {r.returncode} {r.stderr}")
         r = run([QS, "verify", tmp])
         check(r.returncode == 2, f"verify of a plain directory: rc {r.returncode}")
     check(not gd.failures, f"gptq_decode reported: {gd.failures}")
