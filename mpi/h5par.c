@@ -69,7 +69,7 @@ qs_status qs_h5par_create(qs_h5par *h, const qs_comm *c, const char *path, qs_er
         H5Pset_fapl_mpio(fapl, handle(c), MPI_INFO_NULL);
         /* metadata written collectively: the same bytes whoever owns which raw data */
         H5Pset_coll_metadata_write(fapl, 1);
-        H5Pset_all_coll_metadata_ops(fapl, 1);
+        /* metadata reads stay independent: a dataset is opened by its writer alone */
     }
     hid_t f = H5Fcreate(h->tmp, H5F_ACC_TRUNC, fcpl, fapl);
     H5Pclose(fcpl);
@@ -160,14 +160,13 @@ void qs_h5par_attr_str(qs_h5par *h, const char *object, const char *name, const 
     H5Tclose(t);
 }
 
-qs_status qs_h5par_write_rows(qs_h5par *h, const char *name, qs_h5_type type, int64_t row0,
-                              int64_t nrows, const void *data, int collective, qs_err *err) {
+/* One transfer of rows [row0, row0 + nrows). */
+static qs_status write_piece(qs_h5par *h, hid_t ds, const char *name, qs_h5_type type,
+                             int64_t row0, int64_t nrows, const void *data, int collective,
+                             qs_err *err) {
     qs_status st = QS_OK;
-    hid_t ds = -1, fspace = -1, mspace = -1, dxpl = -1;
+    hid_t fspace = H5Dget_space(ds), mspace = -1, dxpl = -1;
     hsize_t dims[8], start[8], count[8];
-    ds = H5Dopen2((hid_t)h->file, name, H5P_DEFAULT);
-    if (ds < 0) QS_THROW(err, QS_ERR_RUNTIME, "%s: cannot open dataset %s", h->tmp, name);
-    fspace = H5Dget_space(ds);
     int nd = H5Sget_simple_extent_ndims(fspace);
     if (nd < 1 || nd > 8) QS_THROW(err, QS_ERR_INTERNAL, "%s: dataset %s rank %d", h->tmp, name, nd);
     H5Sget_simple_extent_dims(fspace, dims, NULL);
@@ -196,6 +195,33 @@ done:
     if (dxpl >= 0) H5Pclose(dxpl);
     if (mspace >= 0) H5Sclose(mspace);
     if (fspace >= 0) H5Sclose(fspace);
+    return st;
+}
+
+qs_status qs_h5par_write_rows(qs_h5par *h, const char *name, qs_h5_type type, int64_t row0,
+                              int64_t nrows, const void *data, int collective, qs_err *err) {
+    qs_status st = QS_OK;
+    hid_t ds = H5Dopen2((hid_t)h->file, name, H5P_DEFAULT);
+    if (ds < 0) QS_THROW(err, QS_ERR_RUNTIME, "%s: cannot open dataset %s", h->tmp, name);
+    if (collective) {
+        st = write_piece(h, ds, name, type, row0, nrows, data, 1, err);
+    } else {
+        /* independent: pieces of at most 1 GiB (MPI-IO counts are int) */
+        hid_t sp = H5Dget_space(ds);
+        hsize_t dims[8];
+        int nd = H5Sget_simple_extent_dims(sp, dims, NULL);
+        H5Sclose(sp);
+        size_t row_bytes = (size_t)H5Tget_size(mem_type(type));
+        for (int i = 1; i < nd; ++i) row_bytes *= (size_t)dims[i];
+        int64_t step = (int64_t)(((size_t)1 << 30) / (row_bytes ? row_bytes : 1));
+        if (step < 1) step = 1;
+        for (int64_t r = 0; r < nrows && st == QS_OK; r += step) {
+            int64_t k = nrows - r < step ? nrows - r : step;
+            st = write_piece(h, ds, name, type, row0 + r, k,
+                             (const char *)data + (size_t)r * row_bytes, 0, err);
+        }
+    }
+done:
     if (ds >= 0) H5Dclose(ds);
     if (st != QS_OK && collective) qs_comm_abort(h->comm, err);
     return st;
