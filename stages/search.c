@@ -244,11 +244,19 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
                 cJSON_AddStringToObject(o, "probe", probe);
                 cJSON_AddNumberToObject(o, "windows", (double)res.windows);
                 cJSON_AddNumberToObject(o, "seqlen", (double)res.seqlen);
-                if (!isnan(loss[L])) cJSON_AddNumberToObject(o, "float_loss", loss[L]);
+                /* %.17g: the cache must read back bit for bit (cJSON's own printing is
+                 * only approximately round-trip) */
+                char num[40];
+                if (!isnan(loss[L])) {
+                    snprintf(num, sizeof(num), "%.17g", loss[L]);
+                    cJSON_AddRawToObject(o, "float_loss", num);
+                }
                 arr = cJSON_AddArrayToObject(o, "loss");
-                for (int m = 0; m < L && arr; ++m)
+                for (int m = 0; m < L && arr; ++m) {
+                    snprintf(num, sizeof(num), "%.17g", loss[m]);
                     cJSON_AddItemToArray(arr, isnan(loss[m]) ? cJSON_CreateNull()
-                                                             : cJSON_CreateNumber(loss[m]));
+                                                             : cJSON_CreateRaw(num));
+                }
                 out = cJSON_Print(o);
                 cJSON_Delete(o);
             }
@@ -267,7 +275,7 @@ done:
 }
 
 /* cost[l, k, c] = error[l, k, c] * s_l / sum_k error[l, k, probe], s_l = the layer's loss
- * increase (floored at 1e-3 of the largest; all 1 when no probe raised the loss). */
+ * increase (floored at 1e-3 of the largest); the plain error when no probe raised the loss. */
 static void sensitivity_costs(const qs_search_tables *t, int probe, const double *loss,
                               double *cost, double *scale_out) {
     const int L = t->nlayers, C = t->ncand;
@@ -275,11 +283,12 @@ static void sensitivity_costs(const qs_search_tables *t, int probe, const double
     for (int l = 0; l < L; ++l)
         if (loss[l] - loss[L] > mx) mx = loss[l] - loss[L];
     for (int l = 0; l < L; ++l) {
-        double s = mx > 0.0 ? loss[l] - loss[L] : 1.0;
-        if (mx > 0.0 && s < 1e-3 * mx) s = 1e-3 * mx;
+        double s = loss[l] - loss[L];
+        if (s < 1e-3 * mx) s = 1e-3 * mx;
         double e = 0.0;
         for (int k = 0; k < NLIN; ++k) e += t->error[((size_t)l * NLIN + k) * C + probe];
-        const double f = e > 0.0 ? s / e : s;
+        /* no probe raised the loss: nothing to scale by, the plain error stays */
+        const double f = mx > 0.0 ? (e > 0.0 ? s / e : s) : 1.0;
         scale_out[l] = f;
         for (int k = 0; k < NLIN; ++k)
             for (int c = 0; c < C; ++c) {
