@@ -435,6 +435,43 @@ static qs_status write_summary(const qs_stage_ctx *ctx, const qs_alloc *al, cons
 
 static const char *const OBJ_NAMES[] = {"error", "relative", "sensitivity"};
 
+/* Solves the items (their current costs) at `budget`, re-sums the payload in int64 (never
+ * above the budget) and fills *al (allocated here) and names (nlayers * 7). */
+static qs_status solve_alloc(const qs_search_items *it, const qs_search_tables *t,
+                             int64_t budget, int64_t unq, const char *objective,
+                             char (*names)[QS_QUANT_NAME_MAX], qs_alloc *al, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_mckp_problem p = {it->n, it->nchoice, it->size, it->cost, it->allowed, it->pinned};
+    qs_mckp_result res;
+    int64_t payload = 0;
+    memset(&res, 0, sizeof(res));
+    memset(al, 0, sizeof(*al));
+    QS_CHECK(qs_mckp_solve(&p, budget, NULL, &res, err));
+    if (res.proof == QS_MCKP_INFEASIBLE)
+        QS_THROW(err, QS_ERR_INPUT, "search: budget %lld bytes is infeasible", (long long)budget);
+    if (res.proof != QS_MCKP_OPTIMAL)
+        QS_THROW(err, QS_ERR_INTERNAL, "internal error: search not proven optimal");
+    qs_search_expand(it, t, res.choice, names, &payload);
+    if (payload > budget || payload != res.total_size)
+        QS_THROW(err, QS_ERR_INTERNAL,
+                 "internal error: allocation of %lld bytes above the budget %lld",
+                 (long long)payload, (long long)budget);
+    QS_CHECK(qs_alloc_init(al, t->nlayers, err));
+    for (int l = 0; l < t->nlayers; ++l)
+        for (int k = 0; k < NLIN; ++k)
+            snprintf(al->cand[l][k], QS_QUANT_NAME_MAX, "%s", names[l * NLIN + k]);
+    snprintf(al->objective, sizeof(al->objective), "%s", objective);
+    al->budget_bytes = budget == INT64_MAX ? 0 : budget;
+    al->payload_bytes = payload;
+    al->total_bytes = payload + unq;
+    al->quantized_weights = it->nweights;
+    al->bpw = (double)payload * 8.0 / (double)it->nweights;
+    al->predicted = res.total_cost;
+done:
+    qs_mckp_result_free(&res);
+    return st;
+}
+
 qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err) {
     (void)args;
     qs_status st = QS_OK;
@@ -446,7 +483,6 @@ qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args
     qs_manifest want, have;
     qs_search_tables t;
     qs_search_items it;
-    qs_mckp_result res;
     qs_alloc al;
     char *text = NULL, path[QS_PATH_MAX], recon_hash[65] = {0}, key[65] = {0};
     char probe[QS_QUANT_NAME_MAX] = {0}, list[512] = {0};
@@ -457,7 +493,6 @@ qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args
     memset(&have, 0, sizeof(have));
     memset(&t, 0, sizeof(t));
     memset(&it, 0, sizeof(it));
-    memset(&res, 0, sizeof(res));
     memset(&al, 0, sizeof(al));
     qs_manifest_init(&want, "search", ctx->config_hash);
 
@@ -564,34 +599,10 @@ qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args
     /* 5. rank 0: solve, check in integers, write; manifest last */
     if (rank == 0) {
         qs_mckp_problem p = {it.n, it.nchoice, it.size, it.cost, it.allowed, it.pinned};
-        int64_t payload = 0;
         const char *vpath = NULL;
-        st = qs_mckp_solve(&p, budget, NULL, &res, err);
-        if (st == QS_OK && res.proof == QS_MCKP_INFEASIBLE)
-            st = QS_FAIL(err, QS_ERR_INPUT, "search: budget %lld bytes is infeasible",
-                         (long long)budget);
-        if (st == QS_OK && res.proof != QS_MCKP_OPTIMAL)
-            st = QS_FAIL(err, QS_ERR_INTERNAL, "internal error: search not proven optimal");
+        st = solve_alloc(&it, &t, budget, unq, OBJ_NAMES[cfg->search.objective], names, &al,
+                         err);
         if (st == QS_OK) {
-            qs_search_expand(&it, &t, res.choice, names, &payload);
-            if (payload > budget || payload != res.total_size)
-                st = QS_FAIL(err, QS_ERR_INTERNAL,
-                             "internal error: allocation of %lld bytes above the budget %lld",
-                             (long long)payload, (long long)budget);
-        }
-        if (st == QS_OK) st = qs_alloc_init(&al, L, err);
-        if (st == QS_OK) {
-            for (int l = 0; l < L; ++l)
-                for (int k = 0; k < NLIN; ++k)
-                    snprintf(al.cand[l][k], QS_QUANT_NAME_MAX, "%s", names[l * NLIN + k]);
-            snprintf(al.objective, sizeof(al.objective), "%s",
-                     OBJ_NAMES[cfg->search.objective]);
-            al.budget_bytes = budget == INT64_MAX ? 0 : budget;
-            al.payload_bytes = payload;
-            al.total_bytes = payload + unq;
-            al.quantized_weights = it.nweights;
-            al.bpw = (double)payload * 8.0 / (double)it.nweights;
-            al.predicted = res.total_cost;
             vpath = qs_search_marlin_path(&t, names, (int64_t)L * NLIN, cfg->quant.sym)
                         ? "gptq_marlin (fast path)"
                         : "gptq (exllama/triton) kernels; 2/3-bit layers only on slow paths";
@@ -606,6 +617,20 @@ qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args
                                            "search/sensitivity.json"};
         for (int i = 0; i < (sens ? 5 : 4) && st == QS_OK; ++i)
             st = qs_manifest_add_output(&want, ctx->rd, outs[i], err);
+        /* the optimum of every objective whose costs are at hand, for comparisons (the
+         * objective study, docs/search.md); the chosen one equals allocation.json */
+        for (int o = 0; o < (sens ? 3 : 2) && st == QS_OK; ++o) {
+            qs_alloc alt;
+            char rel[64];
+            memset(&alt, 0, sizeof(alt));
+            qs_search_items_set_cost(&it, &t, o == 0 ? t.error : o == 1 ? t.relative : cost);
+            st = solve_alloc(&it, &t, budget, unq, OBJ_NAMES[o], names, &alt, err);
+            snprintf(rel, sizeof(rel), "search/optimum-%s.json", OBJ_NAMES[o]);
+            if (st == QS_OK) st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
+            if (st == QS_OK) st = qs_alloc_write_json(&alt, path, err);
+            if (st == QS_OK) st = qs_manifest_add_output(&want, ctx->rd, rel, err);
+            qs_alloc_free(&alt);
+        }
         if (st == QS_OK) st = qs_manifest_write(&want, ctx->rd, err);
         if (st == QS_OK)
             qs_log_info(ctx->log,
@@ -622,7 +647,6 @@ done:
     free(loss);
     free(scale);
     free(names);
-    qs_mckp_result_free(&res);
     qs_alloc_free(&al);
     qs_search_items_free(&it);
     qs_search_tables_free(&t);

@@ -8,6 +8,7 @@
       candidates; the pin holds; the predicted total is the brute-force optimum (meet in the
       middle over the 12 items); Pareto rows within their budgets, predicted non-increasing,
       from the smallest to the largest feasible size; a --resume run skips the stage.
+      optimum-error.json equals the allocation, optimum-relative.json within the budget.
   (2) search.max_bytes = that total: feasible, total <= max_bytes; objective relative; tie_fused
       false (7 items per layer); objective sensitivity identical at 1 and 3 ranks (incl.
       sensitivity.json), resume reuses the cache.
@@ -212,9 +213,15 @@ def main():
     md = ref["allocation.md"].decode()
     check(md.count("\n| ") == NL + 1 and "| 0 | " in md, "allocation.md table")
     man = json.load(open(os.path.join(rd, "search", "manifest.json")))
-    check(sorted(man.get("outputs", {})) == sorted("search/" + x for x in OUTS),
+    opt = ["optimum-error.json", "optimum-relative.json"]
+    check(sorted(man.get("outputs", {})) == sorted("search/" + x for x in OUTS + opt),
           f"manifest outputs {man.get('outputs')}")
     check(set(man.get("inputs", {})) == {"model", "recon"}, f"manifest inputs {man.get('inputs')}")
+    oe = json.load(open(os.path.join(rd, "search", "optimum-error.json")))
+    orel = json.load(open(os.path.join(rd, "search", "optimum-relative.json")))
+    check(oe["layers"] == al["layers"] and oe["predicted"] == al["predicted"], "optimum-error = allocation")
+    check(orel["objective"] == "relative" and orel["payload_bytes"] <= budget and orel["layers"][0][3] == "w8g32",
+          "optimum-relative: budget and pin")
     r = qs(2, "run", os.path.join(tmp, "e1.yaml"), "--set", "eval.tokens=", "--resume")
     check(r.returncode == 0 and outputs(rd) == ref, f"--resume: {r.stderr}")
 
