@@ -180,6 +180,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         {"plan", qs_stage_plan_run, 0, 0},
         {"calibrate", qs_stage_calibrate_run, 0, 0},
         {"reconstruct", qs_stage_reconstruct_run, 0, 0},
+        {"search", qs_stage_search_run, 0, 0},
         {"write", qs_stage_write_run, 0, 0},
         {"eval", qs_stage_eval_run, 0, 1},
     };

@@ -80,16 +80,24 @@ def write_config(path, model, run_dir, sym, act, fmt, shard_bytes):
                 f"quant:\n  bits: [2, 3, 4, 8]\n  group_size: [32, 64]\n  row_block: 64\n"
                 f"  block_size: 32\n  sym: {sym}\n  act_order: {act}\n"
                 f"reconstruct:\n  inputs: float\n"
+                f"search:\n  pin: [\"layers.*.*=w4g32\"]\n"
                 f"output:\n  checkpoint_format: {fmt}\n  shard_bytes: {shard_bytes}\n"
                 f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 6\n")
 
 
 def write_alloc(run_dir):
-    os.makedirs(os.path.join(run_dir, "search"), exist_ok=True)
-    with open(os.path.join(run_dir, "search", "allocation.json"), "w") as f:
+    """Plays the search: replaces search/allocation.json by ALLOC (which has a float linear,
+    something the search never chooses) and updates its hash in search/manifest.json, so a
+    --resume run keeps the search and rewrites the outputs."""
+    path = os.path.join(run_dir, "search", "allocation.json")
+    with open(path, "w") as f:
         json.dump({"format": "qshard-allocation-1", "objective": "uniform", "budget_bytes": 0,
                    "payload_bytes": 0, "total_bytes": 0, "quantized_weights": 0, "bpw": 0,
                    "predicted": 0, "linears": LINS, "layers": ALLOC}, f)
+    mpath = os.path.join(run_dir, "search", "manifest.json")
+    man = json.load(open(mpath))
+    man["outputs"]["search/allocation.json"] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    json.dump(man, open(mpath, "w"), indent=1)
 
 
 def unpack(words, count, bits):
@@ -257,10 +265,16 @@ def main():
             rd = os.path.join(tmp, f"{label}{n}")
             cfgp = os.path.join(tmp, f"{label}{n}.yaml")
             write_config(cfgp, model, rd, sym, act, fmt, sb)
-            write_alloc(rd)
             t0 = time.time()
+            # the whole pipeline with a pinned uniform search, then our mixed allocation
             r = qs(n, "run", cfgp, "--set", "eval.tokens=")
             if not check(r.returncode == 0, f"{label} n={n}: rc {r.returncode} {r.stderr}"):
+                continue
+            check(os.path.exists(os.path.join(rd, "out", "manifest.json")),
+                  f"{label} n={n}: the pipeline did not write")
+            write_alloc(rd)
+            r = qs(n, "run", cfgp, "--resume", "--set", "eval.tokens=")
+            if not check(r.returncode == 0, f"{label} n={n}: resume rc {r.returncode} {r.stderr}"):
                 continue
             print(f"{label} n={n}: run {time.time() - t0:.1f} s")
             data = shard_bytes(rd)
