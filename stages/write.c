@@ -521,9 +521,20 @@ qs_status qs_stage_write_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     if (!present) {
-        /* no search stage in this build / run: nothing to write */
+        /* no search stage in this run: nothing to write */
         qs_log_info(ctx->log, "write: %s absent; nothing to write", path);
         goto done;
+    }
+    {
+        /* the codes' stage must have finished (its manifest is written last) */
+        char rel[64], mpath[QS_PATH_MAX];
+        snprintf(rel, sizeof(rel), "%s/manifest.json", ws.src);
+        st = qs_rundir_path(ctx->rd, rel, mpath, sizeof(mpath), err);
+        if (st == QS_OK && !qs_path_exists(mpath)) {
+            qs_log_info(ctx->log, "write: %s absent (the %s pass has not run); nothing to write",
+                        mpath, ws.src);
+            goto done;
+        }
     }
     st = qs_alloc_read_json(&al, path, L, err);
     if (st == QS_OK) st = qs_stage_plan_compute(&ctx->model->hf, cfg, comm->size, &plan, err);
