@@ -342,6 +342,15 @@ def main():
         ours = [l for l in r.stderr.splitlines() if l.startswith("qshard:")]
         check(r.returncode == 2 and len(ours) == 1 and "export" in ours[0],
               f"eval of a missing export: rc {r.returncode} {r.stderr}")
+        # an allocation naming a candidate the reconstruct files do not hold: exit 2, one line
+        saved = [row[:] for row in ALLOC]
+        ALLOC[1][6] = "w4g48"
+        write_alloc(os.path.join(tmp, "D1"))
+        ALLOC[:] = saved
+        r = qs(2, "run", os.path.join(tmp, "D1.yaml"), "--resume", "--set", "eval.tokens=")
+        ours = [l for l in r.stderr.splitlines() if l.startswith("qshard:")]
+        check(r.returncode == 2 and len(ours) == 1 and "w4g48" in ours[0],
+              f"unknown candidate: rc {r.returncode} {r.stderr}")
         r = run([QS, "verify", tmp])
         check(r.returncode == 2, f"verify of a plain directory: rc {r.returncode}")
     check(not gd.failures, f"gptq_decode reported: {gd.failures}")
