@@ -110,6 +110,16 @@ const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) 
     return buf;
 }
 
+/* A plain tensor from the written files (h5 / gptq sources); they hold every tensor. */
+static qs_status src_tensor(const qs_qsource *q, const char *name, float *out, int64_t n,
+                            qs_err *err) {
+    int found = 0;
+    qs_status st = qs_qsource_tensor(q, name, out, n, &found, err);
+    if (st == QS_OK && !found)
+        st = QS_FAIL(err, QS_ERR_INPUT, "%s: tensor %s is missing", q->dir, name);
+    return st;
+}
+
 /* Fills layer `layer`'s f32 buffer from the chosen source. */
 static qs_status load_layer(const qs_stage_ctx *ctx, const qs_eval_weights *which,
                             const qs_qsource *qsrc, const qs_model_dims *d, int layer,
@@ -127,6 +137,28 @@ static qs_status load_layer(const qs_stage_ctx *ctx, const qs_eval_weights *whic
             qs_linear_shape(d, (qs_linear_kind)k, &d_out, &d_in);
             float *dst = qs_layer_f32_mut(lw, qs_linear_weight(&lw->w, (qs_linear_kind)k)); // (d_out, d_in)
             st = qs_qsource_linear(qsrc, module, d_out, d_in, dst, &found, err);
+            if (st == QS_OK && !found) { /* left in float: its plain weight */
+                strcat(module, ".weight");
+                st = src_tensor(qsrc, module, dst, d_out * d_in, err);
+            }
+        }
+        /* norms and biases: the written bytes too */
+        const float *const plain[] = {lw->w.input_norm, lw->w.post_norm, lw->w.q_b, lw->w.k_b,
+                                      lw->w.v_b, lw->w.o_b, lw->w.gate_b, lw->w.up_b, lw->w.down_b};
+        const int kind[] = {-1, -2, QS_LIN_Q, QS_LIN_K, QS_LIN_V, QS_LIN_O, QS_LIN_GATE, QS_LIN_UP,
+                            QS_LIN_DOWN};
+        for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]) && st == QS_OK; ++i) {
+            if (!plain[i]) continue;
+            char name[256];
+            int64_t n = d->hidden, d_in;
+            if (kind[i] < 0)
+                qs_norm_tensor_name(name, sizeof(name), layer,
+                                    kind[i] == -1 ? QS_NORM_INPUT : QS_NORM_POST_ATTN);
+            else {
+                qs_linear_tensor_name(name, sizeof(name), layer, (qs_linear_kind)kind[i], 1);
+                qs_linear_shape(d, (qs_linear_kind)kind[i], &n, &d_in);
+            }
+            st = src_tensor(qsrc, name, qs_layer_f32_mut(lw, plain[i]), n, err);
         }
         return st;
     }
@@ -272,6 +304,15 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
             st = load_layer(ctx, &which, &qsrc, &d, first + i, &lw[i], err);
         if (st == QS_OK && (prev < 0 || next < 0))
             st = qs_weights_load_ends(ctx->model, &d, prev < 0, next < 0, &ends, err);
+        if (st == QS_OK && (which.source == QS_EVAL_SRC_H5 || which.source == QS_EVAL_SRC_GPTQ)) {
+            /* embeddings, final norm and head as written */
+            if (ends.embed) st = src_tensor(&qsrc, "model.embed_tokens.weight", ends.embed,
+                                            d.vocab * d.hidden, err);
+            if (st == QS_OK && ends.final_norm)
+                st = src_tensor(&qsrc, "model.norm.weight", ends.final_norm, d.hidden, err);
+            if (st == QS_OK && ends.lm_head && ends.lm_head != ends.embed)
+                st = src_tensor(&qsrc, "lm_head.weight", ends.lm_head, d.vocab * d.hidden, err);
+        }
     }
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;

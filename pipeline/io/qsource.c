@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "io/h5store.h"
+#include "io/half.h"
 #include "quant/pack.h"
 #include "quant/quant.h"
 
@@ -402,6 +403,49 @@ qs_status qs_qsource_linear(const qs_qsource *s, const char *module, int64_t d_o
 done:
     if (st != QS_OK) *found = 0;
     packed4_free(&p);
+    qs_h5_abandon(&h);
+    return st;
+}
+
+qs_status qs_qsource_tensor(const qs_qsource *s, const char *name, float *out, int64_t count,
+                            int *found, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_h5 h;
+    void *raw = NULL;
+    memset(&h, 0, sizeof(h));
+    h.file = -1;
+    *found = 0;
+    if (s->gptq) {
+        const qs_st_tensor *t = qs_ckpt_find(&s->ck, name);
+        if (!t) return QS_OK;
+        if (qs_st_numel(t) != count)
+            return QS_FAIL(err, QS_ERR_INPUT, "%s: tensor %s has %lld elements, expected %lld",
+                           qs_ckpt_file_of(&s->ck, name), name, (long long)qs_st_numel(t),
+                           (long long)count);
+        st = qs_st_read_f32(t, 0, count, out, err);
+        *found = st == QS_OK;
+        return st;
+    }
+    int64_t i = find_name(s, name), dt = 0, dims[8], n = 1;
+    int nd = 0;
+    char path[4400];
+    if (i < 0) return QS_OK;
+    snprintf(path, sizeof(path), "%s/%s", s->dir, s->files[i]);
+    QS_CHECK(qs_h5_open(&h, path, err));
+    QS_CHECK(qs_h5_read_attr_i64(&h, name, "st_dtype", &dt, err));
+    if (dt != QS_DTYPE_F32 && dt != QS_DTYPE_F16 && dt != QS_DTYPE_BF16)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s is not a float tensor", path, name);
+    QS_CHECK(qs_h5_read(&h, name, dt == QS_DTYPE_F32 ? QS_H5_F32 : QS_H5_U16, &nd, dims, &raw, err));
+    for (int k = 0; k < nd; ++k) n *= dims[k];
+    if (n != count)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s has %lld elements, expected %lld", path, name,
+                 (long long)n, (long long)count);
+    if (dt == QS_DTYPE_F32) memcpy(out, raw, sizeof(float) * (size_t)count);
+    else if (dt == QS_DTYPE_BF16) qs_bf16_to_f32_n(raw, out, (size_t)count);
+    else qs_f16_to_f32_n(raw, out, (size_t)count);
+    *found = 1;
+done:
+    free(raw);
     qs_h5_abandon(&h);
     return st;
 }

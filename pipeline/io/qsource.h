@@ -56,6 +56,12 @@ void qs_qsource_scheme(const qs_qsource *s, const char *module, int *quantized, 
 qs_status qs_qsource_linear(const qs_qsource *s, const char *module, int64_t d_out,
                             int64_t d_in, float *w, int *found, qs_err *err);
 
+/* A plain tensor `name` (norms, embeddings, lm_head, biases, linears left in float) as f32
+ * into out (count,): BF16/F16/F32 converted exactly. *found = 0 when the source does not
+ * hold it; a count mismatch or an integer tensor is QS_ERR_INPUT naming file and tensor. */
+qs_status qs_qsource_tensor(const qs_qsource *s, const char *name, float *out, int64_t count,
+                            int *found, qs_err *err);
+
 /* Structural check of every quantized linear and tensor of the source: the four GPTQ
  * tensors present with the shapes their scheme implies (and dtypes), codes of g_idx in
  * range. QS_ERR_INPUT naming the file and tensor on the first mismatch. *nlinears, *ntensors

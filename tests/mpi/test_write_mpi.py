@@ -306,6 +306,20 @@ def main():
             check(vals["float"] != vals["final"], f"eval n={n}: quantized equals float")
         r = qs(1, "eval", cfgA, "--weights", "gptq:" + os.path.join(rd3, "export"))
         check(r.returncode == 0, f"eval gptq:DIR: {r.stderr}")
+        # the ends come from the written files too: a changed final norm changes the result
+        import shutil
+        exp2 = os.path.join(tmp, "exp2")
+        shutil.copytree(os.path.join(rdA, "export"), exp2)
+        st2 = os.path.join(exp2, "model.safetensors")
+        blob = bytearray(open(st2, "rb").read())
+        n = int.from_bytes(blob[:8], "little")
+        a = json.loads(blob[8:8 + n])["model.norm.weight"]["data_offsets"][0]
+        blob[8 + n + a + 1] ^= 0x80  # sign of the first element (bf16 high byte)
+        open(st2, "wb").write(bytes(blob))
+        base = nll(rdA, cfgA, 1, "final")
+        changed = nll(rdA, cfgA, 1, "gptq:" + exp2)
+        check(base is not None and changed is not None and changed != base,
+              f"eval of an export with a changed norm equals final ({changed} {base})")
         # tampered shard: flip one byte in the middle
         shard = sorted(glob.glob(os.path.join(rd3, "out", "model-*.h5")))[0]
         blob = bytearray(open(shard, "rb").read())
@@ -336,7 +350,6 @@ def main():
         lines = r.stderr.strip().splitlines()
         check(r.returncode == 2 and len(lines) == 1 and "index.json" in lines[0],
               f"verify missing file: rc {r.returncode} {r.stderr}")
-        import shutil
         shutil.rmtree(os.path.join(tmp, "D1", "export"), ignore_errors=True)
         r = qs(1, "eval", os.path.join(tmp, "D1.yaml"), "--weights", "gptq")
         ours = [l for l in r.stderr.splitlines() if l.startswith("qshard:")]
