@@ -84,12 +84,21 @@ static qs_status read_error(const char *path, int lin, int bits, int group, doub
     QS_CHECK(qs_h5_read(&h, "table/error", QS_H5_F64, &nd, de, &e, err));
     QS_CHECK(qs_h5_read(&h, "table/bits", QS_H5_I32, &nd, db, &b, err));
     QS_CHECK(qs_h5_read(&h, "table/group_size", QS_H5_I32, &nd, dg, &g, err));
-    const int64_t C = db[0];
-    for (int64_t c = 0; c < C; ++c)
-        if (((int32_t *)b)[c] == bits && ((int32_t *)g)[c] == group) {
-            *out = ((double *)e)[lin * C + c];
+    const int64_t C = de[1];
+    if (db[0] == C) {
+        /* recon/: one column per candidate, table/bits and group_size per candidate */
+        for (int64_t c = 0; c < C; ++c)
+            if (((int32_t *)b)[c] == bits && ((int32_t *)g)[c] == group) {
+                *out = ((double *)e)[lin * C + c];
+                goto done;
+            }
+    } else if (C == 1 && db[0] == QS_LIN_COUNT) {
+        /* final/: one column, table/bits and group_size per linear (its allocated candidate) */
+        if (((int32_t *)b)[lin] == bits && ((int32_t *)g)[lin] == group) {
+            *out = ((double *)e)[lin];
             goto done;
         }
+    }
     QS_THROW(err, QS_ERR_INPUT, "%s: has no candidate w%dg%d (the allocation names it)", path,
              bits, group);
 done:
