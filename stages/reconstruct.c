@@ -34,6 +34,7 @@
 
 #include "alloc.h"
 #include "io/h5store.h"
+#include "memory.h"
 #include "io/tokens.h"
 #include "model/hessian.h"
 #include "model/kernels.h"
@@ -550,6 +551,48 @@ static qs_status report_busy(const qs_stage_ctx *ctx, double busy, qs_err *err) 
     free(all);
     free(counts);
     return QS_OK;
+}
+
+/* Diagnostics, not an output (outside the manifest): every rank writes
+ * <dir>/rss/rank-NNN.json {"rank", "nranks", "first", "count", "peak_rss_bytes" (VmHWM since
+ * the stage's work began: reset there), "formula_bytes" (qs_mem_for_stage's reconstruct
+ * part), "seconds"}. Read by tests/bench/mem_check.py. A failure only logs. */
+static void rss_report(const qs_stage_ctx *ctx, const char *dir, const qs_plan *plan,
+                       double seconds) {
+    const int rank = ctx->comm->rank, P = ctx->comm->size;
+    int first = 0, count = 0;
+    if (plan && plan->nranks == P) {
+        first = plan->first[rank];
+        count = plan->first[rank + 1] - first;
+    } else {
+        /* float inputs do not read the plan: recompute it (same function as the plan stage) */
+        qs_plan p;
+        qs_err e = {0};
+        memset(&p, 0, sizeof(p));
+        if (qs_stage_plan_compute(&ctx->model->hf, ctx->cfg, P, &p, &e) == QS_OK) {
+            first = p.first[rank];
+            count = p.first[rank + 1] - first;
+        }
+        qs_plan_free(&p);
+    }
+    qs_mem_estimate m = qs_mem_for_stage(&ctx->model->hf, ctx->cfg, rank, P, first, count,
+                                         QS_MEM_RECONSTRUCT);
+    long long peak = qs_log_peak_rss();
+    qs_log_info(ctx->log, "reconstruct: rank %d: peak RSS %.1f MiB (formula %.1f MiB)", rank,
+                (double)peak / 1048576.0, (double)m.total / 1048576.0);
+    char rel[64], sub[32], path[QS_PATH_MAX], text[512];
+    qs_err e = {0};
+    snprintf(sub, sizeof(sub), "%s/rss", dir);
+    snprintf(rel, sizeof(rel), "%s/rank-%03d.json", sub, rank);
+    int n = snprintf(text, sizeof(text),
+                     "{\n  \"rank\": %d,\n  \"nranks\": %d,\n  \"first\": %d,\n  \"count\": "
+                     "%d,\n  \"peak_rss_bytes\": %lld,\n  \"formula_bytes\": %lld,\n  "
+                     "\"seconds\": %.3f\n}\n",
+                     rank, P, first, count, peak, (long long)m.total, seconds);
+    if (qs_rundir_mkdir(ctx->rd, sub, &e) != QS_OK ||
+        qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK ||
+        qs_write_file_atomic(path, text, (size_t)n, &e) != QS_OK)
+        qs_log_info(ctx->log, "reconstruct: rank %d: cannot record peak RSS: %s", rank, e.msg);
 }
 
 /* Rank 0: writes <dir>/manifest.json naming every layer file. */
@@ -1249,12 +1292,15 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
                 final ? "the allocation" : cs->name[cs->propagate],
                 l0 > 0 ? "resuming at" : "starting at", l0, L);
 
-    /* 4. the work */
+    /* 4. the work (peak RSS measured from here) */
+    qs_log_peak_rss_reset();
+    const double t_work = qs_log_now();
     if (quantized)
         st = run_quantized(ctx, &d, cs, sel, dir, l0, &tok, offs, &plan, input_hash, &busy, err);
     else
         st = run_float(ctx, &d, cs, l0, input_hash, &busy, err);
     if (st != QS_OK && st != QS_STOPPED) goto done;
+    if (st == QS_OK) rss_report(ctx, dir, quantized ? &plan : NULL, qs_log_now() - t_work);
     {
         qs_err e2 = {0};
         if (report_busy(ctx, busy, &e2) != QS_OK) qs_comm_abort(comm, &e2);
