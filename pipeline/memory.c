@@ -66,9 +66,25 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
                 res += result_bytes(d_out[k], d_in[k], cfg ? cfg->quant.group_size[g] : 128);
         if (d_out[k] * d_in[k] > lin_max) lin_max = d_out[k] * d_in[k];
     }
-    /* one piece's solve: dequantized rows (f32), RTN baseline codes, the GPTQ row tile and
-     * its column-block buffers */
-    int64_t scratch = rb * din_max * (4 + 1 + 4) + B * rb * 13;
+    /* one piece's solve (solve_piece): its dequantized rows (f32) + the largest of the GPTQ
+     * row tile with its column-block buffers, the error tiles (2 x (2R, d_in) f32), the RTN
+     * baseline's codes/scales/zeros with the error tiles of one (R, d_in). A piece is a row
+     * block (quantized) or the whole linear (float); R = min(rows, row_block). */
+    int64_t scratch = 0;
+    for (int k = 0; k < 7; ++k) {
+        int64_t rows = quantized ? (rb < d_out[k] ? rb : d_out[k]) : d_out[k];
+        int64_t R = rows < rb ? rows : rb, n = d_in[k], G = 1; /* most groups of a candidate */
+        for (int g = 0; g < (cfg ? cfg->quant.ngroup_size : 1); ++g) {
+            int gs = cfg ? cfg->quant.group_size[g] : 128;
+            int64_t ng = gs > 0 ? (n + gs - 1) / gs : 1;
+            if (ng > G) G = ng;
+        }
+        int64_t t1 = R * n * 4 + B * R * 13 + 24 * R, t2 = 16 * R * n;
+        int64_t t3 = rows * n + rows * G * 6 + 8 * R * n;
+        int64_t peak = t1 > t2 ? t1 : t2;
+        if (t3 > peak) peak = t3;
+        if (rows * n * 4 + peak > scratch) scratch = rows * n * 4 + peak;
+    }
     int64_t hsq = 2 * h * h + q * q + in * in; /* sum of d_g^2 over the four groups */
     if (quantized) {
         int64_t T = cfg ? cfg->calib.seqlen : 2048, S = cfg ? cfg->calib.nsamples : 128;
@@ -91,14 +107,17 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
         int64_t loop = m.weights + m.hessians + m.activations + m.extra;
         if (start > loop) m.extra += start - loop;
     } else {
-        /* per job: one linear's f32 weight, the group's Hessian and factor; the results of
-         * the groups this rank solves plus those of the layer it writes (one layer at 1
-         * rank, up to two otherwise) */
+        /* per job: one linear's f32 weight, the group's Hessian and factor, the solve
+         * scratch; beside them the results of the groups this rank solved (about one
+         * layer's). After the solves (job buffers freed) the writer also receives the rest
+         * of the layer it writes: that phase counts only when it is larger. */
         int64_t dmax = din_max;
         m.weights = lin_max * 4;
         m.hessians = dmax * dmax * 4 * (gptq ? 2 : 1);
         m.activations = 0;
-        m.extra = (P > 1 ? 2 : 1) * res + scratch;
+        m.extra = res + scratch;
+        int64_t job = m.weights + m.hessians + scratch;
+        if (P > 1 && res > job) m.extra += res - job;
     }
     m.total = m.weights + m.hessians + m.activations + m.extra;
     return m;

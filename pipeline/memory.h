@@ -26,8 +26,11 @@
  *     loads them)
  *   reconstruct (pass 0, every candidate; docs/reconstruct.md "Memory"). R = the results of
  *   one layer: per linear and candidate d_out x d_in x 1 B codes + d_out x groups x 6 B
- *   (fp16 scales, i32 zeros) + d_in x 4 B g_idx + d_out x 24 B row errors; scratch =
- *   row_block x max d_in x 9 B + block_size x row_block x 13 B (one piece's solve);
+ *   (fp16 scales, i32 zeros) + d_in x 4 B g_idx + d_out x 24 B row errors; scratch = one
+ *   piece's solve, the largest over the linears of rows x d_in x 4 B (dequantized rows) +
+ *   max(GPTQ tile R x d_in x 4 B + block buffers, error tiles 16 x R x d_in B, RTN baseline
+ *   rows x d_in x 1 B + 8 x R x d_in B) with R = min(rows, row_block), rows = row_block
+ *   (quantized inputs: pieces are row blocks) or d_out (float inputs: whole linears);
  *   S_H = 2 hidden^2 + (heads*head_dim)^2 + inter^2
  *     inputs quantized (rank r of P; chunk c on rank c mod P):
  *       weights     = 2 x params_per_layer x 4 B (the float layer and its quantized copy)
@@ -40,7 +43,9 @@
  *                     hidden x 4 B + vocab x hidden x 4 B) exceeds the layer phase by
  *     inputs float:
  *       weights = the largest linear x 4 B, hessians = max d_in^2 x 4 B x 2 (H, factor),
- *       extra = R (1 rank) or 2 R (the groups it solves + the layer it writes) + scratch
+ *       extra = R (the groups it solves, about one layer's) + scratch; with P > 1 plus
+ *       max(0, R - weights - hessians - scratch) (the layer it writes, received after the
+ *       solves freed their buffers)
  *   The final pass holds at most one candidate per linear, so pass 0 bounds it.
  * Not counted: the per-process baseline (MPI, OpenBLAS buffers, HDF5, libc: ~constant,
  * measured by tests/bench/mem_check.py) and, on a resume only, one transient

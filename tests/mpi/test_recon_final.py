@@ -3,8 +3,10 @@
 `mpiexec -n N qshard run` on a synthetic model (3 layers, hidden 128, intermediate 320, GQA;
 20 windows of 64 tokens in chunks of 3; row_block 32; candidates bits [4, 5] x groups
 [32, 48]; reconstruct.inputs quantized; propagate w4g32).
-The test writes run/search/allocation.json itself (the JSON form of pipeline/alloc.h) and
-runs `qshard run --resume`: the measure pass is up to date, the final pass runs.
+The test plays the search stage: it writes run/search/allocation.json itself (the JSON form
+of pipeline/alloc.h; when the search stage ran, its manifest is updated to name this file)
+and runs `qshard run --resume`: the measure pass and search are up to date, the final pass
+runs.
   (1) a mixed allocation (different candidates per layer and linear, some linears float):
       every dataset and attribute of final/layer-NNN.h5 is byte-identical at 1, 2 and 3
       ranks; only the allocated candidate of each linear is stored, float linears have no
@@ -71,6 +73,7 @@ def write_config(path, model, run_dir, inputs):
                 f"quant:\n  bits: [4, 5]\n  group_size: [32, 48]\n  row_block: 32\n"
                 f"  block_size: 32\n"
                 f"reconstruct:\n  inputs: {inputs}\n  propagate: {PROP}\n"
+                f"search:\n  target_bpw: 4.5\n"
                 f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 8\n")
 
 
@@ -82,7 +85,16 @@ def write_alloc(run_dir, layers):
     path = os.path.join(run_dir, "search", "allocation.json")
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    h = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    # when the search stage ran, record this allocation as its output so that it stays
+    # up to date (the test plays the search: its choice is this allocation)
+    man = os.path.join(run_dir, "search", "manifest.json")
+    if os.path.exists(man):
+        m = json.load(open(man))
+        m["outputs"]["search/allocation.json"] = h
+        with open(man, "w") as f:
+            json.dump(m, f, indent=1)
+    return h
 
 
 def data(run_dir, sub):
