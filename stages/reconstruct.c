@@ -12,13 +12,21 @@
  *    (qs_partition_jobs), pieces go to the layer's writer ((layer - batch start) % nranks).
  *  - quantized (GPTQ's sequential mode): layer l is calibrated on the outputs of layers < l
  *    quantized with the propagate candidate. Per layer: its plan owner's weights are
- *    broadcast; calibration chunks are split evenly over ranks (qs_partition_even); each
- *    rank keeps its chunks' activations and computes their partial Hessians; rank 0 adds
- *    the partials in chunk order (the bytes of any schedule, and of calibrate for layer 0);
- *    factors are prepared one group per rank and broadcast; the solve runs as jobs of
- *    (linear, row block of quant.row_block rows) over all ranks; the plan owner writes the
- *    layer file; every rank reads the propagate candidate back from the file and pushes its
- *    chunks through the quantized layer.
+ *    broadcast; calibration chunk c lives on rank c % nranks, which keeps its activations;
+ *    the Hessian pass runs in rounds of nranks chunks (round k: chunk k * nranks + r on
+ *    rank r), after each round rank 0 adds the round's partials in chunk order into its f64
+ *    accumulators (the bytes of any schedule, and of calibrate for layer 0), so a rank
+ *    holds one chunk's partials at a time; factors are prepared one group per rank and
+ *    broadcast; the solve runs as jobs of (linear, row block of quant.row_block rows) over
+ *    all ranks (a rank other than the writer keeps only its packed pieces); the plan owner
+ *    writes the layer file; every rank reads the propagate candidate back from the file and
+ *    pushes its chunks through the quantized layer.
+ * Final pass (args->pass 1, after search): run/search/allocation.json names one candidate
+ * per linear ("" = float). Quantized inputs: the sequential process above with each
+ * linear's allocated candidate only, feeding the next layer -> run/final/layer-NNN.h5 (one
+ * candidate per linear, tables (7, 1)) + final/manifest.json (inputs include the
+ * allocation's SHA-256). Float inputs: the measured recon/ results are the final ones;
+ * only final/manifest.json is written (inputs recon/'s manifest and the allocation).
  * Bytes never depend on the rank count: GPTQ and the error run on fixed row tiles of
  * quant.row_block rows, Hessian partials are added in chunk order, per-row values are summed
  * in row order. Resume: layers whose file exists and carries this run's config and input
