@@ -1190,10 +1190,10 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
         sel = qs_malloc(sizeof(int) * (size_t)L * NLIN, err, "allocation");
         st = sel ? read_allocation(ctx, cs, L, sel, alloc_hash, &alloc_absent, err)
                  : QS_ERR_RUNTIME;
-        /* TEMPORARY until the search stage is in the driver: no allocation = nothing to do */
         if (st == QS_OK && alloc_absent) {
-            qs_log_info(ctx->log, "reconstruct-final: no search/allocation.json yet, skipped");
-            goto done;
+            st = qs_rundir_path(ctx->rd, "search/allocation.json", path, sizeof(path), err);
+            if (st == QS_OK)
+                st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; run the search stage first", path);
         }
     }
     if (st == QS_OK && final && !quantized) {
