@@ -562,11 +562,11 @@ static qs_status report_busy(const qs_stage_ctx *ctx, double busy, qs_err *err) 
 }
 
 /* Diagnostics, not an output (outside the manifest): every rank writes
- * <dir>/rss/rank-NNN.json {"rank", "nranks", "first", "count", "peak_rss_bytes" (VmHWM since
- * the stage's work began: reset there), "formula_bytes" (qs_mem_for_stage's reconstruct
- * part), "seconds"}. Read by tests/bench/mem_check.py. A failure only logs. */
+ * <dir>/rss/rank-NNN.json {"rank", "nranks", "first", "count", "start_rss_bytes" (RSS when
+ * the stage's work began), "peak_rss_bytes" (VmHWM since then: reset there),
+ * "formula_bytes" (qs_mem_for_stage's reconstruct part), "seconds"}. Read by tests/bench/mem_check.py. A failure only logs. */
 static void rss_report(const qs_stage_ctx *ctx, const char *dir, const qs_plan *plan,
-                       double seconds) {
+                       long long start_rss, double seconds) {
     const int rank = ctx->comm->rank, P = ctx->comm->size;
     int first = 0, count = 0;
     if (plan && plan->nranks == P) {
@@ -594,9 +594,9 @@ static void rss_report(const qs_stage_ctx *ctx, const char *dir, const qs_plan *
     snprintf(rel, sizeof(rel), "%s/rank-%03d.json", sub, rank);
     int n = snprintf(text, sizeof(text),
                      "{\n  \"rank\": %d,\n  \"nranks\": %d,\n  \"first\": %d,\n  \"count\": "
-                     "%d,\n  \"peak_rss_bytes\": %lld,\n  \"formula_bytes\": %lld,\n  "
-                     "\"seconds\": %.3f\n}\n",
-                     rank, P, first, count, peak, (long long)m.total, seconds);
+                     "%d,\n  \"start_rss_bytes\": %lld,\n  \"peak_rss_bytes\": %lld,\n  "
+                     "\"formula_bytes\": %lld,\n  \"seconds\": %.3f\n}\n",
+                     rank, P, first, count, start_rss, peak, (long long)m.total, seconds);
     if (qs_rundir_mkdir(ctx->rd, sub, &e) != QS_OK ||
         qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK ||
         qs_write_file_atomic(path, text, (size_t)n, &e) != QS_OK)
@@ -1302,13 +1302,14 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
 
     /* 4. the work (peak RSS measured from here) */
     qs_log_peak_rss_reset();
+    const long long start_rss = qs_log_peak_rss();
     const double t_work = qs_log_now();
     if (quantized)
         st = run_quantized(ctx, &d, cs, sel, dir, l0, &tok, offs, &plan, input_hash, &busy, err);
     else
         st = run_float(ctx, &d, cs, l0, input_hash, &busy, err);
     if (st != QS_OK && st != QS_STOPPED) goto done;
-    if (st == QS_OK) rss_report(ctx, dir, quantized ? &plan : NULL, qs_log_now() - t_work);
+    if (st == QS_OK) rss_report(ctx, dir, quantized ? &plan : NULL, start_rss, qs_log_now() - t_work);
     {
         qs_err e2 = {0};
         if (report_busy(ctx, busy, &e2) != QS_OK) qs_comm_abort(comm, &e2);

@@ -98,14 +98,15 @@ def run(mdir, n):
         if formula != peak_formula:
             sys.exit(f"rank {rk}: plan.json formula {formula} != max over the stages {peak_formula}")
         j = parts[a.stage]
-        rows.append((rk, j["first"], j["count"], j["peak_rss_bytes"], j["formula_bytes"]))
+        rows.append((rk, j["first"], j["count"], j["peak_rss_bytes"], j["formula_bytes"],
+                     j.get("start_rss_bytes", 0)))
     shutil.rmtree(rd, ignore_errors=True)
     os.remove(cfg)
     return rows
 
 
 bdir, bsize = model(a.baseline_layers)
-(_, _, _, bpeak, bform), = run(bdir, 1)
+(_, _, _, bpeak, bform, _), = run(bdir, 1)
 B = bpeak - bform
 print(f"stage {a.stage}" + (f" (inputs {a.inputs})" if a.stage == "reconstruct" else "") +
       f", nsamples {a.nsamples}, chunk_samples {a.chunk}")
@@ -118,14 +119,15 @@ ok_all = True
 for L in a.layers:
     mdir, size = model(L)
     for n in a.ranks:
-        for rk, first, count, peak, formula in run(mdir, n):
+        for rk, first, count, peak, formula, start in run(mdir, n):
             want = formula + B
             dev = (peak - want) / want
             ok = abs(dev) <= a.tol
             ok_all &= ok
             print(f"{L:3d}L {size / 1e9:5.2f} GB {n:5d} {rk:4d} {first:3d}+{count:<4d} "
                   f"{formula / MiB:11.1f} {want / MiB:9.1f} {peak / MiB:9.1f} "
-                  f"{100 * dev:+6.1f}%  {'yes' if ok else 'NO'}")
+                  f"{100 * dev:+6.1f}%  {'yes' if ok else 'NO'}" +
+                  (f"   (RSS at the stage's start {start / MiB:.1f} MiB)" if start else ""))
     if not a.keep:
         shutil.rmtree(mdir, ignore_errors=True)
 if not a.keep:
