@@ -50,3 +50,10 @@ long long qs_log_peak_rss(void) {
     fclose(f);
     return kb * 1024;
 }
+
+void qs_log_peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return;
+    fputs("5", f);
+    fclose(f);
+}
