@@ -171,6 +171,8 @@ static const cfg_key cfg_schema[] = {
      0, "evaluation window length"},
     {"eval.max_windows", CFG_I64, 0, BIG, 0, 0, 0, "0", NULL, OFF(eval.max_windows), 0, 0, 0,
      "evaluate at most this many windows; 0 = all"},
+    {"eval.float", CFG_BOOL, 0, 0, 0, 0, 0, "true", NULL, OFF(eval.eval_float), 0, 0, 0,
+     "the eval stage also evaluates the unquantized model (eval-float.json) for comparison"},
 };
 
 #define NKEYS ((int)(sizeof(cfg_schema) / sizeof(cfg_schema[0])))

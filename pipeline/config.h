@@ -102,6 +102,7 @@ typedef struct qs_config {
         char *tokens;        /* evaluation token file ("" = skip eval) */
         int64_t seqlen;      /* window length (default 2048) */
         int64_t max_windows; /* 0 = all */
+        int eval_float;      /* the eval stage also evaluates the float model (default true) */
     } eval;
 } qs_config;
 

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "rundir.h"
 #include "sha256.h"
+#include "summary.h"
 #include "stages/stage.h"
 
 /* The one process-wide variable: set only by the signal handler, read at unit
@@ -201,10 +202,8 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         if (st != QS_OK) goto done;
         qs_log_info(&lg, "%s: done in %.2f s", stages[i].name, qs_log_now() - t0);
     }
-    qs_log_info(&lg,
-                "pipeline: plan, calibrate, reconstruct, search and the final reconstruct "
-                "complete%s; write is not part of this build yet",
-                have_eval ? ", float model evaluated" : "");
+    qs_log_info(&lg, "pipeline: complete%s", have_eval ? " (written model evaluated)" : "");
+    if (comm->rank == 0 && !opts->quiet) qs_summary_print(stdout, &rd, &model);
     qs_log_info(&lg, "total %.2f s, peak RSS rank %d: %.1f MiB", qs_log_now() - t_start,
                 comm->rank, (double)qs_log_peak_rss() / (1024.0 * 1024.0));
 done:

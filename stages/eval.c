@@ -385,6 +385,7 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
             cJSON_AddNumberToObject(o, "windows", (double)res->windows);
             cJSON_AddNumberToObject(o, "seqlen", (double)T);
             cJSON_AddStringToObject(o, "tokens_file", cfg->eval.tokens);
+            cJSON_AddStringToObject(o, "config_hash", ctx->config_hash);
             text = cJSON_Print(o);
             cJSON_Delete(o);
         }
@@ -430,8 +431,55 @@ done:
     return st;
 }
 
+/* The driver's eval stage: the written model (the GPTQ export when output.gptq_export, else
+ * the HDF5 shards) -> eval.json, and with eval.float the unquantized checkpoint ->
+ * eval-float.json. A result file whose weights and protocol match is kept (resume). */
+static int eval_done(const qs_stage_ctx *ctx, const char *rel, const char *weights) {
+    char path[QS_PATH_MAX], *text = NULL;
+    qs_err e = {0};
+    int ok = 0;
+    if (qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK || !qs_path_exists(path))
+        return 0;
+    if (qs_read_file(path, &text, NULL, &e) != QS_OK) return 0;
+    cJSON *o = cJSON_Parse(text);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "weights");
+    const cJSON *T = cJSON_GetObjectItemCaseSensitive(o, "seqlen");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "tokens_file");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "config_hash");
+    ok = cJSON_IsString(w) && strcmp(w->valuestring, weights) == 0 && cJSON_IsNumber(T) &&
+         (int64_t)T->valuedouble == ctx->cfg->eval.seqlen && cJSON_IsString(f) &&
+         strcmp(f->valuestring, ctx->cfg->eval.tokens) == 0 && cJSON_IsString(h) &&
+         strcmp(h->valuestring, ctx->config_hash) == 0;
+    cJSON_Delete(o);
+    free(text);
+    return ok;
+}
+
 qs_status qs_stage_eval_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err) {
     (void)args;
+    qs_status st = QS_OK;
     qs_eval_result res;
-    return qs_eval_run(ctx, QS_EVAL_FLOAT, &res, err);
+    qs_eval_weights w;
+    memset(&w, 0, sizeof(w));
+    w.source = ctx->cfg->output.gptq_export ? QS_EVAL_SRC_GPTQ : QS_EVAL_SRC_H5;
+    char wname[64];
+    qs_eval_weights_name(&w, wname, sizeof(wname));
+    /* every rank reads the same files; the decision is agreed so all take one branch */
+    int done = eval_done(ctx, "eval.json", wname);
+    if (!qs_comm_any(ctx->comm, !done)) {
+        qs_log_info(ctx->log, "eval: %s already evaluated (eval.json)", wname);
+    } else {
+        st = qs_eval_run(ctx, w, &res, err);
+        if (st != QS_OK) return st;
+    }
+    if (ctx->cfg->eval.eval_float) {
+        qs_eval_weights f = QS_EVAL_FLOAT;
+        snprintf(f.out_rel, sizeof(f.out_rel), "eval-float.json");
+        done = eval_done(ctx, "eval-float.json", "float");
+        if (!qs_comm_any(ctx->comm, !done))
+            qs_log_info(ctx->log, "eval: float already evaluated (eval-float.json)");
+        else
+            st = qs_eval_run(ctx, f, &res, err);
+    }
+    return st;
 }

@@ -166,9 +166,16 @@ static int probe_candidate(const qs_search_tables *t) {
     return best < 0 ? 0 : best;
 }
 
-/* Per layer loss increase (mean NLL on the probe windows) with only that layer quantized at
- * the probe candidate. loss[l] for l < L, loss[L] = float. Collective; rank 0 caches the
- * values in search/sensitivity.json after each probe (resume continues). */
+/* Probe units: one per (layer, Hessian group) — q/k/v, o, gate/up, down — so that a
+ * module whose GPTQ error is small but whose quantization hurts the loss (o_proj, down_proj)
+ * is weighted by its own measurement, not by its layer's average. */
+#define NGRP 4
+static int lin_unit_group(int k) { return k <= 2 ? 0 : k == 3 ? 1 : k <= 5 ? 2 : 3; }
+
+/* Per unit (layer l, group g) loss increase (mean NLL on the probe windows) with only that
+ * unit quantized at the probe candidate. loss[l * 4 + g] for the U = 4L units, loss[U] =
+ * float. Collective; rank 0 caches the values in search/sensitivity.json after each probe
+ * (resume continues). */
 static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char *probe,
                                      const char *key, double *loss, qs_err *err) {
     qs_status st = QS_OK;
@@ -184,7 +191,8 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
     pc.eval.seqlen = pc.calib.seqlen;
     pc.eval.max_windows = pc.search.probe_windows;
     pctx.cfg = &pc;
-    for (int l = 0; l <= L; ++l) loss[l] = NAN;
+    const int U = L * NGRP;
+    for (int u = 0; u <= U; ++u) loss[u] = NAN;
 
     /* the cache (rank 0), broadcast */
     if (comm->rank == 0) {
@@ -196,38 +204,39 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
             const cJSON *fl = cJSON_GetObjectItemCaseSensitive(root, "float_loss");
             const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "loss");
             if (cJSON_IsString(k) && strcmp(k->valuestring, key) == 0 && cJSON_IsArray(ls) &&
-                cJSON_GetArraySize(ls) == L) {
-                if (cJSON_IsNumber(fl)) loss[L] = fl->valuedouble;
-                for (int l = 0; l < L; ++l) {
-                    const cJSON *v = cJSON_GetArrayItem(ls, l);
-                    if (cJSON_IsNumber(v)) loss[l] = v->valuedouble;
+                cJSON_GetArraySize(ls) == U) {
+                if (cJSON_IsNumber(fl)) loss[U] = fl->valuedouble;
+                for (int u = 0; u < U; ++u) {
+                    const cJSON *v = cJSON_GetArrayItem(ls, u);
+                    if (cJSON_IsNumber(v)) loss[u] = v->valuedouble;
                 }
             }
         }
     }
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
-    qs_comm_bcast(comm, loss, sizeof(double) * (size_t)(L + 1), 0);
+    qs_comm_bcast(comm, loss, sizeof(double) * (size_t)(U + 1), 0);
     int todo = 0;
-    for (int l = 0; l <= L; ++l) todo += isnan(loss[l]) ? 1 : 0;
+    for (int u = 0; u <= U; ++u) todo += isnan(loss[u]) ? 1 : 0;
     if (todo)
         qs_log_info(ctx->log,
                     "search: sensitivity probes: %d of %d evals (probe %s, %lld windows x %lld "
                     "tokens of calib.tokens)",
-                    todo, L + 1, probe, (long long)pc.eval.max_windows, (long long)pc.eval.seqlen);
+                    todo, U + 1, probe, (long long)pc.eval.max_windows, (long long)pc.eval.seqlen);
     QS_CHECK(qs_alloc_init(&al, L, err));
-    for (int j = 0; j <= L; ++j) {
-        const int l = j == 0 ? L : j - 1; /* float first */
-        if (!isnan(loss[l])) continue;
+    for (int j = 0; j <= U; ++j) {
+        const int u = j == 0 ? U : j - 1; /* float first */
+        if (!isnan(loss[u])) continue;
         if (qs_comm_any(comm, *ctx->stop)) {
             st = QS_FAIL(err, QS_STOPPED, "stopped during the sensitivity probes");
             goto done;
         }
         qs_eval_weights w = QS_EVAL_FLOAT;
-        if (l < L) {
+        if (u < U) {
             for (int m = 0; m < L; ++m)
                 for (int k = 0; k < NLIN; ++k)
-                    snprintf(al.cand[m][k], QS_QUANT_NAME_MAX, "%s", m == l ? probe : "");
+                    snprintf(al.cand[m][k], QS_QUANT_NAME_MAX, "%s",
+                             m * NGRP + lin_unit_group(k) == u ? probe : "");
             w.source = QS_EVAL_SRC_ALLOC;
             w.alloc = &al;
             snprintf(w.dir, sizeof(w.dir), "recon");
@@ -235,24 +244,25 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
         snprintf(w.out_rel, sizeof(w.out_rel), "search/probe.json");
         qs_eval_result res;
         QS_CHECK(qs_eval_run(&pctx, w, &res, err));
-        loss[l] = res.nll_sum / (double)res.tokens;
+        loss[u] = res.nll_sum / (double)res.tokens;
         if (comm->rank == 0) {
             cJSON *o = cJSON_CreateObject(), *arr = NULL;
             char *out = NULL;
             if (o) {
                 cJSON_AddStringToObject(o, "key", key);
                 cJSON_AddStringToObject(o, "probe", probe);
+                cJSON_AddStringToObject(o, "units", "layer x group (qkv, o, gate_up, down)");
                 cJSON_AddNumberToObject(o, "windows", (double)res.windows);
                 cJSON_AddNumberToObject(o, "seqlen", (double)res.seqlen);
                 /* %.17g: the cache must read back bit for bit (cJSON's own printing is
                  * only approximately round-trip) */
                 char num[40];
-                if (!isnan(loss[L])) {
-                    snprintf(num, sizeof(num), "%.17g", loss[L]);
+                if (!isnan(loss[U])) {
+                    snprintf(num, sizeof(num), "%.17g", loss[U]);
                     cJSON_AddRawToObject(o, "float_loss", num);
                 }
                 arr = cJSON_AddArrayToObject(o, "loss");
-                for (int m = 0; m < L && arr; ++m) {
+                for (int m = 0; m < U && arr; ++m) {
                     snprintf(num, sizeof(num), "%.17g", loss[m]);
                     cJSON_AddItemToArray(arr, isnan(loss[m]) ? cJSON_CreateNull()
                                                              : cJSON_CreateRaw(num));
@@ -274,27 +284,32 @@ done:
     return st;
 }
 
-/* cost[l, k, c] = error[l, k, c] * s_l / sum_k error[l, k, probe], s_l = the layer's loss
- * increase (floored at 1e-3 of the largest); the plain error when no probe raised the loss. */
+/* cost[l, k, c] = error[l, k, c] * s_u / sum_{k' in u} error[l, k', probe] for the unit u
+ * = (l, group of k), s_u = the unit's loss increase (floored at 1e-3 of the largest); the
+ * plain error when no probe raised the loss. */
 static void sensitivity_costs(const qs_search_tables *t, int probe, const double *loss,
                               double *cost, double *scale_out) {
-    const int L = t->nlayers, C = t->ncand;
+    const int L = t->nlayers, C = t->ncand, U = L * NGRP;
     double mx = 0.0;
-    for (int l = 0; l < L; ++l)
-        if (loss[l] - loss[L] > mx) mx = loss[l] - loss[L];
-    for (int l = 0; l < L; ++l) {
-        double s = loss[l] - loss[L];
+    for (int u = 0; u < U; ++u)
+        if (loss[u] - loss[U] > mx) mx = loss[u] - loss[U];
+    for (int u = 0; u < U; ++u) {
+        const int l = u / NGRP, g = u % NGRP;
+        double s = loss[u] - loss[U];
         if (s < 1e-3 * mx) s = 1e-3 * mx;
         double e = 0.0;
-        for (int k = 0; k < NLIN; ++k) e += t->error[((size_t)l * NLIN + k) * C + probe];
+        for (int k = 0; k < NLIN; ++k)
+            if (lin_unit_group(k) == g) e += t->error[((size_t)l * NLIN + k) * C + probe];
         /* no probe raised the loss: nothing to scale by, the plain error stays */
         const double f = mx > 0.0 ? (e > 0.0 ? s / e : s) : 1.0;
-        scale_out[l] = f;
-        for (int k = 0; k < NLIN; ++k)
+        scale_out[u] = f;
+        for (int k = 0; k < NLIN; ++k) {
+            if (lin_unit_group(k) != g) continue;
             for (int c = 0; c < C; ++c) {
                 const size_t x = ((size_t)l * NLIN + k) * C + c;
                 cost[x] = t->error[x] * f;
             }
+        }
     }
 }
 
@@ -539,6 +554,7 @@ qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args
         memset(&rules, 0, sizeof(rules));
         rules.tie_fused = cfg->search.tie_fused;
         rules.serve_marlin = cfg->search.serve && strcmp(cfg->search.serve, "marlin") == 0;
+        rules.need_export = cfg->output.gptq_export;
         rules.sym = cfg->quant.sym;
         rules.pin = (const char *const *)cfg->search.pin;
         rules.npin = cfg->search.npin;
@@ -581,12 +597,12 @@ qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
 
-    /* 4. objective sensitivity: per-layer probes on every rank */
+    /* 4. objective sensitivity: per-(layer, group) probes on every rank */
     if (sens) {
         qs_comm_bcast(comm, probe, sizeof(probe), 0);
         qs_comm_bcast(comm, key, sizeof(key), 0);
-        loss = qs_malloc(sizeof(double) * (size_t)(L + 1), err, "sensitivity");
-        scale = qs_malloc(sizeof(double) * (size_t)L, err, "sensitivity");
+        loss = qs_malloc(sizeof(double) * (size_t)(L * NGRP + 1), err, "sensitivity");
+        scale = qs_malloc(sizeof(double) * (size_t)(L * NGRP), err, "sensitivity");
         st = qs_comm_agree(comm, loss && scale ? QS_OK : QS_ERR_RUNTIME, err);
         if (st != QS_OK) goto done;
         QS_CHECK(measure_sensitivity(ctx, L, probe, key, loss, err));

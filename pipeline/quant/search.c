@@ -146,6 +146,7 @@ qs_status qs_search_items_build(const qs_search_tables *t, const double *cost,
         for (int c = 0; c < C; ++c) {
             const size_t x = (size_t)i * C + c;
             int a = t->bytes[x] >= 0;
+            if (r->need_export) a = a && t->can_serve[x];
             if (r->serve_marlin)
                 a = a && (t->bits[c] == 4 || t->bits[c] == 8) && r->sym && t->can_serve[x];
             ok[x] = (uint8_t)a;
@@ -277,8 +278,11 @@ qs_status qs_search_items_build(const qs_search_tables *t, const double *cost,
             if (nallowed == 0)
                 QS_THROW(err, QS_ERR_INPUT,
                          "search: %s: no candidate is allowed (search.allow, search.serve, GPTQ "
-                         "layout%s); candidates: %s",
+                         "layout%s%s); candidates: %s",
                          name, r->tie_fused && mask != (mask & -mask) ? ", tied linears" : "",
+                         r->need_export ? ", the GPTQ export's input size a multiple of the "
+                                          "group size (output.gptq_export)"
+                                        : "",
                          list);
         }
     qs_search_items_set_cost(it, t, cost);

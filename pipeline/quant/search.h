@@ -43,6 +43,8 @@ void qs_search_tables_free(qs_search_tables *t);
 typedef struct qs_search_rules {
     int tie_fused;           /* q/k/v one item, gate/up one item */
     int serve_marlin;        /* only 4/8-bit symmetric candidates with can_serve */
+    int need_export;         /* only candidates the GPTQ export can hold for the shape
+                                (can_serve: input size a multiple of the group size) */
     int sym;                 /* quant.sym of the run (all candidates share it) */
     const char *const *pin;  /* (npin) "PATTERN=CAND" */
     int npin;

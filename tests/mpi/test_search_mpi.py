@@ -265,7 +265,7 @@ def main():
             if sref is None:
                 sref = o
                 s = sj
-                check(len(s["loss"]) == NL and s["probe"] == "w2g32" and s["windows"] == 3,
+                check(len(s["loss"]) == 4 * NL and s["probe"] == "w2g32" and s["windows"] == 3,
                       f"sensitivity.json {s}")
             else:
                 check(o == sref, "sensitivity outputs differ between 1 and 3 ranks")

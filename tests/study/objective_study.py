@@ -72,18 +72,22 @@ def load_run(run_dir):
 
 
 def sensitivity_costs(err, names, sens):
-    """The stage's formula: error * s_l / sum_k error[l, k, probe], s_l floored at 1e-3 max."""
+    """The stage's formula: per unit u = (layer, group) with group qkv / o / gate_up / down,
+    error * s_u / sum_{k in u} error[l, k, probe], s_u floored at 1e-3 of the largest."""
     L = err.shape[0]
     p = names.index(sens["probe"])
     fl = sens["float_loss"]
     d = [x - fl for x in sens["loss"]]
     mx = max(0.0, max(d))
     out = np.empty_like(err)
+    groups = [(0, 1, 2), (3,), (4, 5), (6,)]
     for l in range(L):
-        s = max(d[l], 1e-3 * mx)
-        e = float(np.sum(err[l, :, p]))
-        f = (s / e if e > 0 else s) if mx > 0 else 1.0
-        out[l] = err[l] * f
+        for g, ks in enumerate(groups):
+            s = max(d[l * 4 + g], 1e-3 * mx)
+            e = float(sum(err[l, k, p] for k in ks))
+            f = (s / e if e > 0 else s) if mx > 0 else 1.0
+            for k in ks:
+                out[l, k] = err[l, k] * f
     return out
 
 
