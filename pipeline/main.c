@@ -16,6 +16,7 @@
 #include "io/synth.h"
 #include "mpi/comm.h"
 #include "plan.h"
+#include "report.h"
 #include "stages/stage.h"
 #include "status.h"
 
@@ -31,6 +32,7 @@ static const char *const USAGE =
     "                       architecture, dimensions, parameters and tensors of a checkpoint\n"
     "  eval CONFIG.yaml [--weights SOURCE] [--set key.path=value]...\n"
     "                       perplexity on eval.tokens (under mpirun: layers split over ranks)\n"
+    "  report RUN_DIR       (re)write RUN_DIR/report.md and its SVG plots from the run's files\n"
     "  synth-model --arch llama|mistral|qwen2 --layers N --hidden H [...] OUT_DIR\n"
     "                       write a deterministic synthetic model in Hugging Face layout\n"
     "\n"
@@ -94,6 +96,14 @@ static const char *const USAGE_EVAL =
     "  --weights final       the run's searched allocation (RUN_DIR/search/allocation.json)\n"
     "                        from RUN_DIR/final/ (sequential inputs) or RUN_DIR/recon/\n"
     "  --set key.path=value  override one config key (repeatable)\n";
+
+static const char *const USAGE_REPORT =
+    "usage: qshard report RUN_DIR\n"
+    "\n"
+    "Writes RUN_DIR/report.md and RUN_DIR/report/*.svg (bits per layer, error per layer,\n"
+    "Pareto frontier) from the files of the run directory only: config, timings, plan\n"
+    "memory, allocation, error and damping tables, perplexities. `qshard run` writes it at\n"
+    "the end of every completed run; sections whose stage has not run say \"not run\".\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg) {
     fprintf(stderr, "qshard: error: ");
@@ -542,6 +552,30 @@ out:
     return qs_status_exit_code(st);
 }
 
+/* ---- report ---- */
+
+static int cmd_report(int argc, char **argv) {
+    const char *dir = NULL;
+    for (int i = 2; i < argc; ++i) {
+        if (is_help(argv[i])) {
+            fputs(USAGE_REPORT, stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("report", "report: unknown option '%s'", argv[i]);
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            return usage_error("report", "report: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!dir) return usage_error("report", "report: missing RUN_DIR%s", "");
+    qs_err err = {0};
+    qs_status st = qs_report_write(dir, &err);
+    if (st != QS_OK) fprintf(stderr, "qshard: error: %s\n", err.msg);
+    else printf("%s/report.md\n", dir);
+    return qs_status_exit_code(st);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(USAGE, stderr);
@@ -561,6 +595,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
     if (strcmp(cmd, "synth-model") == 0) return cmd_synth(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(cmd, "report") == 0) return cmd_report(argc, argv);
     fprintf(stderr, "qshard: error: unknown command '%s' (see 'qshard --help')\n", cmd);
     return 2;
 }
