@@ -740,3 +740,85 @@ done:
     free(cfg);
     return st;
 }
+
+/* ---- run summary (qshard collect) ---------------------------------------------------- */
+
+void qs_run_summary_read(const char *run_dir, qs_run_summary *s) {
+    char path[QS_PATH_MAX];
+    s->size_bytes = s->bpw = s->ppl = s->ppl_float = s->time_s = -1;
+    snprintf(s->status, sizeof(s->status), "missing");
+    /* status and time: the last attempt of timings.json */
+    char *text = read_rel(run_dir, "timings.json");
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    cJSON *atts = root ? cJSON_GetObjectItem(root, "attempts") : NULL;
+    const int na = cJSON_IsArray(atts) ? cJSON_GetArraySize(atts) : 0;
+    if (na > 0) {
+        const char *w = jstr(cJSON_GetArrayItem(atts, na - 1), "status", "");
+        if (strcmp(w, "done") == 0 || strcmp(w, "failed") == 0)
+            snprintf(s->status, sizeof(s->status), "%s", w);
+        s->time_s = jnum(root, "total_s", -1);
+    }
+    cJSON_Delete(root);
+    free(text);
+    /* size and bpw: search summary, allocation, else a one-candidate run's recon tables */
+    static const char *const SUMS[] = {"search/summary.json", "search/allocation.json", NULL};
+    for (int i = 0; SUMS[i] && s->size_bytes < 0; ++i) {
+        text = read_rel(run_dir, SUMS[i]);
+        root = text ? cJSON_Parse(text) : NULL;
+        if (root) {
+            s->size_bytes = jnum(root, "total_bytes", jnum(root, "bytes", -1));
+            s->bpw = jnum(root, "bpw", -1);
+        }
+        cJSON_Delete(root);
+        free(text);
+    }
+    if (s->size_bytes < 0) {
+        double bytes = 0, weights = 0;
+        int l = 0, ok = 1;
+        for (;; ++l) {
+            snprintf(path, sizeof(path), "%s/recon/layer-%03d.h5", run_dir, l);
+            if (!qs_path_exists(path)) break;
+            recon_tab t;
+            recon_read(run_dir, l, &t);
+            ok = ok && t.ok && t.ncand == 1;
+            for (int k = 0; ok && k < QS_LIN_COUNT; ++k) {
+                ok = t.bytes[k] > 0;
+                bytes += (double)t.bytes[k];
+                weights += (double)(t.d_out[k] * t.d_in[k]);
+            }
+            recon_free(&t);
+            if (!ok) break;
+        }
+        snprintf(path, sizeof(path), "%s/recon/manifest.json", run_dir);
+        if (ok && l > 0 && weights > 0 && qs_path_exists(path)) {
+            s->size_bytes = bytes;
+            s->bpw = 8.0 * bytes / weights;
+        }
+    }
+    /* perplexities */
+    DIR *dir = opendir(run_dir);
+    struct dirent *de;
+    int best = 0; /* 2: weights "final", 1: another quantized source */
+    while (dir && (de = readdir(dir))) {
+        const size_t len = strlen(de->d_name);
+        if (strncmp(de->d_name, "eval", 4) != 0 || len <= 5 ||
+            strcmp(de->d_name + len - 5, ".json") != 0)
+            continue;
+        text = read_rel(run_dir, de->d_name);
+        root = text ? cJSON_Parse(text) : NULL;
+        const double ppl = root ? jnum(root, "ppl", -1) : -1;
+        const char *w = root ? jstr(root, "weights", "") : "";
+        if (ppl > 0 && strcmp(w, "float") == 0) {
+            s->ppl_float = ppl;
+        } else if (ppl > 0) {
+            const int rank = strcmp(w, "final") == 0 ? 2 : 1;
+            if (rank > best) {
+                best = rank;
+                s->ppl = ppl;
+            }
+        }
+        cJSON_Delete(root);
+        free(text);
+    }
+    if (dir) closedir(dir);
+}

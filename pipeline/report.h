@@ -59,4 +59,17 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
  * reported in the text, not errors. */
 qs_status qs_report_write(const char *run_dir, qs_err *err);
 
+/* One run's headline numbers, read from its directory (for `qshard collect`). */
+typedef struct qs_run_summary {
+    char status[16];     /* "done" | "failed" | "missing" (not started or not finished) */
+    double size_bytes;   /* < 0 unknown: allocation total_bytes, or a one-candidate run's
+                            summed GPTQ payload from the recon tables */
+    double bpw;          /* < 0 unknown */
+    double ppl;          /* < 0 unknown: quantized eval (eval*.json with weights != float) */
+    double ppl_float;    /* < 0 unknown */
+    double time_s;       /* < 0 unknown: timings.json total_s over all attempts */
+} qs_run_summary;
+
+/* Never fails: what cannot be read stays unknown. */
+void qs_run_summary_read(const char *run_dir, qs_run_summary *s);
 #endif /* QS_REPORT_H */
