@@ -107,6 +107,7 @@ static qs_status prepare_rundir(const qs_run_opts *opts, const qs_config *cfg,
                      "%s: run directory already holds this run; pass --resume to continue "
                      "it",
                      rd->root);
+        QS_CHECK(qs_rundir_remove_temps(rd, NULL, err)); /* of a process killed mid-write */
     }
     QS_CHECK(qs_mkdir_p(rd->root, err));
     {
