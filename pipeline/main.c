@@ -565,6 +565,9 @@ static int cmd_eval(int argc, char **argv) {
         ctx.model = &model;
         ctx.log = &lg;
         ctx.stop = qs_driver_stop_flag();
+        qs_progress progress;
+        qs_progress_start(&progress, &lg, "eval");
+        ctx.progress = &progress;
         st = qs_eval_run(&ctx, which, &res, &err);
         if (st == QS_OK && comm.rank == 0 && !quiet)
             printf("perplexity %.6f (%lld windows x %lld tokens, nll_sum %.17g)\n", res.ppl,

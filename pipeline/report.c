@@ -589,13 +589,12 @@ static void section_eval(FILE *f, const char *run_dir) {
         const size_t len = strlen(de->d_name);
         if (strncmp(de->d_name, "eval", 4) == 0 && len > 5 &&
             strcmp(de->d_name + len - 5, ".json") == 0)
-            names[n++] = strdup(de->d_name);
+            if ((names[n] = strdup(de->d_name)) != NULL) ++n;
     }
     if (dir) closedir(dir);
     int good = 0;
     qsort(names, (size_t)n, sizeof(char *), name_cmp);
     for (int i = 0; i < n; ++i) {
-        if (!names[i]) continue;
         char *text = read_rel(run_dir, names[i]);
         cJSON *o = text ? cJSON_Parse(text) : NULL;
         if (o && cJSON_IsNumber(cJSON_GetObjectItem(o, "ppl"))) {

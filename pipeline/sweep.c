@@ -438,6 +438,11 @@ qs_status qs_sweep_write(const qs_sweep_opts *o, qs_err *err) {
             if (!owned[nowned]) break;
             sets[ns++] = owned[nowned++];
         }
+        if (nowned < s.set.n + pts[i].n) {
+            for (int k = 0; k < nowned; ++k) free(owned[k]);
+            free(owned);
+            QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+        }
         snprintf(rd, sizeof(rd), "run_dir=%s/runs/%03d", out, i);
         sets[ns++] = rd;
         qs_err e = {0};
