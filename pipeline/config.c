@@ -32,7 +32,8 @@ typedef enum cfg_kind {
     CFG_BOOL,     /* int 0/1; true/false only */
     CFG_ENUM,     /* C enum stored as int; value = index into names */
     CFG_STRENUM,  /* char *, one of names (may include "") */
-    CFG_INTLIST   /* int[QS_MAX_CANDIDATE_LIST] + int count */
+    CFG_INTLIST,  /* int[QS_MAX_CANDIDATE_LIST] + int count */
+    CFG_STRLIST   /* char *[QS_MAX_CANDIDATE_LIST] + int count (may be empty) */
 } cfg_kind;
 
 typedef struct cfg_key {
@@ -44,7 +45,7 @@ typedef struct cfg_key {
     const char *def;           /* default, as YAML text */
     const char *const *names;  /* CFG_ENUM / CFG_STRENUM: valid values, NULL-terminated */
     size_t off;                /* offsetof(qs_config, field) */
-    size_t count_off;          /* CFG_INTLIST: offsetof the count */
+    size_t count_off;          /* CFG_INTLIST / CFG_STRLIST: offsetof the count */
     int required;              /* must be set (non-empty) after load */
     int runtime;               /* left out of dump(include_runtime = 0) */
     const char *doc;           /* one line for docs/config.md */
@@ -129,9 +130,11 @@ static const cfg_key cfg_schema[] = {
      "search target"},
 
     {"search.target_bpw", CFG_FLOAT, 0, 0, 0.0, 64.0, 0, "0", NULL, OFF(search.target_bpw), 0, 0,
-     0, "target average bits per weight; 0 = unset"},
+     0, "target average bits per quantized weight, GPTQ payload overhead (scales, zeros, g_idx) "
+     "included; 0 = unset"},
     {"search.max_bytes", CFG_SIZE, 0, INT64_MAX, 0, 0, 0, "0", NULL, OFF(search.max_bytes), 0, 0,
-     0, "budget of the quantized weights in bytes (70GB, 12GiB or plain bytes); 0 = unset"},
+     0, "budget of the whole output in bytes: GPTQ payload + unquantized tensors (70GB, 12GiB "
+     "or plain bytes); 0 = unset"},
     {"search.objective", CFG_ENUM, 0, 0, 0, 0, 0, "error", k_objective, OFF(search.objective), 0,
      0, 0,
      "what the search minimises: error (summed GPTQ error), relative (error / tr(W H W^T)), "
@@ -139,7 +142,20 @@ static const cfg_key cfg_schema[] = {
     {"search.tie_fused", CFG_BOOL, 0, 0, 0, 0, 0, "true", NULL, OFF(search.tie_fused), 0, 0, 0,
      "give fused projections (q/k/v, gate/up) the same candidate"},
     {"search.serve", CFG_STRENUM, 0, 0, 0, 0, 0, "\"\"", k_serve, OFF(search.serve), 0, 0, 0,
-     "restrict candidates to a serving kernel: \"\" (none) or marlin"},
+     "restrict candidates to a serving kernel: \"\" (none) or marlin (4/8-bit symmetric "
+     "candidates that vLLM's gptq_marlin kernel loads)"},
+    {"search.pin", CFG_STRLIST, 0, 0, 0, 0, 0, "[]", NULL, OFF(search.pin), OFF(search.npin), 0,
+     0,
+     "pinned linears: \"PATTERN=CAND\" strings; PATTERN is a glob over layers.<l>.<lin> "
+     "(lin q k v o gate up down), e.g. \"layers.0.*=w8g128\" (docs/search.md)"},
+    {"search.allow", CFG_STRLIST, 0, 0, 0, 0, 0, "[]", NULL, OFF(search.allow),
+     OFF(search.nallow), 0, 0,
+     "allowed candidates per linear: \"PATTERN=CAND,CAND,...\" strings, e.g. "
+     "\"layers.*.down=w4g128,w8g128\"; several matching rules intersect"},
+    {"search.probe_windows", CFG_I64, 1, (int64_t)1 << 20, 0, 0, 0, "8", NULL,
+     OFF(search.probe_windows), 0, 0, 0,
+     "objective sensitivity: calibration windows (calib.tokens, calib.seqlen, consecutive from "
+     "0) per layer probe"},
 
     {"output.checkpoint_format", CFG_ENUM, 0, 0, 0, 0, 0, "gptq", k_format,
      OFF(output.checkpoint_format), 0, 0, 0,
@@ -391,6 +407,7 @@ static const char *kind_name(cfg_kind k) {
     case CFG_ENUM:
     case CFG_STRENUM: return "one of the listed values";
     case CFG_INTLIST: return "a list of integers";
+    case CFG_STRLIST: return "a list of strings";
     }
     return "a value";
 }
@@ -497,9 +514,28 @@ static qs_status scalar_int(const cfg_ctx *ctx, const cfg_key *k, const cfg_scal
 static qs_status apply_value(const cfg_ctx *ctx, const cfg_key *k, const cfg_value *v,
                              qs_config *cfg) {
     char *base = (char *)cfg + k->off;
-    if (v->is_seq && k->kind != CFG_INTLIST)
+    if (v->is_seq && k->kind != CFG_INTLIST && k->kind != CFG_STRLIST)
         return ctx_fail(ctx, &v->mark, "%s: expected %s, got a sequence", k->key,
                         kind_name(k->kind));
+    if (k->kind == CFG_STRLIST) {
+        char *vals[QS_MAX_CANDIDATE_LIST];
+        char **slots = (char **)base;
+        int *count = (int *)((char *)cfg + k->count_off);
+        if (!v->is_seq && is_null(&v->items[0]))
+            return ctx_fail(ctx, &v->mark, "%s: no value given (write [] for an empty list)",
+                            k->key);
+        for (int i = 0; i < v->n; ++i) {
+            vals[i] = strdup(v->items[i].text);
+            if (!vals[i]) {
+                for (int j = 0; j < i; ++j) free(vals[j]);
+                return QS_FAIL(ctx->err, QS_ERR_RUNTIME, "out of memory (config list)");
+            }
+        }
+        for (int i = 0; i < *count; ++i) free(slots[i]);
+        for (int i = 0; i < QS_MAX_CANDIDATE_LIST; ++i) slots[i] = i < v->n ? vals[i] : NULL;
+        *count = v->n;
+        return QS_OK;
+    }
     if (k->kind == CFG_INTLIST) {
         int vals[QS_MAX_CANDIDATE_LIST];
         if (v->n == 0) return ctx_fail(ctx, &v->mark, "%s: the list is empty", k->key);
@@ -626,7 +662,8 @@ static qs_status apply_value(const cfg_ctx *ctx, const cfg_key *k, const cfg_val
         *(double *)base = x;
         return QS_OK;
     }
-    case CFG_INTLIST: break;
+    case CFG_INTLIST:
+    case CFG_STRLIST: break;
     }
     return QS_FAIL(ctx->err, QS_ERR_INTERNAL, "internal error: config kind %d", (int)k->kind);
 }
@@ -747,7 +784,7 @@ static qs_status read_value(cfg_reader *r, const cfg_key *k, cfg_value *v) {
                         kind_name(k->kind));
     if (r->ev.type != YAML_SEQUENCE_START_EVENT)
         return ctx_fail(&r->ctx, &r->ev.start_mark, "%s: unexpected YAML event", k->key);
-    if (k->kind != CFG_INTLIST)
+    if (k->kind != CFG_INTLIST && k->kind != CFG_STRLIST)
         return ctx_fail(&r->ctx, &r->ev.start_mark, "%s: expected %s, got a sequence", k->key,
                         kind_name(k->kind));
     v->is_seq = 1;
@@ -757,8 +794,8 @@ static qs_status read_value(cfg_reader *r, const cfg_key *k, cfg_value *v) {
         if (r->ev.type == YAML_SEQUENCE_END_EVENT) return QS_OK;
         if (r->ev.type != YAML_SCALAR_EVENT)
             return ctx_fail(&r->ctx, &r->ev.start_mark,
-                            "%s: expected a list of integers, got %s inside the list", k->key,
-                            event_kind(r->ev.type));
+                            "%s: expected %s, got %s inside the list", k->key,
+                            kind_name(k->kind), event_kind(r->ev.type));
         if (v->n == QS_MAX_CANDIDATE_LIST)
             return ctx_fail(&r->ctx, &r->ev.start_mark, "%s: more than %d values in the list",
                             k->key, QS_MAX_CANDIDATE_LIST);
@@ -851,6 +888,9 @@ void qs_config_free(qs_config *cfg) {
         cfg_kind k = cfg_schema[i].kind;
         if (k == CFG_STRING || k == CFG_PATH || k == CFG_STRENUM)
             free(*(char **)((char *)cfg + cfg_schema[i].off));
+        if (k == CFG_STRLIST)
+            for (int j = 0; j < QS_MAX_CANDIDATE_LIST; ++j)
+                free(((char **)((char *)cfg + cfg_schema[i].off))[j]);
     }
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -988,6 +1028,21 @@ qs_status qs_config_validate(const qs_config *cfg, qs_err *err) {
         return QS_FAIL(err, QS_ERR_INPUT,
                        "%s: search.target_bpw and search.max_bytes are both set; set only one",
                        file);
+    for (int w = 0; w < 2; ++w) {
+        char *const *rules = w ? cfg->search.allow : cfg->search.pin;
+        const int n = w ? cfg->search.nallow : cfg->search.npin;
+        const char *key = w ? "search.allow" : "search.pin";
+        for (int i = 0; i < n; ++i) {
+            const char *eq = strchr(rules[i], '=');
+            const char *cands = eq ? eq + 1 : NULL;
+            if (!eq || eq == rules[i] || !cands[0] || (!w && strchr(cands, ',')) ||
+                strchr(cands, '=') || cands[strlen(cands) - 1] == ',' || strstr(cands, ",,"))
+                return QS_FAIL(err, QS_ERR_INPUT,
+                               "%s: %s: '%s': expected \"PATTERN=%s\" (e.g. \"%s\")", file, key,
+                               rules[i], w ? "CAND,CAND,..." : "CAND",
+                               w ? "layers.*.down=w4g128,w8g128" : "layers.0.*=w8g128");
+        }
+    }
     if (cfg->quant.damp_max < cfg->quant.damp)
         return QS_FAIL(err, QS_ERR_INPUT, "%s: quant.damp_max (%g) is below quant.damp (%g)",
                        file, cfg->quant.damp_max, cfg->quant.damp);
@@ -1178,6 +1233,17 @@ qs_status qs_config_dump(const qs_config *cfg, FILE *out, int include_runtime, q
             fputc(']', out);
             break;
         }
+        case CFG_STRLIST: {
+            char *const *vals = (char *const *)base;
+            int n = *(const int *)((const char *)cfg + k->count_off);
+            fputc('[', out);
+            for (int j = 0; j < n; ++j) {
+                if (j) fputs(", ", out);
+                dump_string(out, vals[j]);
+            }
+            fputc(']', out);
+            break;
+        }
         }
         fputc('\n', out);
     }
@@ -1201,6 +1267,7 @@ static const char *type_name(cfg_kind k) {
     case CFG_ENUM:
     case CFG_STRENUM: return "enum";
     case CFG_INTLIST: return "int list";
+    case CFG_STRLIST: return "string list";
     }
     return "?";
 }
@@ -1223,6 +1290,7 @@ qs_status qs_config_describe(FILE *out, qs_err *err) {
         case CFG_ENUM:
         case CFG_STRENUM: names_text(k->names, r, sizeof(r)); break;
         case CFG_U64: snprintf(r, sizeof(r), "0..2^64-1"); break;
+        case CFG_STRLIST: snprintf(r, sizeof(r), "0..%d values", QS_MAX_CANDIDATE_LIST); break;
         default: break;
         }
         fprintf(out, "| `%s` | %s | `%s` | %s | %s |\n", k->key, type_name(k->kind), k->def, r,

@@ -85,6 +85,11 @@ typedef struct qs_config {
         qs_objective objective;
         int tie_fused;       /* default true */
         char *serve;         /* "" or "marlin" */
+        char *pin[QS_MAX_CANDIDATE_LIST];   /* (npin) "PATTERN=CAND" (docs/search.md) */
+        int npin;
+        char *allow[QS_MAX_CANDIDATE_LIST]; /* (nallow) "PATTERN=CAND,CAND,..." */
+        int nallow;
+        int64_t probe_windows; /* objective sensitivity: windows per layer probe (default 8) */
     } search;
 
     struct {

@@ -189,6 +189,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         {"plan", qs_stage_plan_run, 0, 0},
         {"calibrate", qs_stage_calibrate_run, 0, 0},
         {"reconstruct", qs_stage_reconstruct_run, 0, 0},
+        {"search", qs_stage_search_run, 0, 0},
         {"eval", qs_stage_eval_run, 0, 1},
     };
     const int have_eval = cfg.eval.tokens && cfg.eval.tokens[0];

@@ -100,6 +100,8 @@ static const char *const USAGE_EVAL =
     "                        from the reconstruct stage's RUN_DIR/recon/\n"
     "  --weights final       the run's searched allocation (RUN_DIR/search/allocation.json)\n"
     "                        from RUN_DIR/final/ (sequential inputs) or RUN_DIR/recon/\n"
+    "  --weights alloc:PATH  an allocation file (qshard-allocation-1 JSON, e.g. a copy of\n"
+    "                        search/allocation.json), from RUN_DIR/final/ or RUN_DIR/recon/\n"
     "  --set key.path=value  override one config key (repeatable)\n";
 
 static const char *const USAGE_REPORT =

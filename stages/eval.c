@@ -61,10 +61,19 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
         snprintf(out->candidate, sizeof(out->candidate), "%s", c);
         return QS_OK;
     }
+    if (s && strncmp(s, "alloc:", 6) == 0) {
+        if (!s[6] || strlen(s + 6) >= sizeof(out->alloc_path))
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "--weights: '%s': expected alloc:PATH (an allocation .json file)", s);
+        out->source = QS_EVAL_SRC_ALLOC;
+        snprintf(out->alloc_path, sizeof(out->alloc_path), "%s", s + 6);
+        return QS_OK;
+    }
     return QS_FAIL(err, QS_ERR_INPUT,
                    "--weights: '%s' is not supported; use 'float' (the unquantized checkpoint), "
-                   "'final' (the run's searched allocation) or 'recon:CANDIDATE' (a candidate "
-                   "of the reconstruct stage, e.g. recon:w4g128)",
+                   "'final' (the run's searched allocation), 'recon:CANDIDATE' (a candidate "
+                   "of the reconstruct stage, e.g. recon:w4g128) or 'alloc:PATH' (an "
+                   "allocation file)",
                    s ? s : "");
 }
 
@@ -73,6 +82,8 @@ const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) 
         snprintf(buf, n, "recon:%s", w->candidate);
     else if (w->source == QS_EVAL_SRC_FINAL)
         snprintf(buf, n, "final");
+    else if (w->source == QS_EVAL_SRC_ALLOC && w->alloc_path[0])
+        snprintf(buf, n, "alloc:%s", w->alloc_path);
     else if (w->source == QS_EVAL_SRC_ALLOC)
         snprintf(buf, n, "alloc:%s", w->dir);
     else
@@ -129,7 +140,7 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
     openblas_set_num_threads(1);
     qs_alloc final_alloc;
     memset(&final_alloc, 0, sizeof(final_alloc));
-    char wname[64];
+    char wname[QS_PATH_MAX + 16];
     qs_eval_weights_name(&which, wname, sizeof(wname));
 
     const int L = (int)ctx->model->hf.num_hidden_layers;
@@ -161,6 +172,18 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
         if (st == QS_OK) st = qs_alloc_read_json(&final_alloc, path, L, err);
         if (st == QS_OK) {
             which.source = QS_EVAL_SRC_ALLOC;
+            which.alloc = &final_alloc;
+            snprintf(which.dir, sizeof(which.dir), "%s",
+                     cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED ? "final" : "recon");
+        }
+    }
+    if (st == QS_OK && which.source == QS_EVAL_SRC_ALLOC && !which.alloc &&
+        which.alloc_path[0]) {
+        /* an allocation file: weights from final/ (sequential) or recon/ (float inputs) */
+        if (!qs_path_exists(which.alloc_path))
+            st = QS_FAIL(err, QS_ERR_INPUT, "%s: allocation file not found", which.alloc_path);
+        if (st == QS_OK) st = qs_alloc_read_json(&final_alloc, which.alloc_path, L, err);
+        if (st == QS_OK) {
             which.alloc = &final_alloc;
             snprintf(which.dir, sizeof(which.dir), "%s",
                      cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED ? "final" : "recon");

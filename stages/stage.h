@@ -60,6 +60,12 @@ qs_status qs_stage_calibrate_run(const qs_stage_ctx *ctx, const qs_stage_args *a
 qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
                                    qs_err *err);
 
+/* Search (stages/search.c, docs/search.md): the candidate tables of run/recon/ -> one
+ * candidate per linear minimising the objective under the byte budget (exact multiple-choice
+ * knapsack) -> run/search/{allocation.json, allocation.md, pareto.csv, summary.json} +
+ * manifest. Objective sensitivity first runs per-layer probes through qs_eval_run. */
+qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err);
+
 /* Eval (stages/eval.c): perplexity on eval.tokens, written to run/eval.json. */
 typedef enum qs_eval_source {
     QS_EVAL_SRC_FLOAT = 0, /* the unquantized checkpoint */
@@ -80,10 +86,12 @@ typedef struct qs_eval_weights {
     const struct qs_alloc *alloc;     /* QS_EVAL_SRC_ALLOC: borrowed, "" names stay float */
     char dir[16];                     /* QS_EVAL_SRC_ALLOC: "recon" or "final" */
     char out_rel[64];                 /* result file in the run dir ("" = "eval.json") */
+    char alloc_path[QS_PATH_MAX];     /* QS_EVAL_SRC_ALLOC with alloc NULL: read this file
+                                         (--weights alloc:PATH); dir from reconstruct.inputs */
 } qs_eval_weights;
 
 /* The float source as an expression (qs_eval_weights w = QS_EVAL_FLOAT;). */
-#define QS_EVAL_FLOAT ((qs_eval_weights){QS_EVAL_SRC_FLOAT, {0}, NULL, {0}, {0}})
+#define QS_EVAL_FLOAT ((qs_eval_weights){QS_EVAL_SRC_FLOAT, {0}, NULL, {0}, {0}, {0}})
 
 typedef struct qs_eval_result {
     double ppl;       /* exp(nll_sum / tokens) */
@@ -93,8 +101,9 @@ typedef struct qs_eval_result {
     int64_t seqlen;
 } qs_eval_result;
 
-/* Parses a --weights value: "float", "final" or "recon:CANDIDATE" (e.g. recon:w4g128); anything
- * else is a QS_ERR_INPUT saying what exists. */
+/* Parses a --weights value: "float", "final", "recon:CANDIDATE" (e.g. recon:w4g128) or
+ * "alloc:PATH.json" (an allocation file, qshard-allocation-1); anything else is a
+ * QS_ERR_INPUT saying what exists. */
 qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err);
 /* Collective: evaluates and writes run/eval.json (rank 0); *res on every rank. */
 qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_result *res,

@@ -59,6 +59,7 @@ def write_config(path, model, run_dir, inputs):
                 f"quant:\n  bits: [4, 5]\n  group_size: [32, 48]\n  row_block: 32\n"
                 f"  block_size: 32\n"
                 f"reconstruct:\n  inputs: {inputs}\n"
+                f"search:\n  max_bytes: 1GB\n"  # a budget (several candidates); leaves propagate alone
                 f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 8\n")
 
 

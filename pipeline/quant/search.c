@@ -1,0 +1,385 @@
+/* search.c: knapsack items, rules and budget of the mixed-precision search (see search.h).
+ * Pure logic: no MPI, no files. */
+#include "search.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const LIN[QS_SEARCH_NLIN] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+qs_status qs_search_tables_alloc(qs_search_tables *t, int nlayers, int ncand, qs_err *err) {
+    memset(t, 0, sizeof(*t));
+    if (nlayers < 1 || ncand < 1 || ncand > QS_SEARCH_MAX_CAND)
+        return QS_FAIL(err, QS_ERR_INPUT, "search: %d layers x %d candidates (1..%d candidates)",
+                       nlayers, ncand, QS_SEARCH_MAX_CAND);
+    t->nlayers = nlayers;
+    t->ncand = ncand;
+    const size_t n = (size_t)nlayers * QS_SEARCH_NLIN * (size_t)ncand;
+    const size_t nl = (size_t)nlayers * QS_SEARCH_NLIN;
+    t->error = calloc(n, sizeof(double));
+    t->relative = calloc(n, sizeof(double));
+    t->bytes = calloc(n, sizeof(int64_t));
+    t->can_serve = calloc(n, sizeof(int32_t));
+    t->d_out = calloc(nl, sizeof(int64_t));
+    t->d_in = calloc(nl, sizeof(int64_t));
+    if (!t->error || !t->relative || !t->bytes || !t->can_serve || !t->d_out || !t->d_in) {
+        qs_search_tables_free(t);
+        return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (search tables)");
+    }
+    return QS_OK;
+}
+
+void qs_search_tables_free(qs_search_tables *t) {
+    free(t->error);
+    free(t->relative);
+    free(t->bytes);
+    free(t->can_serve);
+    free(t->d_out);
+    free(t->d_in);
+    memset(t, 0, sizeof(*t));
+}
+
+void qs_search_items_free(qs_search_items *it) {
+    free(it->layer);
+    free(it->lin_mask);
+    free(it->nchoice);
+    free(it->size);
+    free(it->cost);
+    free(it->allowed);
+    free(it->pinned);
+    memset(it, 0, sizeof(*it));
+}
+
+static int cand_index(const qs_search_tables *t, const char *name, size_t len) {
+    for (int c = 0; c < t->ncand; ++c)
+        if (strlen(t->name[c]) == len && strncmp(t->name[c], name, len) == 0) return c;
+    return -1;
+}
+
+static void cand_list(const qs_search_tables *t, char *buf, size_t n) {
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int c = 0; c < t->ncand && len < n; ++c) {
+        int k = snprintf(buf + len, n - len, "%s%s", c ? ", " : "", t->name[c]);
+        if (k < 0) break;
+        len += (size_t)k;
+    }
+}
+
+/* Item name for messages: "layers.3.q/k/v". */
+static void item_name(int layer, int mask, char *buf, size_t n) {
+    size_t len = (size_t)snprintf(buf, n, "layers.%d.", layer);
+    int first = 1;
+    for (int k = 0; k < QS_SEARCH_NLIN && len < n; ++k)
+        if (mask & (1 << k)) {
+            len += (size_t)snprintf(buf + len, n - len, "%s%s", first ? "" : "/", LIN[k]);
+            first = 0;
+        }
+}
+
+/* Splits a rule "PATTERN=A,B" into the pattern (copied into pat) and the candidate mask
+ * (cands, ncand entries). */
+static qs_status parse_rule(const qs_search_tables *t, const char *key, const char *rule,
+                            char *pat, size_t npat, uint8_t *cands, qs_err *err) {
+    const char *eq = strchr(rule, '=');
+    char list[512];
+    if (!eq || eq == rule || (size_t)(eq - rule) >= npat)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: '%s': expected PATTERN=CANDIDATE", key, rule);
+    memcpy(pat, rule, (size_t)(eq - rule));
+    pat[eq - rule] = '\0';
+    memset(cands, 0, (size_t)t->ncand);
+    const char *p = eq + 1;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        int c = cand_index(t, p, len);
+        if (c < 0) {
+            cand_list(t, list, sizeof(list));
+            return QS_FAIL(err, QS_ERR_INPUT, "%s: '%s': '%.*s' is not a candidate (candidates: %s)",
+                           key, rule, (int)len, p, list);
+        }
+        cands[c] = 1;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return QS_OK;
+}
+
+void qs_search_items_set_cost(qs_search_items *it, const qs_search_tables *t,
+                              const double *cost) {
+    const int C = t->ncand;
+    for (int i = 0; i < it->n; ++i)
+        for (int c = 0; c < C; ++c) {
+            double s = 0.0;
+            if (it->allowed[(size_t)i * C + c])
+                for (int k = 0; k < QS_SEARCH_NLIN; ++k)
+                    if (it->lin_mask[i] & (1 << k))
+                        s += cost[((size_t)it->layer[i] * QS_SEARCH_NLIN + k) * C + c];
+            it->cost[(size_t)i * C + c] = s;
+        }
+}
+
+qs_status qs_search_items_build(const qs_search_tables *t, const double *cost,
+                                const qs_search_rules *r, qs_search_items *it, qs_err *err) {
+    qs_status st = QS_OK;
+    const int L = t->nlayers, C = t->ncand, NL = L * QS_SEARCH_NLIN;
+    uint8_t *ok = NULL;   /* (L, 7, C) allowed per linear */
+    int *pin = NULL;      /* (L, 7) pinned candidate per linear, -1 = none */
+    int *pin_rule = NULL; /* (L, 7) index of the pin rule */
+    uint8_t rc[QS_SEARCH_MAX_CAND];
+    char pat[256], name[64], list[512];
+    memset(it, 0, sizeof(*it));
+    ok = malloc((size_t)NL * (size_t)C);
+    pin = malloc(sizeof(int) * (size_t)NL);
+    pin_rule = malloc(sizeof(int) * (size_t)NL);
+    if (!ok || !pin || !pin_rule) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (search items)");
+    cand_list(t, list, sizeof(list));
+
+    /* 1. per linear: layout, serving kernel */
+    int any_serve = 0;
+    for (int i = 0; i < NL; ++i) {
+        pin[i] = -1;
+        pin_rule[i] = -1;
+        for (int c = 0; c < C; ++c) {
+            const size_t x = (size_t)i * C + c;
+            int a = t->bytes[x] >= 0;
+            if (r->serve_marlin)
+                a = a && (t->bits[c] == 4 || t->bits[c] == 8) && r->sym && t->can_serve[x];
+            ok[x] = (uint8_t)a;
+            any_serve |= a;
+        }
+    }
+    if (r->serve_marlin && !r->sym)
+        QS_THROW(err, QS_ERR_INPUT,
+                 "search.serve: marlin needs quant.sym: true (vLLM's gptq_marlin runs 4/8-bit "
+                 "symmetric candidates only)");
+    if (r->serve_marlin && !any_serve)
+        QS_THROW(err, QS_ERR_INPUT,
+                 "search.serve: marlin: no candidate is servable by gptq_marlin (4/8 bits, "
+                 "group dividing d_in) among %s",
+                 list);
+
+    /* 2. allow rules intersect */
+    for (int a = 0; a < r->nallow; ++a) {
+        QS_CHECK(parse_rule(t, "search.allow", r->allow[a], pat, sizeof(pat), rc, err));
+        int hits = 0;
+        for (int l = 0; l < L; ++l)
+            for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
+                snprintf(name, sizeof(name), "layers.%d.%s", l, LIN[k]);
+                if (fnmatch(pat, name, 0) != 0) continue;
+                ++hits;
+                for (int c = 0; c < C; ++c)
+                    if (!rc[c]) ok[((size_t)l * QS_SEARCH_NLIN + k) * C + c] = 0;
+            }
+        if (!hits)
+            QS_THROW(err, QS_ERR_INPUT,
+                     "search.allow: '%s': pattern '%s' matches no linear (names: "
+                     "layers.<0..%d>.<q|k|v|o|gate|up|down>)",
+                     r->allow[a], pat, L - 1);
+    }
+
+    /* 3. pins */
+    for (int p = 0; p < r->npin; ++p) {
+        QS_CHECK(parse_rule(t, "search.pin", r->pin[p], pat, sizeof(pat), rc, err));
+        int c0 = -1, hits = 0;
+        for (int c = 0; c < C; ++c)
+            if (rc[c]) c0 = c;
+        for (int l = 0; l < L; ++l)
+            for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
+                snprintf(name, sizeof(name), "layers.%d.%s", l, LIN[k]);
+                if (fnmatch(pat, name, 0) != 0) continue;
+                ++hits;
+                const int i = l * QS_SEARCH_NLIN + k;
+                if (pin[i] >= 0 && pin[i] != c0)
+                    QS_THROW(err, QS_ERR_INPUT,
+                             "search.pin: '%s' and '%s' pin %s to different candidates",
+                             r->pin[pin_rule[i]], r->pin[p], name);
+                if (!ok[(size_t)i * C + c0])
+                    QS_THROW(err, QS_ERR_INPUT,
+                             "search.pin: '%s': %s is not allowed for %s (no GPTQ layout, "
+                             "search.serve or search.allow)",
+                             r->pin[p], t->name[c0], name);
+                pin[i] = c0;
+                pin_rule[i] = p;
+            }
+        if (!hits)
+            QS_THROW(err, QS_ERR_INPUT,
+                     "search.pin: '%s': pattern '%s' matches no linear (names: "
+                     "layers.<0..%d>.<q|k|v|o|gate|up|down>)",
+                     r->pin[p], pat, L - 1);
+    }
+
+    /* 4. items */
+    static const int TIED[4] = {(1 << 0) | (1 << 1) | (1 << 2), 1 << 3, (1 << 4) | (1 << 5),
+                                1 << 6};
+    const int per = r->tie_fused ? 4 : QS_SEARCH_NLIN;
+    const int n = L * per;
+    it->n = n;
+    it->ncand = C;
+    it->layer = malloc(sizeof(int) * (size_t)n);
+    it->lin_mask = malloc(sizeof(int) * (size_t)n);
+    it->nchoice = malloc(sizeof(int) * (size_t)n);
+    it->pinned = malloc(sizeof(int) * (size_t)n);
+    it->size = calloc((size_t)n * C, sizeof(int64_t));
+    it->cost = calloc((size_t)n * C, sizeof(double));
+    it->allowed = calloc((size_t)n * C, 1);
+    if (!it->layer || !it->lin_mask || !it->nchoice || !it->pinned || !it->size || !it->cost ||
+        !it->allowed)
+        QS_THROW(err, QS_ERR_RUNTIME, "out of memory (search items)");
+    it->nweights = 0;
+    for (int i = 0; i < NL; ++i) it->nweights += t->d_out[i] * t->d_in[i];
+    for (int l = 0; l < L; ++l)
+        for (int g = 0; g < per; ++g) {
+            const int i = l * per + g;
+            const int mask = r->tie_fused ? TIED[g] : 1 << g;
+            it->layer[i] = l;
+            it->lin_mask[i] = mask;
+            it->nchoice[i] = C;
+            it->pinned[i] = -1;
+            item_name(l, mask, name, sizeof(name));
+            int pk = -1;
+            for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
+                if (!(mask & (1 << k))) continue;
+                const int li = l * QS_SEARCH_NLIN + k;
+                if (pin[li] < 0) continue;
+                if (it->pinned[i] >= 0 && it->pinned[i] != pin[li])
+                    QS_THROW(err, QS_ERR_INPUT,
+                             "search.pin: %s are tied (search.tie_fused) but '%s' and '%s' pin "
+                             "them to %s and %s",
+                             name, r->pin[pin_rule[l * QS_SEARCH_NLIN + pk]],
+                             r->pin[pin_rule[li]], t->name[it->pinned[i]], t->name[pin[li]]);
+                it->pinned[i] = pin[li];
+                pk = k;
+            }
+            int nallowed = 0;
+            for (int c = 0; c < C; ++c) {
+                int a = 1;
+                int64_t s = 0;
+                for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
+                    if (!(mask & (1 << k))) continue;
+                    const size_t x = ((size_t)l * QS_SEARCH_NLIN + k) * C + c;
+                    a = a && ok[x];
+                    s += t->bytes[x] > 0 ? t->bytes[x] : 0;
+                }
+                it->allowed[(size_t)i * C + c] = (uint8_t)a;
+                it->size[(size_t)i * C + c] = a ? s : 0;
+                nallowed += a;
+            }
+            if (it->pinned[i] >= 0 && !it->allowed[(size_t)i * C + it->pinned[i]])
+                QS_THROW(err, QS_ERR_INPUT,
+                         "search.pin: '%s' pins %s to %s, which search.allow or the layout "
+                         "forbids for another linear of the tied item",
+                         r->pin[pin_rule[l * QS_SEARCH_NLIN + pk]], name,
+                         t->name[it->pinned[i]]);
+            if (nallowed == 0)
+                QS_THROW(err, QS_ERR_INPUT,
+                         "search: %s: no candidate is allowed (search.allow, search.serve, GPTQ "
+                         "layout%s); candidates: %s",
+                         name, r->tie_fused && mask != (mask & -mask) ? ", tied linears" : "",
+                         list);
+        }
+    qs_search_items_set_cost(it, t, cost);
+    for (int i = 0; i < n * C; ++i)
+        if (!(it->cost[i] >= 0.0) || !isfinite(it->cost[i]))
+            QS_THROW(err, QS_ERR_INPUT, "search: item %d has a negative or non-finite cost %g",
+                     i / C, it->cost[i]);
+done:
+    if (st != QS_OK) qs_search_items_free(it);
+    free(ok);
+    free(pin);
+    free(pin_rule);
+    return st;
+}
+
+void qs_search_items_range(const qs_search_items *it, int64_t *min_bytes, int64_t *max_bytes,
+                           int *fixed) {
+    const int C = it->ncand;
+    int64_t lo = 0, hi = 0;
+    int fx = 1;
+    for (int i = 0; i < it->n; ++i) {
+        int64_t mn = INT64_MAX, mx = -1;
+        int na = 0;
+        for (int c = 0; c < C; ++c) {
+            const size_t x = (size_t)i * C + c;
+            if (!it->allowed[x] || (it->pinned[i] >= 0 && it->pinned[i] != c)) continue;
+            ++na;
+            if (it->size[x] < mn) mn = it->size[x];
+            if (it->size[x] > mx) mx = it->size[x];
+        }
+        if (na != 1) fx = 0;
+        lo += mn;
+        hi += mx;
+    }
+    *min_bytes = lo;
+    *max_bytes = hi;
+    *fixed = fx;
+}
+
+qs_status qs_search_budget(double target_bpw, int64_t max_bytes, int64_t nweights,
+                           int64_t unquant_bytes, int64_t min_bytes, int fixed,
+                           const char *cand_list_text, int64_t *budget, qs_err *err) {
+    *budget = 0;
+    if (target_bpw > 0) {
+        long double b = floorl((long double)target_bpw * (long double)nweights / 8.0L);
+        *budget = b >= (long double)INT64_MAX ? INT64_MAX : (int64_t)b;
+        if (*budget < min_bytes) {
+            /* smallest x with floor(x * nweights / 8) >= min_bytes, rounded up to 1e-4 */
+            double need = ceil((double)min_bytes * 8.0 / (double)nweights * 1e4) / 1e4;
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "search.target_bpw %g: budget %lld bytes is below the smallest "
+                           "feasible allocation (%lld bytes); use search.target_bpw >= %.4f",
+                           target_bpw, (long long)*budget, (long long)min_bytes, need);
+        }
+        return QS_OK;
+    }
+    if (max_bytes > 0) {
+        *budget = max_bytes - unquant_bytes;
+        if (*budget < min_bytes)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "search.max_bytes %lld: below the smallest feasible output of %lld "
+                           "bytes (payload %lld + unquantized %lld); use search.max_bytes >= "
+                           "%lld",
+                           (long long)max_bytes, (long long)(min_bytes + unquant_bytes),
+                           (long long)min_bytes, (long long)unquant_bytes,
+                           (long long)(min_bytes + unquant_bytes));
+        return QS_OK;
+    }
+    if (fixed) {
+        *budget = INT64_MAX;
+        return QS_OK;
+    }
+    return QS_FAIL(err, QS_ERR_INPUT,
+                   "search: several candidates (%s) and no budget; set search.target_bpw or "
+                   "search.max_bytes",
+                   cand_list_text);
+}
+
+void qs_search_expand(const qs_search_items *it, const qs_search_tables *t, const int *choice,
+                      char (*names)[QS_QUANT_NAME_MAX], int64_t *payload) {
+    const int C = t->ncand;
+    int64_t s = 0;
+    for (int i = 0; i < t->nlayers * QS_SEARCH_NLIN; ++i) names[i][0] = '\0';
+    for (int i = 0; i < it->n; ++i)
+        for (int k = 0; k < QS_SEARCH_NLIN; ++k)
+            if (it->lin_mask[i] & (1 << k)) {
+                const int li = it->layer[i] * QS_SEARCH_NLIN + k;
+                snprintf(names[li], QS_QUANT_NAME_MAX, "%s", t->name[choice[i]]);
+                s += t->bytes[(size_t)li * C + choice[i]];
+            }
+    *payload = s;
+}
+
+int qs_search_marlin_path(const qs_search_tables *t, char (*names)[QS_QUANT_NAME_MAX],
+                          int64_t nnames, int sym) {
+    if (!sym) return 0;
+    for (int64_t i = 0; i < nnames; ++i) {
+        int c = cand_index(t, names[i], strlen(names[i]));
+        if (c < 0 || (t->bits[c] != 4 && t->bits[c] != 8) ||
+            !t->can_serve[(size_t)i * t->ncand + c])
+            return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,656 @@
+/* search.c (stage): the global mixed-precision allocation (docs/search.md).
+ *
+ * Rank 0 reads every layer's candidate table from run/recon/layer-NNN.h5 in layer order
+ * (the run directory is the gather), builds the knapsack items (quant/search.c: tied fused
+ * groups, pins, allow rules, serving restrictions), derives the byte budget from
+ * search.target_bpw or search.max_bytes (minus the unquantized tensors' bytes from the
+ * safetensors headers), and solves exactly (quant/mckp.c); the allocation is re-summed in
+ * int64 and never above the budget. Objective sensitivity first measures, on every rank
+ * together, the loss increase of each layer quantized alone at the probe candidate
+ * (qs_eval_run on calibration windows), cached in search/sensitivity.json.
+ * Outputs (rank 0, temp -> rename, manifest last): search/allocation.json, allocation.md,
+ * pareto.csv, summary.json (+ sensitivity.json).
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "io/h5store.h"
+#include "quant/mckp.h"
+#include "quant/search.h"
+#include "sha256.h"
+#include "stage.h"
+
+#define NLIN QS_SEARCH_NLIN
+#define PARETO_POINTS 24
+
+_Static_assert(QS_SEARCH_NLIN == QS_LIN_COUNT, "linear counts agree");
+
+/* ---- inputs ---------------------------------------------------------------------------- */
+
+static qs_status read_exact(qs_h5 *h, const char *path, const char *name, qs_h5_type type,
+                            int64_t n, void **out, qs_err *err) {
+    int nd = 0;
+    int64_t dims[8];
+    qs_status st = qs_h5_read(h, name, type, &nd, dims, out, err);
+    if (st != QS_OK) return st;
+    int64_t got = 1;
+    for (int i = 0; i < nd; ++i) got *= dims[i];
+    if (got != n)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: %s has %lld values, expected %lld", path, name,
+                       (long long)got, (long long)n);
+    return QS_OK;
+}
+
+/* Rank 0: every layer's table in layer order. */
+static qs_status read_tables(const qs_stage_ctx *ctx, int L, qs_search_tables *t, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_h5 h;
+    void *a = NULL;
+    char rel[64], path[QS_PATH_MAX];
+    memset(&h, 0, sizeof(h));
+    memset(t, 0, sizeof(*t));
+    for (int l = 0; l < L; ++l) {
+        snprintf(rel, sizeof(rel), "recon/layer-%03d.h5", l);
+        QS_CHECK(qs_rundir_path(ctx->rd, rel, path, sizeof(path), err));
+        if (!qs_path_exists(path))
+            QS_THROW(err, QS_ERR_INPUT, "%s: missing; run the reconstruct stage first", path);
+        QS_CHECK(qs_h5_open(&h, path, err));
+        int nd = 0;
+        int64_t dims[8];
+        QS_CHECK(qs_h5_read(&h, "table/bits", QS_H5_I32, &nd, dims, &a, err));
+        const int C = (int)dims[0];
+        if (l == 0) {
+            QS_CHECK(qs_search_tables_alloc(t, L, C, err));
+            memcpy(t->bits, a, sizeof(int) * (size_t)C);
+        } else if (C != t->ncand || memcmp(t->bits, a, sizeof(int) * (size_t)C) != 0) {
+            QS_THROW(err, QS_ERR_INPUT, "%s: candidates differ from layer 0's", path);
+        }
+        free(a);
+        a = NULL;
+        QS_CHECK(read_exact(&h, path, "table/group_size", QS_H5_I32, C, &a, err));
+        if (l == 0) {
+            memcpy(t->group, a, sizeof(int) * (size_t)C);
+            for (int c = 0; c < C; ++c) {
+                qs_quant_params p;
+                qs_quant_params_default(&p);
+                p.bits = t->bits[c];
+                p.group_size = t->group[c];
+                qs_quant_name(&p, t->name[c], QS_QUANT_NAME_MAX);
+            }
+        } else if (memcmp(t->group, a, sizeof(int) * (size_t)C) != 0) {
+            QS_THROW(err, QS_ERR_INPUT, "%s: candidates differ from layer 0's", path);
+        }
+        free(a);
+        a = NULL;
+        const size_t o = (size_t)l * NLIN * (size_t)C, n = (size_t)NLIN * (size_t)C;
+        QS_CHECK(read_exact(&h, path, "table/error", QS_H5_F64, (int64_t)n, &a, err));
+        memcpy(t->error + o, a, n * sizeof(double));
+        free(a);
+        a = NULL;
+        QS_CHECK(read_exact(&h, path, "table/relative", QS_H5_F64, (int64_t)n, &a, err));
+        memcpy(t->relative + o, a, n * sizeof(double));
+        free(a);
+        a = NULL;
+        QS_CHECK(read_exact(&h, path, "table/bytes", QS_H5_I64, (int64_t)n, &a, err));
+        memcpy(t->bytes + o, a, n * sizeof(int64_t));
+        free(a);
+        a = NULL;
+        QS_CHECK(read_exact(&h, path, "table/can_serve", QS_H5_I32, (int64_t)n, &a, err));
+        memcpy(t->can_serve + o, a, n * sizeof(int32_t));
+        free(a);
+        a = NULL;
+        QS_CHECK(read_exact(&h, path, "table/d_out", QS_H5_I64, NLIN, &a, err));
+        memcpy(t->d_out + (size_t)l * NLIN, a, NLIN * sizeof(int64_t));
+        free(a);
+        a = NULL;
+        QS_CHECK(read_exact(&h, path, "table/d_in", QS_H5_I64, NLIN, &a, err));
+        memcpy(t->d_in + (size_t)l * NLIN, a, NLIN * sizeof(int64_t));
+        free(a);
+        a = NULL;
+        for (size_t i = 0; i < n; ++i)
+            if (!(t->error[o + i] >= 0.0) || !isfinite(t->error[o + i]) ||
+                !(t->relative[o + i] >= 0.0) || !isfinite(t->relative[o + i]))
+                QS_THROW(err, QS_ERR_INPUT, "%s: table/error or table/relative holds %g / %g",
+                         path, t->error[o + i], t->relative[o + i]);
+        qs_h5_abandon(&h);
+    }
+done:
+    free(a);
+    qs_h5_abandon(&h);
+    if (st != QS_OK) qs_search_tables_free(t);
+    return st;
+}
+
+/* Bytes of the tensors the output keeps unquantized, in their checkpoint dtype: embeddings,
+ * final norm, lm_head (untied), the layers' norms and the linears' biases. */
+static int64_t unquantized_bytes(const qs_model *m) {
+    char name[256];
+    int64_t s = 0;
+    const qs_st_tensor *t = qs_ckpt_find(&m->ckpt, "model.embed_tokens.weight");
+    if (t) s += (int64_t)t->nbytes;
+    if ((t = qs_ckpt_find(&m->ckpt, "model.norm.weight"))) s += (int64_t)t->nbytes;
+    if (!m->hf.tie_word_embeddings && (t = qs_ckpt_find(&m->ckpt, "lm_head.weight")))
+        s += (int64_t)t->nbytes;
+    for (int64_t l = 0; l < m->hf.num_hidden_layers; ++l) {
+        for (int k = 0; k < 2; ++k) {
+            qs_norm_tensor_name(name, sizeof(name), l, (qs_norm_kind)k);
+            if ((t = qs_ckpt_find(&m->ckpt, name))) s += (int64_t)t->nbytes;
+        }
+        for (int k = 0; k < QS_LIN_COUNT; ++k)
+            if ((t = qs_model_linear(m, l, (qs_linear_kind)k, 1))) s += (int64_t)t->nbytes;
+    }
+    return s;
+}
+
+/* ---- sensitivity ----------------------------------------------------------------------- */
+
+/* The probe: the candidate with the smallest layer-0 payload among those with a GPTQ
+ * layout for every linear (the most aggressive setting); ties -> the first. */
+static int probe_candidate(const qs_search_tables *t) {
+    int best = -1;
+    int64_t best_s = 0;
+    for (int c = 0; c < t->ncand; ++c) {
+        int64_t s = 0;
+        int okc = 1;
+        for (int k = 0; k < NLIN; ++k) {
+            int64_t b = t->bytes[(size_t)k * t->ncand + c];
+            okc = okc && b >= 0;
+            s += b;
+        }
+        if (okc && (best < 0 || s < best_s)) best = c, best_s = s;
+    }
+    return best < 0 ? 0 : best;
+}
+
+/* Per layer loss increase (mean NLL on the probe windows) with only that layer quantized at
+ * the probe candidate. loss[l] for l < L, loss[L] = float. Collective; rank 0 caches the
+ * values in search/sensitivity.json after each probe (resume continues). */
+static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char *probe,
+                                     const char *key, double *loss, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_comm *comm = ctx->comm;
+    qs_config pc = *ctx->cfg; /* shallow copy: strings borrowed, never freed here */
+    qs_stage_ctx pctx = *ctx;
+    qs_alloc al;
+    char path[QS_PATH_MAX];
+    char *text = NULL;
+    cJSON *root = NULL;
+    memset(&al, 0, sizeof(al));
+    pc.eval.tokens = pc.calib.tokens;
+    pc.eval.seqlen = pc.calib.seqlen;
+    pc.eval.max_windows = pc.search.probe_windows;
+    pctx.cfg = &pc;
+    for (int l = 0; l <= L; ++l) loss[l] = NAN;
+
+    /* the cache (rank 0), broadcast */
+    if (comm->rank == 0) {
+        qs_err e2 = {0}; /* an unreadable cache is recomputed */
+        st = qs_rundir_path(ctx->rd, "search/sensitivity.json", path, sizeof(path), err);
+        if (st == QS_OK && qs_path_exists(path) && qs_read_file(path, &text, NULL, &e2) == QS_OK &&
+            (root = cJSON_Parse(text)) != NULL) {
+            const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "key");
+            const cJSON *fl = cJSON_GetObjectItemCaseSensitive(root, "float_loss");
+            const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "loss");
+            if (cJSON_IsString(k) && strcmp(k->valuestring, key) == 0 && cJSON_IsArray(ls) &&
+                cJSON_GetArraySize(ls) == L) {
+                if (cJSON_IsNumber(fl)) loss[L] = fl->valuedouble;
+                for (int l = 0; l < L; ++l) {
+                    const cJSON *v = cJSON_GetArrayItem(ls, l);
+                    if (cJSON_IsNumber(v)) loss[l] = v->valuedouble;
+                }
+            }
+        }
+    }
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
+    qs_comm_bcast(comm, loss, sizeof(double) * (size_t)(L + 1), 0);
+    int todo = 0;
+    for (int l = 0; l <= L; ++l) todo += isnan(loss[l]) ? 1 : 0;
+    if (todo)
+        qs_log_info(ctx->log,
+                    "search: sensitivity probes: %d of %d evals (probe %s, %lld windows x %lld "
+                    "tokens of calib.tokens)",
+                    todo, L + 1, probe, (long long)pc.eval.max_windows, (long long)pc.eval.seqlen);
+    QS_CHECK(qs_alloc_init(&al, L, err));
+    for (int j = 0; j <= L; ++j) {
+        const int l = j == 0 ? L : j - 1; /* float first */
+        if (!isnan(loss[l])) continue;
+        if (qs_comm_any(comm, *ctx->stop)) {
+            st = QS_FAIL(err, QS_STOPPED, "stopped during the sensitivity probes");
+            goto done;
+        }
+        qs_eval_weights w = QS_EVAL_FLOAT;
+        if (l < L) {
+            for (int m = 0; m < L; ++m)
+                for (int k = 0; k < NLIN; ++k)
+                    snprintf(al.cand[m][k], QS_QUANT_NAME_MAX, "%s", m == l ? probe : "");
+            w.source = QS_EVAL_SRC_ALLOC;
+            w.alloc = &al;
+            snprintf(w.dir, sizeof(w.dir), "recon");
+        }
+        snprintf(w.out_rel, sizeof(w.out_rel), "search/probe.json");
+        qs_eval_result res;
+        QS_CHECK(qs_eval_run(&pctx, w, &res, err));
+        loss[l] = res.nll_sum / (double)res.tokens;
+        if (comm->rank == 0) {
+            cJSON *o = cJSON_CreateObject(), *arr = NULL;
+            char *out = NULL;
+            if (o) {
+                cJSON_AddStringToObject(o, "key", key);
+                cJSON_AddStringToObject(o, "probe", probe);
+                cJSON_AddNumberToObject(o, "windows", (double)res.windows);
+                cJSON_AddNumberToObject(o, "seqlen", (double)res.seqlen);
+                /* %.17g: the cache must read back bit for bit (cJSON's own printing is
+                 * only approximately round-trip) */
+                char num[40];
+                if (!isnan(loss[L])) {
+                    snprintf(num, sizeof(num), "%.17g", loss[L]);
+                    cJSON_AddRawToObject(o, "float_loss", num);
+                }
+                arr = cJSON_AddArrayToObject(o, "loss");
+                for (int m = 0; m < L && arr; ++m) {
+                    snprintf(num, sizeof(num), "%.17g", loss[m]);
+                    cJSON_AddItemToArray(arr, isnan(loss[m]) ? cJSON_CreateNull()
+                                                             : cJSON_CreateRaw(num));
+                }
+                out = cJSON_Print(o);
+                cJSON_Delete(o);
+            }
+            if (!out) st = QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (sensitivity.json)");
+            if (st == QS_OK) st = qs_write_file_atomic(path, out, strlen(out), err);
+            cJSON_free(out);
+        }
+        st = qs_comm_agree(comm, st, err);
+        if (st != QS_OK) goto done;
+    }
+done:
+    qs_alloc_free(&al);
+    cJSON_Delete(root);
+    free(text);
+    return st;
+}
+
+/* cost[l, k, c] = error[l, k, c] * s_l / sum_k error[l, k, probe], s_l = the layer's loss
+ * increase (floored at 1e-3 of the largest); the plain error when no probe raised the loss. */
+static void sensitivity_costs(const qs_search_tables *t, int probe, const double *loss,
+                              double *cost, double *scale_out) {
+    const int L = t->nlayers, C = t->ncand;
+    double mx = 0.0;
+    for (int l = 0; l < L; ++l)
+        if (loss[l] - loss[L] > mx) mx = loss[l] - loss[L];
+    for (int l = 0; l < L; ++l) {
+        double s = loss[l] - loss[L];
+        if (s < 1e-3 * mx) s = 1e-3 * mx;
+        double e = 0.0;
+        for (int k = 0; k < NLIN; ++k) e += t->error[((size_t)l * NLIN + k) * C + probe];
+        /* no probe raised the loss: nothing to scale by, the plain error stays */
+        const double f = mx > 0.0 ? (e > 0.0 ? s / e : s) : 1.0;
+        scale_out[l] = f;
+        for (int k = 0; k < NLIN; ++k)
+            for (int c = 0; c < C; ++c) {
+                const size_t x = ((size_t)l * NLIN + k) * C + c;
+                cost[x] = t->error[x] * f;
+            }
+    }
+}
+
+/* ---- outputs --------------------------------------------------------------------------- */
+
+static qs_status write_text(const qs_stage_ctx *ctx, const char *rel, const char *text,
+                            size_t n, qs_err *err) {
+    char path[QS_PATH_MAX];
+    qs_status st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
+    if (st == QS_OK) st = qs_write_file_atomic(path, text, n, err);
+    return st;
+}
+
+/* Growing text buffer (open_memstream). */
+typedef struct sbuf {
+    char *p;
+    size_t n;
+    FILE *f;
+} sbuf;
+
+static qs_status sbuf_open(sbuf *b, qs_err *err) {
+    memset(b, 0, sizeof(*b));
+    b->f = open_memstream(&b->p, &b->n);
+    return b->f ? QS_OK : QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (search outputs)");
+}
+
+static qs_status sbuf_close(sbuf *b, qs_err *err) {
+    int bad = ferror(b->f);
+    fclose(b->f);
+    b->f = NULL;
+    return bad ? QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (search outputs)") : QS_OK;
+}
+
+static qs_status write_markdown(const qs_stage_ctx *ctx, const qs_search_tables *t,
+                                const double *cost, char (*names)[QS_QUANT_NAME_MAX],
+                                const qs_alloc *al, const char *vpath, qs_err *err) {
+    qs_status st = QS_OK;
+    sbuf b;
+    QS_CHECK(sbuf_open(&b, err));
+    const int C = t->ncand;
+    fprintf(b.f, "# Allocation\n\n");
+    fprintf(b.f,
+            "objective %s, budget %lld bytes, payload %lld bytes (%.6f bpw over %lld weights), "
+            "total %lld bytes, predicted %.9g; vLLM: %s\n\n",
+            al->objective, (long long)al->budget_bytes, (long long)al->payload_bytes, al->bpw,
+            (long long)al->quantized_weights, (long long)al->total_bytes, al->predicted, vpath);
+    fprintf(b.f, "| layer | q | k | v | o | gate | up | down | bytes | %s |\n", al->objective);
+    fprintf(b.f, "|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int l = 0; l < t->nlayers; ++l) {
+        int64_t bytes = 0;
+        double e = 0.0;
+        fprintf(b.f, "| %d |", l);
+        for (int k = 0; k < NLIN; ++k) {
+            const int li = l * NLIN + k;
+            int c = 0;
+            while (c < C && strcmp(t->name[c], names[li]) != 0) ++c;
+            if (c < C) {
+                bytes += t->bytes[(size_t)li * C + c];
+                e += cost[(size_t)li * C + c];
+            }
+            fprintf(b.f, " %s |", names[li]);
+        }
+        fprintf(b.f, " %lld | %.6g |\n", (long long)bytes, e);
+    }
+    QS_CHECK(sbuf_close(&b, err));
+    QS_CHECK(write_text(ctx, "search/allocation.md", b.p, b.n, err));
+done:
+    if (b.f) fclose(b.f);
+    free(b.p);
+    return st;
+}
+
+static qs_status write_pareto(const qs_stage_ctx *ctx, const qs_search_items *it,
+                              const qs_search_tables *t, const qs_mckp_problem *p,
+                              int64_t lo, int64_t hi, qs_err *err) {
+    qs_status st = QS_OK;
+    int64_t budgets[PARETO_POINTS];
+    qs_mckp_result res[PARETO_POINTS];
+    int nb = 0, solved = 0;
+    sbuf b;
+    memset(&b, 0, sizeof(b));
+    for (int k = 0; k < PARETO_POINTS; ++k) {
+        const int64_t v = lo + (int64_t)((long double)(hi - lo) * k / (PARETO_POINTS - 1));
+        if (nb == 0 || v != budgets[nb - 1]) budgets[nb++] = v;
+    }
+    QS_CHECK(qs_mckp_pareto(p, budgets, nb, NULL, res, err));
+    solved = 1;
+    QS_CHECK(sbuf_open(&b, err));
+    fprintf(b.f, "budget_bytes,payload_bytes,bpw,predicted,allocation\n");
+    for (int k = 0; k < nb; ++k) {
+        if (res[k].proof != QS_MCKP_OPTIMAL)
+            QS_THROW(err, QS_ERR_INTERNAL, "internal error: Pareto budget %lld not solved",
+                     (long long)budgets[k]);
+        int64_t s = 0;
+        for (int i = 0; i < it->n; ++i) s += it->size[(size_t)i * it->ncand + res[k].choice[i]];
+        if (s > budgets[k] || s != res[k].total_size)
+            QS_THROW(err, QS_ERR_INTERNAL, "internal error: Pareto size %lld > budget %lld",
+                     (long long)s, (long long)budgets[k]);
+        fprintf(b.f, "%lld,%lld,%.6f,%.9g,", (long long)budgets[k], (long long)s,
+                (double)s * 8.0 / (double)it->nweights, res[k].total_cost);
+        for (int i = 0; i < it->n; ++i)
+            fprintf(b.f, "%s%s", i ? " " : "", t->name[res[k].choice[i]]);
+        fputc('\n', b.f);
+    }
+    QS_CHECK(sbuf_close(&b, err));
+    QS_CHECK(write_text(ctx, "search/pareto.csv", b.p, b.n, err));
+done:
+    if (solved)
+        for (int k = 0; k < nb; ++k) qs_mckp_result_free(&res[k]);
+    if (b.f) fclose(b.f);
+    free(b.p);
+    return st;
+}
+
+static qs_status write_summary(const qs_stage_ctx *ctx, const qs_alloc *al, const char *vpath,
+                               qs_err *err) {
+    qs_status st = QS_OK;
+    char *text = NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (summary.json)");
+    cJSON_AddStringToObject(o, "objective", al->objective);
+    cJSON_AddNumberToObject(o, "budget_bytes", (double)al->budget_bytes);
+    cJSON_AddNumberToObject(o, "bpw", al->bpw);
+    cJSON_AddNumberToObject(o, "payload_bytes", (double)al->payload_bytes);
+    cJSON_AddNumberToObject(o, "total_bytes", (double)al->total_bytes);
+    cJSON_AddNumberToObject(o, "quantized_weights", (double)al->quantized_weights);
+    cJSON_AddNumberToObject(o, "predicted", al->predicted);
+    cJSON_AddStringToObject(o, "vllm_path", vpath);
+    text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (summary.json)");
+    st = write_text(ctx, "search/summary.json", text, strlen(text), err);
+    cJSON_free(text);
+    return st;
+}
+
+/* ---- the stage ------------------------------------------------------------------------- */
+
+static const char *const OBJ_NAMES[] = {"error", "relative", "sensitivity"};
+
+/* Solves the items (their current costs) at `budget`, re-sums the payload in int64 (never
+ * above the budget) and fills *al (allocated here) and names (nlayers * 7). */
+static qs_status solve_alloc(const qs_search_items *it, const qs_search_tables *t,
+                             int64_t budget, int64_t unq, const char *objective,
+                             char (*names)[QS_QUANT_NAME_MAX], qs_alloc *al, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_mckp_problem p = {it->n, it->nchoice, it->size, it->cost, it->allowed, it->pinned};
+    qs_mckp_result res;
+    int64_t payload = 0;
+    memset(&res, 0, sizeof(res));
+    memset(al, 0, sizeof(*al));
+    QS_CHECK(qs_mckp_solve(&p, budget, NULL, &res, err));
+    if (res.proof == QS_MCKP_INFEASIBLE)
+        QS_THROW(err, QS_ERR_INPUT, "search: budget %lld bytes is infeasible", (long long)budget);
+    if (res.proof != QS_MCKP_OPTIMAL)
+        QS_THROW(err, QS_ERR_INTERNAL, "internal error: search not proven optimal");
+    qs_search_expand(it, t, res.choice, names, &payload);
+    if (payload > budget || payload != res.total_size)
+        QS_THROW(err, QS_ERR_INTERNAL,
+                 "internal error: allocation of %lld bytes above the budget %lld",
+                 (long long)payload, (long long)budget);
+    QS_CHECK(qs_alloc_init(al, t->nlayers, err));
+    for (int l = 0; l < t->nlayers; ++l)
+        for (int k = 0; k < NLIN; ++k)
+            snprintf(al->cand[l][k], QS_QUANT_NAME_MAX, "%s", names[l * NLIN + k]);
+    snprintf(al->objective, sizeof(al->objective), "%s", objective);
+    al->budget_bytes = budget == INT64_MAX ? 0 : budget;
+    al->payload_bytes = payload;
+    al->total_bytes = payload + unq;
+    al->quantized_weights = it->nweights;
+    al->bpw = (double)payload * 8.0 / (double)it->nweights;
+    al->predicted = res.total_cost;
+done:
+    qs_mckp_result_free(&res);
+    return st;
+}
+
+qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err) {
+    (void)args;
+    qs_status st = QS_OK;
+    const qs_config *cfg = ctx->cfg;
+    const qs_comm *comm = ctx->comm;
+    const int rank = comm->rank;
+    const int L = (int)ctx->model->hf.num_hidden_layers;
+    const int sens = cfg->search.objective == QS_OBJECTIVE_SENSITIVITY;
+    qs_manifest want, have;
+    qs_search_tables t;
+    qs_search_items it;
+    qs_alloc al;
+    char *text = NULL, path[QS_PATH_MAX], recon_hash[65] = {0}, key[65] = {0};
+    char probe[QS_QUANT_NAME_MAX] = {0}, list[512] = {0};
+    double *cost = NULL, *loss = NULL, *scale = NULL;
+    char(*names)[QS_QUANT_NAME_MAX] = NULL;
+    int64_t budget = 0, lo = 0, hi = 0, unq = 0;
+    int fixed = 0;
+    memset(&have, 0, sizeof(have));
+    memset(&t, 0, sizeof(t));
+    memset(&it, 0, sizeof(it));
+    memset(&al, 0, sizeof(al));
+    qs_manifest_init(&want, "search", ctx->config_hash);
+
+    /* 1. inputs every rank can check, agreed before anything blocks */
+    st = qs_rundir_path(ctx->rd, "recon/manifest.json", path, sizeof(path), err);
+    if (st == QS_OK && !qs_path_exists(path))
+        st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; run the reconstruct stage before search",
+                     path);
+    if (st == QS_OK) {
+        size_t n = 0;
+        st = qs_read_file(path, &text, &n, err);
+        if (st == QS_OK) qs_sha256_hex(text, n, recon_hash);
+    }
+    if (st == QS_OK && sens && (!cfg->calib.tokens || !cfg->calib.tokens[0]))
+        st = QS_FAIL(err, QS_ERR_INPUT,
+                     "search.objective: sensitivity needs calib.tokens (the probe windows)");
+    if (st == QS_OK && sens && cfg->calib.seqlen < 2)
+        st = QS_FAIL(err, QS_ERR_INPUT, "search.objective: sensitivity needs calib.seqlen >= 2");
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
+
+    /* 2. skip when the manifest matches (rank 0 decides) */
+    {
+        int matches = 0;
+        st = qs_manifest_add_input(&want, "model", ctx->model_hash, err);
+        if (st == QS_OK) st = qs_manifest_add_input(&want, "recon", recon_hash, err);
+        if (st == QS_OK && rank == 0) {
+            int found = 0;
+            st = qs_manifest_read(&have, ctx->rd, "search", &found, err);
+            if (st == QS_OK && found) st = qs_manifest_check(&have, &want, ctx->rd, &matches, err);
+        }
+        st = qs_comm_agree(comm, st, err);
+        if (st != QS_OK) goto done;
+        qs_comm_bcast(comm, &matches, sizeof(matches), 0);
+        if (matches) {
+            qs_log_info(ctx->log, "search: up to date, skipped");
+            goto done;
+        }
+    }
+
+    /* 3. rank 0: tables, items, budget (bad rules and infeasible budgets are exit 2) */
+    if (rank == 0) {
+        qs_search_rules rules;
+        memset(&rules, 0, sizeof(rules));
+        rules.tie_fused = cfg->search.tie_fused;
+        rules.serve_marlin = cfg->search.serve && strcmp(cfg->search.serve, "marlin") == 0;
+        rules.sym = cfg->quant.sym;
+        rules.pin = (const char *const *)cfg->search.pin;
+        rules.npin = cfg->search.npin;
+        rules.allow = (const char *const *)cfg->search.allow;
+        rules.nallow = cfg->search.nallow;
+        st = qs_rundir_mkdir(ctx->rd, "search", err);
+        if (st == QS_OK) st = read_tables(ctx, L, &t, err);
+        if (st == QS_OK) {
+            const size_t n = (size_t)L * NLIN * (size_t)t.ncand;
+            cost = malloc(sizeof(double) * n);
+            names = calloc((size_t)L * NLIN, sizeof(*names));
+            if (!cost || !names) st = QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (search)");
+            else memcpy(cost, cfg->search.objective == QS_OBJECTIVE_RELATIVE ? t.relative
+                                                                              : t.error,
+                        sizeof(double) * n);
+        }
+        if (st == QS_OK) st = qs_search_items_build(&t, cost, &rules, &it, err);
+        if (st == QS_OK) {
+            unq = unquantized_bytes(ctx->model);
+            qs_search_items_range(&it, &lo, &hi, &fixed);
+            size_t len = 0;
+            for (int c = 0; c < t.ncand && len < sizeof(list); ++c)
+                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", c ? ", " : "",
+                                        t.name[c]);
+            st = qs_search_budget(cfg->search.target_bpw, cfg->search.max_bytes, it.nweights,
+                                  unq, lo, fixed, list, &budget, err);
+        }
+        if (st == QS_OK && sens) {
+            snprintf(probe, sizeof(probe), "%s", t.name[probe_candidate(&t)]);
+            qs_sha256 s;
+            qs_sha256_init(&s);
+            qs_sha256_update(&s, recon_hash, 64);
+            qs_sha256_update(&s, probe, strlen(probe));
+            int64_t knobs[2] = {cfg->search.probe_windows, cfg->calib.seqlen};
+            qs_sha256_update(&s, knobs, sizeof(knobs));
+            qs_sha256_update(&s, cfg->calib.tokens, strlen(cfg->calib.tokens));
+            qs_sha256_final_hex(&s, key);
+        }
+    }
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
+
+    /* 4. objective sensitivity: per-layer probes on every rank */
+    if (sens) {
+        qs_comm_bcast(comm, probe, sizeof(probe), 0);
+        qs_comm_bcast(comm, key, sizeof(key), 0);
+        loss = qs_malloc(sizeof(double) * (size_t)(L + 1), err, "sensitivity");
+        scale = qs_malloc(sizeof(double) * (size_t)L, err, "sensitivity");
+        st = qs_comm_agree(comm, loss && scale ? QS_OK : QS_ERR_RUNTIME, err);
+        if (st != QS_OK) goto done;
+        QS_CHECK(measure_sensitivity(ctx, L, probe, key, loss, err));
+        if (rank == 0) {
+            sensitivity_costs(&t, probe_candidate(&t), loss, cost, scale);
+            qs_search_items_set_cost(&it, &t, cost);
+        }
+    }
+
+    /* 5. rank 0: solve, check in integers, write; manifest last */
+    if (rank == 0) {
+        qs_mckp_problem p = {it.n, it.nchoice, it.size, it.cost, it.allowed, it.pinned};
+        const char *vpath = NULL;
+        st = solve_alloc(&it, &t, budget, unq, OBJ_NAMES[cfg->search.objective], names, &al,
+                         err);
+        if (st == QS_OK) {
+            vpath = qs_search_marlin_path(&t, names, (int64_t)L * NLIN, cfg->quant.sym)
+                        ? "gptq_marlin (fast path)"
+                        : "gptq (exllama/triton) kernels; 2/3-bit layers only on slow paths";
+            st = qs_rundir_path(ctx->rd, "search/allocation.json", path, sizeof(path), err);
+        }
+        if (st == QS_OK) st = qs_alloc_write_json(&al, path, err);
+        if (st == QS_OK) st = write_markdown(ctx, &t, cost, names, &al, vpath, err);
+        if (st == QS_OK) st = write_pareto(ctx, &it, &t, &p, lo, hi, err);
+        if (st == QS_OK) st = write_summary(ctx, &al, vpath, err);
+        static const char *const outs[] = {"search/allocation.json", "search/allocation.md",
+                                           "search/pareto.csv", "search/summary.json",
+                                           "search/sensitivity.json"};
+        for (int i = 0; i < (sens ? 5 : 4) && st == QS_OK; ++i)
+            st = qs_manifest_add_output(&want, ctx->rd, outs[i], err);
+        /* the optimum of every objective whose costs are at hand, for comparisons (the
+         * objective study, docs/search.md); the chosen one equals allocation.json */
+        for (int o = 0; o < (sens ? 3 : 2) && st == QS_OK; ++o) {
+            qs_alloc alt;
+            char rel[64];
+            memset(&alt, 0, sizeof(alt));
+            qs_search_items_set_cost(&it, &t, o == 0 ? t.error : o == 1 ? t.relative : cost);
+            st = solve_alloc(&it, &t, budget, unq, OBJ_NAMES[o], names, &alt, err);
+            snprintf(rel, sizeof(rel), "search/optimum-%s.json", OBJ_NAMES[o]);
+            if (st == QS_OK) st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
+            if (st == QS_OK) st = qs_alloc_write_json(&alt, path, err);
+            if (st == QS_OK) st = qs_manifest_add_output(&want, ctx->rd, rel, err);
+            qs_alloc_free(&alt);
+        }
+        if (st == QS_OK) st = qs_manifest_write(&want, ctx->rd, err);
+        if (st == QS_OK)
+            qs_log_info(ctx->log,
+                        "search: objective %s, %d items, budget %lld B: payload %lld B = %.4f "
+                        "bpw, total %lld B, predicted %.6g; vLLM: %s",
+                        al.objective, it.n, (long long)al.budget_bytes,
+                        (long long)al.payload_bytes, al.bpw, (long long)al.total_bytes,
+                        al.predicted, vpath);
+    }
+    st = qs_comm_agree(comm, st, err);
+done:
+    free(text);
+    free(cost);
+    free(loss);
+    free(scale);
+    free(names);
+    qs_alloc_free(&al);
+    qs_search_items_free(&it);
+    qs_search_tables_free(&t);
+    qs_manifest_free(&want);
+    qs_manifest_free(&have);
+    return st;
+}

@@ -1,0 +1,253 @@
+#!/usr/bin/python3
+"""objective_study.py: which search objective predicts perplexity best (issue 12, docs/search.md).
+
+On a run whose config has reconstruct.inputs: float and search.objective: sensitivity (so the
+run directory holds the recon tables, the sensitivity probes and the optimum of every
+objective: search/optimum-{error,relative,sensitivity}.json), draw N random feasible
+allocations near the run's budget (seeded), predict each one's total under every objective
+(the stage's formulas, from the recon tables and search/sensitivity.json), measure each
+one's perplexity with `qshard eval --weights alloc:PATH`, and report per objective the
+Spearman rank correlation between prediction and perplexity and the perplexity of the
+objective's optimum. Prints a Markdown table (and writes it to OUT_DIR/study.md).
+With inputs: float the evaluated weights are exactly those the export would hold.
+
+Usage:
+  objective_study.py --config RUN.yaml [--n 20] [--seed 0] [--ranks 2] [--out DIR]
+                     [--eval-windows K]
+      runs `qshard run RUN.yaml --resume` first (stages up to date are skipped)
+  objective_study.py --miniature
+      CTest: a synthetic model, 3 allocations, checks the table's shape
+Env: QS_BIN (qshard), QS_MPIEXEC (default "mpiexec --oversubscribe")."""
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+QS = os.environ.get("QS_BIN", "qshard")
+MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
+OBJECTIVES = ["error", "relative", "sensitivity"]
+GROUPS_TIED = [(0, 1, 2), (3,), (4, 5), (6,)]
+
+
+def qs(ranks, *args):
+    r = subprocess.run(MPIEXEC + ["-n", str(ranks), QS, *args, "--quiet"], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        sys.exit(f"objective_study: qshard {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def read_yaml_run_dir(config):
+    """run_dir of the resolved config (qshard writes it to config.resolved.yaml); we find it by
+    running `qshard run` first, so read it from the config text (a plain top-level key)."""
+    base = os.path.dirname(os.path.abspath(config))
+    for line in open(config):
+        if line.startswith("run_dir:"):
+            v = line.split(":", 1)[1].split("#")[0].strip().strip('"').strip("'")
+            return v if os.path.isabs(v) else os.path.normpath(os.path.join(base, v))
+    sys.exit(f"{config}: no top-level run_dir")
+
+
+def load_run(run_dir):
+    al = json.load(open(os.path.join(run_dir, "search", "allocation.json")))
+    L = len(al["layers"])
+    err, rel, size = [], [], []
+    names = None
+    for l in range(L):
+        with h5py.File(os.path.join(run_dir, "recon", f"layer-{l:03d}.h5"), "r") as f:
+            err.append(f["table/error"][()])
+            rel.append(f["table/relative"][()])
+            size.append(f["table/bytes"][()])
+            if names is None:
+                names = [f"w{b}g{g}" for b, g in zip(f["table/bits"][()], f["table/group_size"][()])]
+    sens = json.load(open(os.path.join(run_dir, "search", "sensitivity.json")))
+    return al, np.array(err), np.array(rel), np.array(size), names, sens
+
+
+def sensitivity_costs(err, names, sens):
+    """The stage's formula: error * s_l / sum_k error[l, k, probe], s_l floored at 1e-3 max."""
+    L = err.shape[0]
+    p = names.index(sens["probe"])
+    fl = sens["float_loss"]
+    d = [x - fl for x in sens["loss"]]
+    mx = max(0.0, max(d))
+    out = np.empty_like(err)
+    for l in range(L):
+        s = max(d[l], 1e-3 * mx)
+        e = float(np.sum(err[l, :, p]))
+        f = (s / e if e > 0 else s) if mx > 0 else 1.0
+        out[l] = err[l] * f
+    return out
+
+
+def random_allocation(rng, size, budget, tied=True):
+    """A random feasible allocation near the budget: random start, shrink random items until
+    it fits, then grow random items by one step while they fit (stop after 50 misses)."""
+    L, _, C = size.shape
+    groups = GROUPS_TIED if tied else [(k,) for k in range(7)]
+    items = [(l, g) for l in range(L) for g in groups]
+    isize = [[int(sum(size[l][k][c] for k in g)) if all(size[l][k][c] >= 0 for k in g) else None
+              for c in range(C)] for l, g in items]
+    order = [sorted((c for c in range(C) if s[c] is not None), key=lambda c: s[c]) for s in isize]
+    pos = [rng.randrange(len(o)) for o in order]
+    total = sum(isize[i][order[i][pos[i]]] for i in range(len(items)))
+    while total > budget:
+        i = rng.randrange(len(items))
+        if pos[i] > 0:
+            total -= isize[i][order[i][pos[i]]] - isize[i][order[i][pos[i] - 1]]
+            pos[i] -= 1
+    misses = 0
+    while misses < 50:
+        i = rng.randrange(len(items))
+        if pos[i] + 1 < len(order[i]):
+            step = isize[i][order[i][pos[i] + 1]] - isize[i][order[i][pos[i]]]
+            if total + step <= budget:
+                total += step
+                pos[i] += 1
+                misses = 0
+                continue
+        misses += 1
+    layers = [[None] * 7 for _ in range(L)]
+    for i, (l, g) in enumerate(items):
+        for k in g:
+            layers[l][k] = order[i][pos[i]]
+    return layers, total
+
+
+def spearman(x, y):
+    def ranks(v):
+        v = np.asarray(v, dtype=float)
+        o = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        i = 0
+        while i < len(v):  # average ranks of ties
+            j = i
+            while j + 1 < len(v) and v[o[j + 1]] == v[o[i]]:
+                j += 1
+            r[o[i:j + 1]] = (i + j) / 2.0
+            i = j + 1
+        return r
+    if len(x) < 2:
+        return float("nan")
+    rx, ry = ranks(x), ranks(y)
+    sx, sy = np.std(rx), np.std(ry)
+    if sx == 0 or sy == 0:
+        return float("nan")
+    return float(np.mean((rx - rx.mean()) * (ry - ry.mean())) / (sx * sy))
+
+
+def write_alloc(path, layers, names, payload, nweights, objective="random"):
+    doc = {"format": "qshard-allocation-1", "objective": objective, "budget_bytes": 0,
+           "payload_bytes": payload, "total_bytes": 0, "quantized_weights": nweights,
+           "bpw": payload * 8 / nweights, "predicted": 0,
+           "linears": ["q", "k", "v", "o", "gate", "up", "down"],
+           "layers": [[names[c] for c in row] for row in layers]}
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+
+
+def eval_ppl(config, ranks, alloc_path, run_dir, sets=()):
+    qs(ranks, "eval", config, "--weights", f"alloc:{alloc_path}", *sets)
+    return json.load(open(os.path.join(run_dir, "eval.json")))["ppl"]
+
+
+def study(config, n, seed, ranks, out_dir, eval_windows=0):
+    qs(ranks, "run", config, "--resume")  # stages up to date are skipped
+    run_dir = read_yaml_run_dir(config)
+    sets = ("--set", f"eval.max_windows={eval_windows}") if eval_windows > 0 else ()
+    qs(ranks, "eval", config, "--weights", "float", *sets)
+    fl = json.load(open(os.path.join(run_dir, "eval.json")))["ppl"]
+    al, err, rel, size, names, sens = load_run(run_dir)
+    budget = al["budget_bytes"]
+    nweights = al["quantized_weights"]
+    costs = {"error": err, "relative": rel, "sensitivity": sensitivity_costs(err, names, sens)}
+    os.makedirs(out_dir, exist_ok=True)
+    rng = random.Random(seed)
+    preds = {o: [] for o in OBJECTIVES}
+    ppls, bpws = [], []
+    for i in range(n):
+        layers, payload = random_allocation(rng, size, budget)
+        path = os.path.join(out_dir, f"random-{i:02d}.json")
+        write_alloc(path, layers, names, payload, nweights)
+        for o in OBJECTIVES:
+            c = costs[o]
+            preds[o].append(float(sum(c[l][k][layers[l][k]] for l in range(len(layers)) for k in range(7))))
+        ppls.append(eval_ppl(config, ranks, path, run_dir, sets))
+        bpws.append(payload * 8 / nweights)
+        print(f"random {i:2d}: bpw {bpws[-1]:.4f} ppl {ppls[-1]:.4f} " +
+              " ".join(f"{o} {preds[o][-1]:.6g}" for o in OBJECTIVES), file=sys.stderr)
+    rows = []
+    for o in OBJECTIVES:
+        opt = os.path.join(run_dir, "search", f"optimum-{o}.json")
+        oa = json.load(open(opt))
+        rows.append((o, spearman(preds[o], ppls), eval_ppl(config, ranks, opt, run_dir, sets),
+                     oa["bpw"]))
+    lines = [f"Budget {budget} B ({budget * 8 / nweights:.4f} bpw), {n} random allocations "
+             f"(seed {seed}, bpw {min(bpws):.4f}..{max(bpws):.4f}, ppl {min(ppls):.4f}..{max(ppls):.4f}); "
+             f"float ppl {fl:.4f}.", "",
+             "| objective | Spearman ρ (prediction vs ppl) | ppl of the optimum | bpw of the optimum |",
+             "|---|---|---|---|"]
+    for o, rho, p, b in rows:
+        lines.append(f"| {o} | {rho:.3f} | {p:.4f} | {b:.4f} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out_dir, "study.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return rows, ppls
+
+
+def miniature():
+    tmp = tempfile.mkdtemp(prefix="qs_study_")
+    model = os.path.join(tmp, "m")
+    r = subprocess.run([QS, "synth-model", "--arch", "llama", "--layers", "3", "--hidden", "128",
+                        "--intermediate", "320", "--heads", "4", "--kv-heads", "2", "--vocab", "300",
+                        "--tokens", "20000", model], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"synth-model: {r.stderr}")
+    cfg = os.path.join(tmp, "study.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"model: {model}\nrun_dir: {tmp}/run\n"
+                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 12\n  seqlen: 64\n  chunk_samples: 4\n"
+                f"quant:\n  bits: [2, 3, 4, 8]\n  group_size: [32]\n  row_block: 32\n  block_size: 32\n"
+                f"reconstruct:\n  inputs: float\n"
+                f"search:\n  target_bpw: 4.0\n  objective: sensitivity\n  probe_windows: 3\n"
+                f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 4\n")
+    rows, ppls = study(cfg, 3, 1, 2, os.path.join(tmp, "study"))
+    ok = [o for o, _, _, _ in rows] == OBJECTIVES and len(ppls) == 3
+    ok = ok and all(math.isfinite(p) and p > 1 for _, _, p, _ in rows) and all(p > 1 for p in ppls)
+    ok = ok and all(math.isnan(r) or -1.0 - 1e-12 <= r <= 1.0 + 1e-12 for _, r, _, _ in rows)
+    ok = ok and all(b <= 4.0 + 1e-12 for _, _, _, b in rows)
+    ok = ok and open(os.path.join(tmp, "study", "study.md")).read().count("\n| ") == 4
+    if not ok:
+        sys.exit(f"objective_study miniature: unexpected result {rows} {ppls}")
+    print("ok")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config")
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--out")
+    ap.add_argument("--eval-windows", type=int, default=0,
+                    help="evaluate at most this many windows (eval.max_windows; 0 = the config's)")
+    ap.add_argument("--miniature", action="store_true")
+    a = ap.parse_args()
+    if a.miniature:
+        return miniature()
+    if not a.config:
+        ap.error("--config or --miniature")
+    out = a.out or os.path.join(read_yaml_run_dir(a.config), "study")
+    study(a.config, a.n, a.seed, a.ranks, out, a.eval_windows)
+
+
+if __name__ == "__main__":
+    main()
