@@ -2,7 +2,7 @@
 """test_kill_resume.py: `kill -9` of one rank in the middle of a run, then `qshard run
 --resume` at a different rank count (issue 13, acceptance).
   1. reference: an uninterrupted `mpiexec -n 3 qshard run` (plan -> calibrate -> reconstruct
-     (quantized inputs, 2 candidates) -> eval) of a synthetic 8-layer model in RUN, then
+     (quantized inputs, 2 candidates) -> search (target_bpw 3.6) -> eval) of a synthetic 8-layer model in RUN, then
      RUN is renamed to REF (so both runs have the same run_dir and config hash);
   2. the same config at 2 ranks; once the first reconstruct layer file exists, SIGKILL one
      rank (a child of mpiexec); mpiexec aborts the job (non-zero exit). Files completed before
@@ -43,6 +43,7 @@ def write_config(path, model, run_dir):
                 f"  chunk_samples: 4\n  checkpoint_every: 2\n  seed: 5\n"
                 f"quant:\n  bits: [3, 4]\n  group_size: [64]\n  row_block: 64\n"
                 f"reconstruct:\n  inputs: quantized\n"
+                f"search:\n  target_bpw: 3.6\n"
                 f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 128\n  max_windows: 8\n")
 
 
@@ -178,8 +179,9 @@ def main(tmp):
     diff = sorted(k for k in ref if k in got and got[k] != ref[k])
     check(not diff, f"byte-identical to the uninterrupted run: differ {diff}")
     check(any(k.startswith("recon/layer-") for k in ref) and
-          any(k.startswith("calib/layer-") for k in ref) and "eval.json" in ref,
-          f"reference has calib, recon and eval outputs: {sorted(ref)}")
+          any(k.startswith("calib/layer-") for k in ref) and "eval.json" in ref and
+          "search/allocation.json" in ref,
+          f"reference has calib, recon, search and eval outputs: {sorted(ref)}")
     for n, was in sorted(done_before.items()):
         pth = os.path.join(run_dir, n if n.startswith("calib/") else os.path.join("recon", n))
         if n.startswith("calib/") and not n.endswith(".h5"):

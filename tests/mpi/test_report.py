@@ -1,24 +1,26 @@
 #!/usr/bin/python3
 """test_report.py: run/timings.json, run/report.md and its SVG plots, and sweep/collect
 without Slurm (docs/slurm.md).
-  1. `mpiexec -n 2 qshard run` (3 layers, candidates w3g64 w4g64, eval): timings.json has one
-     attempt (2 ranks, done) with the stages plan, calibrate, reconstruct, eval, a wall time
-     per rank and busy seconds for calibrate and reconstruct; report.md has every section,
-     "not run" for allocation and Pareto; report/error_per_layer.svg parses as XML and holds
-     3 points per candidate whose data-y equal the summed table/error of the recon files;
-     no bits/pareto SVG yet;
-  2. an allocation.json (qs_alloc format) and a pareto.csv written into the run's search/,
-     then `qshard report RUN`: bits_per_layer.svg has 3 bars whose values are the payload
-     bits per weight from the recon tables; error_per_layer.svg gains an "allocation" series;
-     pareto.svg has one point per CSV row (+ the chosen point); the sections are filled;
-  3. `qshard report` of a directory without run.json: exit 2, one line;
-  4. sweep + collect without Slurm: 2 points (grid quant.bits [[3],[4]]), point 0 run with
-     mpiexec, point 1 not: collect gives one done row (size and bpw from the recon tables)
-     and one missing row.
+  1. `mpiexec -n 2 qshard run` (3 layers, candidates w3g64 w4g64, search target_bpw 3.5,
+     eval): timings.json has one attempt (2 ranks, done) with the stages in order, a wall
+     time per rank and busy seconds for calibrate and reconstruct;
+  2. report.md has every section; report/error_per_layer.svg parses as XML and holds 3
+     points per candidate whose data-y equal the summed table/error of the recon files, and
+     an "allocation" series (the allocation's candidates); bits_per_layer.svg has 3 bars equal
+     to the payload bits per weight of search/allocation.json from the recon tables;
+     pareto.svg has one point per row of search/pareto.csv (bpw, predicted) and the chosen
+     point (summary.json bpw, predicted);
+  3. a copy of the run without search/ and eval*.json: `qshard report` says "not run" for
+     allocation, Pareto and perplexity and writes no bits / Pareto SVG;
+  4. `qshard report` of a directory without run.json: exit 2, one line;
+  5. sweep + collect without Slurm: 2 points (grid quant.bits [[3],[4]]), point 0 run with
+     mpiexec, point 1 not: collect gives one done row (size = the search summary's
+     total_bytes, bpw = the recon tables' payload bits per weight) and one missing row.
 Usage: test_report.py  (env: QS_BIN, QS_MPIEXEC)"""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,6 +83,7 @@ def main(tmp):
     tokens = os.path.join(model, "tokens.u32")
     base = (f"calib:\n  tokens: {tokens}\n  nsamples: 8\n  seqlen: 64\n  chunk_samples: 4\n"
             f"quant:\n  bits: [3, 4]\n  group_size: [64]\n  row_block: 64\n"
+            f"search:\n  target_bpw: 3.5\n"
             f"eval:\n  tokens: {tokens}\n  seqlen: 64\n  max_windows: 4\n")
     rd = os.path.join(tmp, "run")
     cfg = os.path.join(tmp, "cfg.yaml")
@@ -90,13 +93,14 @@ def main(tmp):
     if not check(r.returncode == 0, f"run: rc {r.returncode}: {r.stderr}"):
         return
 
-    # 1. timings and the report after a run
+    # 1. timings
     tm = json.load(open(os.path.join(rd, "timings.json")))
     a = tm["attempts"]
     check(len(a) == 1 and a[0]["ranks"] == 2 and a[0]["status"] == "done" and
           a[0]["resume"] == 0, f"timings: one attempt at 2 ranks, done: {a}")
     names = [s["name"] for s in a[0]["stages"]]
-    check(names == ["plan", "calibrate", "reconstruct", "eval"], f"timings stages {names}")
+    check(names[:3] == ["plan", "calibrate", "reconstruct"] and "search" in names and
+          "eval" in names and len(set(names)) == len(names), f"timings stages {names}")
     for s in a[0]["stages"]:
         check(len(s["ranks"]) == 2 and all(x["wall_s"] >= 0 and x["cpu_s"] >= 0
                                             for x in s["ranks"]), f"{s['name']}: per-rank times")
@@ -106,42 +110,35 @@ def main(tmp):
     check(len(a[0]["peak_rss_bytes"]) == 2 and min(a[0]["peak_rss_bytes"]) > 1e6,
           "timings: peak RSS per rank")
     check(close(tm["total_s"], a[0]["total_s"]), "timings: total_s = the attempt's")
+
+    # 2. the report
     md = open(os.path.join(rd, "report.md")).read()
     for sec in ("## Timings", "## Memory per rank (plan)", "## Allocation", "## Error per layer",
                 "## Perplexity", "## Pareto frontier", "## Config"):
         check(sec in md, f"report.md has {sec}")
-    check("## Allocation\n\nnot run" in md and "## Pareto frontier\n\nnot run" in md,
-          "report.md: allocation and Pareto not run")
+    check("not run" not in md, "report.md: every section filled")
     ppl = json.load(open(os.path.join(rd, "eval.json")))["ppl"]
     check(f"{ppl:.6f}" in md, "report.md: the perplexity of eval.json")
     t = tables(rd)
     cands = [f"w{b}g{g}" for b, g in zip(t[0]["bits"], t[0]["group_size"])]
     check(cands == ["w3g64", "w4g64"], f"candidates {cands}")
+    al = json.load(open(os.path.join(rd, "search", "allocation.json")))
+    alloc = al["layers"]
+    check(len(alloc) == NL and all(len(x) == 7 and all(c in cands for c in x) for x in alloc),
+          f"allocation {alloc}")
     _, pts = svg(os.path.join(rd, "report", "error_per_layer.svg"))
-    check(sorted(pts) == cands, f"error plot series {sorted(pts)}")
+    check(sorted(pts) == sorted(cands + ["allocation"]), f"error plot series {sorted(pts)}")
     for c, name in enumerate(cands):
         want = [(float(l), float(t[l]["error"][:, c].sum())) for l in range(NL)]
         got = pts.get(name, [])
         check(len(got) == NL and all(g[0] == w[0] and close(g[1], w[1])
                                      for g, w in zip(got, want)),
               f"error plot {name}: {got} vs {want}")
-    for n in ("bits_per_layer.svg", "pareto.svg"):
-        check(not os.path.exists(os.path.join(rd, "report", n)), f"no {n} without search")
-
-    # 2. allocation + pareto -> qshard report
-    alloc = [[cands[(l + k) % 2] for k in range(7)] for l in range(NL)]
-    os.makedirs(os.path.join(rd, "search"), exist_ok=True)
-    with open(os.path.join(rd, "search", "allocation.json"), "w") as f:
-        json.dump({"format": "qshard-allocation-1", "objective": "error", "budget_bytes": 0,
-                   "payload_bytes": 0, "total_bytes": 123456, "quantized_weights": 0,
-                   "bpw": 3.5, "predicted": 42.0, "linears": LINS, "layers": alloc}, f)
-    prow = [(3.0 + 0.25 * i, 100.0 / (i + 1)) for i in range(5)]
-    with open(os.path.join(rd, "search", "pareto.csv"), "w") as f:
-        f.write("budget_bytes,bpw,predicted\n")
-        for i, (x, y) in enumerate(prow):
-            f.write(f"{1000 * (i + 1)},{x},{y}\n")
-    r = run([QS, "report", rd])
-    check(r.returncode == 0, f"qshard report: rc {r.returncode}: {r.stderr}")
+    want_a = [sum(float(t[l]["error"][k, cands.index(alloc[l][k])]) for k in range(7))
+              for l in range(NL)]
+    got_a = [y for _, y in pts.get("allocation", [])]
+    check(len(got_a) == NL and all(close(g, w) for g, w in zip(got_a, want_a)),
+          f"allocation error series {got_a} vs {want_a}")
     bars, _ = svg(os.path.join(rd, "report", "bits_per_layer.svg"))
     want = []
     for l in range(NL):
@@ -153,27 +150,42 @@ def main(tmp):
         want.append((float(l), 8.0 * b / w))
     check(len(bars) == NL and all(g[0] == x[0] and close(g[1], x[1]) for g, x in zip(bars, want)),
           f"bits bars {bars} vs {want}")
-    _, pts = svg(os.path.join(rd, "report", "error_per_layer.svg"))
-    want_a = [sum(float(t[l]["error"][k, cands.index(alloc[l][k])]) for k in range(7))
-              for l in range(NL)]
-    got_a = [y for _, y in pts.get("allocation", [])]
-    check(len(got_a) == NL and all(close(g, w) for g, w in zip(got_a, want_a)),
-          f"allocation error series {got_a} vs {want_a}")
+    rows = list(csv.DictReader(open(os.path.join(rd, "search", "pareto.csv"))))
+    prow = [(float(x["bpw"]), float(x["predicted"])) for x in rows]
     _, pts = svg(os.path.join(rd, "report", "pareto.svg"))
-    check(pts.get("frontier") == prow, f"pareto frontier points {pts.get('frontier')} vs {prow}")
-    check(pts.get("chosen") == [(3.5, 42.0)], f"pareto chosen point {pts.get('chosen')}")
-    md = open(os.path.join(rd, "report.md")).read()
-    check("## Allocation\n\nnot run" not in md and "## Pareto frontier\n\nnot run" not in md,
-          "report.md: allocation and Pareto sections filled")
+    got = pts.get("frontier", [])
+    check(len(prow) > 1 and len(got) == len(prow) and
+          all(close(g[0], p[0]) and close(g[1], p[1]) for g, p in zip(got, prow)),
+          f"pareto frontier points {got} vs {prow}")
+    sm = json.load(open(os.path.join(rd, "search", "summary.json")))
+    ch = pts.get("chosen", [])
+    check(len(ch) == 1 and close(ch[0][0], sm["bpw"]) and close(ch[0][1], sm["predicted"]),
+          f"pareto chosen point {ch} vs summary {sm}")
 
-    # 3. not a run directory
+    # 3. without search and eval: "not run"
+    rd2 = os.path.join(tmp, "run-nosearch")
+    shutil.copytree(rd, rd2)
+    for x in ("search", "report"):
+        shutil.rmtree(os.path.join(rd2, x))
+    os.remove(os.path.join(rd2, "eval.json"))
+    r = run([QS, "report", rd2])
+    check(r.returncode == 0, f"qshard report: rc {r.returncode}: {r.stderr}")
+    md = open(os.path.join(rd2, "report.md")).read()
+    for sec in ("Allocation", "Pareto frontier", "Perplexity"):
+        check(f"## {sec}\n\nnot run" in md, f"report without search/eval: {sec} not run")
+    check("## Error per layer\n\nnot run" not in md, "error per layer still reported")
+    for n in ("bits_per_layer.svg", "pareto.svg"):
+        check(not os.path.exists(os.path.join(rd2, "report", n)), f"no {n} without search")
+    check(os.path.exists(os.path.join(rd2, "report", "error_per_layer.svg")), "error plot")
+
+    # 4. not a run directory
     r = run([QS, "report", tmp])
     check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and tmp in r.stderr,
           f"report of a non-run dir: rc {r.returncode}, {r.stderr!r}")
 
-    # 4. sweep + collect without Slurm
+    # 5. sweep + collect without Slurm
     with open(os.path.join(tmp, "base.yaml"), "w") as f:
-        f.write(base.replace("bits: [3, 4]", "bits: [4]"))
+        f.write(base.replace("bits: [3, 4]", "bits: [4]").replace("target_bpw: 3.5", "objective: error"))
     sw = os.path.join(tmp, "sw.yaml")
     with open(sw, "w") as f:
         f.write(f"base: base.yaml\nset: {{model: {model}}}\ngrid: {{quant.bits: [[3], [4]]}}\n")
@@ -195,8 +207,10 @@ def main(tmp):
             with h5py.File(os.path.join(out, "runs", "000", "recon", f"layer-{l:03d}.h5")) as f:
                 b += int(f["table/bytes"][()].sum())
                 w += int((f["table/d_out"][()] * f["table/d_in"][()]).sum())
-        check(rows[0]["size_bytes"] == str(b) and abs(float(rows[0]["bpw"]) - 8 * b / w) < 1e-3,
-              f"point 0 size {rows[0]['size_bytes']} / bpw {rows[0]['bpw']} vs {b} / {8 * b / w}")
+        sm = json.load(open(os.path.join(out, "runs", "000", "search", "summary.json")))
+        check(rows[0]["size_bytes"] == str(sm["total_bytes"]) and sm["payload_bytes"] == b and
+              abs(float(rows[0]["bpw"]) - 8 * b / w) < 1e-3,
+              f"point 0 size {rows[0]['size_bytes']} / bpw {rows[0]['bpw']} vs {sm} / {b} / {w}")
         check(rows[1]["size_bytes"] == "" and rows[1]["ppl_float"] == "", "missing row empty")
 
 

@@ -7,8 +7,9 @@
      (--array=0-3%2);
   2. `sbatch -n 1 sweep.sbatch` runs the four points as array tasks (through the copy of
      slurm/qshard.sbatch, srun --mpi=pmix); waits until no task is left;
-  3. `qshard collect`: results.csv has 4 rows, all done, each with size_bytes and bpw equal
-     to the sums over the point's recon tables (h5py), bpw ordered w3g64 < w3g32 < w4g64 <
+  3. `qshard collect`: results.csv has 4 rows, all done, each with size_bytes = the search
+     summary's total_bytes and bpw = the payload bits per weight summed over the point's
+     recon tables (h5py; one candidate per point, so the search takes it), bpw ordered w3g64 < w3g32 < w4g64 <
      w4g32, the float perplexity equal to the point's eval.json and a time; results.md
      holds the same 4 rows; every point's run directory has report.md;
   4. a sweep file with a misspelt key is exit 2 with one line naming the sweep file.
@@ -100,7 +101,14 @@ def main(c, tmp):
     for i, x in enumerate(res):
         rd = os.path.join(out, "runs", f"{i:03d}")
         b, w = recon_size(rd)
-        check(x["size_bytes"] == str(b), f"point {i}: size_bytes {x['size_bytes']} = recon {b}")
+        try:
+            sm = json.load(open(os.path.join(rd, "search", "summary.json")))
+        except (OSError, ValueError):
+            sm = {}
+        check(sm.get("payload_bytes") == b, f"point {i}: search payload {sm.get('payload_bytes')}"
+              f" = the recon tables' {b} (one candidate)")
+        check(x["size_bytes"] == str(sm.get("total_bytes")),
+              f"point {i}: size_bytes {x['size_bytes']} = summary total {sm.get('total_bytes')}")
         bpw = float(x["bpw"] or "nan")
         check(abs(bpw - 8.0 * b / max(w, 1)) < 1e-3, f"point {i}: bpw {bpw} = {8.0 * b / w}")
         bpws.append(bpw)
