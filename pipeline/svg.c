@@ -94,36 +94,42 @@ static void header(FILE *f, const qs_svg_chart *c) {
     fputs("</text>\n", f);
 }
 
-/* Axes box, y ticks (decades on a log axis, 5 steps otherwise) and x ticks. */
-static void frame(FILE *f, const axes *a, int integer_x) {
+/* A "nice" tick step (1, 2 or 5 x 10^k) for about `n` intervals over `span`. */
+static double nice_step(double span, int n) {
+    const double raw = span / n, p = pow(10.0, floor(log10(raw))), f = raw / p;
+    return (f <= 1.0 ? 1.0 : f <= 2.0 ? 2.0 : f <= 5.0 ? 5.0 : 10.0) * p;
+}
+
+/* Axes box, y ticks (decades on a log axis, nice steps otherwise) and x ticks at nice steps
+ * inside the data range (whole numbers when `integer_x`). */
+static void frame(FILE *f, const axes *a, int integer_x, double xlo, double xhi) {
     fprintf(f, "<g class=\"axes\" stroke=\"#444\" fill=\"none\">\n"
                "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\"/>\n</g>\n",
             ML, MT, W - ML - MR, H - MT - MB);
     fputs("<g class=\"ticks\" fill=\"#444\">\n", f);
-    const int ny = a->logy ? (int)(a->y1 - a->y0) : 5;
-    for (int i = 0; i <= ny; ++i) {
-        const double v = a->y0 + (a->y1 - a->y0) * i / (ny > 0 ? ny : 1);
-        const double yy = a->logy ? pow(10.0, v) : v;
-        const double py = ty(a, yy);
-        fprintf(f, "<line x1=\"%g\" y1=\"%.2f\" x2=\"%g\" y2=\"%.2f\" stroke=\"#ddd\"/>\n", ML,
-                py, W - MR, py);
-        if (a->logy)
+    if (a->logy) {
+        for (int e = (int)lround(a->y0); e <= (int)lround(a->y1); ++e) {
+            const double py = ty(a, pow(10.0, e));
+            fprintf(f, "<line x1=\"%g\" y1=\"%.2f\" x2=\"%g\" y2=\"%.2f\" stroke=\"#ddd\"/>\n",
+                    ML, py, W - MR, py);
             fprintf(f, "<text x=\"%g\" y=\"%.2f\" text-anchor=\"end\">1e%d</text>\n", ML - 6,
-                    py + 4, (int)lround(v));
-        else
-            fprintf(f, "<text x=\"%g\" y=\"%.2f\" text-anchor=\"end\">%.4g</text>\n", ML - 6,
-                    py + 4, v);
-    }
-    const int nx = 6;
-    for (int i = 0; i <= nx; ++i) {
-        double v = a->x0 + (a->x1 - a->x0) * i / nx;
-        if (integer_x) {
-            v = round(v);
-            if (i > 0 && round(a->x0 + (a->x1 - a->x0) * (i - 1) / nx) == v) continue;
+                    py + 4, e);
         }
-        fprintf(f, "<text x=\"%.2f\" y=\"%g\" text-anchor=\"middle\">%.4g</text>\n", tx(a, v),
-                H - MB + 16, v);
+    } else {
+        const double st = nice_step(a->y1 - a->y0, 5);
+        for (double v = ceil(a->y0 / st) * st; v <= a->y1 + 1e-9 * st; v += st) {
+            const double py = ty(a, v);
+            fprintf(f, "<line x1=\"%g\" y1=\"%.2f\" x2=\"%g\" y2=\"%.2f\" stroke=\"#ddd\"/>\n",
+                    ML, py, W - MR, py);
+            fprintf(f, "<text x=\"%g\" y=\"%.2f\" text-anchor=\"end\">%.4g</text>\n", ML - 6,
+                    py + 4, fabs(v) < 1e-12 * st ? 0.0 : v);
+        }
     }
+    double st = nice_step(xhi - xlo > 0 ? xhi - xlo : 1.0, 6);
+    if (integer_x && st < 1.0) st = 1.0;
+    for (double v = ceil(xlo / st - 1e-9) * st; v <= xhi + 1e-9 * st; v += st)
+        fprintf(f, "<text x=\"%.2f\" y=\"%g\" text-anchor=\"middle\">%.4g</text>\n", tx(a, v),
+                H - MB + 16, fabs(v) < 1e-12 * st ? 0.0 : v);
     fputs("</g>\n", f);
 }
 
@@ -148,11 +154,13 @@ qs_status qs_svg_bars(const char *path, const qs_svg_chart *c, const double *xs,
     range(vals, n, c->logy, &a.y0, &a.y1, &oky);
     if (!c->logy && oky && a.y0 > 0) a.y0 = 0; /* bars start at zero */
     fix_range(&a.y0, &a.y1, oky, c->logy);
+    if (!c->logy) a.y1 += 0.05 * (a.y1 - a.y0); /* headroom above the highest bar */
     if (!okx) a.x0 = 0, a.x1 = 1;
+    const double xlo = a.x0, xhi = a.x1;
     a.x0 -= 0.5;
     a.x1 += 0.5; /* half a slot each side */
     header(f, c);
-    frame(f, &a, 1);
+    frame(f, &a, 1, xlo, xhi);
     const double slot = (W - ML - MR) / (a.x1 - a.x0), bw = slot * 0.8;
     const double base = ty(&a, c->logy ? pow(10.0, a.y0) : 0.0);
     fputs("<g class=\"bars\" fill=\"#1f77b4\">\n", f);
@@ -187,8 +195,11 @@ qs_status qs_svg_lines(const char *path, const qs_svg_chart *c, const qs_svg_ser
         a.y0 -= pad;
         a.y1 += pad;
     }
+    int integer_x = 1;
+    for (int k = 0; k < ns; ++k)
+        for (int i = 0; i < s[k].n; ++i) integer_x = integer_x && s[k].x[i] == floor(s[k].x[i]);
     header(f, c);
-    frame(f, &a, 0);
+    frame(f, &a, integer_x, a.x0, a.x1);
     for (int k = 0; k < ns; ++k) {
         const char *col = COLORS[k % (int)(sizeof(COLORS) / sizeof(COLORS[0]))];
         fputs("<g class=\"series\" data-series=\"", f);
