@@ -222,7 +222,8 @@ done:
     if (timed) { /* statuses here are agreed: the gather is safe */
         qs_err e2 = {0};
         qs_status s2 = qs_timings_write(&tm, st, comm, &rd, &e2);
-        if (s2 == QS_OK && st == QS_OK && comm->rank == 0) s2 = qs_report_write(rd.root, &e2);
+        if (s2 == QS_OK && (st == QS_OK || st == QS_STOPPED) && comm->rank == 0)
+            s2 = qs_report_write(rd.root, &e2); /* also of a stopped run: what is done so far */
         s2 = qs_comm_agree(comm, s2, &e2);
         if (s2 != QS_OK && st == QS_OK) {
             st = s2;

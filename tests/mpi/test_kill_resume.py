@@ -1,19 +1,20 @@
 #!/usr/bin/python3
 """test_kill_resume.py: `kill -9` of one rank in the middle of a run, then `qshard run
 --resume` at a different rank count (issue 13, acceptance).
-  1. reference: an uninterrupted `mpiexec -n 3 qshard run` (plan -> calibrate -> reconstruct
-     (quantized inputs, 2 candidates) -> search (target_bpw 3.6) -> eval) of a synthetic 8-layer model in RUN, then
-     RUN is renamed to REF (so both runs have the same run_dir and config hash);
-  2. the same config at 2 ranks; once the first reconstruct layer file exists, SIGKILL one
-     rank (a child of mpiexec); mpiexec aborts the job (non-zero exit). Files completed before
-     the kill are recorded with (inode, mtime_ns, size);
-  3. `mpiexec -n 3 qshard run --resume`: exit 0; no stale temp file is left; every file of
-     every stage (plan, calib, recon, eval.json, manifests, run.json, config) is
-     byte-identical to REF, except measurements (timings.json, the report, calib/rss/ peak
-     RSS records), and the set of files
-     is the same; every layer file completed before the kill still has its inode, mtime and
-     size (not recomputed, not rewritten); timings.json has exactly one attempt (the killed
-     one left none) marked resume; report.md exists.
+  1. reference: an uninterrupted `mpiexec -n 2 qshard run` (plan -> calibrate (12 chunks,
+     a checkpoint every 2) -> reconstruct (quantized inputs, 2 candidates) -> search
+     (target_bpw 3.6) -> eval) of a synthetic 8-layer model in RUN, then RUN is renamed to
+     REF (so both runs have the same run_dir and config hash);
+  2. the same config at 2 ranks; once calibrate has written a checkpoint, SIGKILL one rank
+     (a child of mpiexec); mpiexec aborts the job (non-zero exit);
+  3. `--resume` at 3 ranks; once the first reconstruct layer file exists, SIGKILL one rank
+     again. Files completed before this kill are recorded with (inode, mtime_ns, size);
+  4. `--resume` at 2 ranks: exit 0; no stale temp file is left; every file of every stage
+     (plan, calib, recon, search, eval.json, manifests, run.json, config) is byte-identical to
+     REF, except measurements (timings.json, the report, calib/rss/ peak RSS records), and
+     the set of files is the same; every file completed before the second kill still has its
+     inode, mtime and size (not recomputed, not rewritten); timings.json has exactly one
+     attempt (the killed ones left none) marked resume; report.md exists.
 Usage: test_kill_resume.py  (env: QS_BIN, QS_MPIEXEC)"""
 import json
 import os
@@ -39,7 +40,7 @@ def check(cond, msg):
 def write_config(path, model, run_dir):
     with open(path, "w") as f:
         f.write(f"model: {model}\nrun_dir: {run_dir}\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 24\n  seqlen: 128\n"
+                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 48\n  seqlen: 128\n"
                 f"  chunk_samples: 4\n  checkpoint_every: 2\n  seed: 5\n"
                 f"quant:\n  bits: [3, 4]\n  group_size: [64]\n  row_block: 64\n"
                 f"reconstruct:\n  inputs: quantized\n"
@@ -99,6 +100,35 @@ def rank_pids(launcher_pid):
     return found
 
 
+def run_and_kill(nargs, cfg, extra, ready, what):
+    """Starts mpiexec NARGS qshard run CFG EXTRA; once ready() holds, SIGKILLs one rank and
+    waits for mpiexec to end. Returns True when a rank was killed and mpiexec failed."""
+    p = subprocess.Popen(MPIEXEC + nargs + [QS, "run", cfg, "--quiet"] + extra,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    end = time.time() + 300
+    while time.time() < end and p.poll() is None:
+        if ready():
+            pids = rank_pids(p.pid)
+            if pids:
+                killed = max(pids)
+                os.kill(killed, signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    if not check(killed is not None, f"found a rank to kill after {what} appeared "
+                 f"(mpiexec rc {p.poll()})"):
+        p.kill()
+        p.communicate()
+        return False
+    try:
+        p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        check(False, "mpiexec did not end within 120 s after a rank was killed")
+    return check(p.returncode != 0, f"mpiexec reports the killed rank: rc {p.returncode}")
+
+
 def main(tmp):
     model = os.path.join(tmp, "model")
     r = subprocess.run([QS, "synth-model", "--arch", "llama", "--layers", str(NL), "--hidden",
@@ -114,39 +144,35 @@ def main(tmp):
 
     # 1. reference, uninterrupted, then moved aside
     t0 = time.time()
-    r = subprocess.run(MPIEXEC + ["-n", "3", QS, "run", cfg, "--quiet"], capture_output=True,
+    r = subprocess.run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--quiet"], capture_output=True,
                        text=True, timeout=600)
     if not check(r.returncode == 0, f"reference run: rc {r.returncode}: {r.stderr}"):
         return
     os.rename(run_dir, ref_dir)
     t_ref = time.time() - t0
 
-    # 2. the run to kill (2 ranks)
-    p = subprocess.Popen(MPIEXEC + ["-n", "2", QS, "run", cfg, "--quiet"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = os.path.join(run_dir, "recon", "layer-000.h5")
-    killed = None
-    end = time.time() + 300
-    while time.time() < end and p.poll() is None:
-        if os.path.exists(first):
-            pids = rank_pids(p.pid)
-            if pids:
-                killed = max(pids)
-                os.kill(killed, signal.SIGKILL)
-                break
-        time.sleep(0.01)
-    if not check(killed is not None, f"found a rank to kill after {first} appeared "
-                 f"(mpiexec rc {p.poll()})"):
-        p.kill()
-        p.communicate()
+    def state_chunk():
+        try:
+            with open(os.path.join(run_dir, "calib", "ckpt", "state.json")) as f:
+                return json.load(f).get("chunk", 0)
+        except (OSError, ValueError):
+            return 0
+
+    # 2. killed in calibrate (2 ranks)
+    if not run_and_kill(["-n", "2"], cfg, [],
+                        lambda: state_chunk() > 0 and
+                        not os.path.exists(os.path.join(run_dir, "calib", "manifest.json")),
+                        "a calibrate checkpoint"):
         return
-    try:
-        _, err = p.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        _, err = p.communicate()
-        check(False, "mpiexec did not end within 120 s after a rank was killed")
-    check(p.returncode != 0, f"mpiexec reports the killed rank: rc {p.returncode}")
+    check(not os.path.exists(os.path.join(run_dir, "calib", "manifest.json")),
+          "killed inside calibrate (no calib manifest)")
+    print(f"killed in calibrate at checkpoint chunk {state_chunk()} of 12", flush=True)
+
+    # 3. resumed at 3 ranks, killed in reconstruct
+    if not run_and_kill(["-n", "3"], cfg, ["--resume"],
+                        lambda: os.path.exists(os.path.join(run_dir, "recon", "layer-000.h5")),
+                        "the first recon layer file"):
+        return
     rdir = os.path.join(run_dir, "recon")
     done_before = {}
     for n in sorted(os.listdir(rdir)):
@@ -159,17 +185,17 @@ def main(tmp):
             s = os.stat(pth)
             done_before["calib/" + n] = (s.st_ino, s.st_mtime_ns, s.st_size)
     nrecon = sum(1 for k in done_before if k.startswith("layer-"))
-    print(f"killed rank pid {killed}; {nrecon} of {NL} recon layer file(s) finished before; "
-          f"mpiexec rc {p.returncode}", flush=True)
+    print(f"killed in reconstruct: {nrecon} of {NL} recon layer file(s) finished before",
+          flush=True)
     check(1 <= nrecon < NL, f"the kill fell inside reconstruct: {nrecon} of {NL} layers done")
     check(not os.path.exists(os.path.join(run_dir, "recon", "manifest.json")),
           "no recon manifest after the kill")
 
-    # 3. resume at 3 ranks
+    # 4. resume at 2 ranks to the end
     time.sleep(0.05)  # mtime granularity: a rewrite would show a later time
-    r = subprocess.run(MPIEXEC + ["-n", "3", QS, "run", cfg, "--resume", "--quiet"],
+    r = subprocess.run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--resume", "--quiet"],
                        capture_output=True, text=True, timeout=600)
-    if not check(r.returncode == 0, f"resume at 3 ranks: rc {r.returncode}: {r.stderr}"):
+    if not check(r.returncode == 0, f"resume at 2 ranks: rc {r.returncode}: {r.stderr}"):
         return
     got, ref = tree(run_dir), tree(ref_dir)
     temps = [k for k in got if ".tmp." in k]
@@ -193,9 +219,9 @@ def main(tmp):
     with open(os.path.join(run_dir, "timings.json")) as f:
         tm = json.load(f)
     atts = tm.get("attempts", [])
-    check(len(atts) == 1 and atts[0].get("resume") == 1 and atts[0].get("ranks") == 3 and
+    check(len(atts) == 1 and atts[0].get("resume") == 1 and atts[0].get("ranks") == 2 and
           atts[0].get("status") == "done",
-          f"timings.json: one attempt (the resumed one, 3 ranks, done): {atts}")
+          f"timings.json: one attempt (the last resume, 2 ranks, done): {atts}")
     check(os.path.exists(os.path.join(run_dir, "report.md")), "report.md written")
     print(f"reference {t_ref:.1f} s; files compared: {len(ref)}", flush=True)
 
