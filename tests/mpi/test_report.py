@@ -12,6 +12,9 @@ without Slurm (docs/slurm.md).
      point (summary.json bpw, predicted);
   3. a copy of the run without search/ and eval*.json: `qshard report` says "not run" for
      allocation, Pareto and perplexity and writes no bits / Pareto SVG;
+     a run stopped after its first reconstruct layer (exit 3) has timings.json with a
+     "stopped" attempt and a report of the layers so far; its --resume at 3 ranks adds a
+     second attempt (total_s = the sum);
   4. `qshard report` of a directory without run.json: exit 2, one line;
   5. sweep + collect without Slurm: 2 points (grid quant.bits [[3],[4]]), point 0 run with
      mpiexec, point 1 not: collect gives one done row (size = the search summary's
@@ -177,6 +180,34 @@ def main(tmp):
     for n in ("bits_per_layer.svg", "pareto.svg"):
         check(not os.path.exists(os.path.join(rd2, "report", n)), f"no {n} without search")
     check(os.path.exists(os.path.join(rd2, "report", "error_per_layer.svg")), "error plot")
+
+    # 3b. a stopped run (exit 3) gets a report; its resume adds a second attempt
+    rd3 = os.path.join(tmp, "run-stop")
+    cfg3 = os.path.join(tmp, "cfg-stop.yaml")
+    with open(cfg3, "w") as f:
+        f.write(f"model: {model}\nrun_dir: {rd3}\n" + base)
+    e = dict(os.environ, QS_TEST_STOP_AFTER_LAYERS="1")
+    r = subprocess.run(MPIEXEC + ["-n", "2", QS, "run", cfg3, "--quiet"], capture_output=True,
+                       text=True, timeout=600, env=e)
+    check(r.returncode == 3, f"stopped run: rc {r.returncode}: {r.stderr}")
+    a = json.load(open(os.path.join(rd3, "timings.json")))["attempts"]
+    check(len(a) == 1 and a[0]["status"] == "stopped" and
+          a[0]["stages"][-1] == dict(a[0]["stages"][-1], name="reconstruct", status="stopped"),
+          f"stopped attempt: {a}")
+    md = open(os.path.join(rd3, "report.md")).read() if os.path.exists(
+        os.path.join(rd3, "report.md")) else ""
+    check("of 3 layer file(s) (the rest not written yet)" in md,
+          "report of the stopped run: error table of the layers written so far")
+    r = run(MPIEXEC + ["-n", "3", QS, "run", cfg3, "--resume", "--quiet"])
+    check(r.returncode == 0, f"resumed run: rc {r.returncode}: {r.stderr}")
+    tm3 = json.load(open(os.path.join(rd3, "timings.json")))
+    a = tm3["attempts"]
+    check([(x["ranks"], x["resume"], x["status"]) for x in a] == [(2, 0, "stopped"),
+                                                                (3, 1, "done")],
+          f"two attempts: {[(x['ranks'], x['resume'], x['status']) for x in a]}")
+    check(close(tm3["total_s"], sum(x["total_s"] for x in a)), "total_s sums the attempts")
+    check("### Attempt 2: 3 rank(s), --resume, done" in open(os.path.join(rd3, "report.md")).read(),
+          "report: both attempts")
 
     # 4. not a run directory
     r = run([QS, "report", tmp])
