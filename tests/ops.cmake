@@ -5,7 +5,9 @@
 #  - test_report (mpi): report.md + SVGs after a run (bars/points counted from the XML),
 #    "not run" sections, allocation/pareto plots via `qshard report`; sweep/collect without
 #    Slurm (points, bad keys exit 2, missing/done rows)
+#  - test_ops (unit): progress bookkeeping/time format, the SVG writer, stale temp removal
 #  - test_slurm_sweep (slurm): a 2x2 sweep as a real job array, collect: 4 done rows
+qs_add_unit(test_ops unit/test_ops.c LABELS ops)
 foreach(t test_kill_resume test_report)
   qs_add_script(${t} LABELS "mpi;ops"
     COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/${t}.py TIMEOUT 900)
