@@ -135,7 +135,7 @@ static const cfg_key cfg_schema[] = {
     {"search.max_bytes", CFG_SIZE, 0, INT64_MAX, 0, 0, 0, "0", NULL, OFF(search.max_bytes), 0, 0,
      0, "budget of the whole output in bytes: GPTQ payload + unquantized tensors (70GB, 12GiB "
      "or plain bytes); 0 = unset"},
-    {"search.objective", CFG_ENUM, 0, 0, 0, 0, 0, "error", k_objective, OFF(search.objective), 0,
+    {"search.objective", CFG_ENUM, 0, 0, 0, 0, 0, "sensitivity", k_objective, OFF(search.objective), 0,
      0, 0,
      "what the search minimises: error (summed GPTQ error), relative (error / tr(W H W^T)), "
      "sensitivity (measured end-to-end sensitivity x error)"},

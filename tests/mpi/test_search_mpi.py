@@ -157,7 +157,7 @@ def main():
     check(r.returncode == 0, f"synth-model: {r.stderr}")
     if r.returncode != 0:
         return
-    base = '  target_bpw: 4.5\n  pin: ["layers.0.o=w8g32"]\n'
+    base = '  target_bpw: 4.5\n  objective: error\n  pin: ["layers.0.o=w8g32"]\n'
 
     # (1) rank-count determinism and the checks of one allocation
     ref = None
@@ -228,7 +228,7 @@ def main():
     # (2) max_bytes, relative, untied, sensitivity
     rdm = os.path.join(tmp, "mb")
     cfg = os.path.join(tmp, "mb.yaml")
-    write_config(cfg, model, rdm, f"  max_bytes: {al['total_bytes']}\n")
+    write_config(cfg, model, rdm, f"  max_bytes: {al['total_bytes']}\n  objective: error\n")
     r = qs(2, "run", cfg, "--set", "eval.tokens=")
     check(r.returncode == 0, f"max_bytes run: {r.stderr}")
     if r.returncode == 0:

@@ -128,7 +128,7 @@ static void test_defaults(void) {
     CHECK(cfg.reconstruct.inputs == QS_INPUTS_QUANTIZED, "inputs");
     CHECK(strcmp(cfg.reconstruct.propagate, "") == 0, "propagate");
     CHECK(cfg.search.target_bpw == 0 && cfg.search.max_bytes == 0, "search unset");
-    CHECK(cfg.search.objective == QS_OBJECTIVE_ERROR && cfg.search.tie_fused == 1, "search");
+    CHECK(cfg.search.objective == QS_OBJECTIVE_SENSITIVITY && cfg.search.tie_fused == 1, "search");
     CHECK(strcmp(cfg.search.serve, "") == 0, "serve");
     CHECK(cfg.output.checkpoint_format == QS_CKPT_GPTQ && cfg.output.gptq_export == 1, "out");
     CHECK(cfg.output.shard_bytes == ((int64_t)4 << 30), "shard_bytes");
