@@ -190,6 +190,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         {"calibrate", qs_stage_calibrate_run, 0, 0},
         {"reconstruct", qs_stage_reconstruct_run, 0, 0},
         {"search", qs_stage_search_run, 0, 0},
+        {"reconstruct-final", qs_stage_reconstruct_run, 1, 0},
         {"eval", qs_stage_eval_run, 0, 1},
     };
     const int have_eval = cfg.eval.tokens && cfg.eval.tokens[0];
@@ -212,8 +213,8 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         qs_log_info(&lg, "%s: done in %.2f s", stages[i].name, qs_log_now() - t0);
     }
     qs_log_info(&lg,
-                "pipeline: plan, calibrate and reconstruct complete%s; search and write are "
-                "not part of this build yet",
+                "pipeline: plan, calibrate, reconstruct, search and the final reconstruct "
+                "complete%s; write is not part of this build yet",
                 have_eval ? ", float model evaluated" : "");
     qs_log_info(&lg, "total %.2f s, peak RSS rank %d: %.1f MiB", qs_log_now() - t_start,
                 comm->rank, (double)qs_log_peak_rss() / (1024.0 * 1024.0));

@@ -69,5 +69,8 @@ double qs_log_cpu_now(void);
 
 /* Peak resident set size of this process in bytes (VmHWM), 0 if unknown. */
 long long qs_log_peak_rss(void);
+/* Resets the peak RSS to the current RSS (Linux: "5" to /proc/self/clear_refs), so a stage
+ * can read its own peak; a no-op where unsupported. */
+void qs_log_peak_rss_reset(void);
 
 #endif /* QS_LOG_H */

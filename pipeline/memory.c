@@ -37,9 +37,96 @@ static int64_t pipeline_bytes(const qs_hf_config *hf, int64_t rows, int64_t T) {
            T * hf->head_dim * 4;
 }
 
-qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, int first,
-                                 int count, qs_mem_stage stage) {
+/* Bytes of one (linear, candidate) result of d_out rows: codes 1 B/weight, fp16 scales and
+ * i32 zeros per group, g_idx, three f64 per-row values (stages/reconstruct.c lc_res). */
+static int64_t result_bytes(int64_t d_out, int64_t d_in, int group_size) {
+    int64_t G = group_size > 0 ? (d_in + group_size - 1) / group_size : 1;
+    return d_out * d_in + d_out * G * 6 + d_in * 4 + d_out * 24;
+}
+
+/* The reconstruct stage (stages/reconstruct.c), pass 0 (every candidate; the final pass
+ * holds one candidate per linear, never more). */
+static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config *cfg, int rank,
+                                         int nranks, int count) {
     qs_mem_estimate m = {0, 0, 0, 0, 0};
+    int64_t h = hf->hidden_size, in = hf->intermediate_size, V = hf->vocab_size;
+    int64_t q = hf->num_attention_heads * hf->head_dim;
+    int64_t kv = hf->num_key_value_heads * hf->head_dim;
+    int64_t d_out[7] = {q, kv, kv, h, in, in, h}, d_in[7] = {h, h, h, q, h, h, in};
+    int64_t rb = cfg ? cfg->quant.row_block : 256, B = cfg ? cfg->quant.block_size : 128;
+    int gptq = cfg ? cfg->quant.method == QS_METHOD_GPTQ : 1;
+    int quantized = cfg ? cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED : 1;
+    int P = nranks > 0 ? nranks : 1;
+    int64_t res = 0, lin_max = 0, din_max = h > q ? h : q;
+    if (in > din_max) din_max = in;
+    for (int k = 0; k < 7; ++k) {
+        int nb = cfg ? cfg->quant.nbits : 1, ng = cfg ? cfg->quant.ngroup_size : 1;
+        for (int b = 0; b < nb; ++b)
+            for (int g = 0; g < ng; ++g)
+                res += result_bytes(d_out[k], d_in[k], cfg ? cfg->quant.group_size[g] : 128);
+        if (d_out[k] * d_in[k] > lin_max) lin_max = d_out[k] * d_in[k];
+    }
+    /* one piece's solve (solve_piece): its dequantized rows (f32) + the largest of the GPTQ
+     * row tile with its column-block buffers, the error tiles (2 x (2R, d_in) f32), the RTN
+     * baseline's codes/scales/zeros with the error tiles of one (R, d_in). A piece is a row
+     * block (quantized) or the whole linear (float); R = min(rows, row_block). */
+    int64_t scratch = 0;
+    for (int k = 0; k < 7; ++k) {
+        int64_t rows = quantized ? (rb < d_out[k] ? rb : d_out[k]) : d_out[k];
+        int64_t R = rows < rb ? rows : rb, n = d_in[k], G = 1; /* most groups of a candidate */
+        for (int g = 0; g < (cfg ? cfg->quant.ngroup_size : 1); ++g) {
+            int gs = cfg ? cfg->quant.group_size[g] : 128;
+            int64_t ng = gs > 0 ? (n + gs - 1) / gs : 1;
+            if (ng > G) G = ng;
+        }
+        int64_t t1 = R * n * 4 + B * R * 13 + 24 * R, t2 = 16 * R * n;
+        int64_t t3 = rows * n + rows * G * 6 + 8 * R * n;
+        int64_t peak = t1 > t2 ? t1 : t2;
+        if (t3 > peak) peak = t3;
+        if (rows * n * 4 + peak > scratch) scratch = rows * n * 4 + peak;
+    }
+    int64_t hsq = 2 * h * h + q * q + in * in; /* sum of d_g^2 over the four groups */
+    if (quantized) {
+        int64_t T = cfg ? cfg->calib.seqlen : 2048, S = cfg ? cfg->calib.nsamples : 128;
+        int64_t CS = cfg && cfg->calib.chunk_samples > 0 ? cfg->calib.chunk_samples : 8;
+        int64_t nchunks = (S + CS - 1) / CS, rows = 0;
+        for (int64_t c = rank; c < nchunks; c += P) rows += (S - c * CS < CS ? S - c * CS : CS) * T;
+        /* the float layer and its quantized copy */
+        m.weights = 2 * qs_layer_params(hf) * 4;
+        /* one chunk's partials, the final H and the GPTQ factor per group (f32); rank 0's
+         * f64 accumulators */
+        m.hessians = hsq * 4 * (gptq ? 3 : 2) + (rank == 0 ? hsq * 8 : 0);
+        /* this rank's chunks' activations, one chunk copy, the layer workspace */
+        m.activations = rows * h * 4 + CS * T * h * 4 +
+                        pipeline_bytes(hf, CS * T, T) - 2 * CS * T * h * 4;
+        /* the writer (a layer's plan owner) holds the whole layer's results; any other rank
+         * its packed pieces (about 1/P of them) */
+        m.extra = (count > 0 ? res : res / P) + scratch;
+        /* before the first layer: the embeddings while the windows are embedded */
+        int64_t start = rows * h * 4 + (rows > 0 ? V * h * 4 : 0);
+        int64_t loop = m.weights + m.hessians + m.activations + m.extra;
+        if (start > loop) m.extra += start - loop;
+    } else {
+        /* per job: one linear's f32 weight, the group's Hessian and factor, the solve
+         * scratch; beside them the results of the groups this rank solved (about one
+         * layer's). After the solves (job buffers freed) the writer also receives the rest
+         * of the layer it writes: that phase counts only when it is larger. */
+        int64_t dmax = din_max;
+        m.weights = lin_max * 4;
+        m.hessians = dmax * dmax * 4 * (gptq ? 2 : 1);
+        m.activations = 0;
+        m.extra = res + scratch;
+        int64_t job = m.weights + m.hessians + scratch;
+        if (P > 1 && res > job) m.extra += res - job;
+    }
+    m.total = m.weights + m.hessians + m.activations + m.extra;
+    return m;
+}
+
+qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, int rank,
+                                 int nranks, int first, int count, qs_mem_stage stage) {
+    qs_mem_estimate m = {0, 0, 0, 0, 0};
+    if (stage == QS_MEM_RECONSTRUCT) return reconstruct_bytes(hf, cfg, rank, nranks, count);
     if (count <= 0) return m;
     int64_t h = hf->hidden_size, in = hf->intermediate_size, V = hf->vocab_size;
     int64_t q = hf->num_attention_heads * hf->head_dim;
@@ -72,11 +159,15 @@ qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, i
     return m;
 }
 
-qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int first,
-                                int count) {
-    qs_mem_estimate m = qs_mem_for_stage(hf, cfg, first, count, QS_MEM_CALIBRATE);
+qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int rank,
+                                int nranks, int first, int count) {
+    qs_mem_estimate m =
+        qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_CALIBRATE);
+    qs_mem_estimate r =
+        qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_RECONSTRUCT);
+    if (r.total > m.total) m = r;
     if (cfg && cfg->eval.tokens && cfg->eval.tokens[0]) {
-        qs_mem_estimate e = qs_mem_for_stage(hf, cfg, first, count, QS_MEM_EVAL);
+        qs_mem_estimate e = qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_EVAL);
         if (e.total > m.total) m = e;
     }
     return m;

@@ -24,10 +24,34 @@
  *     embeddings when tied), logits eval.seqlen x vocab x 4 B, NLL chunk x seqlen x 8 B
  *     (the previous formula charged lm_head + logits to calibrate too, which never
  *     loads them)
+ *   reconstruct (pass 0, every candidate; docs/reconstruct.md "Memory"). R = the results of
+ *   one layer: per linear and candidate d_out x d_in x 1 B codes + d_out x groups x 6 B
+ *   (fp16 scales, i32 zeros) + d_in x 4 B g_idx + d_out x 24 B row errors; scratch = one
+ *   piece's solve, the largest over the linears of rows x d_in x 4 B (dequantized rows) +
+ *   max(GPTQ tile R x d_in x 4 B + block buffers, error tiles 16 x R x d_in B, RTN baseline
+ *   rows x d_in x 1 B + 8 x R x d_in B) with R = min(rows, row_block), rows = row_block
+ *   (quantized inputs: pieces are row blocks) or d_out (float inputs: whole linears);
+ *   S_H = 2 hidden^2 + (heads*head_dim)^2 + inter^2
+ *     inputs quantized (rank r of P; chunk c on rank c mod P):
+ *       weights     = 2 x params_per_layer x 4 B (the float layer and its quantized copy)
+ *       hessians    = S_H x 4 B x 3 (one chunk's partials, H, GPTQ factors; x 2 for rtn)
+ *                     + on rank 0 S_H x 8 B (the f64 accumulators)
+ *       activations = rows_r x hidden x 4 B (this rank's chunks) + one chunk copy
+ *                     + the layer workspace (as calibrate's, without the in/out buffers)
+ *       extra       = R on a rank that owns layers (it writes them), R / P otherwise,
+ *                     + scratch; plus whatever the embedding phase at the start (rows_r x
+ *                     hidden x 4 B + vocab x hidden x 4 B) exceeds the layer phase by
+ *     inputs float:
+ *       weights = the largest linear x 4 B, hessians = max d_in^2 x 4 B x 2 (H, factor),
+ *       extra = R (the groups it solves, about one layer's) + scratch; with P > 1 plus
+ *       max(0, R - weights - hessians - scratch) (the layer it writes, received after the
+ *       solves freed their buffers)
+ *   The final pass holds at most one candidate per linear, so pass 0 bounds it.
  * Not counted: the per-process baseline (MPI, OpenBLAS buffers, HDF5, libc: ~constant,
  * measured by tests/bench/mem_check.py) and, on a resume only, one transient
  * f64 (d, d) copy while a checkpoint is read (h5store allocates).
- * cfg NULL: seqlen 2048, chunk 8, no eval.
+ * cfg NULL: seqlen 2048, chunk 8, nsamples 128, one candidate w4g128, quantized inputs,
+ * no eval.
  * Pure function; no state.
  */
 #ifndef QS_MEMORY_H
@@ -55,16 +79,22 @@ int64_t qs_layer_params(const qs_hf_config *hf);
 double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer);
 
 /* The stages the formula knows (later stages add theirs). */
-typedef enum qs_mem_stage { QS_MEM_CALIBRATE = 0, QS_MEM_EVAL = 1 } qs_mem_stage;
+typedef enum qs_mem_stage {
+    QS_MEM_CALIBRATE = 0,
+    QS_MEM_EVAL = 1,
+    QS_MEM_RECONSTRUCT = 2
+} qs_mem_stage;
 
-/* One stage's part of the formula above for a rank owning [first, first + count) of
- * nlayers. count may be 0 (all zero). */
-qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, int first,
-                                 int count, qs_mem_stage stage);
+/* One stage's part of the formula above for rank `rank` of `nranks` owning plan layers
+ * [first, first + count). count may be 0 (calibrate/eval: all zero; reconstruct still
+ * works on every rank). */
+qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, int rank,
+                                 int nranks, int first, int count, qs_mem_stage stage);
 
 /* The rank's peak: the largest qs_mem_for_stage over the stages `qshard run` runs with cfg
- * (eval only when eval.tokens is set). This is what the plan records and prints. */
-qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int first,
-                                int count);
+ * (calibrate, reconstruct, eval only when eval.tokens is set). This is what the plan
+ * records and prints. */
+qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int rank,
+                                int nranks, int first, int count);
 
 #endif /* QS_MEMORY_H */

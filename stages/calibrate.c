@@ -293,7 +293,8 @@ done:
 static void rss_report(const qs_stage_ctx *ctx, int first, int nown, double seconds) {
     const int rank = ctx->comm->rank;
     qs_mem_estimate m =
-        qs_mem_for_stage(&ctx->model->hf, ctx->cfg, first, nown, QS_MEM_CALIBRATE);
+        qs_mem_for_stage(&ctx->model->hf, ctx->cfg, rank, ctx->comm->size, first, nown,
+                         QS_MEM_CALIBRATE);
     long long peak = qs_log_peak_rss();
     qs_log_info(ctx->log, "calibrate: rank %d: %.2f s, peak RSS %.1f MiB (formula %.1f MiB)",
                 rank, seconds, (double)peak / 1048576.0, (double)m.total / 1048576.0);

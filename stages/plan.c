@@ -24,7 +24,8 @@ qs_status qs_stage_plan_compute(const qs_hf_config *hf, const qs_config *cfg, in
                                      err));
     for (int r = 0; r < nranks; ++r) {
         for (int l = out->first[r]; l < out->first[r + 1]; ++l) out->layer_rank[l] = r;
-        out->mem[r] = qs_mem_for_rank(hf, cfg, out->first[r], out->first[r + 1] - out->first[r]);
+        out->mem[r] = qs_mem_for_rank(hf, cfg, r, nranks, out->first[r],
+                                      out->first[r + 1] - out->first[r]);
     }
 done:
     if (st != QS_OK) qs_plan_free(out);

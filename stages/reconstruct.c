@@ -12,13 +12,21 @@
  *    (qs_partition_jobs), pieces go to the layer's writer ((layer - batch start) % nranks).
  *  - quantized (GPTQ's sequential mode): layer l is calibrated on the outputs of layers < l
  *    quantized with the propagate candidate. Per layer: its plan owner's weights are
- *    broadcast; calibration chunks are split evenly over ranks (qs_partition_even); each
- *    rank keeps its chunks' activations and computes their partial Hessians; rank 0 adds
- *    the partials in chunk order (the bytes of any schedule, and of calibrate for layer 0);
- *    factors are prepared one group per rank and broadcast; the solve runs as jobs of
- *    (linear, row block of quant.row_block rows) over all ranks; the plan owner writes the
- *    layer file; every rank reads the propagate candidate back from the file and pushes its
- *    chunks through the quantized layer.
+ *    broadcast; calibration chunk c lives on rank c % nranks, which keeps its activations;
+ *    the Hessian pass runs in rounds of nranks chunks (round k: chunk k * nranks + r on
+ *    rank r), after each round rank 0 adds the round's partials in chunk order into its f64
+ *    accumulators (the bytes of any schedule, and of calibrate for layer 0), so a rank
+ *    holds one chunk's partials at a time; factors are prepared one group per rank and
+ *    broadcast; the solve runs as jobs of (linear, row block of quant.row_block rows) over
+ *    all ranks (a rank other than the writer keeps only its packed pieces); the plan owner
+ *    writes the layer file; every rank reads the propagate candidate back from the file and
+ *    pushes its chunks through the quantized layer.
+ * Final pass (args->pass 1, after search): run/search/allocation.json names one candidate
+ * per linear ("" = float). Quantized inputs: the sequential process above with each
+ * linear's allocated candidate only, feeding the next layer -> run/final/layer-NNN.h5 (one
+ * candidate per linear, tables (7, 1)) + final/manifest.json (inputs include the
+ * allocation's SHA-256). Float inputs: the measured recon/ results are the final ones;
+ * only final/manifest.json is written (inputs recon/'s manifest and the allocation).
  * Bytes never depend on the rank count: GPTQ and the error run on fixed row tiles of
  * quant.row_block rows, Hessian partials are added in chunk order, per-row values are summed
  * in row order. Resume: layers whose file exists and carries this run's config and input
@@ -32,7 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "io/h5store.h"
+#include "memory.h"
 #include "io/tokens.h"
 #include "model/hessian.h"
 #include "model/kernels.h"
@@ -115,15 +125,18 @@ static qs_status cands_init(const qs_config *cfg, cand_set *cs, qs_err *err) {
 
 /* ---- per-layer results ------------------------------------------------------------- */
 
-/* One linear x candidate of one layer (full shapes; pieces fill row ranges). */
+/* One linear x candidate of one layer: rows [base, base + n) of the result (the layer's
+ * writer holds all rows, base 0; a rank that only computes pieces holds one piece at a
+ * time). */
 typedef struct lc_res {
-    uint8_t *codes;   /* (d_out, d_in) */
-    uint16_t *scales; /* (d_out, G) fp16 bits */
-    int32_t *zeros;   /* (d_out, G) */
+    int64_t base;     /* first row held */
+    uint8_t *codes;   /* (n, d_in) */
+    uint16_t *scales; /* (n, G) fp16 bits */
+    int32_t *zeros;   /* (n, G) */
     int32_t *g_idx;   /* (d_in) */
-    double *err;      /* (d_out) per-row dW H dW^T */
-    double *wnorm;    /* (d_out) per-row W H W^T */
-    double *err_rtn;  /* (d_out) per-row error of RTN under the same H */
+    double *err;      /* (n) per-row dW H dW^T */
+    double *wnorm;    /* (n) per-row W H W^T */
+    double *err_rtn;  /* (n) per-row error of RTN under the same H */
     qs_gptq_info info;
 } lc_res;
 
@@ -133,18 +146,37 @@ typedef struct layer_res {
     lc_res *lc; /* (NLIN * ncand), [lin * ncand + c], arrays allocated on demand */
 } layer_res;
 
+static void lc_free(lc_res *o) {
+    free(o->codes);
+    free(o->scales);
+    free(o->zeros);
+    free(o->g_idx);
+    free(o->err);
+    free(o->wnorm);
+    free(o->err_rtn);
+    memset(o, 0, sizeof(*o));
+}
+
+/* Allocates rows [base, base + n) of a (., k) result with G groups. */
+static qs_status lc_alloc(lc_res *o, int64_t base, int64_t n, int64_t k, int64_t G, qs_err *err) {
+    memset(o, 0, sizeof(*o));
+    o->base = base;
+    o->codes = qs_calloc((size_t)(n * k), 1, err, "codes");
+    o->scales = qs_calloc((size_t)(n * G), sizeof(uint16_t), err, "scales");
+    o->zeros = qs_calloc((size_t)(n * G), sizeof(int32_t), err, "zeros");
+    o->g_idx = qs_calloc((size_t)k, sizeof(int32_t), err, "g_idx");
+    o->err = qs_calloc((size_t)n, sizeof(double), err, "row errors");
+    o->wnorm = qs_calloc((size_t)n, sizeof(double), err, "row norms");
+    o->err_rtn = qs_calloc((size_t)n, sizeof(double), err, "row RTN errors");
+    if (o->codes && o->scales && o->zeros && o->g_idx && o->err && o->wnorm && o->err_rtn)
+        return QS_OK;
+    lc_free(o);
+    return QS_ERR_RUNTIME;
+}
+
 static void lr_free(layer_res *lr) {
     if (lr->lc)
-        for (int i = 0; i < NLIN * lr->ncand; ++i) {
-            lc_res *o = &lr->lc[i];
-            free(o->codes);
-            free(o->scales);
-            free(o->zeros);
-            free(o->g_idx);
-            free(o->err);
-            free(o->wnorm);
-            free(o->err_rtn);
-        }
+        for (int i = 0; i < NLIN * lr->ncand; ++i) lc_free(&lr->lc[i]);
     free(lr->lc);
     memset(lr, 0, sizeof(*lr));
 }
@@ -162,30 +194,12 @@ static qs_status lr_init(layer_res *lr, const qs_model_dims *d, const cand_set *
     return lr->lc ? QS_OK : QS_ERR_RUNTIME;
 }
 
-/* Allocates the arrays of (lin, c) if not yet done. */
+/* Allocates all rows of (lin, c) if not yet done. */
 static lc_res *lr_get(layer_res *lr, int lin, int c, qs_err *err) {
     lc_res *o = &lr->lc[lin * lr->ncand + c];
     if (o->codes) return o;
-    const int64_t n = lr->d_out[lin], k = lr->d_in[lin], G = lr->G[lin * lr->ncand + c];
-    o->codes = qs_calloc((size_t)(n * k), 1, err, "codes");
-    o->scales = qs_calloc((size_t)(n * G), sizeof(uint16_t), err, "scales");
-    o->zeros = qs_calloc((size_t)(n * G), sizeof(int32_t), err, "zeros");
-    o->g_idx = qs_calloc((size_t)k, sizeof(int32_t), err, "g_idx");
-    o->err = qs_calloc((size_t)n, sizeof(double), err, "row errors");
-    o->wnorm = qs_calloc((size_t)n, sizeof(double), err, "row norms");
-    o->err_rtn = qs_calloc((size_t)n, sizeof(double), err, "row RTN errors");
-    if (!o->codes || !o->scales || !o->zeros || !o->g_idx || !o->err || !o->wnorm ||
-        !o->err_rtn) {
-        free(o->codes);
-        free(o->scales);
-        free(o->zeros);
-        free(o->g_idx);
-        free(o->err);
-        free(o->wnorm);
-        free(o->err_rtn);
-        memset(o, 0, sizeof(*o));
+    if (lc_alloc(o, 0, lr->d_out[lin], lr->d_in[lin], lr->G[lin * lr->ncand + c], err) != QS_OK)
         return NULL;
-    }
     return o;
 }
 
@@ -209,16 +223,17 @@ static void piece_io(lc_res *o, const layer_res *lr, const piece *pc, unsigned c
                      int pack) {
     const int64_t rows = pc->r1 - pc->r0, k = lr->d_in[pc->lin];
     const int64_t G = lr->G[pc->lin * lr->ncand + pc->cand];
+    const int64_t r = pc->r0 - o->base; /* first row of the piece in o */
     struct {
         void *p;
         size_t n;
     } parts[7] = {
-        {o->codes + pc->r0 * k, (size_t)(rows * k)},
-        {o->scales + pc->r0 * G, (size_t)(rows * G) * 2},
-        {o->zeros + pc->r0 * G, (size_t)(rows * G) * 4},
-        {o->err + pc->r0, (size_t)rows * 8},
-        {o->wnorm + pc->r0, (size_t)rows * 8},
-        {o->err_rtn + pc->r0, (size_t)rows * 8},
+        {o->codes + r * k, (size_t)(rows * k)},
+        {o->scales + r * G, (size_t)(rows * G) * 2},
+        {o->zeros + r * G, (size_t)(rows * G) * 4},
+        {o->err + r, (size_t)rows * 8},
+        {o->wnorm + r, (size_t)rows * 8},
+        {o->err_rtn + r, (size_t)rows * 8},
         {o->g_idx, (size_t)k * 4},
     };
     for (int i = 0; i < 7; ++i) {
@@ -246,7 +261,8 @@ static void piece_io(lc_res *o, const layer_res *lr, const piece *pc, unsigned c
     }
 }
 
-/* Quantizes rows [r0, r1) of W (d_out, d_in) with candidate c into o (at row r0), then the
+/* Quantizes rows [r0, r1) of W (d_out, d_in) with candidate c into o (which holds rows from
+ * o->base <= r0), then the
  * per-row errors with row tiles of row_block rows from r0 (r0 is a tile boundary), and the
  * RTN error under the same H (gptq method). f is the prepared factor (gptq) or NULL. */
 static qs_status solve_piece(const cand_set *cs, int c, const float *H, const qs_gptq_factor *f,
@@ -261,7 +277,8 @@ static qs_status solve_piece(const cand_set *cs, int c, const float *H, const qs
     uint16_t *s2 = NULL;
     int32_t *z2 = NULL;
     if (!wq) return QS_ERR_RUNTIME;
-    qs_quant_out out = {o->codes + r0 * d_in, o->scales + r0 * G, o->zeros + r0 * G, wq};
+    const int64_t r = r0 - o->base; /* first row of the piece in o */
+    qs_quant_out out = {o->codes + r * d_in, o->scales + r * G, o->zeros + r * G, wq};
     if (cs->gptq) {
         QS_CHECK(qs_gptq_quantize_rows(f, p, Wr, d_out, r0, r1, &out, err));
         qs_gptq_g_idx(f, p, o->g_idx);
@@ -271,8 +288,8 @@ static qs_status solve_piece(const cand_set *cs, int c, const float *H, const qs
         qs_quant_g_idx_natural(d_in, p->group_size, o->g_idx);
         memset(&o->info, 0, sizeof(o->info));
     }
-    QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, p->row_block, o->err + r0,
-                                 o->wnorm + r0, err));
+    QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, p->row_block, o->err + r,
+                                 o->wnorm + r, err));
     if (cs->gptq) {
         c2 = qs_malloc((size_t)(rows * d_in), err, "RTN codes");
         s2 = qs_malloc(sizeof(uint16_t) * (size_t)(rows * G), err, "RTN scales");
@@ -280,10 +297,10 @@ static qs_status solve_piece(const cand_set *cs, int c, const float *H, const qs
         if (!c2 || !s2 || !z2) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (RTN baseline)");
         qs_quant_out o2 = {c2, s2, z2, wq};
         QS_CHECK(qs_rtn_quantize_rows(p, Wr, rows, d_in, &o2, err));
-        QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, p->row_block, o->err_rtn + r0,
+        QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, p->row_block, o->err_rtn + r,
                                      NULL, err));
     } else {
-        memcpy(o->err_rtn + r0, o->err + r0, sizeof(double) * (size_t)rows);
+        memcpy(o->err_rtn + r, o->err + r, sizeof(double) * (size_t)rows);
     }
 done:
     free(wq);
@@ -295,9 +312,11 @@ done:
 
 /* Moves every piece from its owner to its layer's writer, in piece order (blocking sends
  * and receives in one global order cannot deadlock). lrs[i] is the result of layer
- * base + i (allocated on owners and writers). */
+ * base + i (the writer's holds all rows). An owner sends pbuf[i] when pbuf and pbuf[i] are
+ * set (the piece packed when it was computed), else packs it from lrs. */
 static qs_status exchange_pieces(const qs_comm *comm, const piece *pcs, int npc,
-                                 layer_res *lrs, int base, qs_err *err) {
+                                 layer_res *lrs, int base, unsigned char *const *pbuf,
+                                 qs_err *err) {
     qs_status st = QS_OK;
     unsigned char *buf = NULL;
     size_t cap = 0;
@@ -307,6 +326,10 @@ static qs_status exchange_pieces(const qs_comm *comm, const piece *pcs, int npc,
         if (comm->rank != pc->owner && comm->rank != pc->writer) continue;
         layer_res *lr = &lrs[pc->layer - base];
         size_t n = piece_bytes(lr, pc);
+        if (comm->rank == pc->owner && pbuf && pbuf[i]) {
+            qs_comm_send(comm, pbuf[i], n, pc->writer, PIECE_TAG);
+            continue;
+        }
         if (n > cap) {
             free(buf);
             buf = qs_malloc(n, err, "piece buffer");
@@ -332,57 +355,73 @@ done:
 
 /* ---- layer files --------------------------------------------------------------------- */
 
-static void layer_rel(int layer, char *rel, size_t n) {
-    snprintf(rel, n, "recon/layer-%03d.h5", layer);
+/* dir: "recon" (pass 0) or "final" (pass 1). */
+static void layer_rel(const char *dir, int layer, char *rel, size_t n) {
+    snprintf(rel, n, "%s/layer-%03d.h5", dir, layer);
 }
 
-/* Writes run/recon/layer-NNN.h5 (layout in docs/reconstruct.md). */
-static qs_status layer_write(const qs_stage_ctx *ctx, int layer, layer_res *lr,
-                             const cand_set *cs, const char *input_hash, qs_err *err) {
+/* Writes run/<dir>/layer-NNN.h5 (layout in docs/reconstruct.md). sel NULL: every candidate,
+ * tables (7, C); sel[k] = the candidate of linear k or -1 (float, no datasets): tables
+ * (7, 1) and table/bits, table/group_size per linear (7), 0 for a float linear. */
+static qs_status layer_write(const qs_stage_ctx *ctx, const char *dir, int layer,
+                             layer_res *lr, const cand_set *cs, const int *sel,
+                             const char *input_hash, qs_err *err) {
     qs_status st = QS_OK;
     qs_h5 h;
-    const int C = cs->n;
+    const int C = sel ? 1 : cs->n;
     char rel[64], path[QS_PATH_MAX], name[128];
     double *t_err = NULL, *t_wn = NULL, *t_rel = NULL, *t_rtn = NULL, *t_damp = NULL,
            *t_dabs = NULL;
     int64_t *t_bytes = NULL, *t_ndead = NULL;
     int32_t *t_serve = NULL, *t_nraise = NULL, *t_fp64 = NULL;
-    int32_t bits[MAX_CAND], groups[MAX_CAND];
+    int32_t bits[MAX_CAND > NLIN ? MAX_CAND : NLIN], groups[MAX_CAND > NLIN ? MAX_CAND : NLIN];
     int64_t dout[NLIN], din[NLIN];
     char *cands = NULL, lins[128] = "";
     memset(&h, 0, sizeof(h));
     const size_t nt = (size_t)(NLIN * C);
-    t_err = qs_malloc(nt * 8, err, "table");
-    t_wn = qs_malloc(nt * 8, err, "table");
-    t_rel = qs_malloc(nt * 8, err, "table");
-    t_rtn = qs_malloc(nt * 8, err, "table");
-    t_damp = qs_malloc(nt * 8, err, "table");
-    t_dabs = qs_malloc(nt * 8, err, "table");
-    t_bytes = qs_malloc(nt * 8, err, "table");
-    t_ndead = qs_malloc(nt * 8, err, "table");
-    t_serve = qs_malloc(nt * 4, err, "table");
-    t_nraise = qs_malloc(nt * 4, err, "table");
-    t_fp64 = qs_malloc(nt * 4, err, "table");
-    cands = qs_malloc((size_t)C * QS_QUANT_NAME_MAX + 1, err, "candidate names");
+    t_err = qs_calloc(nt, 8, err, "table");
+    t_wn = qs_calloc(nt, 8, err, "table");
+    t_rel = qs_calloc(nt, 8, err, "table");
+    t_rtn = qs_calloc(nt, 8, err, "table");
+    t_damp = qs_calloc(nt, 8, err, "table");
+    t_dabs = qs_calloc(nt, 8, err, "table");
+    t_bytes = qs_calloc(nt, 8, err, "table");
+    t_ndead = qs_calloc(nt, 8, err, "table");
+    t_serve = qs_calloc(nt, 4, err, "table");
+    t_nraise = qs_calloc(nt, 4, err, "table");
+    t_fp64 = qs_calloc(nt, 4, err, "table");
+    cands = qs_malloc((size_t)(cs->n > NLIN ? cs->n : NLIN) * (QS_QUANT_NAME_MAX + 1) + 1, err,
+                      "candidate names");
     if (!t_err || !t_wn || !t_rel || !t_rtn || !t_damp || !t_dabs || !t_bytes || !t_ndead ||
         !t_serve || !t_nraise || !t_fp64 || !cands)
         QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer table)");
     cands[0] = '\0';
-    for (int c = 0; c < C; ++c) {
-        bits[c] = cs->p[c].bits;
-        groups[c] = cs->p[c].group_size;
-        if (c) strcat(cands, ",");
-        strcat(cands, cs->name[c]);
+    if (sel) {
+        for (int k = 0; k < NLIN; ++k) {
+            bits[k] = sel[k] >= 0 ? cs->p[sel[k]].bits : 0;
+            groups[k] = sel[k] >= 0 ? cs->p[sel[k]].group_size : 0;
+            if (k) strcat(cands, ",");
+            if (sel[k] >= 0) strcat(cands, cs->name[sel[k]]);
+        }
+    } else {
+        for (int c = 0; c < C; ++c) {
+            bits[c] = cs->p[c].bits;
+            groups[c] = cs->p[c].group_size;
+            if (c) strcat(cands, ",");
+            strcat(cands, cs->name[c]);
+        }
     }
     for (int k = 0; k < NLIN; ++k) {
         dout[k] = lr->d_out[k];
         din[k] = lr->d_in[k];
         if (k) strcat(lins, ",");
         strcat(lins, qs_linear_key((qs_linear_kind)k));
-        for (int c = 0; c < C; ++c) {
-            const size_t i = (size_t)(k * C + c);
-            lc_res *o = &lr->lc[i];
-            QS_ASSERT(err, o->codes != NULL);
+        for (int j = 0; j < C; ++j) {
+            const int c = sel ? sel[k] : j;
+            const size_t i = (size_t)(k * C + j);
+            if (c < 0) continue; /* float linear: zeros */
+            lc_res *o = &lr->lc[k * cs->n + c];
+            QS_ASSERT(err, o->codes != NULL && o->base == 0);
             t_err[i] = qs_quant_sum(o->err, lr->d_out[k]);
             t_wn[i] = qs_quant_sum(o->wnorm, lr->d_out[k]);
             t_rel[i] = qs_quant_relative(t_err[i], t_wn[i]);
@@ -402,11 +441,11 @@ static qs_status layer_write(const qs_stage_ctx *ctx, int layer, layer_res *lr,
                                            cs->p[c].group_size, NULL);
         }
     }
-    layer_rel(layer, rel, sizeof(rel));
+    layer_rel(dir, layer, rel, sizeof(rel));
     QS_CHECK(qs_rundir_path(ctx->rd, rel, path, sizeof(path), err));
     QS_CHECK(qs_h5_create(&h, path, err));
     {
-        int64_t td[2] = {NLIN, C}, cd[1] = {C}, ld[1] = {NLIN}, hd[1] = {64};
+        int64_t td[2] = {NLIN, C}, cd[1] = {sel ? NLIN : C}, ld[1] = {NLIN}, hd[1] = {64};
         QS_CHECK(qs_h5_write(&h, "meta/config_hash", QS_H5_U8, 1, hd, ctx->config_hash, err));
         QS_CHECK(qs_h5_write(&h, "meta/input_hash", QS_H5_U8, 1, hd, input_hash, err));
         QS_CHECK(qs_h5_write(&h, "table/bits", QS_H5_I32, 1, cd, bits, err));
@@ -426,9 +465,11 @@ static qs_status layer_write(const qs_stage_ctx *ctx, int layer, layer_res *lr,
         QS_CHECK(qs_h5_write(&h, "table/ndead", QS_H5_I64, 2, td, t_ndead, err));
     }
     for (int k = 0; k < NLIN; ++k)
-        for (int c = 0; c < C; ++c) {
-            lc_res *o = &lr->lc[k * C + c];
-            const int64_t G = lr->G[k * C + c];
+        for (int j = 0; j < C; ++j) {
+            const int c = sel ? sel[k] : j;
+            if (c < 0) continue;
+            lc_res *o = &lr->lc[k * cs->n + c];
+            const int64_t G = lr->G[k * cs->n + c];
             int64_t dc[2] = {lr->d_out[k], lr->d_in[k]}, dg[2] = {lr->d_out[k], G},
                     di[1] = {lr->d_in[k]};
             const char *lk = qs_linear_key((qs_linear_kind)k);
@@ -449,7 +490,8 @@ static qs_status layer_write(const qs_stage_ctx *ctx, int layer, layer_res *lr,
     QS_CHECK(qs_h5_attr_str(&h, NULL, "method", cs->gptq ? "gptq" : "rtn", err));
     QS_CHECK(qs_h5_attr_str(&h, NULL, "linears", lins, err));
     QS_CHECK(qs_h5_attr_str(&h, NULL, "candidates", cands, err));
-    QS_CHECK(qs_h5_attr_str(&h, NULL, "propagate", cs->name[cs->propagate], err));
+    QS_CHECK(qs_h5_attr_str(&h, NULL, "propagate", sel ? "allocation" : cs->name[cs->propagate],
+                            err));
     QS_CHECK(qs_h5_commit(&h, err));
 done:
     if (st != QS_OK) qs_h5_abandon(&h);
@@ -469,7 +511,8 @@ done:
 }
 
 /* 1 if the layer file exists and was written by this run (config and input hashes). */
-static int layer_done(const qs_stage_ctx *ctx, int layer, const char *input_hash) {
+static int layer_done(const qs_stage_ctx *ctx, const char *dir, int layer,
+                      const char *input_hash) {
     char rel[64], path[QS_PATH_MAX];
     qs_err e = {0};
     qs_h5 h;
@@ -477,7 +520,7 @@ static int layer_done(const qs_stage_ctx *ctx, int layer, const char *input_hash
     int nd = 0, ok = 0;
     int64_t dims[8];
     memset(&h, 0, sizeof(h));
-    layer_rel(layer, rel, sizeof(rel));
+    layer_rel(dir, layer, rel, sizeof(rel));
     if (qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK || !qs_path_exists(path))
         return 0;
     if (qs_h5_open(&h, path, &e) != QS_OK) return 0;
@@ -518,13 +561,55 @@ static qs_status report_busy(const qs_stage_ctx *ctx, double busy, qs_err *err) 
     return QS_OK;
 }
 
-/* Rank 0: writes recon/manifest.json naming every layer file. */
-static qs_status write_manifest(const qs_stage_ctx *ctx, qs_manifest *want, int L,
-                                qs_err *err) {
+/* Diagnostics, not an output (outside the manifest): every rank writes
+ * <dir>/rss/rank-NNN.json {"rank", "nranks", "first", "count", "start_rss_bytes" (RSS when
+ * the stage's work began), "peak_rss_bytes" (VmHWM since then: reset there),
+ * "formula_bytes" (qs_mem_for_stage's reconstruct part), "seconds"}. Read by tests/bench/mem_check.py. A failure only logs. */
+static void rss_report(const qs_stage_ctx *ctx, const char *dir, const qs_plan *plan,
+                       long long start_rss, double seconds) {
+    const int rank = ctx->comm->rank, P = ctx->comm->size;
+    int first = 0, count = 0;
+    if (plan && plan->nranks == P) {
+        first = plan->first[rank];
+        count = plan->first[rank + 1] - first;
+    } else {
+        /* float inputs do not read the plan: recompute it (same function as the plan stage) */
+        qs_plan p;
+        qs_err e = {0};
+        memset(&p, 0, sizeof(p));
+        if (qs_stage_plan_compute(&ctx->model->hf, ctx->cfg, P, &p, &e) == QS_OK) {
+            first = p.first[rank];
+            count = p.first[rank + 1] - first;
+        }
+        qs_plan_free(&p);
+    }
+    qs_mem_estimate m = qs_mem_for_stage(&ctx->model->hf, ctx->cfg, rank, P, first, count,
+                                         QS_MEM_RECONSTRUCT);
+    long long peak = qs_log_peak_rss();
+    qs_log_info(ctx->log, "reconstruct: rank %d: peak RSS %.1f MiB (formula %.1f MiB)", rank,
+                (double)peak / 1048576.0, (double)m.total / 1048576.0);
+    char rel[64], sub[32], path[QS_PATH_MAX], text[512];
+    qs_err e = {0};
+    snprintf(sub, sizeof(sub), "%s/rss", dir);
+    snprintf(rel, sizeof(rel), "%s/rank-%03d.json", sub, rank);
+    int n = snprintf(text, sizeof(text),
+                     "{\n  \"rank\": %d,\n  \"nranks\": %d,\n  \"first\": %d,\n  \"count\": "
+                     "%d,\n  \"start_rss_bytes\": %lld,\n  \"peak_rss_bytes\": %lld,\n  "
+                     "\"formula_bytes\": %lld,\n  \"seconds\": %.3f\n}\n",
+                     rank, P, first, count, start_rss, peak, (long long)m.total, seconds);
+    if (qs_rundir_mkdir(ctx->rd, sub, &e) != QS_OK ||
+        qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK ||
+        qs_write_file_atomic(path, text, (size_t)n, &e) != QS_OK)
+        qs_log_info(ctx->log, "reconstruct: rank %d: cannot record peak RSS: %s", rank, e.msg);
+}
+
+/* Rank 0: writes <dir>/manifest.json naming every layer file. */
+static qs_status write_manifest(const qs_stage_ctx *ctx, const char *dir, qs_manifest *want,
+                                int L, qs_err *err) {
     qs_status st = QS_OK;
     for (int l = 0; l < L; ++l) {
         char rel[64];
-        layer_rel(l, rel, sizeof(rel));
+        layer_rel(dir, l, rel, sizeof(rel));
         QS_CHECK(qs_manifest_add_output(want, ctx->rd, rel, err));
     }
     QS_CHECK(qs_manifest_write(want, ctx->rd, err));
@@ -648,10 +733,10 @@ static qs_status run_float(const qs_stage_ctx *ctx, const qs_model_dims *d, cons
         *busy += qs_log_now() - t0;
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) goto done;
-        QS_CHECK(exchange_pieces(comm, pcs, npc, lrs, b0, err));
+        QS_CHECK(exchange_pieces(comm, pcs, npc, lrs, b0, NULL, err));
         for (int i = 0; i < nl && st == QS_OK; ++i)
             if (i % P == comm->rank) {
-                st = layer_write(ctx, b0 + i, &lrs[i], cs, input_hash, err);
+                st = layer_write(ctx, "recon", b0 + i, &lrs[i], cs, NULL, input_hash, err);
                 if (st == QS_OK) ++written;
             }
         for (int i = 0; i < nl; ++i) lr_free(&lrs[i]);
@@ -729,43 +814,56 @@ static qs_status bcast_factor(const qs_comm *comm, qs_gptq_factor *f, int64_t n,
     return QS_OK;
 }
 
+/* Sequential GPTQ over the layers (both passes). sel NULL: every candidate of every linear,
+ * the propagate candidate feeds the next layer (pass 0, dir "recon"). sel (L, NLIN): layer
+ * l's linear k is quantized with candidate sel[l * NLIN + k] only (-1 = stays float) and
+ * these candidates feed the next layer (pass 1, dir "final"). */
 static qs_status run_quantized(const qs_stage_ctx *ctx, const qs_model_dims *d,
-                               const cand_set *cs, int l0, const qs_tokens *tok,
-                               const int64_t *offs, const qs_plan *plan, const char *input_hash,
-                               double *busy, qs_err *err) {
+                               const cand_set *cs, const int *sel, const char *dir, int l0,
+                               const qs_tokens *tok, const int64_t *offs, const qs_plan *plan,
+                               const char *input_hash, double *busy, qs_err *err) {
     qs_status st = QS_OK;
     const qs_config *cfg = ctx->cfg;
     const qs_comm *comm = ctx->comm;
     const int rank = comm->rank, P = comm->size, L = (int)d->nlayers;
     const int64_t T = cfg->calib.seqlen, S = cfg->calib.nsamples, CS = cfg->calib.chunk_samples;
     const int64_t nchunks = (S + CS - 1) / CS, Hd = d->hidden;
+    const int64_t nrounds = (nchunks + P - 1) / P;
     const int stop_after = env_stop_after();
-    int64_t cb = 0, ce = 0, dg[NGRP];
+    int64_t dg[NGRP];
     qs_layer_workspace ws;
     qs_ends_f32 ends;
     qs_layer_f32 lw, lq;
     qs_gptq_factor fac[NGRP];
     layer_res lr;
+    lc_res tmpres;
     float *X = NULL, *tmp = NULL, *part[NGRP] = {NULL}, *Hf[NGRP] = {NULL};
-    double *acc = NULL;
+    double *acc[NGRP] = {NULL};
     uint32_t *ids = NULL;
     int32_t *ids32 = NULL;
     piece *pcs = NULL;
+    unsigned char **pbuf = NULL;
     double *jcost = NULL;
-    int *jowner = NULL, written = 0;
+    int *jowner = NULL, *jlin = NULL, written = 0;
+    int64_t *jr0 = NULL;
     memset(&ws, 0, sizeof(ws));
     memset(&ends, 0, sizeof(ends));
     memset(&lw, 0, sizeof(lw));
     memset(&lq, 0, sizeof(lq));
     memset(fac, 0, sizeof(fac));
     memset(&lr, 0, sizeof(lr));
+    memset(&tmpres, 0, sizeof(tmpres));
     dg[QS_GROUP_QKV] = Hd;
     dg[QS_GROUP_O] = d->heads * d->head_dim;
     dg[QS_GROUP_GATE_UP] = Hd;
     dg[QS_GROUP_DOWN] = d->inter;
-    qs_partition_even(nchunks, P, rank, &cb, &ce);
-    const int64_t nloc = ce - cb;
-    const int64_t rows_loc = (ce * CS > S ? S : ce * CS) * T - cb * CS * T;
+    /* chunk c lives on rank c % P, as local chunk c / P (only the last chunk is short) */
+    const int64_t nloc = rank < nchunks ? (nchunks - 1 - rank) / P + 1 : 0;
+    int64_t rows_loc = 0;
+    for (int64_t j = 0; j < nloc; ++j) {
+        const int64_t s0 = (j * P + rank) * CS;
+        rows_loc += (S - s0 < CS ? S - s0 : CS) * T;
+    }
 
     /* 1. my chunks' activations: embeddings of my windows */
     int64_t maxjobs = 0, rb = cfg->quant.row_block;
@@ -775,38 +873,40 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, const qs_model_dims *d,
         maxjobs += (o + rb - 1) / rb;
     }
     pcs = qs_malloc(sizeof(piece) * (size_t)(maxjobs * cs->n), err, "pieces");
+    pbuf = qs_calloc((size_t)(maxjobs * cs->n), sizeof(unsigned char *), err, "piece buffers");
     jcost = qs_malloc(sizeof(double) * (size_t)maxjobs, err, "job costs");
     jowner = qs_malloc(sizeof(int) * (size_t)maxjobs, err, "job owners");
+    jlin = qs_malloc(sizeof(int) * (size_t)maxjobs, err, "job linears");
+    jr0 = qs_malloc(sizeof(int64_t) * (size_t)maxjobs, err, "job rows");
     X = qs_malloc(sizeof(float) * (size_t)((rows_loc > 0 ? rows_loc : 1) * Hd), err,
-                  "activations");
-    tmp = qs_malloc(sizeof(float) * (size_t)(CS * T * Hd), err, "chunk buffer");
+                  "activations"); // (rows_loc, hidden)
+    tmp = qs_malloc(sizeof(float) * (size_t)(CS * T * Hd), err, "chunk buffer"); // (CS*T, hidden)
     ids = qs_malloc(sizeof(uint32_t) * (size_t)(CS * T), err, "chunk tokens");
     ids32 = qs_malloc(sizeof(int32_t) * (size_t)T, err, "window tokens");
-    if (!pcs || !jcost || !jowner || !X || !tmp || !ids || !ids32) st = QS_ERR_RUNTIME;
+    if (!pcs || !pbuf || !jcost || !jowner || !jlin || !jr0 || !X || !tmp || !ids || !ids32)
+        st = QS_ERR_RUNTIME;
     for (int g = 0; g < NGRP && st == QS_OK; ++g) {
-        part[g] = qs_malloc(sizeof(float) * (size_t)((nloc > 0 ? nloc : 1) * dg[g] * dg[g]), err,
-                            "Hessian partials");
+        /* one chunk's partial (rank 0 also receives the others' into it) and the final H */
+        part[g] = qs_malloc(sizeof(float) * (size_t)(dg[g] * dg[g]), err, "Hessian partial");
         Hf[g] = qs_malloc(sizeof(float) * (size_t)(dg[g] * dg[g]), err, "Hessian");
         if (!part[g] || !Hf[g]) st = QS_ERR_RUNTIME;
-    }
-    if (st == QS_OK && rank == 0) {
-        int64_t dm = 0;
-        for (int g = 0; g < NGRP; ++g) dm = dg[g] > dm ? dg[g] : dm;
-        acc = qs_malloc(sizeof(double) * (size_t)(dm * dm), err, "Hessian accumulator");
-        if (!acc) st = QS_ERR_RUNTIME;
+        if (st == QS_OK && rank == 0) {
+            acc[g] = qs_malloc(sizeof(double) * (size_t)(dg[g] * dg[g]), err,
+                               "Hessian accumulator"); // (d_g, d_g)
+            if (!acc[g]) st = QS_ERR_RUNTIME;
+        }
     }
     if (st == QS_OK) st = qs_layer_workspace_init(&ws, d, (int)CS, (int)T, err);
     if (st == QS_OK) st = qs_layer_f32_alloc(d, &lw, err);
     if (st == QS_OK) st = qs_layer_f32_alloc(d, &lq, err);
     if (st == QS_OK && nloc > 0) st = qs_weights_load_ends(ctx->model, d, 1, 0, &ends, err);
-    for (int64_t c = cb; c < ce && st == QS_OK; ++c) {
-        const int64_t s0 = c * CS, ns = S - s0 < CS ? S - s0 : CS;
+    for (int64_t j = 0; j < nloc && st == QS_OK; ++j) {
+        const int64_t s0 = (j * P + rank) * CS, ns = S - s0 < CS ? S - s0 : CS;
         for (int64_t s = 0; s < ns; ++s) {
             qs_tokens_copy(tok, offs[s0 + s], T, ids32);
             for (int64_t t = 0; t < T; ++t) ids[s * T + t] = (uint32_t)ids32[t];
         }
-        st = qs_embed_gather(ends.embed, d->vocab, Hd, ids, ns * T, X + (s0 - cb * CS) * T * Hd,
-                             err);
+        st = qs_embed_gather(ends.embed, d->vocab, Hd, ids, ns * T, X + j * CS * T * Hd, err);
     }
     qs_ends_f32_free(&ends);
     st = qs_comm_agree(comm, st, err);
@@ -816,126 +916,171 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, const qs_model_dims *d,
         double t0 = qs_log_now();
         char rel[64], path[QS_PATH_MAX];
         const int lown = plan->layer_rank[l];
-        layer_rel(l, rel, sizeof(rel));
-        /* 2. layer l's float weights from its owner to every rank */
+        const int *lsel = sel ? sel + (size_t)l * NLIN : NULL;
+        layer_rel(dir, l, rel, sizeof(rel));
+        /* 2. layer l's float weights from its owner to every rank (same layout everywhere) */
         if (rank == lown) {
-            qs_layer_f32 tmpw;
-            st = qs_weights_load_layer(ctx->model, d, l, &tmpw, err);
-            if (st == QS_OK) memcpy(lw.buf, tmpw.buf, sizeof(float) * (size_t)lw.nfloats);
-            qs_layer_f32_free(&tmpw);
+            qs_layer_f32_free(&lw);
+            st = qs_weights_load_layer(ctx->model, d, l, &lw, err);
         }
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) goto done;
         qs_comm_bcast(comm, lw.buf, sizeof(float) * (size_t)lw.nfloats, lown);
 
         if (l >= l0) {
-            /* 3. partial Hessians of my chunks (float layer on quantized inputs) */
+            /* 3. rounds of P chunks: round k, chunk k * P + r on rank r (float layer on
+             * quantized inputs, partial Hessians by the hook); then rank 0 adds the round's
+             * partials in chunk order into its f64 accumulators. A rank holds one chunk's
+             * partials at a time. */
             part_ctx pctx;
             qs_layer_hooks hooks = {part_hook, &pctx};
-            for (int g = 0; g < NGRP; ++g) pctx.dg[g] = dg[g];
-            for (int64_t c = cb; c < ce && st == QS_OK; ++c) {
-                const int64_t s0 = c * CS, ns = S - s0 < CS ? S - s0 : CS;
-                for (int g = 0; g < NGRP; ++g) pctx.part[g] = part[g] + (c - cb) * dg[g] * dg[g];
-                memcpy(tmp, X + (s0 - cb * CS) * T * Hd, sizeof(float) * (size_t)(ns * T * Hd));
-                st = qs_layer_forward(&lw.w, d, tmp, (int)ns, (int)T, &ws, &hooks, err);
-            }
-            st = qs_comm_agree(comm, st, err);
-            if (st != QS_OK) goto done;
-            /* 4. partials added on rank 0 in chunk order, H broadcast */
             for (int g = 0; g < NGRP; ++g) {
-                const int64_t n = dg[g], n2 = n * n;
-                if (rank == 0) memset(acc, 0, sizeof(double) * (size_t)n2);
-                for (int64_t c = 0; c < nchunks; ++c) {
-                    int src = 0;
-                    for (int r = 0; r < P; ++r) {
-                        int64_t b, e;
-                        qs_partition_even(nchunks, P, r, &b, &e);
-                        if (c >= b && c < e) src = r;
-                    }
-                    if (src == 0 && rank == 0) {
-                        qs_hess_add(acc, part[g] + (c - cb) * n2, n);
-                    } else if (rank == src) {
-                        qs_comm_send(comm, part[g] + (c - cb) * n2, sizeof(float) * (size_t)n2, 0,
-                                     HESS_TAG);
-                    } else if (rank == 0) {
-                        qs_comm_recv(comm, Hf[g], sizeof(float) * (size_t)n2, src, HESS_TAG);
-                        qs_hess_add(acc, Hf[g], n);
+                pctx.dg[g] = dg[g];
+                pctx.part[g] = part[g];
+                if (rank == 0) memset(acc[g], 0, sizeof(double) * (size_t)(dg[g] * dg[g]));
+            }
+            for (int64_t k = 0; k < nrounds; ++k) {
+                const int64_t c = k * P + rank;
+                if (c < nchunks) {
+                    const int64_t s0 = c * CS, ns = S - s0 < CS ? S - s0 : CS;
+                    memcpy(tmp, X + k * CS * T * Hd, sizeof(float) * (size_t)(ns * T * Hd));
+                    st = qs_layer_forward(&lw.w, d, tmp, (int)ns, (int)T, &ws, &hooks, err);
+                }
+                st = qs_comm_agree(comm, st, err);
+                if (st != QS_OK) goto done;
+                const int64_t ce = (k + 1) * P < nchunks ? (k + 1) * P : nchunks;
+                for (int64_t cc = k * P; cc < ce; ++cc) {
+                    const int src = (int)(cc % P);
+                    for (int g = 0; g < NGRP; ++g) {
+                        const int64_t n = dg[g];
+                        if (src == 0 && rank == 0) {
+                            qs_hess_add(acc[g], part[g], n);
+                        } else if (rank == src) {
+                            qs_comm_send(comm, part[g], sizeof(float) * (size_t)(n * n), 0,
+                                         HESS_TAG);
+                        } else if (rank == 0) {
+                            /* rank 0's own partial of this round (chunk k * P) is added */
+                            qs_comm_recv(comm, part[g], sizeof(float) * (size_t)(n * n), src,
+                                         HESS_TAG);
+                            qs_hess_add(acc[g], part[g], n);
+                        }
                     }
                 }
+            }
+            /* 4. H finalized on rank 0 and broadcast */
+            for (int g = 0; g < NGRP; ++g) {
+                const int64_t n2 = dg[g] * dg[g];
                 if (rank == 0) {
-                    qs_hess_finalize(acc, n, S * T);
-                    for (int64_t i = 0; i < n2; ++i) Hf[g][i] = (float)acc[i];
+                    qs_hess_finalize(acc[g], dg[g], S * T);
+                    for (int64_t i = 0; i < n2; ++i) Hf[g][i] = (float)acc[g][i];
                 }
                 qs_comm_bcast(comm, Hf[g], sizeof(float) * (size_t)n2, 0);
             }
-            /* 5. one factor per group, prepared by rank g % P, broadcast */
+            /* which linears get which candidates: [cfirst, cend) of the candidate list */
+            int cfirst[NLIN], cend[NLIN], need[NGRP] = {0};
+            for (int k = 0; k < NLIN; ++k) {
+                cfirst[k] = lsel ? (lsel[k] >= 0 ? lsel[k] : 0) : 0;
+                cend[k] = lsel ? (lsel[k] >= 0 ? lsel[k] + 1 : 0) : cs->n;
+                if (cend[k] > cfirst[k]) need[qs_linear_group_of((qs_linear_kind)k)] = 1;
+            }
+            /* 5. one factor per group that has a quantized linear, prepared by rank g % P */
             if (cs->gptq) {
                 for (int g = 0; g < NGRP && st == QS_OK; ++g)
-                    if (g % P == rank) st = qs_gptq_prepare(Hf[g], dg[g], &cs->p[0], &fac[g], err);
+                    if (need[g] && g % P == rank)
+                        st = qs_gptq_prepare(Hf[g], dg[g], &cs->p[0], &fac[g], err);
                 st = qs_comm_agree(comm, st, err);
                 if (st != QS_OK) goto done;
                 for (int g = 0; g < NGRP; ++g)
-                    bcast_factor(comm, &fac[g], dg[g], cs->p[0].act_order, g % P, err);
+                    if (need[g]) bcast_factor(comm, &fac[g], dg[g], cs->p[0].act_order, g % P, err);
             }
-            /* 6. the solve: jobs of (linear, row block), every candidate */
+            /* 6. the solve: jobs of (linear, row block), each with the linear's candidates.
+             * The writer (the layer's plan owner) holds the whole layer's results; any other
+             * rank packs each piece as it is computed and keeps only the packed pieces. */
             int nj = 0, npc = 0;
             for (int k = 0; k < NLIN; ++k) {
                 int64_t o, i;
                 qs_linear_shape(d, (qs_linear_kind)k, &o, &i);
+                if (cend[k] <= cfirst[k]) continue;
                 for (int64_t r0 = 0; r0 < o; r0 += rb) {
                     const int64_t r1 = r0 + rb < o ? r0 + rb : o;
-                    jcost[nj++] = (double)cs->n * (double)(r1 - r0) * (double)i * (double)i;
+                    jlin[nj] = k;
+                    jr0[nj] = r0;
+                    jcost[nj++] = (double)(cend[k] - cfirst[k]) * (double)(r1 - r0) * (double)i *
+                                  (double)i;
                 }
             }
-            QS_CHECK(qs_partition_jobs(jcost, nj, P, jowner, err));
+            if (nj > 0) QS_CHECK(qs_partition_jobs(jcost, nj, P, jowner, err));
             st = lr_init(&lr, d, cs, err);
-            nj = 0;
-            for (int k = 0; k < NLIN && st == QS_OK; ++k) {
+            for (int j = 0; j < nj && st == QS_OK; ++j) {
+                const int k = jlin[j];
                 int64_t o, i;
                 qs_linear_shape(d, (qs_linear_kind)k, &o, &i);
+                const int gk = (int)qs_linear_group_of((qs_linear_kind)k);
                 const float *W = qs_linear_weight(&lw.w, (qs_linear_kind)k);
-                const float *H = Hf[qs_linear_group_of((qs_linear_kind)k)];
-                const qs_gptq_factor *f = cs->gptq ? &fac[qs_linear_group_of((qs_linear_kind)k)]
-                                                   : NULL;
-                for (int64_t r0 = 0; r0 < o && st == QS_OK; r0 += rb, ++nj) {
-                    const int64_t r1 = r0 + rb < o ? r0 + rb : o;
-                    for (int c = 0; c < cs->n && st == QS_OK; ++c) {
-                        pcs[npc++] = (piece){l, k, c, r0, r1, jowner[nj], lown};
-                        if (jowner[nj] != rank) continue;
+                const qs_gptq_factor *f = cs->gptq ? &fac[gk] : NULL;
+                const int64_t r0 = jr0[j], r1 = r0 + rb < o ? r0 + rb : o;
+                for (int c = cfirst[k]; c < cend[k] && st == QS_OK; ++c) {
+                    piece *pc = &pcs[npc++];
+                    *pc = (piece){l, k, c, r0, r1, jowner[j], lown};
+                    if (jowner[j] != rank) continue;
+                    if (rank == lown) {
                         lc_res *res = lr_get(&lr, k, c, err);
                         if (!res) st = QS_ERR_RUNTIME;
-                        if (st == QS_OK) st = solve_piece(cs, c, H, f, W, o, i, r0, r1, res, err);
+                        if (st == QS_OK) st = solve_piece(cs, c, Hf[gk], f, W, o, i, r0, r1, res, err);
+                        continue;
                     }
+                    st = lc_alloc(&tmpres, r0, r1 - r0, i, lr.G[k * cs->n + c], err);
+                    if (st == QS_OK)
+                        st = solve_piece(cs, c, Hf[gk], f, W, o, i, r0, r1, &tmpres, err);
+                    if (st == QS_OK) {
+                        const size_t nb = piece_bytes(&lr, pc);
+                        pbuf[npc - 1] = qs_malloc(nb, err, "packed piece");
+                        if (!pbuf[npc - 1]) st = QS_ERR_RUNTIME;
+                        else piece_io(&tmpres, &lr, pc, pbuf[npc - 1], 1);
+                    }
+                    lc_free(&tmpres);
                 }
             }
             st = qs_comm_agree(comm, st, err);
             if (st != QS_OK) goto done;
-            QS_CHECK(exchange_pieces(comm, pcs, npc, &lr, l, err));
-            if (rank == lown) st = layer_write(ctx, l, &lr, cs, input_hash, err);
+            QS_CHECK(exchange_pieces(comm, pcs, npc, &lr, l, pbuf, err));
+            for (int i = 0; i < npc; ++i) {
+                free(pbuf[i]);
+                pbuf[i] = NULL;
+            }
+            if (rank == lown) st = layer_write(ctx, dir, l, &lr, cs, lsel, input_hash, err);
             lr_free(&lr);
             for (int g = 0; g < NGRP; ++g) qs_gptq_factor_free(&fac[g]);
             st = qs_comm_agree(comm, st, err);
             if (st != QS_OK) goto done;
             ++written;
         }
-        /* 7. the quantized layer (propagate candidate, read back from its file) and my
-         * chunks pushed through it */
+        /* 7. the quantized layer (propagate / allocated candidates, read back from its file)
+         * and my chunks pushed through it */
         memcpy(lq.buf, lw.buf, sizeof(float) * (size_t)lw.nfloats);
         st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
-        if (st == QS_OK) st = qs_weights_apply_recon(&lq, d, path, cs->name[cs->propagate], err);
-        for (int64_t c = cb; c < ce && st == QS_OK; ++c) {
-            const int64_t s0 = c * CS, ns = S - s0 < CS ? S - s0 : CS;
-            st = qs_layer_forward(&lq.w, d, X + (s0 - cb * CS) * T * Hd, (int)ns, (int)T, &ws,
-                                  NULL, err);
+        if (st == QS_OK) {
+            char names[NLIN][QS_QUANT_NAME_MAX];
+            for (int k = 0; k < NLIN; ++k) {
+                const int c = lsel ? lsel[k] : cs->propagate;
+                snprintf(names[k], sizeof(names[k]), "%s", c >= 0 ? cs->name[c] : "");
+            }
+            st = qs_weights_apply_recon_lins(&lq, d, path, (const char(*)[QS_QUANT_NAME_MAX])names,
+                                             err);
+        }
+        for (int64_t j = 0; j < nloc && st == QS_OK; ++j) {
+            const int64_t s0 = (j * P + rank) * CS, ns = S - s0 < CS ? S - s0 : CS;
+            st = qs_layer_forward(&lq.w, d, X + j * CS * T * Hd, (int)ns, (int)T, &ws, NULL,
+                                  err);
         }
         *busy += qs_log_now() - t0;
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) goto done;
-        if (l >= l0) qs_log_info(ctx->log, "reconstruct: layer %d done", l);
+        if (l >= l0) qs_log_info(ctx->log, "reconstruct: %s layer %d done", dir, l);
         if (l >= l0) qs_progress_step(ctx->progress, l + 1, "layer %d/%d", l + 1, L);
         int want_stop = *ctx->stop || (stop_after > 0 && written >= stop_after);
         if (l >= l0 && l + 1 < L && qs_comm_any(comm, want_stop)) {
-            qs_log_info(ctx->log, "reconstruct: stopped after layer %d", l);
+            qs_log_info(ctx->log, "reconstruct: stopped after %s layer %d", dir, l);
             st = QS_STOPPED;
             goto done;
         }
@@ -944,17 +1089,23 @@ done:
     for (int g = 0; g < NGRP; ++g) {
         free(part[g]);
         free(Hf[g]);
+        free(acc[g]);
         qs_gptq_factor_free(&fac[g]);
     }
+    if (pbuf && pcs)
+        for (int64_t i = 0; i < maxjobs * cs->n; ++i) free(pbuf[i]);
+    lc_free(&tmpres);
     lr_free(&lr);
-    free(acc);
     free(X);
     free(tmp);
     free(ids);
     free(ids32);
     free(pcs);
+    free(pbuf);
     free(jcost);
     free(jowner);
+    free(jlin);
+    free(jr0);
     qs_layer_f32_free(&lw);
     qs_layer_f32_free(&lq);
     qs_ends_f32_free(&ends);
@@ -964,6 +1115,43 @@ done:
 
 /* ---- the stage ------------------------------------------------------------------------ */
 
+/* Pass 1: reads run/search/allocation.json into sel (L, NLIN) candidate indices (-1 =
+ * float) and its SHA-256. *absent = 1 when the file does not exist (nothing else done). */
+static qs_status read_allocation(const qs_stage_ctx *ctx, const cand_set *cs, int L, int *sel,
+                                 char hash[65], int *absent, qs_err *err) {
+    qs_status st = QS_OK;
+    char path[QS_PATH_MAX], *text = NULL;
+    size_t n = 0;
+    qs_alloc a;
+    memset(&a, 0, sizeof(a));
+    *absent = 0;
+    QS_CHECK(qs_rundir_path(ctx->rd, "search/allocation.json", path, sizeof(path), err));
+    if (!qs_path_exists(path)) {
+        *absent = 1;
+        goto done;
+    }
+    QS_CHECK(qs_read_file(path, &text, &n, err));
+    qs_sha256_hex(text, n, hash);
+    QS_CHECK(qs_alloc_from_json(&a, text, path, L, err));
+    for (int l = 0; l < L; ++l)
+        for (int k = 0; k < NLIN; ++k) {
+            const char *name = a.cand[l][k];
+            int c = -1;
+            for (int i = 0; i < cs->n && name[0]; ++i)
+                if (strcmp(cs->name[i], name) == 0) c = i;
+            if (name[0] && c < 0)
+                QS_THROW(err, QS_ERR_INPUT,
+                         "%s: layer %d linear %s: '%s' is not a candidate of this config "
+                         "(quant.bits x quant.group_size)",
+                         path, l, qs_linear_key((qs_linear_kind)k), name);
+            sel[l * NLIN + k] = c;
+        }
+done:
+    free(text);
+    qs_alloc_free(&a);
+    return st;
+}
+
 qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
                                    qs_err *err) {
     qs_status st = QS_OK;
@@ -971,21 +1159,25 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
     const qs_comm *comm = ctx->comm;
     const int rank = comm->rank;
     const int quantized = cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED;
+    const int final = args && args->pass == 1;
+    const char *dir = final ? "final" : "recon";
     cand_set *cs = NULL;
     qs_model_dims d;
     qs_manifest want, have;
     qs_tokens tok;
     qs_plan plan;
     int64_t *offs = NULL;
-    char *text = NULL, input_hash[65] = {0}, path[QS_PATH_MAX];
+    int *sel = NULL, alloc_absent = 0;
+    char *text = NULL, input_hash[65] = {0}, alloc_hash[65] = {0}, recon_hash[65] = {0};
+    char path[QS_PATH_MAX];
     double busy = 0.0;
     memset(&have, 0, sizeof(have));
     memset(&tok, 0, sizeof(tok));
     memset(&plan, 0, sizeof(plan));
-    qs_manifest_init(&want, "recon", ctx->config_hash);
+    qs_manifest_init(&want, dir, ctx->config_hash);
     openblas_set_num_threads(1);
-    if (args && args->pass != 0) {
-        st = QS_FAIL(err, QS_ERR_INTERNAL, "reconstruct: final pass is not implemented");
+    if (args && args->pass != 0 && args->pass != 1) {
+        st = QS_FAIL(err, QS_ERR_INTERNAL, "reconstruct: pass %d does not exist", args->pass);
         goto done;
     }
 
@@ -996,6 +1188,28 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
     cs = qs_malloc(sizeof(*cs), err, "candidates");
     st = cs ? qs_model_dims_check(&d, err) : QS_ERR_RUNTIME;
     if (st == QS_OK) st = cands_init(cfg, cs, err);
+    if (st == QS_OK && final) {
+        sel = qs_malloc(sizeof(int) * (size_t)L * NLIN, err, "allocation");
+        st = sel ? read_allocation(ctx, cs, L, sel, alloc_hash, &alloc_absent, err)
+                 : QS_ERR_RUNTIME;
+        if (st == QS_OK && alloc_absent) {
+            st = qs_rundir_path(ctx->rd, "search/allocation.json", path, sizeof(path), err);
+            if (st == QS_OK)
+                st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; run the search stage first", path);
+        }
+    }
+    if (st == QS_OK && final && !quantized) {
+        /* float inputs: recon/ already holds the final results (same Hessians) */
+        st = qs_rundir_path(ctx->rd, "recon/manifest.json", path, sizeof(path), err);
+        if (st == QS_OK && !qs_path_exists(path))
+            st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; run reconstruct before the final pass",
+                         path);
+        size_t n = 0;
+        if (st == QS_OK) st = qs_read_file(path, &text, &n, err);
+        if (st == QS_OK) qs_sha256_hex(text, n, recon_hash);
+        free(text);
+        text = NULL;
+    }
     if (st == QS_OK && !quantized) {
         /* input: the calibrate stage's manifest (names every Hessian file's checksum) */
         st = qs_rundir_path(ctx->rd, "calib/manifest.json", path, sizeof(path), err);
@@ -1038,42 +1252,67 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
         st = qs_manifest_add_input(&want, "model", ctx->model_hash, err);
         if (st == QS_OK)
             st = qs_manifest_add_input(&want, quantized ? "windows" : "calib", input_hash, err);
+        if (st == QS_OK && final) st = qs_manifest_add_input(&want, "allocation", alloc_hash, err);
+        if (st == QS_OK && final && !quantized)
+            st = qs_manifest_add_input(&want, "recon", recon_hash, err);
         if (st == QS_OK && rank == 0) {
             int found = 0;
-            st = qs_manifest_read(&have, ctx->rd, "recon", &found, err);
+            st = qs_manifest_read(&have, ctx->rd, dir, &found, err);
             if (st == QS_OK && found) st = qs_manifest_check(&have, &want, ctx->rd, &matches, err);
         }
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) goto done;
         qs_comm_bcast(comm, &matches, sizeof(matches), 0);
         if (matches) {
-            qs_log_info(ctx->log, "reconstruct: up to date, skipped");
+            qs_log_info(ctx->log, "reconstruct%s: up to date, skipped", final ? "-final" : "");
             goto done;
         }
+    }
+    if (final && !quantized) {
+        /* float inputs: the measured results are the final ones (eval and the writers read
+         * recon/); final/manifest.json records the allocation and recon/ it refers to */
+        if (rank == 0) st = qs_rundir_mkdir(ctx->rd, "final", err);
+        if (st == QS_OK && rank == 0) st = qs_manifest_write(&want, ctx->rd, err);
+        st = qs_comm_agree(comm, st, err);
+        if (st == QS_OK)
+            qs_log_info(ctx->log, "reconstruct-final: inputs float, results are recon/'s");
+        goto done;
+    }
+    if (final) {
+        /* a layer file of the final pass depends on the windows and the allocation */
+        char both[130];
+        snprintf(both, sizeof(both), "%s%s", input_hash, alloc_hash);
+        qs_sha256_hex(both, 128, input_hash);
     }
 
     /* 3. resume point: the first layer without a finished file of this run */
     int l0 = 0;
     if (rank == 0) {
-        st = qs_rundir_mkdir(ctx->rd, "recon", err);
-        while (st == QS_OK && l0 < L && layer_done(ctx, l0, input_hash)) ++l0;
+        st = qs_rundir_mkdir(ctx->rd, dir, err);
+        while (st == QS_OK && l0 < L && layer_done(ctx, dir, l0, input_hash)) ++l0;
     }
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     qs_comm_bcast(comm, &l0, sizeof(l0), 0);
     qs_log_info(ctx->log,
-                "reconstruct: inputs %s, method %s, %d candidate(s) (propagate %s), %s layer %d "
-                "of %d",
-                quantized ? "quantized" : "float", cs->gptq ? "gptq" : "rtn", cs->n,
-                cs->name[cs->propagate], l0 > 0 ? "resuming at" : "starting at", l0, L);
+                "reconstruct%s: inputs %s, method %s, %d candidate(s) (propagate %s), %s layer "
+                "%d of %d",
+                final ? "-final" : "", quantized ? "quantized" : "float",
+                cs->gptq ? "gptq" : "rtn", cs->n,
+                final ? "the allocation" : cs->name[cs->propagate],
+                l0 > 0 ? "resuming at" : "starting at", l0, L);
 
-    /* 4. the work */
+    /* 4. the work (peak RSS measured from here) */
+    qs_log_peak_rss_reset();
+    const long long start_rss = qs_log_peak_rss();
+    const double t_work = qs_log_now();
     qs_progress_begin(ctx->progress, L, l0);
     if (quantized)
-        st = run_quantized(ctx, &d, cs, l0, &tok, offs, &plan, input_hash, &busy, err);
+        st = run_quantized(ctx, &d, cs, sel, dir, l0, &tok, offs, &plan, input_hash, &busy, err);
     else
         st = run_float(ctx, &d, cs, l0, input_hash, &busy, err);
     if (st != QS_OK && st != QS_STOPPED) goto done;
+    if (st == QS_OK) rss_report(ctx, dir, quantized ? &plan : NULL, start_rss, qs_log_now() - t_work);
     {
         qs_err e2 = {0};
         if (report_busy(ctx, busy, &e2) != QS_OK) qs_comm_abort(comm, &e2);
@@ -1082,10 +1321,11 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
     if (st != QS_OK) goto done;
 
     /* 5. manifest last */
-    if (rank == 0) st = write_manifest(ctx, &want, L, err);
+    if (rank == 0) st = write_manifest(ctx, dir, &want, L, err);
     st = qs_comm_agree(comm, st, err);
 done:
     free(cs);
+    free(sel);
     free(offs);
     free(text);
     qs_tokens_close(&tok);

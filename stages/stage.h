@@ -53,10 +53,13 @@ qs_status qs_stage_plan_compute(const qs_hf_config *hf, const qs_config *cfg, in
 qs_status qs_stage_calibrate_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
                                  qs_err *err);
 
-/* Reconstruct (stages/reconstruct.c, docs/reconstruct.md): every linear x candidate
- * quantized (GPTQ or RTN) on float (calib/ Hessians) or quantized (sequential) inputs ->
- * run/recon/layer-NNN.h5 (codes, scales, zeros, g_idx, error table) + manifest. Resumes
- * at the first layer without a finished file. args->pass must be 0 (measure). */
+/* Reconstruct (stages/reconstruct.c, docs/reconstruct.md). args->pass 0 (measure): every
+ * linear x candidate quantized (GPTQ or RTN) on float (calib/ Hessians) or quantized
+ * (sequential) inputs -> run/recon/layer-NNN.h5 (codes, scales, zeros, g_idx, error table)
+ * + manifest. args->pass 1 (final): the allocation of run/search/allocation.json; quantized
+ * inputs: sequential GPTQ again with each linear's allocated candidate -> run/final/
+ * layer-NNN.h5 + manifest; float inputs: only final/manifest.json (recon/ holds the
+ * results). Both resume at the first layer without a finished file. */
 qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
                                    qs_err *err);
 

@@ -1,10 +1,17 @@
 #!/usr/bin/python3
-"""mem_check.py: checks every rank's peak RSS of `qshard run` (plan + calibrate) against the
-per-rank memory formula (qs_mem_for_rank, run/plan/plan.json memory_bytes.total) plus one
-fixed per-process baseline (MPI, OpenBLAS, HDF5, libc). Not a CTest test (minutes, ~10 GiB
-of RAM, ~3 GB of disk per run); run by hand:
+"""mem_check.py: checks every rank's peak RSS of a stage of `qshard run` (calibrate or
+reconstruct) against that stage's part of the per-rank memory formula (qs_mem_for_stage;
+run/plan/plan.json memory_bytes.total is the peak over the stages) plus one fixed
+per-process baseline (MPI, OpenBLAS, HDF5, libc). Not a CTest test (minutes, ~10 GiB of
+RAM, ~3 GB of disk per run); run by hand:
 
     tests/bench/mem_check.py BUILD_DIR [--work DIR] [--keep] [--ranks 1 3] [--tol 0.10]
+        [--stage calibrate|reconstruct] [--inputs quantized|float] [--nsamples 8]
+        [--chunk 4] [--layers 8 18]
+
+--stage reconstruct reads run/recon/rss/rank-NNN.json (the reconstruct stage resets the
+peak RSS when its work starts, so the number is its own); the config has one candidate
+w4g128 and reconstruct.inputs from --inputs.
 
 1. Synthetic Llama models of the same width (hidden 2048, intermediate 5504, 16 heads,
    16 kv heads, vocab 32000, bf16, untied): a 3-layer baseline model and the two checked
@@ -36,6 +43,10 @@ p.add_argument("--layers", type=int, nargs="+", default=[8, 18],
                help="layer counts of the checked models")
 p.add_argument("--baseline-layers", type=int, default=3)
 p.add_argument("--tol", type=float, default=0.10)
+p.add_argument("--stage", choices=["calibrate", "reconstruct"], default="calibrate")
+p.add_argument("--inputs", choices=["quantized", "float"], default="quantized")
+p.add_argument("--nsamples", type=int, default=8)
+p.add_argument("--chunk", type=int, default=4)
 a = p.parse_args()
 
 qs = os.path.abspath(os.path.join(a.build, "qshard"))
@@ -67,7 +78,9 @@ def run(mdir, n):
     cfg = rd + ".yaml"
     with open(cfg, "w") as f:
         f.write(f"model: {mdir}\nrun_dir: {rd}\ncalib:\n  tokens: {mdir}/tokens.u32\n"
-                f"  nsamples: 8\n  seqlen: 128\n  chunk_samples: 4\n")
+                f"  nsamples: {a.nsamples}\n  seqlen: 128\n  chunk_samples: {a.chunk}\n"
+                f"quant:\n  bits: [4]\n  group_size: [128]\n"
+                f"reconstruct:\n  inputs: {a.inputs}\n")
     r = subprocess.run(mpiexec + ["-n", str(n), qs, "run", cfg], env=env,
                        capture_output=True, text=True)
     if r.returncode != 0:
@@ -76,20 +89,27 @@ def run(mdir, n):
         plan = json.load(f)
     rows = []
     for rk in range(n):
-        with open(os.path.join(rd, "calib", "rss", f"rank-{rk:03d}.json")) as f:
-            j = json.load(f)
+        parts = {}
+        for st, sub in (("calibrate", "calib"), ("reconstruct", "recon")):
+            with open(os.path.join(rd, sub, "rss", f"rank-{rk:03d}.json")) as f:
+                parts[st] = json.load(f)
         formula = int(plan["ranks"][rk]["memory_bytes"]["total"])
-        if formula != j["formula_bytes"]:
-            sys.exit(f"rank {rk}: plan.json formula {formula} != calibrate's {j['formula_bytes']}")
-        rows.append((rk, j["first"], j["count"], j["peak_rss_bytes"], formula))
+        peak_formula = max(parts[s]["formula_bytes"] for s in parts)
+        if formula != peak_formula:
+            sys.exit(f"rank {rk}: plan.json formula {formula} != max over the stages {peak_formula}")
+        j = parts[a.stage]
+        rows.append((rk, j["first"], j["count"], j["peak_rss_bytes"], j["formula_bytes"],
+                     j.get("start_rss_bytes", 0)))
     shutil.rmtree(rd, ignore_errors=True)
     os.remove(cfg)
     return rows
 
 
 bdir, bsize = model(a.baseline_layers)
-(_, _, _, bpeak, bform), = run(bdir, 1)
+(_, _, _, bpeak, bform, _), = run(bdir, 1)
 B = bpeak - bform
+print(f"stage {a.stage}" + (f" (inputs {a.inputs})" if a.stage == "reconstruct" else "") +
+      f", nsamples {a.nsamples}, chunk_samples {a.chunk}")
 print(f"baseline: {a.baseline_layers}-layer model ({bsize / 1e9:.2f} GB) at 1 rank: peak "
       f"{bpeak / MiB:.1f} MiB - formula {bform / MiB:.1f} MiB = B = {B / MiB:.1f} MiB")
 print()
@@ -99,14 +119,15 @@ ok_all = True
 for L in a.layers:
     mdir, size = model(L)
     for n in a.ranks:
-        for rk, first, count, peak, formula in run(mdir, n):
+        for rk, first, count, peak, formula, start in run(mdir, n):
             want = formula + B
             dev = (peak - want) / want
             ok = abs(dev) <= a.tol
             ok_all &= ok
             print(f"{L:3d}L {size / 1e9:5.2f} GB {n:5d} {rk:4d} {first:3d}+{count:<4d} "
                   f"{formula / MiB:11.1f} {want / MiB:9.1f} {peak / MiB:9.1f} "
-                  f"{100 * dev:+6.1f}%  {'yes' if ok else 'NO'}")
+                  f"{100 * dev:+6.1f}%  {'yes' if ok else 'NO'}" +
+                  (f"   (RSS at the stage's start {start / MiB:.1f} MiB)" if start else ""))
     if not a.keep:
         shutil.rmtree(mdir, ignore_errors=True)
 if not a.keep:

@@ -11,7 +11,7 @@
      again. Files completed before this kill are recorded with (inode, mtime_ns, size);
   4. `--resume` at 2 ranks: exit 0; no stale temp file is left; every file of every stage
      (plan, calib, recon, search, eval.json, manifests, run.json, config) is byte-identical to
-     REF, except measurements (timings.json, the report, calib/rss/ peak RSS records), and
+     REF, except measurements (timings.json, the report, <stage>/rss/ peak RSS records), and
      the set of files is the same; every file completed before the second kill still has its
      inode, mtime and size (not recomputed, not rewritten); timings.json has exactly one
      attempt (the killed ones left none) marked resume; report.md exists.
@@ -49,7 +49,7 @@ def write_config(path, model, run_dir):
 
 
 IGNORED = ("timings.json", "report.md")
-MEASURED = ("report", os.path.join("calib", "rss"))  # times and peak RSS, not results
+MEASURED = ("report",)  # times, and every stage's rss/ peak RSS records: not results
 
 
 def tree(root):
@@ -60,7 +60,8 @@ def tree(root):
         for n in files:
             p = os.path.join(d, n)
             rel = os.path.relpath(p, root)
-            if rel in IGNORED or any(rel.startswith(m + os.sep) for m in MEASURED):
+            if (rel in IGNORED or any(rel.startswith(m + os.sep) for m in MEASURED) or
+                    "rss" in rel.split(os.sep)[:-1]):
                 continue
             with open(p, "rb") as f:
                 out[rel] = f.read()
