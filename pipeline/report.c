@@ -469,6 +469,28 @@ done:
     return st;
 }
 
+/* Summed error of final/layer-NNN.h5 (the final pass: table/error (7, 1)); 0 if absent. */
+static int final_error(const char *run_dir, int layer, double *out) {
+    char path[QS_PATH_MAX];
+    qs_h5 h;
+    qs_err e = {0};
+    double *v = NULL; /* (7, 1) */
+    int nd = 0, ok = 0;
+    int64_t dims[8];
+    memset(&h, 0, sizeof(h));
+    snprintf(path, sizeof(path), "%s/final/layer-%03d.h5", run_dir, layer);
+    if (!qs_path_exists(path) || qs_h5_open(&h, path, &e) != QS_OK) return 0;
+    if (qs_h5_read(&h, "table/error", QS_H5_F64, &nd, dims, (void **)&v, &e) == QS_OK &&
+        nd == 2 && dims[0] == QS_LIN_COUNT) {
+        *out = 0;
+        for (int64_t i = 0; i < dims[0] * dims[1]; ++i) *out += v[i];
+        ok = 1;
+    }
+    free(v);
+    qs_h5_abandon(&h);
+    return ok;
+}
+
 static const char *const LIN[QS_LIN_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
 
 static qs_status section_error(FILE *f, const char *run_dir, int nlayers, const recon_tab *tabs,
@@ -477,6 +499,7 @@ static qs_status section_error(FILE *f, const char *run_dir, int nlayers, const 
     double *xs = NULL, *ys = NULL; /* (ns, nlayers) */
     qs_svg_series *ser = NULL;
     char (*names)[64] = NULL;
+    double *fin = NULL; /* (nl,) final-pass error per layer */
     fputs("## Error per layer\n\n", f);
     int nl = 0;
     while (nl < nlayers && tabs[nl].ok) ++nl;
@@ -491,7 +514,13 @@ static qs_status section_error(FILE *f, const char *run_dir, int nlayers, const 
         fputs("not readable (layers hold different candidate lists)\n\n", f);
         return QS_OK;
     }
-    const int ns = C + (have_alloc ? 1 : 0);
+    /* the final pass (sequential, the allocation's candidates): final/layer-NNN.h5 tables of
+     * one column; a series only when every layer has its file */
+    fin = qs_calloc((size_t)nl, sizeof(double), err, "report final");
+    if (!fin) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (report)");
+    int have_final = have_alloc;
+    for (int l = 0; l < nl && have_final; ++l) have_final = final_error(run_dir, l, &fin[l]);
+    const int ns = C + (have_alloc ? 1 : 0) + (have_final ? 1 : 0);
     xs = qs_malloc(sizeof(double) * (size_t)(ns * nl), err, "report error");
     ys = qs_malloc(sizeof(double) * (size_t)(ns * nl), err, "report error");
     ser = qs_calloc((size_t)ns, sizeof(*ser), err, "report series");
@@ -499,8 +528,13 @@ static qs_status section_error(FILE *f, const char *run_dir, int nlayers, const 
     if (!xs || !ys || !ser || !names) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (report)");
     for (int c = 0; c < C; ++c) cand_name(&tabs[0], c, names[c], sizeof(names[c]));
     if (have_alloc) snprintf(names[C], sizeof(names[C]), "allocation");
-    fprintf(f, "Summed GPTQ error tr(dW H dWᵀ) of the seven linears, %d of %d layer file(s)%s.\n\n",
-            nl, nlayers, nl < nlayers ? " (the rest not written yet)" : "");
+    if (have_final) snprintf(names[C + 1], sizeof(names[C + 1]), "final");
+    fprintf(f, "Summed GPTQ error tr(dW H dWᵀ) of the seven linears, %d of %d layer file(s)%s.%s"
+               "\n\n",
+            nl, nlayers, nl < nlayers ? " (the rest not written yet)" : "",
+            have_final ? " *allocation*: the measured errors of the allocation's candidates; "
+                         "*final*: the final pass (final/), each layer calibrated on the "
+                         "allocated model's outputs." : "");
     fputs("| layer |", f);
     for (int k = 0; k < ns; ++k) fprintf(f, " %s |", names[k]);
     fputs("\n|---:|", f);
@@ -510,7 +544,7 @@ static qs_status section_error(FILE *f, const char *run_dir, int nlayers, const 
         fprintf(f, "| %d |", l);
         for (int k = 0; k < ns; ++k) {
             double e = 0;
-            for (int j = 0; j < QS_LIN_COUNT; ++j) {
+            for (int j = 0; j < QS_LIN_COUNT && k <= C; ++j) {
                 int c = k;
                 if (k == C) {
                     c = (al && l < al->nlayers && al->cand[l][j][0])
@@ -520,6 +554,7 @@ static qs_status section_error(FILE *f, const char *run_dir, int nlayers, const 
                 }
                 e += tabs[l].error[j * C + c];
             }
+            if (k == C + 1) e = fin[l];
             xs[k * nl + l] = l;
             ys[k * nl + l] = e;
             fprintf(f, " %.6g |", e);
@@ -568,6 +603,7 @@ static qs_status section_error(FILE *f, const char *run_dir, int nlayers, const 
         }
     }
 done:
+    free(fin);
     free(xs);
     free(ys);
     free(ser);

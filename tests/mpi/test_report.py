@@ -5,8 +5,9 @@ without Slurm (docs/slurm.md).
      eval): timings.json has one attempt (2 ranks, done) with the stages in order, a wall
      time per rank and busy seconds for calibrate and reconstruct;
   2. report.md has every section; report/error_per_layer.svg parses as XML and holds 3
-     points per candidate whose data-y equal the summed table/error of the recon files, and
-     an "allocation" series (the allocation's candidates); bits_per_layer.svg has 3 bars equal
+     points per candidate whose data-y equal the summed table/error of the recon files, an
+     "allocation" series (the allocation's candidates) and a "final" series (final/ tables
+     of the final reconstruct pass); bits_per_layer.svg has 3 bars equal
      to the payload bits per weight of search/allocation.json from the recon tables;
      pareto.svg has one point per row of search/pareto.csv (bpw, predicted) and the chosen
      point (summary.json bpw, predicted);
@@ -130,7 +131,15 @@ def main(tmp):
     check(len(alloc) == NL and all(len(x) == 7 and all(c in cands for c in x) for x in alloc),
           f"allocation {alloc}")
     _, pts = svg(os.path.join(rd, "report", "error_per_layer.svg"))
-    check(sorted(pts) == sorted(cands + ["allocation"]), f"error plot series {sorted(pts)}")
+    check(sorted(pts) == sorted(cands + ["allocation", "final"]),
+          f"error plot series {sorted(pts)}")
+    want_f = []
+    for l in range(NL):
+        with h5py.File(os.path.join(rd, "final", f"layer-{l:03d}.h5"), "r") as f:
+            want_f.append(float(f["table/error"][()].sum()))
+    got_f = [y for _, y in pts.get("final", [])]
+    check(len(got_f) == NL and all(close(g, w) for g, w in zip(got_f, want_f)),
+          f"final-pass error series {got_f} vs {want_f}")
     for c, name in enumerate(cands):
         want = [(float(l), float(t[l]["error"][:, c].sum())) for l in range(NL)]
         got = pts.get(name, [])
