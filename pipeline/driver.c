@@ -191,6 +191,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         {"reconstruct", qs_stage_reconstruct_run, 0, 0},
         {"search", qs_stage_search_run, 0, 0},
         {"reconstruct-final", qs_stage_reconstruct_run, 1, 0},
+        {"write", qs_stage_write_run, 0, 0},
         {"eval", qs_stage_eval_run, 0, 1},
     };
     const int have_eval = cfg.eval.tokens && cfg.eval.tokens[0];

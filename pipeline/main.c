@@ -38,6 +38,8 @@ static const char *const USAGE =
     "                       one resolved config per point + a Slurm job-array script\n"
     "  collect DIR          table (CSV + markdown) of a sweep's finished points\n"
     "  report RUN_DIR       (re)write RUN_DIR/report.md and its SVG plots from the run's files\n"
+    "  verify RUN_DIR|EXPORT_DIR\n"
+    "                       check a run's written shards and export (manifest, checksums, shapes)\n"
     "  synth-model --arch llama|mistral|qwen2 --layers N --hidden H [...] OUT_DIR\n"
     "                       write a deterministic synthetic model in Hugging Face layout\n"
     "\n"
@@ -102,6 +104,8 @@ static const char *const USAGE_EVAL =
     "                        from RUN_DIR/final/ (sequential inputs) or RUN_DIR/recon/\n"
     "  --weights alloc:PATH  an allocation file (qshard-allocation-1 JSON, e.g. a copy of\n"
     "                        search/allocation.json), from RUN_DIR/final/ or RUN_DIR/recon/\n"
+    "  --weights h5          the written HDF5 shards (RUN_DIR/out/), dequantized\n"
+    "  --weights gptq[:DIR]  a GPTQ export (default RUN_DIR/export/), dequantized\n"
     "  --set key.path=value  override one config key (repeatable)\n";
 
 static const char *const USAGE_REPORT =
@@ -110,7 +114,8 @@ static const char *const USAGE_REPORT =
     "Writes RUN_DIR/report.md and RUN_DIR/report/*.svg (bits per layer, error per layer,\n"
     "Pareto frontier) from the files of the run directory only: config, timings, plan\n"
     "memory, allocation, error and damping tables, perplexities. `qshard run` writes it at\n"
-    "the end of every completed run; sections whose stage has not run say \"not run\".\n";
+    "the end of every completed or stopped run; sections whose stage has not run say\n"
+    "\"not run\".\n";
 
 static const char *const USAGE_SWEEP =
     "usage: qshard sweep SWEEP.yaml [--out DIR]\n"
@@ -136,6 +141,14 @@ static const char *const USAGE_COLLECT =
     "search/summary.json or allocation.json, recon tables) and writes DIR/results.csv and\n"
     "DIR/results.md: point, overrides, size bytes, bpw, perplexity (quantized), float\n"
     "perplexity, time, status (done | failed | missing). Prints the markdown table.\n";
+static const char *const USAGE_VERIFY =
+    "usage: qshard verify RUN_DIR|EXPORT_DIR\n"
+    "\n"
+    "RUN_DIR: every output listed in out/manifest.json has its SHA-256, every HDF5 shard\n"
+    "dataset has the shape its attributes imply, and RUN_DIR/export (if any) is checked as\n"
+    "below. EXPORT_DIR (a GPTQ checkpoint): index and shards agree, every quantized linear's\n"
+    "qweight/qzeros/scales/g_idx have the shapes and dtypes of its scheme (quantization_config\n"
+    "and its dynamic map). Exit 0 when everything matches, 2 with one line naming the file.\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg) {
     fprintf(stderr, "qshard: error: ");
@@ -666,6 +679,34 @@ static int cmd_report(int argc, char **argv) {
     return qs_status_exit_code(st);
 }
 
+/* ---- verify ---- */
+
+static int cmd_verify(int argc, char **argv) {
+    const char *dir = NULL;
+    for (int i = 2; i < argc; ++i) {
+        if (is_help(argv[i])) {
+            fputs(USAGE_VERIFY, stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("verify", "verify: unknown option '%s'", argv[i]);
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            return usage_error("verify", "verify: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!dir) return usage_error("verify", "verify: missing %s", "RUN_DIR|EXPORT_DIR");
+    qs_err err = {0};
+    char summary[8192];
+    qs_status st = qs_write_verify(dir, summary, sizeof(summary), &err);
+    if (st != QS_OK) {
+        fprintf(stderr, "qshard: error: %s\n", err.msg);
+        return qs_status_exit_code(st);
+    }
+    fputs(summary, stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(USAGE, stderr);
@@ -688,6 +729,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "report") == 0) return cmd_report(argc, argv);
     if (strcmp(cmd, "sweep") == 0) return cmd_sweep(argc, argv);
     if (strcmp(cmd, "collect") == 0) return cmd_collect(argc, argv);
+    if (strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
     fprintf(stderr, "qshard: error: unknown command '%s' (see 'qshard --help')\n", cmd);
     return 2;
 }

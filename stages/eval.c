@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "io/qsource.h"
 #include "io/tokens.h"
 #include "quant/quant.h"
 #include "model/kernels.h"
@@ -39,6 +40,19 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
     }
     if (s && strcmp(s, "final") == 0) {
         out->source = QS_EVAL_SRC_FINAL;
+        return QS_OK;
+    }
+    if (s && strcmp(s, "h5") == 0) {
+        out->source = QS_EVAL_SRC_H5;
+        return QS_OK;
+    }
+    if (s && (strcmp(s, "gptq") == 0 || strncmp(s, "gptq:", 5) == 0)) {
+        out->source = QS_EVAL_SRC_GPTQ;
+        if (s[4] == ':') {
+            if (!s[5] || strlen(s + 5) >= sizeof(out->gptq_dir))
+                return QS_FAIL(err, QS_ERR_INPUT, "--weights: '%s': expected gptq:DIR", s);
+            snprintf(out->gptq_dir, sizeof(out->gptq_dir), "%s", s + 5);
+        }
         return QS_OK;
     }
     if (s && strncmp(s, "recon:", 6) == 0) {
@@ -72,8 +86,9 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
     return QS_FAIL(err, QS_ERR_INPUT,
                    "--weights: '%s' is not supported; use 'float' (the unquantized checkpoint), "
                    "'final' (the run's searched allocation), 'recon:CANDIDATE' (a candidate "
-                   "of the reconstruct stage, e.g. recon:w4g128) or 'alloc:PATH' (an "
-                   "allocation file)",
+                   "of the reconstruct stage, e.g. recon:w4g128), 'alloc:PATH' (an "
+                   "allocation file), 'h5' (the written shards), 'gptq' or 'gptq:DIR' (a GPTQ "
+                   "export)",
                    s ? s : "");
 }
 
@@ -86,16 +101,67 @@ const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) 
         snprintf(buf, n, "alloc:%s", w->alloc_path);
     else if (w->source == QS_EVAL_SRC_ALLOC)
         snprintf(buf, n, "alloc:%s", w->dir);
+    else if (w->source == QS_EVAL_SRC_H5)
+        snprintf(buf, n, "h5");
+    else if (w->source == QS_EVAL_SRC_GPTQ)
+        snprintf(buf, n, w->gptq_dir[0] ? "gptq:%s" : "gptq", w->gptq_dir);
     else
         snprintf(buf, n, "float");
     return buf;
 }
 
+/* A plain tensor from the written files (h5 / gptq sources); they hold every tensor. */
+static qs_status src_tensor(const qs_qsource *q, const char *name, float *out, int64_t n,
+                            qs_err *err) {
+    int found = 0;
+    qs_status st = qs_qsource_tensor(q, name, out, n, &found, err);
+    if (st == QS_OK && !found)
+        st = QS_FAIL(err, QS_ERR_INPUT, "%s: tensor %s is missing", q->dir, name);
+    return st;
+}
+
 /* Fills layer `layer`'s f32 buffer from the chosen source. */
 static qs_status load_layer(const qs_stage_ctx *ctx, const qs_eval_weights *which,
-                            const qs_model_dims *d, int layer, qs_layer_f32 *lw, qs_err *err) {
+                            const qs_qsource *qsrc, const qs_model_dims *d, int layer,
+                            qs_layer_f32 *lw, qs_err *err) {
     qs_status st = qs_weights_load_layer(ctx->model, d, layer, lw, err);
     if (st != QS_OK || which->source == QS_EVAL_SRC_FLOAT) return st;
+    if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ) {
+        /* the written files: every linear they hold in quantized form, dequantized */
+        for (int k = 0; k < QS_LIN_COUNT && st == QS_OK; ++k) {
+            char module[256];
+            int64_t d_out, d_in;
+            int found = 0;
+            qs_linear_tensor_name(module, sizeof(module), layer, (qs_linear_kind)k, 0);
+            module[strlen(module) - 7] = '\0'; /* drop ".weight" */
+            qs_linear_shape(d, (qs_linear_kind)k, &d_out, &d_in);
+            float *dst = qs_layer_f32_mut(lw, qs_linear_weight(&lw->w, (qs_linear_kind)k)); // (d_out, d_in)
+            st = qs_qsource_linear(qsrc, module, d_out, d_in, dst, &found, err);
+            if (st == QS_OK && !found) { /* left in float: its plain weight */
+                strcat(module, ".weight");
+                st = src_tensor(qsrc, module, dst, d_out * d_in, err);
+            }
+        }
+        /* norms and biases: the written bytes too */
+        const float *const plain[] = {lw->w.input_norm, lw->w.post_norm, lw->w.q_b, lw->w.k_b,
+                                      lw->w.v_b, lw->w.o_b, lw->w.gate_b, lw->w.up_b, lw->w.down_b};
+        const int kind[] = {-1, -2, QS_LIN_Q, QS_LIN_K, QS_LIN_V, QS_LIN_O, QS_LIN_GATE, QS_LIN_UP,
+                            QS_LIN_DOWN};
+        for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]) && st == QS_OK; ++i) {
+            if (!plain[i]) continue;
+            char name[256];
+            int64_t n = d->hidden, d_in;
+            if (kind[i] < 0)
+                qs_norm_tensor_name(name, sizeof(name), layer,
+                                    kind[i] == -1 ? QS_NORM_INPUT : QS_NORM_POST_ATTN);
+            else {
+                qs_linear_tensor_name(name, sizeof(name), layer, (qs_linear_kind)kind[i], 1);
+                qs_linear_shape(d, (qs_linear_kind)kind[i], &n, &d_in);
+            }
+            st = src_tensor(qsrc, name, qs_layer_f32_mut(lw, plain[i]), n, err);
+        }
+        return st;
+    }
     char rel[64], path[QS_PATH_MAX];
     const char *dir = which->source == QS_EVAL_SRC_ALLOC ? which->dir : "recon";
     snprintf(rel, sizeof(rel), "%s/layer-%03d.h5", dir, layer);
@@ -140,6 +206,8 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
     openblas_set_num_threads(1);
     qs_alloc final_alloc;
     memset(&final_alloc, 0, sizeof(final_alloc));
+    qs_qsource qsrc;
+    memset(&qsrc, 0, sizeof(qsrc));
     char wname[QS_PATH_MAX + 16];
     qs_eval_weights_name(&which, wname, sizeof(wname));
 
@@ -189,6 +257,22 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
                      cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED ? "final" : "recon");
         }
     }
+    if (st == QS_OK && (which.source == QS_EVAL_SRC_H5 || which.source == QS_EVAL_SRC_GPTQ)) {
+        char path[QS_PATH_MAX];
+        if (which.source == QS_EVAL_SRC_GPTQ && which.gptq_dir[0])
+            snprintf(path, sizeof(path), "%s", which.gptq_dir);
+        else
+            st = qs_rundir_path(ctx->rd, which.source == QS_EVAL_SRC_H5 ? "out" : "export", path,
+                                sizeof(path), err);
+        if (st == QS_OK && !qs_path_exists(path))
+            st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; %s", path,
+                         which.source == QS_EVAL_SRC_GPTQ && which.gptq_dir[0]
+                             ? "--weights gptq:DIR needs a GPTQ export directory"
+                             : "run the write stage first (needs search/allocation.json)");
+        if (st == QS_OK)
+            st = which.source == QS_EVAL_SRC_H5 ? qs_qsource_open_h5(&qsrc, path, err)
+                                                : qs_qsource_open_gptq(&qsrc, path, err);
+    }
     if (st == QS_OK && which.source == QS_EVAL_SRC_ALLOC &&
         (!which.alloc || which.alloc->nlayers != L))
         st = QS_FAIL(err, QS_ERR_INTERNAL, "eval: allocation missing or of the wrong size");
@@ -217,9 +301,18 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
         }
         if (st == QS_OK) st = qs_layer_workspace_init(&ws, &d, (int)CS, (int)T, err);
         for (int i = 0; i < nown && st == QS_OK; ++i)
-            st = load_layer(ctx, &which, &d, first + i, &lw[i], err);
+            st = load_layer(ctx, &which, &qsrc, &d, first + i, &lw[i], err);
         if (st == QS_OK && (prev < 0 || next < 0))
             st = qs_weights_load_ends(ctx->model, &d, prev < 0, next < 0, &ends, err);
+        if (st == QS_OK && (which.source == QS_EVAL_SRC_H5 || which.source == QS_EVAL_SRC_GPTQ)) {
+            /* embeddings, final norm and head as written */
+            if (ends.embed) st = src_tensor(&qsrc, "model.embed_tokens.weight", ends.embed,
+                                            d.vocab * d.hidden, err);
+            if (st == QS_OK && ends.final_norm)
+                st = src_tensor(&qsrc, "model.norm.weight", ends.final_norm, d.hidden, err);
+            if (st == QS_OK && ends.lm_head && ends.lm_head != ends.embed)
+                st = src_tensor(&qsrc, "lm_head.weight", ends.lm_head, d.vocab * d.hidden, err);
+        }
     }
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
@@ -336,6 +429,7 @@ done:
     qs_plan_free(&plan);
     qs_tokens_close(&tok);
     qs_alloc_free(&final_alloc);
+    qs_qsource_close(&qsrc);
     return st;
 }
 

@@ -74,9 +74,10 @@ typedef enum qs_eval_source {
     QS_EVAL_SRC_FLOAT = 0, /* the unquantized checkpoint */
     QS_EVAL_SRC_RECON = 1, /* one candidate's dequantized weights from run/recon/ (uniform) */
     QS_EVAL_SRC_ALLOC = 2, /* per-linear candidates of `alloc` (borrowed) from run/<dir>/ */
-    QS_EVAL_SRC_FINAL = 3  /* the run's allocation (search/allocation.json): from final/
+    QS_EVAL_SRC_FINAL = 3, /* the run's allocation (search/allocation.json): from final/
                               (reconstruct.inputs quantized) or recon/ (float) */
-    /* later: the written HDF5 shards, a GPTQ export */
+    QS_EVAL_SRC_H5 = 4,    /* the written HDF5 shards (run/out/, docs/write.md) */
+    QS_EVAL_SRC_GPTQ = 5   /* a GPTQ export directory (gptq_dir; "" = run/export) */
 } qs_eval_source;
 
 #define QS_EVAL_NAME_MAX 32 /* = QS_QUANT_NAME_MAX */
@@ -91,10 +92,11 @@ typedef struct qs_eval_weights {
     char out_rel[64];                 /* result file in the run dir ("" = "eval.json") */
     char alloc_path[QS_PATH_MAX];     /* QS_EVAL_SRC_ALLOC with alloc NULL: read this file
                                          (--weights alloc:PATH); dir from reconstruct.inputs */
+    char gptq_dir[QS_PATH_MAX];       /* QS_EVAL_SRC_GPTQ: export directory ("" = run/export) */
 } qs_eval_weights;
 
 /* The float source as an expression (qs_eval_weights w = QS_EVAL_FLOAT;). */
-#define QS_EVAL_FLOAT ((qs_eval_weights){QS_EVAL_SRC_FLOAT, {0}, NULL, {0}, {0}, {0}})
+#define QS_EVAL_FLOAT ((qs_eval_weights){QS_EVAL_SRC_FLOAT, {0}, NULL, {0}, {0}, {0}, {0}})
 
 typedef struct qs_eval_result {
     double ppl;       /* exp(nll_sum / tokens) */
@@ -104,15 +106,26 @@ typedef struct qs_eval_result {
     int64_t seqlen;
 } qs_eval_result;
 
-/* Parses a --weights value: "float", "final", "recon:CANDIDATE" (e.g. recon:w4g128) or
- * "alloc:PATH.json" (an allocation file, qshard-allocation-1); anything else is a
- * QS_ERR_INPUT saying what exists. */
+/* Parses a --weights value: "float", "final", "recon:CANDIDATE" (e.g. recon:w4g128),
+ * "alloc:PATH.json" (an allocation file, qshard-allocation-1), "h5" (run/out/ shards),
+ * "gptq" or "gptq:DIR" (a GPTQ export); anything else is a QS_ERR_INPUT saying what exists. */
 qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err);
 /* Collective: evaluates and writes run/eval.json (rank 0); *res on every rank. */
 qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_result *res,
                       qs_err *err);
 /* Writes the --weights spelling of w into buf ("float", "recon:w4g128"); returns buf. */
 const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n);
+/* Write (stages/write.c, docs/write.md): the run's allocation (search/allocation.json) from
+ * final/ or recon/ -> run/out/ parallel HDF5 shards + index.json, run/export/ GPTQ
+ * checkpoint (output.gptq_export), out/manifest.json last. Nothing to do without an
+ * allocation. */
+qs_status qs_stage_write_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err);
+
+/* `qshard verify DIR` (serial): DIR is a run directory (out/manifest.json checksums, shard
+ * shapes, and run/export when present) or a GPTQ export (index, shapes, schemes). A
+ * mismatch is QS_ERR_INPUT naming the file; `summary` (n bytes) gets one line per check. */
+qs_status qs_write_verify(const char *dir, char *summary, size_t n, qs_err *err);
+
 /* The driver's eval stage: qs_eval_run with float weights. */
 qs_status qs_stage_eval_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err);
 

@@ -55,6 +55,8 @@ struct qs_gptq_export {
     int64_t next_item;             /* the next item to add */
     qs_st_writer *w;               /* writer of shard cur_shard, or NULL */
     int cur_shard;
+    char **excl;                   /* (nexcl,) owned "-:" keys of float modules */
+    int64_t nexcl;
 };
 
 void qs_gptq_export_opts_default(qs_gptq_export_opts *o) {
@@ -222,10 +224,10 @@ static int append_raw(char *buf, size_t cap, size_t *len, const char *s) {
 /* The "dynamic" key of a module: "+:<escaped module>$", or for a member of a fused family
  * "+:<escaped prefix>(q_proj|k_proj|v_proj|qkv_proj)$" (members and the fused name
  * alternated, so vLLM's fused name and the HF names all match). */
-static int dynamic_key(const char *module, char *buf, size_t cap) {
+static int dynamic_key(const char *module, char *buf, size_t cap, int neg) {
     size_t len = 0;
     buf[0] = '\0';
-    if (append_raw(buf, cap, &len, "+:") != 0) return -1;
+    if (append_raw(buf, cap, &len, neg ? "-:" : "+:") != 0) return -1;
     const char *dot = strrchr(module, '.');
     const char *leaf = dot ? dot + 1 : module;
     const char *const *fam = fused_family(leaf);
@@ -366,7 +368,7 @@ qs_status qs_gptq_export_declare_linear(qs_gptq_export *x, const char *module, i
                  (long long)d_out, (long long)d_in, scheme->bits, scheme->group_size, why.msg);
     if (has_bias && (bias_dtype == QS_DTYPE_I32 || qs_st_dtype_bytes(bias_dtype) == 0))
         QS_THROW(err, QS_ERR_INPUT, "%s: bias dtype must be F32, F16 or BF16", module);
-    if (strlen(module) + 16 > sizeof(name) || dynamic_key(module, key, sizeof(key)) != 0)
+    if (strlen(module) + 16 > sizeof(name) || dynamic_key(module, key, sizeof(key), 0) != 0)
         QS_THROW(err, QS_ERR_INPUT, "%s: module name too long", module);
     QS_CHECK(push_item(x, module, &it, err));
     it->linear = 1;
@@ -419,6 +421,26 @@ done:
     return st;
 }
 
+qs_status qs_gptq_export_exclude(qs_gptq_export *x, const char *module, qs_err *err) {
+    qs_status st = QS_OK;
+    char key[GX_KEY_MAX];
+    if (x->frozen)
+        QS_THROW(err, QS_ERR_INTERNAL, "%s: '%s' excluded after the first tensor was written",
+                 x->dir, module);
+    if (dynamic_key(module, key, sizeof(key), 1) != 0)
+        QS_THROW(err, QS_ERR_INPUT, "%s: module name too long", module);
+    for (int64_t i = 0; i < x->nexcl; ++i)
+        if (strcmp(x->excl[i], key) == 0) goto done; /* a fused sibling already did */
+    char **e = realloc(x->excl, sizeof(char *) * (size_t)(x->nexcl + 1));
+    if (!e) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", x->dir);
+    x->excl = e;
+    x->excl[x->nexcl] = dup_str(key, err);
+    if (!x->excl[x->nexcl]) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", x->dir);
+    x->nexcl++;
+done:
+    return st;
+}
+
 uint64_t qs_gptq_export_data_bytes(const qs_gptq_export *x) { return x->data_bytes; }
 
 /* ---- layout and streaming ------------------------------------------------------------ */
@@ -442,6 +464,16 @@ static qs_status freeze(qs_gptq_export *x, qs_err *err) {
                          a->name, sa, sb, b->name);
             }
         }
+    }
+    for (int64_t i = 0; i < x->nitems; ++i) {
+        const gx_item *a = &x->items[i];
+        if (!a->linear) continue;
+        for (int64_t k = 0; k < x->nexcl; ++k)
+            if (strcmp(a->key + 2, x->excl[k] + 2) == 0)
+                QS_THROW(err, QS_ERR_INPUT,
+                         "%s: quantized while a module fused with it stays float; vLLM fuses "
+                         "them into one linear and needs one scheme (tie them in the search)",
+                         a->name);
     }
     int shard = 0;
     uint64_t acc = 0;
@@ -647,10 +679,16 @@ static qs_status quant_config(const qs_gptq_export *x, cJSON **out, qs_err *err)
              cJSON_AddStringToObject(o, "quant_method", "gptq") &&
              cJSON_AddStringToObject(o, "checkpoint_format", x->opts.v2 ? "gptq_v2" : "gptq");
     if (!ok) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory (config)", x->dir);
-    if (top_count < nlin) {
-        /* mixed: one key per module or fused group, so every module resolves explicitly */
+    if (top_count < nlin || x->nexcl > 0) {
+        /* mixed: one key per module or fused group, so every module resolves explicitly;
+         * float modules first as "-:" keys (loaders then leave them unquantized) */
         cJSON *dyn = cJSON_AddObjectToObject(o, "dynamic");
         if (!dyn) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory (config)", x->dir);
+        for (int64_t k = 0; k < x->nexcl; ++k) {
+            cJSON *v = cJSON_CreateObject();
+            if (!v) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory (config)", x->dir);
+            cJSON_AddItemToObject(dyn, x->excl[k], v);
+        }
         for (int64_t i = 0; i < x->nitems; ++i) {
             const gx_item *a = &x->items[i];
             if (!a->linear || cJSON_GetObjectItemCaseSensitive(dyn, a->key)) continue;
@@ -820,6 +858,8 @@ void qs_gptq_export_free(qs_gptq_export *x) {
         free(x->items[i].key);
     }
     for (int64_t t = 0; t < x->ntensors; ++t) free(x->tensors[t].name);
+    for (int64_t k = 0; k < x->nexcl; ++k) free(x->excl[k]);
+    free(x->excl);
     free(x->items);
     free(x->tensors);
     free(x->dir);

@@ -80,6 +80,13 @@ qs_status qs_gptq_export_declare_linear(qs_gptq_export *x, const char *module, i
 qs_status qs_gptq_export_declare_tensor(qs_gptq_export *x, const char *name, qs_dtype dt,
                                         int ndim, const int64_t *shape, qs_err *err);
 
+/* Marks module `module` (e.g. "model.layers.3.self_attn.o_proj") as left in float: the
+ * dynamic map gets a "-:<regex>$" key for it (for a fused member, for its whole fused
+ * group), placed before the "+:" keys, so GPTQModel and vLLM load its plain .weight. Its
+ * tensors are declared as plain tensors. A fused group with float and quantized members is
+ * a QS_ERR_INPUT when the layout is fixed. Only before the first add. */
+qs_status qs_gptq_export_exclude(qs_gptq_export *x, const char *module, qs_err *err);
+
 /* Bytes of all tensor data declared so far. */
 uint64_t qs_gptq_export_data_bytes(const qs_gptq_export *x);
 

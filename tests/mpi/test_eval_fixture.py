@@ -49,13 +49,13 @@ if len(set(results.values())) != 1:
     failures.append(f"results differ between rank counts: {results}")
 # through the launcher like every MPI test: a singleton MPI process (no mpiexec) crashes
 # LeakSanitizer's tracer at exit in the sanitizer build ("Tracer caught signal 11")
-r = subprocess.run(MPIEXEC + ["-n", "1", QS, "eval", cfg, "--weights", "gptq"],
+r = subprocess.run(MPIEXEC + ["-n", "1", QS, "eval", cfg, "--weights", "int4"],
                    capture_output=True, text=True, timeout=300)
 lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
 ours = [l for l in lines if l.startswith("qshard:")]
 if (r.returncode != 2 or not lines or len(ours) != 1 or not lines[0].startswith("qshard: error: ")
         or "--weights" not in lines[0]):
-    failures.append(f"--weights gptq: rc {r.returncode}, stderr {r.stderr!r}")
+    failures.append(f"--weights int4: rc {r.returncode}, stderr {r.stderr!r}")
 for f_ in failures:
     print("FAIL:", f_, file=sys.stderr)
 sys.exit(1 if failures else 0)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """test_recon_final.py: the final reconstruct pass (stages/reconstruct.c, pass 1) through
 `mpiexec -n N qshard run` on a synthetic model (3 layers, hidden 128, intermediate 320, GQA;
-20 windows of 64 tokens in chunks of 3; row_block 32; candidates bits [4, 5] x groups
+20 windows of 64 tokens in chunks of 3; row_block 32; candidates bits [4, 8] x groups
 [32, 48]; reconstruct.inputs quantized; propagate w4g32).
 The test plays the search stage: it writes run/search/allocation.json itself (the JSON form
 of pipeline/alloc.h; when the search stage ran, its manifest is updated to name this file)
@@ -39,11 +39,11 @@ QS = os.environ["QS_BIN"]
 MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
 NL = 3
 LINS = ["q", "k", "v", "o", "gate", "up", "down"]
-CANDS = ["w4g32", "w4g48", "w5g32", "w5g48"]
+CANDS = ["w4g32", "w4g48", "w8g32", "w8g48"]
 PROP = "w4g32"
-MIXED = [["w4g48", "w5g32", "", "w4g32", "w5g48", "w4g32", "w5g32"],
-         ["w5g32", "w5g32", "w4g48", "", "w4g32", "w4g48", "w4g32"],
-         ["w4g32", "w4g48", "w5g48", "w5g32", "", "w4g32", "w4g48"]]
+MIXED = [["w4g48", "w8g32", "", "w4g32", "w8g48", "w4g32", "w8g32"],
+         ["w8g32", "w8g32", "w4g48", "", "w4g32", "w4g48", "w4g32"],
+         ["w4g32", "w4g48", "w8g48", "w8g32", "", "w4g32", "w4g48"]]
 TABLES = ["error", "wnorm", "relative", "error_rtn", "bytes", "can_serve", "damp", "damp_abs",
           "damp_raised", "fp64", "ndead"]
 failures = []
@@ -70,10 +70,12 @@ def write_config(path, model, run_dir, inputs):
         f.write(f"model: {model}\nrun_dir: {run_dir}\n"
                 f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 20\n  seqlen: 64\n"
                 f"  chunk_samples: 3\n  checkpoint_every: 100\n  seed: 3\n"
-                f"quant:\n  bits: [4, 5]\n  group_size: [32, 48]\n  row_block: 32\n"
+                f"quant:\n  bits: [4, 8]\n  group_size: [32, 48]\n  row_block: 32\n"
                 f"  block_size: 32\n"
                 f"reconstruct:\n  inputs: {inputs}\n  propagate: {PROP}\n"
                 f"search:\n  max_bytes: 1GB\n"
+                # untied q/k/v and group 48 (not servable): shards yes, GPTQ export no
+                f"output:\n  gptq_export: false\n"
                 f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 8\n")
 
 

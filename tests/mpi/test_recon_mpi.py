@@ -183,7 +183,7 @@ def main():
     if r.returncode == 0 and 1 in ppl:
         fl = json.load(open(os.path.join(tmp, "quantized1", "eval.json")))["ppl"]
         check(fl != ppl[1][0] and abs(fl - ppl[1][0]) / fl < 0.5, f"float {fl} vs recon {ppl[1][0]}")
-    for bad in ("recon:w9g32", "recon:x", "recon:w4g64", "gptq"):
+    for bad in ("recon:w9g32", "recon:x", "recon:w4g64", "int4"):
         r = qs(2, "eval", cfg, "--weights", bad)
         lines = [x for x in r.stderr.splitlines() if x.startswith("qshard")]
         check(r.returncode == 2 and len(lines) == 1 and "error" in lines[0],

@@ -1,0 +1,510 @@
+/* qsource.c: quantized linears read back from run/out/ HDF5 shards or a GPTQ export. */
+#include "io/qsource.h"
+
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "io/h5store.h"
+#include "io/half.h"
+#include "quant/pack.h"
+#include "quant/quant.h"
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* Whole small text file (NUL-terminated, caller frees); QS_ERR_INPUT naming it. */
+static qs_status read_text(const char *path, char **out, qs_err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return QS_FAIL(err, QS_ERR_INPUT, "%s: missing or unreadable", path);
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 65536;
+            char *b = realloc(buf, cap);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+            }
+            buf = b;
+        }
+        size_t k = fread(buf + n, 1, 4096, f);
+        n += k;
+        if (k < 4096) break;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *out = buf;
+    return QS_OK;
+}
+
+void qs_qsource_close(qs_qsource *s) {
+    for (int64_t i = 0; i < s->n; ++i) {
+        free(s->names[i]);
+        free(s->files[i]);
+    }
+    free(s->names);
+    free(s->files);
+    for (int i = 0; i < s->ndyn; ++i) free(s->dyn[i].pattern);
+    free(s->dyn);
+    qs_ckpt_close(&s->ck);
+    memset(s, 0, sizeof(*s));
+}
+
+qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
+    qs_status st = QS_OK;
+    char path[4200], *text = NULL;
+    cJSON *root = NULL;
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "%s", out_dir);
+    snprintf(path, sizeof(path), "%s/index.json", out_dir);
+    QS_CHECK(read_text(path, &text, err));
+    root = cJSON_Parse(text);
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "qshard-shards-1") != 0 ||
+        !cJSON_IsObject(wm))
+        QS_THROW(err, QS_ERR_INPUT, "%s: not a qshard shard index (format qshard-shards-1)",
+                 path);
+    int64_t n = cJSON_GetArraySize(wm);
+    s->names = calloc((size_t)(n ? n : 1), sizeof(char *));
+    s->files = calloc((size_t)(n ? n : 1), sizeof(char *));
+    if (!s->names || !s->files) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, wm) {
+        if (!cJSON_IsString(e) || strchr(e->valuestring, '/') || e->valuestring[0] == '.')
+            QS_THROW(err, QS_ERR_INPUT, "%s: weight_map entry '%s' is not a shard file name",
+                     path, e->string);
+        s->names[s->n] = dup_str(e->string);
+        s->files[s->n] = dup_str(e->valuestring);
+        s->n++;
+        if (!s->names[s->n - 1] || !s->files[s->n - 1])
+            QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    }
+done:
+    cJSON_Delete(root);
+    free(text);
+    if (st != QS_OK) qs_qsource_close(s);
+    return st;
+}
+
+static int json_int(const cJSON *o, const char *k, int dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    if (cJSON_IsNumber(v)) return (int)v->valuedouble;
+    return dflt;
+}
+
+qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
+    qs_status st = QS_OK;
+    char path[4200], *text = NULL;
+    cJSON *root = NULL;
+    memset(s, 0, sizeof(*s));
+    s->gptq = 1;
+    snprintf(s->dir, sizeof(s->dir), "%s", dir);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    QS_CHECK(read_text(path, &text, err));
+    root = cJSON_Parse(text);
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+    if (!cJSON_IsObject(qc) || !cJSON_IsString(qm) || strcmp(qm->valuestring, "gptq") != 0)
+        QS_THROW(err, QS_ERR_INPUT, "%s: no quantization_config with quant_method gptq", path);
+    s->bits = json_int(qc, "bits", 0);
+    s->group_size = json_int(qc, "group_size", -1);
+    s->sym = json_int(qc, "sym", 1);
+    s->desc_act = json_int(qc, "desc_act", 0);
+    const cJSON *cf = cJSON_GetObjectItemCaseSensitive(qc, "checkpoint_format");
+    s->v2 = cJSON_IsString(cf) && strcmp(cf->valuestring, "gptq_v2") == 0;
+    if (cJSON_IsString(cf) && !s->v2 && strcmp(cf->valuestring, "gptq") != 0)
+        QS_THROW(err, QS_ERR_INPUT, "%s: checkpoint_format '%s' (expected gptq or gptq_v2)", path,
+                 cf->valuestring);
+    if (!qs_pack_unit(s->bits))
+        QS_THROW(err, QS_ERR_INPUT, "%s: quantization_config bits %d has no GPTQ layout", path,
+                 s->bits);
+    const cJSON *dyn = cJSON_GetObjectItemCaseSensitive(qc, "dynamic");
+    if (cJSON_IsObject(dyn)) {
+        int n = cJSON_GetArraySize(dyn);
+        s->dyn = calloc((size_t)(n ? n : 1), sizeof(*s->dyn));
+        if (!s->dyn) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, dyn) {
+            qs_qsource_dyn *d = &s->dyn[s->ndyn++];
+            const char *k = e->string;
+            d->negative = strncmp(k, "-:", 2) == 0;
+            if (strncmp(k, "-:", 2) == 0 || strncmp(k, "+:", 2) == 0) k += 2;
+            d->pattern = dup_str(k);
+            if (!d->pattern) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+            regex_t re;
+            if (regcomp(&re, d->pattern, REG_EXTENDED | REG_NOSUB) != 0)
+                QS_THROW(err, QS_ERR_INPUT, "%s: dynamic key '%s' is not a regex this reader "
+                         "understands", path, e->string);
+            regfree(&re);
+            d->bits = json_int(e, "bits", -2);
+            d->group_size = json_int(e, "group_size", -2);
+            d->sym = json_int(e, "sym", -2);
+            d->desc_act = json_int(e, "desc_act", -2);
+        }
+    }
+    QS_CHECK(qs_ckpt_open(&s->ck, dir, err));
+done:
+    cJSON_Delete(root);
+    free(text);
+    if (st != QS_OK) qs_qsource_close(s);
+    return st;
+}
+
+/* Python re.match: a match that starts at 0. */
+static int match_start(const char *pattern, const char *s) {
+    regex_t re;
+    regmatch_t m;
+    if (regcomp(&re, pattern, REG_EXTENDED) != 0) return 0;
+    int ok = regexec(&re, s, 1, &m, 0) == 0 && m.rm_so == 0;
+    if (!ok && regexec(&re, s, 1, &m, 0) == 0) {
+        /* leftmost match not at 0: try anchoring explicitly */
+        regfree(&re);
+        size_t n = strlen(pattern) + 8;
+        char *p = malloc(n);
+        if (!p) return 0;
+        snprintf(p, n, "^(%s)", pattern);
+        ok = regcomp(&re, p, REG_EXTENDED | REG_NOSUB) == 0 && regexec(&re, s, 0, NULL, 0) == 0;
+        free(p);
+    }
+    regfree(&re);
+    return ok;
+}
+
+void qs_qsource_scheme(const qs_qsource *s, const char *module, int *quantized, int *bits,
+                       int *group_size) {
+    *quantized = 1;
+    *bits = s->bits;
+    *group_size = s->group_size;
+    for (int i = 0; i < s->ndyn; ++i) {
+        const qs_qsource_dyn *d = &s->dyn[i];
+        if (!match_start(d->pattern, module)) continue;
+        if (d->negative) {
+            *quantized = 0;
+        } else {
+            if (d->bits != -2) *bits = d->bits;
+            if (d->group_size != -2) *group_size = d->group_size;
+        }
+        return;
+    }
+}
+
+/* Index of `name` in the shard index, -1 if absent. */
+static int64_t find_name(const qs_qsource *s, const char *name) {
+    for (int64_t i = 0; i < s->n; ++i)
+        if (strcmp(s->names[i], name) == 0) return i;
+    return -1;
+}
+
+/* Reads `name` and checks its shape is exactly dims[0..ndim). */
+static qs_status read_shaped(qs_h5 *h, const char *name, qs_h5_type type, int ndim,
+                             const int64_t *want, void **data, qs_err *err) {
+    int nd = 0;
+    int64_t dims[8];
+    qs_status st = qs_h5_read(h, name, type, &nd, dims, data, err);
+    if (st != QS_OK) return st;
+    int ok = nd == ndim;
+    for (int i = 0; ok && i < nd; ++i) ok = dims[i] == want[i];
+    if (!ok) {
+        free(*data);
+        *data = NULL;
+        char a[96], b[96];
+        qs_shape_str(dims, nd, a, sizeof(a));
+        qs_shape_str(want, ndim, b, sizeof(b));
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: dataset %s has shape %s, expected %s", h->path,
+                       name, a, b);
+    }
+    return QS_OK;
+}
+
+/* The four GPTQ arrays of one linear, in the export's layout. */
+typedef struct packed4 {
+    int32_t *qweight;  /* (d_in*b/32, d_out) */
+    int32_t *qzeros;   /* (G, d_out*b/32) */
+    uint16_t *scales;  /* (G, d_out) fp16 bits */
+    int32_t *g_idx;    /* (d_in,) */
+    int bits, group_size, v1;
+} packed4;
+
+static void packed4_free(packed4 *p) {
+    free(p->qweight);
+    free(p->qzeros);
+    free(p->scales);
+    free(p->g_idx);
+    memset(p, 0, sizeof(*p));
+}
+
+/* HDF5: reads the group `module` of an open shard, checking shapes against its attributes. */
+static qs_status h5_packed(qs_h5 *h, const char *module, int64_t d_out, int64_t d_in,
+                           packed4 *p, qs_err *err) {
+    qs_status st = QS_OK;
+    int64_t bits = 0, group = 0, v2 = 0, a_out = 0, a_in = 0;
+    char name[1100];
+    qs_pack_bytes sz;
+    qs_err pe = {0};
+    memset(p, 0, sizeof(*p));
+    QS_CHECK(qs_h5_read_attr_i64(h, module, "bits", &bits, err));
+    QS_CHECK(qs_h5_read_attr_i64(h, module, "group_size", &group, err));
+    QS_CHECK(qs_h5_read_attr_i64(h, module, "v2", &v2, err));
+    QS_CHECK(qs_h5_read_attr_i64(h, module, "d_out", &a_out, err));
+    QS_CHECK(qs_h5_read_attr_i64(h, module, "d_in", &a_in, err));
+    if (d_out < 0) d_out = a_out;
+    if (d_in < 0) d_in = a_in;
+    if (a_out != d_out || a_in != d_in)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s is (%lld, %lld), the model expects (%lld, %lld)",
+                 h->path, module, (long long)a_out, (long long)a_in, (long long)d_out,
+                 (long long)d_in);
+    if (qs_pack_sizes(d_out, d_in, (int)bits, (int)group, &sz, &pe) != QS_OK)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s: %s", h->path, module, pe.msg);
+    const int64_t G = qs_quant_ngroups(d_in, (int)group);
+    int64_t s_qw[2] = {d_in * bits / 32, d_out}, s_qz[2] = {G, d_out * bits / 32},
+            s_sc[2] = {G, d_out}, s_gi[1] = {d_in};
+    snprintf(name, sizeof(name), "%s/qweight", module);
+    QS_CHECK(read_shaped(h, name, QS_H5_I32, 2, s_qw, (void **)&p->qweight, err));
+    snprintf(name, sizeof(name), "%s/qzeros", module);
+    QS_CHECK(read_shaped(h, name, QS_H5_I32, 2, s_qz, (void **)&p->qzeros, err));
+    snprintf(name, sizeof(name), "%s/scales", module);
+    QS_CHECK(read_shaped(h, name, QS_H5_U16, 2, s_sc, (void **)&p->scales, err));
+    snprintf(name, sizeof(name), "%s/g_idx", module);
+    QS_CHECK(read_shaped(h, name, QS_H5_I32, 1, s_gi, (void **)&p->g_idx, err));
+    p->bits = (int)bits;
+    p->group_size = (int)group;
+    p->v1 = !v2;
+done:
+    if (st != QS_OK) packed4_free(p);
+    return st;
+}
+
+/* GPTQ export: the four tensors of `module` (copied), shapes and dtypes checked. *found = 0
+ * when there is no <module>.qweight. d_out / d_in < 0: taken from the tensors. */
+static qs_status gptq_packed(const qs_qsource *s, const char *module, int64_t *d_out_io,
+                             int64_t *d_in_io, packed4 *p, int *found, qs_err *err) {
+    qs_status st = QS_OK;
+    char name[1100];
+    const qs_st_tensor *t[4];
+    static const char *const suffix[4] = {"qweight", "qzeros", "scales", "g_idx"};
+    memset(p, 0, sizeof(*p));
+    *found = 0;
+    snprintf(name, sizeof(name), "%s.qweight", module);
+    if (!qs_ckpt_find(&s->ck, name)) return QS_OK;
+    int quantized = 1, bits = 0, group = 0;
+    qs_qsource_scheme(s, module, &quantized, &bits, &group);
+    for (int i = 0; i < 4; ++i) {
+        snprintf(name, sizeof(name), "%s.%s", module, suffix[i]);
+        t[i] = qs_ckpt_find(&s->ck, name);
+        if (!t[i]) QS_THROW(err, QS_ERR_INPUT, "%s: tensor %s is missing", s->dir, name);
+    }
+    const char *file = qs_ckpt_file_of(&s->ck, t[0]->name);
+    if (!quantized)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s has GPTQ tensors but the dynamic map excludes it",
+                 file, module);
+    if (t[0]->ndim != 2 || t[3]->ndim != 1)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s.qweight / g_idx have the wrong rank", file, module);
+    int64_t d_out = *d_out_io >= 0 ? *d_out_io : t[0]->shape[1];
+    int64_t d_in = *d_in_io >= 0 ? *d_in_io : t[3]->shape[0];
+    qs_pack_bytes sz;
+    qs_err pe = {0};
+    if (qs_pack_sizes(d_out, d_in, bits, group, &sz, &pe) != QS_OK)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s: %s", file, module, pe.msg);
+    const int64_t G = qs_quant_ngroups(d_in, group);
+    const int64_t want[4][2] = {{d_in * bits / 32, d_out}, {G, d_out * bits / 32}, {G, d_out},
+                                {d_in, 0}};
+    const qs_dtype dts[4] = {QS_DTYPE_I32, QS_DTYPE_I32, QS_DTYPE_F16, QS_DTYPE_I32};
+    const int nds[4] = {2, 2, 2, 1};
+    void **dst[4] = {(void **)&p->qweight, (void **)&p->qzeros, (void **)&p->scales,
+                     (void **)&p->g_idx};
+    for (int i = 0; i < 4; ++i) {
+        int ok = t[i]->dtype == dts[i] && t[i]->ndim == nds[i];
+        for (int k = 0; ok && k < nds[i]; ++k) ok = t[i]->shape[k] == want[i][k];
+        if (!ok) {
+            char a[96], b[96];
+            qs_shape_str(t[i]->shape, t[i]->ndim, a, sizeof(a));
+            qs_shape_str(want[i], nds[i], b, sizeof(b));
+            QS_THROW(err, QS_ERR_INPUT, "%s: %s %s %s, expected %s %s for w%dg%d",
+                     qs_ckpt_file_of(&s->ck, t[i]->name), t[i]->name,
+                     qs_dtype_name(t[i]->dtype), a, qs_dtype_name(dts[i]), b, bits, group);
+        }
+        *dst[i] = malloc(t[i]->nbytes ? t[i]->nbytes : 1);
+        if (!*dst[i]) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", t[i]->name);
+        memcpy(*dst[i], t[i]->data, t[i]->nbytes);
+    }
+    p->bits = bits;
+    p->group_size = group;
+    p->v1 = !s->v2;
+    *d_out_io = d_out;
+    *d_in_io = d_in;
+    *found = 1;
+done:
+    if (st != QS_OK) packed4_free(p);
+    return st;
+}
+
+/* Unpacks + dequantizes into w (d_out, d_in), or only checks (w = NULL). */
+static qs_status dequant(const packed4 *p, const char *what, int64_t d_out, int64_t d_in,
+                         float *w, qs_err *err) {
+    qs_status st = QS_OK;
+    const int64_t G = qs_quant_ngroups(d_in, p->group_size);
+    uint8_t *codes = malloc((size_t)(d_out * d_in)); // (d_out, d_in)
+    uint16_t *scales = malloc(sizeof(uint16_t) * (size_t)(d_out * G)); // (d_out, G)
+    int32_t *zeros = malloc(sizeof(int32_t) * (size_t)(d_out * G)); // (d_out, G)
+    int32_t *g_idx = malloc(sizeof(int32_t) * (size_t)d_in); // (d_in,)
+    qs_err pe = {0};
+    if (!codes || !scales || !zeros || !g_idx)
+        QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", what);
+    if (qs_unpack_gptq(p->qweight, p->qzeros, p->scales, p->g_idx, d_out, d_in, p->bits,
+                       p->group_size, p->v1, codes, scales, zeros, g_idx, &pe) != QS_OK)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s", what, pe.msg);
+    if (w) qs_quant_dequant_rows(codes, scales, zeros, g_idx, d_out, d_in, G, w);
+done:
+    free(codes);
+    free(scales);
+    free(zeros);
+    free(g_idx);
+    return st;
+}
+
+qs_status qs_qsource_linear(const qs_qsource *s, const char *module, int64_t d_out,
+                            int64_t d_in, float *w, int *found, qs_err *err) {
+    qs_status st = QS_OK;
+    packed4 p;
+    qs_h5 h;
+    char what[9000];
+    memset(&p, 0, sizeof(p));
+    memset(&h, 0, sizeof(h));
+    h.file = -1;
+    *found = 0;
+    if (s->gptq) {
+        QS_CHECK(gptq_packed(s, module, &d_out, &d_in, &p, found, err));
+        if (!*found) goto done;
+        snprintf(what, sizeof(what), "%s: %s", s->dir, module);
+    } else {
+        int64_t i = find_name(s, module);
+        if (i < 0) goto done;
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/%s", s->dir, s->files[i]);
+        QS_CHECK(qs_h5_open(&h, path, err));
+        QS_CHECK(h5_packed(&h, module, d_out, d_in, &p, err));
+        snprintf(what, sizeof(what), "%s: %s", path, module);
+        *found = 1;
+    }
+    QS_CHECK(dequant(&p, what, d_out, d_in, w, err));
+done:
+    if (st != QS_OK) *found = 0;
+    packed4_free(&p);
+    qs_h5_abandon(&h);
+    return st;
+}
+
+qs_status qs_qsource_tensor(const qs_qsource *s, const char *name, float *out, int64_t count,
+                            int *found, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_h5 h;
+    void *raw = NULL;
+    memset(&h, 0, sizeof(h));
+    h.file = -1;
+    *found = 0;
+    if (s->gptq) {
+        const qs_st_tensor *t = qs_ckpt_find(&s->ck, name);
+        if (!t) return QS_OK;
+        if (qs_st_numel(t) != count)
+            return QS_FAIL(err, QS_ERR_INPUT, "%s: tensor %s has %lld elements, expected %lld",
+                           qs_ckpt_file_of(&s->ck, name), name, (long long)qs_st_numel(t),
+                           (long long)count);
+        st = qs_st_read_f32(t, 0, count, out, err);
+        *found = st == QS_OK;
+        return st;
+    }
+    int64_t i = find_name(s, name), dt = 0, dims[8], n = 1;
+    int nd = 0;
+    char path[4400];
+    if (i < 0) return QS_OK;
+    snprintf(path, sizeof(path), "%s/%s", s->dir, s->files[i]);
+    QS_CHECK(qs_h5_open(&h, path, err));
+    QS_CHECK(qs_h5_read_attr_i64(&h, name, "st_dtype", &dt, err));
+    if (dt != QS_DTYPE_F32 && dt != QS_DTYPE_F16 && dt != QS_DTYPE_BF16)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s is not a float tensor", path, name);
+    QS_CHECK(qs_h5_read(&h, name, dt == QS_DTYPE_F32 ? QS_H5_F32 : QS_H5_U16, &nd, dims, &raw, err));
+    for (int k = 0; k < nd; ++k) n *= dims[k];
+    if (n != count)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s has %lld elements, expected %lld", path, name,
+                 (long long)n, (long long)count);
+    if (dt == QS_DTYPE_F32) memcpy(out, raw, sizeof(float) * (size_t)count);
+    else if (dt == QS_DTYPE_BF16) qs_bf16_to_f32_n(raw, out, (size_t)count);
+    else qs_f16_to_f32_n(raw, out, (size_t)count);
+    *found = 1;
+done:
+    free(raw);
+    qs_h5_abandon(&h);
+    return st;
+}
+
+qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *ntensors,
+                            qs_err *err) {
+    qs_status st = QS_OK;
+    packed4 p;
+    qs_h5 h;
+    char what[9000];
+    memset(&p, 0, sizeof(p));
+    memset(&h, 0, sizeof(h));
+    h.file = -1;
+    *nlinears = *ntensors = 0;
+    if (s->gptq) {
+        for (int64_t e = 0; e < s->ck.nentries; ++e) {
+            const char *n = s->ck.entries[e].name;
+            size_t len = strlen(n);
+            (*ntensors)++;
+            if (len <= 8 || strcmp(n + len - 8, ".qweight") != 0) continue;
+            char module[1024];
+            snprintf(module, sizeof(module), "%.*s", (int)(len - 8), n);
+            int64_t d_out = -1, d_in = -1;
+            int found = 0;
+            QS_CHECK(gptq_packed(s, module, &d_out, &d_in, &p, &found, err));
+            snprintf(what, sizeof(what), "%s: %s", qs_ckpt_file_of(&s->ck, n), module);
+            QS_CHECK(dequant(&p, what, d_out, d_in, NULL, err));
+            packed4_free(&p);
+            (*nlinears)++;
+        }
+        goto done;
+    }
+    for (int64_t i = 0; i < s->n; ++i) {
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/%s", s->dir, s->files[i]);
+        QS_CHECK(qs_h5_open(&h, path, err));
+        int64_t bits = 0;
+        qs_err probe = {0};
+        if (qs_h5_read_attr_i64(&h, s->names[i], "bits", &bits, &probe) == QS_OK) {
+            QS_CHECK(h5_packed(&h, s->names[i], -1, -1, &p, err));
+            int64_t d_out = 0, d_in = 0;
+            QS_CHECK(qs_h5_read_attr_i64(&h, s->names[i], "d_out", &d_out, err));
+            QS_CHECK(qs_h5_read_attr_i64(&h, s->names[i], "d_in", &d_in, err));
+            snprintf(what, sizeof(what), "%s: %s", path, s->names[i]);
+            QS_CHECK(dequant(&p, what, d_out, d_in, NULL, err));
+            packed4_free(&p);
+            (*nlinears)++;
+        } else {
+            int64_t dt = 0;
+            QS_CHECK(qs_h5_read_attr_i64(&h, s->names[i], "st_dtype", &dt, err));
+            if (dt < QS_DTYPE_F32 || dt > QS_DTYPE_I32)
+                QS_THROW(err, QS_ERR_INPUT, "%s: %s has st_dtype %lld", path, s->names[i],
+                         (long long)dt);
+            (*ntensors)++;
+        }
+        qs_h5_abandon(&h);
+    }
+done:
+    packed4_free(&p);
+    qs_h5_abandon(&h);
+    return st;
+}

@@ -1,0 +1,72 @@
+/* qsource.h: reads quantized linears back from what the write stage wrote — the HDF5
+ * shards of run/out/ (docs/write.md) or a GPTQ checkpoint directory (docs/export.md) — and
+ * dequantizes them exactly like the quantizer (unpack with quant/pack.c, v1 zero+1, g_idx
+ * for act-order, then qs_quant_dequant_rows), so eval of the written files equals eval of
+ * the run's allocation bit for bit. Also the structural checks of `qshard verify`.
+ *
+ * GPTQ schemes are resolved like the loaders: the top-level quantization_config, then the
+ * "dynamic" map in order, first start-anchored regex match wins ("-:" = not quantized,
+ * "+:" or no prefix = override); patterns are POSIX extended regexes (the export writes
+ * only escapes, alternation groups and '$', which mean the same in Python's re).
+ *
+ * Ownership: a qs_qsource owns its tables and (for GPTQ) the mapped checkpoint;
+ * qs_qsource_close releases them and is safe on a zeroed struct.
+ */
+#ifndef QS_QSOURCE_H
+#define QS_QSOURCE_H
+
+#include <stdint.h>
+
+#include "io/safetensors.h"
+#include "status.h"
+
+typedef struct qs_qsource_dyn {
+    char *pattern;   /* owned, without the +:/-: prefix */
+    int negative;    /* "-:" */
+    int bits, group_size, sym, desc_act; /* overrides; -2 = not given */
+} qs_qsource_dyn;
+
+typedef struct qs_qsource {
+    int gptq;                 /* 0: HDF5 shards, 1: GPTQ export */
+    char dir[4096];
+    /* HDF5: out/index.json weight_map (names[i] lives in shard files[i]) */
+    char **names, **files;    /* (n,) owned */
+    int64_t n;
+    /* GPTQ */
+    qs_checkpoint ck;
+    int bits, group_size, sym, desc_act, v2;
+    qs_qsource_dyn *dyn;      /* (ndyn,) owned, in map order */
+    int ndyn;
+} qs_qsource;
+
+/* Opens run/out/ (reads index.json). Missing or malformed files: QS_ERR_INPUT naming them. */
+qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err);
+/* Opens a GPTQ export (config.json quantization_config, safetensors + index). */
+qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err);
+void qs_qsource_close(qs_qsource *s);
+
+/* GPTQ scheme of `module` after the dynamic map; *quantized = 0 for a "-:" match. */
+void qs_qsource_scheme(const qs_qsource *s, const char *module, int *quantized, int *bits,
+                       int *group_size);
+
+/* The dequantized weight of quantized linear `module` (e.g. "model.layers.0.self_attn.q_proj")
+ * of shape (d_out, d_in) into w (d_out, d_in). *found = 0 (w untouched) when the source holds
+ * no quantized form of the module (it was left in float). Shape mismatches and bad data
+ * are QS_ERR_INPUT naming the file and tensor. */
+qs_status qs_qsource_linear(const qs_qsource *s, const char *module, int64_t d_out,
+                            int64_t d_in, float *w, int *found, qs_err *err);
+
+/* A plain tensor `name` (norms, embeddings, lm_head, biases, linears left in float) as f32
+ * into out (count,): BF16/F16/F32 converted exactly. *found = 0 when the source does not
+ * hold it; a count mismatch or an integer tensor is QS_ERR_INPUT naming file and tensor. */
+qs_status qs_qsource_tensor(const qs_qsource *s, const char *name, float *out, int64_t count,
+                            int *found, qs_err *err);
+
+/* Structural check of every quantized linear and tensor of the source: the four GPTQ
+ * tensors present with the shapes their scheme implies (and dtypes), codes of g_idx in
+ * range. QS_ERR_INPUT naming the file and tensor on the first mismatch. *nlinears, *ntensors
+ * count what was checked. */
+qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *ntensors,
+                            qs_err *err);
+
+#endif /* QS_QSOURCE_H */

@@ -1,0 +1,381 @@
+#!/usr/bin/python3
+"""test_write_mpi.py: the write stage (stages/write.c), `qshard verify` and eval of the
+written files, through `mpiexec -n N qshard run` on a synthetic model (2 layers, hidden 128,
+intermediate 256, GQA), candidates bits [2, 3, 4, 8] x groups [32, 64], reconstruct inputs
+float. The test writes run/search/allocation.json itself before the run: a mixed allocation
+(different bits per layer and per linear, q/k/v and gate/up tied, one linear left float).
+Variants (each a separate run): A asym / no act-order / v1 at 1, 2, 3 ranks;
+B sym / act-order / gptq_v2; C asym / act-order / gptq_v2 (small shards: several files);
+D sym / no act-order / v1.
+  (1) the shards are byte-identical at 1, 2 and 3 ranks (A; compared with cmp semantics);
+  (2) `h5dump -H` reads every shard (exit 0);
+  (3) a numpy reader of the shards (written here from docs/write.md) and
+      tests/ref/gptq_decode.py (the export) dequantize to bit-identical weights, equal to
+      the dequantized codes of recon/ (scale * (code - zero) through g_idx); plain tensors are
+      the checkpoint's bytes; every module's scheme resolves through the dynamic map under
+      the HF and the vLLM (fused) names;
+  (4) `qshard verify` accepts the run and the export (exit 0), and names the file (exit 2,
+      one line) for a tampered shard, a tampered export tensor and a missing file;
+  (5) eval --weights h5 / gptq / final give the same nll_sum (bit for bit) at 1 and 3 ranks;
+  (6) a --resume run skips the write stage (manifest matches, shards untouched).
+Usage: test_write_mpi.py  (env: QS_BIN, QS_MPIEXEC, QS_SOURCE_DIR)"""
+import filecmp
+import glob
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+
+QS = os.environ["QS_BIN"]
+MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+SRC = os.environ.get("QS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+NL = 2
+LINS = ["q", "k", "v", "o", "gate", "up", "down"]
+HF = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+      "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
+      "down": "mlp.down_proj"}
+FUSED = {"q": "qkv_proj", "k": "qkv_proj", "v": "qkv_proj", "gate": "gate_up_proj",
+         "up": "gate_up_proj"}
+# mixed allocation: every bit width, both group sizes, q/k/v and gate/up tied, one float
+ALLOC = [["w2g32", "w2g32", "w2g32", "w8g64", "w3g32", "w3g32", "w4g64"],
+         ["w4g32", "w4g32", "w4g32", "", "w8g32", "w8g32", "w3g64"]]
+failures = []
+
+spec = importlib.util.spec_from_file_location(
+    "gptq_decode", os.path.join(SRC, "tests", "ref", "gptq_decode.py"))
+gd = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gd)
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print("FAIL:", msg, file=sys.stderr)
+    return cond
+
+
+def run(cmd, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=e)
+
+
+def qs(n, *args):
+    return run(MPIEXEC + ["-n", str(n), QS, *args, "--quiet"])
+
+
+def write_config(path, model, run_dir, sym, act, fmt, shard_bytes, inputs="float"):
+    with open(path, "w") as f:
+        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
+                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 8\n  seqlen: 64\n"
+                f"  chunk_samples: 4\n  seed: 3\n"
+                f"quant:\n  bits: [2, 3, 4, 8]\n  group_size: [32, 64]\n  row_block: 64\n"
+                f"  block_size: 32\n  sym: {sym}\n  act_order: {act}\n"
+                f"reconstruct:\n  inputs: {inputs}\n  propagate: w4g32\n"
+                f"search:\n  pin: [\"layers.*.*=w4g32\"]\n"
+                f"output:\n  checkpoint_format: {fmt}\n  shard_bytes: {shard_bytes}\n"
+                f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 6\n")
+
+
+def write_alloc(run_dir):
+    """Plays the search: replaces search/allocation.json by ALLOC (which has a float linear,
+    something the search never chooses) and updates its hash in search/manifest.json, so a
+    --resume run keeps the search and rewrites the outputs."""
+    path = os.path.join(run_dir, "search", "allocation.json")
+    with open(path, "w") as f:
+        json.dump({"format": "qshard-allocation-1", "objective": "uniform", "budget_bytes": 0,
+                   "payload_bytes": 0, "total_bytes": 0, "quantized_weights": 0, "bpw": 0,
+                   "predicted": 0, "linears": LINS, "layers": ALLOC}, f)
+    mpath = os.path.join(run_dir, "search", "manifest.json")
+    man = json.load(open(mpath))
+    man["outputs"]["search/allocation.json"] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    json.dump(man, open(mpath, "w"), indent=1)
+
+
+def unpack(words, count, bits):
+    return gd.unpack_rows(words, count, bits)
+
+
+def shard_linears(out_dir):
+    """numpy reader of run/out/: {module: float32 weight}, {tensor: raw bytes}, schemes."""
+    idx = json.load(open(os.path.join(out_dir, "index.json")))
+    check(idx["format"] == "qshard-shards-1", "index format")
+    lin, plain, schemes = {}, {}, {}
+    for name, fn in idx["weight_map"].items():
+        with h5py.File(os.path.join(out_dir, fn), "r") as f:
+            obj = f[name]
+            if isinstance(obj, h5py.Group):
+                a = obj.attrs
+                bits, g, v2 = int(a["bits"]), int(a["group_size"]), int(a["v2"])
+                d_out, d_in = int(a["d_out"]), int(a["d_in"])
+                q = unpack(obj["qweight"][()], d_in, bits)             # (d_in, d_out)
+                z = unpack(obj["qzeros"][()].T, d_out, bits).T          # (G, d_out)
+                z = z if v2 else z + 1
+                s = obj["scales"][()].view(np.float16).astype(np.float32)  # (G, d_out)
+                gi = obj["g_idx"][()]
+                w = s[gi, :] * (q - z[gi, :]).astype(np.float32)       # (d_in, d_out)
+                lin[name] = np.ascontiguousarray(w.T)
+                schemes[name] = (bits, g)
+            else:
+                dt = obj.attrs["dtype"]
+                dt = dt.decode() if isinstance(dt, bytes) else dt
+                plain[name] = (dt, list(obj.shape), obj[()].tobytes())
+    return lin, plain, schemes
+
+
+def recon_weights(run_dir, sub):
+    out = {}
+    for l in range(NL):
+        with h5py.File(os.path.join(run_dir, sub, f"layer-{l:03d}.h5"), "r") as f:
+            for i, lin in enumerate(LINS):
+                c = ALLOC[l][i]
+                if not c:
+                    continue
+                g = f[f"{lin}/{c}"]
+                codes = g["codes"][()].astype(np.float32)
+                s = g["scales"][()].view(np.float16).astype(np.float32)
+                z = g["zeros"][()].astype(np.float32)
+                gi = g["g_idx"][()]
+                out[f"model.layers.{l}.{HF[lin]}"] = s[:, gi] * (codes - z[:, gi])
+    return out
+
+
+def checkpoint_tensors(model):
+    """The source model's tensors {name: (dtype, shape, raw bytes)} (single file or shards)."""
+    out = {}
+    for p in sorted(glob.glob(os.path.join(model, "*.safetensors"))):
+        blob = open(p, "rb").read()
+        n = int.from_bytes(blob[:8], "little")
+        hdr = json.loads(blob[8:8 + n])
+        for k, e in hdr.items():
+            if k == "__metadata__":
+                continue
+            a, b = e["data_offsets"]
+            out[k] = (e["dtype"], e["shape"], blob[8 + n + a:8 + n + b])
+    return out
+
+
+def check_variant(label, model, rd, sym, act, sub):
+    out = os.path.join(rd, "out")
+    shards = sorted(glob.glob(os.path.join(out, "model-*.h5")))
+    check(len(shards) >= 1, f"{label}: no shards")
+    for s in shards:
+        r = run(["h5dump", "-H", s])
+        check(r.returncode == 0, f"{label}: h5dump -H {s}: {r.stderr[:200]}")
+    lin, plain, schemes = shard_linears(out)
+    rec = recon_weights(rd, sub)
+    check(set(lin) == set(rec), f"{label}: quantized modules {sorted(lin)} != {sorted(rec)}")
+    for m, w in rec.items():
+        check(m in lin and lin[m].tobytes() == w.astype(np.float32).tobytes(),
+              f"{label}: shard weight of {m} differs from recon's codes")
+    # the export through the independent decoder
+    exp = os.path.join(rd, "export")
+    ts, nsh = gd.read_checkpoint(exp)
+    cfg = json.load(open(os.path.join(exp, "config.json")))["quantization_config"]
+    qc = json.load(open(os.path.join(exp, "quantize_config.json")))
+    check(qc == cfg, f"{label}: quantize_config.json != config.json quantization_config")
+    v2 = cfg["checkpoint_format"] == "gptq_v2"
+    check(bool(cfg["sym"]) == bool(sym) and bool(cfg["desc_act"]) == bool(act),
+          f"{label}: top-level sym/desc_act {cfg}")
+    for m in rec:
+        l = int(m.split(".")[2])
+        short = [k for k in LINS if m.endswith(HF[k])][0]
+        want = (int(ALLOC[l][LINS.index(short)][1]), int(ALLOC[l][LINS.index(short)].split("g")[1]))
+        names = [m]
+        if short in FUSED:
+            names.append(m.rsplit(".", 1)[0] + "." + FUSED[short])
+        for n in names:
+            got = resolve(cfg, n)
+            check(got == want, f"{label}: {n} resolves to {got}, expected {want}")
+        bits, g = want
+        w, _ = gd.dequant(ts, m, bits, g, v2)
+        if not check(w is not None, f"{label}: decoder failed on {m}"):
+            continue
+        check(w.astype(np.float32).tobytes() == lin[m].tobytes(),
+              f"{label}: export weight of {m} differs from the shards")
+    # float linears: excluded by a "-:" key under both spellings, plain weight in the export
+    for l in range(NL):
+        for i, short in enumerate(LINS):
+            if ALLOC[l][i]:
+                continue
+            m = f"model.layers.{l}.{HF[short]}"
+            names = [m] + ([m.rsplit(".", 1)[0] + "." + FUSED[short]] if short in FUSED else [])
+            for n in names:
+                check(resolve(cfg, n) is None, f"{label}: float {n} resolves to {resolve(cfg, n)}")
+            check(m + ".weight" in ts and m + ".qweight" not in ts, f"{label}: float {m} in export")
+    # plain tensors: the checkpoint's bytes, in shards and export
+    ck = checkpoint_tensors(model)
+    for name, (dt, shape, raw) in ck.items():
+        if name.endswith(".weight") and name[:-7] in lin:
+            continue
+        check(name in plain and plain[name][2] == raw and plain[name][0] == dt,
+              f"{label}: shard tensor {name} is not the checkpoint's bytes")
+        check(name in ts and ts[name][2] == raw, f"{label}: export tensor {name} differs")
+    return nsh, len(shards)
+
+
+def resolve(cfg, module):
+    """(bits, group) of a module as vLLM / GPTQModel resolve it: first re.match wins."""
+    bits, g = cfg["bits"], cfg["group_size"]
+    for k, v in cfg.get("dynamic", {}).items():
+        neg = k.startswith("-:")
+        pat = k[2:] if k[:2] in ("+:", "-:") else k
+        if re.match(pat, module):
+            if neg:
+                return None
+            return (v.get("bits", bits), v.get("group_size", g))
+    return (bits, g)
+
+
+def shard_bytes(rd):
+    return {os.path.basename(p): open(p, "rb").read()
+            for p in sorted(glob.glob(os.path.join(rd, "out", "model-*.h5")))}
+
+
+def nll(rd, cfgp, n, weights):
+    r = qs(n, "eval", cfgp, "--weights", weights)
+    if not check(r.returncode == 0, f"eval {weights} n={n}: {r.stderr}"):
+        return None
+    return json.load(open(os.path.join(rd, "eval.json")))["nll_sum"]
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="qs_write_")
+    model = os.path.join(tmp, "m")
+    r = run([QS, "synth-model", "--arch", "llama", "--layers", str(NL), "--hidden", "128",
+             "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "256",
+             "--tokens", "8000", model])
+    if not check(r.returncode == 0, f"synth-model: {r.stderr}"):
+        return
+    variants = [("A", "false", "false", "gptq", 1 << 30, (1, 2, 3), "float"),
+                ("B", "true", "true", "gptq_v2", 1 << 30, (2,), "float"),
+                ("C", "false", "true", "gptq_v2", 60000, (3,), "float"),
+                ("D", "true", "false", "gptq", 1 << 30, (1,), "float"),
+                ("E", "false", "false", "gptq", 1 << 30, (1, 3), "quantized")]
+    for label, sym, act, fmt, sb, ranks, inputs in variants:
+        ref = None
+        for n in ranks:
+            rd = os.path.join(tmp, f"{label}{n}")
+            cfgp = os.path.join(tmp, f"{label}{n}.yaml")
+            write_config(cfgp, model, rd, sym, act, fmt, sb, inputs)
+            t0 = time.time()
+            # the whole pipeline with a pinned uniform search, then our mixed allocation
+            r = qs(n, "run", cfgp, "--set", "eval.tokens=")
+            if not check(r.returncode == 0, f"{label} n={n}: rc {r.returncode} {r.stderr}"):
+                continue
+            check(os.path.exists(os.path.join(rd, "out", "manifest.json")),
+                  f"{label} n={n}: the pipeline did not write")
+            write_alloc(rd)
+            r = qs(n, "run", cfgp, "--resume", "--set", "eval.tokens=")
+            if not check(r.returncode == 0, f"{label} n={n}: resume rc {r.returncode} {r.stderr}"):
+                continue
+            print(f"{label} n={n}: run {time.time() - t0:.1f} s")
+            data = shard_bytes(rd)
+            if ref is None:
+                ref = data
+                nexp, nh5 = check_variant(f"{label} n={n}", model, rd, sym == "true",
+                                          act == "true",
+                                          "final" if inputs == "quantized" else "recon")
+                if label == "C":
+                    check(nh5 > 1 and nexp > 1, f"C: expected several shards ({nh5}, {nexp})")
+                r = run([QS, "verify", rd])
+                check(r.returncode == 0, f"{label}: verify run dir: {r.stderr}")
+                r = run([QS, "verify", os.path.join(rd, "export")])
+                check(r.returncode == 0, f"{label}: verify export: {r.stderr}")
+            else:
+                check(data.keys() == ref.keys() and all(data[k] == ref[k] for k in ref),
+                      f"{label} n={n}: shards differ from n={ranks[0]}")
+    # (4) tampering, (5) eval, (6) resume on variant A
+    rdA, cfgA = os.path.join(tmp, "A1"), os.path.join(tmp, "A1.yaml")
+    rd3, cfg3 = os.path.join(tmp, "A3"), os.path.join(tmp, "A3.yaml")
+    if os.path.exists(os.path.join(rdA, "out", "manifest.json")):
+        before = shard_bytes(rdA)
+        r = qs(2, "run", cfgA, "--resume", "--set", "eval.tokens=")
+        check(r.returncode == 0, f"resume: {r.stderr}")
+        check(shard_bytes(rdA) == before, "resume rewrote different shards")
+        evals = [(1, rdA, cfgA), (3, rd3, cfg3)]
+        evals += [(n, os.path.join(tmp, f"E{n}"), os.path.join(tmp, f"E{n}.yaml")) for n in (1, 3)]
+        for n, rd, cfgp in evals:
+            vals = {w: nll(rd, cfgp, n, w) for w in ("final", "h5", "gptq", "float")}
+            check(vals["final"] is not None and vals["final"] == vals["h5"] == vals["gptq"],
+                  f"eval n={n}: final/h5/gptq differ: {vals}")
+            check(vals["float"] != vals["final"], f"eval n={n}: quantized equals float")
+        r = qs(1, "eval", cfgA, "--weights", "gptq:" + os.path.join(rd3, "export"))
+        check(r.returncode == 0, f"eval gptq:DIR: {r.stderr}")
+        # the ends come from the written files too: a changed final norm changes the result
+        import shutil
+        exp2 = os.path.join(tmp, "exp2")
+        shutil.copytree(os.path.join(rdA, "export"), exp2)
+        st2 = os.path.join(exp2, "model.safetensors")
+        blob = bytearray(open(st2, "rb").read())
+        n = int.from_bytes(blob[:8], "little")
+        a = json.loads(blob[8:8 + n])["model.norm.weight"]["data_offsets"][0]
+        blob[8 + n + a + 1] ^= 0x80  # sign of the first element (bf16 high byte)
+        open(st2, "wb").write(bytes(blob))
+        base = nll(rdA, cfgA, 1, "final")
+        changed = nll(rdA, cfgA, 1, "gptq:" + exp2)
+        check(base is not None and changed is not None and changed != base,
+              f"eval of an export with a changed norm equals final ({changed} {base})")
+        # tampered shard: flip one byte in the middle
+        shard = sorted(glob.glob(os.path.join(rd3, "out", "model-*.h5")))[0]
+        blob = bytearray(open(shard, "rb").read())
+        blob[len(blob) // 2] ^= 0xFF
+        open(shard, "wb").write(bytes(blob))
+        r = run([QS, "verify", rd3])
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 2 and len(lines) == 1 and os.path.basename(shard) in lines[0],
+              f"verify tampered shard: rc {r.returncode} {r.stderr}")
+        # tampered export: scales of one module reshaped in the header is hard; drop a tensor
+        exp = os.path.join(rd3, "export")
+        st = glob.glob(os.path.join(exp, "*.safetensors"))[0]
+        blob = bytearray(open(st, "rb").read())
+        n = int.from_bytes(blob[:8], "little")
+        hdr = json.loads(blob[8:8 + n].decode().rstrip())
+        name = [k for k in hdr if k.endswith(".g_idx")][0]
+        hdr[name]["dtype"] = "F32"  # same byte count, wrong dtype
+        text = json.dumps(hdr).encode()
+        text += b" " * (n - len(text))
+        if len(text) == n:
+            open(st, "wb").write(bytes(blob[:8]) + text + bytes(blob[8 + n:]))
+            r = run([QS, "verify", exp])
+            lines = r.stderr.strip().splitlines()
+            check(r.returncode == 2 and len(lines) == 1 and os.path.basename(st) in lines[0],
+                  f"verify tampered export: rc {r.returncode} {r.stderr}")
+        os.remove(os.path.join(rdA, "out", "index.json"))
+        r = run([QS, "verify", rdA])
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 2 and len(lines) == 1 and "index.json" in lines[0],
+              f"verify missing file: rc {r.returncode} {r.stderr}")
+        shutil.rmtree(os.path.join(tmp, "D1", "export"), ignore_errors=True)
+        r = qs(1, "eval", os.path.join(tmp, "D1.yaml"), "--weights", "gptq")
+        ours = [l for l in r.stderr.splitlines() if l.startswith("qshard:")]
+        check(r.returncode == 2 and len(ours) == 1 and "export" in ours[0],
+              f"eval of a missing export: rc {r.returncode} {r.stderr}")
+        # an allocation naming a candidate the reconstruct files do not hold: exit 2, one line
+        saved = [row[:] for row in ALLOC]
+        ALLOC[1][6] = "w4g48"
+        write_alloc(os.path.join(tmp, "D1"))
+        ALLOC[:] = saved
+        r = qs(2, "run", os.path.join(tmp, "D1.yaml"), "--resume", "--set", "eval.tokens=")
+        ours = [l for l in r.stderr.splitlines() if l.startswith("qshard:")]
+        check(r.returncode == 2 and len(ours) == 1 and "w4g48" in ours[0],
+              f"unknown candidate: rc {r.returncode} {r.stderr}")
+        r = run([QS, "verify", tmp])
+        check(r.returncode == 2, f"verify of a plain directory: rc {r.returncode}")
+    check(not gd.failures, f"gptq_decode reported: {gd.failures}")
+    if failures:
+        print(f"{len(failures)} failure(s)", file=sys.stderr)
+        sys.exit(1)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
