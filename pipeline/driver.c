@@ -10,6 +10,7 @@
 #include "config.h"
 #include "io/model.h"
 #include "log.h"
+#include "report.h"
 #include "rundir.h"
 #include "sha256.h"
 #include "summary.h"
@@ -107,6 +108,7 @@ static qs_status prepare_rundir(const qs_run_opts *opts, const qs_config *cfg,
                      "%s: run directory already holds this run; pass --resume to continue "
                      "it",
                      rd->root);
+        QS_CHECK(qs_rundir_remove_temps(rd, NULL, err)); /* of a process killed mid-write */
     }
     QS_CHECK(qs_mkdir_p(rd->root, err));
     {
@@ -149,7 +151,11 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     memset(&rd, 0, sizeof(rd));
     memset(&ctx, 0, sizeof(ctx));
     qs_log_init(&lg, comm->rank, opts->verbose, opts->quiet);
-    double t_start = qs_log_now();
+    double t_start = qs_log_now(), busy = 0.0;
+    qs_progress progress;
+    qs_timings tm;
+    int timed = 0; /* run directory prepared: timings.json is written on the way out */
+    qs_timings_init(&tm, opts->resume);
 
     /* 1. config and model on every rank; agree before anything blocks */
     st = qs_config_load(&cfg, opts->config_path, opts->sets, opts->nset, err);
@@ -175,6 +181,9 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     ctx.model = &model;
     ctx.log = &lg;
     ctx.stop = qs_driver_stop_flag();
+    ctx.progress = &progress;
+    ctx.busy = &busy;
+    timed = 1;
 
     /* 3. stages in order. Later stages join this table as they land. */
     static const stage_entry stages[] = {
@@ -196,9 +205,12 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
             goto done;
         }
         qs_stage_args args = {stages[i].pass};
-        double t0 = qs_log_now();
+        double t0 = qs_log_now(), c0 = qs_log_cpu_now();
         qs_log_info(&lg, "%s: start", stages[i].name);
+        qs_progress_start(&progress, &lg, stages[i].name);
+        busy = 0.0;
         st = stages[i].fn(&ctx, &args, err);
+        qs_timings_add(&tm, stages[i].name, st, qs_log_now() - t0, busy, qs_log_cpu_now() - c0);
         if (st != QS_OK) goto done;
         qs_log_info(&lg, "%s: done in %.2f s", stages[i].name, qs_log_now() - t0);
     }
@@ -208,6 +220,18 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
                 comm->rank, (double)qs_log_peak_rss() / (1024.0 * 1024.0));
 done:
     if (st == QS_ERR_INTERNAL) qs_comm_abort(comm, err);
+    if (timed) { /* statuses here are agreed: the gather is safe */
+        qs_err e2 = {0};
+        qs_status s2 = qs_timings_write(&tm, st, comm, &rd, &e2);
+        if (s2 == QS_OK && (st == QS_OK || st == QS_STOPPED) && comm->rank == 0)
+            s2 = qs_report_write(rd.root, &e2); /* also of a stopped run: what is done so far */
+        s2 = qs_comm_agree(comm, s2, &e2);
+        if (s2 != QS_OK && st == QS_OK) {
+            st = s2;
+            *err = e2;
+        }
+        if (s2 == QS_OK && st == QS_OK) qs_log_info(&lg, "report: %s/report.md", rd.root);
+    }
     qs_model_close(&model);
     qs_rundir_free(&rd);
     qs_config_free(&cfg);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "driver.h"
@@ -16,6 +17,8 @@
 #include "io/synth.h"
 #include "mpi/comm.h"
 #include "plan.h"
+#include "report.h"
+#include "sweep.h"
 #include "stages/stage.h"
 #include "status.h"
 
@@ -31,6 +34,10 @@ static const char *const USAGE =
     "                       architecture, dimensions, parameters and tensors of a checkpoint\n"
     "  eval CONFIG.yaml [--weights SOURCE] [--set key.path=value]...\n"
     "                       perplexity on eval.tokens (under mpirun: layers split over ranks)\n"
+"  sweep SWEEP.yaml [--out DIR]\n"
+    "                       one resolved config per point + a Slurm job-array script\n"
+    "  collect DIR          table (CSV + markdown) of a sweep's finished points\n"
+    "  report RUN_DIR       (re)write RUN_DIR/report.md and its SVG plots from the run's files\n"
     "  verify RUN_DIR|EXPORT_DIR\n"
     "                       check a run's written shards and export (manifest, checksums, shapes)\n"
     "  synth-model --arch llama|mistral|qwen2 --layers N --hidden H [...] OUT_DIR\n"
@@ -101,6 +108,39 @@ static const char *const USAGE_EVAL =
     "  --weights gptq[:DIR]  a GPTQ export (default RUN_DIR/export/), dequantized\n"
     "  --set key.path=value  override one config key (repeatable)\n";
 
+static const char *const USAGE_REPORT =
+    "usage: qshard report RUN_DIR\n"
+    "\n"
+    "Writes RUN_DIR/report.md and RUN_DIR/report/*.svg (bits per layer, error per layer,\n"
+    "Pareto frontier) from the files of the run directory only: config, timings, plan\n"
+    "memory, allocation, error and damping tables, perplexities. `qshard run` writes it at\n"
+    "the end of every completed or stopped run; sections whose stage has not run say\n"
+    "\"not run\".\n";
+
+static const char *const USAGE_SWEEP =
+    "usage: qshard sweep SWEEP.yaml [--out DIR]\n"
+    "\n"
+    "SWEEP.yaml names a base config and overrides (docs/slurm.md \"Sweeps\"):\n"
+    "  base: sweep-base.yaml            # relative to the sweep file\n"
+    "  set: {model: /models/x}          # every point\n"
+    "  grid: {quant.bits: [[3], [4]], quant.group_size: [[32], [128]]}  # cartesian product\n"
+    "  points: [{search.target_bpw: 3.0}]  # explicit points (x the grid)\n"
+    "  parallel: 4                      # tasks at once: --array=0-N%K\n"
+    "  sbatch: [\"--time=04:00:00\"]     # extra #SBATCH lines\n"
+    "Writes DIR/points/NNN.yaml (resolved, run_dir DIR/runs/NNN), DIR/points.csv,\n"
+    "DIR/sweep.sbatch (job array; task i runs point i through a copy of slurm/qshard.sbatch:\n"
+    "requeue and --resume per task) and DIR/logs/. DIR defaults to SWEEP without .yaml.\n"
+    "Every point goes through the config loader: a bad key or value is exit 2.\n"
+    "Submit: sbatch -n RANKS DIR/sweep.sbatch; then qshard collect DIR.\n"
+    "QSHARD_SBATCH=PATH names slurm/qshard.sbatch when it is not next to the binary.\n";
+
+static const char *const USAGE_COLLECT =
+    "usage: qshard collect DIR\n"
+    "\n"
+    "Reads DIR/points.csv and each point's run directory (timings.json, eval*.json,\n"
+    "search/summary.json or allocation.json, recon tables) and writes DIR/results.csv and\n"
+    "DIR/results.md: point, overrides, size bytes, bpw, perplexity (quantized), float\n"
+    "perplexity, time, status (done | failed | missing). Prints the markdown table.\n";
 static const char *const USAGE_VERIFY =
     "usage: qshard verify RUN_DIR|EXPORT_DIR\n"
     "\n"
@@ -540,6 +580,9 @@ static int cmd_eval(int argc, char **argv) {
         ctx.model = &model;
         ctx.log = &lg;
         ctx.stop = qs_driver_stop_flag();
+        qs_progress progress;
+        qs_progress_start(&progress, &lg, "eval");
+        ctx.progress = &progress;
         st = qs_eval_run(&ctx, which, &res, &err);
         if (st == QS_OK && comm.rank == 0 && !quiet)
             printf("perplexity %.6f (%lld windows x %lld tokens, nll_sum %.17g)\n", res.ppl,
@@ -554,6 +597,85 @@ out:
     free(sets);
     fflush(stdout);
     qs_comm_finalize(&comm);
+    return qs_status_exit_code(st);
+}
+
+/* ---- sweep, collect ---- */
+
+static int cmd_sweep(int argc, char **argv) {
+    qs_sweep_opts o;
+    memset(&o, 0, sizeof(o));
+    for (int i = 2; i < argc; ++i) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(USAGE_SWEEP, stdout);
+            return 0;
+        } else if (strcmp(a, "--out") == 0) {
+            if (i + 1 >= argc) return usage_error("sweep", "sweep: --out needs a directory%s", "");
+            o.out_dir = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("sweep", "sweep: unknown option '%s'", a);
+        } else if (!o.sweep_path) {
+            o.sweep_path = a;
+        } else {
+            return usage_error("sweep", "sweep: unexpected argument '%s'", a);
+        }
+    }
+    if (!o.sweep_path) return usage_error("sweep", "sweep: missing SWEEP.yaml%s", "");
+    char bin[4096];
+    ssize_t n = readlink("/proc/self/exe", bin, sizeof(bin) - 1);
+    if (n > 0) {
+        bin[n] = 0;
+        o.qshard_bin = bin;
+    }
+    qs_err err = {0};
+    qs_status st = qs_sweep_write(&o, &err);
+    if (st != QS_OK) fprintf(stderr, "qshard: error: %s\n", err.msg);
+    return qs_status_exit_code(st);
+}
+
+static int cmd_collect(int argc, char **argv) {
+    const char *dir = NULL;
+    for (int i = 2; i < argc; ++i) {
+        if (is_help(argv[i])) {
+            fputs(USAGE_COLLECT, stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("collect", "collect: unknown option '%s'", argv[i]);
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            return usage_error("collect", "collect: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!dir) return usage_error("collect", "collect: missing DIR%s", "");
+    qs_err err = {0};
+    qs_status st = qs_sweep_collect(dir, &err);
+    if (st != QS_OK) fprintf(stderr, "qshard: error: %s\n", err.msg);
+    return qs_status_exit_code(st);
+}
+
+/* ---- report ---- */
+
+static int cmd_report(int argc, char **argv) {
+    const char *dir = NULL;
+    for (int i = 2; i < argc; ++i) {
+        if (is_help(argv[i])) {
+            fputs(USAGE_REPORT, stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("report", "report: unknown option '%s'", argv[i]);
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            return usage_error("report", "report: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!dir) return usage_error("report", "report: missing RUN_DIR%s", "");
+    qs_err err = {0};
+    qs_status st = qs_report_write(dir, &err);
+    if (st != QS_OK) fprintf(stderr, "qshard: error: %s\n", err.msg);
+    else printf("%s/report.md\n", dir);
     return qs_status_exit_code(st);
 }
 
@@ -604,6 +726,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
     if (strcmp(cmd, "synth-model") == 0) return cmd_synth(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(cmd, "report") == 0) return cmd_report(argc, argv);
+    if (strcmp(cmd, "sweep") == 0) return cmd_sweep(argc, argv);
+    if (strcmp(cmd, "collect") == 0) return cmd_collect(argc, argv);
     if (strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
     fprintf(stderr, "qshard: error: unknown command '%s' (see 'qshard --help')\n", cmd);
     return 2;

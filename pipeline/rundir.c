@@ -2,6 +2,7 @@
 #include "rundir.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -336,4 +337,48 @@ void qs_manifest_free(qs_manifest *m) {
     free(m->outputs);
     m->inputs = m->outputs = NULL;
     m->ninputs = m->noutputs = 0;
+}
+
+/* 1 if name looks like "<something>.tmp.<digits>". */
+static int is_temp_name(const char *name) {
+    const char *t = strstr(name, ".tmp.");
+    if (!t || t == name) return 0;
+    const char *d = t + 5;
+    if (!*d) return 0;
+    for (; *d; ++d)
+        if (*d < '0' || *d > '9') return 0;
+    return 1;
+}
+
+static qs_status remove_temps_in(const char *dir, int depth, int *n, qs_err *err) {
+    DIR *d = opendir(dir);
+    if (!d) return QS_OK; /* absent stage directory: nothing to clean */
+    qs_status st = QS_OK;
+    struct dirent *de;
+    char path[QS_PATH_MAX];
+    while ((de = readdir(d)) != NULL && st == QS_OK) {
+        if (de->d_name[0] == '.') continue;
+        int k = snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (k < 0 || (size_t)k >= sizeof(path)) continue;
+        struct stat sb;
+        if (lstat(path, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode)) {
+            if (depth > 0) st = remove_temps_in(path, depth - 1, n, err);
+        } else if (S_ISREG(sb.st_mode) && is_temp_name(de->d_name)) {
+            if (unlink(path) != 0 && errno != ENOENT)
+                st = QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot remove stale temp file: %s", path,
+                             strerror(errno));
+            else
+                ++*n;
+        }
+    }
+    closedir(d);
+    return st;
+}
+
+qs_status qs_rundir_remove_temps(const qs_rundir *rd, int *nremoved, qs_err *err) {
+    int n = 0;
+    qs_status st = remove_temps_in(rd->root, 2, &n, err);
+    if (nremoved) *nremoved = n;
+    return st;
 }

@@ -63,6 +63,12 @@ qs_status qs_write_file_atomic(const char *path, const void *data, size_t n, qs_
 /* Reads a whole file into a NUL-terminated malloc'd buffer (caller frees). */
 qs_status qs_read_file(const char *path, char **data, size_t *n, qs_err *err);
 
+/* Removes temp files ("<name>.tmp.<pid>") left in root and its stage directories (two
+ * levels) by a process that died before its rename (kill -9, node failure). Only for a
+ * directory no other qshard is writing (the driver calls it on --resume). *nremoved may be
+ * NULL. */
+qs_status qs_rundir_remove_temps(const qs_rundir *rd, int *nremoved, qs_err *err);
+
 /* fsync of a directory (after a rename into it). */
 qs_status qs_fsync_dir(const char *dir, qs_err *err);
 

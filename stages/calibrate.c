@@ -479,6 +479,7 @@ qs_status qs_stage_calibrate_run(const qs_stage_ctx *ctx, const qs_stage_args *a
     if (prev < 0) hctx.poke[2] = NULL;
     qs_layer_hooks hooks = {stats_hook, &hctx};
     int64_t done_here = 0;
+    qs_progress_begin(ctx->progress, nchunks, k0);
     for (int64_t c = k0; c < nchunks; ++c) {
         const int b = (int)(c % 2);
         const int boundary = every > 0 && (c + 1) % every == 0 && c + 1 < nchunks;
@@ -511,11 +512,13 @@ qs_status qs_stage_calibrate_run(const qs_stage_ctx *ctx, const qs_stage_args *a
                     rreq_posted = st == QS_OK;
                 }
             }
+            const double tb = qs_log_now();
             for (int i = 0; i < nown && st == QS_OK; ++i) {
                 hctx.acc = &acc[i];
                 st = qs_layer_forward(&lw[i].w, &d, x, (int)ns, (int)T, &ws, &hooks, err);
                 acc[i].tokens += rows;
             }
+            if (ctx->busy) *ctx->busy += qs_log_now() - tb;
             if (st == QS_OK && next >= 0)
                 st = qs_comm_isend(comm, x, sizeof(float) * (size_t)(rows * d.hidden), next, tag,
                                    &sreq[b], err);
@@ -523,6 +526,8 @@ qs_status qs_stage_calibrate_run(const qs_stage_ctx *ctx, const qs_stage_args *a
             if (st != QS_OK) qs_comm_abort(comm, err);
         }
         ++done_here;
+        qs_progress_step(ctx->progress, c + 1, "chunk %lld/%lld", (long long)(c + 1),
+                         (long long)nchunks);
         if (!boundary) continue;
 
         /* checkpoint boundary: drain, write, agree, state.json, stop check */

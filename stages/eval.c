@@ -320,6 +320,7 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
     /* 2. the pipeline */
     const int64_t nchunks = (nwin + CS - 1) / CS;
     double nll_sum = 0.0;
+    qs_progress_begin(ctx->progress, nchunks, 0);
     for (int64_t c = 0; c < nchunks && nown > 0; ++c) {
         const int b = (int)(c % 2);
         const int64_t w0 = c * CS, ns = nwin - w0 < CS ? nwin - w0 : CS, rows = ns * T;
@@ -361,6 +362,8 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
             for (int64_t i = 0; i < ns * (T - 1) && st == QS_OK; ++i) nll_sum += nll[i];
         }
         if (st != QS_OK) qs_comm_abort(comm, err); /* neighbours are blocked in the pipeline */
+        qs_progress_step(ctx->progress, c + 1, "chunk %lld/%lld", (long long)(c + 1),
+                         (long long)nchunks);
     }
     qs_comm_wait(comm, &sreq[0]);
     qs_comm_wait(comm, &sreq[1]);

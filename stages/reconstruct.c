@@ -743,6 +743,7 @@ static qs_status run_float(const qs_stage_ctx *ctx, const qs_model_dims *d, cons
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) goto done;
         qs_log_info(ctx->log, "reconstruct: layers [%d, %d) done", b0, b0 + nl);
+        qs_progress_step(ctx->progress, b0 + nl, "layer %d/%d", b0 + nl, L);
         int want_stop = *ctx->stop || (stop_after > 0 && written >= stop_after);
         if (b0 + nl < L && qs_comm_any(comm, want_stop)) {
             qs_log_info(ctx->log, "reconstruct: stopped after layer %d", b0 + nl - 1);
@@ -1076,6 +1077,7 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, const qs_model_dims *d,
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) goto done;
         if (l >= l0) qs_log_info(ctx->log, "reconstruct: %s layer %d done", dir, l);
+        if (l >= l0) qs_progress_step(ctx->progress, l + 1, "layer %d/%d", l + 1, L);
         int want_stop = *ctx->stop || (stop_after > 0 && written >= stop_after);
         if (l >= l0 && l + 1 < L && qs_comm_any(comm, want_stop)) {
             qs_log_info(ctx->log, "reconstruct: stopped after %s layer %d", dir, l);
@@ -1304,6 +1306,7 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
     qs_log_peak_rss_reset();
     const long long start_rss = qs_log_peak_rss();
     const double t_work = qs_log_now();
+    qs_progress_begin(ctx->progress, L, l0);
     if (quantized)
         st = run_quantized(ctx, &d, cs, sel, dir, l0, &tok, offs, &plan, input_hash, &busy, err);
     else
@@ -1313,6 +1316,7 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
     {
         qs_err e2 = {0};
         if (report_busy(ctx, busy, &e2) != QS_OK) qs_comm_abort(comm, &e2);
+        if (ctx->busy) *ctx->busy += busy;
     }
     if (st != QS_OK) goto done;
 

@@ -24,6 +24,10 @@ typedef struct qs_stage_ctx {
     char config_hash[65];       /* of the resolved config without runtime keys */
     char model_hash[65];        /* fingerprint: config.json + safetensors headers + sizes */
     const volatile int *stop;   /* set (by the driver's signal handler) to request a stop */
+    qs_progress *progress;      /* driver-owned, may be NULL: qs_progress_begin/step at unit
+                                   boundaries (rank 0 prints, with ETA) */
+    double *busy;               /* driver-owned, may be NULL: a stage may add this rank's
+                                   compute seconds (timings.json "busy_s") */
 } qs_stage_ctx;
 
 /* Per-invocation arguments (a stage may run twice, e.g. reconstruct before/after search). */

@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""test_kill_resume.py: `kill -9` of one rank in the middle of a run, then `qshard run
+--resume` at a different rank count (issue 13, acceptance).
+  1. reference: an uninterrupted `mpiexec -n 2 qshard run` (plan -> calibrate (12 chunks,
+     a checkpoint every 2) -> reconstruct (quantized inputs, 2 candidates) -> search
+     (target_bpw 3.6) -> eval) of a synthetic 8-layer model in RUN, then RUN is renamed to
+     REF (so both runs have the same run_dir and config hash);
+  2. the same config at 2 ranks; once calibrate has written a checkpoint, SIGKILL one rank
+     (a child of mpiexec); mpiexec aborts the job (non-zero exit);
+  3. `--resume` at 3 ranks; once the first reconstruct layer file exists, SIGKILL one rank
+     again. Files completed before this kill are recorded with (inode, mtime_ns, size);
+  4. `--resume` at 2 ranks: exit 0; no stale temp file is left; every file of every stage
+     (plan, calib, recon, search, eval.json, manifests, run.json, config) is byte-identical to
+     REF, except measurements (timings.json, the report, <stage>/rss/ peak RSS records), and
+     the set of files is the same; every file completed before the second kill still has its
+     inode, mtime and size (not recomputed, not rewritten); timings.json has exactly one
+     attempt (the killed ones left none) marked resume; report.md exists.
+Usage: test_kill_resume.py  (env: QS_BIN, QS_MPIEXEC)"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+QS = os.environ["QS_BIN"]
+MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+NL = 8
+failures = []
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print("FAIL:", msg, file=sys.stderr, flush=True)
+    return cond
+
+
+def write_config(path, model, run_dir):
+    with open(path, "w") as f:
+        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
+                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 48\n  seqlen: 128\n"
+                f"  chunk_samples: 4\n  checkpoint_every: 2\n  seed: 5\n"
+                f"quant:\n  bits: [3, 4]\n  group_size: [64]\n  row_block: 64\n"
+                f"reconstruct:\n  inputs: quantized\n"
+                f"search:\n  target_bpw: 3.6\n"
+                f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 128\n  max_windows: 8\n")
+
+
+IGNORED = ("timings.json", "report.md")
+MEASURED = ("report",)  # times, and every stage's rss/ peak RSS records: not results
+
+
+def tree(root):
+    """{relative path: bytes} of every file except measurements (timings, report, calibrate's
+    per-rank peak RSS records)."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for n in files:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            if (rel in IGNORED or any(rel.startswith(m + os.sep) for m in MEASURED) or
+                    "rss" in rel.split(os.sep)[:-1]):
+                continue
+            with open(p, "rb") as f:
+                out[rel] = f.read()
+    return out
+
+
+def children(pid):
+    """Pids of the processes whose parent is pid."""
+    kids = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                kids.append(int(e))
+        except (OSError, IndexError, ValueError):
+            pass
+    return kids
+
+
+def rank_pids(launcher_pid):
+    """qshard processes below the launcher (mpiexec forks the ranks, maybe via a helper)."""
+    found, todo = [], [launcher_pid]
+    while todo:
+        for k in children(todo.pop()):
+            try:
+                with open(f"/proc/{k}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and os.path.basename(cmd[0].decode()) == "qshard":
+                found.append(k)
+            else:
+                todo.append(k)
+    return found
+
+
+def run_and_kill(nargs, cfg, extra, ready, what):
+    """Starts mpiexec NARGS qshard run CFG EXTRA; once ready() holds, SIGKILLs one rank and
+    waits for mpiexec to end. Returns True when a rank was killed and mpiexec failed."""
+    p = subprocess.Popen(MPIEXEC + nargs + [QS, "run", cfg, "--quiet"] + extra,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    end = time.time() + 300
+    while time.time() < end and p.poll() is None:
+        if ready():
+            pids = rank_pids(p.pid)
+            if pids:
+                killed = max(pids)
+                os.kill(killed, signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    if not check(killed is not None, f"found a rank to kill after {what} appeared "
+                 f"(mpiexec rc {p.poll()})"):
+        p.kill()
+        p.communicate()
+        return False
+    try:
+        p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        check(False, "mpiexec did not end within 120 s after a rank was killed")
+    return check(p.returncode != 0, f"mpiexec reports the killed rank: rc {p.returncode}")
+
+
+def main(tmp):
+    model = os.path.join(tmp, "model")
+    r = subprocess.run([QS, "synth-model", "--arch", "llama", "--layers", str(NL), "--hidden",
+                        "256", "--intermediate", "704", "--heads", "4", "--kv-heads", "2",
+                        "--vocab", "512", "--tokens", "65536", model],
+                       capture_output=True, text=True)
+    if not check(r.returncode == 0, f"synth-model: {r.stderr}"):
+        return
+    run_dir = os.path.join(tmp, "run")
+    ref_dir = os.path.join(tmp, "ref")
+    cfg = os.path.join(tmp, "cfg.yaml")
+    write_config(cfg, model, run_dir)
+
+    # 1. reference, uninterrupted, then moved aside
+    t0 = time.time()
+    r = subprocess.run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--quiet"], capture_output=True,
+                       text=True, timeout=600)
+    if not check(r.returncode == 0, f"reference run: rc {r.returncode}: {r.stderr}"):
+        return
+    os.rename(run_dir, ref_dir)
+    t_ref = time.time() - t0
+
+    def state_chunk():
+        try:
+            with open(os.path.join(run_dir, "calib", "ckpt", "state.json")) as f:
+                return json.load(f).get("chunk", 0)
+        except (OSError, ValueError):
+            return 0
+
+    # 2. killed in calibrate (2 ranks)
+    if not run_and_kill(["-n", "2"], cfg, [],
+                        lambda: state_chunk() > 0 and
+                        not os.path.exists(os.path.join(run_dir, "calib", "manifest.json")),
+                        "a calibrate checkpoint"):
+        return
+    check(not os.path.exists(os.path.join(run_dir, "calib", "manifest.json")),
+          "killed inside calibrate (no calib manifest)")
+    print(f"killed in calibrate at checkpoint chunk {state_chunk()} of 12", flush=True)
+
+    # 3. resumed at 3 ranks, killed in reconstruct
+    if not run_and_kill(["-n", "3"], cfg, ["--resume"],
+                        lambda: os.path.exists(os.path.join(run_dir, "recon", "layer-000.h5")),
+                        "the first recon layer file"):
+        return
+    rdir = os.path.join(run_dir, "recon")
+    done_before = {}
+    for n in sorted(os.listdir(rdir)):
+        if n.startswith("layer-") and n.endswith(".h5"):
+            s = os.stat(os.path.join(rdir, n))
+            done_before[n] = (s.st_ino, s.st_mtime_ns, s.st_size)
+    for n in sorted(os.listdir(os.path.join(run_dir, "calib"))):
+        pth = os.path.join(run_dir, "calib", n)
+        if os.path.isfile(pth):
+            s = os.stat(pth)
+            done_before["calib/" + n] = (s.st_ino, s.st_mtime_ns, s.st_size)
+    nrecon = sum(1 for k in done_before if k.startswith("layer-"))
+    print(f"killed in reconstruct: {nrecon} of {NL} recon layer file(s) finished before",
+          flush=True)
+    check(1 <= nrecon < NL, f"the kill fell inside reconstruct: {nrecon} of {NL} layers done")
+    check(not os.path.exists(os.path.join(run_dir, "recon", "manifest.json")),
+          "no recon manifest after the kill")
+
+    # 4. resume at 2 ranks to the end
+    time.sleep(0.05)  # mtime granularity: a rewrite would show a later time
+    r = subprocess.run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--resume", "--quiet"],
+                       capture_output=True, text=True, timeout=600)
+    if not check(r.returncode == 0, f"resume at 2 ranks: rc {r.returncode}: {r.stderr}"):
+        return
+    got, ref = tree(run_dir), tree(ref_dir)
+    temps = [k for k in got if ".tmp." in k]
+    check(not temps, f"no stale temp files after the resume: {temps}")
+    check(sorted(got) == sorted(ref),
+          f"same files as the uninterrupted run: {sorted(set(got) ^ set(ref))}")
+    diff = sorted(k for k in ref if k in got and got[k] != ref[k])
+    check(not diff, f"byte-identical to the uninterrupted run: differ {diff}")
+    check(any(k.startswith("recon/layer-") for k in ref) and
+          any(k.startswith("calib/layer-") for k in ref) and "eval.json" in ref and
+          "search/allocation.json" in ref,
+          f"reference has calib, recon, search and eval outputs: {sorted(ref)}")
+    for n, was in sorted(done_before.items()):
+        pth = os.path.join(run_dir, n if n.startswith("calib/") else os.path.join("recon", n))
+        if n.startswith("calib/") and not n.endswith(".h5"):
+            continue  # calib/ also holds state bookkeeping
+        s = os.stat(pth)
+        check((s.st_ino, s.st_mtime_ns, s.st_size) == was,
+              f"{n}: finished before the kill, not recomputed (inode/mtime/size {was} -> "
+              f"{(s.st_ino, s.st_mtime_ns, s.st_size)})")
+    with open(os.path.join(run_dir, "timings.json")) as f:
+        tm = json.load(f)
+    atts = tm.get("attempts", [])
+    check(len(atts) == 1 and atts[0].get("resume") == 1 and atts[0].get("ranks") == 2 and
+          atts[0].get("status") == "done",
+          f"timings.json: one attempt (the last resume, 2 ranks, done): {atts}")
+    check(os.path.exists(os.path.join(run_dir, "report.md")), "report.md written")
+    print(f"reference {t_ref:.1f} s; files compared: {len(ref)}", flush=True)
+
+
+with tempfile.TemporaryDirectory(prefix="qs_kill_resume_") as d:
+    main(d)
+if failures:
+    print(f"{len(failures)} failure(s)", file=sys.stderr)
+    sys.exit(1)
+print("ok")
