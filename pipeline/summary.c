@@ -74,8 +74,8 @@ void qs_summary_print(FILE *out, const qs_rundir *rd, const qs_model *model) {
         fprintf(out, "  perplexity: %.0f windows x %.0f tokens of %s\n", num(ev, "windows", 0),
                 num(ev, "seqlen", 0), str(ev, "tokens_file") ? str(ev, "tokens_file") : "?");
     fprintf(out, "  outputs: %s/export (GPTQ checkpoint), %s/out (HDF5 shards), "
-                 "%s/search/allocation.md\n",
-            rd->root, rd->root, rd->root);
+                 "%s/search/allocation.md, %s/report.md\n",
+            rd->root, rd->root, rd->root, rd->root);
     fflush(out);
     cJSON_Delete(sm);
     cJSON_Delete(ev);
