@@ -1030,6 +1030,12 @@ qs_status qs_config_validate(const qs_config *cfg, qs_err *err) {
         return QS_FAIL(err, QS_ERR_INPUT,
                        "%s: search.target_bpw and search.max_bytes are both set; set only one",
                        file);
+    if (!cfg->search.tie_fused && cfg->output.gptq_export)
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "%s: search.tie_fused: false needs output.gptq_export: false (vLLM loads "
+                       "q/k/v and gate/up as one fused linear with one scheme; the HDF5 shards "
+                       "hold untied allocations)",
+                       file);
     for (int w = 0; w < 2; ++w) {
         char *const *rules = w ? cfg->search.allow : cfg->search.pin;
         const int n = w ? cfg->search.nallow : cfg->search.npin;

@@ -388,7 +388,6 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
             cJSON_AddNumberToObject(o, "windows", (double)res->windows);
             cJSON_AddNumberToObject(o, "seqlen", (double)T);
             cJSON_AddStringToObject(o, "tokens_file", cfg->eval.tokens);
-            cJSON_AddStringToObject(o, "config_hash", ctx->config_hash);
             text = cJSON_Print(o);
             cJSON_Delete(o);
         }
@@ -436,7 +435,9 @@ done:
 
 /* The driver's eval stage: the written model (the GPTQ export when output.gptq_export, else
  * the HDF5 shards) -> eval.json, and with eval.float the unquantized checkpoint ->
- * eval-float.json. A result file whose weights and protocol match is kept (resume). */
+ * eval-float.json. A result file whose weights and protocol match is kept (resume): inside
+ * one run directory the config is fixed (run.json) and the written files are
+ * deterministic, so a matching file is this run's result. */
 static int eval_done(const qs_stage_ctx *ctx, const char *rel, const char *weights) {
     char path[QS_PATH_MAX], *text = NULL;
     qs_err e = {0};
@@ -448,11 +449,9 @@ static int eval_done(const qs_stage_ctx *ctx, const char *rel, const char *weigh
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "weights");
     const cJSON *T = cJSON_GetObjectItemCaseSensitive(o, "seqlen");
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "tokens_file");
-    const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "config_hash");
     ok = cJSON_IsString(w) && strcmp(w->valuestring, weights) == 0 && cJSON_IsNumber(T) &&
          (int64_t)T->valuedouble == ctx->cfg->eval.seqlen && cJSON_IsString(f) &&
-         strcmp(f->valuestring, ctx->cfg->eval.tokens) == 0 && cJSON_IsString(h) &&
-         strcmp(h->valuestring, ctx->config_hash) == 0;
+         strcmp(f->valuestring, ctx->cfg->eval.tokens) == 0;
     cJSON_Delete(o);
     free(text);
     return ok;

@@ -42,7 +42,9 @@ def brute_force(costs, nranks):
 def write_config(path, model, run_dir):
     with open(path, "w") as f:
         f.write(f"model: {model}\nrun_dir: {run_dir}\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 4\n  seqlen: 64\n")
+                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 4\n  seqlen: 64\n"
+                # hidden 64 < the default group 128: no GPTQ export of these shapes
+                f"output:\n  gptq_export: false\n")
 
 
 def main():

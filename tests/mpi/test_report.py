@@ -179,7 +179,9 @@ def main(tmp):
     shutil.copytree(rd, rd2)
     for x in ("search", "report"):
         shutil.rmtree(os.path.join(rd2, x))
-    os.remove(os.path.join(rd2, "eval.json"))
+    for x in ("eval.json", "eval-float.json"):
+        if os.path.exists(os.path.join(rd2, x)):
+            os.remove(os.path.join(rd2, x))
     r = run([QS, "report", rd2])
     check(r.returncode == 0, f"qshard report: rc {r.returncode}: {r.stderr}")
     md = open(os.path.join(rd2, "report.md")).read()

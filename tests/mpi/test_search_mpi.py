@@ -239,7 +239,7 @@ def main():
         check(abs(a2["predicted"] - want) <= 1e-9 * want, f"max_bytes predicted {a2['predicted']} != {want}")
     rdr = os.path.join(tmp, "rel")
     cfg = os.path.join(tmp, "rel.yaml")
-    write_config(cfg, model, rdr, "  target_bpw: 4.0\n  objective: relative\n  tie_fused: false\n")
+    write_config(cfg, model, rdr, "  target_bpw: 4.0\n  objective: relative\n  tie_fused: false\noutput:\n  gptq_export: false\n")
     r = qs(3, "run", cfg, "--set", "eval.tokens=")
     check(r.returncode == 0, f"relative run: {r.stderr}")
     if r.returncode == 0:

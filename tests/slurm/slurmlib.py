@@ -173,6 +173,7 @@ def write_config(path, model, run_dir, nsamples, chunk=4, every=1):
         f.write(f"model: {model}\nrun_dir: {run_dir}\n"
                 f"calib:\n  tokens: {tokens}\n  nsamples: {nsamples}\n  seqlen: 128\n"
                 f"  chunk_samples: {chunk}\n  checkpoint_every: {every}\n  seed: 7\n"
+                f"output:\n  gptq_export: false\n"
                 f"eval:\n  tokens: {tokens}\n  seqlen: 128\n  max_windows: 8\n")
 
 

@@ -457,6 +457,8 @@ static void test_file_errors(void) {
     EXPECT_ERR(HEAD "search:\n  target_bpw: 3.25\n  max_bytes: 70GB\n", ": ",
                "search.target_bpw and search.max_bytes are both set");
     EXPECT_ERR(HEAD "quant:\n  damp: 0.5\n  damp_max: 0.1\n", ": ", "quant.damp_max");
+    EXPECT_ERR(HEAD "search:\n  tie_fused: false\n", ": ",
+               "search.tie_fused: false needs output.gptq_export: false");
 
     /* a file that cannot be opened */
     qs_config cfg;
