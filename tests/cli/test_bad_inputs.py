@@ -61,6 +61,11 @@ YAML_CASES = [
     ("duplicate_key", "model: {model}\nmodel: {model}\nrun_dir: {run}\n", "bad.yaml:2", "duplicate"),
     ("negative_nsamples", "model: {model}\nrun_dir: {run}\ncalib:\n  nsamples: -3\n", "bad.yaml:4", "nsamples"),
     ("bad_enum", "model: {model}\nrun_dir: {run}\nquant:\n  method: awq\n", "bad.yaml:4", "method"),
+    # the good model has hidden 64: group 128 has no GPTQ export layout for any linear
+    ("no_export_layout", "model: {model}\nrun_dir: {run}\nquant:\n  group_size: [128]\n",
+     "bad.yaml", "can be exported as GPTQ"),
+    ("untied_export", "model: {model}\nrun_dir: {run}\nsearch:\n  tie_fused: false\n",
+     "bad.yaml", "needs output.gptq_export: false"),
     ("model_missing_dir", "model: /nonexistent/qs-model\nrun_dir: {run}\n", "/nonexistent/qs-model", ""),
 ]
 
