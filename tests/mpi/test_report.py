@@ -11,7 +11,7 @@ without Slurm (docs/slurm.md).
      to the payload bits per weight of search/allocation.json from the recon tables;
      pareto.svg has one point per row of search/pareto.csv (bpw, predicted) and the chosen
      point (summary.json bpw, predicted);
-  3. a copy of the run without search/ and eval*.json: `qshard report` says "not run" for
+  3. a copy of the run without search/ and the eval*.json files: `qshard report` says "not run" for
      allocation, Pareto and perplexity and writes no bits / Pareto SVG;
      a run stopped after its first reconstruct layer (exit 3) has timings.json with a
      "stopped" attempt and a report of the layers so far; its --resume at 3 ranks adds a
@@ -179,9 +179,9 @@ def main(tmp):
     shutil.copytree(rd, rd2)
     for x in ("search", "report"):
         shutil.rmtree(os.path.join(rd2, x))
-    for x in ("eval.json", "eval-float.json"):
-        if os.path.exists(os.path.join(rd2, x)):
-            os.remove(os.path.join(rd2, x))
+    for n in os.listdir(rd2):
+        if n.startswith("eval") and n.endswith(".json"):
+            os.remove(os.path.join(rd2, n))
     r = run([QS, "report", rd2])
     check(r.returncode == 0, f"qshard report: rc {r.returncode}: {r.stderr}")
     md = open(os.path.join(rd2, "report.md")).read()

@@ -10,8 +10,8 @@
   3. `qshard collect`: results.csv has 4 rows, all done, each with size_bytes = the search
      summary's total_bytes and bpw = the payload bits per weight summed over the point's
      recon tables (h5py; one candidate per point, so the search takes it), bpw ordered w3g64 < w3g32 < w4g64 <
-     w4g32, the perplexity equal to the point's eval.json (the written model), the float
-     perplexity to its eval-float.json, and a time; results.md
+     w4g32, the perplexities equal to the point's eval files (quantized: the written
+     export's; float) and a time; results.md
      holds the same 4 rows; every point's run directory has report.md;
   4. a sweep file with a misspelt key is exit 2 with one line naming the sweep file.
 Uses a running cluster or starts one with tests/slurm/cluster.sh. Skips (77) without Slurm
@@ -113,15 +113,20 @@ def main(c, tmp):
         bpw = float(x["bpw"] or "nan")
         check(abs(bpw - 8.0 * b / max(w, 1)) < 1e-3, f"point {i}: bpw {bpw} = {8.0 * b / w}")
         bpws.append(bpw)
-        try:
-            ppl = json.load(open(os.path.join(rd, "eval.json")))["ppl"]
-            pplf = json.load(open(os.path.join(rd, "eval-float.json")))["ppl"]
-        except (OSError, ValueError, KeyError):
-            ppl = pplf = None
-        check(ppl is not None and abs(float(x["ppl"]) - ppl) < 1e-5 * ppl,
-              f"point {i}: perplexity {x['ppl']} = eval.json {ppl} (the written model)")
-        check(pplf is not None and abs(float(x["ppl_float"]) - pplf) < 1e-5 * pplf,
-              f"point {i}: float perplexity {x['ppl_float']} = eval-float.json {pplf}")
+        evals = {}
+        for n in os.listdir(rd):
+            if n.startswith("eval") and n.endswith(".json"):
+                try:
+                    e = json.load(open(os.path.join(rd, n)))
+                    evals[e["weights"]] = e["ppl"]
+                except (OSError, ValueError, KeyError):
+                    pass
+        pf = evals.pop("float", None)
+        check(pf is not None and abs(float(x["ppl_float"] or "nan") - pf) < 1e-5 * pf,
+              f"point {i}: float perplexity {x['ppl_float']} = the float eval file's {pf}")
+        pq = list(evals.values())
+        check(len(pq) == 1 and abs(float(x["ppl"] or "nan") - pq[0]) < 1e-5 * pq[0],
+              f"point {i}: perplexity {x['ppl']} = the quantized eval file's {pq}")
         check(float(x["time_s"] or "0") > 0, f"point {i}: time {x['time_s']}")
         check(x["overrides"] == f"quant.bits=[{GRID[i][0]}] quant.group_size=[{GRID[i][1]}]",
               f"point {i}: overrides {x['overrides']}")
