@@ -627,6 +627,13 @@ done:
 
 /* ---- configs and the final rename ---------------------------------------------------- */
 
+int qs_gptq_scheme_marlin(const qs_gptq_scheme *s) {
+    /* vLLM gptq_marlin.py TYPE_MAP keys and marlin_utils' supported group sizes */
+    const int gs_ok = s->group_size == -1 || s->group_size == 32 || s->group_size == 64 ||
+                      s->group_size == 128;
+    return (s->bits == 4 || s->bits == 8) && s->sym && gs_ok;
+}
+
 static cJSON *scheme_json(const qs_gptq_scheme *s) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -645,13 +652,24 @@ static qs_status quant_config(const qs_gptq_export *x, cJSON **out, qs_err *err)
     qs_status st = QS_OK;
     cJSON *o = NULL;
     *out = NULL;
-    /* top-level scheme: used by the most linears, ties to the first declared */
+    /* Top-level scheme. vLLM picks its kernel from the top-level fields alone
+     * (GPTQMarlinConfig.override_quantization_method -> is_gptq_marlin_compatible, vLLM
+     * vllm/model_executor/layers/quantization/gptq_marlin.py): bits/sym in {(4, true),
+     * (8, true)} and a Marlin group size select gptq_marlin, whose per-module config
+     * (TYPE_MAP[(bits, sym)]) rejects any other `dynamic` scheme. So when some linear is
+     * not Marlin-servable, the top level must not be either: it is then the most used
+     * scheme among the non-Marlin ones, and vLLM takes its gptq path, which loads every
+     * scheme of the allocation. Otherwise: the most used scheme (ties: first declared). */
+    int all_marlin = 1;
+    for (int64_t i = 0; i < x->nitems; ++i)
+        if (x->items[i].linear && !qs_gptq_scheme_marlin(&x->items[i].scheme)) all_marlin = 0;
     const gx_item *top = NULL;
     int64_t top_count = 0, nlin = 0;
     for (int64_t i = 0; i < x->nitems; ++i) {
         const gx_item *a = &x->items[i];
         if (!a->linear) continue;
         nlin++;
+        if (!all_marlin && qs_gptq_scheme_marlin(&a->scheme)) continue;
         int64_t c = 0;
         for (int64_t j = 0; j < x->nitems; ++j)
             if (x->items[j].linear && scheme_eq(&a->scheme, &x->items[j].scheme)) c++;
@@ -660,6 +678,7 @@ static qs_status quant_config(const qs_gptq_export *x, cJSON **out, qs_err *err)
             top_count = c;
         }
     }
+
     if (!top) QS_THROW(err, QS_ERR_INPUT, "%s: no quantized linear to export", x->dir);
     o = cJSON_CreateObject();
     if (!o) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory (config)", x->dir);

@@ -50,6 +50,11 @@ typedef struct qs_gptq_export_opts {
 } qs_gptq_export_opts;
 
 /* Defaults: 4 GiB shards, v1, static_groups 0, true_sequential 1, damp 0.01, no overwrite. */
+/* 1 if vLLM's gptq_marlin kernel serves the scheme: 4 or 8 bits, symmetric, group size
+ * -1/32/64/128 (vLLM gptq_marlin.py TYPE_MAP, marlin_utils supported group sizes). The
+ * exporter's top-level fields are Marlin-servable only when every linear is. */
+int qs_gptq_scheme_marlin(const qs_gptq_scheme *s);
+
 void qs_gptq_export_opts_default(qs_gptq_export_opts *o);
 
 /* One quantized linear in qshard's layout-neutral form (quant.h), G = ngroups. */

@@ -148,7 +148,9 @@ qs_status qs_search_items_build(const qs_search_tables *t, const double *cost,
             int a = t->bytes[x] >= 0;
             if (r->need_export) a = a && t->can_serve[x];
             if (r->serve_marlin)
-                a = a && (t->bits[c] == 4 || t->bits[c] == 8) && r->sym && t->can_serve[x];
+                a = a && (t->bits[c] == 4 || t->bits[c] == 8) && r->sym && t->can_serve[x] &&
+                    (t->group[c] == -1 || t->group[c] == 32 || t->group[c] == 64 ||
+                     t->group[c] == 128);
             ok[x] = (uint8_t)a;
             any_serve |= a;
         }
@@ -381,7 +383,11 @@ int qs_search_marlin_path(const qs_search_tables *t, char (*names)[QS_QUANT_NAME
     if (!sym) return 0;
     for (int64_t i = 0; i < nnames; ++i) {
         int c = cand_index(t, names[i], strlen(names[i]));
+        /* the rule of qs_gptq_scheme_marlin (vLLM gptq_marlin.py TYPE_MAP + Marlin's
+         * group sizes), per linear with its shape's layout */
         if (c < 0 || (t->bits[c] != 4 && t->bits[c] != 8) ||
+            !(t->group[c] == -1 || t->group[c] == 32 || t->group[c] == 64 ||
+              t->group[c] == 128) ||
             !t->can_serve[(size_t)i * t->ncand + c])
             return 0;
     }

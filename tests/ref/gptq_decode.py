@@ -185,6 +185,28 @@ def resolve(qc, name):
     return base, None
 
 
+def vllm_marlin(scheme, quant_method="gptq"):
+    """vLLM's GPTQMarlinConfig.is_gptq_marlin_compatible (vllm/model_executor/layers/
+    quantization/gptq_marlin.py, read at commit 00161ce): quant_method gptq, (bits, sym) a key
+    of TYPE_MAP = {(4, True), (8, True)}, and a group size Marlin supports
+    (marlin_utils: -1, 32, 64, 128). The same test decides the kernel from the top-level
+    fields, and TYPE_MAP[(bits, sym)] is what a per-module override must satisfy."""
+    return (quant_method == "gptq" and (scheme["bits"], bool(scheme["sym"])) in
+            {(4, True), (8, True)} and scheme["group_size"] in (-1, 32, 64, 128))
+
+
+def vllm_path(qc, schemes):
+    """The kernel path vLLM takes for an export and whether it can load every module: with a
+    Marlin-compatible top level it builds GPTQMarlinConfig and every module's (overridden)
+    scheme must be a TYPE_MAP key; otherwise GPTQConfig, which loads 2/3/4/8 bits."""
+    top = {k: qc[k] for k in ("bits", "group_size", "sym", "desc_act")}
+    if vllm_marlin(top, qc.get("quant_method", "")):
+        bad = [m for m, s in schemes.items() if not vllm_marlin(s)]
+        return "gptq_marlin", bad
+    bad = [m for m, s in schemes.items() if s["bits"] not in (2, 3, 4, 8)]
+    return "gptq", bad
+
+
 def vllm_names(modules):
     """vLLM's module names: q/k/v of one layer become <prefix>qkv_proj, gate/up gate_up_proj."""
     out = {}  # vllm name -> list of HF members
@@ -246,6 +268,13 @@ def main(argv):
         for m in members:
             if s != schemes.get(m):
                 fail(f"vLLM name {vname} resolves to {s} (via {pat}), {m} is {schemes.get(m)}")
+
+    path, unloadable = vllm_path(qc, schemes)
+    if unloadable:
+        fail(f"vLLM takes its {path} path and cannot load {unloadable[:3]}")
+    all_marlin = all(vllm_marlin(x) for x in schemes.values())
+    if schemes and (path == "gptq_marlin") != all_marlin:
+        fail(f"vLLM path {path} but every module Marlin-servable: {all_marlin}")
 
     decoded = {}
     for m in modules:

@@ -438,6 +438,18 @@ static void test_exports(void) {
     run_export("mixed v1 single", &m, 0, (int64_t)1 << 30, 1);
     run_export("mixed v2 sharded", &m, 1, 16000, 1);
     free(m.items);
+    /* mostly Marlin-servable (4-bit sym) with one 3-bit linear: the top-level fields must
+     * not select vLLM's gptq_marlin path, which cannot load the 3-bit module
+     * (gptq_decode.py mirrors vLLM's choice and fails the export otherwise) */
+    const qs_gptq_scheme u4s = {4, 32, 1, 0}, w3s = {3, 32, 1, 0};
+    make_model(&m, 0, &u4s, 0);
+    for (int i = m.n - 1; i >= 0; --i)
+        if (m.items[i].linear && strstr(m.items[i].name, "down_proj")) {
+            m.items[i].s = w3s;
+            break;
+        }
+    run_export("marlin majority + one w3", &m, 0, 0, 1);
+    free(m.items);
     const int bits[4] = {2, 3, 4, 8};
     for (int k = 0; k < 4; ++k) {
         qs_gptq_scheme s = {bits[k], k == 2 ? -1 : 32, k % 2, k / 2 == 0};
