@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -444,6 +445,16 @@ static int eval_done(const qs_stage_ctx *ctx, const char *rel, const char *weigh
     int ok = 0;
     if (qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK || !qs_path_exists(path))
         return 0;
+    {
+        /* older than the written files (write ran again): evaluate again */
+        char man[QS_PATH_MAX];
+        struct stat a, b;
+        if (qs_rundir_path(ctx->rd, "out/manifest.json", man, sizeof(man), &e) == QS_OK &&
+            stat(path, &a) == 0 && stat(man, &b) == 0 &&
+            (a.st_mtim.tv_sec < b.st_mtim.tv_sec ||
+             (a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec < b.st_mtim.tv_nsec)))
+            return 0;
+    }
     if (qs_read_file(path, &text, NULL, &e) != QS_OK) return 0;
     cJSON *o = cJSON_Parse(text);
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "weights");
