@@ -126,8 +126,8 @@ static const cfg_key cfg_schema[] = {
      "before it) inputs"},
     {"reconstruct.propagate", CFG_STRING, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(reconstruct.propagate),
      0, 0, 0,
-     "candidate (e.g. \"b4g128\") whose output feeds the next layer; \"\" = nearest to the "
-     "search target"},
+     "candidate (e.g. \"w4g128\") whose output feeds the next layer in the measure pass; "
+     "\"\" = the largest whose exact bpw fits the search budget"},
 
     {"search.target_bpw", CFG_FLOAT, 0, 0, 0.0, 64.0, 0, "0", NULL, OFF(search.target_bpw), 0, 0,
      0, "target average bits per quantized weight, GPTQ payload overhead (scales, zeros, g_idx) "

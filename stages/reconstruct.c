@@ -73,7 +73,8 @@ typedef struct cand_set {
     char name[MAX_CAND][QS_QUANT_NAME_MAX];
 } cand_set;
 
-static qs_status cands_init(const qs_config *cfg, cand_set *cs, qs_err *err) {
+static qs_status cands_init(const qs_config *cfg, const qs_model *model, const qs_model_dims *d,
+                            cand_set *cs, qs_err *err) {
     memset(cs, 0, sizeof(*cs));
     cs->gptq = cfg->quant.method == QS_METHOD_GPTQ;
     for (int b = 0; b < cfg->quant.nbits; ++b)
@@ -113,12 +114,40 @@ static qs_status cands_init(const qs_config *cfg, cand_set *cs, qs_err *err) {
             return QS_FAIL(err, QS_ERR_INPUT,
                            "reconstruct.propagate: '%s' is not a candidate (first: %s)", want,
                            cs->name[0]);
-    } else if (cfg->search.target_bpw > 0) {
-        double best = INFINITY;
-        for (int i = 0; i < cs->n; ++i) {
-            double dist = fabs((double)cs->p[i].bits - cfg->search.target_bpw);
-            if (dist < best) best = dist, cs->propagate = i;
+    } else if (cfg->search.target_bpw > 0 || cfg->search.max_bytes > 0) {
+        /* the candidate a uniform allocation at the budget would use: the largest exact
+         * payload bpw (pack.c sizes of a layer) within the budget's bpw, else the smallest;
+         * ties -> the first */
+        double w = 0.0;
+        for (int k = 0; k < NLIN; ++k) {
+            int64_t o, i;
+            qs_linear_shape(d, (qs_linear_kind)k, &o, &i);
+            w += (double)o * (double)i;
         }
+        double budget = cfg->search.target_bpw;
+        if (budget <= 0)
+            budget = ((double)cfg->search.max_bytes - (double)qs_model_unquantized_bytes(model)) *
+                     8.0 / (w * (double)d->nlayers);
+        int below = -1, smallest = -1;
+        double bbest = -1.0, sbest = INFINITY;
+        for (int c = 0; c < cs->n; ++c) {
+            double bits = 0.0;
+            int ok = 1;
+            for (int k = 0; k < NLIN && ok; ++k) {
+                int64_t o, i;
+                qs_pack_bytes sz;
+                qs_err e = {0};
+                qs_linear_shape(d, (qs_linear_kind)k, &o, &i);
+                ok = qs_pack_sizes(o, i, cs->p[c].bits, cs->p[c].group_size, &sz, &e) == QS_OK;
+                bits += ok ? (double)sz.total * 8.0 : 0.0;
+            }
+            if (!ok) continue;
+            const double bpw = bits / w;
+            if (bpw <= budget && bpw > bbest) bbest = bpw, below = c;
+            if (bpw < sbest) sbest = bpw, smallest = c;
+        }
+        if (below >= 0) cs->propagate = below;
+        else if (smallest >= 0) cs->propagate = smallest;
     }
     return QS_OK;
 }
@@ -1187,7 +1216,7 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
     const int L = (int)d.nlayers;
     cs = qs_malloc(sizeof(*cs), err, "candidates");
     st = cs ? qs_model_dims_check(&d, err) : QS_ERR_RUNTIME;
-    if (st == QS_OK) st = cands_init(cfg, cs, err);
+    if (st == QS_OK) st = cands_init(cfg, ctx->model, &d, cs, err);
     if (st == QS_OK && final) {
         sel = qs_malloc(sizeof(int) * (size_t)L * NLIN, err, "allocation");
         st = sel ? read_allocation(ctx, cs, L, sel, alloc_hash, &alloc_absent, err)

@@ -125,27 +125,6 @@ done:
     return st;
 }
 
-/* Bytes of the tensors the output keeps unquantized, in their checkpoint dtype: embeddings,
- * final norm, lm_head (untied), the layers' norms and the linears' biases. */
-static int64_t unquantized_bytes(const qs_model *m) {
-    char name[256];
-    int64_t s = 0;
-    const qs_st_tensor *t = qs_ckpt_find(&m->ckpt, "model.embed_tokens.weight");
-    if (t) s += (int64_t)t->nbytes;
-    if ((t = qs_ckpt_find(&m->ckpt, "model.norm.weight"))) s += (int64_t)t->nbytes;
-    if (!m->hf.tie_word_embeddings && (t = qs_ckpt_find(&m->ckpt, "lm_head.weight")))
-        s += (int64_t)t->nbytes;
-    for (int64_t l = 0; l < m->hf.num_hidden_layers; ++l) {
-        for (int k = 0; k < 2; ++k) {
-            qs_norm_tensor_name(name, sizeof(name), l, (qs_norm_kind)k);
-            if ((t = qs_ckpt_find(&m->ckpt, name))) s += (int64_t)t->nbytes;
-        }
-        for (int k = 0; k < QS_LIN_COUNT; ++k)
-            if ((t = qs_model_linear(m, l, (qs_linear_kind)k, 1))) s += (int64_t)t->nbytes;
-    }
-    return s;
-}
-
 /* ---- sensitivity ----------------------------------------------------------------------- */
 
 /* The probe: the candidate with the smallest layer-0 payload among those with a GPTQ
@@ -573,7 +552,7 @@ qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args
         }
         if (st == QS_OK) st = qs_search_items_build(&t, cost, &rules, &it, err);
         if (st == QS_OK) {
-            unq = unquantized_bytes(ctx->model);
+            unq = qs_model_unquantized_bytes(ctx->model);
             qs_search_items_range(&it, &lo, &hi, &fixed);
             size_t len = 0;
             for (int c = 0; c < t.ncand && len < sizeof(list); ++c)

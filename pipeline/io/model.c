@@ -274,3 +274,24 @@ qs_status qs_model_read_norm(const qs_model *m, int64_t layer, qs_norm_kind k, f
     qs_norm_tensor_name(name, sizeof(name), layer, k);
     return qs_model_read_tensor(m, name, g, m->hf.hidden_size, err);
 }
+
+/* Bytes of the tensors the output keeps unquantized, in their checkpoint dtype: embeddings,
+ * final norm, lm_head (untied), the layers' norms and the linears' biases. */
+int64_t qs_model_unquantized_bytes(const qs_model *m) {
+    char name[256];
+    int64_t s = 0;
+    const qs_st_tensor *t = qs_ckpt_find(&m->ckpt, "model.embed_tokens.weight");
+    if (t) s += (int64_t)t->nbytes;
+    if ((t = qs_ckpt_find(&m->ckpt, "model.norm.weight"))) s += (int64_t)t->nbytes;
+    if (!m->hf.tie_word_embeddings && (t = qs_ckpt_find(&m->ckpt, "lm_head.weight")))
+        s += (int64_t)t->nbytes;
+    for (int64_t l = 0; l < m->hf.num_hidden_layers; ++l) {
+        for (int k = 0; k < 2; ++k) {
+            qs_norm_tensor_name(name, sizeof(name), l, (qs_norm_kind)k);
+            if ((t = qs_ckpt_find(&m->ckpt, name))) s += (int64_t)t->nbytes;
+        }
+        for (int k = 0; k < QS_LIN_COUNT; ++k)
+            if ((t = qs_model_linear(m, l, (qs_linear_kind)k, 1))) s += (int64_t)t->nbytes;
+    }
+    return s;
+}

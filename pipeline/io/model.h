@@ -70,6 +70,10 @@ const char *qs_model_lm_head_name(const qs_model *m);
 int64_t qs_model_param_count(const qs_model *m);
 
 /* The validated tensor of linear k of `layer` (bias: NULL if the config has none). */
+/* Bytes of the tensors a quantized output keeps unquantized, in their checkpoint dtype:
+ * embeddings, final norm, lm_head (untied), the layers' norms and the linears' biases. */
+int64_t qs_model_unquantized_bytes(const qs_model *m);
+
 const qs_st_tensor *qs_model_linear(const qs_model *m, int64_t layer, qs_linear_kind k,
                                     int bias);
 
