@@ -1,6 +1,6 @@
 /* main.c: `qshard <command>`: parses argv and calls one function per command.
  *
- * Exit codes (docs/cli.md): 0 ok, 1 runtime failure, 2 bad input or usage,
+ * Exit codes (README.md): 0 ok, 1 runtime failure, 2 bad input or usage,
  * 3 stopped by a signal with everything completed durable (requeue and --resume).
  * Errors are one line on stderr: "qshard: error: <file or key>: <cause>".
  */
