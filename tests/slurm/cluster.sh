@@ -112,7 +112,14 @@ EOF
 wait_idle() {
     for _ in $(seq 300); do
         s=$(SLURM_CONF=$CONF timeout 10 sinfo -h -o %T 2>/dev/null || true)
-        case "$s" in idle*|mixed*|allocated*) return 0 ;; esac
+        case "$s" in
+            idle*|mixed*|allocated*) return 0 ;;
+            # our own fresh daemons restored a drain from their saved node state (e.g.
+            # "Kill task failed" on a loaded machine in an earlier run): nothing uses this
+            # cluster yet, so put the node back in service
+            drain*) SLURM_CONF=$CONF timeout 10 scontrol update nodename=ALL state=resume \
+                        >/dev/null 2>&1 || true ;;
+        esac
         sleep 0.1
     done
     say "node not idle after 30 s (sinfo: '${s:-}'); logs in $STATE"
