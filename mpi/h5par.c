@@ -1,6 +1,8 @@
 /* h5par.c: parallel HDF5 through MPI-IO with reproducible bytes (see h5par.h). */
 #include "mpi/h5par.h"
 
+#include "io/h5types.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -11,31 +13,6 @@
 #include <unistd.h>
 
 static MPI_Comm handle(const qs_comm *c) { return MPI_Comm_f2c(c->fcomm); }
-
-static hid_t mem_type(qs_h5_type t) {
-    switch (t) {
-    case QS_H5_F32: return H5T_NATIVE_FLOAT;
-    case QS_H5_F64: return H5T_NATIVE_DOUBLE;
-    case QS_H5_I32: return H5T_NATIVE_INT32;
-    case QS_H5_I64: return H5T_NATIVE_INT64;
-    case QS_H5_U8: return H5T_NATIVE_UINT8;
-    case QS_H5_U16: return H5T_NATIVE_UINT16;
-    }
-    return H5T_NATIVE_FLOAT;
-}
-
-/* explicit little-endian on disk (as io/h5store.c) */
-static hid_t file_type(qs_h5_type t) {
-    switch (t) {
-    case QS_H5_F32: return H5T_IEEE_F32LE;
-    case QS_H5_F64: return H5T_IEEE_F64LE;
-    case QS_H5_I32: return H5T_STD_I32LE;
-    case QS_H5_I64: return H5T_STD_I64LE;
-    case QS_H5_U8: return H5T_STD_U8LE;
-    case QS_H5_U16: return H5T_STD_U16LE;
-    }
-    return H5T_IEEE_F32LE;
-}
 
 /* A failed collective call: every rank is out of step, so abort all. */
 static void die(const qs_h5par *h, const char *what, const char *name, const char *file,
@@ -123,7 +100,7 @@ void qs_h5par_dataset(qs_h5par *h, const char *name, qs_h5_type type, int ndim,
     H5Pset_obj_track_times(dcpl, 0);
     H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER); /* every byte is written by its owner */
-    hid_t ds = H5Dcreate2((hid_t)h->file, name, file_type(type), space, H5P_DEFAULT, dcpl,
+    hid_t ds = H5Dcreate2((hid_t)h->file, name, qs_h5_file_type(type), space, H5P_DEFAULT, dcpl,
                           H5P_DEFAULT);
     H5Pclose(dcpl);
     H5Sclose(space);
@@ -189,7 +166,7 @@ static qs_status write_piece(qs_h5par *h, hid_t ds, const char *name, qs_h5_type
     dxpl = H5Pcreate(H5P_DATASET_XFER);
     if (h->comm->mpi)
         H5Pset_dxpl_mpio(dxpl, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
-    if (H5Dwrite(ds, mem_type(type), mspace, fspace, dxpl, data) < 0)
+    if (H5Dwrite(ds, qs_h5_mem_type(type), mspace, fspace, dxpl, data) < 0)
         QS_THROW(err, QS_ERR_RUNTIME, "%s: cannot write dataset %s (disk full?)", h->tmp, name);
 done:
     if (dxpl >= 0) H5Pclose(dxpl);
@@ -211,7 +188,7 @@ qs_status qs_h5par_write_rows(qs_h5par *h, const char *name, qs_h5_type type, in
         hsize_t dims[8];
         int nd = H5Sget_simple_extent_dims(sp, dims, NULL);
         H5Sclose(sp);
-        size_t row_bytes = (size_t)H5Tget_size(mem_type(type));
+        size_t row_bytes = (size_t)H5Tget_size(qs_h5_mem_type(type));
         for (int i = 1; i < nd; ++i) row_bytes *= (size_t)dims[i];
         int64_t step = (int64_t)(((size_t)1 << 30) / (row_bytes ? row_bytes : 1));
         if (step < 1) step = 1;

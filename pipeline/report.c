@@ -243,7 +243,7 @@ typedef struct csv {
     char ***cell;  /* (nrow, ncol) */
 } csv;
 
-static int csv_split(char *line, char **out, int max) {
+int qs_csv_split(char *line, char **out, int max) {
     int n = 0;
     char *p = line;
     while (n < max) {
@@ -290,7 +290,7 @@ static int csv_parse(char *text, csv *c) {
     char *save = NULL, *fields[256];
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (!line[0] || line[0] == '\r') continue;
-        int n = csv_split(line, fields, 256);
+        int n = qs_csv_split(line, fields, 256);
         if (!c->head) {
             c->ncol = n;
             c->head = calloc((size_t)n, sizeof(char *));

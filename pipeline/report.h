@@ -59,6 +59,11 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
  * reported in the text, not errors. */
 qs_status qs_report_write(const char *run_dir, qs_err *err);
 
+/* Splits one CSV line in place into at most `max` fields (RFC 4180 quotes: "" inside a
+ * quoted field is a quote); stops at the end of the line (NUL, '\n' or '\r'). Returns the
+ * number of fields; out[i] point into `line`. Shared by the report and `qshard collect`. */
+int qs_csv_split(char *line, char **out, int max);
+
 /* One run's headline numbers, read from its directory (for `qshard collect`). */
 typedef struct qs_run_summary {
     char status[16];     /* "done" | "failed" | "missing" (not started or not finished) */

@@ -603,30 +603,7 @@ qs_status qs_sweep_collect(const char *out_dir, qs_err *err) {
     for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         /* fields with CSV quotes */
         char *fld[MAX_KEYS * 2 + 2];
-        int nf = 0;
-        char *p = line;
-        while (nf < MAX_KEYS * 2 + 2) {
-            char *w = p, *start = p;
-            int q = 0;
-            while (*p && (q || *p != ',')) {
-                if (*p == '"') {
-                    if (q && p[1] == '"') {
-                        *w++ = '"';
-                        p += 2;
-                        continue;
-                    }
-                    q = !q;
-                    ++p;
-                    continue;
-                }
-                *w++ = *p++;
-            }
-            const char end = *p;
-            *w = 0;
-            fld[nf++] = start;
-            if (end != ',') break;
-            ++p;
-        }
+        const int nf = qs_csv_split(line, fld, MAX_KEYS * 2 + 2);
         if (nf < 2) continue;
         char ovs[2048] = "";
         size_t on = 0;

@@ -244,24 +244,6 @@ const float *qs_linear_weight(const qs_layer_weights *w, qs_linear_kind k) {
     }
 }
 
-/* Reads dataset `name` of exactly `n` elements as `type` (malloc'd into *out). */
-static qs_status read_n(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, void **out,
-                        qs_err *err) {
-    int nd = 0;
-    int64_t dims[8];
-    qs_status st = qs_h5_read(h, name, type, &nd, dims, out, err);
-    if (st != QS_OK) return st;
-    int64_t total = 1;
-    for (int i = 0; i < nd; ++i) total *= dims[i];
-    if (total != n) {
-        free(*out);
-        *out = NULL;
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: dataset '%s' has %lld elements, expected %lld",
-                       h->path, name, (long long)total, (long long)n);
-    }
-    return QS_OK;
-}
-
 /* The group size a candidate name carries (w<bits>g<group>); 0 if the name is malformed. */
 static int cand_group_size(const char *candidate) {
     const char *g = strchr(candidate, 'g');
@@ -303,13 +285,13 @@ qs_status qs_weights_apply_recon_lins(qs_layer_f32 *lw, const qs_model_dims *d, 
         float *dst = qs_layer_f32_mut(lw, qs_linear_weight(&lw->w, (qs_linear_kind)lin)); // (d_out, d_in)
         QS_ASSERT(err, dst != NULL);
         snprintf(name, sizeof(name), "%s/%s/codes", LINEAR_KEYS[lin], candidate);
-        QS_CHECK(read_n(&h, name, QS_H5_U8, d_out * d_in, &codes, err));
+        QS_CHECK(qs_h5_read_n(&h, name, QS_H5_U8, d_out * d_in, &codes, err));
         snprintf(name, sizeof(name), "%s/%s/scales", LINEAR_KEYS[lin], candidate);
-        QS_CHECK(read_n(&h, name, QS_H5_U16, d_out * G, &scales, err));
+        QS_CHECK(qs_h5_read_n(&h, name, QS_H5_U16, d_out * G, &scales, err));
         snprintf(name, sizeof(name), "%s/%s/zeros", LINEAR_KEYS[lin], candidate);
-        QS_CHECK(read_n(&h, name, QS_H5_I32, d_out * G, &zeros, err));
+        QS_CHECK(qs_h5_read_n(&h, name, QS_H5_I32, d_out * G, &zeros, err));
         snprintf(name, sizeof(name), "%s/%s/g_idx", LINEAR_KEYS[lin], candidate);
-        QS_CHECK(read_n(&h, name, QS_H5_I32, d_in, &g_idx, err));
+        QS_CHECK(qs_h5_read_n(&h, name, QS_H5_I32, d_in, &g_idx, err));
         const int32_t *gi = g_idx;
         for (int64_t j = 0; j < d_in; ++j)
             if (gi[j] < 0 || gi[j] >= G)

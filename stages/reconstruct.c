@@ -646,22 +646,6 @@ done:
     return st;
 }
 
-/* Reads dataset `name` of exactly n elements into a malloc'd *out. */
-static qs_status read_exact(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, void **out,
-                            qs_err *err) {
-    int nd = 0;
-    int64_t dims[8];
-    qs_status st = qs_h5_read(h, name, type, &nd, dims, out, err);
-    if (st != QS_OK) return st;
-    int64_t total = 1;
-    for (int i = 0; i < nd; ++i) total *= dims[i];
-    if (total == n) return QS_OK;
-    free(*out);
-    *out = NULL;
-    return QS_FAIL(err, QS_ERR_INPUT, "%s: dataset '%s' has %lld elements, expected %lld",
-                   h->path, name, (long long)total, (long long)n);
-}
-
 /* ---- inputs: float ------------------------------------------------------------------- */
 
 /* Solves job (layer, group) on this rank: Hessian from calib/layer-NNN.h5, one prepare,
@@ -682,7 +666,7 @@ static qs_status solve_group_job(const qs_stage_ctx *ctx, const qs_model_dims *d
     QS_CHECK(qs_rundir_path(ctx->rd, rel, path, sizeof(path), err));
     QS_CHECK(qs_h5_open(&h, path, err));
     snprintf(name, sizeof(name), "%s/hessian", GROUP_NAMES[g]);
-    QS_CHECK(read_exact(&h, name, QS_H5_F32, n * n, (void **)&H, err)); // (n, n)
+    QS_CHECK(qs_h5_read_n(&h, name, QS_H5_F32, n * n, (void **)&H, err)); // (n, n)
     qs_h5_abandon(&h);
     if (cs->gptq) QS_CHECK(qs_gptq_prepare(H, n, &cs->p[0], &f, err));
     for (int k = 0; k < NLIN; ++k) {

@@ -31,20 +31,6 @@ _Static_assert(QS_SEARCH_NLIN == QS_LIN_COUNT, "linear counts agree");
 
 /* ---- inputs ---------------------------------------------------------------------------- */
 
-static qs_status read_exact(qs_h5 *h, const char *path, const char *name, qs_h5_type type,
-                            int64_t n, void **out, qs_err *err) {
-    int nd = 0;
-    int64_t dims[8];
-    qs_status st = qs_h5_read(h, name, type, &nd, dims, out, err);
-    if (st != QS_OK) return st;
-    int64_t got = 1;
-    for (int i = 0; i < nd; ++i) got *= dims[i];
-    if (got != n)
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: %s has %lld values, expected %lld", path, name,
-                       (long long)got, (long long)n);
-    return QS_OK;
-}
-
 /* Rank 0: every layer's table in layer order. */
 static qs_status read_tables(const qs_stage_ctx *ctx, int L, qs_search_tables *t, qs_err *err) {
     qs_status st = QS_OK;
@@ -71,7 +57,7 @@ static qs_status read_tables(const qs_stage_ctx *ctx, int L, qs_search_tables *t
         }
         free(a);
         a = NULL;
-        QS_CHECK(read_exact(&h, path, "table/group_size", QS_H5_I32, C, &a, err));
+        QS_CHECK(qs_h5_read_n(&h, "table/group_size", QS_H5_I32, C, &a, err));
         if (l == 0) {
             memcpy(t->group, a, sizeof(int) * (size_t)C);
             for (int c = 0; c < C; ++c) {
@@ -87,27 +73,27 @@ static qs_status read_tables(const qs_stage_ctx *ctx, int L, qs_search_tables *t
         free(a);
         a = NULL;
         const size_t o = (size_t)l * NLIN * (size_t)C, n = (size_t)NLIN * (size_t)C;
-        QS_CHECK(read_exact(&h, path, "table/error", QS_H5_F64, (int64_t)n, &a, err));
+        QS_CHECK(qs_h5_read_n(&h, "table/error", QS_H5_F64, (int64_t)n, &a, err));
         memcpy(t->error + o, a, n * sizeof(double));
         free(a);
         a = NULL;
-        QS_CHECK(read_exact(&h, path, "table/relative", QS_H5_F64, (int64_t)n, &a, err));
+        QS_CHECK(qs_h5_read_n(&h, "table/relative", QS_H5_F64, (int64_t)n, &a, err));
         memcpy(t->relative + o, a, n * sizeof(double));
         free(a);
         a = NULL;
-        QS_CHECK(read_exact(&h, path, "table/bytes", QS_H5_I64, (int64_t)n, &a, err));
+        QS_CHECK(qs_h5_read_n(&h, "table/bytes", QS_H5_I64, (int64_t)n, &a, err));
         memcpy(t->bytes + o, a, n * sizeof(int64_t));
         free(a);
         a = NULL;
-        QS_CHECK(read_exact(&h, path, "table/can_serve", QS_H5_I32, (int64_t)n, &a, err));
+        QS_CHECK(qs_h5_read_n(&h, "table/can_serve", QS_H5_I32, (int64_t)n, &a, err));
         memcpy(t->can_serve + o, a, n * sizeof(int32_t));
         free(a);
         a = NULL;
-        QS_CHECK(read_exact(&h, path, "table/d_out", QS_H5_I64, NLIN, &a, err));
+        QS_CHECK(qs_h5_read_n(&h, "table/d_out", QS_H5_I64, NLIN, &a, err));
         memcpy(t->d_out + (size_t)l * NLIN, a, NLIN * sizeof(int64_t));
         free(a);
         a = NULL;
-        QS_CHECK(read_exact(&h, path, "table/d_in", QS_H5_I64, NLIN, &a, err));
+        QS_CHECK(qs_h5_read_n(&h, "table/d_in", QS_H5_I64, NLIN, &a, err));
         memcpy(t->d_in + (size_t)l * NLIN, a, NLIN * sizeof(int64_t));
         free(a);
         a = NULL;

@@ -1,5 +1,6 @@
 /* h5store.c: HDF5 files of arrays + attributes with reproducible bytes and temp->rename. */
 #include "io/h5store.h"
+#include "io/h5types.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static hid_t mem_type(qs_h5_type t) {
+hid_t qs_h5_mem_type(qs_h5_type t) {
     switch (t) {
     case QS_H5_F32: return H5T_NATIVE_FLOAT;
     case QS_H5_F64: return H5T_NATIVE_DOUBLE;
@@ -21,8 +22,7 @@ static hid_t mem_type(qs_h5_type t) {
     return H5T_NATIVE_FLOAT;
 }
 
-/* on-disk types are explicit little-endian so files do not depend on the host */
-static hid_t file_type(qs_h5_type t) {
+hid_t qs_h5_file_type(qs_h5_type t) {
     switch (t) {
     case QS_H5_F32: return H5T_IEEE_F32LE;
     case QS_H5_F64: return H5T_IEEE_F64LE;
@@ -109,10 +109,10 @@ qs_status qs_h5_write(qs_h5 *h, const char *name, qs_h5_type type, int ndim,
     hid_t space = H5Screate_simple(ndim, hd, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_obj_track_times(dcpl, 0);
-    hid_t ds = H5Dcreate2((hid_t)h->file, name, file_type(type), space, H5P_DEFAULT, dcpl,
+    hid_t ds = H5Dcreate2((hid_t)h->file, name, qs_h5_file_type(type), space, H5P_DEFAULT, dcpl,
                           H5P_DEFAULT);
     herr_t rc = -1;
-    if (ds >= 0) rc = H5Dwrite(ds, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0) rc = H5Dwrite(ds, qs_h5_mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     if (ds >= 0) H5Dclose(ds);
     H5Pclose(dcpl);
     H5Sclose(space);
@@ -186,7 +186,7 @@ qs_status qs_h5_read(qs_h5 *h, const char *name, qs_h5_type type, int *ndim, int
         *data = qs_malloc(n * type_size(type), err, name);
         if (!*data)
             st = QS_ERR_RUNTIME;
-        else if (H5Dread(ds, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0) {
+        else if (H5Dread(ds, qs_h5_mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0) {
             free(*data);
             *data = NULL;
             st = QS_FAIL(err, QS_ERR_INPUT, "%s: cannot read dataset %s", h->path, name);
@@ -250,4 +250,19 @@ void qs_h5_abandon(qs_h5 *h) {
     if (h->writing && h->tmp[0]) unlink(h->tmp);
     h->file = -1;
     h->writing = 0;
+}
+
+qs_status qs_h5_read_n(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, void **data,
+                       qs_err *err) {
+    int nd = 0;
+    int64_t dims[8];
+    qs_status st = qs_h5_read(h, name, type, &nd, dims, data, err);
+    if (st != QS_OK) return st;
+    int64_t total = 1;
+    for (int i = 0; i < nd; ++i) total *= dims[i];
+    if (total == n) return QS_OK;
+    free(*data);
+    *data = NULL;
+    return QS_FAIL(err, QS_ERR_INPUT, "%s: dataset '%s' has %lld elements, expected %lld",
+                   h->path, name, (long long)total, (long long)n);
 }
