@@ -1,7 +1,7 @@
 /* h5par.c: parallel HDF5 through MPI-IO with reproducible bytes (see h5par.h). */
-#include "mpi/h5par.h"
+#include "h5par.h"
 
-#include "io/h5types.h"
+#include "h5types.h"
 
 #include <errno.h>
 #include <fcntl.h>

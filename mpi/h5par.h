@@ -20,8 +20,8 @@
 
 #include <stdint.h>
 
-#include "io/h5store.h"
-#include "mpi/comm.h"
+#include "h5store.h"
+#include "comm.h"
 #include "status.h"
 
 typedef struct qs_h5par {

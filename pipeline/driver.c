@@ -8,13 +8,13 @@
 #include <string.h>
 
 #include "config.h"
-#include "io/model.h"
+#include "hf_model.h"
 #include "log.h"
 #include "report.h"
 #include "rundir.h"
 #include "sha256.h"
 #include "summary.h"
-#include "stages/stage.h"
+#include "stage.h"
 
 /* The one process-wide variable: set only by the signal handler, read at unit
  * boundaries (combined over ranks with qs_comm_any). */

@@ -5,7 +5,7 @@
 #ifndef QS_DRIVER_H
 #define QS_DRIVER_H
 
-#include "mpi/comm.h"
+#include "comm.h"
 #include "status.h"
 
 typedef struct qs_run_opts {

@@ -13,13 +13,13 @@
 
 #include "config.h"
 #include "driver.h"
-#include "io/model.h"
-#include "io/synth.h"
-#include "mpi/comm.h"
-#include "plan.h"
+#include "hf_model.h"
+#include "synth.h"
+#include "comm.h"
+#include "layer_plan.h"
 #include "report.h"
 #include "sweep.h"
-#include "stages/stage.h"
+#include "stage.h"
 #include "status.h"
 
 static const char *const USAGE =

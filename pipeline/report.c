@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "io/h5store.h"
+#include "h5store.h"
 #include "log.h"
-#include "plan.h"
+#include "layer_plan.h"
 #include "svg.h"
 
 /* ---- timings ------------------------------------------------------------------------ */

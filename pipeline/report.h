@@ -23,7 +23,7 @@
 #ifndef QS_REPORT_H
 #define QS_REPORT_H
 
-#include "mpi/comm.h"
+#include "comm.h"
 #include "rundir.h"
 #include "status.h"
 

@@ -9,7 +9,7 @@
 
 #include <stdio.h>
 
-#include "io/model.h"
+#include "hf_model.h"
 #include "rundir.h"
 #include "status.h"
 

@@ -24,12 +24,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/h5store.h"
-#include "io/tokens.h"
+#include "h5store.h"
+#include "tokens.h"
 #include "memory.h"
-#include "model/hessian.h"
-#include "model/kernels.h"
-#include "plan.h"
+#include "hessian.h"
+#include "kernels.h"
+#include "layer_plan.h"
 #include "sha256.h"
 #include "stage.h"
 #include "weights.h"

@@ -23,11 +23,11 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "io/qsource.h"
-#include "io/tokens.h"
-#include "quant/quant.h"
-#include "model/kernels.h"
-#include "plan.h"
+#include "qsource.h"
+#include "tokens.h"
+#include "quant.h"
+#include "kernels.h"
+#include "layer_plan.h"
 #include "stage.h"
 #include "weights.h"
 

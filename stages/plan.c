@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "memory.h"
-#include "mpi/partition.h"
-#include "plan.h"
-#include "quant/pack.h"
+#include "partition.h"
+#include "layer_plan.h"
+#include "pack.h"
 #include "weights.h"
 #include "sha256.h"
 #include "stage.h"

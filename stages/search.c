@@ -18,9 +18,9 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "io/h5store.h"
-#include "quant/mckp.h"
-#include "quant/search.h"
+#include "h5store.h"
+#include "mckp.h"
+#include "search_items.h"
 #include "sha256.h"
 #include "stage.h"
 

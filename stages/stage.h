@@ -9,9 +9,9 @@
 #define QS_STAGE_H
 
 #include "config.h"
-#include "io/model.h"
+#include "hf_model.h"
 #include "log.h"
-#include "mpi/comm.h"
+#include "comm.h"
 #include "rundir.h"
 #include "status.h"
 
@@ -43,7 +43,7 @@ typedef qs_status (*qs_stage_fn)(const qs_stage_ctx *ctx, const qs_stage_args *a
 qs_status qs_stage_plan_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err);
 
 /* The plan computation shared by the plan stage and `qshard plan --ranks N`. */
-#include "plan.h"
+#include "layer_plan.h"
 qs_status qs_stage_plan_compute(const qs_hf_config *hf, const qs_config *cfg, int nranks,
                                 qs_plan *out, qs_err *err);
 /* Refuses (QS_ERR_INPUT, one line) a config whose candidates cannot serve some linear of the

@@ -19,13 +19,13 @@
 #include <cjson/cJSON.h>
 
 #include "alloc.h"
-#include "io/gptq_export.h"
-#include "io/h5store.h"
-#include "io/qsource.h"
-#include "mpi/h5par.h"
-#include "plan.h"
-#include "quant/pack.h"
-#include "quant/quant.h"
+#include "gptq_export.h"
+#include "h5store.h"
+#include "qsource.h"
+#include "h5par.h"
+#include "layer_plan.h"
+#include "pack.h"
+#include "quant.h"
 #include "sha256.h"
 #include "stage.h"
 

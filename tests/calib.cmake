@@ -19,4 +19,4 @@ foreach(t test_eval_fixture test_calib_mpi test_calib_ref)
 endforeach()
 
 add_executable(bench_sgemm ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_sgemm.c)
-target_link_libraries(bench_sgemm PRIVATE qshard_core)
+target_link_libraries(bench_sgemm PRIVATE qs_app)

@@ -5,5 +5,5 @@ target_include_directories(test_mckp PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
 
 # Benchmark (not a test): ./build/tests/bench_mckp [--glpk]
 add_executable(bench_mckp bench/bench_mckp.c)
-target_link_libraries(bench_mckp PRIVATE qshard_core)
+target_link_libraries(bench_mckp PRIVATE qs_app)
 target_include_directories(bench_mckp PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)

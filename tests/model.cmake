@@ -11,4 +11,4 @@ qs_add_unit(test_model_kernels ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_model_kerne
             LABELS model)
 
 add_executable(bench_forward ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_forward.c)
-target_link_libraries(bench_forward PRIVATE qshard_core)
+target_link_libraries(bench_forward PRIVATE qs_app)

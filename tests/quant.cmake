@@ -6,11 +6,11 @@ qs_add_unit(test_quant_pack unit/test_quant_pack.c LABELS quant)
 # numpy GPTQ written from the paper cross-checks the C kernels: the script makes layers,
 # runs this helper on them (files in a temp dir) and compares.
 add_executable(test_quant_refdump unit/test_quant_refdump.c)
-target_link_libraries(test_quant_refdump PRIVATE qshard_core)
+target_link_libraries(test_quant_refdump PRIVATE qs_app)
 qs_add_script(test_quant_numpy LABELS "quant;unit" TIMEOUT 300
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/ref/gptq_ref.py
           $<TARGET_FILE:test_quant_refdump>)
 
 # Benchmark (not a test): ./build/tests/bench_gptq [--quick]
 add_executable(bench_gptq bench/bench_gptq.c)
-target_link_libraries(bench_gptq PRIVATE qshard_core)
+target_link_libraries(bench_gptq PRIVATE qs_app)

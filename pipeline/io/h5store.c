@@ -1,6 +1,6 @@
 /* h5store.c: HDF5 files of arrays + attributes with reproducible bytes and temp->rename. */
-#include "io/h5store.h"
-#include "io/h5types.h"
+#include "h5store.h"
+#include "h5types.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* st_writer.c: streaming safetensors writer: declared layout, header, temp file + rename. */
-#include "io/st_writer.h"
+#include "st_writer.h"
 
 #include <errno.h>
 #include <fcntl.h>

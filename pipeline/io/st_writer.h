@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "io/safetensors.h"
+#include "safetensors.h"
 #include "status.h"
 
 typedef struct qs_st_writer qs_st_writer;

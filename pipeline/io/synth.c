@@ -1,6 +1,6 @@
 /* synth.c: deterministic synthetic Hugging Face models (config.json + safetensors shards)
  * and token files, generated block by block while writing (see synth.h). */
-#include "io/synth.h"
+#include "synth.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "io/f16.h"
+#include "half.h"
 
 #define SYNTH_BLOCK 65536           /* elements generated per block */
 #define SYNTH_NAME_MAX 96
@@ -463,8 +463,8 @@ static qs_status write_st_file(const qs_synth_opts *o, const synth_tensor *t, in
                     memcpy(&u, &vals[j], 4);
                     for (int b = 0; b < 4; ++b) bytes[4 * j + b] = (unsigned char)(u >> (8 * b));
                 } else {
-                    uint16_t h = o->dtype == QS_DTYPE_F16 ? qs_f16_encode_f16(vals[j])
-                                                          : qs_f16_encode_bf16(vals[j]);
+                    uint16_t h = o->dtype == QS_DTYPE_F16 ? qs_f32_to_f16(vals[j])
+                                                          : qs_f32_to_bf16(vals[j]);
                     bytes[2 * j] = (unsigned char)(h & 0xff);
                     bytes[2 * j + 1] = (unsigned char)(h >> 8);
                 }

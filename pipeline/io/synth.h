@@ -15,8 +15,8 @@
 
 #include <stdint.h>
 
-#include "io/hf_config.h"   /* qs_arch */
-#include "io/safetensors.h" /* qs_dtype */
+#include "hf_config.h"   /* qs_arch */
+#include "safetensors.h" /* qs_dtype */
 #include "status.h"
 
 typedef struct qs_synth_opts {

@@ -1,5 +1,5 @@
 /* tokens.c: token files (.u32/.u16) through mmap, validation, window sampling. */
-#include "io/tokens.h"
+#include "tokens.h"
 
 #include <errno.h>
 #include <fcntl.h>

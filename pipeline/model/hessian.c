@@ -1,6 +1,6 @@
 /* hessian.c: chunk partials of Xᵀ X (f32 ssyrk) accumulated in f64, and per-channel
  * absmax / sum-of-squares statistics. See hessian.h. */
-#include "model/hessian.h"
+#include "hessian.h"
 
 #include <cblas.h>
 #include <math.h>

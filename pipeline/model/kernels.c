@@ -1,6 +1,6 @@
 /* kernels.c: fp32 decoder kernels (RMSNorm, RoPE, linear, attention, SwiGLU, embedding,
  * NLL) on OpenBLAS. See kernels.h for the contracts and docs/model.md for the numerics. */
-#include "model/kernels.h"
+#include "kernels.h"
 
 #include <cblas.h>
 #include <float.h>

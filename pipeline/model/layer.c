@@ -1,6 +1,6 @@
 /* layer.c: the decoder layer forward (with statistics hooks), its workspace, and the
  * whole-model convenience (embedding -> layers -> norm -> logits -> NLL). */
-#include "model/layer.h"
+#include "layer.h"
 
 #include <stdlib.h>
 #include <string.h>

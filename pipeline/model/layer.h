@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/kernels.h"
+#include "kernels.h"
 #include "status.h"
 
 struct qs_hf_config;

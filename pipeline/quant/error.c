@@ -5,7 +5,7 @@
 
 #include <cblas.h>
 
-#include "quant/quant.h"
+#include "quant.h"
 
 qs_status qs_quant_error_rows(const float *H, int64_t n, const float *W, const float *Wq,
                               int64_t nrows, int64_t row_tile, double *err_rows,

@@ -17,8 +17,8 @@
 #include <cblas.h>
 #include <lapacke.h>
 
-#include "quant/quant.h"
-#include "quant/quant_internal.h"
+#include "quant.h"
+#include "quant_internal.h"
 
 #define QS_GPTQ_SUB 16 /* columns per rank-1 sub-block inside a lazy block */
 
@@ -266,7 +266,7 @@ static qs_status set_group(const qs_quant_params *p, gptq_tile *t, int64_t R, in
 static void load_group(gptq_tile *t, int64_t R, int64_t g, int64_t ng, const uint16_t *scales,
                        const int32_t *zeros) {
     for (int64_t r = 0; r < R; ++r) {
-        float s = qs_fp16_to_float(scales[r * ng + g]);
+        float s = qs_f16_to_f32(scales[r * ng + g]);
         t->cs[r] = s;
         t->cid[r] = s != 0.0f ? 1.0f / s : 0.0f;
         t->cz[r] = (float)zeros[r * ng + g];

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/quant.h"
-#include "quant/quant_internal.h"
+#include "quant.h"
+#include "quant_internal.h"
 
 /* Lower Cholesky in place (row-major full matrix A (n, n)); 0 on success. */
 static int chol_lower(double *A, int64_t n) {
@@ -146,7 +146,7 @@ qs_status qs_gptq_quantize_rows_ref(const qs_gptq_factor *f, const qs_quant_para
             QS_CHECK(ref_group(p, NULL, Wc, R, n, k, k + gs < n ? k + gs : n, g, ng, out, err));
         const float d = f->U[k * n + k];
         for (int64_t r = 0; r < R; ++r) {
-            float s = qs_fp16_to_float(out->scales[r * ng + g]);
+            float s = qs_f16_to_f32(out->scales[r * ng + g]);
             int32_t z = out->zeros[r * ng + g];
             float w = (float)Wc[r * n + k];
             int q = qs_quant1(w, s, s != 0.0f ? 1.0f / s : 0.0f, (float)z, (float)maxq);

@@ -1,10 +1,10 @@
 /* pack.c: GPTQ checkpoint layout (qweight, qzeros, scales, g_idx): sizes, pack, unpack. */
-#include "quant/pack.h"
+#include "pack.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/quant.h"
+#include "quant.h"
 
 int qs_pack_unit(int bits) {
     switch (bits) {

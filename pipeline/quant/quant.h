@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "half.h" /* qs_f32_to_f16 / qs_f16_to_f32: scales are fp16 bits */
 #include "status.h"
 
 #define QS_QUANT_MIN_BITS 2
@@ -57,10 +58,6 @@ char *qs_quant_name(const qs_quant_params *p, char *buf, size_t size);
 
 /* Number of groups of a row of d_in columns: ceil(d_in / group_size), 1 for -1. */
 int64_t qs_quant_ngroups(int64_t d_in, int group_size);
-
-/* IEEE binary16 conversions: round-to-nearest-even, subnormals, overflow to inf. */
-uint16_t qs_fp16_from_float(float f);
-float qs_fp16_to_float(uint16_t h);
 
 /* Parameters of one group from the min and max of its values (the GPTQ reference rule:
  * min <= 0 <= max clamp; asym scale = (max-min)/maxq, zero = round(-min/scale); sym scale =

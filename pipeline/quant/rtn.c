@@ -1,8 +1,8 @@
 /* rtn.c: round-to-nearest quantization in natural column groups, and its scalar twin. */
 #include <math.h>
 
-#include "quant/quant.h"
-#include "quant/quant_internal.h"
+#include "quant.h"
+#include "quant_internal.h"
 
 qs_status qs_quant_check_finite(const float *W, int64_t nrows, int64_t d_in, int64_t row0,
                                 qs_err *err) {
@@ -47,7 +47,7 @@ qs_status qs_rtn_quantize_rows(const qs_quant_params *p, const float *W, int64_t
                                (long long)r, (long long)g, (double)fmaxf(-mn, mx));
             out->scales[r * ng + g] = s16;
             out->zeros[r * ng + g] = z;
-            float s = qs_fp16_to_float(s16), id = s != 0.0f ? 1.0f / s : 0.0f, zf = (float)z;
+            float s = qs_f16_to_f32(s16), id = s != 0.0f ? 1.0f / s : 0.0f, zf = (float)z;
             for (int64_t j = j0; j < j1; ++j) c[j] = (uint8_t)qs_quant1(w[j], s, id, zf, maxq);
             if (out->wq)
                 for (int64_t j = j0; j < j1; ++j) out->wq[r * d_in + j] = qs_dequant1(c[j], s, z);
@@ -83,7 +83,7 @@ qs_status qs_rtn_quantize_rows_ref(const qs_quant_params *p, const float *W, int
         }
         for (int64_t j = 0; j < d_in; ++j) {
             int64_t g = p->group_size < 1 ? 0 : j / p->group_size;
-            float s = qs_fp16_to_float(out->scales[r * ng + g]);
+            float s = qs_f16_to_f32(out->scales[r * ng + g]);
             int32_t z = out->zeros[r * ng + g];
             int q = qs_quant1(W[r * d_in + j], s, s != 0.0f ? 1.0f / s : 0.0f, (float)z,
                               (float)maxq);

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "model/hessian.h"
-#include "model/layer.h"
+#include "hessian.h"
+#include "layer.h"
 
 #define NSEQ 4
 #define SEQLEN 512

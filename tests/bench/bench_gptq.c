@@ -13,7 +13,7 @@
 
 #include <cblas.h>
 
-#include "quant/quant.h"
+#include "quant.h"
 
 static double now(void) {
     struct timespec ts;

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "io/model.h"
-#include "model/layer.h"
+#include "hf_model.h"
+#include "layer.h"
 #include "weights.h"
 
 static int read_all(const char *path, void *buf, size_t n) {

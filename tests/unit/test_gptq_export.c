@@ -22,10 +22,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "io/gptq_export.h"
-#include "io/st_writer.h"
-#include "quant/pack.h"
-#include "quant/quant.h"
+#include "gptq_export.h"
+#include "st_writer.h"
+#include "pack.h"
+#include "quant.h"
 
 static int g_fail = 0;
 #define CHECK(cond, ...)                                                                \

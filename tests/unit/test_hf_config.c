@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/hf_config.h"
+#include "hf_config.h"
 
 static int g_fail = 0;
 #define CHECK(cond, ...)                                                    \

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "quant/mckp.h"
+#include "mckp.h"
 #include "test_mckp_llama.h"
 
 static int failures = 0;

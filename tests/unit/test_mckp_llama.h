@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "quant/mckp.h"
+#include "mckp.h"
 
 #define QS_LLAMA_LAYERS 80
 #define QS_LLAMA_ITEMS (4 * QS_LLAMA_LAYERS)

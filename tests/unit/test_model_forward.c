@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/hessian.h"
-#include "model/layer.h"
+#include "hessian.h"
+#include "layer.h"
 
 #define TOL_ABS 1e-4      /* layer outputs, hook inputs, logits (values are O(1)) */
 #define TOL_NLL 1e-4      /* per-position NLL */

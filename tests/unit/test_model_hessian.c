@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/hessian.h"
+#include "hessian.h"
 
 #define N_TOK 32768
 #define D 512

@@ -16,9 +16,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "io/half.h"
-#include "io/model.h"
-#include "io/synth.h"
+#include "half.h"
+#include "hf_model.h"
+#include "synth.h"
 
 /* numpy on the fixture bytes: layer-0 q_proj (bf16 -> f64) sum, sum of squares, ends */
 #define QS_FIXTURE_QSUM (-4.540222520008683)

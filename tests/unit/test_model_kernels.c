@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/kernels.h"
-#include "model/layer.h"
+#include "kernels.h"
+#include "layer.h"
 
 #define TOL_REL_F32 2e-6 /* f32 op-by-op vs double closed form */
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mpi/partition.h"
+#include "partition.h"
 
 static int failures = 0;
 #define CHECK(cond, ...)                                  \

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/quant.h"
+#include "quant.h"
 
 static int g_fail = 0;
 #define CHECK(cond, ...)                                                  \
@@ -60,30 +60,30 @@ static qs_quant_out as_out(bufs *b) {
 }
 
 static void test_fp16(void) {
-    CHECK(qs_fp16_from_float(1.0f) == 0x3c00, "1.0");
-    CHECK(qs_fp16_from_float(-2.0f) == 0xc000, "-2.0");
-    CHECK(qs_fp16_from_float(65504.0f) == 0x7bff, "max");
-    CHECK(qs_fp16_from_float(65519.0f) == 0x7bff, "below the inf threshold");
-    CHECK(qs_fp16_from_float(65520.0f) == 0x7c00, "rounds to inf");
-    CHECK(qs_fp16_from_float(ldexpf(1.0f, -24)) == 0x0001, "smallest subnormal");
-    CHECK(qs_fp16_from_float(ldexpf(1.0f, -25)) == 0x0000, "half of it ties to even 0");
-    CHECK(qs_fp16_from_float(ldexpf(3.0f, -25)) == 0x0002, "1.5 units ties to 2");
-    CHECK(qs_fp16_from_float(1.0f + ldexpf(1.0f, -11)) == 0x3c00, "tie to even (down)");
-    CHECK(qs_fp16_from_float(1.0f + ldexpf(3.0f, -11)) == 0x3c02, "tie to even (up)");
-    CHECK(qs_fp16_from_float(ldexpf(1023.5f, -24)) == 0x0400, "subnormal carry to normal");
+    CHECK(qs_f32_to_f16(1.0f) == 0x3c00, "1.0");
+    CHECK(qs_f32_to_f16(-2.0f) == 0xc000, "-2.0");
+    CHECK(qs_f32_to_f16(65504.0f) == 0x7bff, "max");
+    CHECK(qs_f32_to_f16(65519.0f) == 0x7bff, "below the inf threshold");
+    CHECK(qs_f32_to_f16(65520.0f) == 0x7c00, "rounds to inf");
+    CHECK(qs_f32_to_f16(ldexpf(1.0f, -24)) == 0x0001, "smallest subnormal");
+    CHECK(qs_f32_to_f16(ldexpf(1.0f, -25)) == 0x0000, "half of it ties to even 0");
+    CHECK(qs_f32_to_f16(ldexpf(3.0f, -25)) == 0x0002, "1.5 units ties to 2");
+    CHECK(qs_f32_to_f16(1.0f + ldexpf(1.0f, -11)) == 0x3c00, "tie to even (down)");
+    CHECK(qs_f32_to_f16(1.0f + ldexpf(3.0f, -11)) == 0x3c02, "tie to even (up)");
+    CHECK(qs_f32_to_f16(ldexpf(1023.5f, -24)) == 0x0400, "subnormal carry to normal");
     int bad = 0;
     for (uint32_t h = 0; h < 65536; ++h) {
-        float f = qs_fp16_to_float((uint16_t)h);
+        float f = qs_f16_to_f32((uint16_t)h);
         if (isnan(f)) continue;
-        if (qs_fp16_from_float(f) != h) bad++;
+        if (qs_f32_to_f16(f) != h) bad++;
     }
     CHECK(bad == 0, "%d half values do not round-trip", bad);
     /* against the float nearest: every float between two halves goes to the nearer */
     for (int i = 0; i < 100000; ++i) {
         float f = (float)((urand() - 0.5) * 200.0);
-        uint16_t h = qs_fp16_from_float(f);
-        float a = qs_fp16_to_float(h);
-        float lo = qs_fp16_to_float((uint16_t)(h - 1)), hi = qs_fp16_to_float((uint16_t)(h + 1));
+        uint16_t h = qs_f32_to_f16(f);
+        float a = qs_f16_to_f32(h);
+        float lo = qs_f16_to_f32((uint16_t)(h - 1)), hi = qs_f16_to_f32((uint16_t)(h + 1));
         if (fabsf(f - a) > fabsf(f - lo) || fabsf(f - a) > fabsf(f - hi)) {
             bad++;
             break;
@@ -122,21 +122,21 @@ static void test_group_rule(void) {
     int32_t z;
     /* asym: [-1, 2] at 4 bits: scale 0.2, zero round(1/0.2) = 5 */
     CHECK(qs_quant_group_params(&p, -1.0f, 2.0f, &s, &z) == 0, "asym");
-    CHECK(s == qs_fp16_from_float(0.2f) && z == 5, "asym scale %g zero %d",
-          (double)qs_fp16_to_float(s), z);
+    CHECK(s == qs_f32_to_f16(0.2f) && z == 5, "asym scale %g zero %d",
+          (double)qs_f16_to_f32(s), z);
     /* min/max are clamped to include 0 */
     CHECK(qs_quant_group_params(&p, 1.0f, 3.0f, &s, &z) == 0 && z == 0 &&
-              s == qs_fp16_from_float(0.2f), "min clamp: zero %d", z);
+              s == qs_f32_to_f16(0.2f), "min clamp: zero %d", z);
     /* sym: scale = 2 max|w| / maxq, zero 8 */
     p.sym = 1;
     CHECK(qs_quant_group_params(&p, -3.0f, 1.0f, &s, &z) == 0 && z == 8 &&
-              s == qs_fp16_from_float(0.4f), "sym zero %d", z);
+              s == qs_f32_to_f16(0.4f), "sym zero %d", z);
     /* zero_min1: all-positive group keeps zero 1 and covers max */
     p.sym = 0;
     p.zero_min1 = 1;
     CHECK(qs_quant_group_params(&p, 0.5f, 2.8f, &s, &z) == 0 && z == 1, "zero_min1 zero %d", z);
-    CHECK(qs_fp16_to_float(s) * (15 - 1) >= 2.8f * 0.999f, "zero_min1 scale %g too small",
-          (double)qs_fp16_to_float(s));
+    CHECK(qs_f16_to_f32(s) * (15 - 1) >= 2.8f * 0.999f, "zero_min1 scale %g too small",
+          (double)qs_f16_to_f32(s));
     /* all-zero group: scale 0 */
     CHECK(qs_quant_group_params(&p, 0.0f, 0.0f, &s, &z) == 0 && s == 0, "zero group");
     /* overflowing scale */
@@ -172,7 +172,7 @@ static void check_rtn_case(int bits, int gs, int sym, int zero_min1, int64_t row
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < d_in; ++j) {
             int64_t g = gs < 1 ? 0 : j / gs;
-            float s = qs_fp16_to_float(a.scales[r * ng + g]);
+            float s = qs_f16_to_f32(a.scales[r * ng + g]);
             int32_t z = a.zeros[r * ng + g];
             if (a.codes[r * d_in + j] > maxq || z < (zero_min1 && !sym ? 1 : 0) || z > maxq) bad++;
             /* inside the representable range the error is at most half a step */

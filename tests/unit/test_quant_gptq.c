@@ -11,7 +11,7 @@
 
 #include <cblas.h>
 
-#include "quant/quant.h"
+#include "quant.h"
 
 static int g_fail = 0;
 static int64_t g_same = 0, g_total = 0; /* codes compared with the twin, over all cases */

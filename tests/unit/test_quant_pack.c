@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/pack.h"
-#include "quant/quant.h"
+#include "pack.h"
+#include "quant.h"
 
 static int g_fail = 0;
 #define CHECK(cond, ...)                                                  \

@@ -12,7 +12,7 @@
 
 #include <cblas.h>
 
-#include "quant/quant.h"
+#include "quant.h"
 
 static int read_file(const char *dir, const char *name, void *buf, size_t bytes) {
     char path[4096];

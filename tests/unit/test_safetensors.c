@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/half.h"
-#include "io/safetensors.h"
-#include "io/synth.h"
+#include "half.h"
+#include "safetensors.h"
+#include "synth.h"
 
 static int g_fail = 0;
 #define CHECK(cond, ...)                                                    \

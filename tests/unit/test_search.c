@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/mckp.h"
-#include "quant/search.h"
+#include "mckp.h"
+#include "search_items.h"
 
 static int failures = 0;
 #define CHECK(cond, ...)                                                 \

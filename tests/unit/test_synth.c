@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/f16.h"
-#include "io/synth.h"
+#include "half.h"
+#include "synth.h"
 #include "sha256.h"
 
 /* SHA-256 of model.safetensors for llama, 1 layer, hidden 64, vocab 32, bf16, seed 7 */
@@ -322,38 +322,38 @@ static void test_encoders(void) {
         uint16_t x = (uint16_t)h;
         if ((x & 0x7c00) == 0x7c00 && (x & 0x3ff)) continue;
         float f = f16_to_f32(x);
-        CHECK(qs_f16_encode_f16(f) == x, "f16 round trip %04x", h);
+        CHECK(qs_f32_to_f16(f) == x, "f16 round trip %04x", h);
         uint16_t y = (uint16_t)(x + 1);
         if ((x & 0x7fff) >= 0x7c00 || (y & 0x7fff) == 0) continue;
         if ((x & 0x7fff) == 0x7bff) continue; /* midpoint to inf checked below */
         double mid = ((double)f + (double)f16_to_f32(y)) * 0.5;
         uint16_t even = (x & 1) ? y : x;
-        CHECK(qs_f16_encode_f16((float)mid) == even, "f16 midpoint after %04x", h);
+        CHECK(qs_f32_to_f16((float)mid) == even, "f16 midpoint after %04x", h);
         float above = nextafterf((float)mid, (float)mid * 2.0f + (mid > 0 ? 1.0f : -1.0f));
         if (fabs(above) > fabs(mid))
-            CHECK(qs_f16_encode_f16(above) == y, "f16 above midpoint after %04x", h);
+            CHECK(qs_f32_to_f16(above) == y, "f16 above midpoint after %04x", h);
     }
-    CHECK(qs_f16_encode_f16(65504.0f) == 0x7bff, "f16 max");
-    CHECK(qs_f16_encode_f16(65519.99f) == 0x7bff, "f16 below overflow");
-    CHECK(qs_f16_encode_f16(65520.0f) == 0x7c00, "f16 overflow tie");
-    CHECK(qs_f16_encode_f16(-1e9f) == 0xfc00, "f16 -inf");
-    CHECK(qs_f16_encode_f16(ldexpf(1.0f, -25)) == 0x0000, "f16 2^-25 ties to 0");
-    CHECK(qs_f16_encode_f16(ldexpf(1.5f, -25)) == 0x0001, "f16 1.5*2^-25");
-    CHECK(qs_f16_encode_f16(-0.0f) == 0x8000, "f16 -0");
-    CHECK((qs_f16_encode_f16(NAN) & 0x7fff) > 0x7c00, "f16 NaN");
+    CHECK(qs_f32_to_f16(65504.0f) == 0x7bff, "f16 max");
+    CHECK(qs_f32_to_f16(65519.99f) == 0x7bff, "f16 below overflow");
+    CHECK(qs_f32_to_f16(65520.0f) == 0x7c00, "f16 overflow tie");
+    CHECK(qs_f32_to_f16(-1e9f) == 0xfc00, "f16 -inf");
+    CHECK(qs_f32_to_f16(ldexpf(1.0f, -25)) == 0x0000, "f16 2^-25 ties to 0");
+    CHECK(qs_f32_to_f16(ldexpf(1.5f, -25)) == 0x0001, "f16 1.5*2^-25");
+    CHECK(qs_f32_to_f16(-0.0f) == 0x8000, "f16 -0");
+    CHECK((qs_f32_to_f16(NAN) & 0x7fff) > 0x7c00, "f16 NaN");
     for (uint32_t h = 0; h < 0x10000; ++h) {
         uint16_t x = (uint16_t)h;
         if ((x & 0x7f80) == 0x7f80 && (x & 0x7f)) {
-            CHECK((qs_f16_encode_bf16(bf16_to_f32(x)) & 0x7fff) > 0x7f80, "bf16 NaN %04x", h);
+            CHECK((qs_f32_to_bf16(bf16_to_f32(x)) & 0x7fff) > 0x7f80, "bf16 NaN %04x", h);
             continue;
         }
-        CHECK(qs_f16_encode_bf16(bf16_to_f32(x)) == x, "bf16 round trip %04x", h);
+        CHECK(qs_f32_to_bf16(bf16_to_f32(x)) == x, "bf16 round trip %04x", h);
         if ((x & 0x7fff) >= 0x7f7f) continue;
         uint32_t mid = ((uint32_t)x << 16) | 0x8000u; /* exact midpoint to x+1 */
         float fm;
         memcpy(&fm, &mid, 4);
         uint16_t even = (x & 1) ? (uint16_t)(x + 1) : x;
-        CHECK(qs_f16_encode_bf16(fm) == even, "bf16 midpoint after %04x", h);
+        CHECK(qs_f32_to_bf16(fm) == even, "bf16 midpoint after %04x", h);
     }
 }
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/tokens.h"
+#include "tokens.h"
 
 static int failures = 0;
 #define CHECK(cond, msg)                                                  \

@@ -1,5 +1,5 @@
 /* qsource.c: quantized linears read back from run/out/ HDF5 shards or a GPTQ export. */
-#include "io/qsource.h"
+#include "qsource.h"
 
 #include <regex.h>
 #include <stdio.h>
@@ -8,10 +8,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "io/h5store.h"
-#include "io/half.h"
-#include "quant/pack.h"
-#include "quant/quant.h"
+#include "h5store.h"
+#include "half.h"
+#include "pack.h"
+#include "quant.h"
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;

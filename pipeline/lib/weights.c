@@ -28,8 +28,8 @@ static void release_mapped(const qs_st_tensor *t) {
     (void)madvise((void *)a, (size_t)(b - a), MADV_DONTNEED);
 }
 
-#include "io/h5store.h"
-#include "quant/quant.h"
+#include "h5store.h"
+#include "quant.h"
 
 qs_status qs_weights_read(const qs_model *m, const char *name, int64_t rows, int64_t cols,
                           float *out, qs_err *err) {

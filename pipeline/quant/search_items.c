@@ -1,6 +1,6 @@
 /* search.c: knapsack items, rules and budget of the mixed-precision search (see search.h).
  * Pure logic: no MPI, no files. */
-#include "search.h"
+#include "search_items.h"
 
 #include <fnmatch.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 /* gptq_export.c: Hugging Face GPTQ checkpoint directory (safetensors shards, index, configs). */
-#include "io/gptq_export.h"
+#include "gptq_export.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,9 +13,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "io/st_writer.h"
-#include "quant/pack.h"
-#include "quant/quant.h"
+#include "st_writer.h"
+#include "pack.h"
+#include "quant.h"
 
 #define GX_MAX_DIMS 4
 #define GX_KEY_MAX 1024

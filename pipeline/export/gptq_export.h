@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "io/safetensors.h"
+#include "safetensors.h"
 #include "status.h"
 
 /* The quantization scheme of one linear. */

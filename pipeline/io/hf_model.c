@@ -1,6 +1,6 @@
 /* model.c: open a model directory and check every tensor the architecture needs; read
  * weights as f32 (see model.h). */
-#include "model.h"
+#include "hf_model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

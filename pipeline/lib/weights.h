@@ -13,9 +13,9 @@
 
 #include <stdint.h>
 
-#include "io/model.h"
-#include "quant/quant.h"
-#include "model/layer.h"
+#include "hf_model.h"
+#include "quant.h"
+#include "layer.h"
 #include "status.h"
 
 typedef struct qs_layer_f32 {

@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#include "io/safetensors.h"
+#include "safetensors.h"
 #include "status.h"
 
 typedef struct qs_qsource_dyn {

@@ -60,7 +60,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "io/hf_config.h"
+#include "hf_config.h"
 
 typedef struct qs_mem_estimate {
     int64_t weights;

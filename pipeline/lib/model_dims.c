@@ -1,7 +1,7 @@
 /* dims_hf.c: qs_model_dims from a parsed Hugging Face config (the only place model/ sees
  * an io/ type; it reads plain fields and calls nothing in io/). */
-#include "io/hf_config.h"
-#include "model/layer.h"
+#include "hf_config.h"
+#include "layer.h"
 
 #include <string.h>
 

@@ -20,8 +20,8 @@
 
 #include <stdint.h>
 
-#include "io/model.h"
-#include "quant/quant.h"
+#include "hf_model.h"
+#include "quant.h"
 #include "status.h"
 
 typedef struct qs_alloc {

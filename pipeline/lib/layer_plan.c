@@ -1,5 +1,5 @@
 /* plan.c: layer plan storage (JSON via cJSON) and printing. */
-#include "plan.h"
+#include "layer_plan.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
