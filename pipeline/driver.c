@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "candidates.h"
 #include "config.h"
 #include "hf_model.h"
 #include "log.h"
@@ -160,7 +161,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     /* 1. config and model on every rank; agree before anything blocks */
     st = qs_config_load(&cfg, opts->config_path, opts->sets, opts->nset, err);
     if (st == QS_OK) st = qs_model_open(&model, cfg.model, err);
-    if (st == QS_OK) st = qs_stage_plan_check(&model.hf, &cfg, err);
+    if (st == QS_OK) st = qs_cands_check_model(&model.hf, &cfg, err);
     if (st == QS_OK) st = qs_rundir_init(&rd, cfg.run_dir, err);
     if (st == QS_OK) st = config_hash(&cfg, ctx.config_hash, err);
     if (st == QS_OK) st = model_fingerprint(&model, cfg.model, ctx.model_hash, err);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "candidates.h"
 #include "config.h"
 #include "driver.h"
 #include "hf_model.h"
@@ -288,8 +289,8 @@ static int cmd_plan(int argc, char **argv) {
         memset(&plan, 0, sizeof(plan));
         qs_status st = qs_config_load(&cfg, config_path, sets, nset, &err);
         if (st == QS_OK) st = qs_model_open(&model, cfg.model, &err);
-        if (st == QS_OK) st = qs_stage_plan_check(&model.hf, &cfg, &err);
-        if (st == QS_OK) st = qs_stage_plan_compute(&model.hf, &cfg, (int)ranks, &plan, &err);
+        if (st == QS_OK) st = qs_cands_check_model(&model.hf, &cfg, &err);
+        if (st == QS_OK) st = qs_plan_compute(&model.hf, &cfg, (int)ranks, &plan, &err);
         if (st == QS_OK) {
             if (json) {
                 char *text = NULL;

@@ -277,7 +277,7 @@ qs_status qs_eval_run(const qs_stage_ctx *ctx, qs_eval_weights which, qs_eval_re
     if (st == QS_OK && which.source == QS_EVAL_SRC_ALLOC &&
         (!which.alloc || which.alloc->nlayers != L))
         st = QS_FAIL(err, QS_ERR_INTERNAL, "eval: allocation missing or of the wrong size");
-    if (st == QS_OK) st = qs_stage_plan_compute(&ctx->model->hf, cfg, comm->size, &plan, err);
+    if (st == QS_OK) st = qs_plan_compute(&ctx->model->hf, cfg, comm->size, &plan, err);
     if (st == QS_OK) {
         first = plan.first[rank];
         nown = plan.first[rank + 1] - first;

@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "candidates.h"
 #include "h5store.h"
 #include "memory.h"
 #include "tokens.h"
@@ -56,101 +57,11 @@
 
 #define NLIN QS_LIN_COUNT
 #define NGRP QS_GROUP_COUNT
-#define MAX_CAND (QS_MAX_CANDIDATE_LIST * QS_MAX_CANDIDATE_LIST)
+#define MAX_CAND QS_CANDS_MAX
 #define PIECE_TAG 4242
 #define HESS_TAG 4243
 
 static const char *const GROUP_NAMES[NGRP] = {"qkv", "o", "gate_up", "down"};
-
-/* ---- candidates ------------------------------------------------------------------- */
-
-/* The candidates of the config in (bits, group_size) list order. */
-typedef struct cand_set {
-    int n;
-    int gptq;                              /* method */
-    int propagate;                         /* index feeding the next layer (quantized) */
-    qs_quant_params p[MAX_CAND];
-    char name[MAX_CAND][QS_QUANT_NAME_MAX];
-} cand_set;
-
-static qs_status cands_init(const qs_config *cfg, const qs_model *model, const qs_model_dims *d,
-                            cand_set *cs, qs_err *err) {
-    memset(cs, 0, sizeof(*cs));
-    cs->gptq = cfg->quant.method == QS_METHOD_GPTQ;
-    for (int b = 0; b < cfg->quant.nbits; ++b)
-        for (int g = 0; g < cfg->quant.ngroup_size; ++g) {
-            qs_quant_params *p = &cs->p[cs->n];
-            qs_quant_params_default(p);
-            p->bits = cfg->quant.bits[b];
-            p->group_size = cfg->quant.group_size[g];
-            p->sym = cfg->quant.sym;
-            p->act_order = cfg->quant.act_order;
-            p->static_groups = cfg->quant.static_groups;
-            p->damp = cfg->quant.damp;
-            p->damp_max = cfg->quant.damp_max;
-            p->block_size = cfg->quant.block_size;
-            p->row_block = cfg->quant.row_block;
-            /* GPTQ v1 stores zero - 1 unsigned: asymmetric zeros must be >= 1 */
-            p->zero_min1 = cfg->output.checkpoint_format == QS_CKPT_GPTQ && !p->sym;
-            qs_status st = qs_quant_params_check(p, err);
-            if (st != QS_OK) return st;
-            qs_quant_name(p, cs->name[cs->n], QS_QUANT_NAME_MAX);
-            for (int i = 0; i < cs->n; ++i)
-                if (strcmp(cs->name[i], cs->name[cs->n]) == 0)
-                    return QS_FAIL(err, QS_ERR_INPUT,
-                                   "quant: candidate %s is listed twice (quant.bits x "
-                                   "quant.group_size)",
-                                   cs->name[i]);
-            cs->n++;
-        }
-    if (cs->n == 0)
-        return QS_FAIL(err, QS_ERR_INPUT, "quant: no candidates (quant.bits or quant.group_size empty)");
-    const char *want = cfg->reconstruct.propagate;
-    if (want && want[0]) {
-        cs->propagate = -1;
-        for (int i = 0; i < cs->n; ++i)
-            if (strcmp(cs->name[i], want) == 0) cs->propagate = i;
-        if (cs->propagate < 0)
-            return QS_FAIL(err, QS_ERR_INPUT,
-                           "reconstruct.propagate: '%s' is not a candidate (first: %s)", want,
-                           cs->name[0]);
-    } else if (cfg->search.target_bpw > 0 || cfg->search.max_bytes > 0) {
-        /* the candidate a uniform allocation at the budget would use: the largest exact
-         * payload bpw (pack.c sizes of a layer) within the budget's bpw, else the smallest;
-         * ties -> the first */
-        double w = 0.0;
-        for (int k = 0; k < NLIN; ++k) {
-            int64_t o, i;
-            qs_linear_shape(d, (qs_linear_kind)k, &o, &i);
-            w += (double)o * (double)i;
-        }
-        double budget = cfg->search.target_bpw;
-        if (budget <= 0)
-            budget = ((double)cfg->search.max_bytes - (double)qs_model_unquantized_bytes(model)) *
-                     8.0 / (w * (double)d->nlayers);
-        int below = -1, smallest = -1;
-        double bbest = -1.0, sbest = INFINITY;
-        for (int c = 0; c < cs->n; ++c) {
-            double bits = 0.0;
-            int ok = 1;
-            for (int k = 0; k < NLIN && ok; ++k) {
-                int64_t o, i;
-                qs_pack_bytes sz;
-                qs_err e = {0};
-                qs_linear_shape(d, (qs_linear_kind)k, &o, &i);
-                ok = qs_pack_sizes(o, i, cs->p[c].bits, cs->p[c].group_size, &sz, &e) == QS_OK;
-                bits += ok ? (double)sz.total * 8.0 : 0.0;
-            }
-            if (!ok) continue;
-            const double bpw = bits / w;
-            if (bpw <= budget && bpw > bbest) bbest = bpw, below = c;
-            if (bpw < sbest) sbest = bpw, smallest = c;
-        }
-        if (below >= 0) cs->propagate = below;
-        else if (smallest >= 0) cs->propagate = smallest;
-    }
-    return QS_OK;
-}
 
 /* ---- per-layer results ------------------------------------------------------------- */
 
@@ -210,7 +121,7 @@ static void lr_free(layer_res *lr) {
     memset(lr, 0, sizeof(*lr));
 }
 
-static qs_status lr_init(layer_res *lr, const qs_model_dims *d, const cand_set *cs,
+static qs_status lr_init(layer_res *lr, const qs_model_dims *d, const qs_cands *cs,
                          qs_err *err) {
     memset(lr, 0, sizeof(*lr));
     lr->ncand = cs->n;
@@ -294,7 +205,7 @@ static void piece_io(lc_res *o, const layer_res *lr, const piece *pc, unsigned c
  * o->base <= r0), then the
  * per-row errors with row tiles of row_block rows from r0 (r0 is a tile boundary), and the
  * RTN error under the same H (gptq method). f is the prepared factor (gptq) or NULL. */
-static qs_status solve_piece(const cand_set *cs, int c, const float *H, const qs_gptq_factor *f,
+static qs_status solve_piece(const qs_cands *cs, int c, const float *H, const qs_gptq_factor *f,
                              const float *W, int64_t d_out, int64_t d_in, int64_t r0,
                              int64_t r1, lc_res *o, qs_err *err) {
     qs_status st = QS_OK;
@@ -393,7 +304,7 @@ static void layer_rel(const char *dir, int layer, char *rel, size_t n) {
  * tables (7, C); sel[k] = the candidate of linear k or -1 (float, no datasets): tables
  * (7, 1) and table/bits, table/group_size per linear (7), 0 for a float linear. */
 static qs_status layer_write(const qs_stage_ctx *ctx, const char *dir, int layer,
-                             layer_res *lr, const cand_set *cs, const int *sel,
+                             layer_res *lr, const qs_cands *cs, const int *sel,
                              const char *input_hash, qs_err *err) {
     qs_status st = QS_OK;
     qs_h5 h;
@@ -606,7 +517,7 @@ static void rss_report(const qs_stage_ctx *ctx, const char *dir, const qs_plan *
         qs_plan p;
         qs_err e = {0};
         memset(&p, 0, sizeof(p));
-        if (qs_stage_plan_compute(&ctx->model->hf, ctx->cfg, P, &p, &e) == QS_OK) {
+        if (qs_plan_compute(&ctx->model->hf, ctx->cfg, P, &p, &e) == QS_OK) {
             first = p.first[rank];
             count = p.first[rank + 1] - first;
         }
@@ -651,7 +562,7 @@ done:
 /* Solves job (layer, group) on this rank: Hessian from calib/layer-NNN.h5, one prepare,
  * every linear of the group x every candidate over all rows. */
 static qs_status solve_group_job(const qs_stage_ctx *ctx, const qs_model_dims *d,
-                                 const cand_set *cs, int layer, int g, layer_res *lr,
+                                 const qs_cands *cs, int layer, int g, layer_res *lr,
                                  qs_err *err) {
     qs_status st = QS_OK;
     qs_h5 h;
@@ -693,7 +604,7 @@ done:
     return st;
 }
 
-static double group_cost(const qs_model_dims *d, const cand_set *cs, int g) {
+static double group_cost(const qs_model_dims *d, const qs_cands *cs, int g) {
     double cost = 0.0;
     int64_t n = 0;
     for (int k = 0; k < NLIN; ++k) {
@@ -706,7 +617,7 @@ static double group_cost(const qs_model_dims *d, const cand_set *cs, int g) {
     return cost + (cs->gptq ? (double)n * (double)n * (double)n : 0.0);
 }
 
-static qs_status run_float(const qs_stage_ctx *ctx, const qs_model_dims *d, const cand_set *cs,
+static qs_status run_float(const qs_stage_ctx *ctx, const qs_model_dims *d, const qs_cands *cs,
                            int l0, const char *input_hash, double *busy, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = ctx->comm;
@@ -832,7 +743,7 @@ static qs_status bcast_factor(const qs_comm *comm, qs_gptq_factor *f, int64_t n,
  * l's linear k is quantized with candidate sel[l * NLIN + k] only (-1 = stays float) and
  * these candidates feed the next layer (pass 1, dir "final"). */
 static qs_status run_quantized(const qs_stage_ctx *ctx, const qs_model_dims *d,
-                               const cand_set *cs, const int *sel, const char *dir, int l0,
+                               const qs_cands *cs, const int *sel, const char *dir, int l0,
                                const qs_tokens *tok, const int64_t *offs, const qs_plan *plan,
                                const char *input_hash, double *busy, qs_err *err) {
     qs_status st = QS_OK;
@@ -1130,7 +1041,7 @@ done:
 
 /* Pass 1: reads run/search/allocation.json into sel (L, NLIN) candidate indices (-1 =
  * float) and its SHA-256. *absent = 1 when the file does not exist (nothing else done). */
-static qs_status read_allocation(const qs_stage_ctx *ctx, const cand_set *cs, int L, int *sel,
+static qs_status read_allocation(const qs_stage_ctx *ctx, const qs_cands *cs, int L, int *sel,
                                  char hash[65], int *absent, qs_err *err) {
     qs_status st = QS_OK;
     char path[QS_PATH_MAX], *text = NULL;
@@ -1149,9 +1060,7 @@ static qs_status read_allocation(const qs_stage_ctx *ctx, const cand_set *cs, in
     for (int l = 0; l < L; ++l)
         for (int k = 0; k < NLIN; ++k) {
             const char *name = a.cand[l][k];
-            int c = -1;
-            for (int i = 0; i < cs->n && name[0]; ++i)
-                if (strcmp(cs->name[i], name) == 0) c = i;
+            const int c = name[0] ? qs_cands_find(cs, name) : -1;
             if (name[0] && c < 0)
                 QS_THROW(err, QS_ERR_INPUT,
                          "%s: layer %d linear %s: '%s' is not a candidate of this config "
@@ -1174,7 +1083,7 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
     const int quantized = cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED;
     const int final = args && args->pass == 1;
     const char *dir = final ? "final" : "recon";
-    cand_set *cs = NULL;
+    qs_cands *cs = NULL;
     qs_model_dims d;
     qs_manifest want, have;
     qs_tokens tok;
@@ -1200,7 +1109,8 @@ qs_status qs_stage_reconstruct_run(const qs_stage_ctx *ctx, const qs_stage_args 
     const int L = (int)d.nlayers;
     cs = qs_malloc(sizeof(*cs), err, "candidates");
     st = cs ? qs_model_dims_check(&d, err) : QS_ERR_RUNTIME;
-    if (st == QS_OK) st = cands_init(cfg, ctx->model, &d, cs, err);
+    if (st == QS_OK) st = qs_cands_from_config(cfg, cs, err);
+    if (st == QS_OK) st = qs_cands_choose_propagate(cfg, ctx->model, &d, cs, err);
     if (st == QS_OK && final) {
         sel = qs_malloc(sizeof(int) * (size_t)L * NLIN, err, "allocation");
         st = sel ? read_allocation(ctx, cs, L, sel, alloc_hash, &alloc_absent, err)

@@ -42,17 +42,6 @@ typedef qs_status (*qs_stage_fn)(const qs_stage_ctx *ctx, const qs_stage_args *a
 
 qs_status qs_stage_plan_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err);
 
-/* The plan computation shared by the plan stage and `qshard plan --ranks N`. */
-#include "layer_plan.h"
-qs_status qs_stage_plan_compute(const qs_hf_config *hf, const qs_config *cfg, int nranks,
-                                qs_plan *out, qs_err *err);
-/* Refuses (QS_ERR_INPUT, one line) a config whose candidates cannot serve some linear of the
- * model: every linear (every tied q/k/v and gate/up item with search.tie_fused) needs one
- * candidate with a GPTQ layout, and with output.gptq_export one the export can hold (input
- * size a multiple of the group size). The driver calls it before any stage runs, so a
- * config the writers would refuse fails at once, not after hours of reconstruction. */
-qs_status qs_stage_plan_check(const qs_hf_config *hf, const qs_config *cfg, qs_err *err);
-
 /* Calibrate (stages/calibrate.c, docs/calibrate.md): fp32 forward of the calibration
  * windows, per layer and linear group the Hessian, absmax and mean square ->
  * run/calib/layer-NNN.h5 + manifest; checkpoints in run/calib/ckpt/. */

@@ -546,7 +546,7 @@ qs_status qs_stage_write_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
         }
     }
     st = qs_alloc_read_json(&al, path, L, err);
-    if (st == QS_OK) st = qs_stage_plan_compute(&ctx->model->hf, cfg, comm->size, &plan, err);
+    if (st == QS_OK) st = qs_plan_compute(&ctx->model->hf, cfg, comm->size, &plan, err);
     if (st == QS_OK) st = build_items(ctx, &al, &plan, &ws, err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;

@@ -1,6 +1,8 @@
 /* plan.c: layer plan storage (JSON via cJSON) and printing. */
 #include "layer_plan.h"
 
+#include "partition.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
@@ -173,4 +175,22 @@ void qs_plan_print(const qs_plan *p, FILE *out) {
         fprintf(out, "%6d %12s %7.1f%% %12s %12s %12s %12s\n", r, range,
                 total > 0 ? 100.0 * c / total : 0.0, w, h, a, t);
     }
+}
+
+qs_status qs_plan_compute(const qs_hf_config *hf, const qs_config *cfg, int nranks,
+                          qs_plan *out, qs_err *err) {
+    qs_status st = QS_OK;
+    int L = (int)hf->num_hidden_layers;
+    QS_CHECK(qs_plan_alloc(out, nranks, L, err));
+    for (int l = 0; l < L; ++l) out->layer_cost[l] = qs_layer_cost(hf, cfg, l);
+    QS_CHECK(qs_partition_contiguous(out->layer_cost, L, nranks, out->first, &out->max_cost,
+                                     err));
+    for (int r = 0; r < nranks; ++r) {
+        for (int l = out->first[r]; l < out->first[r + 1]; ++l) out->layer_rank[l] = r;
+        out->mem[r] = qs_mem_for_rank(hf, cfg, r, nranks, out->first[r],
+                                      out->first[r + 1] - out->first[r]);
+    }
+done:
+    if (st != QS_OK) qs_plan_free(out);
+    return st;
 }

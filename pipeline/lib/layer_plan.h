@@ -1,6 +1,7 @@
-/* plan.h: the layer plan as data: which rank owns which contiguous range of decoder
+/* layer_plan.h: the layer plan as data: which rank owns which contiguous range of decoder
  * layers, each layer's cost and each rank's memory from the one formula (memory.h).
- * Computed by stages/plan.c, stored as run/plan/plan.json, read back by later stages.
+ * Computed here (qs_plan_compute: the plan stage, `qshard plan`, and the stages that need
+ * the schedule of the current rank count), stored as run/plan/plan.json by the plan stage.
  * The plan is a schedule, not an input: no other stage's manifest hashes it.
  *
  * Ownership: qs_plan owns its arrays; qs_plan_free releases them (safe on zeroed).
@@ -31,6 +32,11 @@ void qs_plan_free(qs_plan *p);
 qs_status qs_plan_to_json(const qs_plan *p, char **text, qs_err *err);
 /* Parses JSON text written by qs_plan_to_json; `path` names the file in errors. */
 qs_status qs_plan_from_json(qs_plan *p, const char *text, const char *path, qs_err *err);
+
+/* The optimal contiguous split of the decoder layers over nranks (layer costs of
+ * qs_layer_cost, min-max split of partition.h) and each rank's memory from the formula. */
+qs_status qs_plan_compute(const qs_hf_config *hf, const qs_config *cfg, int nranks,
+                          qs_plan *out, qs_err *err);
 
 /* Human-readable table: ranks, layer ranges, cost share and memory. */
 void qs_plan_print(const qs_plan *p, FILE *out);

@@ -1,6 +1,8 @@
 /* memory.c: per-rank memory formula and per-layer cost model (see memory.h). */
 #include "memory.h"
 
+#include "candidates.h"
+
 int64_t qs_layer_params(const qs_hf_config *hf) {
     int64_t h = hf->hidden_size, i = hf->intermediate_size;
     int64_t q = hf->num_attention_heads * hf->head_dim;
@@ -59,11 +61,13 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
     int P = nranks > 0 ? nranks : 1;
     int64_t res = 0, lin_max = 0, din_max = h > q ? h : q;
     if (in > din_max) din_max = in;
+    qs_cands cs;
+    qs_err e = {0};
+    if (qs_cands_from_config(cfg, &cs, &e) != QS_OK) /* a bad grid is refused elsewhere */
+        qs_cands_from_config(NULL, &cs, &e);
     for (int k = 0; k < 7; ++k) {
-        int nb = cfg ? cfg->quant.nbits : 1, ng = cfg ? cfg->quant.ngroup_size : 1;
-        for (int b = 0; b < nb; ++b)
-            for (int g = 0; g < ng; ++g)
-                res += result_bytes(d_out[k], d_in[k], cfg ? cfg->quant.group_size[g] : 128);
+        for (int c = 0; c < cs.n; ++c)
+            res += result_bytes(d_out[k], d_in[k], cs.p[c].group_size);
         if (d_out[k] * d_in[k] > lin_max) lin_max = d_out[k] * d_in[k];
     }
     /* one piece's solve (solve_piece): its dequantized rows (f32) + the largest of the GPTQ
@@ -74,9 +78,8 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
     for (int k = 0; k < 7; ++k) {
         int64_t rows = quantized ? (rb < d_out[k] ? rb : d_out[k]) : d_out[k];
         int64_t R = rows < rb ? rows : rb, n = d_in[k], G = 1; /* most groups of a candidate */
-        for (int g = 0; g < (cfg ? cfg->quant.ngroup_size : 1); ++g) {
-            int gs = cfg ? cfg->quant.group_size[g] : 128;
-            int64_t ng = gs > 0 ? (n + gs - 1) / gs : 1;
+        for (int c = 0; c < cs.n; ++c) {
+            int64_t ng = qs_quant_ngroups(n, cs.p[c].group_size);
             if (ng > G) G = ng;
         }
         int64_t t1 = R * n * 4 + B * R * 13 + 24 * R, t2 = 16 * R * n;
