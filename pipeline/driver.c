@@ -133,12 +133,127 @@ done:
     return st;
 }
 
-typedef struct stage_entry {
-    const char *name;
-    qs_stage_fn fn;
-    int pass;
-    int eval_only; /* runs only when eval.tokens is set */
-} stage_entry;
+/* The key of a stage's unit records: its folder, the config hash and its inputs. */
+static void unit_key(const qs_manifest *want, char hex[65]) {
+    qs_sha256 s;
+    qs_sha256_init(&s);
+    qs_sha256_update(&s, want->stage, strlen(want->stage) + 1);
+    qs_sha256_update(&s, want->config_hash, strlen(want->config_hash) + 1);
+    for (int i = 0; i < want->ninputs; ++i) {
+        qs_sha256_update(&s, want->inputs[i].name, strlen(want->inputs[i].name) + 1);
+        qs_sha256_update(&s, want->inputs[i].hash, strlen(want->inputs[i].hash) + 1);
+    }
+    qs_sha256_final_hex(&s, hex);
+}
+
+/* Rank 0: 1 when the stage's manifest matches its inputs and every output still has its
+ * checksum. An unreadable or malformed old manifest only means: do the stage again. */
+static int manifest_matches(const qs_stage_ctx *ctx, const qs_manifest *want) {
+    qs_manifest have;
+    qs_err e = {0};
+    int found = 0, matches = 0;
+    if (qs_manifest_read(&have, ctx->rd, want->stage, &found, &e) != QS_OK) {
+        qs_log_info(ctx->log, "%s: %s; redoing the stage", want->stage, e.msg);
+        return 0;
+    }
+    if (found && qs_manifest_check(&have, want, ctx->rd, &matches, &e) != QS_OK) matches = 0;
+    qs_manifest_free(&have);
+    return matches;
+}
+
+/* Rank 0: which units must be done. A unit is reused only when its record carries this
+ * run's key and every file it lists still has its recorded checksum; the log says which
+ * units are redone and why. */
+static void verify_units(const qs_stage_ctx *ctx, const qs_stage *sg, qs_stage_units *u) {
+    int reused = 0, redo = 0;
+    for (int i = 0; i < u->n; ++i) {
+        char why[QS_PATH_MAX + 64];
+        qs_err e = {0};
+        int ok = 0;
+        if (qs_unit_record_verify(ctx->rd, sg->dir, u->name[i], ctx->unit_key, &ok, why,
+                                  sizeof(why), &e) != QS_OK) {
+            ok = 0;
+            snprintf(why, sizeof(why), "%s", e.msg);
+        }
+        u->todo[i] = !ok;
+        if (ok) {
+            ++reused;
+        } else if (strcmp(why, "no record") != 0) {
+            ++redo;
+            qs_log_info(ctx->log, "%s: redoing %s: %s", sg->name, u->name[i], why);
+        }
+    }
+    if (reused)
+        qs_log_info(ctx->log, "%s: %d of %d unit(s) verified and reused%s", sg->name, reused,
+                    u->n, redo ? "" : " (the rest had not finished)");
+}
+
+/* Rank 0: the manifest of a finished stage: its inputs and every unit's recorded files. */
+static qs_status write_manifest(const qs_stage_ctx *ctx, qs_manifest *want,
+                                const qs_stage_units *u, qs_err *err) {
+    qs_status st = QS_OK;
+    for (int i = 0; i < u->n; ++i)
+        QS_CHECK(qs_unit_record_outputs(ctx->rd, want->stage, u->name[i], want, err));
+    QS_CHECK(qs_rundir_mkdir(ctx->rd, want->stage, err));
+    QS_CHECK(qs_manifest_write(want, ctx->rd, err));
+done:
+    return st;
+}
+
+/* One stage: open (inputs, units), skip when its manifest matches, verify the units a
+ * resumed stage would reuse, run, then the manifest last. Collective. */
+static qs_status run_stage(const qs_stage_ctx *base, const qs_stage *sg, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_comm *comm = base->comm;
+    qs_stage_ctx ctx = *base;
+    qs_stage_open o;
+    qs_stage_units units;
+    void *state = NULL;
+    int skip = 0;
+    memset(&o, 0, sizeof(o));
+    memset(&units, 0, sizeof(units));
+    qs_manifest_init(&o.inputs, sg->dir, base->config_hash);
+    ctx.dir = sg->dir;
+
+    st = sg->open(&ctx, sg->pass, &state, &o, err);
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
+    if (o.nothing_to_do) {
+        qs_log_info(ctx.log, "%s: %s", sg->name, o.why);
+        goto done;
+    }
+    units.n = o.nunits;
+    units.name = o.unit_name;
+    units.todo = qs_calloc((size_t)(o.nunits > 0 ? o.nunits : 1), 1, err, "unit flags");
+    if (!units.todo) qs_comm_abort(comm, err); /* every rank allocates the same */
+    unit_key(&o.inputs, ctx.unit_key);
+    ctx.units = &units;
+    if (comm->rank == 0) {
+        skip = manifest_matches(&ctx, &o.inputs);
+        if (!skip) {
+            verify_units(&ctx, sg, &units);
+            st = qs_rundir_mkdir(ctx.rd, sg->dir, err);
+        }
+    }
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
+    qs_comm_bcast(comm, &skip, sizeof(skip), 0);
+    if (skip) {
+        qs_log_info(ctx.log, "%s: up to date, skipped", sg->name);
+        goto done;
+    }
+    if (units.n > 0) qs_comm_bcast(comm, units.todo, (size_t)units.n, 0);
+    st = sg->run(&ctx, state, err);
+    if (st != QS_OK) goto done;
+    if (comm->rank == 0) st = write_manifest(&ctx, &o.inputs, &units, err);
+    st = qs_comm_agree(comm, st, err);
+done:
+    if (sg->close) sg->close(state);
+    free(units.todo);
+    free(o.unit_name);
+    qs_manifest_free(&o.inputs);
+    return st;
+}
 
 qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     qs_status st = QS_OK;
@@ -187,34 +302,29 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     ctx.busy = &busy;
     timed = 1;
 
-    /* 3. stages in order. Later stages join this table as they land. */
-    static const stage_entry stages[] = {
-        {"plan", qs_stage_plan_run, 0, 0},
-        {"calibrate", qs_stage_calibrate_run, 0, 0},
-        {"reconstruct", qs_stage_reconstruct_run, 0, 0},
-        {"search", qs_stage_search_run, 0, 0},
-        {"reconstruct-final", qs_stage_reconstruct_run, 1, 0},
-        {"write", qs_stage_write_run, 0, 0},
-        {"eval", qs_stage_eval_run, 0, 1},
+    /* 3. the stages in the driver's order */
+    static const qs_stage *const stages[] = {
+        &qs_stage_plan,   &qs_stage_calibrate,          &qs_stage_reconstruct, &qs_stage_search,
+        &qs_stage_reconstruct_final, &qs_stage_write, &qs_stage_eval,
     };
     const int have_eval = cfg.eval.tokens && cfg.eval.tokens[0];
     for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); ++i) {
-        if (stages[i].eval_only && !have_eval) continue;
+        const qs_stage *sg = stages[i];
+        if (sg->needs_eval && !have_eval) continue;
         if (qs_comm_any(comm, *ctx.stop)) {
             qs_log_info(&lg, "stopped by a signal before %s; completed work is durable",
-                        stages[i].name);
+                        sg->name);
             st = QS_STOPPED;
             goto done;
         }
-        qs_stage_args args = {stages[i].pass};
         double t0 = qs_log_now(), c0 = qs_log_cpu_now();
-        qs_log_info(&lg, "%s: start", stages[i].name);
-        qs_progress_start(&progress, &lg, stages[i].name);
+        qs_log_info(&lg, "%s: start", sg->name);
+        qs_progress_start(&progress, &lg, sg->name);
         busy = 0.0;
-        st = stages[i].fn(&ctx, &args, err);
-        qs_timings_add(&tm, stages[i].name, st, qs_log_now() - t0, busy, qs_log_cpu_now() - c0);
+        st = run_stage(&ctx, sg, err);
+        qs_timings_add(&tm, sg->name, st, qs_log_now() - t0, busy, qs_log_cpu_now() - c0);
         if (st != QS_OK) goto done;
-        qs_log_info(&lg, "%s: done in %.2f s", stages[i].name, qs_log_now() - t0);
+        qs_log_info(&lg, "%s: done in %.2f s", sg->name, qs_log_now() - t0);
     }
     qs_log_info(&lg, "pipeline: complete%s", have_eval ? " (written model evaluated)" : "");
     if (comm->rank == 0 && !opts->quiet) qs_summary_print(stdout, &rd, &model);

@@ -14,12 +14,14 @@
 #include "candidates.h"
 #include "config.h"
 #include "driver.h"
+#include "evaluator.h"
 #include "hf_model.h"
 #include "synth.h"
 #include "comm.h"
 #include "layer_plan.h"
 #include "report.h"
 #include "sweep.h"
+#include "verify.h"
 #include "stage.h"
 #include "status.h"
 
@@ -573,19 +575,13 @@ static int cmd_eval(int argc, char **argv) {
     if (st == QS_OK) st = qs_rundir_init(&rd, cfg.run_dir, &err);
     st = qs_comm_agree(&comm, st, &err);
     if (st == QS_OK) {
-        qs_stage_ctx ctx;
-        qs_eval_result res;
-        memset(&ctx, 0, sizeof(ctx));
-        ctx.cfg = &cfg;
-        ctx.comm = &comm;
-        ctx.rd = &rd;
-        ctx.model = &model;
-        ctx.log = &lg;
-        ctx.stop = qs_driver_stop_flag();
         qs_progress progress;
         qs_progress_start(&progress, &lg, "eval");
-        ctx.progress = &progress;
-        st = qs_eval_run(&ctx, which, &res, &err);
+        qs_eval_env env = {&cfg, &comm, &rd, &model, &lg, &progress, NULL, 0, 0};
+        qs_eval_result res;
+        qs_eval_env_for_eval(&env, &cfg);
+        st = qs_eval_perplexity(&env, &which, &res, &err);
+        if (st == QS_OK) st = qs_eval_write_json(&env, &which, &res, QS_REL_EVAL, &err);
         if (st == QS_OK && comm.rank == 0 && !quiet)
             printf("perplexity %.6f (%lld windows x %lld tokens, nll_sum %.17g)\n", res.ppl,
                    (long long)res.windows, (long long)res.seqlen, res.nll_sum);
@@ -700,7 +696,7 @@ static int cmd_verify(int argc, char **argv) {
     if (!dir) return usage_error("verify", "verify: missing %s", "RUN_DIR|EXPORT_DIR");
     qs_err err = {0};
     char summary[8192];
-    qs_status st = qs_write_verify(dir, summary, sizeof(summary), &err);
+    qs_status st = qs_verify_dir(dir, summary, sizeof(summary), &err);
     if (st != QS_OK) {
         fprintf(stderr, "qshard: error: %s\n", err.msg);
         return qs_status_exit_code(st);

@@ -1,13 +1,14 @@
 /* calibrate.c (stage): fp32 forward of the calibration windows through the decoder, layer
  * by layer, accumulating per linear group (q/k/v, o, gate/up, down) the GPTQ Hessian
  * H = 2/N sum x x^T, per-channel absmax and mean square. Output: run/calib/layer-NNN.h5
- * per layer (written by its owner) + calib/manifest.json (docs/calibrate.md).
+ * per layer (one unit each, written by its owner) (docs/calibrate.md).
  *
- * Schedule: the unit is (layer l, chunk c) where a chunk is calib.chunk_samples windows
- * (the last may be shorter). Layers are owned in contiguous ranges (run/plan/plan.json);
- * chunk activations flow rank to rank with nonblocking sends over two chunk buffers, so
- * after the pipeline fills every rank computes at once. Chunk partials are added in chunk
- * order on the layer's owner, so the bytes do not depend on the rank count.
+ * Schedule: the unit of work is (layer l, chunk c) where a chunk is calib.chunk_samples
+ * windows (the last may be shorter). Layers are owned in contiguous ranges (run/plan/
+ * plan.json); chunk activations flow rank to rank through the layer pipeline (mpi/
+ * layerpipe). Chunk partials are added in chunk order on the layer's owner, so the bytes do
+ * not depend on the rank count. Every layer sees every chunk, so the stage computes all
+ * layers whenever one unit must be (re)done, and writes the units to do.
  *
  * Checkpoints: every calib.checkpoint_every chunks the pipeline drains, each owner writes
  * its layers' f64 accumulators (calib/ckpt/layer-NNN.cKKK.h5), the ranks agree, rank 0
@@ -24,14 +25,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "h5store.h"
-#include "tokens.h"
-#include "memory.h"
 #include "hessian.h"
 #include "kernels.h"
 #include "layer_plan.h"
-#include "sha256.h"
-#include "stage.h"
+#include "layerpipe.h"
 #include "weights.h"
 
 static const char *const GROUP_NAMES[QS_GROUP_COUNT] = {"qkv", "o", "gate_up", "down"};
@@ -51,8 +50,7 @@ typedef struct hook_ctx {
     float *tile;     /* (dmax, dmax) f32 partial */
     float *pabs;     /* (dmax) */
     double *psq;     /* (dmax) */
-    const qs_comm *comm;
-    qs_comm_req *poke[3];
+    qs_layerpipe *pipe; /* poked between Hessian tiles */
 } hook_ctx;
 
 static qs_status stats_hook(void *vctx, qs_linear_group g, const float *x, int64_t rows,
@@ -66,8 +64,7 @@ static qs_status stats_hook(void *vctx, qs_linear_group g, const float *x, int64
     qs_chan_stats_partial(x, rows, d, h->pabs, h->psq);
     qs_chan_stats_add(a->absmax[g], a->sumsq[g], h->pabs, h->psq, d);
     /* let pending pipeline messages move while this rank computes */
-    for (int i = 0; i < 3; ++i)
-        if (h->poke[i]) qs_comm_test(h->comm, h->poke[i]);
+    qs_layerpipe_poke(h->pipe);
     return QS_OK;
 }
 
@@ -97,22 +94,6 @@ static qs_status acc_init(layer_acc *a, const qs_model_dims *d, qs_err *err) {
         }
     }
     return QS_OK;
-}
-
-/* SHA-256 of the chosen windows: seqlen, then every window's token ids (u32 LE). */
-static void windows_hash(const qs_tokens *t, const int64_t *offs, int64_t n, int64_t T,
-                         char hex[65]) {
-    qs_sha256 s;
-    qs_sha256_init(&s);
-    qs_sha256_update(&s, &T, sizeof(T));
-    for (int64_t w = 0; w < n; ++w)
-        for (int64_t i = 0; i < T; ++i) {
-            uint32_t id = qs_tokens_get(t, offs[w] + i);
-            unsigned char b[4] = {(unsigned char)id, (unsigned char)(id >> 8),
-                                  (unsigned char)(id >> 16), (unsigned char)(id >> 24)};
-            qs_sha256_update(&s, b, 4);
-        }
-    qs_sha256_final_hex(&s, hex);
 }
 
 static qs_status ckpt_path(const qs_rundir *rd, int layer, int64_t k, char *out, size_t n,
@@ -148,25 +129,6 @@ done:
     return st;
 }
 
-/* Reads one dataset of exactly n elements of `type` into dst. */
-static qs_status read_exact(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, void *dst,
-                            size_t elem, qs_err *err) {
-    qs_status st = QS_OK;
-    int nd = 0;
-    int64_t dims[8];
-    void *data = NULL;
-    QS_CHECK(qs_h5_read(h, name, type, &nd, dims, &data, err));
-    int64_t total = 1;
-    for (int i = 0; i < nd; ++i) total *= dims[i];
-    if (total != n)
-        QS_THROW(err, QS_ERR_INPUT, "%s: dataset '%s' has %lld elements, expected %lld", h->path,
-                 name, (long long)total, (long long)n);
-    memcpy(dst, data, (size_t)n * elem);
-done:
-    free(data);
-    return st;
-}
-
 static qs_status ckpt_read(const qs_rundir *rd, int layer, int64_t k, layer_acc *a,
                            qs_err *err) {
     qs_status st = QS_OK;
@@ -178,11 +140,11 @@ static qs_status ckpt_read(const qs_rundir *rd, int layer, int64_t k, layer_acc 
     for (int g = 0; g < QS_GROUP_COUNT; ++g) {
         int64_t n = a->d[g];
         snprintf(name, sizeof(name), "%s/hessian_acc", GROUP_NAMES[g]);
-        QS_CHECK(read_exact(&h, name, QS_H5_F64, n * n, a->hess[g], sizeof(double), err));
+        QS_CHECK(qs_h5_read_into(&h, name, QS_H5_F64, n * n, a->hess[g], sizeof(double), err));
         snprintf(name, sizeof(name), "%s/absmax", GROUP_NAMES[g]);
-        QS_CHECK(read_exact(&h, name, QS_H5_F32, n, a->absmax[g], sizeof(float), err));
+        QS_CHECK(qs_h5_read_into(&h, name, QS_H5_F32, n, a->absmax[g], sizeof(float), err));
         snprintf(name, sizeof(name), "%s/sumsq", GROUP_NAMES[g]);
-        QS_CHECK(read_exact(&h, name, QS_H5_F64, n, a->sumsq[g], sizeof(double), err));
+        QS_CHECK(qs_h5_read_into(&h, name, QS_H5_F64, n, a->sumsq[g], sizeof(double), err));
     }
     QS_CHECK(qs_h5_read_attr_i64(&h, NULL, "tokens", &a->tokens, err));
 done:
@@ -198,7 +160,7 @@ static qs_status layer_write(const qs_rundir *rd, int layer, layer_acc *a, int64
     qs_h5 h;
     char rel[64], path[QS_PATH_MAX], name[64];
     memset(&h, 0, sizeof(h));
-    snprintf(rel, sizeof(rel), "calib/layer-%03d.h5", layer);
+    qs_rundir_layer_rel(rel, sizeof(rel), QS_DIR_CALIB, layer);
     QS_CHECK(qs_rundir_path(rd, rel, path, sizeof(path), err));
     QS_CHECK(qs_h5_create(&h, path, err));
     for (int g = 0; g < QS_GROUP_COUNT; ++g) {
@@ -285,311 +247,272 @@ done:
     return st;
 }
 
-/* Diagnostics, not an output (outside the manifest; differs per rank count and run):
- * every rank writes calib/rss/rank-NNN.json {"rank", "first", "count", "peak_rss_bytes"
- * (VmHWM of this process so far), "formula_bytes" (the calibrate part of the formula,
- * qs_mem_for_stage; plan.json's total when eval does not run), "seconds"} and logs
- * the same line (--verbose). Read by tests/bench/mem_check.py. A failure only logs. */
-static void rss_report(const qs_stage_ctx *ctx, int first, int nown, double seconds) {
-    const int rank = ctx->comm->rank;
-    qs_mem_estimate m =
-        qs_mem_for_stage(&ctx->model->hf, ctx->cfg, rank, ctx->comm->size, first, nown,
-                         QS_MEM_CALIBRATE);
-    long long peak = qs_log_peak_rss();
-    qs_log_info(ctx->log, "calibrate: rank %d: %.2f s, peak RSS %.1f MiB (formula %.1f MiB)",
-                rank, seconds, (double)peak / 1048576.0, (double)m.total / 1048576.0);
-    char rel[64], path[QS_PATH_MAX], text[512];
-    qs_err e = {0};
-    snprintf(rel, sizeof(rel), "calib/rss/rank-%03d.json", rank);
-    int n = snprintf(text, sizeof(text),
-                     "{\n  \"rank\": %d,\n  \"first\": %d,\n  \"count\": %d,\n  "
-                     "\"peak_rss_bytes\": %lld,\n  \"formula_bytes\": %lld,\n  "
-                     "\"seconds\": %.3f\n}\n",
-                     rank, first, nown, peak, (long long)m.total, seconds);
-    if (qs_rundir_mkdir(ctx->rd, "calib/rss", &e) != QS_OK ||
-        qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK ||
-        qs_write_file_atomic(path, text, (size_t)n, &e) != QS_OK)
-        qs_log_info(ctx->log, "calibrate: rank %d: cannot record peak RSS: %s", rank, e.msg);
-}
-
-static int env_stop_after(void) {
-    const char *s = getenv("QS_TEST_STOP_AFTER_CHUNKS");
-    return s && *s ? atoi(s) : 0;
-}
-
-qs_status qs_stage_calibrate_run(const qs_stage_ctx *ctx, const qs_stage_args *args,
-                                 qs_err *err) {
-    (void)args;
-    qs_status st = QS_OK;
-    const qs_config *cfg = ctx->cfg;
-    const qs_comm *comm = ctx->comm;
-    const int rank = comm->rank;
-    qs_tokens tok;
-    qs_plan plan;
+/* What open found: the windows, the plan, the dimensions. */
+typedef struct calib_state {
     qs_model_dims d;
-    qs_manifest want, have;
+    qs_stage_windows win;
+    qs_plan plan;
+} calib_state;
+
+static void calib_close(void *vs) {
+    calib_state *s = vs;
+    if (!s) return;
+    qs_stage_windows_close(&s->win);
+    qs_plan_free(&s->plan);
+    free(s);
+}
+
+static qs_status calib_open(const qs_stage_ctx *ctx, int pass, void **state, qs_stage_open *o,
+                            qs_err *err) {
+    (void)pass;
+    qs_status st = QS_OK;
+    calib_state *s = qs_calloc(1, sizeof(*s), err, "calibrate state");
+    if (!s) return QS_ERR_RUNTIME;
+    *state = s;
+    qs_model_dims_from_hf(&s->d, &ctx->model->hf);
+    QS_CHECK(qs_model_dims_check(&s->d, err));
+    QS_CHECK(qs_stage_windows_open(ctx, "calibrate", &s->win, err));
+    QS_CHECK(qs_stage_plan_read(ctx, &s->plan, err));
+    QS_CHECK(qs_manifest_add_input(&o->inputs, "model", ctx->model_hash, err));
+    QS_CHECK(qs_manifest_add_input(&o->inputs, "windows", s->win.hash, err));
+    QS_CHECK(qs_stage_set_units(o, (int)s->d.nlayers, "layer-%03d", err));
+done:
+    return st;
+}
+
+/* This rank's part of the forward: its layers' weights and accumulators, the buffers. */
+typedef struct calib_rank {
+    const qs_stage_ctx *ctx;
+    calib_state *s;
+    int first, nown;
+    qs_layer_f32 *lw;    /* (nown) */
+    layer_acc *acc;      /* (nown) */
+    qs_ends_f32 ends;    /* embeddings on the first layer's rank */
     qs_layer_workspace ws;
-    qs_ends_f32 ends;
-    qs_layer_f32 *lw = NULL;
-    layer_acc *acc = NULL;
-    int64_t *offs = NULL;
-    char *plantext = NULL;
-    float *xbuf[2] = {NULL, NULL};
-    float *tile = NULL, *pabs = NULL;
-    double *psq = NULL;
-    uint32_t *ids = NULL;
-    int32_t *ids32 = NULL;
-    qs_comm_req sreq[2], rreq;
-    char whash[65] = {0}, path[QS_PATH_MAX];
-    int nown = 0, first = 0, last = 0, prev = -1, next = -1, rreq_posted = 0;
-    memset(&tok, 0, sizeof(tok));
-    memset(&plan, 0, sizeof(plan));
-    memset(&ws, 0, sizeof(ws));
-    memset(&ends, 0, sizeof(ends));
-    memset(sreq, 0, sizeof(sreq));
-    memset(&rreq, 0, sizeof(rreq));
-    memset(&have, 0, sizeof(have));
-    qs_manifest_init(&want, "calib", ctx->config_hash);
-    openblas_set_num_threads(1);
+    float *tile;         /* (dmax, dmax) Hessian partial; also the f32 staging of writes */
+    float *pabs;         /* (dmax) */
+    double *psq;         /* (dmax) */
+    uint32_t *ids;       /* (chunk x T) */
+    int32_t *ids32;      /* (T) */
+    hook_ctx hctx;
+    int64_t nchunks;
+} calib_rank;
 
-    const int L = (int)ctx->model->hf.num_hidden_layers;
-    const int64_t T = cfg->calib.seqlen, S = cfg->calib.nsamples, CS = cfg->calib.chunk_samples;
-    const int64_t nchunks = CS > 0 ? (S + CS - 1) / CS : 0;
-    const int64_t every = cfg->calib.checkpoint_every;
-    const int stop_after = env_stop_after();
-    double t0 = qs_log_now();
+static void rank_free(calib_rank *r) {
+    if (r->lw)
+        for (int i = 0; i < r->nown; ++i) qs_layer_f32_free(&r->lw[i]);
+    if (r->acc)
+        for (int i = 0; i < r->nown; ++i) acc_free(&r->acc[i]);
+    free(r->lw);
+    free(r->acc);
+    free(r->tile);
+    free(r->pabs);
+    free(r->psq);
+    free(r->ids);
+    free(r->ids32);
+    qs_ends_f32_free(&r->ends);
+    qs_layer_workspace_free(&r->ws);
+}
 
-    /* 1. inputs on every rank (cheap), agreed before anything blocks */
-    qs_model_dims_from_hf(&d, &ctx->model->hf);
-    st = qs_model_dims_check(&d, err);
-    if (st == QS_OK && (!cfg->calib.tokens || !cfg->calib.tokens[0]))
-        st = QS_FAIL(err, QS_ERR_INPUT, "calib.tokens: a token file is required for calibrate");
-    if (st == QS_OK && (T <= 0 || S <= 0 || CS <= 0))
-        st = QS_FAIL(err, QS_ERR_INPUT,
-                     "calib: nsamples, seqlen and chunk_samples must be positive");
-    if (st == QS_OK) st = qs_tokens_open(&tok, cfg->calib.tokens, d.vocab, err);
-    if (st == QS_OK) {
-        offs = qs_malloc(sizeof(int64_t) * (size_t)S, err, "window offsets");
-        if (!offs) st = QS_ERR_RUNTIME;
+static qs_status rank_init(calib_rank *r, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_model_dims *d = &r->s->d;
+    const int64_t T = r->s->win.seqlen, CS = r->ctx->cfg->calib.chunk_samples;
+    int64_t dmax = d->hidden;
+    if (d->heads * d->head_dim > dmax) dmax = d->heads * d->head_dim;
+    if (d->inter > dmax) dmax = d->inter;
+    r->lw = qs_calloc((size_t)r->nown, sizeof(*r->lw), err, "layer weights");
+    r->acc = qs_calloc((size_t)r->nown, sizeof(*r->acc), err, "layer accumulators");
+    r->tile = qs_malloc(sizeof(float) * (size_t)(dmax * dmax), err, "Hessian tile");
+    r->pabs = qs_malloc(sizeof(float) * (size_t)dmax, err, "absmax partial");
+    r->psq = qs_malloc(sizeof(double) * (size_t)dmax, err, "sumsq partial");
+    r->ids = qs_malloc(sizeof(uint32_t) * (size_t)(CS * T), err, "chunk tokens");
+    r->ids32 = qs_malloc(sizeof(int32_t) * (size_t)T, err, "window tokens");
+    if (!r->lw || !r->acc || !r->tile || !r->pabs || !r->psq || !r->ids || !r->ids32)
+        return QS_ERR_RUNTIME;
+    QS_CHECK(qs_layer_workspace_init(&r->ws, d, (int)CS, (int)T, err));
+    for (int i = 0; i < r->nown; ++i) QS_CHECK(acc_init(&r->acc[i], d, err));
+    for (int i = 0; i < r->nown; ++i)
+        QS_CHECK(qs_weights_load_layer(r->ctx->model, d, r->first + i, &r->lw[i], err));
+    if (r->first == 0) QS_CHECK(qs_weights_load_ends(r->ctx->model, d, 1, 0, &r->ends, err));
+done:
+    return st;
+}
+
+/* Pipeline source (the first layer's rank): the windows' embeddings. */
+static qs_status chunk_source(void *vr, int64_t c, int64_t s0, int64_t ns, float *x,
+                              qs_err *err) {
+    calib_rank *r = vr;
+    const qs_stage_windows *w = &r->s->win;
+    const int64_t T = w->seqlen;
+    (void)c;
+    for (int64_t s = 0; s < ns; ++s) {
+        qs_tokens_copy(&w->tok, w->offs[s0 + s], T, r->ids32);
+        for (int64_t t = 0; t < T; ++t) r->ids[s * T + t] = (uint32_t)r->ids32[t];
     }
-    if (st == QS_OK)
-        st = qs_tokens_windows(&tok, cfg->calib.sampling, S, T, cfg->calib.seed,
-                               cfg->calib.offsets_file, offs, err);
-    if (st == QS_OK) windows_hash(&tok, offs, S, T, whash);
-    if (st == QS_OK) st = qs_rundir_path(ctx->rd, "plan/plan.json", path, sizeof(path), err);
-    if (st == QS_OK) st = qs_read_file(path, &plantext, NULL, err);
-    if (st == QS_OK) st = qs_plan_from_json(&plan, plantext, path, err);
-    if (st == QS_OK && (plan.nranks != comm->size || plan.nlayers != L))
-        st = QS_FAIL(err, QS_ERR_INPUT, "%s: plan for %d ranks / %d layers, run has %d / %d",
-                     path, plan.nranks, plan.nlayers, comm->size, L);
-    st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
+    return qs_embed_gather(r->ends.embed, r->s->d.vocab, r->s->d.hidden, r->ids, ns * T, x,
+                           err);
+}
 
-    /* 2. skip when the manifest matches (rank 0 decides, everyone learns) */
-    {
-        int matches = 0;
-        st = qs_manifest_add_input(&want, "model", ctx->model_hash, err);
-        if (st == QS_OK) st = qs_manifest_add_input(&want, "windows", whash, err);
-        if (st == QS_OK && rank == 0) {
-            int found = 0;
-            st = qs_manifest_read(&have, ctx->rd, "calib", &found, err);
-            if (st == QS_OK && found) st = qs_manifest_check(&have, &want, ctx->rd, &matches, err);
-        }
-        st = qs_comm_agree(comm, st, err);
-        if (st != QS_OK) goto done;
-        qs_comm_bcast(comm, &matches, sizeof(matches), 0);
-        if (matches) {
-            qs_log_info(ctx->log, "calibrate: up to date, skipped");
-            goto done;
-        }
+/* Pipeline step: this rank's layers, statistics by the hook. */
+static qs_status chunk_compute(void *vr, int64_t c, int64_t s0, int64_t ns, float *x,
+                               qs_err *err) {
+    calib_rank *r = vr;
+    const int64_t T = r->s->win.seqlen;
+    qs_layer_hooks hooks = {stats_hook, &r->hctx};
+    qs_status st = QS_OK;
+    (void)s0;
+    const double tb = qs_log_now();
+    for (int i = 0; i < r->nown && st == QS_OK; ++i) {
+        r->hctx.acc = &r->acc[i];
+        st = qs_layer_forward(&r->lw[i].w, &r->s->d, x, (int)ns, (int)T, &r->ws, &hooks, err);
+        r->acc[i].tokens += ns * T;
     }
+    if (r->ctx->busy) *r->ctx->busy += qs_log_now() - tb;
+    qs_progress_step(r->ctx->progress, c + 1, "chunk %lld/%lld", (long long)(c + 1),
+                     (long long)r->nchunks);
+    return st;
+}
 
-    /* 3. my layers, neighbours in the pipeline */
-    first = plan.first[rank];
-    last = plan.first[rank + 1];
-    nown = last - first;
-    for (int r = rank - 1; r >= 0 && nown > 0; --r)
-        if (plan.first[r + 1] > plan.first[r]) { prev = r; break; }
-    for (int r = rank + 1; r < comm->size && nown > 0; ++r)
-        if (plan.first[r + 1] > plan.first[r]) { next = r; break; }
-
-    /* 4. resume point (rank 0 reads state.json), allocations, weights, checkpoint load */
-    int64_t k0 = 0;
-    if (rank == 0) {
+/* Resumes from the checkpoint of chunk k0 (rank 0's state.json, broadcast); a checkpoint
+ * that cannot be read on some rank restarts everyone from chunk 0. Collective. */
+static qs_status resume_point(calib_rank *r, int64_t *k0, qs_err *err) {
+    const qs_stage_ctx *ctx = r->ctx;
+    const qs_comm *comm = ctx->comm;
+    qs_status st = QS_OK;
+    *k0 = 0;
+    if (comm->rank == 0) {
         st = qs_rundir_mkdir(ctx->rd, "calib/ckpt", err);
-        if (st == QS_OK) k0 = state_read(ctx->rd, ctx->config_hash, whash, nchunks);
+        if (st == QS_OK) *k0 = state_read(ctx->rd, ctx->config_hash, r->s->win.hash, r->nchunks);
     }
     st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
-    qs_comm_bcast(comm, &k0, sizeof(k0), 0);
-    if (nown > 0) {
-        const int64_t rows = CS * T;
-        int64_t dmax = d.hidden;
-        if (d.heads * d.head_dim > dmax) dmax = d.heads * d.head_dim;
-        if (d.inter > dmax) dmax = d.inter;
-        lw = qs_calloc((size_t)nown, sizeof(*lw), err, "layer weights");
-        acc = qs_calloc((size_t)nown, sizeof(*acc), err, "layer accumulators");
-        xbuf[0] = qs_malloc(sizeof(float) * (size_t)(rows * d.hidden), err, "chunk buffer");
-        xbuf[1] = qs_malloc(sizeof(float) * (size_t)(rows * d.hidden), err, "chunk buffer");
-        tile = qs_malloc(sizeof(float) * (size_t)(dmax * dmax), err, "Hessian tile");
-        pabs = qs_malloc(sizeof(float) * (size_t)dmax, err, "absmax partial");
-        psq = qs_malloc(sizeof(double) * (size_t)dmax, err, "sumsq partial");
-        ids = qs_malloc(sizeof(uint32_t) * (size_t)rows, err, "chunk tokens");
-        ids32 = qs_malloc(sizeof(int32_t) * (size_t)T, err, "window tokens");
-        if (!lw || !acc || !xbuf[0] || !xbuf[1] || !tile || !pabs || !psq || !ids || !ids32)
-            st = QS_ERR_RUNTIME;
-        if (st == QS_OK) st = qs_layer_workspace_init(&ws, &d, (int)CS, (int)T, err);
-        for (int i = 0; i < nown && st == QS_OK; ++i) st = acc_init(&acc[i], &d, err);
-        for (int i = 0; i < nown && st == QS_OK; ++i)
-            st = qs_weights_load_layer(ctx->model, &d, first + i, &lw[i], err);
-        if (st == QS_OK && first == 0)
-            st = qs_weights_load_ends(ctx->model, &d, 1, 0, &ends, err);
+    if (st != QS_OK) return st;
+    qs_comm_bcast(comm, k0, sizeof(*k0), 0);
+    if (*k0 == 0) return QS_OK;
+    qs_err lerr = {0};
+    int bad = 0;
+    for (int i = 0; i < r->nown && !bad; ++i)
+        if (ckpt_read(ctx->rd, r->first + i, *k0, &r->acc[i], &lerr) != QS_OK) bad = 1;
+    if (!qs_comm_any(comm, bad)) {
+        qs_log_info(ctx->log, "calibrate: resuming at chunk %lld of %lld", (long long)*k0,
+                    (long long)r->nchunks);
+        return QS_OK;
     }
+    qs_log_info(ctx->log, "calibrate: checkpoint at chunk %lld unusable (%s); restarting",
+                (long long)*k0, bad ? lerr.msg : "on another rank");
+    *k0 = 0;
+    for (int i = 0; i < r->nown && st == QS_OK; ++i) {
+        acc_free(&r->acc[i]);
+        st = acc_init(&r->acc[i], &r->s->d, err);
+    }
+    return qs_comm_agree(comm, st, err);
+}
+
+/* Checkpoint after chunk k: owners write their accumulators, rank 0 the state. Collective;
+ * *stop = 1 when the ranks agree to stop here. */
+static qs_status checkpoint(calib_rank *r, int64_t k, int want_stop, int *stop, qs_err *err) {
+    const qs_stage_ctx *ctx = r->ctx;
+    qs_status st = QS_OK;
+    for (int i = 0; i < r->nown && st == QS_OK; ++i)
+        st = ckpt_write(ctx->rd, r->first + i, k, &r->acc[i], err);
+    st = qs_comm_agree(ctx->comm, st, err);
+    if (st != QS_OK) return st;
+    if (ctx->comm->rank == 0)
+        st = state_write(ctx->rd, k, ctx->config_hash, r->s->win.hash, r->nchunks, err);
+    st = qs_comm_agree(ctx->comm, st, err);
+    if (st != QS_OK) return st;
+    *stop = qs_comm_any(ctx->comm, want_stop);
+    if (*stop)
+        qs_log_info(ctx->log, "calibrate: stopped at checkpoint chunk %lld of %lld",
+                    (long long)k, (long long)r->nchunks);
+    return QS_OK;
+}
+
+/* Each owner writes the units to do among its layers; rank 0 then drops the checkpoints. */
+static qs_status write_outputs(calib_rank *r, qs_err *err) {
+    const qs_stage_ctx *ctx = r->ctx;
+    qs_status st = QS_OK;
+    for (int i = 0; i < r->nown && st == QS_OK; ++i) {
+        const int l = r->first + i;
+        char rel[64];
+        const char *rels[1] = {rel};
+        if (!ctx->units->todo[l]) continue;
+        qs_rundir_layer_rel(rel, sizeof(rel), QS_DIR_CALIB, l);
+        /* tile (dmax, dmax) is free again: the f32 staging buffer */
+        st = layer_write(ctx->rd, l, &r->acc[i], r->s->win.seqlen, r->s->win.nsamples, r->tile,
+                         err);
+        if (st == QS_OK) st = qs_stage_unit_done(ctx, l, rels, 1, err);
+    }
+    st = qs_comm_agree(ctx->comm, st, err);
+    if (st == QS_OK && ctx->comm->rank == 0)
+        st = state_write(ctx->rd, -1, ctx->config_hash, r->s->win.hash, r->nchunks, err);
+    return qs_comm_agree(ctx->comm, st, err);
+}
+
+static qs_status calib_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
+    qs_status st = QS_OK;
+    calib_state *s = vs;
+    const qs_comm *comm = ctx->comm;
+    const qs_config *cfg = ctx->cfg;
+    calib_rank r;
+    qs_layerpipe pipe;
+    memset(&r, 0, sizeof(r));
+    memset(&pipe, 0, sizeof(pipe));
+    openblas_set_num_threads(1);
+    int ntodo = 0;
+    for (int l = 0; l < ctx->units->n; ++l) ntodo += ctx->units->todo[l];
+    if (ntodo == 0) return QS_OK;
+    const int64_t every = cfg->calib.checkpoint_every;
+    const int stop_after = qs_stage_stop_after("QS_TEST_STOP_AFTER_CHUNKS");
+    const double t0 = qs_log_now();
+    r.ctx = ctx;
+    r.s = s;
+    r.first = s->plan.first[comm->rank];
+    r.nown = s->plan.first[comm->rank + 1] - r.first;
+
+    /* 1. this rank's layers and buffers, the pipeline, the resume point */
+    st = qs_layerpipe_init(&pipe, comm, s->plan.first, s->win.nsamples,
+                           cfg->calib.chunk_samples, s->win.seqlen * s->d.hidden, err);
+    if (st == QS_OK && r.nown > 0) st = rank_init(&r, err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
-    if (k0 > 0) {
-        /* a checkpoint that cannot be read on some rank restarts everyone from chunk 0 */
-        qs_err lerr = {0};
-        int bad = 0;
-        for (int i = 0; i < nown && !bad; ++i)
-            if (ckpt_read(ctx->rd, first + i, k0, &acc[i], &lerr) != QS_OK) bad = 1;
-        if (qs_comm_any(comm, bad)) {
-            qs_log_info(ctx->log, "calibrate: checkpoint at chunk %lld unusable (%s); restarting",
-                        (long long)k0, bad ? lerr.msg : "on another rank");
-            k0 = 0;
-            for (int i = 0; i < nown && st == QS_OK; ++i) {
-                acc_free(&acc[i]);
-                st = acc_init(&acc[i], &d, err);
-            }
-            st = qs_comm_agree(comm, st, err);
-            if (st != QS_OK) goto done;
-        } else {
-            qs_log_info(ctx->log, "calibrate: resuming at chunk %lld of %lld", (long long)k0,
-                        (long long)nchunks);
-        }
-    }
+    r.nchunks = qs_layerpipe_nchunks(&pipe);
+    r.hctx = (hook_ctx){NULL, r.tile, r.pabs, r.psq, &pipe};
+    int64_t k0 = 0;
+    QS_CHECK(resume_point(&r, &k0, err));
     qs_log_info(ctx->log,
                 "calibrate: %lld windows x %lld tokens in %lld chunks of %lld; rank %d owns "
                 "layers [%d, %d)",
-                (long long)S, (long long)T, (long long)nchunks, (long long)CS, rank, first, last);
+                (long long)s->win.nsamples, (long long)s->win.seqlen, (long long)r.nchunks,
+                (long long)cfg->calib.chunk_samples, comm->rank, r.first, r.first + r.nown);
 
-    /* 5. the pipeline */
-    hook_ctx hctx = {NULL, tile, pabs, psq, comm, {&sreq[0], &sreq[1], &rreq}};
-    if (next < 0) hctx.poke[0] = hctx.poke[1] = NULL;
-    if (prev < 0) hctx.poke[2] = NULL;
-    qs_layer_hooks hooks = {stats_hook, &hctx};
-    int64_t done_here = 0;
-    qs_progress_begin(ctx->progress, nchunks, k0);
-    for (int64_t c = k0; c < nchunks; ++c) {
-        const int b = (int)(c % 2);
-        const int boundary = every > 0 && (c + 1) % every == 0 && c + 1 < nchunks;
-        const int64_t s0 = c * CS, ns = (S - s0 < CS) ? S - s0 : CS, rows = ns * T;
-        const int tag = (int)(c % 30000);
-        float *x = xbuf[b]; // (rows, hidden)
-        if (nown > 0) {
-            if (prev < 0) {
-                qs_comm_wait(comm, &sreq[b]);
-                for (int64_t s = 0; s < ns; ++s) {
-                    qs_tokens_copy(&tok, offs[s0 + s], T, ids32);
-                    for (int64_t t = 0; t < T; ++t) ids[s * T + t] = (uint32_t)ids32[t];
-                }
-                st = qs_embed_gather(ends.embed, d.vocab, d.hidden, ids, rows, x, err);
-            } else {
-                if (!rreq_posted) {
-                    qs_comm_wait(comm, &sreq[b]);
-                    st = qs_comm_irecv(comm, x, sizeof(float) * (size_t)(rows * d.hidden), prev,
-                                       tag, &rreq, err);
-                }
-                if (st == QS_OK) qs_comm_wait(comm, &rreq);
-                rreq_posted = 0;
-                /* pre-post the next chunk's receive into the other buffer */
-                if (st == QS_OK && c + 1 < nchunks && !boundary) {
-                    const int64_t n1 = (S - s0 - ns < CS) ? S - s0 - ns : CS;
-                    qs_comm_wait(comm, &sreq[1 - b]);
-                    st = qs_comm_irecv(comm, xbuf[1 - b],
-                                       sizeof(float) * (size_t)(n1 * T * d.hidden), prev,
-                                       (int)((c + 1) % 30000), &rreq, err);
-                    rreq_posted = st == QS_OK;
-                }
-            }
-            const double tb = qs_log_now();
-            for (int i = 0; i < nown && st == QS_OK; ++i) {
-                hctx.acc = &acc[i];
-                st = qs_layer_forward(&lw[i].w, &d, x, (int)ns, (int)T, &ws, &hooks, err);
-                acc[i].tokens += rows;
-            }
-            if (ctx->busy) *ctx->busy += qs_log_now() - tb;
-            if (st == QS_OK && next >= 0)
-                st = qs_comm_isend(comm, x, sizeof(float) * (size_t)(rows * d.hidden), next, tag,
-                                   &sreq[b], err);
-            /* other ranks are blocked in the pipeline: a failure here aborts */
-            if (st != QS_OK) qs_comm_abort(comm, err);
-        }
-        ++done_here;
-        qs_progress_step(ctx->progress, c + 1, "chunk %lld/%lld", (long long)(c + 1),
-                         (long long)nchunks);
-        if (!boundary) continue;
-
-        /* checkpoint boundary: drain, write, agree, state.json, stop check */
-        qs_comm_wait(comm, &sreq[0]);
-        qs_comm_wait(comm, &sreq[1]);
-        for (int i = 0; i < nown && st == QS_OK; ++i)
-            st = ckpt_write(ctx->rd, first + i, c + 1, &acc[i], err);
-        st = qs_comm_agree(comm, st, err);
-        if (st != QS_OK) goto done;
-        if (rank == 0)
-            st = state_write(ctx->rd, c + 1, ctx->config_hash, whash, nchunks, err);
-        st = qs_comm_agree(comm, st, err);
-        if (st != QS_OK) goto done;
-        int want_stop = *ctx->stop || (stop_after > 0 && done_here >= stop_after);
-        if (qs_comm_any(comm, want_stop)) {
-            qs_log_info(ctx->log, "calibrate: stopped at checkpoint chunk %lld of %lld",
-                        (long long)(c + 1), (long long)nchunks);
+    /* 2. the pipeline in segments between checkpoints */
+    qs_progress_begin(ctx->progress, r.nchunks, k0);
+    for (int64_t c = k0; c < r.nchunks;) {
+        int64_t c1 = every > 0 ? (c / every + 1) * every : r.nchunks;
+        if (c1 > r.nchunks) c1 = r.nchunks;
+        QS_CHECK(qs_layerpipe_run(&pipe, c, c1, chunk_source, chunk_compute, &r, err));
+        qs_layerpipe_drain(&pipe);
+        const int64_t done_here = c1 - k0;
+        c = c1;
+        if (c == r.nchunks) break;
+        int stop = 0;
+        QS_CHECK(checkpoint(&r, c, *ctx->stop || (stop_after > 0 && done_here >= stop_after),
+                            &stop, err));
+        if (stop) {
             st = QS_STOPPED;
             goto done;
         }
     }
-    qs_comm_wait(comm, &sreq[0]);
-    qs_comm_wait(comm, &sreq[1]);
 
-    /* 6. outputs: each owner writes its layers, then rank 0 the manifest */
-    for (int i = 0; i < nown && st == QS_OK; ++i) /* tile (dmax, dmax) is free again */
-        st = layer_write(ctx->rd, first + i, &acc[i], T, S, tile, err);
-    st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
-    if (rank == 0) {
-        for (int l = 0; l < L && st == QS_OK; ++l) {
-            char rel[64];
-            snprintf(rel, sizeof(rel), "calib/layer-%03d.h5", l);
-            st = qs_manifest_add_output(&want, ctx->rd, rel, err);
-        }
-        if (st == QS_OK) st = qs_manifest_write(&want, ctx->rd, err);
-        if (st == QS_OK) st = state_write(ctx->rd, -1, ctx->config_hash, whash, nchunks, err);
-    }
-    st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
-    rss_report(ctx, first, nown, qs_log_now() - t0);
+    /* 3. the units to do */
+    QS_CHECK(write_outputs(&r, err));
+    qs_stage_rss_report(ctx, QS_MEM_CALIBRATE, r.first, r.nown, 0, qs_log_now() - t0);
 done:
-    if (lw)
-        for (int i = 0; i < nown; ++i) qs_layer_f32_free(&lw[i]);
-    if (acc)
-        for (int i = 0; i < nown; ++i) acc_free(&acc[i]);
-    free(lw);
-    free(acc);
-    free(xbuf[0]);
-    free(xbuf[1]);
-    free(tile);
-    free(pabs);
-    free(psq);
-    free(ids);
-    free(ids32);
-    free(offs);
-    free(plantext);
-    qs_ends_f32_free(&ends);
-    qs_layer_workspace_free(&ws);
-    qs_plan_free(&plan);
-    qs_tokens_close(&tok);
-    qs_manifest_free(&want);
-    qs_manifest_free(&have);
+    rank_free(&r);
+    qs_layerpipe_free(&pipe);
     return st;
 }
+
+const qs_stage qs_stage_calibrate = {"calibrate", QS_DIR_CALIB, 0, 0, calib_open, calib_run,
+                                     calib_close};

@@ -7,9 +7,9 @@
  * safetensors headers), and solves exactly (quant/mckp.c); the allocation is re-summed in
  * int64 and never above the budget. Objective sensitivity first measures, on every rank
  * together, the loss increase of each layer quantized alone at the probe candidate
- * (qs_eval_run on calibration windows), cached in search/sensitivity.json.
- * Outputs (rank 0, temp -> rename, manifest last): search/allocation.json, allocation.md,
- * pareto.csv, summary.json (+ sensitivity.json).
+ * (lib/evaluator.h on calibration windows), cached in search/sensitivity.json.
+ * Outputs (rank 0, temp -> rename; one unit): search/allocation.json, allocation.md,
+ * pareto.csv, summary.json (+ sensitivity.json), optimum-<objective>.json.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "common.h"
+#include "evaluator.h"
 #include "h5store.h"
 #include "mckp.h"
 #include "search_items.h"
@@ -40,7 +42,7 @@ static qs_status read_tables(const qs_stage_ctx *ctx, int L, qs_search_tables *t
     memset(&h, 0, sizeof(h));
     memset(t, 0, sizeof(*t));
     for (int l = 0; l < L; ++l) {
-        snprintf(rel, sizeof(rel), "recon/layer-%03d.h5", l);
+        qs_rundir_layer_rel(rel, sizeof(rel), QS_DIR_RECON, l);
         QS_CHECK(qs_rundir_path(ctx->rd, rel, path, sizeof(path), err));
         if (!qs_path_exists(path))
             QS_THROW(err, QS_ERR_INPUT, "%s: missing; run the reconstruct stage first", path);
@@ -145,17 +147,15 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
                                      const char *key, double *loss, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = ctx->comm;
-    qs_config pc = *ctx->cfg; /* shallow copy: strings borrowed, never freed here */
-    qs_stage_ctx pctx = *ctx;
+    const qs_config *cfg = ctx->cfg;
+    /* the probe windows: the first search.probe_windows windows of calib.tokens */
+    const qs_eval_env env = {cfg, comm, ctx->rd, ctx->model, ctx->log, ctx->progress,
+                             cfg->calib.tokens, cfg->calib.seqlen, cfg->search.probe_windows};
     qs_alloc al;
     char path[QS_PATH_MAX];
     char *text = NULL;
     cJSON *root = NULL;
     memset(&al, 0, sizeof(al));
-    pc.eval.tokens = pc.calib.tokens;
-    pc.eval.seqlen = pc.calib.seqlen;
-    pc.eval.max_windows = pc.search.probe_windows;
-    pctx.cfg = &pc;
     const int U = L * NGRP;
     for (int u = 0; u <= U; ++u) loss[u] = NAN;
 
@@ -187,7 +187,7 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
         qs_log_info(ctx->log,
                     "search: sensitivity probes: %d of %d evals (probe %s, %lld windows x %lld "
                     "tokens of calib.tokens)",
-                    todo, U + 1, probe, (long long)pc.eval.max_windows, (long long)pc.eval.seqlen);
+                    todo, U + 1, probe, (long long)env.max_windows, (long long)env.seqlen);
     QS_CHECK(qs_alloc_init(&al, L, err));
     for (int j = 0; j <= U; ++j) {
         const int u = j == 0 ? U : j - 1; /* float first */
@@ -206,9 +206,8 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
             w.alloc = &al;
             snprintf(w.dir, sizeof(w.dir), "recon");
         }
-        snprintf(w.out_rel, sizeof(w.out_rel), "search/probe.json");
         qs_eval_result res;
-        QS_CHECK(qs_eval_run(&pctx, w, &res, err));
+        QS_CHECK(qs_eval_perplexity(&env, &w, &res, err));
         loss[u] = res.nll_sum / (double)res.tokens;
         if (comm->rank == 0) {
             cJSON *o = cJSON_CreateObject(), *arr = NULL;
@@ -452,186 +451,191 @@ done:
     return st;
 }
 
-qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err) {
-    (void)args;
+/* What the search works with (rank 0 holds the tables and items; every rank the probe). */
+typedef struct search_state {
+    int L;
+    int sens;                   /* objective sensitivity */
+    char recon_hash[65];        /* recon/manifest.json */
+    qs_search_tables t;         /* rank 0 */
+    qs_search_items it;         /* rank 0 */
+    double *cost;               /* (L, 7, ncand) rank 0: the objective's costs */
+    char (*names)[QS_QUANT_NAME_MAX]; /* (L * 7) rank 0 */
+    int64_t budget, lo, hi, unq;
+    int fixed;
+    char probe[QS_QUANT_NAME_MAX]; /* sensitivity: the probe candidate */
+    char key[65];               /* sensitivity: the cache key of the probes */
+} search_state;
+
+static void search_close(void *vs) {
+    search_state *s = vs;
+    if (!s) return;
+    free(s->cost);
+    free(s->names);
+    qs_search_items_free(&s->it);
+    qs_search_tables_free(&s->t);
+    free(s);
+}
+
+static qs_status search_open(const qs_stage_ctx *ctx, int pass, void **state, qs_stage_open *o,
+                             qs_err *err) {
+    (void)pass;
     qs_status st = QS_OK;
     const qs_config *cfg = ctx->cfg;
-    const qs_comm *comm = ctx->comm;
-    const int rank = comm->rank;
-    const int L = (int)ctx->model->hf.num_hidden_layers;
-    const int sens = cfg->search.objective == QS_OBJECTIVE_SENSITIVITY;
-    qs_manifest want, have;
-    qs_search_tables t;
-    qs_search_items it;
-    qs_alloc al;
-    char *text = NULL, path[QS_PATH_MAX], recon_hash[65] = {0}, key[65] = {0};
-    char probe[QS_QUANT_NAME_MAX] = {0}, list[512] = {0};
-    double *cost = NULL, *loss = NULL, *scale = NULL;
-    char(*names)[QS_QUANT_NAME_MAX] = NULL;
-    int64_t budget = 0, lo = 0, hi = 0, unq = 0;
-    int fixed = 0;
-    memset(&have, 0, sizeof(have));
-    memset(&t, 0, sizeof(t));
-    memset(&it, 0, sizeof(it));
-    memset(&al, 0, sizeof(al));
-    qs_manifest_init(&want, "search", ctx->config_hash);
-
-    /* 1. inputs every rank can check, agreed before anything blocks */
-    st = qs_rundir_path(ctx->rd, "recon/manifest.json", path, sizeof(path), err);
-    if (st == QS_OK && !qs_path_exists(path))
-        st = QS_FAIL(err, QS_ERR_INPUT, "%s: missing; run the reconstruct stage before search",
-                     path);
-    if (st == QS_OK) {
-        size_t n = 0;
-        st = qs_read_file(path, &text, &n, err);
-        if (st == QS_OK) qs_sha256_hex(text, n, recon_hash);
-    }
-    if (st == QS_OK && sens && (!cfg->calib.tokens || !cfg->calib.tokens[0]))
-        st = QS_FAIL(err, QS_ERR_INPUT,
-                     "search.objective: sensitivity needs calib.tokens (the probe windows)");
-    if (st == QS_OK && sens && cfg->calib.seqlen < 2)
-        st = QS_FAIL(err, QS_ERR_INPUT, "search.objective: sensitivity needs calib.seqlen >= 2");
-    st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
-
-    /* 2. skip when the manifest matches (rank 0 decides) */
-    {
-        int matches = 0;
-        st = qs_manifest_add_input(&want, "model", ctx->model_hash, err);
-        if (st == QS_OK) st = qs_manifest_add_input(&want, "recon", recon_hash, err);
-        if (st == QS_OK && rank == 0) {
-            int found = 0;
-            st = qs_manifest_read(&have, ctx->rd, "search", &found, err);
-            if (st == QS_OK && found) st = qs_manifest_check(&have, &want, ctx->rd, &matches, err);
-        }
-        st = qs_comm_agree(comm, st, err);
-        if (st != QS_OK) goto done;
-        qs_comm_bcast(comm, &matches, sizeof(matches), 0);
-        if (matches) {
-            qs_log_info(ctx->log, "search: up to date, skipped");
-            goto done;
-        }
-    }
-
-    /* 3. rank 0: tables, items, budget (bad rules and infeasible budgets are exit 2) */
-    if (rank == 0) {
-        qs_search_rules rules;
-        memset(&rules, 0, sizeof(rules));
-        rules.tie_fused = cfg->search.tie_fused;
-        rules.serve_marlin = cfg->search.serve && strcmp(cfg->search.serve, "marlin") == 0;
-        rules.need_export = cfg->output.gptq_export;
-        rules.sym = cfg->quant.sym;
-        rules.pin = (const char *const *)cfg->search.pin;
-        rules.npin = cfg->search.npin;
-        rules.allow = (const char *const *)cfg->search.allow;
-        rules.nallow = cfg->search.nallow;
-        st = qs_rundir_mkdir(ctx->rd, "search", err);
-        if (st == QS_OK) st = read_tables(ctx, L, &t, err);
-        if (st == QS_OK) {
-            const size_t n = (size_t)L * NLIN * (size_t)t.ncand;
-            cost = malloc(sizeof(double) * n);
-            names = calloc((size_t)L * NLIN, sizeof(*names));
-            if (!cost || !names) st = QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (search)");
-            else memcpy(cost, cfg->search.objective == QS_OBJECTIVE_RELATIVE ? t.relative
-                                                                              : t.error,
-                        sizeof(double) * n);
-        }
-        if (st == QS_OK) st = qs_search_items_build(&t, cost, &rules, &it, err);
-        if (st == QS_OK) {
-            unq = qs_model_unquantized_bytes(ctx->model);
-            qs_search_items_range(&it, &lo, &hi, &fixed);
-            size_t len = 0;
-            for (int c = 0; c < t.ncand && len < sizeof(list); ++c)
-                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", c ? ", " : "",
-                                        t.name[c]);
-            st = qs_search_budget(cfg->search.target_bpw, cfg->search.max_bytes, it.nweights,
-                                  unq, lo, fixed, list, &budget, err);
-        }
-        if (st == QS_OK && sens) {
-            snprintf(probe, sizeof(probe), "%s", t.name[probe_candidate(&t)]);
-            qs_sha256 s;
-            qs_sha256_init(&s);
-            qs_sha256_update(&s, recon_hash, 64);
-            qs_sha256_update(&s, probe, strlen(probe));
-            int64_t knobs[2] = {cfg->search.probe_windows, cfg->calib.seqlen};
-            qs_sha256_update(&s, knobs, sizeof(knobs));
-            qs_sha256_update(&s, cfg->calib.tokens, strlen(cfg->calib.tokens));
-            qs_sha256_final_hex(&s, key);
-        }
-    }
-    st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
-
-    /* 4. objective sensitivity: per-(layer, group) probes on every rank */
-    if (sens) {
-        qs_comm_bcast(comm, probe, sizeof(probe), 0);
-        qs_comm_bcast(comm, key, sizeof(key), 0);
-        loss = qs_malloc(sizeof(double) * (size_t)(L * NGRP + 1), err, "sensitivity");
-        scale = qs_malloc(sizeof(double) * (size_t)(L * NGRP), err, "sensitivity");
-        st = qs_comm_agree(comm, loss && scale ? QS_OK : QS_ERR_RUNTIME, err);
-        if (st != QS_OK) goto done;
-        QS_CHECK(measure_sensitivity(ctx, L, probe, key, loss, err));
-        if (rank == 0) {
-            sensitivity_costs(&t, probe_candidate(&t), loss, cost, scale);
-            qs_search_items_set_cost(&it, &t, cost);
-        }
-    }
-
-    /* 5. rank 0: solve, check in integers, write; manifest last */
-    if (rank == 0) {
-        qs_mckp_problem p = {it.n, it.nchoice, it.size, it.cost, it.allowed, it.pinned};
-        const char *vpath = NULL;
-        st = solve_alloc(&it, &t, budget, unq, OBJ_NAMES[cfg->search.objective], names, &al,
-                         err);
-        if (st == QS_OK) {
-            vpath = qs_search_marlin_path(&t, names, (int64_t)L * NLIN, cfg->quant.sym)
-                        ? "gptq_marlin (fast path)"
-                        : "gptq (exllama/triton) kernels; 2/3-bit layers only on slow paths";
-            st = qs_rundir_path(ctx->rd, "search/allocation.json", path, sizeof(path), err);
-        }
-        if (st == QS_OK) st = qs_alloc_write_json(&al, path, err);
-        if (st == QS_OK) st = write_markdown(ctx, &t, cost, names, &al, vpath, err);
-        if (st == QS_OK) st = write_pareto(ctx, &it, &t, &p, lo, hi, err);
-        if (st == QS_OK) st = write_summary(ctx, &al, vpath, err);
-        static const char *const outs[] = {"search/allocation.json", "search/allocation.md",
-                                           "search/pareto.csv", "search/summary.json",
-                                           "search/sensitivity.json"};
-        for (int i = 0; i < (sens ? 5 : 4) && st == QS_OK; ++i)
-            st = qs_manifest_add_output(&want, ctx->rd, outs[i], err);
-        /* the optimum of every objective whose costs are at hand, for comparisons (the
-         * objective study, docs/search.md); the chosen one equals allocation.json */
-        for (int o = 0; o < (sens ? 3 : 2) && st == QS_OK; ++o) {
-            qs_alloc alt;
-            char rel[64];
-            memset(&alt, 0, sizeof(alt));
-            qs_search_items_set_cost(&it, &t, o == 0 ? t.error : o == 1 ? t.relative : cost);
-            st = solve_alloc(&it, &t, budget, unq, OBJ_NAMES[o], names, &alt, err);
-            snprintf(rel, sizeof(rel), "search/optimum-%s.json", OBJ_NAMES[o]);
-            if (st == QS_OK) st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
-            if (st == QS_OK) st = qs_alloc_write_json(&alt, path, err);
-            if (st == QS_OK) st = qs_manifest_add_output(&want, ctx->rd, rel, err);
-            qs_alloc_free(&alt);
-        }
-        if (st == QS_OK) st = qs_manifest_write(&want, ctx->rd, err);
-        if (st == QS_OK)
-            qs_log_info(ctx->log,
-                        "search: objective %s, %d items, budget %lld B: payload %lld B = %.4f "
-                        "bpw, total %lld B, predicted %.6g; vLLM: %s",
-                        al.objective, it.n, (long long)al.budget_bytes,
-                        (long long)al.payload_bytes, al.bpw, (long long)al.total_bytes,
-                        al.predicted, vpath);
-    }
-    st = qs_comm_agree(comm, st, err);
+    search_state *s = qs_calloc(1, sizeof(*s), err, "search state");
+    if (!s) return QS_ERR_RUNTIME;
+    *state = s;
+    s->L = (int)ctx->model->hf.num_hidden_layers;
+    s->sens = cfg->search.objective == QS_OBJECTIVE_SENSITIVITY;
+    QS_CHECK(qs_stage_hash_rel(ctx, QS_DIR_RECON "/manifest.json",
+                               "run the reconstruct stage before search", s->recon_hash, err));
+    if (s->sens && (!cfg->calib.tokens || !cfg->calib.tokens[0]))
+        QS_THROW(err, QS_ERR_INPUT,
+                 "search.objective: sensitivity needs calib.tokens (the probe windows)");
+    if (s->sens && cfg->calib.seqlen < 2)
+        QS_THROW(err, QS_ERR_INPUT, "search.objective: sensitivity needs calib.seqlen >= 2");
+    QS_CHECK(qs_manifest_add_input(&o->inputs, "model", ctx->model_hash, err));
+    QS_CHECK(qs_manifest_add_input(&o->inputs, "recon", s->recon_hash, err));
+    QS_CHECK(qs_stage_set_units(o, 1, "search", err));
 done:
-    free(text);
-    free(cost);
-    free(loss);
-    free(scale);
-    free(names);
-    qs_alloc_free(&al);
-    qs_search_items_free(&it);
-    qs_search_tables_free(&t);
-    qs_manifest_free(&want);
-    qs_manifest_free(&have);
     return st;
 }
+
+/* Rank 0: tables, items, budget (bad rules and infeasible budgets are exit 2), and with
+ * objective sensitivity the probe candidate and the probes' cache key. */
+static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_config *cfg = ctx->cfg;
+    qs_search_rules rules;
+    char list[512] = {0};
+    memset(&rules, 0, sizeof(rules));
+    rules.tie_fused = cfg->search.tie_fused;
+    rules.serve_marlin = cfg->search.serve && strcmp(cfg->search.serve, "marlin") == 0;
+    rules.need_export = cfg->output.gptq_export;
+    rules.sym = cfg->quant.sym;
+    rules.pin = (const char *const *)cfg->search.pin;
+    rules.npin = cfg->search.npin;
+    rules.allow = (const char *const *)cfg->search.allow;
+    rules.nallow = cfg->search.nallow;
+    QS_CHECK(read_tables(ctx, s->L, &s->t, err));
+    const size_t n = (size_t)s->L * NLIN * (size_t)s->t.ncand;
+    s->cost = malloc(sizeof(double) * n);
+    s->names = calloc((size_t)s->L * NLIN, sizeof(*s->names));
+    if (!s->cost || !s->names) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (search)");
+    memcpy(s->cost, cfg->search.objective == QS_OBJECTIVE_RELATIVE ? s->t.relative : s->t.error,
+           sizeof(double) * n);
+    QS_CHECK(qs_search_items_build(&s->t, s->cost, &rules, &s->it, err));
+    s->unq = qs_model_unquantized_bytes(ctx->model);
+    qs_search_items_range(&s->it, &s->lo, &s->hi, &s->fixed);
+    size_t len = 0;
+    for (int c = 0; c < s->t.ncand && len < sizeof(list); ++c)
+        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", c ? ", " : "",
+                                s->t.name[c]);
+    QS_CHECK(qs_search_budget(cfg->search.target_bpw, cfg->search.max_bytes, s->it.nweights,
+                              s->unq, s->lo, s->fixed, list, &s->budget, err));
+    if (s->sens) {
+        snprintf(s->probe, sizeof(s->probe), "%s", s->t.name[probe_candidate(&s->t)]);
+        qs_sha256 h;
+        qs_sha256_init(&h);
+        qs_sha256_update(&h, s->recon_hash, 64);
+        qs_sha256_update(&h, s->probe, strlen(s->probe));
+        int64_t knobs[2] = {cfg->search.probe_windows, cfg->calib.seqlen};
+        qs_sha256_update(&h, knobs, sizeof(knobs));
+        qs_sha256_update(&h, cfg->calib.tokens, strlen(cfg->calib.tokens));
+        qs_sha256_final_hex(&h, s->key);
+    }
+done:
+    return st;
+}
+
+/* Objective sensitivity: the per-(layer, group) probes on every rank; rank 0 scales the
+ * costs by them. Collective. */
+static qs_status search_sensitivity(const qs_stage_ctx *ctx, search_state *s, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_comm *comm = ctx->comm;
+    double *loss = NULL, *scale = NULL;
+    qs_comm_bcast(comm, s->probe, sizeof(s->probe), 0);
+    qs_comm_bcast(comm, s->key, sizeof(s->key), 0);
+    loss = qs_malloc(sizeof(double) * (size_t)(s->L * NGRP + 1), err, "sensitivity");
+    scale = qs_malloc(sizeof(double) * (size_t)(s->L * NGRP), err, "sensitivity");
+    st = qs_comm_agree(comm, loss && scale ? QS_OK : QS_ERR_RUNTIME, err);
+    if (st != QS_OK) goto done;
+    QS_CHECK(measure_sensitivity(ctx, s->L, s->probe, s->key, loss, err));
+    if (comm->rank == 0) {
+        sensitivity_costs(&s->t, probe_candidate(&s->t), loss, s->cost, scale);
+        qs_search_items_set_cost(&s->it, &s->t, s->cost);
+    }
+done:
+    free(loss);
+    free(scale);
+    return st;
+}
+
+/* Rank 0: solve, check in integers, write the outputs and record the unit. */
+static qs_status search_outputs(const qs_stage_ctx *ctx, search_state *s, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_config *cfg = ctx->cfg;
+    qs_mckp_problem p = {s->it.n, s->it.nchoice, s->it.size, s->it.cost, s->it.allowed,
+                         s->it.pinned};
+    qs_alloc al;
+    char path[QS_PATH_MAX];
+    const char *outs[9];
+    char optrel[3][64];
+    int nout = 0;
+    memset(&al, 0, sizeof(al));
+    QS_CHECK(solve_alloc(&s->it, &s->t, s->budget, s->unq, OBJ_NAMES[cfg->search.objective],
+                         s->names, &al, err));
+    const char *vpath =
+        qs_search_marlin_path(&s->t, s->names, (int64_t)s->L * NLIN, cfg->quant.sym)
+            ? "gptq_marlin (fast path)"
+            : "gptq (exllama/triton) kernels; 2/3-bit layers only on slow paths";
+    QS_CHECK(qs_rundir_path(ctx->rd, QS_REL_ALLOCATION, path, sizeof(path), err));
+    QS_CHECK(qs_alloc_write_json(&al, path, err));
+    QS_CHECK(write_markdown(ctx, &s->t, s->cost, s->names, &al, vpath, err));
+    QS_CHECK(write_pareto(ctx, &s->it, &s->t, &p, s->lo, s->hi, err));
+    QS_CHECK(write_summary(ctx, &al, vpath, err));
+    outs[nout++] = QS_REL_ALLOCATION;
+    outs[nout++] = "search/allocation.md";
+    outs[nout++] = "search/pareto.csv";
+    outs[nout++] = "search/summary.json";
+    if (s->sens) outs[nout++] = "search/sensitivity.json";
+    /* the optimum of every objective whose costs are at hand, for comparisons (the
+     * objective study, docs/search.md); the chosen one equals allocation.json */
+    for (int o = 0; o < (s->sens ? 3 : 2); ++o) {
+        qs_alloc alt;
+        memset(&alt, 0, sizeof(alt));
+        qs_search_items_set_cost(&s->it, &s->t,
+                                 o == 0 ? s->t.error : o == 1 ? s->t.relative : s->cost);
+        st = solve_alloc(&s->it, &s->t, s->budget, s->unq, OBJ_NAMES[o], s->names, &alt, err);
+        snprintf(optrel[o], sizeof(optrel[o]), "search/optimum-%s.json", OBJ_NAMES[o]);
+        if (st == QS_OK) st = qs_rundir_path(ctx->rd, optrel[o], path, sizeof(path), err);
+        if (st == QS_OK) st = qs_alloc_write_json(&alt, path, err);
+        qs_alloc_free(&alt);
+        if (st != QS_OK) goto done;
+        outs[nout++] = optrel[o];
+    }
+    QS_CHECK(qs_stage_unit_done(ctx, 0, outs, nout, err));
+    qs_log_info(ctx->log,
+                "search: objective %s, %d items, budget %lld B: payload %lld B = %.4f bpw, "
+                "total %lld B, predicted %.6g; vLLM: %s",
+                al.objective, s->it.n, (long long)al.budget_bytes, (long long)al.payload_bytes,
+                al.bpw, (long long)al.total_bytes, al.predicted, vpath);
+done:
+    qs_alloc_free(&al);
+    return st;
+}
+
+static qs_status search_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
+    qs_status st = QS_OK;
+    search_state *s = vs;
+    const qs_comm *comm = ctx->comm;
+    if (!ctx->units->todo[0]) return QS_OK;
+    if (comm->rank == 0) st = search_problem(ctx, s, err);
+    st = qs_comm_agree(comm, st, err);
+    if (st == QS_OK && s->sens) st = search_sensitivity(ctx, s, err);
+    if (st != QS_OK) return st;
+    if (comm->rank == 0) st = search_outputs(ctx, s, err);
+    return qs_comm_agree(comm, st, err);
+}
+
+const qs_stage qs_stage_search = {"search", QS_DIR_SEARCH, 0, 0, search_open, search_run,
+                                  search_close};

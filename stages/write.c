@@ -5,10 +5,11 @@
  *       every dataset collectively in one fixed order, then writes the items it owns (the
  *       plan's layer owners; embeddings with layer 0, the final norm / head with the last
  *       layer) with independent transfers;
- *   run/out/index.json  item -> shard, run/out/manifest.json (SHA-256 of every output, last);
- *   run/export/  the GPTQ checkpoint (io/gptq_export.c), streamed by rank 0 one item at a
- *       time from the same codes (output.gptq_export).
- * Also `qshard verify` (qs_write_verify): manifests, checksums, shapes.
+ *   run/out/index.json  item -> shard;
+ *   run/export/  the GPTQ checkpoint (export/gptq_export.c), streamed by rank 0 one item at
+ *       a time from the same codes (output.gptq_export).
+ * One unit: every file of out/ and export/ (out/manifest.json, written by the driver, lists
+ * them all with their SHA-256).
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "alloc.h"
+#include "common.h"
 #include "gptq_export.h"
 #include "h5store.h"
 #include "qsource.h"
@@ -443,268 +445,184 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Adds every regular file of run/<sub>/ (sorted) to the manifest's outputs. */
-static qs_status add_dir_outputs(qs_manifest *m, const qs_rundir *rd, const char *sub,
-                                 qs_err *err) {
+/* Appends "<sub>/<name>" of every regular file of run/<sub>/ (sorted by name, dot files and
+ * manifest.json left out) to the list rels (n entries, cap, malloc'd strings). */
+static qs_status list_dir_outputs(const qs_rundir *rd, const char *sub, char ***rels, int *n,
+                                  int *cap, qs_err *err) {
     qs_status st = QS_OK;
-    char dir[QS_PATH_MAX], rel[QS_PATH_MAX];
-    char **names = NULL;
-    int n = 0, cap = 0;
+    char dir[QS_PATH_MAX];
+    const int n0 = *n;
     QS_CHECK(qs_rundir_path(rd, sub, dir, sizeof(dir), err));
     DIR *d = opendir(dir);
     if (!d) QS_THROW(err, QS_ERR_RUNTIME, "%s: cannot list", dir);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         if (e->d_name[0] == '.' || strcmp(e->d_name, "manifest.json") == 0) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(names, sizeof(char *) * (size_t)cap);
+        if (*n == *cap) {
+            *cap = *cap ? 2 * *cap : 64;
+            char **nn = realloc(*rels, sizeof(char *) * (size_t)*cap);
             if (!nn) {
                 closedir(d);
                 QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
             }
-            names = nn;
+            *rels = nn;
         }
-        names[n] = strdup(e->d_name);
-        if (!names[n]) {
+        size_t len = strlen(sub) + strlen(e->d_name) + 2;
+        (*rels)[*n] = malloc(len);
+        if (!(*rels)[*n]) {
             closedir(d);
             QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
         }
-        n++;
+        snprintf((*rels)[*n], len, "%s/%s", sub, e->d_name);
+        ++*n;
     }
     closedir(d);
-    if (n > 1) qsort(names, (size_t)n, sizeof(char *), cmp_str);
-    for (int i = 0; i < n; ++i) {
-        snprintf(rel, sizeof(rel), "%s/%s", sub, names[i]);
-        QS_CHECK(qs_manifest_add_output(m, rd, rel, err));
-    }
-done:
-    for (int i = 0; i < n; ++i) free(names[i]);
-    free(names);
-    return st;
-}
-
-/* The manifest this run wants (inputs; outputs are added after writing). */
-static qs_status want_manifest(const qs_stage_ctx *ctx, const char *src, qs_manifest *m,
-                               qs_err *err) {
-    qs_status st = QS_OK;
-    char path[QS_PATH_MAX], rel[64], hex[65];
-    qs_manifest_init(m, "out", ctx->config_hash);
-    QS_CHECK(qs_manifest_add_input(m, "model", ctx->model_hash, err));
-    QS_CHECK(qs_rundir_path(ctx->rd, "search/allocation.json", path, sizeof(path), err));
-    QS_CHECK(qs_sha256_file(path, hex, err));
-    QS_CHECK(qs_manifest_add_input(m, "allocation", hex, err));
-    snprintf(rel, sizeof(rel), "%s/manifest.json", src);
-    QS_CHECK(qs_rundir_path(ctx->rd, rel, path, sizeof(path), err));
-    if (qs_path_exists(path)) {
-        QS_CHECK(qs_sha256_file(path, hex, err));
-        QS_CHECK(qs_manifest_add_input(m, src, hex, err));
-    }
+    if (*n - n0 > 1) qsort(*rels + n0, (size_t)(*n - n0), sizeof(char *), cmp_str);
 done:
     return st;
 }
 
-qs_status qs_stage_write_run(const qs_stage_ctx *ctx, const qs_stage_args *args, qs_err *err) {
-    (void)args;
-    qs_status st = QS_OK;
-    const qs_comm *comm = ctx->comm;
-    const qs_config *cfg = ctx->cfg;
-    const int L = (int)ctx->model->hf.num_hidden_layers;
+/* What open found: the allocation, the plan of this rank count, the items. */
+typedef struct write_state {
     qs_alloc al;
     qs_plan plan;
     wr_state ws;
-    qs_manifest want, have;
+} write_state;
+
+static void write_close(void *vs) {
+    write_state *s = vs;
+    if (!s) return;
+    free(s->ws.items);
+    qs_plan_free(&s->plan);
+    qs_alloc_free(&s->al);
+    free(s);
+}
+
+static qs_status write_open(const qs_stage_ctx *ctx, int pass, void **state, qs_stage_open *o,
+                            qs_err *err) {
+    (void)pass;
+    qs_status st = QS_OK;
+    const qs_config *cfg = ctx->cfg;
+    const int L = (int)ctx->model->hf.num_hidden_layers;
+    char path[QS_PATH_MAX], rel[64], hex[65];
+    write_state *s = qs_calloc(1, sizeof(*s), err, "write state");
+    if (!s) return QS_ERR_RUNTIME;
+    *state = s;
+    s->ws.src = cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED ? QS_DIR_FINAL : QS_DIR_RECON;
+    QS_CHECK(qs_rundir_path(ctx->rd, QS_REL_ALLOCATION, path, sizeof(path), err));
+    if (!qs_path_exists(path)) {
+        o->nothing_to_do = 1; /* no search stage in this run */
+        snprintf(o->why, sizeof(o->why), "%s absent; nothing to write", QS_REL_ALLOCATION);
+        goto done;
+    }
+    snprintf(rel, sizeof(rel), "%s/manifest.json", s->ws.src);
+    QS_CHECK(qs_rundir_path(ctx->rd, rel, path, sizeof(path), err));
+    if (!qs_path_exists(path)) {
+        /* the codes' stage must have finished (its manifest is written last) */
+        o->nothing_to_do = 1;
+        snprintf(o->why, sizeof(o->why), "%s absent (the %s pass has not run); nothing to write",
+                 rel, s->ws.src);
+        goto done;
+    }
+    QS_CHECK(qs_rundir_path(ctx->rd, QS_REL_ALLOCATION, path, sizeof(path), err));
+    QS_CHECK(qs_alloc_read_json(&s->al, path, L, err));
+    QS_CHECK(qs_plan_compute(&ctx->model->hf, cfg, ctx->comm->size, &s->plan, err));
+    QS_CHECK(build_items(ctx, &s->al, &s->plan, &s->ws, err));
+    QS_CHECK(qs_manifest_add_input(&o->inputs, "model", ctx->model_hash, err));
+    QS_CHECK(qs_stage_hash_rel(ctx, QS_REL_ALLOCATION, "run the search stage first", hex, err));
+    QS_CHECK(qs_manifest_add_input(&o->inputs, "allocation", hex, err));
+    QS_CHECK(qs_stage_hash_rel(ctx, rel, "run the reconstruct stage first", hex, err));
+    QS_CHECK(qs_manifest_add_input(&o->inputs, s->ws.src, hex, err));
+    QS_CHECK(qs_stage_set_units(o, 1, "out", err));
+done:
+    return st;
+}
+
+/* The shards, every rank collectively, one file at a time. */
+static qs_status write_shards(const qs_stage_ctx *ctx, const wr_state *ws, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_comm *comm = ctx->comm;
+    const qs_config *cfg = ctx->cfg;
     qs_h5par h;
     char path[QS_PATH_MAX];
-    int present = 0, skip = 0;
-    memset(&al, 0, sizeof(al));
-    memset(&plan, 0, sizeof(plan));
-    memset(&ws, 0, sizeof(ws));
-    memset(&want, 0, sizeof(want));
-    memset(&have, 0, sizeof(have));
     memset(&h, 0, sizeof(h));
-    ws.src = cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED ? "final" : "recon";
-
-    /* 1. inputs on every rank, agreed */
-    st = qs_rundir_path(ctx->rd, "search/allocation.json", path, sizeof(path), err);
-    if (st == QS_OK) present = qs_path_exists(path);
-    st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
-    if (!present) {
-        /* no search stage in this run: nothing to write */
-        qs_log_info(ctx->log, "write: %s absent; nothing to write", path);
-        goto done;
-    }
-    {
-        /* the codes' stage must have finished (its manifest is written last) */
-        char rel[64], mpath[QS_PATH_MAX];
-        snprintf(rel, sizeof(rel), "%s/manifest.json", ws.src);
-        st = qs_rundir_path(ctx->rd, rel, mpath, sizeof(mpath), err);
-        if (st == QS_OK && !qs_path_exists(mpath)) {
-            qs_log_info(ctx->log, "write: %s absent (the %s pass has not run); nothing to write",
-                        mpath, ws.src);
-            goto done;
-        }
-    }
-    st = qs_alloc_read_json(&al, path, L, err);
-    if (st == QS_OK) st = qs_plan_compute(&ctx->model->hf, cfg, comm->size, &plan, err);
-    if (st == QS_OK) st = build_items(ctx, &al, &plan, &ws, err);
-    st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
-
-    /* 2. skip when out/manifest.json matches (rank 0 decides) */
-    if (comm->rank == 0) {
-        int found = 0, matches = 0;
-        st = want_manifest(ctx, ws.src, &want, err);
-        if (st == QS_OK) st = qs_manifest_read(&have, ctx->rd, "out", &found, err);
-        if (st == QS_OK && found) st = qs_manifest_check(&have, &want, ctx->rd, &matches, err);
-        if (st != QS_OK && st != QS_ERR_INTERNAL) {
-            qs_err_clear(err); /* an unreadable old manifest only means: write again */
-            st = QS_OK;
-            matches = 0;
-        }
-        skip = st == QS_OK && found && matches;
-        if (st == QS_OK && !skip) {
-            st = qs_rundir_mkdir(ctx->rd, "out", err);
-            if (st == QS_OK) st = qs_rundir_path(ctx->rd, "out", path, sizeof(path), err);
-            if (st == QS_OK) clear_out(path);
-        }
-    }
-    st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
-    qs_comm_bcast(comm, &skip, sizeof(skip), 0);
-    if (skip) {
-        qs_log_info(ctx->log, "write: out/manifest.json matches; skipped");
-        goto done;
-    }
-
-    /* 3. the shards */
-    double t0 = qs_log_now();
-    int64_t total = 0;
-    for (int64_t i = 0; i < ws.n; ++i) total += ws.items[i].bytes;
-    for (int s = 0; s < ws.nshards; ++s) {
+    for (int s = 0; s < ws->nshards; ++s) {
         char fname[64], rel[96];
-        shard_name(s, ws.nshards, fname, sizeof(fname));
-        snprintf(rel, sizeof(rel), "out/%s", fname);
+        shard_name(s, ws->nshards, fname, sizeof(fname));
+        snprintf(rel, sizeof(rel), "%s/%s", QS_DIR_OUT, fname);
         st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
         st = qs_comm_agree(comm, st, err);
-        if (st != QS_OK) goto done;
+        if (st != QS_OK) return st;
         QS_CHECK(qs_h5par_create(&h, comm, path, err));
         qs_h5par_attr_str(&h, NULL, "format", "qshard-shards-1");
         qs_h5par_attr_i64(&h, NULL, "shard", s + 1);
-        qs_h5par_attr_i64(&h, NULL, "nshards", ws.nshards);
+        qs_h5par_attr_i64(&h, NULL, "nshards", ws->nshards);
         qs_h5par_attr_str(&h, NULL, "checkpoint_format",
                           cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2 ? "gptq_v2" : "gptq");
-        for (int64_t i = 0; i < ws.n; ++i)
-            if (ws.items[i].shard == s) declare_item(&h, cfg, &ws.items[i]);
-        for (int64_t i = 0; i < ws.n && st == QS_OK; ++i)
-            if (ws.items[i].shard == s && ws.items[i].owner == comm->rank)
-                st = write_item(ctx, &ws, &h, &ws.items[i], err);
+        for (int64_t i = 0; i < ws->n; ++i)
+            if (ws->items[i].shard == s) declare_item(&h, cfg, &ws->items[i]);
+        for (int64_t i = 0; i < ws->n && st == QS_OK; ++i)
+            if (ws->items[i].shard == s && ws->items[i].owner == comm->rank)
+                st = write_item(ctx, ws, &h, &ws->items[i], err);
         st = qs_comm_agree(comm, st, err);
         qs_status cst = qs_h5par_close(&h, st == QS_OK, err);
         if (st == QS_OK) st = cst;
-        if (st != QS_OK) goto done;
+        if (st != QS_OK) return st;
     }
-    double t_shards = qs_log_now() - t0;
-    qs_log_info(ctx->log, "write: %d shard(s), %.2f MiB in %.3f s (%.1f MiB/s) on %d rank(s)",
-                ws.nshards, (double)total / 1048576.0, t_shards,
-                t_shards > 0 ? (double)total / 1048576.0 / t_shards : 0.0, comm->size);
+done:
+    return st;
+}
 
-    /* 4. index, export (rank 0), manifest last */
-    if (comm->rank == 0) {
-        double t1 = qs_log_now();
-        st = write_index(ctx, &ws, err);
-        if (st == QS_OK && cfg->output.gptq_export) {
-            st = write_export(ctx, &ws, err);
-            if (st == QS_OK)
-                qs_log_info(ctx->log, "write: GPTQ export (%s) in %.3f s",
-                            cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2 ? "gptq_v2" : "gptq",
-                            qs_log_now() - t1);
-        }
-        if (st == QS_OK) st = add_dir_outputs(&want, ctx->rd, "out", err);
-        if (st == QS_OK && cfg->output.gptq_export) st = add_dir_outputs(&want, ctx->rd, "export", err);
-        if (st == QS_OK) st = qs_manifest_write(&want, ctx->rd, err);
+/* Rank 0: index, export, then the unit's record listing out/ and export/ (sorted). */
+static qs_status write_rest(const qs_stage_ctx *ctx, const wr_state *ws, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_config *cfg = ctx->cfg;
+    char **rels = NULL;
+    int n = 0, cap = 0;
+    double t1 = qs_log_now();
+    QS_CHECK(write_index(ctx, ws, err));
+    if (cfg->output.gptq_export) {
+        QS_CHECK(write_export(ctx, ws, err));
+        qs_log_info(ctx->log, "write: GPTQ export (%s) in %.3f s",
+                    cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2 ? "gptq_v2" : "gptq",
+                    qs_log_now() - t1);
     }
+    QS_CHECK(list_dir_outputs(ctx->rd, QS_DIR_OUT, &rels, &n, &cap, err));
+    if (cfg->output.gptq_export)
+        QS_CHECK(list_dir_outputs(ctx->rd, QS_DIR_EXPORT, &rels, &n, &cap, err));
+    QS_CHECK(qs_stage_unit_done(ctx, 0, (const char *const *)rels, n, err));
+done:
+    for (int i = 0; i < n; ++i) free(rels[i]);
+    free(rels);
+    return st;
+}
+
+static qs_status write_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
+    qs_status st = QS_OK;
+    write_state *s = vs;
+    const qs_comm *comm = ctx->comm;
+    char path[QS_PATH_MAX];
+    if (!ctx->units->todo[0]) return QS_OK;
+    if (comm->rank == 0) {
+        st = qs_rundir_mkdir(ctx->rd, QS_DIR_OUT, err);
+        if (st == QS_OK) st = qs_rundir_path(ctx->rd, QS_DIR_OUT, path, sizeof(path), err);
+        if (st == QS_OK) clear_out(path);
+    }
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) return st;
+    const double t0 = qs_log_now();
+    int64_t total = 0;
+    for (int64_t i = 0; i < s->ws.n; ++i) total += s->ws.items[i].bytes;
+    st = write_shards(ctx, &s->ws, err);
+    if (st != QS_OK) goto done;
+    const double t_shards = qs_log_now() - t0;
+    qs_log_info(ctx->log, "write: %d shard(s), %.2f MiB in %.3f s (%.1f MiB/s) on %d rank(s)",
+                s->ws.nshards, (double)total / 1048576.0, t_shards,
+                t_shards > 0 ? (double)total / 1048576.0 / t_shards : 0.0, comm->size);
+    if (comm->rank == 0) st = write_rest(ctx, &s->ws, err);
     st = qs_comm_agree(comm, st, err);
 done:
     if (st == QS_ERR_INTERNAL) qs_comm_abort(comm, err);
-    qs_manifest_free(&want);
-    qs_manifest_free(&have);
-    free(ws.items);
-    qs_plan_free(&plan);
-    qs_alloc_free(&al);
     return st;
 }
 
-/* ---- qshard verify ------------------------------------------------------------------- */
-
-static int is_dir(const char *p) {
-    DIR *d = opendir(p);
-    if (d) closedir(d);
-    return d != NULL;
-}
-
-static qs_status verify_export(const char *dir, char *summary, size_t n, qs_err *err) {
-    qs_status st = QS_OK;
-    qs_qsource s;
-    int64_t nl = 0, nt = 0;
-    memset(&s, 0, sizeof(s));
-    QS_CHECK(qs_qsource_open_gptq(&s, dir, err));
-    QS_CHECK(qs_qsource_verify(&s, &nl, &nt, err));
-    snprintf(summary + strlen(summary), n - strlen(summary),
-             "%s: GPTQ export ok (%lld quantized linears, %lld tensors)\n", dir, (long long)nl,
-             (long long)nt);
-done:
-    qs_qsource_close(&s);
-    return st;
-}
-
-qs_status qs_write_verify(const char *dir, char *summary, size_t n, qs_err *err) {
-    qs_status st = QS_OK;
-    qs_rundir rd;
-    qs_manifest m;
-    qs_qsource s;
-    char path[QS_PATH_MAX];
-    int found = 0;
-    memset(&rd, 0, sizeof(rd));
-    memset(&m, 0, sizeof(m));
-    memset(&s, 0, sizeof(s));
-    summary[0] = '\0';
-    char st_path[QS_PATH_MAX], idx_path[QS_PATH_MAX];
-    snprintf(st_path, sizeof(st_path), "%s/model.safetensors", dir);
-    snprintf(idx_path, sizeof(idx_path), "%s/model.safetensors.index.json", dir);
-    if (qs_path_exists(st_path) || qs_path_exists(idx_path)) {
-        st = verify_export(dir, summary, n, err);
-        goto done;
-    }
-    QS_CHECK(qs_rundir_init(&rd, dir, err));
-    QS_CHECK(qs_manifest_read(&m, &rd, "out", &found, err));
-    if (!found)
-        QS_THROW(err, QS_ERR_INPUT, "%s: neither a run directory with out/manifest.json nor a "
-                 "GPTQ export (model.safetensors or model.safetensors.index.json)", dir);
-    for (int i = 0; i < m.noutputs; ++i) {
-        char hex[65];
-        QS_CHECK(qs_rundir_path(&rd, m.outputs[i].name, path, sizeof(path), err));
-        if (!qs_path_exists(path))
-            QS_THROW(err, QS_ERR_INPUT, "%s: missing (listed in out/manifest.json)", path);
-        QS_CHECK(qs_sha256_file(path, hex, err));
-        if (strcmp(hex, m.outputs[i].hash) != 0)
-            QS_THROW(err, QS_ERR_INPUT, "%s: SHA-256 differs from out/manifest.json", path);
-    }
-    snprintf(summary, n, "%s: %d output(s) match out/manifest.json\n", dir, m.noutputs);
-    QS_CHECK(qs_rundir_path(&rd, "out", path, sizeof(path), err));
-    QS_CHECK(qs_qsource_open_h5(&s, path, err));
-    {
-        int64_t nl = 0, nt = 0;
-        QS_CHECK(qs_qsource_verify(&s, &nl, &nt, err));
-        snprintf(summary + strlen(summary), n - strlen(summary),
-                 "%s: HDF5 shards ok (%lld quantized linears, %lld tensors)\n", path,
-                 (long long)nl, (long long)nt);
-    }
-    QS_CHECK(qs_rundir_path(&rd, "export", path, sizeof(path), err));
-    if (is_dir(path)) QS_CHECK(verify_export(path, summary, n, err));
-done:
-    qs_qsource_close(&s);
-    qs_manifest_free(&m);
-    qs_rundir_free(&rd);
-    return st;
-}
+const qs_stage qs_stage_write = {"write", QS_DIR_OUT, 0, 0, write_open, write_run, write_close};

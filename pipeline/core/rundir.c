@@ -19,6 +19,10 @@ static char *dup_str(const char *s, qs_err *err) {
     return p;
 }
 
+void qs_rundir_layer_rel(char *rel, size_t n, const char *dir, int layer) {
+    snprintf(rel, n, "%s/layer-%03d.h5", dir, layer);
+}
+
 qs_status qs_rundir_init(qs_rundir *rd, const char *root, qs_err *err) {
     memset(rd, 0, sizeof(*rd));
     if (!root || !*root) return QS_FAIL(err, QS_ERR_INPUT, "run_dir is empty");
@@ -380,5 +384,144 @@ qs_status qs_rundir_remove_temps(const qs_rundir *rd, int *nremoved, qs_err *err
     int n = 0;
     qs_status st = remove_temps_in(rd->root, 2, &n, err);
     if (nremoved) *nremoved = n;
+    return st;
+}
+
+/* ---- unit records ---- */
+
+static qs_status record_path(const qs_rundir *rd, const char *dir, const char *unit, char *out,
+                             size_t n, qs_err *err) {
+    char rel[QS_PATH_MAX];
+    int k = snprintf(rel, sizeof(rel), "%s/%s/%s.json", QS_DIR_UNITS, dir, unit);
+    if (k < 0 || (size_t)k >= sizeof(rel))
+        return QS_FAIL(err, QS_ERR_INPUT, "unit record path too long (%s/%s)", dir, unit);
+    return qs_rundir_path(rd, rel, out, n, err);
+}
+
+qs_status qs_unit_record_write(const qs_rundir *rd, const char *dir, const char *unit,
+                               const char *key, const char *const *rels, int n, qs_err *err) {
+    qs_status st = QS_OK;
+    char path[QS_PATH_MAX], sub[QS_PATH_MAX], hex[65];
+    char *text = NULL;
+    cJSON *root = cJSON_CreateObject(), *outs = NULL;
+    if (!root) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (unit record)");
+    cJSON_AddStringToObject(root, "unit", unit);
+    cJSON_AddStringToObject(root, "key", key);
+    outs = cJSON_AddObjectToObject(root, "outputs");
+    if (!outs) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (unit record)");
+    for (int i = 0; i < n; ++i) {
+        QS_CHECK(qs_rundir_path(rd, rels[i], path, sizeof(path), err));
+        QS_CHECK(qs_sha256_file(path, hex, err));
+        if (!cJSON_AddStringToObject(outs, rels[i], hex))
+            QS_THROW(err, QS_ERR_RUNTIME, "out of memory (unit record)");
+    }
+    text = cJSON_Print(root);
+    if (!text) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (unit record)");
+    snprintf(sub, sizeof(sub), "%s/%s", QS_DIR_UNITS, dir);
+    QS_CHECK(qs_rundir_mkdir(rd, sub, err));
+    QS_CHECK(record_path(rd, dir, unit, path, sizeof(path), err));
+    QS_CHECK(qs_write_file_atomic(path, text, strlen(text), err));
+done:
+    cJSON_free(text);
+    cJSON_Delete(root);
+    return st;
+}
+
+/* The record as cJSON (caller deletes), NULL when absent or unreadable. */
+static cJSON *record_read(const qs_rundir *rd, const char *dir, const char *unit) {
+    char path[QS_PATH_MAX], *text = NULL;
+    qs_err e = {0};
+    if (record_path(rd, dir, unit, path, sizeof(path), &e) != QS_OK || !qs_path_exists(path) ||
+        qs_read_file(path, &text, NULL, &e) != QS_OK)
+        return NULL;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(root, "outputs");
+    if (!cJSON_IsObject(outs) ||
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "key"))) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+qs_status qs_unit_record_verify(const qs_rundir *rd, const char *dir, const char *unit,
+                                const char *key, int *ok, char *why, size_t n, qs_err *err) {
+    qs_status st = QS_OK;
+    cJSON *root = record_read(rd, dir, unit);
+    *ok = 0;
+    if (!root) {
+        snprintf(why, n, "no record");
+        return QS_OK;
+    }
+    if (strcmp(cJSON_GetObjectItemCaseSensitive(root, "key")->valuestring, key) != 0) {
+        snprintf(why, n, "recorded for other inputs");
+        goto done;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "outputs")) {
+        char path[QS_PATH_MAX], hex[65];
+        qs_err tmp = {0};
+        if (!cJSON_IsString(it) || !it->string) {
+            snprintf(why, n, "malformed record");
+            goto done;
+        }
+        QS_CHECK(qs_rundir_path(rd, it->string, path, sizeof(path), err));
+        if (!qs_path_exists(path)) {
+            snprintf(why, n, "%s: missing", it->string);
+            goto done;
+        }
+        if (qs_sha256_file(path, hex, &tmp) != QS_OK) {
+            snprintf(why, n, "%s: unreadable", it->string);
+            goto done;
+        }
+        if (strcmp(hex, it->valuestring) != 0) {
+            snprintf(why, n, "%s: checksum differs from its record", it->string);
+            goto done;
+        }
+    }
+    *ok = 1;
+done:
+    cJSON_Delete(root);
+    return st;
+}
+
+qs_status qs_unit_record_outputs(const qs_rundir *rd, const char *dir, const char *unit,
+                                 qs_manifest *m, qs_err *err) {
+    qs_status st = QS_OK;
+    cJSON *root = record_read(rd, dir, unit);
+    if (!root)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s/%s/%s.json: unit record missing or malformed",
+                       QS_DIR_UNITS, dir, unit);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "outputs")) {
+        if (!cJSON_IsString(it) || !it->string || strlen(it->valuestring) != 64)
+            QS_THROW(err, QS_ERR_INPUT, "%s/%s/%s.json: malformed unit record", QS_DIR_UNITS,
+                     dir, unit);
+        QS_CHECK(add_entry(&m->outputs, &m->noutputs, it->string, it->valuestring, err));
+    }
+done:
+    cJSON_Delete(root);
+    return st;
+}
+
+qs_status qs_unit_records_clear(const qs_rundir *rd, const char *dir, qs_err *err) {
+    char rel[QS_PATH_MAX], path[QS_PATH_MAX];
+    snprintf(rel, sizeof(rel), "%s/%s", QS_DIR_UNITS, dir);
+    qs_status st = qs_rundir_path(rd, rel, path, sizeof(path), err);
+    if (st != QS_OK) return st;
+    DIR *d = opendir(path);
+    if (!d) return QS_OK;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char f[QS_PATH_MAX];
+        int k = snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+        if (k > 0 && (size_t)k < sizeof(f) && unlink(f) != 0 && errno != ENOENT) {
+            st = QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot remove: %s", f, strerror(errno));
+            break;
+        }
+    }
+    closedir(d);
     return st;
 }

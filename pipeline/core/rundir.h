@@ -22,6 +22,24 @@
 
 #define QS_PATH_MAX 4096
 
+/* The run directory's layout: the one home of every path stages share (docs/design.md). */
+#define QS_DIR_PLAN "plan"
+#define QS_DIR_CALIB "calib"
+#define QS_DIR_RECON "recon"
+#define QS_DIR_SEARCH "search"
+#define QS_DIR_FINAL "final"
+#define QS_DIR_OUT "out"
+#define QS_DIR_EXPORT "export"
+#define QS_REL_RUN_JSON "run.json"
+#define QS_REL_CONFIG "config.resolved.yaml"
+#define QS_REL_PLAN "plan/plan.json"
+#define QS_REL_ALLOCATION "search/allocation.json"
+#define QS_REL_EVAL "eval.json"
+#define QS_REL_EVAL_FLOAT "eval-float.json"
+
+/* "<dir>/layer-NNN.h5": a per-layer file of a stage directory (calib, recon, final). */
+void qs_rundir_layer_rel(char *rel, size_t n, const char *dir, int layer);
+
 typedef struct qs_rundir {
     char *root;
 } qs_rundir;
@@ -102,5 +120,33 @@ qs_status qs_manifest_read(qs_manifest *m, const qs_rundir *rd, const char *stag
 qs_status qs_manifest_check(const qs_manifest *have, const qs_manifest *want,
                             const qs_rundir *rd, int *matches, qs_err *err);
 void qs_manifest_free(qs_manifest *m);
+
+/* ---- unit records ----
+ * A stage's output is made of units (e.g. one layer file); when a unit's files are
+ * committed, the rank that wrote them records their SHA-256 in units/<dir>/<unit>.json
+ * together with a key (a hash of the stage's config and inputs). On resume a unit is reused
+ * only if its record has the expected key and every file it lists still has its checksum;
+ * the stage's manifest is assembled from the records of its units. */
+#define QS_DIR_UNITS "units"
+
+/* Hashes the files rels[0..n) (relative to the run directory) and writes the record of
+ * `unit` of stage folder `dir` with `key`, durably. */
+qs_status qs_unit_record_write(const qs_rundir *rd, const char *dir, const char *unit,
+                               const char *key, const char *const *rels, int n, qs_err *err);
+
+/* Verifies the record of `unit`: *ok = 1 when it exists, carries `key`, and every file it
+ * lists exists with its recorded SHA-256; otherwise *ok = 0 and `why` (size n) says what
+ * differed ("no record", "other inputs", "recon/layer-003.h5: checksum differs", ...).
+ * An unreadable or malformed record is "not ok", never an error. */
+qs_status qs_unit_record_verify(const qs_rundir *rd, const char *dir, const char *unit,
+                                const char *key, int *ok, char *why, size_t n, qs_err *err);
+
+/* Adds the files of `unit`'s record (as recorded, in order) to m's outputs. QS_ERR_INPUT
+ * when the record is missing or malformed. */
+qs_status qs_unit_record_outputs(const qs_rundir *rd, const char *dir, const char *unit,
+                                 qs_manifest *m, qs_err *err);
+
+/* Removes every unit record of stage folder `dir` (a stage redone from scratch). */
+qs_status qs_unit_records_clear(const qs_rundir *rd, const char *dir, qs_err *err);
 
 #endif /* QS_RUNDIR_H */

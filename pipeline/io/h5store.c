@@ -252,6 +252,15 @@ void qs_h5_abandon(qs_h5 *h) {
     h->writing = 0;
 }
 
+qs_status qs_h5_read_into(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, void *dst,
+                          size_t elem, qs_err *err) {
+    void *data = NULL;
+    qs_status st = qs_h5_read_n(h, name, type, n, &data, err);
+    if (st == QS_OK) memcpy(dst, data, (size_t)n * elem);
+    free(data);
+    return st;
+}
+
 qs_status qs_h5_read_n(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, void **data,
                        qs_err *err) {
     int nd = 0;

@@ -55,6 +55,9 @@ qs_status qs_h5_read(qs_h5 *h, const char *name, qs_h5_type type, int *ndim, int
  * QS_ERR_INPUT naming the file and the dataset, with *data freed and NULL. */
 qs_status qs_h5_read_n(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, void **data,
                        qs_err *err);
+/* qs_h5_read_n into the caller's buffer dst (n elements of elem bytes). */
+qs_status qs_h5_read_into(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, void *dst,
+                          size_t elem, qs_err *err);
 qs_status qs_h5_read_attr_i64(qs_h5 *h, const char *object, const char *name, int64_t *v,
                               qs_err *err);
 qs_status qs_h5_read_attr_f64(qs_h5 *h, const char *object, const char *name, double *v,

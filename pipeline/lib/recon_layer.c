@@ -1,0 +1,369 @@
+/* recon_layer.c: one layer's reconstruction results, pieces, their solve, exchange and
+ * the layer file (see recon_layer.h). */
+#include "recon_layer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5store.h"
+#include "pack.h"
+#include "weights.h"
+
+#define NLIN QS_LIN_COUNT
+#define MAX_CAND QS_CANDS_MAX
+#define PIECE_TAG 4242
+
+/* ---- per-layer results ------------------------------------------------------------- */
+
+void qs_recon_lin_free(qs_recon_lin *o) {
+    free(o->codes);
+    free(o->scales);
+    free(o->zeros);
+    free(o->g_idx);
+    free(o->err);
+    free(o->wnorm);
+    free(o->err_rtn);
+    memset(o, 0, sizeof(*o));
+}
+
+/* Allocates rows [base, base + n) of a (., k) result with G groups. */
+qs_status qs_recon_lin_alloc(qs_recon_lin *o, int64_t base, int64_t n, int64_t k, int64_t G, qs_err *err) {
+    memset(o, 0, sizeof(*o));
+    o->base = base;
+    o->codes = qs_calloc((size_t)(n * k), 1, err, "codes");
+    o->scales = qs_calloc((size_t)(n * G), sizeof(uint16_t), err, "scales");
+    o->zeros = qs_calloc((size_t)(n * G), sizeof(int32_t), err, "zeros");
+    o->g_idx = qs_calloc((size_t)k, sizeof(int32_t), err, "g_idx");
+    o->err = qs_calloc((size_t)n, sizeof(double), err, "row errors");
+    o->wnorm = qs_calloc((size_t)n, sizeof(double), err, "row norms");
+    o->err_rtn = qs_calloc((size_t)n, sizeof(double), err, "row RTN errors");
+    if (o->codes && o->scales && o->zeros && o->g_idx && o->err && o->wnorm && o->err_rtn)
+        return QS_OK;
+    qs_recon_lin_free(o);
+    return QS_ERR_RUNTIME;
+}
+
+void qs_recon_layer_free(qs_recon_layer *lr) {
+    if (lr->lc)
+        for (int i = 0; i < NLIN * lr->ncand; ++i) qs_recon_lin_free(&lr->lc[i]);
+    free(lr->lc);
+    memset(lr, 0, sizeof(*lr));
+}
+
+qs_status qs_recon_layer_init(qs_recon_layer *lr, const qs_model_dims *d, const qs_cands *cs,
+                         qs_err *err) {
+    memset(lr, 0, sizeof(*lr));
+    lr->ncand = cs->n;
+    for (int k = 0; k < NLIN; ++k) {
+        qs_linear_shape(d, (qs_linear_kind)k, &lr->d_out[k], &lr->d_in[k]);
+        for (int c = 0; c < cs->n; ++c)
+            lr->G[k * cs->n + c] = qs_quant_ngroups(lr->d_in[k], cs->p[c].group_size);
+    }
+    lr->lc = qs_calloc((size_t)(NLIN * cs->n), sizeof(qs_recon_lin), err, "layer results");
+    return lr->lc ? QS_OK : QS_ERR_RUNTIME;
+}
+
+/* Allocates all rows of (lin, c) if not yet done. */
+qs_recon_lin *qs_recon_layer_get(qs_recon_layer *lr, int lin, int c, qs_err *err) {
+    qs_recon_lin *o = &lr->lc[lin * lr->ncand + c];
+    if (o->codes) return o;
+    if (qs_recon_lin_alloc(o, 0, lr->d_out[lin], lr->d_in[lin], lr->G[lin * lr->ncand + c], err) != QS_OK)
+        return NULL;
+    return o;
+}
+
+/* ---- pieces: (layer, linear, candidate, row range) ------------------------------------ */
+
+size_t qs_recon_piece_bytes(const qs_recon_layer *lr, const qs_recon_piece *pc) {
+    const int64_t rows = pc->r1 - pc->r0, k = lr->d_in[pc->lin];
+    const int64_t G = lr->G[pc->lin * lr->ncand + pc->cand];
+    return (size_t)(rows * k + rows * G * 2 + rows * G * 4 + rows * 8 * 3 + k * 4 + 5 * 8);
+}
+
+/* Serialises (pack = 1) or fills (pack = 0) the rows of a piece. */
+void qs_recon_piece_io(qs_recon_lin *o, const qs_recon_layer *lr, const qs_recon_piece *pc, unsigned char *buf,
+                     int pack) {
+    const int64_t rows = pc->r1 - pc->r0, k = lr->d_in[pc->lin];
+    const int64_t G = lr->G[pc->lin * lr->ncand + pc->cand];
+    const int64_t r = pc->r0 - o->base; /* first row of the qs_recon_piece in o */
+    struct {
+        void *p;
+        size_t n;
+    } parts[7] = {
+        {o->codes + r * k, (size_t)(rows * k)},
+        {o->scales + r * G, (size_t)(rows * G) * 2},
+        {o->zeros + r * G, (size_t)(rows * G) * 4},
+        {o->err + r, (size_t)rows * 8},
+        {o->wnorm + r, (size_t)rows * 8},
+        {o->err_rtn + r, (size_t)rows * 8},
+        {o->g_idx, (size_t)k * 4},
+    };
+    for (int i = 0; i < 7; ++i) {
+        if (pack)
+            memcpy(buf, parts[i].p, parts[i].n);
+        else
+            memcpy(parts[i].p, buf, parts[i].n);
+        buf += parts[i].n;
+    }
+    double info[5];
+    if (pack) {
+        info[0] = o->info.damp;
+        info[1] = o->info.damp_abs;
+        info[2] = (double)o->info.nraise;
+        info[3] = (double)o->info.fp64;
+        info[4] = (double)o->info.ndead;
+        memcpy(buf, info, sizeof(info));
+    } else {
+        memcpy(info, buf, sizeof(info));
+        o->info.damp = info[0];
+        o->info.damp_abs = info[1];
+        o->info.nraise = (int)info[2];
+        o->info.fp64 = (int)info[3];
+        o->info.ndead = (int64_t)info[4];
+    }
+}
+
+/* Quantizes rows [r0, r1) of W (d_out, d_in) with candidate c into o (which holds rows from
+ * o->base <= r0), then the
+ * per-row errors with row tiles of row_block rows from r0 (r0 is a tile boundary), and the
+ * RTN error under the same H (gptq method). f is the prepared factor (gptq) or NULL. */
+qs_status qs_recon_solve_piece(const qs_cands *cs, int c, const float *H, const qs_gptq_factor *f,
+                             const float *W, int64_t d_out, int64_t d_in, int64_t r0,
+                             int64_t r1, qs_recon_lin *o, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_quant_params *p = &cs->p[c];
+    const int64_t rows = r1 - r0, G = qs_quant_ngroups(d_in, p->group_size);
+    const float *Wr = W + r0 * d_in; // (rows, d_in)
+    float *wq = qs_malloc(sizeof(float) * (size_t)(rows * d_in), err, "dequantized rows");
+    uint8_t *c2 = NULL;
+    uint16_t *s2 = NULL;
+    int32_t *z2 = NULL;
+    if (!wq) return QS_ERR_RUNTIME;
+    const int64_t r = r0 - o->base; /* first row of the qs_recon_piece in o */
+    qs_quant_out out = {o->codes + r * d_in, o->scales + r * G, o->zeros + r * G, wq};
+    if (cs->gptq) {
+        QS_CHECK(qs_gptq_quantize_rows(f, p, Wr, d_out, r0, r1, &out, err));
+        qs_gptq_g_idx(f, p, o->g_idx);
+        o->info = f->info;
+    } else {
+        QS_CHECK(qs_rtn_quantize_rows(p, Wr, rows, d_in, &out, err));
+        qs_quant_g_idx_natural(d_in, p->group_size, o->g_idx);
+        memset(&o->info, 0, sizeof(o->info));
+    }
+    QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, p->row_block, o->err + r,
+                                 o->wnorm + r, err));
+    if (cs->gptq) {
+        c2 = qs_malloc((size_t)(rows * d_in), err, "RTN codes");
+        s2 = qs_malloc(sizeof(uint16_t) * (size_t)(rows * G), err, "RTN scales");
+        z2 = qs_malloc(sizeof(int32_t) * (size_t)(rows * G), err, "RTN zeros");
+        if (!c2 || !s2 || !z2) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (RTN baseline)");
+        qs_quant_out o2 = {c2, s2, z2, wq};
+        QS_CHECK(qs_rtn_quantize_rows(p, Wr, rows, d_in, &o2, err));
+        QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, p->row_block, o->err_rtn + r,
+                                     NULL, err));
+    } else {
+        memcpy(o->err_rtn + r, o->err + r, sizeof(double) * (size_t)rows);
+    }
+done:
+    free(wq);
+    free(c2);
+    free(s2);
+    free(z2);
+    return st;
+}
+
+/* Moves every piece from its owner to its layer's writer, in piece order (blocking sends
+ * and receives in one global order cannot deadlock). lrs[i] is the result of layer
+ * base + i (the writer's holds all rows). An owner sends pbuf[i] when pbuf and pbuf[i] are
+ * set (the piece packed when it was computed), else packs it from lrs. */
+qs_status qs_recon_exchange(const qs_comm *comm, const qs_recon_piece *pcs, int npc,
+                                 qs_recon_layer *lrs, int base, unsigned char *const *pbuf,
+                                 qs_err *err) {
+    qs_status st = QS_OK;
+    unsigned char *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < npc; ++i) {
+        const qs_recon_piece *pc = &pcs[i];
+        if (pc->owner == pc->writer) continue;
+        if (comm->rank != pc->owner && comm->rank != pc->writer) continue;
+        qs_recon_layer *lr = &lrs[pc->layer - base];
+        size_t n = qs_recon_piece_bytes(lr, pc);
+        if (comm->rank == pc->owner && pbuf && pbuf[i]) {
+            qs_comm_send(comm, pbuf[i], n, pc->writer, PIECE_TAG);
+            continue;
+        }
+        if (n > cap) {
+            free(buf);
+            buf = qs_malloc(n, err, "piece buffer");
+            cap = buf ? n : 0;
+            if (!buf) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (piece of %zu bytes)", n);
+        }
+        qs_recon_lin *o = qs_recon_layer_get(lr, pc->lin, pc->cand, err);
+        if (!o) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer results)");
+        if (comm->rank == pc->owner) {
+            qs_recon_piece_io(o, lr, pc, buf, 1);
+            qs_comm_send(comm, buf, n, pc->writer, PIECE_TAG);
+        } else {
+            qs_comm_recv(comm, buf, n, pc->owner, PIECE_TAG);
+            qs_recon_piece_io(o, lr, pc, buf, 0);
+        }
+    }
+done:
+    free(buf);
+    /* peers are inside the exchange: an allocation failure here aborts */
+    if (st != QS_OK) qs_comm_abort(comm, err);
+    return st;
+}
+
+/* ---- layer files --------------------------------------------------------------------- */
+
+/* Writes run/<dir>/layer-NNN.h5 (layout in docs/reconstruct.md). sel NULL: every candidate,
+ * tables (7, C); sel[k] = the candidate of linear k or -1 (float, no datasets): tables
+ * (7, 1) and table/bits, table/group_size per linear (7), 0 for a float linear. */
+qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer *lr,
+                               const qs_cands *cs, const int *sel, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_h5 h;
+    const int C = sel ? 1 : cs->n;
+    char rel[64], path[QS_PATH_MAX], name[128];
+    double *t_err = NULL, *t_wn = NULL, *t_rel = NULL, *t_rtn = NULL, *t_damp = NULL,
+           *t_dabs = NULL;
+    int64_t *t_bytes = NULL, *t_ndead = NULL;
+    int32_t *t_serve = NULL, *t_nraise = NULL, *t_fp64 = NULL;
+    int32_t bits[MAX_CAND > NLIN ? MAX_CAND : NLIN], groups[MAX_CAND > NLIN ? MAX_CAND : NLIN];
+    int64_t dout[NLIN], din[NLIN];
+    char *cands = NULL, lins[128] = "";
+    memset(&h, 0, sizeof(h));
+    const size_t nt = (size_t)(NLIN * C);
+    t_err = qs_calloc(nt, 8, err, "table");
+    t_wn = qs_calloc(nt, 8, err, "table");
+    t_rel = qs_calloc(nt, 8, err, "table");
+    t_rtn = qs_calloc(nt, 8, err, "table");
+    t_damp = qs_calloc(nt, 8, err, "table");
+    t_dabs = qs_calloc(nt, 8, err, "table");
+    t_bytes = qs_calloc(nt, 8, err, "table");
+    t_ndead = qs_calloc(nt, 8, err, "table");
+    t_serve = qs_calloc(nt, 4, err, "table");
+    t_nraise = qs_calloc(nt, 4, err, "table");
+    t_fp64 = qs_calloc(nt, 4, err, "table");
+    cands = qs_malloc((size_t)(cs->n > NLIN ? cs->n : NLIN) * (QS_QUANT_NAME_MAX + 1) + 1, err,
+                      "candidate names");
+    if (!t_err || !t_wn || !t_rel || !t_rtn || !t_damp || !t_dabs || !t_bytes || !t_ndead ||
+        !t_serve || !t_nraise || !t_fp64 || !cands)
+        QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer table)");
+    cands[0] = '\0';
+    if (sel) {
+        for (int k = 0; k < NLIN; ++k) {
+            bits[k] = sel[k] >= 0 ? cs->p[sel[k]].bits : 0;
+            groups[k] = sel[k] >= 0 ? cs->p[sel[k]].group_size : 0;
+            if (k) strcat(cands, ",");
+            if (sel[k] >= 0) strcat(cands, cs->name[sel[k]]);
+        }
+    } else {
+        for (int c = 0; c < C; ++c) {
+            bits[c] = cs->p[c].bits;
+            groups[c] = cs->p[c].group_size;
+            if (c) strcat(cands, ",");
+            strcat(cands, cs->name[c]);
+        }
+    }
+    for (int k = 0; k < NLIN; ++k) {
+        dout[k] = lr->d_out[k];
+        din[k] = lr->d_in[k];
+        if (k) strcat(lins, ",");
+        strcat(lins, qs_linear_key((qs_linear_kind)k));
+        for (int j = 0; j < C; ++j) {
+            const int c = sel ? sel[k] : j;
+            const size_t i = (size_t)(k * C + j);
+            if (c < 0) continue; /* float linear: zeros */
+            qs_recon_lin *o = &lr->lc[k * cs->n + c];
+            QS_ASSERT(err, o->codes != NULL && o->base == 0);
+            t_err[i] = qs_quant_sum(o->err, lr->d_out[k]);
+            t_wn[i] = qs_quant_sum(o->wnorm, lr->d_out[k]);
+            t_rel[i] = qs_quant_relative(t_err[i], t_wn[i]);
+            t_rtn[i] = qs_quant_sum(o->err_rtn, lr->d_out[k]);
+            t_damp[i] = o->info.damp;
+            t_dabs[i] = o->info.damp_abs;
+            t_nraise[i] = o->info.nraise;
+            t_fp64[i] = o->info.fp64;
+            t_ndead[i] = o->info.ndead;
+            qs_pack_bytes pb;
+            qs_err why = {0};
+            t_bytes[i] = qs_pack_sizes(lr->d_out[k], lr->d_in[k], cs->p[c].bits,
+                                       cs->p[c].group_size, &pb, &why) == QS_OK
+                             ? pb.total
+                             : -1;
+            t_serve[i] = qs_pack_can_serve(lr->d_out[k], lr->d_in[k], cs->p[c].bits,
+                                           cs->p[c].group_size, NULL);
+        }
+    }
+    qs_rundir_layer_rel(rel, sizeof(rel), f->dir, layer);
+    QS_CHECK(qs_rundir_path(f->rd, rel, path, sizeof(path), err));
+    QS_CHECK(qs_h5_create(&h, path, err));
+    {
+        int64_t td[2] = {NLIN, C}, cd[1] = {sel ? NLIN : C}, ld[1] = {NLIN}, hd[1] = {64};
+        QS_CHECK(qs_h5_write(&h, "meta/config_hash", QS_H5_U8, 1, hd, f->config_hash, err));
+        QS_CHECK(qs_h5_write(&h, "meta/input_hash", QS_H5_U8, 1, hd, f->input_hash, err));
+        QS_CHECK(qs_h5_write(&h, "table/bits", QS_H5_I32, 1, cd, bits, err));
+        QS_CHECK(qs_h5_write(&h, "table/group_size", QS_H5_I32, 1, cd, groups, err));
+        QS_CHECK(qs_h5_write(&h, "table/d_out", QS_H5_I64, 1, ld, dout, err));
+        QS_CHECK(qs_h5_write(&h, "table/d_in", QS_H5_I64, 1, ld, din, err));
+        QS_CHECK(qs_h5_write(&h, "table/error", QS_H5_F64, 2, td, t_err, err));
+        QS_CHECK(qs_h5_write(&h, "table/wnorm", QS_H5_F64, 2, td, t_wn, err));
+        QS_CHECK(qs_h5_write(&h, "table/relative", QS_H5_F64, 2, td, t_rel, err));
+        QS_CHECK(qs_h5_write(&h, "table/error_rtn", QS_H5_F64, 2, td, t_rtn, err));
+        QS_CHECK(qs_h5_write(&h, "table/bytes", QS_H5_I64, 2, td, t_bytes, err));
+        QS_CHECK(qs_h5_write(&h, "table/can_serve", QS_H5_I32, 2, td, t_serve, err));
+        QS_CHECK(qs_h5_write(&h, "table/damp", QS_H5_F64, 2, td, t_damp, err));
+        QS_CHECK(qs_h5_write(&h, "table/damp_abs", QS_H5_F64, 2, td, t_dabs, err));
+        QS_CHECK(qs_h5_write(&h, "table/damp_raised", QS_H5_I32, 2, td, t_nraise, err));
+        QS_CHECK(qs_h5_write(&h, "table/fp64", QS_H5_I32, 2, td, t_fp64, err));
+        QS_CHECK(qs_h5_write(&h, "table/ndead", QS_H5_I64, 2, td, t_ndead, err));
+    }
+    for (int k = 0; k < NLIN; ++k)
+        for (int j = 0; j < C; ++j) {
+            const int c = sel ? sel[k] : j;
+            if (c < 0) continue;
+            qs_recon_lin *o = &lr->lc[k * cs->n + c];
+            const int64_t G = lr->G[k * cs->n + c];
+            int64_t dc[2] = {lr->d_out[k], lr->d_in[k]}, dg[2] = {lr->d_out[k], G},
+                    di[1] = {lr->d_in[k]};
+            const char *lk = qs_linear_key((qs_linear_kind)k);
+            snprintf(name, sizeof(name), "%s/%s/codes", lk, cs->name[c]);
+            QS_CHECK(qs_h5_write(&h, name, QS_H5_U8, 2, dc, o->codes, err));
+            snprintf(name, sizeof(name), "%s/%s/scales", lk, cs->name[c]);
+            QS_CHECK(qs_h5_write(&h, name, QS_H5_U16, 2, dg, o->scales, err));
+            snprintf(name, sizeof(name), "%s/%s/zeros", lk, cs->name[c]);
+            QS_CHECK(qs_h5_write(&h, name, QS_H5_I32, 2, dg, o->zeros, err));
+            snprintf(name, sizeof(name), "%s/%s/g_idx", lk, cs->name[c]);
+            QS_CHECK(qs_h5_write(&h, name, QS_H5_I32, 1, di, o->g_idx, err));
+        }
+    QS_CHECK(qs_h5_attr_i64(&h, NULL, "layer", layer, err));
+    QS_CHECK(qs_h5_attr_str(&h, NULL, "inputs",
+                            f->quantized_inputs ? "quantized" : "float",
+                            err));
+    QS_CHECK(qs_h5_attr_str(&h, NULL, "method", cs->gptq ? "gptq" : "rtn", err));
+    QS_CHECK(qs_h5_attr_str(&h, NULL, "linears", lins, err));
+    QS_CHECK(qs_h5_attr_str(&h, NULL, "candidates", cands, err));
+    QS_CHECK(qs_h5_attr_str(&h, NULL, "propagate", sel ? "allocation" : cs->name[cs->propagate],
+                            err));
+    QS_CHECK(qs_h5_commit(&h, err));
+done:
+    if (st != QS_OK) qs_h5_abandon(&h);
+    free(t_err);
+    free(t_wn);
+    free(t_rel);
+    free(t_rtn);
+    free(t_damp);
+    free(t_dabs);
+    free(t_bytes);
+    free(t_ndead);
+    free(t_serve);
+    free(t_nraise);
+    free(t_fp64);
+    free(cands);
+    return st;
+}
+
+/* 1 if the layer file exists and was written by this run (config and input hashes). */

@@ -1,0 +1,143 @@
+/* common.c: steps shared by the stages (see common.h) and the unit helpers of stage.h. */
+#include "common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sha256.h"
+
+qs_status qs_stage_set_units(qs_stage_open *o, int n, const char *pattern, qs_err *err) {
+    free(o->unit_name);
+    o->unit_name = NULL;
+    o->nunits = 0;
+    if (n <= 0) return QS_OK;
+    o->unit_name = qs_calloc((size_t)n, sizeof(*o->unit_name), err, "unit names");
+    if (!o->unit_name) return QS_ERR_RUNTIME;
+    for (int u = 0; u < n; ++u) snprintf(o->unit_name[u], QS_UNIT_NAME_MAX, pattern, u);
+    o->nunits = n;
+    return QS_OK;
+}
+
+qs_status qs_stage_unit_done(const qs_stage_ctx *ctx, int unit, const char *const *rels,
+                             int nrels, qs_err *err) {
+    if (!ctx->units || unit < 0 || unit >= ctx->units->n)
+        return QS_FAIL(err, QS_ERR_INTERNAL, "%s: unit %d does not exist", ctx->dir, unit);
+    return qs_unit_record_write(ctx->rd, ctx->dir, ctx->units->name[unit], ctx->unit_key, rels,
+                                nrels, err);
+}
+
+/* SHA-256 of the chosen windows: seqlen, then every window's token ids (u32 LE). */
+static void windows_hash(qs_stage_windows *w) {
+    qs_sha256 s;
+    qs_sha256_init(&s);
+    qs_sha256_update(&s, &w->seqlen, sizeof(w->seqlen));
+    for (int64_t k = 0; k < w->nsamples; ++k)
+        for (int64_t i = 0; i < w->seqlen; ++i) {
+            uint32_t id = qs_tokens_get(&w->tok, w->offs[k] + i);
+            unsigned char b[4] = {(unsigned char)id, (unsigned char)(id >> 8),
+                                  (unsigned char)(id >> 16), (unsigned char)(id >> 24)};
+            qs_sha256_update(&s, b, 4);
+        }
+    qs_sha256_final_hex(&s, w->hash);
+}
+
+qs_status qs_stage_windows_open(const qs_stage_ctx *ctx, const char *why,
+                                qs_stage_windows *w, qs_err *err) {
+    const qs_config *cfg = ctx->cfg;
+    memset(w, 0, sizeof(*w));
+    w->nsamples = cfg->calib.nsamples;
+    w->seqlen = cfg->calib.seqlen;
+    if (!cfg->calib.tokens || !cfg->calib.tokens[0])
+        return QS_FAIL(err, QS_ERR_INPUT, "calib.tokens: a token file is required for %s", why);
+    if (w->seqlen <= 0 || w->nsamples <= 0 || cfg->calib.chunk_samples <= 0)
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "calib: nsamples, seqlen and chunk_samples must be positive");
+    qs_status st = qs_tokens_open(&w->tok, cfg->calib.tokens, ctx->model->hf.vocab_size, err);
+    if (st != QS_OK) return st;
+    w->offs = qs_malloc(sizeof(int64_t) * (size_t)w->nsamples, err, "window offsets");
+    if (!w->offs) return QS_ERR_RUNTIME;
+    st = qs_tokens_windows(&w->tok, cfg->calib.sampling, w->nsamples, w->seqlen,
+                           cfg->calib.seed, cfg->calib.offsets_file, w->offs, err);
+    if (st == QS_OK) windows_hash(w);
+    return st;
+}
+
+void qs_stage_windows_close(qs_stage_windows *w) {
+    free(w->offs);
+    w->offs = NULL;
+    qs_tokens_close(&w->tok);
+}
+
+qs_status qs_stage_plan_read(const qs_stage_ctx *ctx, qs_plan *plan, qs_err *err) {
+    qs_status st = QS_OK;
+    char path[QS_PATH_MAX], *text = NULL;
+    const int L = (int)ctx->model->hf.num_hidden_layers;
+    QS_CHECK(qs_rundir_path(ctx->rd, QS_REL_PLAN, path, sizeof(path), err));
+    QS_CHECK(qs_read_file(path, &text, NULL, err));
+    QS_CHECK(qs_plan_from_json(plan, text, path, err));
+    if (plan->nranks != ctx->comm->size || plan->nlayers != L)
+        QS_THROW(err, QS_ERR_INPUT, "%s: plan for %d ranks / %d layers, run has %d / %d", path,
+                 plan->nranks, plan->nlayers, ctx->comm->size, L);
+done:
+    free(text);
+    return st;
+}
+
+qs_status qs_stage_hash_rel(const qs_stage_ctx *ctx, const char *rel, const char *hint,
+                            char hex[65], qs_err *err) {
+    char path[QS_PATH_MAX];
+    qs_status st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
+    if (st != QS_OK) return st;
+    if (!qs_path_exists(path)) return QS_FAIL(err, QS_ERR_INPUT, "%s: missing; %s", path, hint);
+    return qs_sha256_file(path, hex, err);
+}
+
+void qs_stage_rss_report(const qs_stage_ctx *ctx, qs_mem_stage stage, int first, int count,
+                         long long start_rss, double seconds) {
+    const int rank = ctx->comm->rank, P = ctx->comm->size;
+    const char *label = stage == QS_MEM_CALIBRATE ? "calibrate" : "reconstruct";
+    qs_mem_estimate m =
+        qs_mem_for_stage(&ctx->model->hf, ctx->cfg, rank, P, first, count, stage);
+    long long peak = qs_log_peak_rss();
+    qs_log_info(ctx->log, "%s: rank %d: %.2f s, peak RSS %.1f MiB (formula %.1f MiB)", label,
+                rank, seconds, (double)peak / 1048576.0, (double)m.total / 1048576.0);
+    char rel[320], sub[256], path[QS_PATH_MAX], text[512];
+    qs_err e = {0};
+    snprintf(sub, sizeof(sub), "%s/rss", ctx->dir);
+    snprintf(rel, sizeof(rel), "%s/rank-%03d.json", sub, rank);
+    int n = snprintf(text, sizeof(text),
+                     "{\n  \"rank\": %d,\n  \"nranks\": %d,\n  \"first\": %d,\n  \"count\": "
+                     "%d,\n  \"start_rss_bytes\": %lld,\n  \"peak_rss_bytes\": %lld,\n  "
+                     "\"formula_bytes\": %lld,\n  \"seconds\": %.3f\n}\n",
+                     rank, P, first, count, start_rss, peak, (long long)m.total, seconds);
+    if (qs_rundir_mkdir(ctx->rd, sub, &e) != QS_OK ||
+        qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK ||
+        qs_write_file_atomic(path, text, (size_t)n, &e) != QS_OK)
+        qs_log_info(ctx->log, "%s: rank %d: cannot record peak RSS: %s", label, rank, e.msg);
+}
+
+qs_status qs_stage_report_busy(const qs_stage_ctx *ctx, double busy, qs_err *err) {
+    void *all = NULL;
+    size_t *counts = NULL;
+    qs_status st = qs_comm_gatherv(ctx->comm, &busy, sizeof(busy), 0, &all, &counts, err);
+    if (st != QS_OK) return st;
+    if (ctx->comm->rank == 0) {
+        const double *v = all;
+        char line[1024];
+        int n = 0;
+        for (int r = 0; r < ctx->comm->size && n < (int)sizeof(line) - 32; ++r)
+            n += snprintf(line + n, sizeof(line) - (size_t)n, "%s%d: %.2f s", r ? ", " : "", r,
+                          v[r]);
+        qs_log_info(ctx->log, "%s: busy time per rank: %s", ctx->dir, line);
+    }
+    if (ctx->busy) *ctx->busy += busy;
+    free(all);
+    free(counts);
+    return QS_OK;
+}
+
+int qs_stage_stop_after(const char *name) {
+    const char *s = getenv(name);
+    return s && *s ? atoi(s) : 0;
+}

@@ -1,0 +1,58 @@
+/* common.h: the steps several stages share, written once: the calibration windows and
+ * their hash, the plan of this run read back, memory and busy-time diagnostics, the test
+ * knob that stops a stage after n units. (The unit helpers of stage.h live in common.c.)
+ *
+ * Ownership: qs_stage_windows owns its token mapping and offsets
+ * (qs_stage_windows_close releases them; safe on a zeroed value).
+ */
+#ifndef QS_STAGE_COMMON_H
+#define QS_STAGE_COMMON_H
+
+#include <stdint.h>
+
+#include "layer_plan.h"
+#include "memory.h"
+#include "stage.h"
+#include "tokens.h"
+
+/* The calibration windows of calib.*: the token file, the chosen start offsets and the
+ * SHA-256 of their content (seqlen, then every window's token ids as u32 LE): the identity
+ * of what calibrate and the sequential reconstruct see. */
+typedef struct qs_stage_windows {
+    qs_tokens tok;
+    int64_t *offs;   /* (nsamples) start offsets into tok */
+    int64_t nsamples;
+    int64_t seqlen;
+    char hash[65];
+} qs_stage_windows;
+
+/* Local: opens calib.tokens and draws the windows (QS_ERR_INPUT naming the file or key
+ * for a missing file, a bad offset, non-positive sizes). `why` completes the message when
+ * calib.tokens is unset (e.g. "calibrate"). */
+qs_status qs_stage_windows_open(const qs_stage_ctx *ctx, const char *why,
+                                qs_stage_windows *w, qs_err *err);
+void qs_stage_windows_close(qs_stage_windows *w);
+
+/* Local: run/plan/plan.json, checked against this run's rank and layer counts. */
+qs_status qs_stage_plan_read(const qs_stage_ctx *ctx, qs_plan *plan, qs_err *err);
+
+/* SHA-256 of a file of the run directory (rel), QS_ERR_INPUT "missing; <hint>" when absent. */
+qs_status qs_stage_hash_rel(const qs_stage_ctx *ctx, const char *rel, const char *hint,
+                            char hex[65], qs_err *err);
+
+/* Diagnostics, not an output (outside every manifest; differs per rank count and run):
+ * every rank writes <dir>/rss/rank-NNN.json {"rank", "nranks", "first", "count",
+ * "start_rss_bytes" (RSS when the stage's work began), "peak_rss_bytes" (VmHWM since the
+ * last reset), "formula_bytes" (the stage's part of qs_mem_for_stage), "seconds"} and logs
+ * the same line. Read by tests/bench/mem_check.py. A failure only logs. */
+void qs_stage_rss_report(const qs_stage_ctx *ctx, qs_mem_stage stage, int first, int count,
+                         long long start_rss, double seconds);
+
+/* Collective: logs every rank's busy seconds (rank 0) and adds them to ctx->busy. */
+qs_status qs_stage_report_busy(const qs_stage_ctx *ctx, double busy, qs_err *err);
+
+/* Test knob: the value of environment variable `name` (e.g. QS_TEST_STOP_AFTER_LAYERS):
+ * raise the stop flag once that many units were done by this process; 0 when unset. */
+int qs_stage_stop_after(const char *name);
+
+#endif /* QS_STAGE_COMMON_H */
