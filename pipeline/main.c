@@ -22,7 +22,6 @@
 #include "report.h"
 #include "sweep.h"
 #include "verify.h"
-#include "stage.h"
 #include "status.h"
 
 static const char *const USAGE =
