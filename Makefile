@@ -5,7 +5,7 @@ NP    ?= 2
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MPIRUN_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 
-.PHONY: all build check test demo asan bench clean
+.PHONY: all build check test demo asan bench clean rooms-graph
 
 all: build
 
@@ -33,3 +33,7 @@ asan:
 
 clean:
 	rm -rf $(BUILD) build-asan demo-run
+
+# The rooms' CMake target graph shown in docs/design.md.
+rooms-graph:
+	sh tests/rooms/graph.sh docs/rooms.dot

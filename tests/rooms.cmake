@@ -1,0 +1,19 @@
+# The rooms and their arrows (docs/design.md): for each room, a header it may include
+# compiles and a header of every room it must not see fails to compile, with the room's
+# real include path (the transitive INCLUDE_DIRECTORIES CMake builds it with).
+function(qs_add_arrows room allowed)
+  add_test(NAME test_arrows_${room}
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/rooms/check_arrows.sh ${CMAKE_C_COMPILER} ${room}
+            "$<TARGET_PROPERTY:${room},INCLUDE_DIRECTORIES>" ${allowed} ${ARGN})
+  set_tests_properties(test_arrows_${room} PROPERTIES LABELS "unit;rooms")
+endfunction()
+# room       control         forbidden: a header of each room above (or beside) it
+qs_add_arrows(qs_base   half.h     config.h layer.h quant.h safetensors.h comm.h gptq_export.h weights.h stage.h driver.h)
+qs_add_arrows(qs_core   status.h   layer.h quant.h safetensors.h comm.h gptq_export.h weights.h stage.h driver.h)
+qs_add_arrows(qs_model  status.h   config.h rundir.h quant.h safetensors.h comm.h gptq_export.h weights.h stage.h driver.h)
+qs_add_arrows(qs_quant  half.h     config.h rundir.h layer.h safetensors.h comm.h gptq_export.h weights.h stage.h driver.h)
+qs_add_arrows(qs_io     config.h   layer.h quant.h comm.h gptq_export.h weights.h stage.h driver.h)
+qs_add_arrows(qs_mpi    h5store.h  layer.h quant.h gptq_export.h weights.h stage.h driver.h)
+qs_add_arrows(qs_export quant.h    layer.h comm.h weights.h stage.h driver.h)
+qs_add_arrows(qs_lib    comm.h     stage.h driver.h)
+qs_add_arrows(qs_stages weights.h  driver.h report.h)
