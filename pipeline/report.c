@@ -34,6 +34,13 @@ void qs_timings_add(qs_timings *t, const char *name, qs_status status, double wa
     s->cpu_s = cpu_s;
 }
 
+
+/* run_dir/<dir>/layer-NNN.h5 */
+static void layer_path(char *out, size_t n, const char *run_dir, const char *dir, int layer) {
+    char rel[64];
+    qs_rundir_layer_rel(rel, sizeof(rel), dir, layer);
+    snprintf(out, n, "%s/%s", run_dir, rel);
+}
 static const char *status_word(qs_status st) {
     return st == QS_OK ? "done" : st == QS_STOPPED ? "stopped" : "failed";
 }
@@ -193,7 +200,7 @@ static void recon_read(const char *run_dir, int layer, recon_tab *t) {
     int64_t dims[8], cdims[8];
     memset(&h, 0, sizeof(h));
     memset(t, 0, sizeof(*t));
-    snprintf(path, sizeof(path), "%s/recon/layer-%03d.h5", run_dir, layer);
+    layer_path(path, sizeof(path), run_dir, QS_DIR_RECON, layer);
     if (!qs_path_exists(path) || qs_h5_open(&h, path, &e) != QS_OK) return;
     int ok = qs_h5_read(&h, "table/bits", QS_H5_I32, &nd, cdims, (void **)&t->bits, &e) == QS_OK;
     ok = ok && qs_h5_read(&h, "table/group_size", QS_H5_I32, &nd, dims, (void **)&t->gsize, &e) ==
@@ -478,7 +485,7 @@ static int final_error(const char *run_dir, int layer, double *out) {
     int nd = 0, ok = 0;
     int64_t dims[8];
     memset(&h, 0, sizeof(h));
-    snprintf(path, sizeof(path), "%s/final/layer-%03d.h5", run_dir, layer);
+    layer_path(path, sizeof(path), run_dir, QS_DIR_FINAL, layer);
     if (!qs_path_exists(path) || qs_h5_open(&h, path, &e) != QS_OK) return 0;
     if (qs_h5_read(&h, "table/error", QS_H5_F64, &nd, dims, (void **)&v, &e) == QS_OK &&
         nd == 2 && dims[0] == QS_LIN_COUNT) {
@@ -738,7 +745,7 @@ qs_status qs_report_write(const char *run_dir, qs_err *err) {
     section_memory(f, run_dir, &nlayers);
     if (nlayers <= 0) { /* no plan: count the recon files */
         for (;;) {
-            snprintf(path, sizeof(path), "%s/recon/layer-%03d.h5", run_dir, nlayers);
+            layer_path(path, sizeof(path), run_dir, QS_DIR_RECON, nlayers);
             if (!qs_path_exists(path)) break;
             ++nlayers;
         }
@@ -796,7 +803,7 @@ void qs_run_summary_read(const char *run_dir, qs_run_summary *s) {
     cJSON_Delete(root);
     free(text);
     /* size and bpw: search summary, allocation, else a one-candidate run's recon tables */
-    static const char *const SUMS[] = {"search/summary.json", "search/allocation.json", NULL};
+    static const char *const SUMS[] = {"search/summary.json", QS_REL_ALLOCATION, NULL};
     for (int i = 0; SUMS[i] && s->size_bytes < 0; ++i) {
         text = read_rel(run_dir, SUMS[i]);
         root = text ? cJSON_Parse(text) : NULL;
@@ -811,7 +818,7 @@ void qs_run_summary_read(const char *run_dir, qs_run_summary *s) {
         double bytes = 0, weights = 0;
         int l = 0, ok = 1;
         for (;; ++l) {
-            snprintf(path, sizeof(path), "%s/recon/layer-%03d.h5", run_dir, l);
+            layer_path(path, sizeof(path), run_dir, QS_DIR_RECON, l);
             if (!qs_path_exists(path)) break;
             recon_tab t;
             recon_read(run_dir, l, &t);

@@ -275,7 +275,7 @@ static qs_status calib_open(const qs_stage_ctx *ctx, int pass, void **state, qs_
     QS_CHECK(qs_stage_plan_read(ctx, &s->plan, err));
     QS_CHECK(qs_manifest_add_input(&o->inputs, "model", ctx->model_hash, err));
     QS_CHECK(qs_manifest_add_input(&o->inputs, "windows", s->win.hash, err));
-    QS_CHECK(qs_stage_set_units(o, (int)s->d.nlayers, "layer-%03d", err));
+    QS_CHECK(qs_stage_set_units(o, (int)s->d.nlayers, QS_UNIT_LAYER, err));
 done:
     return st;
 }

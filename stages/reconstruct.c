@@ -735,7 +735,7 @@ static qs_status recon_open(const qs_stage_ctx *ctx, int pass, void **state, qs_
     if (s->final) QS_CHECK(final_inputs(ctx, s, o, err));
     /* float inputs' final pass: recon/ holds the results; only the manifest is written */
     if (!(s->final && !s->quantized))
-        QS_CHECK(qs_stage_set_units(o, (int)s->d.nlayers, "layer-%03d", err));
+        QS_CHECK(qs_stage_set_units(o, (int)s->d.nlayers, QS_UNIT_LAYER, err));
 done:
     return st;
 }

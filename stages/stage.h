@@ -24,6 +24,7 @@
 #include "status.h"
 
 #define QS_UNIT_NAME_MAX 64
+#define QS_UNIT_LAYER "layer-%03d" /* the unit name of a per-layer stage */
 
 /* The units of one stage run (driver-owned arrays). */
 typedef struct qs_stage_units {

@@ -126,7 +126,7 @@ static qs_status build_items(const qs_stage_ctx *ctx, const qs_alloc *al, const 
         char lpath[QS_PATH_MAX];
         if (pass >= 1 && pass <= L) {
             char rel[64];
-            snprintf(rel, sizeof(rel), "%s/layer-%03d.h5", ws->src, pass - 1);
+            qs_rundir_layer_rel(rel, sizeof(rel), ws->src, pass - 1);
             QS_CHECK(qs_rundir_path(ctx->rd, rel, lpath, sizeof(lpath), err));
         }
         for (int64_t e = 0; e < ck->nentries; ++e) {
@@ -219,7 +219,7 @@ static qs_status load_codes(const qs_stage_ctx *ctx, const wr_state *ws, const w
     memset(&h, 0, sizeof(h));
     h.file = -1;
     for (int i = 0; i < 4; ++i) *dst[i] = NULL;
-    snprintf(rel, sizeof(rel), "%s/layer-%03d.h5", ws->src, it->layer);
+    qs_rundir_layer_rel(rel, sizeof(rel), ws->src, it->layer);
     QS_CHECK(qs_rundir_path(ctx->rd, rel, path, sizeof(path), err));
     QS_CHECK(qs_h5_open(&h, path, err));
     for (int i = 0; i < 4; ++i) {
@@ -368,7 +368,7 @@ static qs_status write_index(const qs_stage_ctx *ctx, const wr_state *ws, qs_err
     }
     text = cJSON_Print(o);
     if (!text) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (index.json)");
-    QS_CHECK(qs_rundir_path(ctx->rd, "out/index.json", path, sizeof(path), err));
+    QS_CHECK(qs_rundir_path(ctx->rd, QS_DIR_OUT "/index.json", path, sizeof(path), err));
     QS_CHECK(qs_write_file_atomic(path, text, strlen(text), err));
 done:
     cJSON_free(text);
@@ -393,7 +393,7 @@ static qs_status write_export(const qs_stage_ctx *ctx, const wr_state *ws, qs_er
     o.true_sequential = cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED;
     o.damp_percent = cfg->quant.damp;
     o.overwrite = 1;
-    QS_CHECK(qs_rundir_path(ctx->rd, "export", dir, sizeof(dir), err));
+    QS_CHECK(qs_rundir_path(ctx->rd, QS_DIR_EXPORT, dir, sizeof(dir), err));
     QS_CHECK(qs_gptq_export_begin(&x, dir, cfg->model, &o, err));
     for (int64_t i = 0; i < ws->n; ++i) {
         const wr_item *it = &ws->items[i];

@@ -49,7 +49,7 @@ qs_status qs_verify_dir(const char *dir, char *summary, size_t n, qs_err *err) {
         goto done;
     }
     QS_CHECK(qs_rundir_init(&rd, dir, err));
-    QS_CHECK(qs_manifest_read(&m, &rd, "out", &found, err));
+    QS_CHECK(qs_manifest_read(&m, &rd, QS_DIR_OUT, &found, err));
     if (!found)
         QS_THROW(err, QS_ERR_INPUT, "%s: neither a run directory with out/manifest.json nor a "
                  "GPTQ export (model.safetensors or model.safetensors.index.json)", dir);
@@ -63,7 +63,7 @@ qs_status qs_verify_dir(const char *dir, char *summary, size_t n, qs_err *err) {
             QS_THROW(err, QS_ERR_INPUT, "%s: SHA-256 differs from out/manifest.json", path);
     }
     snprintf(summary, n, "%s: %d output(s) match out/manifest.json\n", dir, m.noutputs);
-    QS_CHECK(qs_rundir_path(&rd, "out", path, sizeof(path), err));
+    QS_CHECK(qs_rundir_path(&rd, QS_DIR_OUT, path, sizeof(path), err));
     QS_CHECK(qs_qsource_open_h5(&s, path, err));
     {
         int64_t nl = 0, nt = 0;
@@ -72,7 +72,7 @@ qs_status qs_verify_dir(const char *dir, char *summary, size_t n, qs_err *err) {
                  "%s: HDF5 shards ok (%lld quantized linears, %lld tensors)\n", path,
                  (long long)nl, (long long)nt);
     }
-    QS_CHECK(qs_rundir_path(&rd, "export", path, sizeof(path), err));
+    QS_CHECK(qs_rundir_path(&rd, QS_DIR_EXPORT, path, sizeof(path), err));
     if (is_dir(path)) QS_CHECK(verify_export(path, summary, n, err));
 done:
     qs_qsource_close(&s);
