@@ -50,12 +50,13 @@ static int severity(qs_status st) {
 
 qs_status qs_comm_agree(const qs_comm *c, qs_status local, qs_err *err) {
     if (!c->mpi || c->size == 1) return local;
-    /* (severity, lowest rank with that severity) via MAXLOC on (severity, -rank) */
-    int in[2] = {severity(local), -c->rank};
+    /* (severity, lowest rank with that severity): MAXLOC on (severity, rank) takes the
+     * smallest index among equal values */
+    int in[2] = {severity(local), c->rank};
     int out[2];
     MPI_Allreduce(in, out, 1, MPI_2INT, MPI_MAXLOC, handle(c));
     if (out[0] == 0) return QS_OK;
-    int root = -out[1];
+    int root = out[1];
     struct {
         int code;
         int line;
