@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "candidates.h"
 #include "config.h"
@@ -15,6 +16,7 @@
 #include "rundir.h"
 #include "sha256.h"
 #include "summary.h"
+#include "common.h"
 #include "stage.h"
 
 /* The one process-wide variable: set only by the signal handler, read at unit
@@ -82,6 +84,20 @@ static qs_status config_hash(const qs_config *cfg, char hex[65], qs_err *err) {
     return st;
 }
 
+/* Rank 0: run/stopped.json, the marker that a run stopped durably on a signal (exit 3):
+ * launchers may report the ranks' exit differently (Open MPI's mpiexec returns 1 after a
+ * SIGTERM), so the sbatch template and scripts read the marker. Removed when a run starts. */
+static void write_stop_marker(const qs_rundir *rd, const char *extra, const char *stage) {
+    char path[QS_PATH_MAX], text[256];
+    qs_err e = {0};
+    int n = snprintf(text, sizeof(text),
+                     "{\n  \"stopped\": true,\n  \"signal\": %d,\n  \"stage\": \"%s\"\n}\n",
+                     (int)g_stop_signal, stage ? stage : "");
+    if (qs_rundir_path(rd, QS_REL_STOPPED, path, sizeof(path), &e) == QS_OK)
+        qs_write_file_atomic(path, text, (size_t)n, &e);
+    if (extra && extra[0]) qs_write_file_atomic(extra, text, (size_t)n, &e);
+}
+
 /* Rank 0: checks/creates the run directory and records run.json + config.resolved.yaml.
  * A directory holding another config's run is refused; an existing run needs --resume. */
 static qs_status prepare_rundir(const qs_run_opts *opts, const qs_config *cfg,
@@ -110,6 +126,12 @@ static qs_status prepare_rundir(const qs_run_opts *opts, const qs_config *cfg,
                      "it",
                      rd->root);
         QS_CHECK(qs_rundir_remove_temps(rd, NULL, err)); /* of a process killed mid-write */
+    }
+    {
+        char marker[QS_PATH_MAX];
+        QS_CHECK(qs_rundir_path(rd, QS_REL_STOPPED, marker, sizeof(marker), err));
+        if (qs_path_exists(marker) && unlink(marker) != 0)
+            QS_THROW(err, QS_ERR_RUNTIME, "%s: cannot remove the stop marker", marker);
     }
     QS_CHECK(qs_mkdir_p(rd->root, err));
     {
@@ -262,6 +284,8 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     qs_rundir rd;
     qs_log lg;
     qs_stage_ctx ctx;
+    qs_rundir_lock lock = {-1};
+    const char *where = ""; /* the stage a stop happened in or before */
     memset(&cfg, 0, sizeof(cfg));
     memset(&model, 0, sizeof(model));
     memset(&rd, 0, sizeof(rd));
@@ -285,13 +309,6 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     qs_log_info(&lg, "qshard %s: %d rank(s), model %s (%s, %lld layers), run %s", QS_VERSION,
                 comm->size, cfg.model, model.hf.architecture,
                 (long long)model.hf.num_hidden_layers, cfg.run_dir);
-
-    /* 2. run directory (rank 0), agreed */
-    if (comm->rank == 0)
-        st = prepare_rundir(opts, &cfg, &rd, ctx.config_hash, ctx.model_hash, err);
-    st = qs_comm_agree(comm, st, err);
-    if (st != QS_OK) goto done;
-
     ctx.cfg = &cfg;
     ctx.comm = comm;
     ctx.rd = &rd;
@@ -300,9 +317,21 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     ctx.stop = qs_driver_stop_flag();
     ctx.progress = &progress;
     ctx.busy = &busy;
+
+    /* 2. every input from outside the run directory, before anything is written */
+    st = qs_stages_check_inputs(&ctx, err);
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
+
+    /* 3. run directory (rank 0: locked for the whole run), agreed */
+    if (comm->rank == 0) st = qs_rundir_lock_take(&rd, &lock, err);
+    if (st == QS_OK && comm->rank == 0)
+        st = prepare_rundir(opts, &cfg, &rd, ctx.config_hash, ctx.model_hash, err);
+    st = qs_comm_agree(comm, st, err);
+    if (st != QS_OK) goto done;
     timed = 1;
 
-    /* 3. the stages in the driver's order */
+    /* 4. the stages in the driver's order */
     static const qs_stage *const stages[] = {
         &qs_stage_plan,   &qs_stage_calibrate,          &qs_stage_reconstruct, &qs_stage_search,
         &qs_stage_reconstruct_final, &qs_stage_write, &qs_stage_eval,
@@ -311,6 +340,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); ++i) {
         const qs_stage *sg = stages[i];
         if (sg->needs_eval && !have_eval) continue;
+        where = sg->name;
         if (qs_comm_any(comm, *ctx.stop)) {
             qs_log_info(&lg, "stopped by a signal before %s; completed work is durable",
                         sg->name);
@@ -332,6 +362,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
                 comm->rank, (double)qs_log_peak_rss() / (1024.0 * 1024.0));
 done:
     if (st == QS_ERR_INTERNAL) qs_comm_abort(comm, err);
+    if (timed && st == QS_STOPPED && comm->rank == 0) write_stop_marker(&rd, opts->stop_marker, where);
     if (timed) { /* statuses here are agreed: the gather is safe */
         qs_err e2 = {0};
         qs_status s2 = qs_timings_write(&tm, st, comm, &rd, &e2);
@@ -344,6 +375,7 @@ done:
         }
         if (s2 == QS_OK && st == QS_OK) qs_log_info(&lg, "report: %s/report.md", rd.root);
     }
+    qs_rundir_lock_release(&lock);
     qs_model_close(&model);
     qs_rundir_free(&rd);
     qs_config_free(&cfg);

@@ -13,6 +13,8 @@ typedef struct qs_run_opts {
     const char *const *sets;   /* "key.path=value" overrides, in order */
     int nset;
     int resume;                /* continue an existing run directory */
+    const char *stop_marker;   /* NULL, or a file written (besides run/stopped.json) when the
+                                  run stops durably on a signal */
     int verbose;               /* every rank logs */
     int quiet;
 } qs_run_opts;

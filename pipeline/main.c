@@ -28,8 +28,8 @@ static const char *const USAGE =
     "usage: qshard <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run CONFIG.yaml [--set key.path=value]... [--resume] [--verbose] [--quiet]\n"
-    "                       run the pipeline (under mpirun/srun: one process per rank)\n"
+    "  run CONFIG.yaml [--set key.path=value]... [--resume] [--stop-marker FILE] [--verbose]\n"
+    "      [--quiet]        run the pipeline (under mpirun/srun: one process per rank)\n"
     "  plan CONFIG.yaml --ranks N [--set key.path=value]... [--json]\n"
     "                       print the layer plan and memory per rank without running\n"
     "  inspect MODEL_DIR [--json]\n"
@@ -52,7 +52,8 @@ static const char *const USAGE =
     "(everything completed is durable: rerun with --resume)\n";
 
 static const char *const USAGE_RUN =
-    "usage: qshard run CONFIG.yaml [--set key.path=value]... [--resume] [--verbose] [--quiet]\n"
+    "usage: qshard run CONFIG.yaml [--set key.path=value]... [--resume] [--stop-marker FILE]\n"
+    "         [--verbose] [--quiet]\n"
     "\n"
     "Runs the pipeline described by CONFIG.yaml (docs/config.md) over its run directory.\n"
     "Start it with one process per rank: mpirun -np N qshard run ... or\n"
@@ -61,6 +62,9 @@ static const char *const USAGE_RUN =
     "  --set key.path=value  override one config key (repeatable; lists as [2,3,4])\n"
     "  --resume              continue a run directory that holds this run (same config and\n"
     "                        model; any rank count): completed stages and units are reused\n"
+    "  --stop-marker FILE    when the run stops durably on a signal (exit 3), also write\n"
+    "                        FILE (as RUN_DIR/stopped.json): launchers may report another\n"
+    "                        exit code for the stop (slurm/qshard.sbatch reads it)\n"
     "  --verbose             log from every rank (default: rank 0 only)\n"
     "  --quiet               log nothing but errors\n";
 
@@ -206,6 +210,11 @@ static int cmd_run(int argc, char **argv) {
                 sets[opts.nset++] = a + 6;
             } else if (strcmp(a, "--resume") == 0) {
                 opts.resume = 1;
+            } else if (strcmp(a, "--stop-marker") == 0) {
+                if (i + 1 >= argc)
+                    st = QS_FAIL(&err, QS_ERR_INPUT, "--stop-marker needs a file path");
+                else
+                    opts.stop_marker = argv[++i];
             } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
                 opts.verbose = 1;
             } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {

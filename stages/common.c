@@ -69,6 +69,32 @@ void qs_stage_windows_close(qs_stage_windows *w) {
     qs_tokens_close(&w->tok);
 }
 
+qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, qs_err *err) {
+    const qs_config *cfg = ctx->cfg;
+    qs_stage_windows w;
+    qs_status st = qs_stage_windows_open(ctx, "calibrate", &w, err);
+    if (st == QS_OK) {
+        const double need = (double)w.nsamples * (double)w.seqlen;
+        if (need > (double)w.tok.count)
+            qs_log_info(ctx->log,
+                        "warning: calib: %lld windows x %lld tokens = %.0f tokens from %s, which "
+                        "holds %lld: calibration reads the same tokens %.1f times on average",
+                        (long long)w.nsamples, (long long)w.seqlen, need, cfg->calib.tokens,
+                        (long long)w.tok.count, need / (double)w.tok.count);
+    }
+    qs_stage_windows_close(&w);
+    if (st != QS_OK || !cfg->eval.tokens || !cfg->eval.tokens[0]) return st;
+    qs_tokens tok;
+    memset(&tok, 0, sizeof(tok));
+    if (cfg->eval.seqlen < 2) return QS_FAIL(err, QS_ERR_INPUT, "eval.seqlen must be >= 2");
+    st = qs_tokens_open(&tok, cfg->eval.tokens, ctx->model->hf.vocab_size, err);
+    if (st == QS_OK && tok.count / cfg->eval.seqlen == 0)
+        st = QS_FAIL(err, QS_ERR_INPUT, "%s: %lld tokens, shorter than one window of %lld",
+                     cfg->eval.tokens, (long long)tok.count, (long long)cfg->eval.seqlen);
+    qs_tokens_close(&tok);
+    return st;
+}
+
 qs_status qs_stage_plan_read(const qs_stage_ctx *ctx, qs_plan *plan, qs_err *err) {
     qs_status st = QS_OK;
     char path[QS_PATH_MAX], *text = NULL;

@@ -525,3 +525,54 @@ qs_status qs_unit_records_clear(const qs_rundir *rd, const char *dir, qs_err *er
     closedir(d);
     return st;
 }
+
+/* ---- the run-directory lock ---- */
+
+qs_status qs_rundir_lock_take(const qs_rundir *rd, qs_rundir_lock *lk, qs_err *err) {
+    char path[QS_PATH_MAX], who[256] = "";
+    lk->fd = -1;
+    qs_status st = qs_mkdir_p(rd->root, err);
+    if (st == QS_OK) st = qs_rundir_path(rd, QS_REL_LOCK, path, sizeof(path), err);
+    if (st != QS_OK) return st;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot open the lock file: %s", path,
+                       strerror(errno));
+    struct flock fl;
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        const int e = errno;
+        ssize_t n = pread(fd, who, sizeof(who) - 1, 0);
+        who[n > 0 ? n : 0] = '\0';
+        who[strcspn(who, "\n")] = '\0';
+        close(fd);
+        if (e == EACCES || e == EAGAIN) {
+            char pid[64] = "?", host[192] = "?";
+            sscanf(who, "%63s %191s", pid, host);
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "%s: run directory in use by PID %s on %s (one qshard per run "
+                           "directory; wait for it or stop it)",
+                           rd->root, pid, host);
+        }
+        return QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot lock: %s", path, strerror(e));
+    }
+    char host[128] = "?";
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    int k = snprintf(who, sizeof(who), "%ld %s\n", (long)getpid(), host);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, who, (size_t)k, 0) != (ssize_t)k) {
+        const int e = errno;
+        close(fd);
+        return QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot write the lock file: %s", path,
+                       strerror(e));
+    }
+    lk->fd = fd;
+    return QS_OK;
+}
+
+void qs_rundir_lock_release(qs_rundir_lock *lk) {
+    if (lk->fd >= 0) close(lk->fd); /* closing drops the fcntl lock */
+    lk->fd = -1;
+}

@@ -36,6 +36,7 @@
 #define QS_REL_ALLOCATION "search/allocation.json"
 #define QS_REL_EVAL "eval.json"
 #define QS_REL_EVAL_FLOAT "eval-float.json"
+#define QS_REL_STOPPED "stopped.json"
 
 /* "<dir>/layer-NNN.h5": a per-layer file of a stage directory (calib, recon, final). */
 void qs_rundir_layer_rel(char *rel, size_t n, const char *dir, int layer);
@@ -120,6 +121,22 @@ qs_status qs_manifest_read(qs_manifest *m, const qs_rundir *rd, const char *stag
 qs_status qs_manifest_check(const qs_manifest *have, const qs_manifest *want,
                             const qs_rundir *rd, int *matches, qs_err *err);
 void qs_manifest_free(qs_manifest *m);
+
+/* ---- the run-directory lock ----
+ * One qshard at a time per run directory: rank 0 takes an fcntl write lock on
+ * <root>/lock (holding "PID HOST") before it changes anything, and holds it until exit
+ * (the kernel drops it when the process dies, whatever kills it). */
+#define QS_REL_LOCK "lock"
+
+typedef struct qs_rundir_lock {
+    int fd; /* -1 when not held */
+} qs_rundir_lock;
+
+/* Creates root if needed and takes the lock; another live holder is QS_ERR_INPUT
+ * "ROOT: run directory in use by PID n on HOST". */
+qs_status qs_rundir_lock_take(const qs_rundir *rd, qs_rundir_lock *lk, qs_err *err);
+/* Releases the lock (safe when not held). */
+void qs_rundir_lock_release(qs_rundir_lock *lk);
 
 /* ---- unit records ----
  * A stage's output is made of units (e.g. one layer file); when a unit's files are
