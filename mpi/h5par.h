@@ -31,8 +31,17 @@ typedef struct qs_h5par {
     char tmp[4096];       /* name while writing (same on every rank) */
 } qs_h5par;
 
-/* Collective: creates the file (truncating a stale temp file). Agreed status. */
-qs_status qs_h5par_create(qs_h5par *h, const qs_comm *c, const char *path, qs_err *err);
+/* Collective: creates the file (truncating a stale temp file) and reserves `reserve` bytes
+ * of disk for it (posix_fallocate on rank 0; 0 = no reservation). Reserving the whole file
+ * up front is what keeps a full disk from failing inside HDF5's collective flush and close,
+ * where ranks would hang or crash: it fails here instead, agreed, as QS_ERR_RUNTIME naming
+ * the file, with nothing left behind. Agreed status. */
+qs_status qs_h5par_create(qs_h5par *h, const qs_comm *c, const char *path, int64_t reserve,
+                          qs_err *err);
+
+/* Bytes to reserve for a file of `data` raw bytes in `ndatasets` datasets: the data plus a
+ * bound on HDF5's metadata (superblock, groups, object headers, attributes). */
+int64_t qs_h5par_reserve_bytes(int64_t data, int64_t ndatasets);
 
 /* Collective: creates dataset `name` ("a/b" creates group a) of `type` and shape dims
  * (contiguous, allocated at creation, never filled). Aborts on failure. */

@@ -552,7 +552,13 @@ static qs_status write_shards(const qs_stage_ctx *ctx, const wr_state *ws, qs_er
         st = qs_rundir_path(ctx->rd, rel, path, sizeof(path), err);
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) return st;
-        QS_CHECK(qs_h5par_create(&h, comm, path, err));
+        int64_t data = 0, nd = 0;
+        for (int64_t i = 0; i < ws->n; ++i)
+            if (ws->items[i].shard == s) {
+                data += ws->items[i].bytes;
+                nd += ws->items[i].quant ? 4 : 1;
+            }
+        QS_CHECK(qs_h5par_create(&h, comm, path, qs_h5par_reserve_bytes(data, nd), err));
         qs_h5par_attr_str(&h, NULL, "format", "qshard-shards-1");
         qs_h5par_attr_i64(&h, NULL, "shard", s + 1);
         qs_h5par_attr_i64(&h, NULL, "nshards", ws->nshards);
