@@ -1,5 +1,8 @@
 """restyle.py: Llama-3-style and Qwen2-style tokenizer.json files built around a real GPT-2
-byte-level vocabulary, for when the real Llama-3 / Qwen2 files are not at hand.
+byte-level vocabulary, for when the real Llama-3 / Qwen2 files are not at hand, and the
+Metaspace form of a SentencePiece BPE file (what transformers writes for Llama/Mistral with
+legacy=False: no normalizer, Metaspace with prepend_scheme "first"; and the older
+always-prepend, split form).
 
 The pipeline parts are the ones the real files carry (Llama-3: Split with the Llama-3 regex,
 ByteLevel without its regex, ignore_merges, BOS by TemplateProcessing; Qwen2: NFC, Split with
@@ -54,4 +57,12 @@ def qwen2_style(src):
         {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}
     d["post_processor"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
                            "use_regex": False}
+    return d
+
+
+def metaspace_style(src, scheme, split):
+    d = json.loads(json.dumps(src))
+    d["normalizer"] = None
+    d["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme,
+                          "split": split}
     return d

@@ -13,9 +13,12 @@ empty jsonl documents skipped, and tokenizer_config.json's add_bos_token / add_e
 eos_token separator.
 
 Fixtures: $QS_TOKENIZER_DIR or $QS_SHARED_DIR/fixtures/tokenizers, one directory per
-tokenizer holding tokenizer.json (tests/data/tokenizers/README.md lists the expected ones).
+tokenizer holding tokenizer.json, or a tiktoken ranks file (Meta's tokenizer.model of Llama-3,
+Qwen's qwen.tiktoken) converted here to the published tokenizer.json layout (tiktoken_to_hf.py);
+tests/data/tokenizers/README.md lists them.
 Skips (77) without them unless QS_REQUIRE_SHARED=1.
 """
+import base64
 import json
 import os
 import shutil
@@ -27,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import mixed_corpus  # noqa: E402
 import restyle  # noqa: E402
+import tiktoken_to_hf  # noqa: E402
 
 try:
     from tokenizers import Tokenizer
@@ -106,6 +110,21 @@ def compare(name, tok, got, ref, starts, docs):
     return False
 
 
+def tiktoken_file(d):
+    """The tiktoken ranks file ("base64 rank" lines) in fixture directory d: qwen.tiktoken, or a
+    tokenizer.model that is one (not a SentencePiece model); None."""
+    for name in ("qwen.tiktoken", "tokenizer.model"):
+        path = os.path.join(d, name)
+        try:
+            with open(path, "rb") as f:
+                first = f.readline().split()
+            if len(first) == 2 and first[1].isdigit() and base64.b64decode(first[0], validate=True):
+                return path
+        except (OSError, ValueError):
+            pass
+    return None
+
+
 def family(tj):
     """llama3 / qwen2 (byte-level BPE with their split regex), sentencepiece-bpe (BPE with
     byte_fallback), gpt2 (ByteLevel with its own regex), or other."""
@@ -132,13 +151,22 @@ def stage(tmp, name, tj):
 
 def main():
     fx = fixture_dir()
-    names = sorted(n for n in os.listdir(fx) if os.path.isfile(os.path.join(fx, n, "tokenizer.json")))
+    names = sorted(n for n in os.listdir(fx) if os.path.isfile(os.path.join(fx, n, "tokenizer.json"))
+                   or tiktoken_file(os.path.join(fx, n)))
     tmp = tempfile.mkdtemp(prefix="qs-tokref-")
     ok = True
     try:
         cases = []
+        restyled_gpt2 = restyled_spm = False
         for n in names:
-            tj = json.load(open(os.path.join(fx, n, "tokenizer.json"), encoding="utf-8"))
+            path = os.path.join(fx, n, "tokenizer.json")
+            if os.path.isfile(path):
+                tj = json.load(open(path, encoding="utf-8"))
+            else:  # a tiktoken ranks file (Llama-3's tokenizer.model, qwen.tiktoken): converted here
+                src = tiktoken_file(os.path.join(fx, n))
+                tj = tiktoken_to_hf.convert(src, "qwen2" if src.endswith("qwen.tiktoken") else "llama3")
+                n += ":converted"
+
             try:
                 Tokenizer.from_str(json.dumps(tj))
             except Exception as e:  # the library refuses it too: not a reference
@@ -147,9 +175,15 @@ def main():
             cases.append((n, tj))
             pre = json.dumps(tj.get("pre_tokenizer"))
             if '"ByteLevel"' in pre and tj["model"].get("type") == "BPE" and "Split" not in pre \
-                    and len(tj["model"]["vocab"]) >= 50000:
+                    and len(tj["model"]["vocab"]) >= 50000 and not restyled_gpt2:
                 cases.append((n + ":llama3-style", restyle.llama3_style(tj)))
                 cases.append((n + ":qwen2-style", restyle.qwen2_style(tj)))
+                restyled_gpt2 = True
+            if tj["model"].get("byte_fallback") and json.dumps(tj.get("normalizer")).count("Prepend") \
+                    and not restyled_spm:
+                cases.append((n + ":metaspace-first", restyle.metaspace_style(tj, "first", False)))
+                cases.append((n + ":metaspace-always-split", restyle.metaspace_style(tj, "always", True)))
+                restyled_spm = True
         if not cases:
             print(f"FAIL: no usable tokenizer.json under {fx}")
             return 1
