@@ -318,13 +318,14 @@ static int split_added(qs_tokenizer *t, const tk_trie *tr, const char *s, size_t
         }
         const tk_added *a = &t->added[k];
         size_t start = i, stop = i + len;
+        /* the next match is searched after this raw match, whatever lstrip/rstrip or
+         * single_word make of it (the library's automaton iterates raw matches): a token
+         * inside stripped whitespace is still emitted, and `last` may move back */
+        i = stop;
         if (a->single_word) {
             int start_space = start == 0 || !word_char_at(t, s, prev_cp(s, start));
             int stop_space = stop == n || !word_char_at(t, s, stop);
-            if (!start_space || !stop_space) {
-                i = stop; /* the match is consumed, as the automaton's iterator does */
-                continue;
-            }
+            if (!start_space || !stop_space) continue;
         }
         if (a->lstrip) {
             size_t ns = start;
@@ -347,7 +348,6 @@ static int split_added(qs_tokenizer *t, const tk_trie *tr, const char *s, size_t
             return -1;
         if (list_token(out, a->id) != 0) return -1;
         last = stop;
-        i = stop;
     }
     if (last < n && list_text(out, s + last, n - last, orig0 && last == 0) != 0) return -1;
     return 0;

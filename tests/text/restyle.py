@@ -2,7 +2,8 @@
 byte-level vocabulary, for when the real Llama-3 / Qwen2 files are not at hand, and the
 Metaspace form of a SentencePiece BPE file (what transformers writes for Llama/Mistral with
 legacy=False: no normalizer, Metaspace with prepend_scheme "first"; and the older
-always-prepend, split form).
+always-prepend, split form), and a file whose added tokens carry every flag (lstrip, rstrip,
+single_word, normalized) in turn, plus ordinary words added as single-word tokens.
 
 The pipeline parts are the ones the real files carry (Llama-3: Split with the Llama-3 regex,
 ByteLevel without its regex, ignore_merges, BOS by TemplateProcessing; Qwen2: NFC, Split with
@@ -65,4 +66,22 @@ def metaspace_style(src, scheme, split):
     d["normalizer"] = None
     d["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme,
                           "split": split}
+    return d
+
+
+def added_flags(src):
+    """Every added token gets one combination of lstrip / rstrip / single_word / normalized
+    (cycling), and words that occur in the test text are added as tokens too."""
+    d = json.loads(json.dumps(src))
+    n = max([a["id"] for a in d.get("added_tokens", [])] + list(d["model"]["vocab"].values())) + 1
+    words = ["the", "ing", "doc", "Hello", "\u4e2d\u6587", "x[i]", "  ", "<s>x"]
+    for i, w in enumerate(words):
+        d["added_tokens"].append({"id": n + i, "content": w, "single_word": False, "lstrip": False,
+                                  "rstrip": False, "normalized": False, "special": False})
+    for i, a in enumerate(d["added_tokens"]):
+        k = i % 6
+        a["lstrip"] = k in (0, 3)
+        a["rstrip"] = k in (1, 3)
+        a["single_word"] = k in (2, 4)
+        a["normalized"] = k in (4, 5) and not a["special"]
     return d

@@ -183,6 +183,7 @@ def main():
                     and not restyled_spm:
                 cases.append((n + ":metaspace-first", restyle.metaspace_style(tj, "first", False)))
                 cases.append((n + ":metaspace-always-split", restyle.metaspace_style(tj, "always", True)))
+                cases.append((n + ":added-flags", restyle.added_flags(tj)))
                 restyled_spm = True
         if not cases:
             print(f"FAIL: no usable tokenizer.json under {fx}")

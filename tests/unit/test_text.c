@@ -119,6 +119,7 @@ static void test_bpe(void) {
     add(&b, "<unk>", 7);
     add(&b, "<0xC3>", 8);
     add(&b, "<0xA9>", 9);
+    add(&b, "ca", 10); /* no merge makes it: only ignore_merges gives it */
     merge(&b, "b", "c", 0);  /* bc before ab: "abc" = a + bc */
     merge(&b, "a", "b", 1);
     merge(&b, "a", "bc", 2);
@@ -128,6 +129,9 @@ static void test_bpe(void) {
     CHECK(encode_is(&b, "abc", (uint32_t[]){5}, 1), "bpe abc");
     CHECK(encode_is(&b, "abab", (uint32_t[]){3, 3}, 2), "bpe abab");
     CHECK(encode_is(&b, "aaa", (uint32_t[]){6, 0}, 2), "bpe aaa: leftmost pair first");
+    /* lowest rank first everywhere: bc, bc, then a+bc twice (a+b entries are stale), a+a */
+    CHECK(encode_is(&b, "abcabcaa", (uint32_t[]){5, 5, 6}, 3), "bpe abcabcaa: merge order");
+    CHECK(encode_is(&b, "ca", (uint32_t[]){2, 0}, 2), "bpe ca without ignore_merges");
     CHECK(encode_is(&b, "xyab", (uint32_t[]){7, 7, 3}, 3), "bpe unknowns, not fused");
     b.fuse_unk = 1;
     CHECK(encode_is(&b, "yxab", (uint32_t[]){7, 3}, 2), "bpe unknowns fused");
@@ -135,6 +139,9 @@ static void test_bpe(void) {
     CHECK(encode_is(&b, "\xc3\xa9z", (uint32_t[]){8, 9, 7}, 3), "bpe byte fallback, then unknown");
     b.ignore_merges = 1;
     CHECK(encode_is(&b, "bc", (uint32_t[]){4}, 1), "bpe ignore_merges");
+    CHECK(encode_is(&b, "cab", (uint32_t[]){2, 3}, 2), "bpe ignore_merges: not in the vocabulary");
+    qs_strtab_clear(&b.cache); /* the flag changed after "ca" was cached */
+    CHECK(encode_is(&b, "ca", (uint32_t[]){10}, 1), "bpe ignore_merges: the word is a token");
     qs_bpe_free(&b);
 }
 
