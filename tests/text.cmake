@@ -8,3 +8,7 @@ set_property(TEST test_tokenize_errors APPEND PROPERTY ENVIRONMENT "QS_MPIEXEC=$
 qs_add_script(test_tokenize_ref LABELS "pypi;shared;mpi"
   COMMAND ${QS_PYPI} ${CMAKE_CURRENT_SOURCE_DIR}/text/test_tokenize_ref.py TIMEOUT 1200)
 set_property(TEST test_tokenize_ref APPEND PROPERTY ENVIRONMENT "QS_MPIEXEC=${MPIEXEC_EXECUTABLE} --oversubscribe")
+# the shared fixtures' calib.u32 again from its text: tok512.model as tokenizer.json
+qs_add_script(test_tokenize_tinyllama LABELS "pypi;shared;mpi"
+  COMMAND ${QS_PYPI} ${CMAKE_CURRENT_SOURCE_DIR}/text/test_tokenize_tinyllama.py TIMEOUT 600)
+set_property(TEST test_tokenize_tinyllama APPEND PROPERTY ENVIRONMENT "QS_MPIEXEC=${MPIEXEC_EXECUTABLE} --oversubscribe")

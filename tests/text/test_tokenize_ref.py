@@ -38,7 +38,7 @@ except ImportError:
     print("skip: the tokenizers package is missing")
     sys.exit(77)
 
-QS_BIN = os.environ["QS_BIN"]
+QS_BIN = os.environ.get("QS_BIN", "")
 MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
 NBYTES = int(os.environ.get("QS_TOKENIZE_TEST_BYTES", str(1100 * 1000)))
 
