@@ -173,6 +173,53 @@ done:
     return st;
 }
 
+#define ORDERED_SINK_TAG 4301
+
+qs_status qs_comm_ordered_sink(const qs_comm *c, const void *buf, size_t nbytes, int root,
+                               qs_comm_sink sink, void *ctx, qs_err *err) {
+    qs_status st = QS_OK;
+    void *sizes = NULL;
+    size_t *counts = NULL;
+    unsigned char *rbuf = NULL;
+    if (!c->mpi || c->size == 1) return nbytes ? sink(ctx, buf, nbytes, err) : QS_OK;
+    uint64_t mine = nbytes;
+    QS_CHECK(qs_comm_gatherv(c, &mine, sizeof(mine), root, &sizes, &counts, err));
+    if (c->rank != root) {
+        if (nbytes) qs_comm_send(c, buf, nbytes, root, ORDERED_SINK_TAG);
+        goto done;
+    }
+    size_t rcap = 0;
+    qs_status sink_st = QS_OK;
+    for (int r = 0; r < c->size; ++r) {
+        uint64_t n;
+        memcpy(&n, (unsigned char *)sizes + sizeof(uint64_t) * (size_t)r, sizeof(n));
+        if (n == 0) continue;
+        const void *part = buf;
+        if (r != root) {
+            if (n > rcap) {
+                unsigned char *nb = realloc(rbuf, (size_t)n);
+                if (!nb) { /* other ranks are blocked in their sends: abort all */
+                    qs_err e = {0};
+                    QS_FAIL(&e, QS_ERR_RUNTIME, "out of memory (%llu bytes from rank %d)",
+                            (unsigned long long)n, r);
+                    qs_comm_abort(c, &e);
+                }
+                rbuf = nb;
+                rcap = (size_t)n;
+            }
+            qs_comm_recv(c, rbuf, (size_t)n, r, ORDERED_SINK_TAG);
+            part = rbuf;
+        }
+        if (sink_st == QS_OK) sink_st = sink(ctx, part, (size_t)n, err);
+    }
+    st = sink_st;
+done:
+    free(sizes);
+    free(counts);
+    free(rbuf);
+    return st;
+}
+
 void qs_comm_max_double(const qs_comm *c, double *vals, int n) {
     if (!c->mpi || c->size == 1) return;
     MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_MAX, handle(c));

@@ -60,6 +60,15 @@ void qs_comm_bcast(const qs_comm *c, void *buf, size_t nbytes, int root);
 qs_status qs_comm_gatherv(const qs_comm *c, const void *buf, size_t nbytes, int root,
                           void **out, size_t **counts, qs_err *err);
 
+/* Collective: every rank's `nbytes` bytes reach `sink` on rank `root` in rank order (rank 0's,
+ * then rank 1's, ...), one call per rank with a non-empty buffer, without gathering them all
+ * into one buffer (each rank's part travels point to point, any size). The root keeps
+ * receiving after a sink failure (no rank is left blocked) and returns the first one.
+ * Other ranks return QS_OK. A serial comm calls sink once with buf. */
+typedef qs_status (*qs_comm_sink)(void *ctx, const void *buf, size_t nbytes, qs_err *err);
+qs_status qs_comm_ordered_sink(const qs_comm *c, const void *buf, size_t nbytes, int root,
+                               qs_comm_sink sink, void *ctx, qs_err *err);
+
 /* Collective: element-wise max / sum of doubles in rank order (sum is computed on rank 0
  * in rank order, then broadcast, so the result does not depend on MPI's reduction tree). */
 void qs_comm_max_double(const qs_comm *c, double *vals, int n);

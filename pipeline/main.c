@@ -18,11 +18,14 @@
 #include "hf_model.h"
 #include "synth.h"
 #include "comm.h"
+#include "corpus.h"
 #include "layer_plan.h"
 #include "report.h"
 #include "sweep.h"
 #include "verify.h"
 #include "status.h"
+#include "text_tokens.h"
+#include "tokenizer.h"
 
 static const char *const USAGE =
     "usage: qshard <command> [options]\n"
@@ -42,6 +45,9 @@ static const char *const USAGE =
     "  report RUN_DIR       (re)write RUN_DIR/report.md and its SVG plots from the run's files\n"
     "  verify RUN_DIR|EXPORT_DIR\n"
     "                       check a run's written shards and export (manifest, checksums, shapes)\n"
+    "  tokenize --tokenizer MODEL_DIR|tokenizer.json IN... OUT.u32\n"
+    "                       text (.txt, .jsonl, directories) to a token file with the model's\n"
+    "                       tokenizer (under mpirun: documents split over ranks)\n"
     "  synth-model --arch llama|mistral|qwen2 --layers N --hidden H [...] OUT_DIR\n"
     "                       write a deterministic synthetic model in Hugging Face layout\n"
     "\n"
@@ -147,6 +153,21 @@ static const char *const USAGE_COLLECT =
     "search/summary.json or allocation.json, recon tables) and writes DIR/results.csv and\n"
     "DIR/results.md: point, overrides, size bytes, bpw, perplexity (quantized), float\n"
     "perplexity, time, status (done | failed | missing). Prints the markdown table.\n";
+static const char *const USAGE_TOKENIZE =
+    "usage: qshard tokenize --tokenizer MODEL_DIR|tokenizer.json [--text-field NAME] [--quiet]\n"
+    "         IN... OUT.u32|OUT.u16\n"
+    "\n"
+    "Tokenizes text with the model's Hugging Face tokenizer (tokenizer.json, and\n"
+    "tokenizer_config.json beside it) into a token file for calib.tokens / eval.tokens:\n"
+    "raw little-endian ids, the documents' ids concatenated in order (docs/text.md).\n"
+    "Each IN is a .txt file (documents separated by blank lines), a .jsonl file (one\n"
+    "object per line, the document in its string field NAME, default \"text\") or a\n"
+    "directory (every .txt and .jsonl file below it, in sorted order). Each document is\n"
+    "encoded with the tokenizer's special tokens (BOS and/or EOS); when it adds none, the\n"
+    "tokenizer_config.json eos_token ends each document.\n"
+    "Under mpirun -np N the documents are split over the ranks; the file is the same for\n"
+    "any N. It is written to a temp name and renamed when complete.\n";
+
 static const char *const USAGE_VERIFY =
     "usage: qshard verify RUN_DIR|EXPORT_DIR\n"
     "\n"
@@ -174,6 +195,82 @@ static int parse_i64(const char *s, long long lo, long long hi, long long *out) 
     if (errno || *end || v < lo || v > hi) return -1;
     *out = v;
     return 0;
+}
+
+/* ---- tokenize ---- */
+
+static int cmd_tokenize(int argc, char **argv) {
+    qs_comm comm;
+    qs_err err = {0};
+    qs_status st = qs_comm_init(&comm, &argc, &argv, &err);
+    if (st != QS_OK) {
+        fprintf(stderr, "qshard: error: %s\n", err.msg);
+        return 1;
+    }
+    const char *tok_path = NULL, *field = "text";
+    int help = 0, quiet = 0, nin = 0;
+    const char **ins = calloc((size_t)argc + 1, sizeof(char *));
+    qs_tokenizer *tok = NULL;
+    qs_corpus corpus;
+    memset(&corpus, 0, sizeof(corpus));
+    if (!ins) st = QS_FAIL(&err, QS_ERR_RUNTIME, "out of memory");
+    for (int i = 2; i < argc && st == QS_OK; ++i) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            help = 1;
+        } else if (strcmp(a, "--tokenizer") == 0 || strcmp(a, "--text-field") == 0) {
+            if (i + 1 >= argc)
+                st = QS_FAIL(&err, QS_ERR_INPUT, "tokenize: %s needs a value (see 'qshard tokenize --help')",
+                             a);
+            else if (a[2] == 't' && a[3] == 'o')
+                tok_path = argv[++i];
+            else
+                field = argv[++i];
+        } else if (strncmp(a, "--tokenizer=", 12) == 0) {
+            tok_path = a + 12;
+        } else if (strncmp(a, "--text-field=", 13) == 0) {
+            field = a + 13;
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            quiet = 1;
+        } else if (a[0] == '-' && a[1]) {
+            st = QS_FAIL(&err, QS_ERR_INPUT, "tokenize: unknown option '%s' (see 'qshard tokenize --help')",
+                         a);
+        } else {
+            ins[nin++] = a;
+        }
+    }
+    if (help && st == QS_OK) {
+        if (comm.rank == 0) fputs(USAGE_TOKENIZE, stdout);
+        goto out;
+    }
+    if (st == QS_OK && !tok_path)
+        st = QS_FAIL(&err, QS_ERR_INPUT, "tokenize: missing --tokenizer MODEL_DIR|tokenizer.json (see 'qshard tokenize --help')");
+    if (st == QS_OK && nin < 2)
+        st = QS_FAIL(&err, QS_ERR_INPUT, "tokenize: need at least one input and OUT.u32 (see 'qshard tokenize --help')");
+    if (st == QS_OK && !*field) st = QS_FAIL(&err, QS_ERR_INPUT, "tokenize: --text-field is empty");
+    if (st == QS_OK) st = qs_tokenizer_load(tok_path, &tok, &err);
+    if (st == QS_OK) st = qs_corpus_open(&corpus, ins, nin - 1, field, &err);
+    st = qs_comm_agree(&comm, st, &err);
+    if (st == QS_OK) {
+        const char *out_path = ins[nin - 1];
+        qs_text_tokens_stats stats;
+        double t0 = qs_log_now();
+        st = qs_text_tokens_write(&comm, tok, &corpus, out_path, &stats, &err);
+        double dt = qs_log_now() - t0;
+        if (st == QS_OK && comm.rank == 0 && !quiet)
+            printf("tokenize: %lld documents, %llu bytes -> %lld tokens in %s (%d rank%s, %.2f s, %.2f MB/s)\n",
+                   (long long)stats.docs, (unsigned long long)stats.bytes, (long long)stats.tokens, out_path,
+                   comm.size, comm.size == 1 ? "" : "s", dt, dt > 0 ? (double)stats.bytes / dt / 1e6 : 0.0);
+        if (st == QS_ERR_INTERNAL) qs_comm_abort(&comm, &err);
+    }
+out:
+    if (st != QS_OK && comm.rank == 0) fprintf(stderr, "qshard: error: %s\n", err.msg);
+    qs_corpus_close(&corpus);
+    qs_tokenizer_free(tok);
+    free(ins);
+    fflush(stdout);
+    qs_comm_finalize(&comm);
+    return qs_status_exit_code(st);
 }
 
 /* ---- run ---- */
@@ -731,6 +828,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "plan") == 0) return cmd_plan(argc, argv);
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
     if (strcmp(cmd, "synth-model") == 0) return cmd_synth(argc, argv);
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(cmd, "report") == 0) return cmd_report(argc, argv);
     if (strcmp(cmd, "sweep") == 0) return cmd_sweep(argc, argv);

@@ -17,3 +17,4 @@ qs_add_arrows(qs_mpi    h5store.h  layer.h quant.h gptq_export.h weights.h stage
 qs_add_arrows(qs_export quant.h    layer.h comm.h weights.h stage.h driver.h)
 qs_add_arrows(qs_lib    comm.h     stage.h driver.h)
 qs_add_arrows(qs_stages weights.h  driver.h report.h)
+qs_add_arrows(qs_text   config.h   layer.h quant.h safetensors.h comm.h gptq_export.h weights.h stage.h driver.h)
