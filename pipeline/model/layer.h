@@ -115,7 +115,8 @@ typedef struct qs_layer_workspace {
 void qs_model_dims_from_hf(qs_model_dims *d, const struct qs_hf_config *cfg);
 
 /* Checks dims for the kernels: positive sizes, even head_dim, heads % kv_heads == 0,
- * eps > 0, theta > 0, rope factors sane, 0 <= nlayers <= QS_MODEL_MAX_LAYERS, windows >= 0. QS_ERR_INPUT naming the key on failure. */
+ * eps > 0, theta > 0, rope factors sane, 0 <= nlayers <= QS_MODEL_MAX_LAYERS, layer
+ * windows >= 0. QS_ERR_INPUT naming the key on failure. */
 qs_status qs_model_dims_check(const qs_model_dims *d, qs_err *err);
 
 /* Bytes a layer workspace for (max_nseq, max_seqlen) allocates. */

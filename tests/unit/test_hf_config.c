@@ -228,11 +228,11 @@ static void test_mistral_qwen2(void) {
     snprintf(buf, sizeof(buf),
              "{%s,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\"]}", q);
     bad(buf, "layer_types");
-    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\","
-             "\"chunked_attention\",\"full_attention\",\"full_attention\"]}", q);
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"layer_types\":["
+             "\"full_attention\",\"chunked_attention\",\"full_attention\",\"full_attention\"]}", q);
     bad(buf, "layer_types' entry 1");
-    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\","
-             "\"full_attention\",3,\"full_attention\"]}", q);
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"layer_types\":["
+             "\"full_attention\",\"full_attention\",3,\"full_attention\"]}", q);
     bad(buf, "layer_types' entry 2");
     snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":false,\"layer_types\":["
              "\"full_attention\",\"full_attention\",\"full_attention\",\"sliding_attention\"]}", q);

@@ -164,7 +164,8 @@ static void write_spec(const tcase *c, const char *dir) {
     char path[1024], wins[256] = "";
     for (int64_t l = 0; l < d->nlayers; ++l) {
         size_t n = strlen(wins);
-        snprintf(wins + n, sizeof(wins) - n, "%s%lld", l ? ", " : "", (long long)d->layer_window[l]);
+        snprintf(wins + n, sizeof(wins) - n, "%s%lld", l ? ", " : "",
+                 (long long)d->layer_window[l]);
     }
     snprintf(path, sizeof(path), "%s/spec.json", dir);
     FILE *f = fopen(path, "w");
