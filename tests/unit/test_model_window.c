@@ -124,8 +124,9 @@ static void run_case(const char *data, const char *name) {
     CHECK(strcmp(got, want) == 0, "%s: layer windows [%s ] != transformers' [%s ]", name, got,
           want);
 
-    lw = calloc((size_t)d.nlayers, sizeof(*lw));
-    lws = calloc((size_t)d.nlayers, sizeof(*lws));
+    const size_t nl = d.nlayers > 0 ? (size_t)d.nlayers : 1;
+    lw = calloc(nl, sizeof(*lw));
+    lws = calloc(nl, sizeof(*lws));
     for (int64_t l = 0; l < d.nlayers; ++l) {
         if (qs_weights_load_layer(&m, &d, (int)l, &lw[l], &err) != QS_OK) {
             CHECK(0, "%s: layer %lld: %s", name, (long long)l, err.msg);
