@@ -365,7 +365,8 @@ static qs_status chunk_compute(void *vr, int64_t c, int64_t s0, int64_t ns, floa
     const double tb = qs_log_now();
     for (int i = 0; i < r->nown && st == QS_OK; ++i) {
         r->hctx.acc = &r->acc[i];
-        st = qs_layer_forward(&r->lw[i].w, &r->s->d, x, (int)ns, (int)T, &r->ws, &hooks, err);
+        st = qs_layer_forward(&r->lw[i].w, &r->s->d, r->first + i, x, (int)ns, (int)T, &r->ws,
+                              &hooks, err);
         r->acc[i].tokens += ns * T;
     }
     if (r->ctx->busy) *r->ctx->busy += qs_log_now() - tb;

@@ -397,7 +397,7 @@ done:
  * rank r, float layer, partials by the hook); after each round rank 0 adds the round's
  * partials in chunk order into its f64 accumulators; then H is finalized on rank 0 and
  * broadcast (into q->Hf). Collective. */
-static qs_status seq_hessians(seq_rank *q, qs_err *err) {
+static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = q->ctx->comm;
     const int rank = comm->rank, P = comm->size;
@@ -414,8 +414,8 @@ static qs_status seq_hessians(seq_rank *q, qs_err *err) {
             const int64_t s0 = c * q->CS, ns = q->S - s0 < q->CS ? q->S - s0 : q->CS;
             memcpy(q->tmp, q->X + k * q->CS * q->T * q->Hd,
                    sizeof(float) * (size_t)(ns * q->T * q->Hd));
-            st = qs_layer_forward(&q->lw.w, &q->s->d, q->tmp, (int)ns, (int)q->T, &q->ws, &hooks,
-                                  err);
+            st = qs_layer_forward(&q->lw.w, &q->s->d, l, q->tmp, (int)ns, (int)q->T, &q->ws,
+                                  &hooks, err);
         }
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) return st;
@@ -556,8 +556,8 @@ static qs_status seq_propagate(seq_rank *q, int l, const int *lsel, qs_err *err)
                                          (const char(*)[QS_QUANT_NAME_MAX])names, err));
     for (int64_t j = 0; j < q->nloc; ++j) {
         const int64_t s0 = (j * P + rank) * q->CS, ns = q->S - s0 < q->CS ? q->S - s0 : q->CS;
-        QS_CHECK(qs_layer_forward(&q->lq.w, &q->s->d, q->X + j * q->CS * q->T * q->Hd, (int)ns,
-                                  (int)q->T, &q->ws, NULL, err));
+        QS_CHECK(qs_layer_forward(&q->lq.w, &q->s->d, l, q->X + j * q->CS * q->T * q->Hd,
+                                  (int)ns, (int)q->T, &q->ws, NULL, err));
     }
 done:
     return st;
@@ -606,7 +606,7 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, recon_state *s, qs_err *
                 cend[k] = lsel ? (lsel[k] >= 0 ? lsel[k] + 1 : 0) : cs->n;
                 if (cend[k] > cfirst[k]) need[qs_linear_group_of((qs_linear_kind)k)] = 1;
             }
-            QS_CHECK(seq_hessians(&q, err));
+            QS_CHECK(seq_hessians(&q, l, err));
             QS_CHECK(seq_factors(&q, need, err));
             QS_CHECK(seq_solve(&q, l, cfirst, cend, lsel, err));
             ++written;

@@ -262,39 +262,69 @@ done:
     return st;
 }
 
-/* Qwen2 sliding window layers: from `layer_types` if given (full... then sliding...), else
- * max_window_layers (HF default 28). */
+/* The window as written: absent -> def; null -> 0 (no window); else an integer >= 1. */
+static qs_status get_window(const char *path, const cJSON *root, int64_t def, int64_t *out,
+                            qs_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    if (!v) {
+        *out = def;
+        return QS_OK;
+    }
+    if (cJSON_IsNull(v)) {
+        *out = 0;
+        return QS_OK;
+    }
+    qs_status st = get_int(path, root, "", "sliding_window", 1, 0, 0, INT_FIELD_MAX, out, err);
+    if (st == QS_OK && *out == 0)
+        st = QS_FAIL(err, QS_ERR_INPUT,
+                     "%s: key 'sliding_window' = 0 would hide every key; use null for no "
+                     "window", path);
+    return st;
+}
+
+/* Qwen2's per-layer attention types, as transformers' Qwen2Config resolves them:
+ *   sliding_window = use_sliding_window (default false) ? sliding_window (default 4096,
+ *     null = none) : none;
+ *   layer_types given: its entries ("full_attention", "sliding_attention"; the legacy
+ *     "attention" means full), one per layer;
+ *   else layer l slides iff a window is set and l >= max_window_layers (default 28).
+ * A sliding_attention layer without a window makes transformers' forward fail: refused. */
 static qs_status parse_qwen2_window(const char *path, const cJSON *root, qs_hf_config *cfg,
                                     qs_err *err) {
     qs_status st = QS_OK;
     int use = 0;
+    const int64_t L = cfg->num_hidden_layers;
     QS_CHECK(get_bool(path, root, "use_sliding_window", 0, &use, err));
-    if (!use) {
-        cfg->sliding_window = 0;
-        goto done;
-    }
-    QS_CHECK(get_int(path, root, "", "sliding_window", 0, 4096, 1, INT_FIELD_MAX,
-                     &cfg->sliding_window, err));
-    QS_CHECK(get_int(path, root, "", "max_window_layers", 0, 28, 0, INT_FIELD_MAX,
-                     &cfg->sliding_window_first_layer, err));
+    cfg->sliding_window = 0;
+    if (use) QS_CHECK(get_window(path, root, 4096, &cfg->sliding_window, err));
     const cJSON *lt = item(root, "layer_types");
     if (lt) {
-        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != (int)cfg->num_hidden_layers)
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != (int)L)
             QS_THROW(err, QS_ERR_INPUT,
-                     "%s: key 'layer_types' must be a list of num_hidden_layers strings", path);
-        int64_t first = cfg->num_hidden_layers, i = 0;
+                     "%s: key 'layer_types' must be a list of num_hidden_layers (%lld) strings",
+                     path, (long long)L);
+        int64_t i = 0;
         for (const cJSON *c = lt->child; c; c = c->next, ++i) {
-            int sliding = cJSON_IsString(c) && strcmp(c->valuestring, "sliding_attention") == 0;
-            int full = cJSON_IsString(c) && strcmp(c->valuestring, "full_attention") == 0;
+            const char *t = cJSON_IsString(c) ? c->valuestring : "";
+            int sliding = strcmp(t, "sliding_attention") == 0;
+            int full = strcmp(t, "full_attention") == 0 || strcmp(t, "attention") == 0;
             if (!sliding && !full)
-                QS_THROW(err, QS_ERR_INPUT, "%s: key 'layer_types' entry %lld is not "
-                         "full_attention or sliding_attention", path, (long long)i);
-            if (sliding && first == cfg->num_hidden_layers) first = i;
-            if (full && first < cfg->num_hidden_layers)
-                QS_THROW(err, QS_ERR_INPUT, "%s: key 'layer_types': full_attention after "
-                         "sliding_attention is not supported", path);
+                QS_THROW(err, QS_ERR_INPUT,
+                         "%s: key 'layer_types' entry %lld is not \"full_attention\" or "
+                         "\"sliding_attention\"",
+                         path, (long long)i);
+            if (sliding && cfg->sliding_window == 0)
+                QS_THROW(err, QS_ERR_INPUT,
+                         "%s: key 'layer_types' entry %lld is sliding_attention but there is "
+                         "no window (use_sliding_window false or sliding_window null)",
+                         path, (long long)i);
+            cfg->layer_sliding[i] = (unsigned char)sliding;
         }
-        cfg->sliding_window_first_layer = first;
+    } else if (cfg->sliding_window > 0) {
+        int64_t mwl = 0;
+        QS_CHECK(get_int(path, root, "", "max_window_layers", 0, 28, 0, INT_FIELD_MAX, &mwl,
+                         err));
+        for (int64_t l = mwl; l < L; ++l) cfg->layer_sliding[l] = 1;
     }
 done:
     return st;
@@ -326,8 +356,8 @@ qs_status qs_hf_config_read(qs_hf_config *cfg, const char *path, qs_err *err) {
                      err));
     QS_CHECK(get_int(path, root, "", "num_attention_heads", 1, 0, 1, M,
                      &cfg->num_attention_heads, err));
-    QS_CHECK(get_int(path, root, "", "num_hidden_layers", 1, 0, 1, M, &cfg->num_hidden_layers,
-                     err));
+    QS_CHECK(get_int(path, root, "", "num_hidden_layers", 1, 0, 1, QS_HF_MAX_LAYERS,
+                     &cfg->num_hidden_layers, err));
     QS_CHECK(get_int(path, root, "", "vocab_size", 1, 0, 1, M, &cfg->vocab_size, err));
     QS_CHECK(get_int(path, root, "", "num_key_value_heads", 0, cfg->num_attention_heads, 1, M,
                      &cfg->num_key_value_heads, err));
@@ -370,11 +400,12 @@ qs_status qs_hf_config_read(qs_hf_config *cfg, const char *path, qs_err *err) {
         cfg->qkv_bias = cfg->attention_bias;
         cfg->o_bias = cfg->attention_bias;
         break;
-    case QS_ARCH_MISTRAL: /* no biases anywhere; absent window = HF default 4096, null = none */
-        if (!cJSON_GetObjectItemCaseSensitive(root, "sliding_window")) cfg->sliding_window = 4096;
-        else QS_CHECK(get_int(path, root, "", "sliding_window", 0, 0, 0, M,
-                              &cfg->sliding_window, err));
-        cfg->sliding_window_first_layer = 0;
+    case QS_ARCH_MISTRAL: /* no biases anywhere; one window for every layer (absent = HF
+                             default 4096, null = none); layer_types is ignored, as
+                             MistralForCausalLM ignores it */
+        QS_CHECK(get_window(path, root, 4096, &cfg->sliding_window, err));
+        for (int64_t l = 0; l < cfg->num_hidden_layers; ++l)
+            cfg->layer_sliding[l] = cfg->sliding_window > 0;
         break;
     case QS_ARCH_QWEN2: /* q/k/v always carry biases, o_proj and the MLP never */
         cfg->qkv_bias = 1;
@@ -391,6 +422,11 @@ done:
         cfg->arch = keep;
     }
     return st;
+}
+
+int64_t qs_hf_config_layer_window(const qs_hf_config *cfg, int64_t layer) {
+    if (layer < 0 || layer >= cfg->num_hidden_layers || layer >= QS_HF_MAX_LAYERS) return 0;
+    return cfg->layer_sliding[layer] ? cfg->sliding_window : 0;
 }
 
 int64_t qs_hf_config_param_count(const qs_hf_config *cfg) {

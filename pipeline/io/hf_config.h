@@ -13,6 +13,9 @@
 
 typedef enum qs_arch { QS_ARCH_LLAMA = 0, QS_ARCH_MISTRAL = 1, QS_ARCH_QWEN2 = 2 } qs_arch;
 
+/* Upper bound on num_hidden_layers (per-layer attention types are stored inline). */
+#define QS_HF_MAX_LAYERS 1024
+
 typedef enum qs_rope_type {
     QS_ROPE_DEFAULT = 0,
     QS_ROPE_LINEAR = 1,
@@ -36,9 +39,16 @@ typedef struct qs_hf_config {
     int qkv_bias;              /* q/k/v biases present (Qwen2 always; else attention_bias) */
     int o_bias;                /* o_proj bias present */
     int mlp_bias;              /* gate/up/down biases */
-    int64_t sliding_window;    /* 0 = none */
-    int64_t sliding_window_first_layer; /* layers >= this use the window (Mistral 0; Qwen2
-                                           max_window_layers or layer_types) */
+    /* Attention window, as transformers resolves it: a query at position i sees keys
+     * j with 0 <= i - j < sliding_window (itself and sliding_window - 1 before it).
+     * 0 = no window (Mistral `sliding_window: null`; Qwen2 `use_sliding_window: false` or
+     * `sliding_window: null`). */
+    int64_t sliding_window;
+    /* (num_hidden_layers) 1 = layer l is "sliding_attention" (uses sliding_window), 0 =
+     * "full_attention". Mistral: every layer when sliding_window > 0. Qwen2: `layer_types`
+     * when given, else layers l >= max_window_layers when sliding_window > 0. Llama: none.
+     * Entries past num_hidden_layers are 0. */
+    unsigned char layer_sliding[QS_HF_MAX_LAYERS];
     char torch_dtype[16];      /* as written ("bfloat16", ...) or "" */
     struct {
         qs_rope_type type;
@@ -51,11 +61,17 @@ typedef struct qs_hf_config {
 } qs_hf_config;
 
 /* Parses `path` (a config.json). Unknown architectures, missing or non-positive sizes,
- * inconsistent heads (heads % kv_heads != 0) are QS_ERR_INPUT naming the file and key.
+ * inconsistent heads (heads % kv_heads != 0), more than QS_HF_MAX_LAYERS layers, a
+ * `layer_types` list transformers would not run (wrong length, unknown type,
+ * sliding_attention without a window) are QS_ERR_INPUT naming the file and key.
  * Required keys: architectures[0] or model_type, hidden_size, intermediate_size,
  * num_attention_heads, num_hidden_layers, vocab_size. Everything else takes the Hugging
  * Face default of the architecture (see docs/formats.md). `cfg` is zeroed first. */
 qs_status qs_hf_config_read(qs_hf_config *cfg, const char *path, qs_err *err);
+
+/* The attention window of layer `layer` (0 <= layer < num_hidden_layers): sliding_window
+ * for a sliding_attention layer, 0 (full causal) otherwise. */
+int64_t qs_hf_config_layer_window(const qs_hf_config *cfg, int64_t layer);
 
 /* Parameter count of the whole model from the config alone (tied embeddings counted once). */
 int64_t qs_hf_config_param_count(const qs_hf_config *cfg);

@@ -331,7 +331,8 @@ static qs_status chunk_compute(void *vr, int64_t c, int64_t s0, int64_t ns, floa
     const int64_t T = r->env->seqlen;
     qs_status st = QS_OK;
     for (int i = 0; i < r->nown && st == QS_OK; ++i)
-        st = qs_layer_forward(&r->lw[i].w, &r->d, x, (int)ns, (int)T, &r->ws, NULL, err);
+        st = qs_layer_forward(&r->lw[i].w, &r->d, r->first_layer + i, x, (int)ns, (int)T, &r->ws,
+                              NULL, err);
     if (st == QS_OK && r->logits) {
         if (!r->is_first) window_ids(r, s0, ns); /* the first rank filled them already */
         st = qs_model_head(r->ends.final_norm, r->ends.lm_head, &r->d, x, r->ids, (int)ns,

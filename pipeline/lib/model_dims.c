@@ -1,9 +1,11 @@
-/* dims_hf.c: qs_model_dims from a parsed Hugging Face config (the only place model/ sees
- * an io/ type; it reads plain fields and calls nothing in io/). */
+/* model_dims.c: qs_model_dims from a parsed Hugging Face config (model/ sees no io/ type:
+ * this file turns the config's per-layer attention types into plain per-layer windows). */
 #include "hf_config.h"
 #include "layer.h"
 
 #include <string.h>
+
+_Static_assert(QS_HF_MAX_LAYERS == QS_MODEL_MAX_LAYERS, "layer bounds of io/ and model/ agree");
 
 void qs_model_dims_from_hf(qs_model_dims *d, const qs_hf_config *cfg) {
     memset(d, 0, sizeof(*d));
@@ -26,7 +28,8 @@ void qs_model_dims_from_hf(qs_model_dims *d, const qs_hf_config *cfg) {
     d->rope.low_freq_factor = cfg->rope.low_freq_factor;
     d->rope.high_freq_factor = cfg->rope.high_freq_factor;
     d->rope.original_max_position = cfg->rope.original_max_position;
-    d->sliding_window = cfg->sliding_window;
+    for (int64_t l = 0; l < cfg->num_hidden_layers && l < QS_MODEL_MAX_LAYERS; ++l)
+        d->layer_window[l] = qs_hf_config_layer_window(cfg, l);
     d->qkv_bias = cfg->qkv_bias;
     d->o_bias = cfg->o_bias;
     d->mlp_bias = cfg->mlp_bias;

@@ -30,9 +30,15 @@ qs_status qs_model_dims_check(const qs_model_dims *d, qs_err *err) {
     if (!(d->rope.theta > 0.0))
         return QS_FAIL(err, QS_ERR_INPUT, "model dims: rope_theta must be positive, got %g",
                        d->rope.theta);
-    if (d->sliding_window < 0)
-        return QS_FAIL(err, QS_ERR_INPUT, "model dims: sliding_window must be >= 0, got %lld",
-                       (long long)d->sliding_window);
+    if (d->nlayers < 0 || d->nlayers > QS_MODEL_MAX_LAYERS)
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "model dims: num_hidden_layers must be in [0, %d], got %lld",
+                       QS_MODEL_MAX_LAYERS, (long long)d->nlayers);
+    for (int64_t l = 0; l < (d->nlayers > 0 ? d->nlayers : 1); ++l)
+        if (d->layer_window[l] < 0)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "model dims: sliding_window of layer %lld must be >= 0, got %lld",
+                           (long long)l, (long long)d->layer_window[l]);
     if (d->rope.scaling == QS_ROPE_SCALING_LINEAR || d->rope.scaling == QS_ROPE_SCALING_LLAMA3) {
         if (!(d->rope.factor > 0.0))
             return QS_FAIL(err, QS_ERR_INPUT,
@@ -129,14 +135,16 @@ static qs_status call_hook(const qs_layer_hooks *hooks, qs_linear_group g, const
     return st;
 }
 
-qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, float *x,
-                           int nseq, int seqlen, qs_layer_workspace *ws,
+qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, int layer,
+                           float *x, int nseq, int seqlen, qs_layer_workspace *ws,
                            const qs_layer_hooks *hooks, qs_err *err) {
     qs_status st = QS_OK;
     const int64_t rows = (int64_t)nseq * seqlen;
     const int64_t H = d->hidden, Ni = d->inter;
     const int64_t qd = d->heads * d->head_dim, kvd = d->kv_heads * d->head_dim;
     QS_ASSERT(err, nseq > 0 && seqlen > 0);
+    QS_ASSERT(err, layer >= 0 && layer < (d->nlayers > 0 ? d->nlayers : 1) &&
+                       layer < QS_MODEL_MAX_LAYERS);
     QS_ASSERT(err, rows <= ws->max_rows && seqlen <= ws->max_seqlen);
     QS_ASSERT(err, ws->hidden == H && ws->inter == Ni && ws->q_dim == qd && ws->kv_dim == kvd &&
                        ws->head_dim == d->head_dim);
@@ -155,7 +163,7 @@ qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, fl
     qs_rope_apply(ws->q, nseq, seqlen, d->heads, d->head_dim, ws->rope_cos, ws->rope_sin);
     qs_rope_apply(ws->k, nseq, seqlen, d->kv_heads, d->head_dim, ws->rope_cos, ws->rope_sin);
     qs_attention(ws->q, ws->k, ws->v, nseq, seqlen, d->heads, d->kv_heads, d->head_dim,
-                 d->sliding_window, ws->scores);
+                 d->layer_window[layer], ws->scores);
     QS_CHECK(call_hook(hooks, QS_GROUP_O, ws->q, rows, qd, err));
     qs_linear(ws->q, w->o_w, d->o_bias ? w->o_b : NULL, ws->proj, rows, qd, H);
     qs_add_inplace(x, ws->proj, rows, H);
@@ -234,7 +242,8 @@ qs_status qs_model_forward(const qs_model_weights *w, const qs_model_dims *d,
     QS_ASSERT(err, ws->x && rows <= ws->layer.max_rows && seqlen <= ws->layer.max_seqlen);
     QS_CHECK(qs_embed_gather(w->embed, d->vocab, d->hidden, tokens, rows, ws->x, err));
     for (int64_t l = 0; l < d->nlayers; ++l)
-        QS_CHECK(qs_layer_forward(&w->layers[l], d, ws->x, nseq, seqlen, &ws->layer, NULL, err));
+        QS_CHECK(qs_layer_forward(&w->layers[l], d, (int)l, ws->x, nseq, seqlen, &ws->layer, NULL,
+                                  err));
     QS_CHECK(qs_model_head(w->final_norm, w->lm_head, d, ws->x, tokens, nseq, seqlen, ws->logits,
                            logits, nll, err));
 done:

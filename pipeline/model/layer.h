@@ -21,6 +21,9 @@
 
 struct qs_hf_config;
 
+/* Upper bound on the number of decoder layers (per-layer windows are stored inline). */
+#define QS_MODEL_MAX_LAYERS 1024
+
 /* Shapes and hyper-parameters of a decoder (filled from config.json by the caller). */
 typedef struct qs_model_dims {
     int64_t hidden;         /* hidden_size */
@@ -32,7 +35,10 @@ typedef struct qs_model_dims {
     int64_t nlayers;        /* num_hidden_layers (full-model functions only) */
     double eps;             /* rms_norm_eps */
     qs_rope_params rope;
-    int64_t sliding_window; /* 0 = none; else i attends to j with i - j < sliding_window */
+    /* (nlayers) attention window of each layer: 0 = full causal; W > 0 = query i sees
+     * keys j with 0 <= i - j < W (itself and W - 1 before it). Entries past nlayers are
+     * unused; layer-only callers (nlayers 0) use entry 0. */
+    int64_t layer_window[QS_MODEL_MAX_LAYERS];
     int qkv_bias;           /* q/k/v biases present (Qwen2) */
     int o_bias;             /* o_proj bias present */
     int mlp_bias;           /* gate/up/down biases present */
@@ -105,11 +111,12 @@ typedef struct qs_layer_workspace {
     float *rope_sin; /* (max_seqlen, head_dim / 2) */
 } qs_layer_workspace;
 
-/* Fills dims from a parsed config.json (rope, biases, sliding window included). */
+/* Fills dims from a parsed config.json (rope, biases, per-layer windows included). */
 void qs_model_dims_from_hf(qs_model_dims *d, const struct qs_hf_config *cfg);
 
 /* Checks dims for the kernels: positive sizes, even head_dim, heads % kv_heads == 0,
- * eps > 0, theta > 0, rope factors sane. QS_ERR_INPUT naming the key on failure. */
+ * eps > 0, theta > 0, rope factors sane, 0 <= nlayers <= QS_MODEL_MAX_LAYERS, layer
+ * windows >= 0. QS_ERR_INPUT naming the key on failure. */
 qs_status qs_model_dims_check(const qs_model_dims *d, qs_err *err);
 
 /* Bytes a layer workspace for (max_nseq, max_seqlen) allocates. */
@@ -121,15 +128,16 @@ qs_status qs_layer_workspace_init(qs_layer_workspace *ws, const qs_model_dims *d
                                   int max_seqlen, qs_err *err);
 void qs_layer_workspace_free(qs_layer_workspace *ws);
 
-/* One decoder layer on a chunk, in place:
+/* Decoder layer `layer` (0-based index in the model; it selects the attention window
+ * d->layer_window[layer]) on a chunk, in place:
  *   x (nseq * seqlen, hidden): the residual stream in, the layer output out.
  * h = x + o_proj(attn(rope(q(n1)), rope(k(n1)), v(n1))), n1 = input_norm(x);
  * x = h + down(silu(gate(n2)) * up(n2)), n2 = post_norm(h).
  * hooks (may be NULL) sees each group's input in the order QKV, O, GATE_UP, DOWN.
  * ws must come from qs_layer_workspace_init with the same dims and nseq * seqlen <=
- * max_rows, seqlen <= max_seqlen (else QS_ERR_INTERNAL). */
-qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, float *x,
-                           int nseq, int seqlen, qs_layer_workspace *ws,
+ * max_rows, seqlen <= max_seqlen; layer < max(nlayers, 1) (else QS_ERR_INTERNAL). */
+qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, int layer,
+                           float *x, int nseq, int seqlen, qs_layer_workspace *ws,
                            const qs_layer_hooks *hooks, qs_err *err);
 
 /* Workspace for the whole-model functions: a layer workspace plus the residual stream. */

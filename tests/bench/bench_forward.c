@@ -151,7 +151,7 @@ static int bench(int64_t hidden, double peak) {
     for (int r = 0; r < REPS + 1; ++r) {
         memcpy(x, x0, (size_t)(rows * H) * sizeof(float));
         double t0 = now();
-        if (qs_layer_forward(&w, &d, x, NSEQ, SEQLEN, &ws, NULL, &err) != QS_OK) return 1;
+        if (qs_layer_forward(&w, &d, 0, x, NSEQ, SEQLEN, &ws, NULL, &err) != QS_OK) return 1;
         double t = now() - t0;
         if (r > 0 && t < t_fwd) t_fwd = t;
 
@@ -159,7 +159,7 @@ static int bench(int64_t hidden, double peak) {
         qs_layer_hooks hooks = {hess_hook, &hc};
         hc.t_hess = 0.0;
         t0 = now();
-        if (qs_layer_forward(&w, &d, x, NSEQ, SEQLEN, &ws, &hooks, &err) != QS_OK) return 1;
+        if (qs_layer_forward(&w, &d, 0, x, NSEQ, SEQLEN, &ws, &hooks, &err) != QS_OK) return 1;
         t = now() - t0;
         if (r > 0 && t < t_all) t_all = t;
         if (r > 0 && hc.t_hess < t_h) t_h = hc.t_hess;

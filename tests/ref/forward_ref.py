@@ -7,7 +7,8 @@ modeling_qwen2 and modeling_rope_utils (not from qshard's C code):
   RoPE     rotate-half; inv_freq in float32 as HF computes it (default / linear / llama3),
            angles pos * inv_freq rounded to float32, cos/sin taken in float64
   attention softmax(q k^T / sqrt(head_dim) + causal (+ sliding window) mask) v, with the kv
-           heads repeated (repeat_kv), optional q/k/v biases, optional o bias
+           heads repeated (repeat_kv), optional q/k/v biases, optional o bias; layer l's
+           window W = spec["layer_windows"][l] (0 = none) keeps keys j with i - j < W
   MLP      down(silu(gate(x)) * up(x)), optional biases
   head     final norm, lm_head, log-softmax NLL of the next token
 
@@ -85,8 +86,8 @@ def linear(x, w, b):
     return y + b if b is not None else y
 
 
-def layer_forward(spec, L, x, nseq, seqlen, hooks=None):
-    """x (nseq*seqlen, hidden) -> same; L: dict of float64 weights."""
+def layer_forward(spec, L, window, x, nseq, seqlen, hooks=None):
+    """x (nseq*seqlen, hidden) -> same; L: dict of float64 weights; window 0 = none."""
     nh, nkv, hd = spec["heads"], spec["kv_heads"], spec["head_dim"]
     eps = spec["eps"]
     cos, sin = rope_cos_sin(spec, seqlen)
@@ -105,8 +106,8 @@ def layer_forward(spec, L, x, nseq, seqlen, hooks=None):
     i = np.arange(seqlen)[:, None]
     j = np.arange(seqlen)[None, :]
     allowed = j <= i
-    if spec["sliding_window"] > 0:
-        allowed = np.logical_and(allowed, i - j < spec["sliding_window"])
+    if window > 0:
+        allowed = np.logical_and(allowed, i - j < window)
     scores = (q @ k.transpose(0, 1, 3, 2)) / math.sqrt(hd)
     scores = np.where(allowed, scores, -np.inf)
     scores = scores - scores.max(axis=-1, keepdims=True)
@@ -166,7 +167,8 @@ def main():
     # layer 0 on a given input, with its group inputs
     x_in = load(d, "x_in", (nseq * T, H))
     hooks = []
-    out = layer_forward(spec, layers[0], x_in, nseq, T, hooks)
+    windows = spec["layer_windows"]
+    out = layer_forward(spec, layers[0], windows[0], x_in, nseq, T, hooks)
     out.astype("<f4").tofile(os.path.join(d, "ref_layer_out.f32"))
     for g, a in enumerate(hooks):
         a.astype("<f4").tofile(os.path.join(d, f"ref_hook_{g}.f32"))
@@ -177,8 +179,8 @@ def main():
     embed = load(d, "embed", (V, H))
     lm_head = embed if spec["tied"] else load(d, "lm_head", (V, H))
     x = embed[tokens.reshape(-1)]
-    for L in layers:
-        x = layer_forward(spec, L, x, nseq, T)
+    for L, w in zip(layers, windows):
+        x = layer_forward(spec, L, w, x, nseq, T)
     x = rmsnorm(x, load(d, "final_norm", (H,)), spec["eps"])
     logits = x @ lm_head.T  # (nseq*T, V)
     logits.astype("<f4").tofile(os.path.join(d, "ref_logits.f32"))

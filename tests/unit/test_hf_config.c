@@ -135,8 +135,20 @@ static void test_rope(void) {
     bad("{" LLAMA_BASE ",\"rope_theta\":0}", "rope_theta");
 }
 
+/* The per-layer windows of c as a string of digits-per-layer: '-' full, 'W' sliding. */
+static const char *pattern(const qs_hf_config *c, char *buf) {
+    int64_t l = 0;
+    for (; l < c->num_hidden_layers && l < 16; ++l)
+        buf[l] = qs_hf_config_layer_window(c, l) == 0                 ? '-'
+                 : qs_hf_config_layer_window(c, l) == c->sliding_window ? 'W'
+                                                                       : '?';
+    buf[l] = '\0';
+    return buf;
+}
+
 static void test_mistral_qwen2(void) {
     qs_hf_config c;
+    char pat[32];
     const char *m = "\"architectures\":[\"MistralForCausalLM\"],\"hidden_size\":64,"
                     "\"intermediate_size\":128,\"num_attention_heads\":4,"
                     "\"num_key_value_heads\":1,\"num_hidden_layers\":2,\"vocab_size\":100";
@@ -144,40 +156,107 @@ static void test_mistral_qwen2(void) {
     snprintf(buf, sizeof(buf), "{%s}", m);
     ok(buf, &c);
     CHECK(c.arch == QS_ARCH_MISTRAL && c.sliding_window == 4096 &&
-              c.sliding_window_first_layer == 0 && c.max_position_embeddings == 131072,
-          "mistral defaults (window %lld)", (long long)c.sliding_window);
+              strcmp(pattern(&c, pat), "WW") == 0 && c.max_position_embeddings == 131072,
+          "mistral defaults (window %lld, layers %s)", (long long)c.sliding_window, pat);
     CHECK(!c.qkv_bias && !c.o_bias && !c.mlp_bias, "no biases");
     snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":null,\"attention_bias\":true}", m);
     ok(buf, &c);
-    CHECK(c.sliding_window == 0 && !c.qkv_bias, "null window; mistral ignores bias flags");
+    CHECK(c.sliding_window == 0 && strcmp(pattern(&c, pat), "--") == 0 && !c.qkv_bias,
+          "null window (layers %s); mistral ignores bias flags", pat);
     snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":32}", m);
     ok(buf, &c);
-    CHECK(c.sliding_window == 32, "window");
+    CHECK(c.sliding_window == 32 && qs_hf_config_layer_window(&c, 0) == 32 &&
+              qs_hf_config_layer_window(&c, 1) == 32 && qs_hf_config_layer_window(&c, 2) == 0,
+          "window 32 on every layer");
+    /* MistralForCausalLM ignores layer_types and use_sliding_window: one global window */
+    snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":32,\"use_sliding_window\":false,"
+             "\"layer_types\":[\"full_attention\",\"full_attention\"]}", m);
+    ok(buf, &c);
+    CHECK(strcmp(pattern(&c, pat), "WW") == 0, "mistral ignores layer_types (layers %s)", pat);
+    snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":0}", m);
+    bad(buf, "sliding_window");
+    snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":-4}", m);
+    bad(buf, "sliding_window");
+    snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":\"4096\"}", m);
+    bad(buf, "sliding_window");
 
     const char *q = "\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":64,"
                     "\"intermediate_size\":128,\"num_attention_heads\":4,"
                     "\"num_key_value_heads\":2,\"num_hidden_layers\":4,\"vocab_size\":100";
     snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":4096,\"use_sliding_window\":false,"
-             "\"tie_word_embeddings\":true}", q);
+             "\"max_window_layers\":0,\"tie_word_embeddings\":true}", q);
     ok(buf, &c);
     CHECK(c.arch == QS_ARCH_QWEN2 && c.qkv_bias == 1 && c.o_bias == 0 && !c.mlp_bias, "qwen2 bias");
-    CHECK(c.sliding_window == 0 && c.max_position_embeddings == 32768, "qwen2 no window");
+    CHECK(c.sliding_window == 0 && strcmp(pattern(&c, pat), "----") == 0 &&
+              c.max_position_embeddings == 32768,
+          "qwen2 window off (layers %s)", pat);
     int64_t layer = 64 * 64 * 2 + 2 * 64 * 32 + 3 * 64 * 128 + 2 * 64 + 64 + 2 * 32;
     CHECK(qs_hf_config_param_count(&c) == 4 * layer + 100 * 64 + 64, "qwen2 params");
+    /* max_window_layers: layers >= it slide */
     snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":16,\"use_sliding_window\":true,"
              "\"max_window_layers\":2}", q);
     ok(buf, &c);
-    CHECK(c.sliding_window == 16 && c.sliding_window_first_layer == 2, "qwen2 window");
+    CHECK(c.sliding_window == 16 && strcmp(pattern(&c, pat), "--WW") == 0 &&
+              qs_hf_config_layer_window(&c, 2) == 16,
+          "max_window_layers 2 (layers %s)", pat);
     snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":16,\"use_sliding_window\":true,"
-             "\"layer_types\":[\"full_attention\",\"sliding_attention\",\"sliding_attention\","
-             "\"sliding_attention\"]}", q);
+             "\"max_window_layers\":0}", q);
     ok(buf, &c);
-    CHECK(c.sliding_window_first_layer == 1, "layer_types");
+    CHECK(strcmp(pattern(&c, pat), "WWWW") == 0, "max_window_layers 0 (layers %s)", pat);
+    /* default max_window_layers 28 >= 4 layers: no layer slides; default window 4096 */
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true}", q);
+    ok(buf, &c);
+    CHECK(c.sliding_window == 4096 && strcmp(pattern(&c, pat), "----") == 0,
+          "defaults: window %lld, layers %s", (long long)c.sliding_window, pat);
+    /* sliding_window null: transformers' None, no window anywhere */
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"sliding_window\":null,"
+             "\"max_window_layers\":0}", q);
+    ok(buf, &c);
+    CHECK(c.sliding_window == 0 && strcmp(pattern(&c, pat), "----") == 0,
+          "null window (layers %s)", pat);
+    /* layer_types wins over max_window_layers; any order; legacy "attention" = full */
+    snprintf(buf, sizeof(buf), "{%s,\"sliding_window\":16,\"use_sliding_window\":true,"
+             "\"max_window_layers\":0,\"layer_types\":[\"sliding_attention\","
+             "\"full_attention\",\"sliding_attention\",\"attention\"]}", q);
+    ok(buf, &c);
+    CHECK(strcmp(pattern(&c, pat), "W-W-") == 0, "layer_types (layers %s)", pat);
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":false,\"layer_types\":["
+             "\"full_attention\",\"full_attention\",\"full_attention\",\"full_attention\"]}", q);
+    ok(buf, &c);
+    CHECK(strcmp(pattern(&c, pat), "----") == 0, "layer_types all full (layers %s)", pat);
+    /* errors: what transformers refuses to run */
     snprintf(buf, sizeof(buf),
              "{%s,\"use_sliding_window\":true,\"layer_types\":[\"full_attention\"]}", q);
     bad(buf, "layer_types");
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"layer_types\":["
+             "\"full_attention\",\"chunked_attention\",\"full_attention\",\"full_attention\"]}", q);
+    bad(buf, "layer_types' entry 1");
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"layer_types\":["
+             "\"full_attention\",\"full_attention\",3,\"full_attention\"]}", q);
+    bad(buf, "layer_types' entry 2");
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":false,\"layer_types\":["
+             "\"full_attention\",\"full_attention\",\"full_attention\",\"sliding_attention\"]}", q);
+    bad(buf, "no window");
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"sliding_window\":null,"
+             "\"layer_types\":[\"sliding_attention\",\"full_attention\",\"full_attention\","
+             "\"full_attention\"]}", q);
+    bad(buf, "no window");
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"sliding_window\":0}", q);
+    bad(buf, "sliding_window");
+    snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":true,\"max_window_layers\":-1}", q);
+    bad(buf, "max_window_layers");
     snprintf(buf, sizeof(buf), "{%s,\"use_sliding_window\":1}", q);
     bad(buf, "use_sliding_window");
+    /* Llama has no window: the keys are ignored */
+    ok("{" LLAMA_BASE ",\"sliding_window\":8,\"use_sliding_window\":true,"
+       "\"layer_types\":[\"sliding_attention\",\"sliding_attention\"]}", &c);
+    CHECK(c.sliding_window == 0 && strcmp(pattern(&c, pat), "--") == 0, "llama (layers %s)", pat);
+    /* per-layer types are stored inline: at most QS_HF_MAX_LAYERS layers */
+    snprintf(buf, sizeof(buf),
+             "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,\"intermediate_size\":"
+             "128,\"num_attention_heads\":4,\"num_hidden_layers\":%d,\"vocab_size\":100}",
+             QS_HF_MAX_LAYERS + 1);
+    bad(buf, "num_hidden_layers");
 }
 
 static void test_errors(void) {

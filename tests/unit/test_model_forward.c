@@ -161,20 +161,25 @@ static void write_spec(const tcase *c, const char *dir) {
     const char *rt = d->rope.scaling == QS_ROPE_SCALING_LINEAR   ? "linear"
                      : d->rope.scaling == QS_ROPE_SCALING_LLAMA3 ? "llama3"
                                                                  : "default";
-    char path[1024];
+    char path[1024], wins[256] = "";
+    for (int64_t l = 0; l < d->nlayers; ++l) {
+        size_t n = strlen(wins);
+        snprintf(wins + n, sizeof(wins) - n, "%s%lld", l ? ", " : "",
+                 (long long)d->layer_window[l]);
+    }
     snprintf(path, sizeof(path), "%s/spec.json", dir);
     FILE *f = fopen(path, "w");
     if (!f) return;
     fprintf(f,
             "{\"hidden\": %lld, \"inter\": %lld, \"heads\": %lld, \"kv_heads\": %lld, "
             "\"head_dim\": %lld, \"vocab\": %lld, \"nlayers\": %lld, \"eps\": %.17g, "
-            "\"sliding_window\": %lld, \"qkv_bias\": %d, \"o_bias\": %d, \"mlp_bias\": %d, "
+            "\"layer_windows\": [%s], \"qkv_bias\": %d, \"o_bias\": %d, \"mlp_bias\": %d, "
             "\"tied\": %d, \"nseq\": %d, \"seqlen\": %d, \"rope\": {\"type\": \"%s\", "
             "\"theta\": %.17g, \"factor\": %.17g, \"low_freq_factor\": %.17g, "
             "\"high_freq_factor\": %.17g, \"original_max_position_embeddings\": %lld}}\n",
             (long long)d->hidden, (long long)d->inter, (long long)d->heads,
             (long long)d->kv_heads, (long long)d->head_dim, (long long)d->vocab,
-            (long long)d->nlayers, d->eps, (long long)d->sliding_window, d->qkv_bias, d->o_bias,
+            (long long)d->nlayers, d->eps, wins, d->qkv_bias, d->o_bias,
             d->mlp_bias, c->tied, c->nseq, c->seqlen, rt, d->rope.theta, d->rope.factor,
             d->rope.low_freq_factor, d->rope.high_freq_factor,
             (long long)d->rope.original_max_position);
@@ -273,7 +278,7 @@ static void run_case(const tcase *c, const char *script, const char *python) {
     memcpy(x, x_in, (size_t)(rows * H) * sizeof(float));
     memcpy(x2, x_in, (size_t)(rows * H) * sizeof(float));
     qs_layer_hooks hooks = {hook_fn, &hk};
-    st = qs_layer_forward(&m.layers[0], d, x, c->nseq, c->seqlen, &ws.layer, &hooks, &err);
+    st = qs_layer_forward(&m.layers[0], d, 0, x, c->nseq, c->seqlen, &ws.layer, &hooks, &err);
     CHECK(st == QS_OK && hk.calls == 4, "%s: layer forward: %s (%d hook calls)", c->name,
           err.msg, hk.calls);
     ref = read_file(dir, "ref_layer_out.f32", (size_t)(rows * H) * 4);
@@ -287,7 +292,7 @@ static void run_case(const tcase *c, const char *script, const char *python) {
     ref = NULL;
 
     /* determinism: same chunk again (no hooks) gives the same bits */
-    st = qs_layer_forward(&m.layers[0], d, x2, c->nseq, c->seqlen, &ws.layer, NULL, &err);
+    st = qs_layer_forward(&m.layers[0], d, 0, x2, c->nseq, c->seqlen, &ws.layer, NULL, &err);
     CHECK(st == QS_OK && memcmp(x, x2, (size_t)(rows * H) * sizeof(float)) == 0,
           "%s: layer forward not bitwise repeatable", c->name);
 
@@ -428,16 +433,17 @@ int main(int argc, char **argv) {
     cases[1].name = "mistral_swa";
     cases[1].d = base_dims(64, 128, 8, 2, 8, 61, 2);
     cases[1].d.rope.theta = 1e6;
-    cases[1].d.sliding_window = 8;
+    cases[1].d.layer_window[0] = cases[1].d.layer_window[1] = 8;
     cases[1].nseq = 2;
     cases[1].seqlen = 41;
-    /* Qwen2: q/k/v biases, tied embeddings, eps 1e-6 */
+    /* Qwen2: q/k/v biases, tied embeddings, eps 1e-6; layer 0 full, layer 1 window 5 */
     cases[2].name = "qwen2_bias";
     cases[2].d = base_dims(48, 136, 6, 2, 8, 83, 2);
     cases[2].d.rope.theta = 1e6;
     cases[2].d.eps = 1e-6;
     cases[2].d.qkv_bias = 1;
     cases[2].tied = 1;
+    cases[2].d.layer_window[1] = 5;
     cases[2].nseq = 1;
     cases[2].seqlen = 33;
     /* odd: head_dim 24 != 80 / 4, llama3 RoPE with all three frequency bands, o/MLP biases */

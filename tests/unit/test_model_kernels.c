@@ -174,16 +174,16 @@ static void test_contracts(void) {
     qs_layer_weights w = {wbuf, wbuf, NULL, wbuf, NULL, wbuf, NULL, wbuf, NULL,
                           wbuf, wbuf, NULL, wbuf, NULL, wbuf, NULL};
     /* seqlen beyond the workspace is an internal error, not a crash */
-    CHECK(qs_layer_forward(&w, &d, xb, 1, 6, &ws, NULL, &err) == QS_ERR_INTERNAL,
+    CHECK(qs_layer_forward(&w, &d, 0, xb, 1, 6, &ws, NULL, &err) == QS_ERR_INTERNAL,
           "oversized chunk accepted");
     qs_err_clear(&err);
     /* bias flag without a bias pointer */
     d.qkv_bias = 1;
-    CHECK(qs_layer_forward(&w, &d, xb, 1, 5, &ws, NULL, &err) == QS_ERR_INTERNAL,
+    CHECK(qs_layer_forward(&w, &d, 0, xb, 1, 5, &ws, NULL, &err) == QS_ERR_INTERNAL,
           "missing bias accepted");
     d.qkv_bias = 0;
     qs_err_clear(&err);
-    CHECK(qs_layer_forward(&w, &d, xb, 2, 5, &ws, NULL, &err) == QS_OK, "valid call: %s",
+    CHECK(qs_layer_forward(&w, &d, 0, xb, 2, 5, &ws, NULL, &err) == QS_OK, "valid call: %s",
           err.msg);
     qs_layer_workspace_free(&ws);
     qs_layer_workspace_free(&ws); /* safe twice (zeroed) */
