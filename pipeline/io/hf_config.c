@@ -393,7 +393,7 @@ done:
     return st;
 }
 
-int64_t qs_hf_config_param_count(const qs_hf_config *cfg) {
+int64_t qs_hf_config_layer_params(const qs_hf_config *cfg) {
     int64_t h = cfg->hidden_size, in = cfg->intermediate_size;
     int64_t q = cfg->num_attention_heads * cfg->head_dim;
     int64_t kv = cfg->num_key_value_heads * cfg->head_dim;
@@ -401,7 +401,12 @@ int64_t qs_hf_config_param_count(const qs_hf_config *cfg) {
     if (cfg->qkv_bias) layer += q + 2 * kv;
     if (cfg->o_bias) layer += h;
     if (cfg->mlp_bias) layer += 2 * in + h;
-    int64_t p = cfg->num_hidden_layers * layer + cfg->vocab_size * h + h;
+    return layer;
+}
+
+int64_t qs_hf_config_param_count(const qs_hf_config *cfg) {
+    int64_t h = cfg->hidden_size;
+    int64_t p = cfg->num_hidden_layers * qs_hf_config_layer_params(cfg) + cfg->vocab_size * h + h;
     if (!cfg->tie_word_embeddings) p += cfg->vocab_size * h;
     return p;
 }

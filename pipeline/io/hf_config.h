@@ -57,6 +57,8 @@ typedef struct qs_hf_config {
  * Face default of the architecture (see docs/formats.md). `cfg` is zeroed first. */
 qs_status qs_hf_config_read(qs_hf_config *cfg, const char *path, qs_err *err);
 
+/* Parameters of one decoder layer (they all have the same shape): linears, biases, norms. */
+int64_t qs_hf_config_layer_params(const qs_hf_config *cfg);
 /* Parameter count of the whole model from the config alone (tied embeddings counted once). */
 int64_t qs_hf_config_param_count(const qs_hf_config *cfg);
 
