@@ -29,20 +29,31 @@ static const cJSON *item(const cJSON *obj, const char *key) {
     return (v && !cJSON_IsNull(v)) ? v : NULL;
 }
 
+/* The number field `key` of obj into *v, NULL when it is absent and not required; a missing
+ * required key or a value that is not a JSON number ("must be <what>") is QS_ERR_INPUT.
+ * `pre` prefixes the key in messages ("" or "rope_scaling."). */
+static qs_status number_item(const char *path, const cJSON *obj, const char *pre,
+                             const char *key, int required, const char *what,
+                             const cJSON **v, qs_err *err) {
+    *v = item(obj, key);
+    if (!*v && required)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' is missing", path, pre, key);
+    if (*v && !cJSON_IsNumber(*v))
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' must be %s", path, pre, key, what);
+    return QS_OK;
+}
+
 /* An integer field: JSON number that is integral and in [lo, hi] (read through valuedouble,
- * since valueint saturates). `pre` prefixes the key in messages ("" or "rope_scaling."). */
+ * since valueint saturates); def when absent and not required. */
 static qs_status get_int(const char *path, const cJSON *obj, const char *pre, const char *key,
                          int required, int64_t def, int64_t lo, int64_t hi, int64_t *out,
                          qs_err *err) {
-    const cJSON *v = item(obj, key);
-    if (!v) {
-        if (required)
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' is missing", path, pre, key);
-        *out = def;
-        return QS_OK;
+    const cJSON *v = NULL;
+    qs_status st = number_item(path, obj, pre, key, required, "an integer", &v, err);
+    if (st != QS_OK || !v) {
+        if (st == QS_OK) *out = def;
+        return st;
     }
-    if (!cJSON_IsNumber(v))
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' must be an integer", path, pre, key);
     double d = v->valuedouble;
     if (!isfinite(d) || d != floor(d))
         return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' must be an integer, got %.17g", path,
@@ -54,18 +65,15 @@ static qs_status get_int(const char *path, const cJSON *obj, const char *pre, co
     return QS_OK;
 }
 
-/* A finite number > 0 (or >= 0 when allow_zero). */
+/* A finite number > 0 (or >= 0 when allow_zero); def when absent and not required. */
 static qs_status get_pos(const char *path, const cJSON *obj, const char *pre, const char *key,
                          int required, double def, int allow_zero, double *out, qs_err *err) {
-    const cJSON *v = item(obj, key);
-    if (!v) {
-        if (required)
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' is missing", path, pre, key);
-        *out = def;
-        return QS_OK;
+    const cJSON *v = NULL;
+    qs_status st = number_item(path, obj, pre, key, required, "a number", &v, err);
+    if (st != QS_OK || !v) {
+        if (st == QS_OK) *out = def;
+        return st;
     }
-    if (!cJSON_IsNumber(v))
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' must be a number", path, pre, key);
     double d = v->valuedouble;
     if (!isfinite(d) || d < 0.0 || (d == 0.0 && !allow_zero))
         return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' = %.17g must be a positive number",
