@@ -520,16 +520,16 @@ static int cmp_entry(const void *a, const void *b) {
     return (x->shard > y->shard) - (x->shard < y->shard);
 }
 
+/* bsearch comparator of a name (the key) with an element of a name-sorted table whose first
+ * member is its name (name_ix, qs_ckpt_entry). */
+static int cmp_key_name(const void *key, const void *elem) {
+    return strcmp((const char *)key, *(const char *const *)elem);
+}
+
 static const struct qs_ckpt_entry *find_entry(const qs_checkpoint *ck, const char *name) {
-    int64_t lo = 0, hi = ck->nentries;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(ck->entries[mid].name, name);
-        if (c == 0) return &ck->entries[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
+    return ck->nentries ? bsearch(name, ck->entries, (size_t)ck->nentries,
+                                  sizeof(*ck->entries), cmp_key_name)
+                        : NULL;
 }
 
 /* Builds ck->entries over all opened shards; a tensor in two shards is an error. */
@@ -631,25 +631,11 @@ static qs_status open_index(qs_checkpoint *ck, qs_err *err) {
     }
     /* shard -> weight_map: every tensor of a shard is listed */
     if (ck->nentries != n) {
-        for (int64_t i = 0; i < ck->nentries; ++i) {
-            name_ix key = {ck->entries[i].name, 0};
-            const name_ix *hit = NULL;
-            int64_t lo = 0, hi = n;
-            while (lo < hi) {
-                int64_t mid = lo + (hi - lo) / 2;
-                int c = strcmp(wm[mid].name, key.name);
-                if (c == 0) {
-                    hit = &wm[mid];
-                    break;
-                }
-                if (c < 0) lo = mid + 1;
-                else hi = mid;
-            }
-            if (!hit)
-                QS_THROW(err, QS_ERR_INPUT,
-                         "%s: tensor '%s' is not in the weight_map of %s",
-                         ck->shards[ck->entries[i].shard].path, key.name, base_name(ip));
-        }
+        for (int64_t i = 0; i < ck->nentries; ++i)
+            if (!bsearch(ck->entries[i].name, wm, (size_t)n, sizeof(name_ix), cmp_key_name))
+                QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' is not in the weight_map of %s",
+                         ck->shards[ck->entries[i].shard].path, ck->entries[i].name,
+                         base_name(ip));
         QS_THROW(err, QS_ERR_INTERNAL, "internal error: weight_map count mismatch");
     }
 done:
