@@ -2,14 +2,14 @@
  * Hugging Face defaults of each architecture and strict types (see hf_config.h). */
 #include "hf_config.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
+
+#include "rundir.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 #define INT_FIELD_MAX 2147483647LL /* sizes beyond int32 are surely a typo */
@@ -116,31 +116,6 @@ static qs_status no_duplicate_keys(const char *path, const cJSON *obj, const cha
                 return QS_FAIL(err, QS_ERR_INPUT, "%s: duplicate key '%s%s'", path, pre,
                                a->string);
     return QS_OK;
-}
-
-static qs_status read_text(const char *path, char **out, size_t *len, qs_err *err) {
-    qs_status st = QS_OK;
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    struct stat sb;
-    *out = NULL;
-    if (!fp) QS_THROW(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode))
-        QS_THROW(err, QS_ERR_INPUT, "%s: not a regular file", path);
-    if ((uint64_t)sb.st_size > CONFIG_MAX_BYTES)
-        QS_THROW(err, QS_ERR_INPUT, "%s: %lld bytes is too large for a config.json", path,
-                 (long long)sb.st_size);
-    buf = qs_malloc((size_t)sb.st_size + 1, err, path);
-    if (!buf) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    *len = fread(buf, 1, (size_t)sb.st_size, fp);
-    if (ferror(fp)) QS_THROW(err, QS_ERR_RUNTIME, "%s: read error", path);
-    buf[*len] = '\0';
-    *out = buf;
-    buf = NULL;
-done:
-    free(buf);
-    if (fp) fclose(fp);
-    return st;
 }
 
 /* Line and column (1-based) of byte `pos` in text, for JSON syntax errors. */
@@ -316,7 +291,7 @@ qs_status qs_hf_config_read(qs_hf_config *cfg, const char *path, qs_err *err) {
     const char *end_parse = NULL;
     memset(cfg, 0, sizeof(*cfg));
 
-    QS_CHECK(read_text(path, &text, &len, err));
+    QS_CHECK(qs_read_file_max(path, CONFIG_MAX_BYTES, &text, &len, err));
     /* length includes the terminating NUL so require_null_terminated can see it */
     root = memchr(text, '\0', len) ? NULL : cJSON_ParseWithLengthOpts(text, len + 1, &end_parse, 1);
     if (!root) {

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "half.h"
+#include "rundir.h"
 
 #define ST_HEADER_MAX 100000000ull      /* the reference reader's cap on the JSON header */
 #define ST_OFFSET_MAX 9007199254740992.0 /* 2^53: larger offsets are not exact in JSON */
@@ -456,34 +457,6 @@ static int file_exists(const char *path) {
     return stat(path, &sb) == 0 || errno != ENOENT;
 }
 
-static qs_status read_small_file(const char *path, uint64_t cap, char **out, size_t *len,
-                                 qs_err *err) {
-    qs_status st = QS_OK;
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    *out = NULL;
-    *len = 0;
-    if (!fp) QS_THROW(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode))
-        QS_THROW(err, QS_ERR_INPUT, "%s: not a regular file", path);
-    if ((uint64_t)sb.st_size > cap)
-        QS_THROW(err, QS_ERR_INPUT, "%s: file of %lld bytes exceeds the %llu-byte limit", path,
-                 (long long)sb.st_size, (unsigned long long)cap);
-    buf = qs_malloc((size_t)sb.st_size + 1, err, path);
-    if (!buf) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    size_t n = fread(buf, 1, (size_t)sb.st_size, fp);
-    if (ferror(fp)) QS_THROW(err, QS_ERR_RUNTIME, "%s: read error", path);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-done:
-    free(buf);
-    if (fp) fclose(fp);
-    return st;
-}
-
 /* A shard name must be a plain file name inside the model directory. */
 static qs_status check_shard_name(const char *index, const char *tensor, const char *s,
                                   qs_err *err) {
@@ -564,7 +537,7 @@ static qs_status open_index(qs_checkpoint *ck, qs_err *err) {
     const char *ip = ck->index_path;
     const char *end_parse = NULL;
 
-    QS_CHECK(read_small_file(ip, INDEX_MAX_BYTES, &text, &len, err));
+    QS_CHECK(qs_read_file_max(ip, INDEX_MAX_BYTES, &text, &len, err));
     /* length includes the terminating NUL so require_null_terminated can see it */
     root = memchr(text, '\0', len) ? NULL : cJSON_ParseWithLengthOpts(text, len + 1, &end_parse, 1);
     if (!root)
