@@ -1,8 +1,8 @@
 /* search.c (stage): the global mixed-precision allocation (docs/search.md).
  *
  * Rank 0 reads every layer's candidate table from run/recon/layer-NNN.h5 in layer order
- * (the run directory is the gather), builds the knapsack items (quant/search.c: tied fused
- * groups, pins, allow rules, serving restrictions), derives the byte budget from
+ * (the run directory is the gather), builds the knapsack items (quant/search_items.c: tied
+ * fused groups, pins, allow rules, serving restrictions), derives the byte budget from
  * search.target_bpw or search.max_bytes (minus the unquantized tensors' bytes from the
  * safetensors headers), and solves exactly (quant/mckp.c); the allocation is re-summed in
  * int64 and never above the budget. Objective sensitivity first measures, on every rank

@@ -1,4 +1,5 @@
-/* search.c: knapsack items, rules and budget of the mixed-precision search (see search.h).
+/* search_items.c: knapsack items, rules and budget of the mixed-precision search (see
+ * search_items.h).
  * Pure logic: no MPI, no files. */
 #include "search_items.h"
 
