@@ -273,6 +273,31 @@ out:
     return qs_status_exit_code(st);
 }
 
+/* The one positional argument of a command without options (collect, report, verify):
+ * *arg set and -1 returned when it is there; otherwise the exit code (0 after --help, 2
+ * with the usage error naming `what` when it is missing). */
+static int one_argument(int argc, char **argv, const char *cmd, const char *usage,
+                        const char *what, const char **arg) {
+    char fmt[64];
+    *arg = NULL;
+    for (int i = 2; i < argc; ++i) {
+        if (is_help(argv[i])) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            snprintf(fmt, sizeof(fmt), "%s: unknown option '%%s'", cmd);
+            return usage_error(cmd, fmt, argv[i]);
+        } else if (*arg) {
+            snprintf(fmt, sizeof(fmt), "%s: unexpected argument '%%s'", cmd);
+            return usage_error(cmd, fmt, argv[i]);
+        }
+        *arg = argv[i];
+    }
+    if (*arg) return -1;
+    snprintf(fmt, sizeof(fmt), "%s: missing %%s", cmd);
+    return usage_error(cmd, fmt, what);
+}
+
 /* ---- run ---- */
 
 static int cmd_run(int argc, char **argv) {
@@ -739,19 +764,8 @@ static int cmd_sweep(int argc, char **argv) {
 
 static int cmd_collect(int argc, char **argv) {
     const char *dir = NULL;
-    for (int i = 2; i < argc; ++i) {
-        if (is_help(argv[i])) {
-            fputs(USAGE_COLLECT, stdout);
-            return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return usage_error("collect", "collect: unknown option '%s'", argv[i]);
-        } else if (!dir) {
-            dir = argv[i];
-        } else {
-            return usage_error("collect", "collect: unexpected argument '%s'", argv[i]);
-        }
-    }
-    if (!dir) return usage_error("collect", "collect: missing DIR%s", "");
+    int rc = one_argument(argc, argv, "collect", USAGE_COLLECT, "DIR", &dir);
+    if (rc >= 0) return rc;
     qs_err err = {0};
     qs_status st = qs_sweep_collect(dir, &err);
     if (st != QS_OK) fprintf(stderr, "qshard: error: %s\n", err.msg);
@@ -762,19 +776,8 @@ static int cmd_collect(int argc, char **argv) {
 
 static int cmd_report(int argc, char **argv) {
     const char *dir = NULL;
-    for (int i = 2; i < argc; ++i) {
-        if (is_help(argv[i])) {
-            fputs(USAGE_REPORT, stdout);
-            return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return usage_error("report", "report: unknown option '%s'", argv[i]);
-        } else if (!dir) {
-            dir = argv[i];
-        } else {
-            return usage_error("report", "report: unexpected argument '%s'", argv[i]);
-        }
-    }
-    if (!dir) return usage_error("report", "report: missing RUN_DIR%s", "");
+    int rc = one_argument(argc, argv, "report", USAGE_REPORT, "RUN_DIR", &dir);
+    if (rc >= 0) return rc;
     qs_err err = {0};
     qs_status st = qs_report_write(dir, &err);
     if (st != QS_OK) fprintf(stderr, "qshard: error: %s\n", err.msg);
@@ -786,19 +789,8 @@ static int cmd_report(int argc, char **argv) {
 
 static int cmd_verify(int argc, char **argv) {
     const char *dir = NULL;
-    for (int i = 2; i < argc; ++i) {
-        if (is_help(argv[i])) {
-            fputs(USAGE_VERIFY, stdout);
-            return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return usage_error("verify", "verify: unknown option '%s'", argv[i]);
-        } else if (!dir) {
-            dir = argv[i];
-        } else {
-            return usage_error("verify", "verify: unexpected argument '%s'", argv[i]);
-        }
-    }
-    if (!dir) return usage_error("verify", "verify: missing %s", "RUN_DIR|EXPORT_DIR");
+    int rc = one_argument(argc, argv, "verify", USAGE_VERIFY, "RUN_DIR|EXPORT_DIR", &dir);
+    if (rc >= 0) return rc;
     qs_err err = {0};
     char summary[8192];
     qs_status st = qs_verify_dir(dir, summary, sizeof(summary), &err);

@@ -133,21 +133,33 @@ static void frame(FILE *f, const axes *a, int integer_x, double xlo, double xhi)
     fputs("</g>\n", f);
 }
 
-/* Closes the memory stream (which sets *buf, *len) and writes it durably. */
-static qs_status finish(const char *path, FILE *f, char **buf, size_t *len, qs_err *err) {
-    fputs("</svg>\n", f);
-    fclose(f);
-    qs_status st = qs_write_file_atomic(path, *buf, *len, err);
-    free(*buf);
+/* A chart being written into memory, then to its file by finish. */
+typedef struct doc {
+    FILE *f;   /* memory stream */
+    char *buf; /* owned; set by the stream */
+    size_t len;
+} doc;
+
+static qs_status doc_open(doc *d, const char *path, qs_err *err) {
+    memset(d, 0, sizeof(*d));
+    d->f = open_memstream(&d->buf, &d->len);
+    return d->f ? QS_OK : QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+}
+
+/* Closes the memory stream and writes it durably. */
+static qs_status finish(const char *path, doc *d, qs_err *err) {
+    fputs("</svg>\n", d->f);
+    fclose(d->f);
+    qs_status st = qs_write_file_atomic(path, d->buf, d->len, err);
+    free(d->buf);
     return st;
 }
 
 qs_status qs_svg_bars(const char *path, const qs_svg_chart *c, const double *xs,
                       const double *vals, int n, qs_err *err) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    doc d;
+    if (doc_open(&d, path, err) != QS_OK) return QS_ERR_RUNTIME;
+    FILE *f = d.f;
     axes a = {0, 1, 0, 1, c->logy};
     int okx = 0, oky = 0;
     range(xs, n, 0, &a.x0, &a.x1, &okx);
@@ -173,15 +185,14 @@ qs_status qs_svg_bars(const char *path, const qs_svg_chart *c, const double *xs,
                 fabs(base - top));
     }
     fputs("</g>\n", f);
-    return finish(path, f, &buf, &len, err);
+    return finish(path, &d, err);
 }
 
 qs_status qs_svg_lines(const char *path, const qs_svg_chart *c, const qs_svg_series *s, int ns,
                        qs_err *err) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    doc d;
+    if (doc_open(&d, path, err) != QS_OK) return QS_ERR_RUNTIME;
+    FILE *f = d.f;
     axes a = {0, 1, 0, 1, c->logy};
     int okx = 0, oky = 0;
     for (int k = 0; k < ns; ++k) {
@@ -226,5 +237,5 @@ qs_status qs_svg_lines(const char *path, const qs_svg_chart *c, const qs_svg_ser
         put_text(f, s[k].name);
         fputs("</text>\n</g>\n", f);
     }
-    return finish(path, f, &buf, &len, err);
+    return finish(path, &d, err);
 }

@@ -148,132 +148,177 @@ static void sweep_free(sweep *s) {
     memset(s, 0, sizeof(*s));
 }
 
-static qs_status sweep_parse(const char *path, sweep *s, qs_err *err) {
-    qs_status st = QS_OK;
-    FILE *fh = NULL;
+/* A sweep file's YAML document (libyaml's loader). */
+typedef struct yaml_file {
+    FILE *fh;
     yaml_parser_t parser;
     yaml_document_t doc;
-    int parser_ok = 0, doc_ok = 0;
+    int parser_ok, doc_ok;
+} yaml_file;
+
+static void yaml_file_close(yaml_file *y) {
+    if (y->doc_ok) yaml_document_delete(&y->doc);
+    if (y->parser_ok) yaml_parser_delete(&y->parser);
+    if (y->fh) fclose(y->fh);
+    memset(y, 0, sizeof(*y));
+}
+
+/* Loads `path`; unreadable or malformed YAML is QS_ERR_INPUT naming the file (and position).
+ * yaml_file_close releases it, also after a failure. */
+static qs_status yaml_file_load(yaml_file *y, const char *path, qs_err *err) {
+    memset(y, 0, sizeof(*y));
+    y->fh = fopen(path, "rb");
+    if (!y->fh) return QS_FAIL(err, QS_ERR_INPUT, "%s: cannot open the sweep file", path);
+    if (!yaml_parser_initialize(&y->parser))
+        return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    y->parser_ok = 1;
+    yaml_parser_set_input_file(&y->parser, y->fh);
+    if (!yaml_parser_load(&y->parser, &y->doc))
+        return QS_FAIL(err, QS_ERR_INPUT, "%s:%lu:%lu: %s", path,
+                       (unsigned long)y->parser.problem_mark.line + 1,
+                       (unsigned long)y->parser.problem_mark.column + 1,
+                       y->parser.problem ? y->parser.problem : "malformed YAML");
+    y->doc_ok = 1;
+    return QS_OK;
+}
+
+/* base: (relative to the sweep file's directory) or out: (as written) -> *slot. */
+static qs_status parse_path_key(const char *path, const char *key, const yaml_node_t *v,
+                                unsigned long line, char **slot, qs_err *err) {
+    const char *sv = v && v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value
+                                                      : NULL;
+    if (!sv || !sv[0])
+        return QS_FAIL(err, QS_ERR_INPUT, "%s:%lu: %s: expected a path", path, line, key);
+    char *abs = NULL;
+    if (sv[0] != '/' && strcmp(key, "base") == 0) { /* relative to the sweep file */
+        char *tmp = strdup(path);
+        const char *d = tmp ? dirname(tmp) : ".";
+        size_t n = strlen(d) + strlen(sv) + 2;
+        abs = malloc(n);
+        if (abs) snprintf(abs, n, "%s/%s", d, sv);
+        free(tmp);
+    } else {
+        abs = strdup(sv);
+    }
+    if (!abs) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory");
+    free(*slot);
+    *slot = abs;
+    return QS_OK;
+}
+
+/* grid: key.path: [value, ...] -> one key and its alternatives each. */
+static qs_status parse_grid(yaml_document_t *doc, yaml_node_t *v, const char *path,
+                            unsigned long line, sweep *s, qs_err *err) {
+    qs_status st = QS_OK;
+    if (!v || v->type != YAML_MAPPING_NODE)
+        QS_THROW(err, QS_ERR_INPUT, "%s:%lu: grid: expected key.path: [value, ...]", path,
+                 line);
+    for (yaml_node_pair_t *g = v->data.mapping.pairs.start; g < v->data.mapping.pairs.top; ++g) {
+        yaml_node_t *gk = yaml_document_get_node(doc, g->key);
+        yaml_node_t *gv = yaml_document_get_node(doc, g->value);
+        if (s->ngrid >= MAX_KEYS)
+            QS_THROW(err, QS_ERR_INPUT, "%s: grid: more than %d keys", path, MAX_KEYS);
+        if (!gk || gk->type != YAML_SCALAR_NODE || !gv || gv->type != YAML_SEQUENCE_NODE ||
+            gv->data.sequence.items.top == gv->data.sequence.items.start)
+            QS_THROW(err, QS_ERR_INPUT,
+                     "%s:%lu: grid: each key needs a non-empty list of values", path,
+                     gv ? (unsigned long)gv->start_mark.line + 1 : line);
+        const char *gname = (const char *)gk->data.scalar.value;
+        snprintf(s->gkey[s->ngrid], sizeof(s->gkey[0]), "%s", gname);
+        ovlist *alt = &s->gval[s->ngrid++];
+        for (yaml_node_item_t *it = gv->data.sequence.items.start;
+             it < gv->data.sequence.items.top; ++it) {
+            yaml_node_t *e = yaml_document_get_node(doc, *it);
+            char *t = node_string(doc, e);
+            if (!t)
+                QS_THROW(err, QS_ERR_INPUT,
+                         "%s:%lu: grid: %s: each value must be a scalar or a list of scalars",
+                         path, e ? (unsigned long)e->start_mark.line + 1 : line, gname);
+            QS_CHECK(ovlist_push(alt, gname, t, path, err));
+        }
+    }
+done:
+    return st;
+}
+
+/* points: a list of mappings, one point's overrides each. */
+static qs_status parse_points(yaml_document_t *doc, yaml_node_t *v, const char *path,
+                              unsigned long line, sweep *s, qs_err *err) {
+    if (!v || v->type != YAML_SEQUENCE_NODE)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s:%lu: points: expected a list of mappings", path,
+                       line);
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         ++it) {
+        ovlist *np = realloc(s->points, sizeof(ovlist) * (size_t)(s->npoints + 1));
+        if (!np) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory");
+        s->points = np;
+        memset(&s->points[s->npoints], 0, sizeof(ovlist));
+        s->npoints++;
+        qs_status st = read_map(doc, yaml_document_get_node(doc, *it), path, "points",
+                                &s->points[s->npoints - 1], err);
+        if (st != QS_OK) return st;
+    }
+    return QS_OK;
+}
+
+/* sbatch: a list of one-line #SBATCH options. */
+static qs_status parse_sbatch(yaml_document_t *doc, yaml_node_t *v, const char *path,
+                              unsigned long line, sweep *s, qs_err *err) {
+    if (!v || v->type != YAML_SEQUENCE_NODE)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s:%lu: sbatch: expected a list of options", path,
+                       line);
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         ++it) {
+        yaml_node_t *e = yaml_document_get_node(doc, *it);
+        if (!e || e->type != YAML_SCALAR_NODE || strchr((const char *)e->data.scalar.value, '\n'))
+            return QS_FAIL(err, QS_ERR_INPUT, "%s:%lu: sbatch: options must be one-line strings",
+                           path, line);
+        char **nb = realloc(s->sbatch, sizeof(char *) * (size_t)(s->nsbatch + 1));
+        if (!nb) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory");
+        s->sbatch = nb;
+        s->sbatch[s->nsbatch] = strdup((const char *)e->data.scalar.value);
+        if (!s->sbatch[s->nsbatch++]) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory");
+    }
+    return QS_OK;
+}
+
+static qs_status sweep_parse(const char *path, sweep *s, qs_err *err) {
+    qs_status st = QS_OK;
+    yaml_file y;
     memset(s, 0, sizeof(*s));
     s->parallel = 4;
-    fh = fopen(path, "rb");
-    if (!fh) QS_THROW(err, QS_ERR_INPUT, "%s: cannot open the sweep file", path);
-    if (!yaml_parser_initialize(&parser)) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
-    parser_ok = 1;
-    yaml_parser_set_input_file(&parser, fh);
-    if (!yaml_parser_load(&parser, &doc))
-        QS_THROW(err, QS_ERR_INPUT, "%s:%lu:%lu: %s", path,
-                 (unsigned long)parser.problem_mark.line + 1,
-                 (unsigned long)parser.problem_mark.column + 1,
-                 parser.problem ? parser.problem : "malformed YAML");
-    doc_ok = 1;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    QS_CHECK(yaml_file_load(&y, path, err));
+    yaml_node_t *root = yaml_document_get_root_node(&y.doc);
     if (!root || root->type != YAML_MAPPING_NODE)
         QS_THROW(err, QS_ERR_INPUT, "%s: expected a mapping (base, set, grid, points, parallel)",
                  path);
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          ++p) {
-        yaml_node_t *k = yaml_document_get_node(&doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(&doc, p->value);
+        yaml_node_t *k = yaml_document_get_node(&y.doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(&y.doc, p->value);
         const char *key = k && k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value
                                                            : "";
         const unsigned long line = v ? (unsigned long)v->start_mark.line + 1 : 0;
-        const int scalar = v && v->type == YAML_SCALAR_NODE;
-        const char *sv = scalar ? (const char *)v->data.scalar.value : NULL;
-        if (strcmp(key, "base") == 0 || strcmp(key, "out") == 0) {
-            if (!scalar || !sv[0])
-                QS_THROW(err, QS_ERR_INPUT, "%s:%lu: %s: expected a path", path, line, key);
-            char *abs = NULL;
-            if (sv[0] == '/') {
-                abs = strdup(sv);
-            } else if (strcmp(key, "base") == 0) { /* relative to the sweep file */
-                char *tmp = strdup(path);
-                const char *d = tmp ? dirname(tmp) : ".";
-                size_t n = strlen(d) + strlen(sv) + 2;
-                abs = malloc(n);
-                if (abs) snprintf(abs, n, "%s/%s", d, sv);
-                free(tmp);
-            } else {
-                abs = strdup(sv);
-            }
-            if (!abs) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-            if (strcmp(key, "base") == 0) {
-                free(s->base);
-                s->base = abs;
-            } else {
-                free(s->out);
-                s->out = abs;
-            }
+        if (strcmp(key, "base") == 0) {
+            QS_CHECK(parse_path_key(path, key, v, line, &s->base, err));
+        } else if (strcmp(key, "out") == 0) {
+            QS_CHECK(parse_path_key(path, key, v, line, &s->out, err));
         } else if (strcmp(key, "parallel") == 0) {
+            const int scalar = v && v->type == YAML_SCALAR_NODE;
             char *end = NULL;
-            long x = scalar ? strtol(sv, &end, 10) : 0;
+            long x = scalar ? strtol((const char *)v->data.scalar.value, &end, 10) : 0;
             if (!scalar || *end || x < 1 || x > 100000)
                 QS_THROW(err, QS_ERR_INPUT, "%s:%lu: parallel: expected an integer >= 1", path,
                          line);
             s->parallel = (int)x;
         } else if (strcmp(key, "set") == 0) {
-            QS_CHECK(read_map(&doc, v, path, "set", &s->set, err));
+            QS_CHECK(read_map(&y.doc, v, path, "set", &s->set, err));
         } else if (strcmp(key, "grid") == 0) {
-            if (!v || v->type != YAML_MAPPING_NODE)
-                QS_THROW(err, QS_ERR_INPUT, "%s:%lu: grid: expected key.path: [value, ...]", path,
-                         line);
-            for (yaml_node_pair_t *g = v->data.mapping.pairs.start;
-                 g < v->data.mapping.pairs.top; ++g) {
-                yaml_node_t *gk = yaml_document_get_node(&doc, g->key);
-                yaml_node_t *gv = yaml_document_get_node(&doc, g->value);
-                if (s->ngrid >= MAX_KEYS)
-                    QS_THROW(err, QS_ERR_INPUT, "%s: grid: more than %d keys", path, MAX_KEYS);
-                if (!gk || gk->type != YAML_SCALAR_NODE || !gv ||
-                    gv->type != YAML_SEQUENCE_NODE ||
-                    gv->data.sequence.items.top == gv->data.sequence.items.start)
-                    QS_THROW(err, QS_ERR_INPUT,
-                             "%s:%lu: grid: each key needs a non-empty list of values", path,
-                             gv ? (unsigned long)gv->start_mark.line + 1 : line);
-                const char *gname = (const char *)gk->data.scalar.value;
-                snprintf(s->gkey[s->ngrid], sizeof(s->gkey[0]), "%s", gname);
-                ovlist *alt = &s->gval[s->ngrid++];
-                for (yaml_node_item_t *it = gv->data.sequence.items.start;
-                     it < gv->data.sequence.items.top; ++it) {
-                    yaml_node_t *e = yaml_document_get_node(&doc, *it);
-                    char *t = node_string(&doc, e);
-                    if (!t)
-                        QS_THROW(err, QS_ERR_INPUT,
-                                 "%s:%lu: grid: %s: each value must be a scalar or a list of "
-                                 "scalars",
-                                 path, e ? (unsigned long)e->start_mark.line + 1 : line, gname);
-                    QS_CHECK(ovlist_push(alt, gname, t, path, err));
-                }
-            }
+            QS_CHECK(parse_grid(&y.doc, v, path, line, s, err));
         } else if (strcmp(key, "points") == 0) {
-            if (!v || v->type != YAML_SEQUENCE_NODE)
-                QS_THROW(err, QS_ERR_INPUT, "%s:%lu: points: expected a list of mappings", path,
-                         line);
-            for (yaml_node_item_t *it = v->data.sequence.items.start;
-                 it < v->data.sequence.items.top; ++it) {
-                ovlist *np = realloc(s->points, sizeof(ovlist) * (size_t)(s->npoints + 1));
-                if (!np) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-                s->points = np;
-                memset(&s->points[s->npoints], 0, sizeof(ovlist));
-                s->npoints++;
-                QS_CHECK(read_map(&doc, yaml_document_get_node(&doc, *it), path, "points",
-                                  &s->points[s->npoints - 1], err));
-            }
+            QS_CHECK(parse_points(&y.doc, v, path, line, s, err));
         } else if (strcmp(key, "sbatch") == 0) {
-            if (!v || v->type != YAML_SEQUENCE_NODE)
-                QS_THROW(err, QS_ERR_INPUT, "%s:%lu: sbatch: expected a list of options", path,
-                         line);
-            for (yaml_node_item_t *it = v->data.sequence.items.start;
-                 it < v->data.sequence.items.top; ++it) {
-                yaml_node_t *e = yaml_document_get_node(&doc, *it);
-                if (!e || e->type != YAML_SCALAR_NODE || strchr((const char *)e->data.scalar.value, '\n'))
-                    QS_THROW(err, QS_ERR_INPUT, "%s:%lu: sbatch: options must be one-line strings",
-                             path, line);
-                char **nb = realloc(s->sbatch, sizeof(char *) * (size_t)(s->nsbatch + 1));
-                if (!nb) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-                s->sbatch = nb;
-                s->sbatch[s->nsbatch] = strdup((const char *)e->data.scalar.value);
-                if (!s->sbatch[s->nsbatch++]) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-            }
+            QS_CHECK(parse_sbatch(&y.doc, v, path, line, s, err));
         } else {
             QS_THROW(err, QS_ERR_INPUT,
                      "%s: unknown key '%s' (expected base, set, grid, points, parallel, sbatch, "
@@ -283,9 +328,7 @@ static qs_status sweep_parse(const char *path, sweep *s, qs_err *err) {
     }
     if (!s->base) QS_THROW(err, QS_ERR_INPUT, "%s: base: the base config path is required", path);
 done:
-    if (doc_ok) yaml_document_delete(&doc);
-    if (parser_ok) yaml_parser_delete(&parser);
-    if (fh) fclose(fh);
+    yaml_file_close(&y);
     return st;
 }
 
@@ -345,71 +388,207 @@ static int find_template(const qs_sweep_opts *o, char *out, size_t n) {
     return found;
 }
 
+/* The output directory (absolute, malloc'd; NULL when out of memory): --out, the file's
+ * out:, or the sweep file's path without .yaml / .yml (SWEEP.sweep without either). */
+static char *sweep_out_dir(const qs_sweep_opts *o, const sweep *s) {
+    if (o->out_dir) return abs_path(o->out_dir);
+    if (s->out) return abs_path(s->out);
+    char *t = malloc(strlen(o->sweep_path) + 8);
+    if (!t) return NULL;
+    strcpy(t, o->sweep_path);
+    size_t n = strlen(t);
+    if (n > 5 && strcmp(t + n - 5, ".yaml") == 0)
+        t[n - 5] = 0;
+    else if (n > 4 && strcmp(t + n - 4, ".yml") == 0)
+        t[n - 4] = 0;
+    else
+        strcat(t, ".sweep"); /* no .yaml suffix: OUT = SWEEP.sweep */
+    char *out = abs_path(t);
+    free(t);
+    return out;
+}
+
+/* Every point's overrides in order: the explicit points (or one empty point) x the grid's
+ * cartesian product, first grid key slowest. *pts (*npts,) is the caller's to free. */
+static qs_status points_expand(const sweep *s, const char *sweep_path, ovlist **pts,
+                               int *npts, qs_err *err) {
+    int64_t ncomb = 1;
+    for (int g = 0; g < s->ngrid; ++g) ncomb *= s->gval[g].n;
+    const int nbase = s->npoints > 0 ? s->npoints : 1;
+    if (ncomb * nbase > MAX_POINTS)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: %lld points (more than %d)", sweep_path,
+                       (long long)(ncomb * nbase), MAX_POINTS);
+    *npts = (int)(ncomb * nbase);
+    *pts = calloc((size_t)*npts, sizeof(ovlist));
+    if (!*pts) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory");
+    for (int p = 0, i = 0; p < nbase; ++p)
+        for (int64_t c = 0; c < ncomb; ++c, ++i) {
+            ovlist *pt = &(*pts)[i];
+            qs_status st = QS_OK;
+            if (s->npoints > 0)
+                for (int k = 0; k < s->points[p].n && st == QS_OK; ++k)
+                    st = ovlist_push(pt, s->points[p].v[k].key, strdup(s->points[p].v[k].val),
+                                     sweep_path, err);
+            int64_t div = ncomb; /* first grid key slowest */
+            for (int g = 0; g < s->ngrid && st == QS_OK; ++g) {
+                div /= s->gval[g].n;
+                const int j = (int)((c / div) % s->gval[g].n);
+                st = ovlist_push(pt, s->gkey[g], strdup(s->gval[g].v[j].val), sweep_path, err);
+            }
+            if (st != QS_OK) return st;
+        }
+    return QS_OK;
+}
+
+/* Point i's config through the config loader: the base with the sweep's set, the point's
+ * overrides and its run_dir OUT/runs/NNN. sets has room for all of them. An invalid point
+ * is QS_ERR_INPUT naming the sweep file and the point. */
+static qs_status point_config(const sweep *s, const ovlist *pt, int i, const char *out,
+                              const char *sweep_path, const char **sets, qs_config *cfg,
+                              qs_err *err) {
+    int ns = 0;
+    char rd[QS_PATH_MAX + 16];
+    char **owned = calloc((size_t)(s->set.n + pt->n + 1), sizeof(char *));
+    int nowned = 0;
+    if (!owned) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory");
+    for (int k = 0; k < s->set.n + pt->n; ++k) {
+        const ov *x = k < s->set.n ? &s->set.v[k] : &pt->v[k - s->set.n];
+        owned[nowned] = join_kv(x->key, x->val);
+        if (!owned[nowned]) break;
+        sets[ns++] = owned[nowned++];
+    }
+    qs_status st = QS_OK;
+    qs_err e = {0};
+    if (nowned < s->set.n + pt->n) {
+        st = QS_FAIL(err, QS_ERR_RUNTIME, "out of memory");
+    } else {
+        snprintf(rd, sizeof(rd), "run_dir=%s/runs/%03d", out, i);
+        sets[ns++] = rd;
+        st = qs_config_load(cfg, s->base, sets, ns, &e);
+        if (st != QS_OK)
+            st = QS_FAIL(err, st == QS_ERR_RUNTIME ? QS_ERR_RUNTIME : QS_ERR_INPUT,
+                         "%s: point %d: %s", sweep_path, i, e.msg);
+    }
+    for (int k = 0; k < nowned; ++k) free(owned[k]);
+    free(owned);
+    return st;
+}
+
+/* OUT/points/NNN.yaml: point i's resolved config. */
+static qs_status point_write(const qs_config *cfg, int i, const char *out, const sweep *s,
+                             const char *sweep_path, qs_err *err) {
+    char path[QS_PATH_MAX];
+    qs_atomic a;
+    snprintf(path, sizeof(path), "%s/points/%03d.yaml", out, i);
+    qs_status st = qs_atomic_open(&a, path, err);
+    if (st != QS_OK) return st;
+    fprintf(a.f, "# point %03d of sweep %s (base %s)\n", i, sweep_path, s->base);
+    st = qs_config_dump(cfg, a.f, 1, err);
+    if (st != QS_OK) {
+        qs_atomic_abandon(&a);
+        return st;
+    }
+    return qs_atomic_commit(&a, err);
+}
+
+/* OUT/points.csv: point, run_dir, one column per distinct swept key (first-seen order). */
+static qs_status points_csv_write(const ovlist *pts, int npts, const char *out, qs_err *err) {
+    char keys[MAX_KEYS * 2][128], path[QS_PATH_MAX];
+    int nk = 0;
+    for (int i = 0; i < npts; ++i)
+        for (int k = 0; k < pts[i].n; ++k) {
+            int seen = 0;
+            for (int j = 0; j < nk && !seen; ++j) seen = strcmp(keys[j], pts[i].v[k].key) == 0;
+            if (!seen && nk < MAX_KEYS * 2) snprintf(keys[nk++], 128, "%s", pts[i].v[k].key);
+        }
+    qs_atomic a;
+    snprintf(path, sizeof(path), "%s/points.csv", out);
+    qs_status st = qs_atomic_open(&a, path, err);
+    if (st != QS_OK) return st;
+    FILE *f = a.f;
+    fputs("point,run_dir", f);
+    for (int j = 0; j < nk; ++j) {
+        fputc(',', f);
+        csv_field(f, keys[j]);
+    }
+    fputc('\n', f);
+    for (int i = 0; i < npts; ++i) {
+        fprintf(f, "%d,%s/runs/%03d", i, out, i);
+        for (int j = 0; j < nk; ++j) {
+            const char *v = "";
+            for (int k = 0; k < pts[i].n; ++k)
+                if (strcmp(pts[i].v[k].key, keys[j]) == 0) v = pts[i].v[k].val;
+            fputc(',', f);
+            csv_field(f, v);
+        }
+        fputc('\n', f);
+    }
+    return qs_atomic_commit(&a, err);
+}
+
+/* OUT/qshard.sbatch (a copy of the template) and OUT/sweep.sbatch, the job array whose task
+ * i runs point i through it. */
+static qs_status array_script_write(const qs_sweep_opts *o, const sweep *s, const char *tmpl,
+                                    const char *out, int npts, qs_err *err) {
+    qs_status st = QS_OK;
+    char path[QS_PATH_MAX], *text = NULL;
+    size_t tn = 0;
+    qs_atomic a;
+    QS_CHECK(qs_read_file(tmpl, &text, &tn, err));
+    snprintf(path, sizeof(path), "%s/qshard.sbatch", out);
+    QS_CHECK(qs_write_file_atomic(path, text, tn, err));
+    chmod(path, 0755);
+    snprintf(path, sizeof(path), "%s/sweep.sbatch", out);
+    QS_CHECK(qs_atomic_open(&a, path, err));
+    fprintf(a.f,
+            "#!/bin/bash\n"
+            "# sweep.sbatch: written by `qshard sweep %s`: a job array, task i runs point i\n"
+            "# (points/NNN.yaml, run directory runs/NNN) through qshard.sbatch next to this\n"
+            "# file (a copy of slurm/qshard.sbatch: launcher, USR1 stop, requeue of the task,\n"
+            "# --resume on restart). Submit with the per-task size, e.g.\n"
+            "#   sbatch -n 2 %s/sweep.sbatch\n"
+            "# then `qshard collect %s` for the table. QSHARD overrides the binary.\n"
+            "#SBATCH --job-name=qshard-sweep\n"
+            "#SBATCH --array=0-%d%%%d\n"
+            "#SBATCH --signal=B:USR1@120\n"
+            "#SBATCH --requeue\n"
+            "#SBATCH --open-mode=append\n"
+            "#SBATCH --output=%s/logs/point-%%a.out\n",
+            o->sweep_path, out, out, npts - 1, s->parallel, out);
+    for (int i = 0; i < s->nsbatch; ++i) fprintf(a.f, "#SBATCH %s\n", s->sbatch[i]);
+    fprintf(a.f,
+            "set -u\n"
+            "SWEEP_DIR='%s'\n"
+            "POINT=$(printf '%%03d' \"${SLURM_ARRAY_TASK_ID:?not a job-array task}\")\n"
+            "export QSHARD=\"${QSHARD:-%s}\"\n"
+            "# exec: the batch shell that gets Slurm's USR1 is qshard.sbatch's own\n"
+            "exec bash \"$SWEEP_DIR/qshard.sbatch\" \"$SWEEP_DIR/points/$POINT.yaml\" \"$@\"\n",
+            out, o->qshard_bin ? o->qshard_bin : "qshard");
+    QS_CHECK(qs_atomic_commit(&a, err));
+    chmod(path, 0755);
+done:
+    free(text);
+    return st;
+}
+
 qs_status qs_sweep_write(const qs_sweep_opts *o, qs_err *err) {
     qs_status st = QS_OK;
     sweep s;
     qs_config cfg;
-    char *out = NULL, *text = NULL, *buf = NULL;
+    char *out = NULL;
     const char **sets = NULL;
     ovlist *pts = NULL; /* (npts) every point's overrides (set, point, grid) in order */
     int npts = 0;
-    size_t len = 0;
-    FILE *f = NULL;
     char path[QS_PATH_MAX], tmpl[QS_PATH_MAX];
     memset(&cfg, 0, sizeof(cfg));
     QS_CHECK(sweep_parse(o->sweep_path, &s, err));
-
-    /* output directory */
-    if (o->out_dir) {
-        out = abs_path(o->out_dir);
-    } else if (s.out) {
-        out = abs_path(s.out);
-    } else {
-        char *t = malloc(strlen(o->sweep_path) + 8);
-        if (t) {
-            strcpy(t, o->sweep_path);
-            size_t n = strlen(t);
-            if (n > 5 && strcmp(t + n - 5, ".yaml") == 0)
-                t[n - 5] = 0;
-            else if (n > 4 && strcmp(t + n - 4, ".yml") == 0)
-                t[n - 4] = 0;
-            else
-                strcat(t, ".sweep"); /* no .yaml suffix: OUT = SWEEP.sweep */
-            out = abs_path(t);
-            free(t);
-        }
-    }
+    out = sweep_out_dir(o, &s);
     if (!out) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
     if (!find_template(o, tmpl, sizeof(tmpl)))
         QS_THROW(err, QS_ERR_INPUT,
                  "%s: slurm/qshard.sbatch not found next to %s; set QSHARD_SBATCH to its path",
                  o->sweep_path, o->qshard_bin ? o->qshard_bin : "qshard");
-
-    /* points: explicit points (or one empty point) x the grid's cartesian product */
-    int64_t ncomb = 1;
-    for (int g = 0; g < s.ngrid; ++g) ncomb *= s.gval[g].n;
-    const int nbase = s.npoints > 0 ? s.npoints : 1;
-    if (ncomb * nbase > MAX_POINTS)
-        QS_THROW(err, QS_ERR_INPUT, "%s: %lld points (more than %d)", o->sweep_path,
-                 (long long)(ncomb * nbase), MAX_POINTS);
-    npts = (int)(ncomb * nbase);
-    pts = calloc((size_t)npts, sizeof(ovlist));
-    if (!pts) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    for (int p = 0, i = 0; p < nbase; ++p)
-        for (int64_t c = 0; c < ncomb; ++c, ++i) {
-            if (s.npoints > 0)
-                for (int k = 0; k < s.points[p].n; ++k) {
-                    char *v = strdup(s.points[p].v[k].val);
-                    QS_CHECK(ovlist_push(&pts[i], s.points[p].v[k].key, v, o->sweep_path, err));
-                }
-            int64_t div = ncomb; /* first grid key slowest */
-            for (int g = 0; g < s.ngrid; ++g) {
-                div /= s.gval[g].n;
-                const int j = (int)((c / div) % s.gval[g].n);
-                char *v = strdup(s.gval[g].v[j].val);
-                QS_CHECK(ovlist_push(&pts[i], s.gkey[g], v, o->sweep_path, err));
-            }
-        }
+    QS_CHECK(points_expand(&s, o->sweep_path, &pts, &npts, err));
 
     /* each point through the config loader (pass 0: all valid before anything is written),
      * then dumped resolved (pass 1) */
@@ -418,146 +597,30 @@ qs_status qs_sweep_write(const qs_sweep_opts *o, qs_err *err) {
     maxsets += s.set.n + 2;
     sets = calloc((size_t)maxsets, sizeof(char *));
     if (!sets) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    for (int pass = 0; pass < 2; ++pass)
     for (int i = 0; i < npts; ++i) {
-        if (pass == 1 && i == 0) {
-            static const char *const SUB[] = {"points", "runs", "logs"};
-            for (int k = 0; k < 3; ++k) {
-                snprintf(path, sizeof(path), "%s/%s", out, SUB[k]);
-                QS_CHECK(qs_mkdir_p(path, err));
-            }
-        }
-        int ns = 0;
-        char rd[QS_PATH_MAX + 16];
-        char **owned = calloc((size_t)(s.set.n + pts[i].n + 1), sizeof(char *));
-        int nowned = 0;
-        if (!owned) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-        for (int k = 0; k < s.set.n + pts[i].n; ++k) {
-            const ov *x = k < s.set.n ? &s.set.v[k] : &pts[i].v[k - s.set.n];
-            owned[nowned] = join_kv(x->key, x->val);
-            if (!owned[nowned]) break;
-            sets[ns++] = owned[nowned++];
-        }
-        if (nowned < s.set.n + pts[i].n) {
-            for (int k = 0; k < nowned; ++k) free(owned[k]);
-            free(owned);
-            QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-        }
-        snprintf(rd, sizeof(rd), "run_dir=%s/runs/%03d", out, i);
-        sets[ns++] = rd;
-        qs_err e = {0};
-        st = qs_config_load(&cfg, s.base, sets, ns, &e);
-        for (int k = 0; k < nowned; ++k) free(owned[k]);
-        free(owned);
-        if (st != QS_OK) {
-            const qs_status code = st == QS_ERR_RUNTIME ? QS_ERR_RUNTIME : QS_ERR_INPUT;
-            QS_THROW(err, code, "%s: point %d: %s", o->sweep_path, i, e.msg);
-        }
-        if (pass == 0) {
-            qs_config_free(&cfg);
-            continue;
-        }
-        f = open_memstream(&buf, &len);
-        if (!f) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-        fprintf(f, "# point %03d of sweep %s (base %s)\n", i, o->sweep_path, s.base);
-        st = qs_config_dump(&cfg, f, 1, err);
-        fclose(f);
-        f = NULL;
-        if (st != QS_OK) goto done;
-        snprintf(path, sizeof(path), "%s/points/%03d.yaml", out, i);
-        QS_CHECK(qs_write_file_atomic(path, buf, len, err));
-        free(buf);
-        buf = NULL;
+        QS_CHECK(point_config(&s, &pts[i], i, out, o->sweep_path, sets, &cfg, err));
         qs_config_free(&cfg);
     }
-
-    /* points.csv: point, run_dir, one column per distinct swept key (first-seen order) */
-    {
-        char keys[MAX_KEYS * 2][128];
-        int nk = 0;
-        for (int i = 0; i < npts; ++i)
-            for (int k = 0; k < pts[i].n; ++k) {
-                int seen = 0;
-                for (int j = 0; j < nk && !seen; ++j) seen = strcmp(keys[j], pts[i].v[k].key) == 0;
-                if (!seen && nk < MAX_KEYS * 2) snprintf(keys[nk++], 128, "%s", pts[i].v[k].key);
-            }
-        f = open_memstream(&buf, &len);
-        if (!f) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-        fputs("point,run_dir", f);
-        for (int j = 0; j < nk; ++j) {
-            fputc(',', f);
-            csv_field(f, keys[j]);
-        }
-        fputc('\n', f);
-        for (int i = 0; i < npts; ++i) {
-            fprintf(f, "%d,%s/runs/%03d", i, out, i);
-            for (int j = 0; j < nk; ++j) {
-                const char *v = "";
-                for (int k = 0; k < pts[i].n; ++k)
-                    if (strcmp(pts[i].v[k].key, keys[j]) == 0) v = pts[i].v[k].val;
-                fputc(',', f);
-                csv_field(f, v);
-            }
-            fputc('\n', f);
-        }
-        fclose(f);
-        f = NULL;
-        snprintf(path, sizeof(path), "%s/points.csv", out);
-        QS_CHECK(qs_write_file_atomic(path, buf, len, err));
-        free(buf);
-        buf = NULL;
+    static const char *const SUB[] = {"points", "runs", "logs"};
+    for (int k = 0; k < 3; ++k) {
+        snprintf(path, sizeof(path), "%s/%s", out, SUB[k]);
+        QS_CHECK(qs_mkdir_p(path, err));
     }
-
-    /* the template copy and the array script */
-    {
-        size_t tn = 0;
-        QS_CHECK(qs_read_file(tmpl, &text, &tn, err));
-        snprintf(path, sizeof(path), "%s/qshard.sbatch", out);
-        QS_CHECK(qs_write_file_atomic(path, text, tn, err));
-        chmod(path, 0755);
-        f = open_memstream(&buf, &len);
-        if (!f) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-        fprintf(f,
-                "#!/bin/bash\n"
-                "# sweep.sbatch: written by `qshard sweep %s`: a job array, task i runs point i\n"
-                "# (points/NNN.yaml, run directory runs/NNN) through qshard.sbatch next to this\n"
-                "# file (a copy of slurm/qshard.sbatch: launcher, USR1 stop, requeue of the task,\n"
-                "# --resume on restart). Submit with the per-task size, e.g.\n"
-                "#   sbatch -n 2 %s/sweep.sbatch\n"
-                "# then `qshard collect %s` for the table. QSHARD overrides the binary.\n"
-                "#SBATCH --job-name=qshard-sweep\n"
-                "#SBATCH --array=0-%d%%%d\n"
-                "#SBATCH --signal=B:USR1@120\n"
-                "#SBATCH --requeue\n"
-                "#SBATCH --open-mode=append\n"
-                "#SBATCH --output=%s/logs/point-%%a.out\n",
-                o->sweep_path, out, out, npts - 1, s.parallel, out);
-        for (int i = 0; i < s.nsbatch; ++i) fprintf(f, "#SBATCH %s\n", s.sbatch[i]);
-        fprintf(f,
-                "set -u\n"
-                "SWEEP_DIR='%s'\n"
-                "POINT=$(printf '%%03d' \"${SLURM_ARRAY_TASK_ID:?not a job-array task}\")\n"
-                "export QSHARD=\"${QSHARD:-%s}\"\n"
-                "# exec: the batch shell that gets Slurm's USR1 is qshard.sbatch's own\n"
-                "exec bash \"$SWEEP_DIR/qshard.sbatch\" \"$SWEEP_DIR/points/$POINT.yaml\" \"$@\"\n",
-                out, o->qshard_bin ? o->qshard_bin : "qshard");
-        fclose(f);
-        f = NULL;
-        snprintf(path, sizeof(path), "%s/sweep.sbatch", out);
-        QS_CHECK(qs_write_file_atomic(path, buf, len, err));
-        chmod(path, 0755);
+    for (int i = 0; i < npts; ++i) {
+        QS_CHECK(point_config(&s, &pts[i], i, out, o->sweep_path, sets, &cfg, err));
+        QS_CHECK(point_write(&cfg, i, out, &s, o->sweep_path, err));
+        qs_config_free(&cfg);
     }
+    QS_CHECK(points_csv_write(pts, npts, out, err));
+    QS_CHECK(array_script_write(o, &s, tmpl, out, npts, err));
     printf("sweep: %d point(s) in %s\n  points/NNN.yaml, points.csv, sweep.sbatch (--array=0-%d%%%d)\n"
            "  submit: sbatch -n RANKS %s/sweep.sbatch\n  then:   qshard collect %s\n",
            npts, out, npts - 1, s.parallel, out, out);
 done:
-    if (f) fclose(f);
     if (pts)
         for (int i = 0; i < npts; ++i) ovlist_free(&pts[i]);
     free(pts);
     free(sets);
-    free(buf);
-    free(text);
     free(out);
     qs_config_free(&cfg);
     sweep_free(&s);

@@ -103,24 +103,36 @@ static qs_status ckpt_path(const qs_rundir *rd, int layer, int64_t k, char *out,
     return qs_rundir_path(rd, rel, out, n, err);
 }
 
+/* One group's statistics: <group>/<hess_name> (d, d) of hess_type, <group>/absmax (d) f32,
+ * <group>/<sq_name> (d) f64. */
+static qs_status group_write(qs_h5 *h, int g, int64_t d, const char *hess_name,
+                             qs_h5_type hess_type, const void *hess, const float *absmax,
+                             const char *sq_name, const double *sq, qs_err *err) {
+    qs_status st = QS_OK;
+    char name[64];
+    int64_t dd[2] = {d, d};
+    snprintf(name, sizeof(name), "%s/%s", GROUP_NAMES[g], hess_name);
+    QS_CHECK(qs_h5_write(h, name, hess_type, 2, dd, hess, err));
+    snprintf(name, sizeof(name), "%s/absmax", GROUP_NAMES[g]);
+    QS_CHECK(qs_h5_write(h, name, QS_H5_F32, 1, dd, absmax, err));
+    snprintf(name, sizeof(name), "%s/%s", GROUP_NAMES[g], sq_name);
+    QS_CHECK(qs_h5_write(h, name, QS_H5_F64, 1, dd, sq, err));
+done:
+    return st;
+}
+
 /* Writes one layer's running state after k chunks. */
 static qs_status ckpt_write(const qs_rundir *rd, int layer, int64_t k, const layer_acc *a,
                             qs_err *err) {
     qs_status st = QS_OK;
     qs_h5 h;
-    char path[QS_PATH_MAX], name[64];
+    char path[QS_PATH_MAX];
     memset(&h, 0, sizeof(h));
     QS_CHECK(ckpt_path(rd, layer, k, path, sizeof(path), err));
     QS_CHECK(qs_h5_create(&h, path, err));
-    for (int g = 0; g < QS_GROUP_COUNT; ++g) {
-        int64_t dd[2] = {a->d[g], a->d[g]};
-        snprintf(name, sizeof(name), "%s/hessian_acc", GROUP_NAMES[g]);
-        QS_CHECK(qs_h5_write(&h, name, QS_H5_F64, 2, dd, a->hess[g], err));
-        snprintf(name, sizeof(name), "%s/absmax", GROUP_NAMES[g]);
-        QS_CHECK(qs_h5_write(&h, name, QS_H5_F32, 1, dd, a->absmax[g], err));
-        snprintf(name, sizeof(name), "%s/sumsq", GROUP_NAMES[g]);
-        QS_CHECK(qs_h5_write(&h, name, QS_H5_F64, 1, dd, a->sumsq[g], err));
-    }
+    for (int g = 0; g < QS_GROUP_COUNT; ++g)
+        QS_CHECK(group_write(&h, g, a->d[g], "hessian_acc", QS_H5_F64, a->hess[g],
+                             a->absmax[g], "sumsq", a->sumsq[g], err));
     QS_CHECK(qs_h5_attr_i64(&h, NULL, "tokens", a->tokens, err));
     QS_CHECK(qs_h5_attr_i64(&h, NULL, "chunk", k, err));
     QS_CHECK(qs_h5_commit(&h, err));
@@ -158,22 +170,18 @@ static qs_status layer_write(const qs_rundir *rd, int layer, layer_acc *a, int64
                              int64_t nsamples, float *tmp, qs_err *err) {
     qs_status st = QS_OK;
     qs_h5 h;
-    char rel[64], path[QS_PATH_MAX], name[64];
+    char rel[64], path[QS_PATH_MAX];
     memset(&h, 0, sizeof(h));
     qs_rundir_layer_rel(rel, sizeof(rel), QS_DIR_CALIB, layer);
     QS_CHECK(qs_rundir_path(rd, rel, path, sizeof(path), err));
     QS_CHECK(qs_h5_create(&h, path, err));
     for (int g = 0; g < QS_GROUP_COUNT; ++g) {
-        int64_t n = a->d[g], dd[2] = {n, n};
+        const int64_t n = a->d[g];
         qs_hess_finalize(a->hess[g], n, a->tokens);
         for (int64_t i = 0; i < n * n; ++i) tmp[i] = (float)a->hess[g][i];
-        snprintf(name, sizeof(name), "%s/hessian", GROUP_NAMES[g]);
-        QS_CHECK(qs_h5_write(&h, name, QS_H5_F32, 2, dd, tmp, err));
-        snprintf(name, sizeof(name), "%s/absmax", GROUP_NAMES[g]);
-        QS_CHECK(qs_h5_write(&h, name, QS_H5_F32, 1, dd, a->absmax[g], err));
         for (int64_t i = 0; i < n; ++i) a->sumsq[g][i] /= (double)a->tokens;
-        snprintf(name, sizeof(name), "%s/meansq", GROUP_NAMES[g]);
-        QS_CHECK(qs_h5_write(&h, name, QS_H5_F64, 1, dd, a->sumsq[g], err));
+        QS_CHECK(group_write(&h, g, n, "hessian", QS_H5_F32, tmp, a->absmax[g], "meansq",
+                             a->sumsq[g], err));
     }
     QS_CHECK(qs_h5_attr_i64(&h, NULL, "tokens", a->tokens, err));
     QS_CHECK(qs_h5_attr_i64(&h, NULL, "layer", layer, err));

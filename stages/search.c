@@ -1,8 +1,8 @@
 /* search.c (stage): the global mixed-precision allocation (docs/search.md).
  *
  * Rank 0 reads every layer's candidate table from run/recon/layer-NNN.h5 in layer order
- * (the run directory is the gather), builds the knapsack items (quant/search.c: tied fused
- * groups, pins, allow rules, serving restrictions), derives the byte budget from
+ * (the run directory is the gather), builds the knapsack items (quant/search_items.c: tied
+ * fused groups, pins, allow rules, serving restrictions), derives the byte budget from
  * search.target_bpw or search.max_bytes (minus the unquantized tensors' bytes from the
  * safetensors headers), and solves exactly (quant/mckp.c); the allocation is re-summed in
  * int64 and never above the budget. Objective sensitivity first measures, on every rank
@@ -75,30 +75,18 @@ static qs_status read_tables(const qs_stage_ctx *ctx, int L, qs_search_tables *t
         free(a);
         a = NULL;
         const size_t o = (size_t)l * NLIN * (size_t)C, n = (size_t)NLIN * (size_t)C;
-        QS_CHECK(qs_h5_read_n(&h, "table/error", QS_H5_F64, (int64_t)n, &a, err));
-        memcpy(t->error + o, a, n * sizeof(double));
-        free(a);
-        a = NULL;
-        QS_CHECK(qs_h5_read_n(&h, "table/relative", QS_H5_F64, (int64_t)n, &a, err));
-        memcpy(t->relative + o, a, n * sizeof(double));
-        free(a);
-        a = NULL;
-        QS_CHECK(qs_h5_read_n(&h, "table/bytes", QS_H5_I64, (int64_t)n, &a, err));
-        memcpy(t->bytes + o, a, n * sizeof(int64_t));
-        free(a);
-        a = NULL;
-        QS_CHECK(qs_h5_read_n(&h, "table/can_serve", QS_H5_I32, (int64_t)n, &a, err));
-        memcpy(t->can_serve + o, a, n * sizeof(int32_t));
-        free(a);
-        a = NULL;
-        QS_CHECK(qs_h5_read_n(&h, "table/d_out", QS_H5_I64, NLIN, &a, err));
-        memcpy(t->d_out + (size_t)l * NLIN, a, NLIN * sizeof(int64_t));
-        free(a);
-        a = NULL;
-        QS_CHECK(qs_h5_read_n(&h, "table/d_in", QS_H5_I64, NLIN, &a, err));
-        memcpy(t->d_in + (size_t)l * NLIN, a, NLIN * sizeof(int64_t));
-        free(a);
-        a = NULL;
+        QS_CHECK(qs_h5_read_into(&h, "table/error", QS_H5_F64, (int64_t)n, t->error + o,
+                                 sizeof(double), err));
+        QS_CHECK(qs_h5_read_into(&h, "table/relative", QS_H5_F64, (int64_t)n, t->relative + o,
+                                 sizeof(double), err));
+        QS_CHECK(qs_h5_read_into(&h, "table/bytes", QS_H5_I64, (int64_t)n, t->bytes + o,
+                                 sizeof(int64_t), err));
+        QS_CHECK(qs_h5_read_into(&h, "table/can_serve", QS_H5_I32, (int64_t)n, t->can_serve + o,
+                                 sizeof(int32_t), err));
+        QS_CHECK(qs_h5_read_into(&h, "table/d_out", QS_H5_I64, NLIN, t->d_out + (size_t)l * NLIN,
+                                 sizeof(int64_t), err));
+        QS_CHECK(qs_h5_read_into(&h, "table/d_in", QS_H5_I64, NLIN, t->d_in + (size_t)l * NLIN,
+                                 sizeof(int64_t), err));
         for (size_t i = 0; i < n; ++i)
             if (!(t->error[o + i] >= 0.0) || !isfinite(t->error[o + i]) ||
                 !(t->relative[o + i] >= 0.0) || !isfinite(t->relative[o + i]))

@@ -512,6 +512,138 @@ static qs_status scalar_int(const cfg_ctx *ctx, const cfg_key *k, const cfg_scal
     return check_int_range(ctx, k, s, *out);
 }
 
+/* A list of strings (CFG_STRLIST) into its slots and count; the old strings are freed. */
+static qs_status apply_strlist(const cfg_ctx *ctx, const cfg_key *k, const cfg_value *v,
+                               qs_config *cfg) {
+    char *vals[QS_MAX_CANDIDATE_LIST];
+    char **slots = (char **)((char *)cfg + k->off);
+    int *count = (int *)((char *)cfg + k->count_off);
+    if (!v->is_seq && is_null(&v->items[0]))
+        return ctx_fail(ctx, &v->mark, "%s: no value given (write [] for an empty list)",
+                        k->key);
+    for (int i = 0; i < v->n; ++i) {
+        vals[i] = strdup(v->items[i].text);
+        if (!vals[i]) {
+            for (int j = 0; j < i; ++j) free(vals[j]);
+            return QS_FAIL(ctx->err, QS_ERR_RUNTIME, "out of memory (config list)");
+        }
+    }
+    for (int i = 0; i < *count; ++i) free(slots[i]);
+    for (int i = 0; i < QS_MAX_CANDIDATE_LIST; ++i) slots[i] = i < v->n ? vals[i] : NULL;
+    *count = v->n;
+    return QS_OK;
+}
+
+/* A non-empty list of distinct integers in the row's range (CFG_INTLIST). */
+static qs_status apply_intlist(const cfg_ctx *ctx, const cfg_key *k, const cfg_value *v,
+                               qs_config *cfg) {
+    int vals[QS_MAX_CANDIDATE_LIST];
+    if (v->n == 0) return ctx_fail(ctx, &v->mark, "%s: the list is empty", k->key);
+    if (!v->is_seq && is_null(&v->items[0]))
+        return ctx_fail(ctx, &v->mark, "%s: no value given", k->key);
+    for (int i = 0; i < v->n; ++i) {
+        int64_t x = 0;
+        qs_status st = scalar_int(ctx, k, &v->items[i], &x);
+        if (st != QS_OK) return st;
+        for (int j = 0; j < i; ++j)
+            if (vals[j] == (int)x)
+                return ctx_fail(ctx, &v->items[i].mark, "%s: value %s is listed twice", k->key,
+                                v->items[i].text);
+        vals[i] = (int)x;
+    }
+    memcpy((char *)cfg + k->off, vals, sizeof(int) * (size_t)v->n);
+    *(int *)((char *)cfg + k->count_off) = v->n;
+    return QS_OK;
+}
+
+/* One of the row's names: its index (CFG_ENUM) or a copy of the text (CFG_STRENUM). */
+static qs_status apply_enum(const cfg_ctx *ctx, const cfg_key *k, const cfg_scalar *s,
+                            char *base) {
+    for (int i = 0; k->names[i]; ++i)
+        if (strcmp(k->names[i], s->text) == 0) {
+            if (k->kind == CFG_ENUM) {
+                *(int *)base = i;
+                return QS_OK;
+            }
+            char *d = strdup(s->text);
+            if (!d) return QS_FAIL(ctx->err, QS_ERR_RUNTIME, "out of memory (config string)");
+            return set_string((char **)base, d);
+        }
+    char names[256];
+    names_text(k->names, names, sizeof(names));
+    return ctx_fail(ctx, &s->mark, "%s: invalid value '%s' (valid: %s)", k->key, s->text,
+                    names);
+}
+
+/* A plain true or false (CFG_BOOL). */
+static qs_status apply_bool(const cfg_ctx *ctx, const cfg_key *k, const cfg_scalar *s,
+                            int *out) {
+    if (s->plain && (strcmp(s->text, "true") == 0 || strcmp(s->text, "false") == 0)) {
+        *out = strcmp(s->text, "true") == 0;
+        return QS_OK;
+    }
+    return ctx_fail(ctx, &s->mark, "%s: expected true or false, got '%s'", k->key, s->text);
+}
+
+/* A non-negative 64-bit integer (CFG_U64). */
+static qs_status apply_u64(const cfg_ctx *ctx, const cfg_key *k, const cfg_scalar *s,
+                           uint64_t *out) {
+    uint64_t x = 0;
+    int rc = s->plain ? parse_u64(s->text, &x) : 1;
+    if (rc == 1)
+        return ctx_fail(ctx, &s->mark, "%s: expected a non-negative integer, got '%s'", k->key,
+                        s->text);
+    if (rc == 2)
+        return ctx_fail(ctx, &s->mark, "%s: %s is out of range (allowed: 0..%llu)", k->key,
+                        s->text, (unsigned long long)UINT64_MAX);
+    *out = x;
+    return QS_OK;
+}
+
+/* A byte size with an optional unit in the row's range (CFG_SIZE). */
+static qs_status apply_size(const cfg_ctx *ctx, const cfg_key *k, const cfg_scalar *s,
+                            int64_t *out) {
+    int64_t x = 0;
+    int rc = s->plain ? parse_size(s->text, &x) : 1;
+    if (rc == 1)
+        return ctx_fail(ctx, &s->mark,
+                        "%s: expected a byte size (e.g. 4294967296, 70GB, 12GiB), got '%s'",
+                        k->key, s->text);
+    if (rc == 2 || x < k->min || x > k->max) {
+        char r[96];
+        range_text(k, r, sizeof(r));
+        return ctx_fail(ctx, &s->mark, "%s: %s is out of range (allowed: %s bytes)", k->key,
+                        s->text, r);
+    }
+    *out = x;
+    return QS_OK;
+}
+
+/* A finite decimal number in the row's range (CFG_FLOAT): digits, sign, '.' and exponent
+ * only, so the inf / nan / hex that strtod would take are refused. */
+static qs_status apply_float(const cfg_ctx *ctx, const cfg_key *k, const cfg_scalar *s,
+                             double *out) {
+    char *end = NULL;
+    const char *t = s->text;
+    int ok = s->plain && t[0] != '\0';
+    for (const char *q = t; ok && *q; ++q)
+        if (!((*q >= '0' && *q <= '9') || *q == '.' || *q == '-' || *q == '+' || *q == 'e' ||
+              *q == 'E'))
+            ok = 0;
+    double x = 0;
+    if (ok) {
+        errno = 0;
+        x = strtod(t, &end);
+        if (*end || end == t) ok = 0;
+    }
+    if (!ok) return ctx_fail(ctx, &s->mark, "%s: expected a number, got '%s'", k->key, t);
+    if (!isfinite(x) || x < k->fmin || x > k->fmax)
+        return ctx_fail(ctx, &s->mark, "%s: %s is out of range (allowed: %g..%g)", k->key, t,
+                        k->fmin, k->fmax);
+    *out = x;
+    return QS_OK;
+}
+
 /* Converts `v` per row `k` and stores it into cfg. Nothing is stored on failure. */
 static qs_status apply_value(const cfg_ctx *ctx, const cfg_key *k, const cfg_value *v,
                              qs_config *cfg) {
@@ -519,49 +651,14 @@ static qs_status apply_value(const cfg_ctx *ctx, const cfg_key *k, const cfg_val
     if (v->is_seq && k->kind != CFG_INTLIST && k->kind != CFG_STRLIST)
         return ctx_fail(ctx, &v->mark, "%s: expected %s, got a sequence", k->key,
                         kind_name(k->kind));
-    if (k->kind == CFG_STRLIST) {
-        char *vals[QS_MAX_CANDIDATE_LIST];
-        char **slots = (char **)base;
-        int *count = (int *)((char *)cfg + k->count_off);
-        if (!v->is_seq && is_null(&v->items[0]))
-            return ctx_fail(ctx, &v->mark, "%s: no value given (write [] for an empty list)",
-                            k->key);
-        for (int i = 0; i < v->n; ++i) {
-            vals[i] = strdup(v->items[i].text);
-            if (!vals[i]) {
-                for (int j = 0; j < i; ++j) free(vals[j]);
-                return QS_FAIL(ctx->err, QS_ERR_RUNTIME, "out of memory (config list)");
-            }
-        }
-        for (int i = 0; i < *count; ++i) free(slots[i]);
-        for (int i = 0; i < QS_MAX_CANDIDATE_LIST; ++i) slots[i] = i < v->n ? vals[i] : NULL;
-        *count = v->n;
-        return QS_OK;
-    }
-    if (k->kind == CFG_INTLIST) {
-        int vals[QS_MAX_CANDIDATE_LIST];
-        if (v->n == 0) return ctx_fail(ctx, &v->mark, "%s: the list is empty", k->key);
-        if (!v->is_seq && is_null(&v->items[0]))
-            return ctx_fail(ctx, &v->mark, "%s: no value given", k->key);
-        for (int i = 0; i < v->n; ++i) {
-            int64_t x = 0;
-            qs_status st = scalar_int(ctx, k, &v->items[i], &x);
-            if (st != QS_OK) return st;
-            for (int j = 0; j < i; ++j)
-                if (vals[j] == (int)x)
-                    return ctx_fail(ctx, &v->items[i].mark, "%s: value %s is listed twice",
-                                    k->key, v->items[i].text);
-            vals[i] = (int)x;
-        }
-        memcpy(base, vals, sizeof(int) * (size_t)v->n);
-        *(int *)((char *)cfg + k->count_off) = v->n;
-        return QS_OK;
-    }
+    if (k->kind == CFG_STRLIST) return apply_strlist(ctx, k, v, cfg);
+    if (k->kind == CFG_INTLIST) return apply_intlist(ctx, k, v, cfg);
     const cfg_scalar *s = &v->items[0];
-    if (k->kind != CFG_STRING && k->kind != CFG_PATH && k->kind != CFG_STRENUM && is_null(s))
+    const int stringy = k->kind == CFG_STRING || k->kind == CFG_PATH || k->kind == CFG_STRENUM;
+    if (!stringy && is_null(s))
         return ctx_fail(ctx, &s->mark, "%s: no value given (expected %s)", k->key,
                         kind_name(k->kind));
-    if ((k->kind == CFG_STRING || k->kind == CFG_PATH || k->kind == CFG_STRENUM) && is_null(s))
+    if (stringy && is_null(s))
         return ctx_fail(ctx, &s->mark, "%s: no value given (write \"\" for an empty string)",
                         k->key);
     switch (k->kind) {
@@ -576,32 +673,8 @@ static qs_status apply_value(const cfg_ctx *ctx, const cfg_key *k, const cfg_val
         return set_string((char **)base, d);
     }
     case CFG_STRENUM:
-    case CFG_ENUM: {
-        for (int i = 0; k->names[i]; ++i)
-            if (strcmp(k->names[i], s->text) == 0) {
-                if (k->kind == CFG_ENUM) {
-                    *(int *)base = i;
-                    return QS_OK;
-                }
-                char *d = strdup(s->text);
-                if (!d) return QS_FAIL(ctx->err, QS_ERR_RUNTIME, "out of memory (config string)");
-                return set_string((char **)base, d);
-            }
-        char names[256];
-        names_text(k->names, names, sizeof(names));
-        return ctx_fail(ctx, &s->mark, "%s: invalid value '%s' (valid: %s)", k->key, s->text,
-                        names);
-    }
-    case CFG_BOOL:
-        if (s->plain && strcmp(s->text, "true") == 0) {
-            *(int *)base = 1;
-            return QS_OK;
-        }
-        if (s->plain && strcmp(s->text, "false") == 0) {
-            *(int *)base = 0;
-            return QS_OK;
-        }
-        return ctx_fail(ctx, &s->mark, "%s: expected true or false, got '%s'", k->key, s->text);
+    case CFG_ENUM: return apply_enum(ctx, k, s, base);
+    case CFG_BOOL: return apply_bool(ctx, k, s, (int *)base);
     case CFG_INT:
     case CFG_I64: {
         int64_t x = 0;
@@ -613,57 +686,9 @@ static qs_status apply_value(const cfg_ctx *ctx, const cfg_key *k, const cfg_val
             *(int64_t *)base = x;
         return QS_OK;
     }
-    case CFG_U64: {
-        uint64_t x = 0;
-        int rc = s->plain ? parse_u64(s->text, &x) : 1;
-        if (rc == 1)
-            return ctx_fail(ctx, &s->mark, "%s: expected a non-negative integer, got '%s'",
-                            k->key, s->text);
-        if (rc == 2)
-            return ctx_fail(ctx, &s->mark, "%s: %s is out of range (allowed: 0..%llu)", k->key,
-                            s->text, (unsigned long long)UINT64_MAX);
-        *(uint64_t *)base = x;
-        return QS_OK;
-    }
-    case CFG_SIZE: {
-        int64_t x = 0;
-        int rc = s->plain ? parse_size(s->text, &x) : 1;
-        if (rc == 1)
-            return ctx_fail(ctx, &s->mark,
-                            "%s: expected a byte size (e.g. 4294967296, 70GB, 12GiB), got '%s'",
-                            k->key, s->text);
-        if (rc == 2 || x < k->min || x > k->max) {
-            char r[96];
-            range_text(k, r, sizeof(r));
-            return ctx_fail(ctx, &s->mark, "%s: %s is out of range (allowed: %s bytes)", k->key,
-                            s->text, r);
-        }
-        *(int64_t *)base = x;
-        return QS_OK;
-    }
-    case CFG_FLOAT: {
-        char *end = NULL;
-        const char *t = s->text;
-        int ok = s->plain && t[0] != '\0';
-        /* digits, sign, '.', exponent only: refuses inf/nan/hex that strtod would take */
-        for (const char *q = t; ok && *q; ++q)
-            if (!((*q >= '0' && *q <= '9') || *q == '.' || *q == '-' || *q == '+' ||
-                  *q == 'e' || *q == 'E'))
-                ok = 0;
-        double x = 0;
-        if (ok) {
-            errno = 0;
-            x = strtod(t, &end);
-            if (*end || end == t) ok = 0;
-        }
-        if (!ok)
-            return ctx_fail(ctx, &s->mark, "%s: expected a number, got '%s'", k->key, t);
-        if (!isfinite(x) || x < k->fmin || x > k->fmax)
-            return ctx_fail(ctx, &s->mark, "%s: %s is out of range (allowed: %g..%g)", k->key, t,
-                            k->fmin, k->fmax);
-        *(double *)base = x;
-        return QS_OK;
-    }
+    case CFG_U64: return apply_u64(ctx, k, s, (uint64_t *)base);
+    case CFG_SIZE: return apply_size(ctx, k, s, (int64_t *)base);
+    case CFG_FLOAT: return apply_float(ctx, k, s, (double *)base);
     case CFG_INTLIST:
     case CFG_STRLIST: break;
     }

@@ -164,6 +164,11 @@ qs_status qs_write_file_atomic(const char *path, const void *data, size_t n, qs_
 }
 
 qs_status qs_read_file(const char *path, char **data, size_t *n, qs_err *err) {
+    return qs_read_file_max(path, UINT64_MAX, data, n, err);
+}
+
+qs_status qs_read_file_max(const char *path, uint64_t max_bytes, char **data, size_t *n,
+                           qs_err *err) {
     qs_status st = QS_OK;
     *data = NULL;
     if (n) *n = 0;
@@ -177,6 +182,9 @@ qs_status qs_read_file(const char *path, char **data, size_t *n, qs_err *err) {
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
         QS_THROW(err, QS_ERR_INPUT, "%s: not a regular file", path);
+    if ((uint64_t)sb.st_size > max_bytes)
+        QS_THROW(err, QS_ERR_INPUT, "%s: file of %lld bytes exceeds the %llu-byte limit", path,
+                 (long long)sb.st_size, (unsigned long long)max_bytes);
     size_t size = (size_t)sb.st_size;
     buf = qs_malloc(size + 1, err, path);
     if (!buf) {

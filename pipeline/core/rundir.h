@@ -81,6 +81,10 @@ qs_status qs_write_file_atomic(const char *path, const void *data, size_t n, qs_
 
 /* Reads a whole file into a NUL-terminated malloc'd buffer (caller frees). */
 qs_status qs_read_file(const char *path, char **data, size_t *n, qs_err *err);
+/* qs_read_file of a file that may hold at most max_bytes: a larger one is QS_ERR_INPUT
+ * naming the file, its size and the limit (nothing is read). */
+qs_status qs_read_file_max(const char *path, uint64_t max_bytes, char **data, size_t *n,
+                           qs_err *err);
 
 /* Removes temp files ("<name>.tmp.<pid>") left in root and its stage directories (two
  * levels) by a process that died before its rename (kill -9, node failure). Only for a

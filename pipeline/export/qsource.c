@@ -12,6 +12,7 @@
 #include "half.h"
 #include "pack.h"
 #include "quant.h"
+#include "rundir.h"
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
@@ -20,31 +21,17 @@ static char *dup_str(const char *s) {
     return d;
 }
 
-/* Whole small text file (NUL-terminated, caller frees); QS_ERR_INPUT naming it. */
-static qs_status read_text(const char *path, char **out, qs_err *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return QS_FAIL(err, QS_ERR_INPUT, "%s: missing or unreadable", path);
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 65536;
-            char *b = realloc(buf, cap);
-            if (!b) {
-                free(buf);
-                fclose(f);
-                return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", path);
-            }
-            buf = b;
-        }
-        size_t k = fread(buf + n, 1, 4096, f);
-        n += k;
-        if (k < 4096) break;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *out = buf;
+/* <dir>/<name> parsed as JSON into *root (NULL when the text is not JSON: the caller's
+ * checks of its content then fail); path receives the file's path for messages. */
+static qs_status read_json(const char *dir, const char *name, char *path, size_t n,
+                           cJSON **root, qs_err *err) {
+    char *text = NULL;
+    *root = NULL;
+    snprintf(path, n, "%s/%s", dir, name);
+    qs_status st = qs_read_file(path, &text, NULL, err);
+    if (st != QS_OK) return st;
+    *root = cJSON_Parse(text);
+    free(text);
     return QS_OK;
 }
 
@@ -63,13 +50,11 @@ void qs_qsource_close(qs_qsource *s) {
 
 qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
     qs_status st = QS_OK;
-    char path[4200], *text = NULL;
+    char path[4200];
     cJSON *root = NULL;
     memset(s, 0, sizeof(*s));
     snprintf(s->dir, sizeof(s->dir), "%s", out_dir);
-    snprintf(path, sizeof(path), "%s/index.json", out_dir);
-    QS_CHECK(read_text(path, &text, err));
-    root = cJSON_Parse(text);
+    QS_CHECK(read_json(out_dir, "index.json", path, sizeof(path), &root, err));
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "qshard-shards-1") != 0 ||
@@ -93,7 +78,6 @@ qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
     }
 done:
     cJSON_Delete(root);
-    free(text);
     if (st != QS_OK) qs_qsource_close(s);
     return st;
 }
@@ -107,14 +91,12 @@ static int json_int(const cJSON *o, const char *k, int dflt) {
 
 qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
     qs_status st = QS_OK;
-    char path[4200], *text = NULL;
+    char path[4200];
     cJSON *root = NULL;
     memset(s, 0, sizeof(*s));
     s->gptq = 1;
     snprintf(s->dir, sizeof(s->dir), "%s", dir);
-    snprintf(path, sizeof(path), "%s/config.json", dir);
-    QS_CHECK(read_text(path, &text, err));
-    root = cJSON_Parse(text);
+    QS_CHECK(read_json(dir, "config.json", path, sizeof(path), &root, err));
     const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
     const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
     if (!cJSON_IsObject(qc) || !cJSON_IsString(qm) || strcmp(qm->valuestring, "gptq") != 0)
@@ -158,7 +140,6 @@ qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
     QS_CHECK(qs_ckpt_open(&s->ck, dir, err));
 done:
     cJSON_Delete(root);
-    free(text);
     if (st != QS_OK) qs_qsource_close(s);
     return st;
 }
@@ -246,11 +227,13 @@ static void packed4_free(packed4 *p) {
     memset(p, 0, sizeof(*p));
 }
 
-/* HDF5: reads the group `module` of an open shard, checking shapes against its attributes. */
-static qs_status h5_packed(qs_h5 *h, const char *module, int64_t d_out, int64_t d_in,
+/* HDF5: reads the group `module` of an open shard, checking shapes against its attributes.
+ * *d_out_io / *d_in_io < 0: taken from the attributes. */
+static qs_status h5_packed(qs_h5 *h, const char *module, int64_t *d_out_io, int64_t *d_in_io,
                            packed4 *p, qs_err *err) {
     qs_status st = QS_OK;
     int64_t bits = 0, group = 0, v2 = 0, a_out = 0, a_in = 0;
+    int64_t d_out = *d_out_io, d_in = *d_in_io;
     char name[1100];
     qs_pack_bytes sz;
     qs_err pe = {0};
@@ -282,6 +265,8 @@ static qs_status h5_packed(qs_h5 *h, const char *module, int64_t d_out, int64_t 
     p->bits = (int)bits;
     p->group_size = (int)group;
     p->v1 = !v2;
+    *d_out_io = d_out;
+    *d_in_io = d_in;
 done:
     if (st != QS_OK) packed4_free(p);
     return st;
@@ -375,34 +360,61 @@ done:
     return st;
 }
 
+/* HDF5: the linear `module` of an open shard dequantized into w (d_out, d_in), or only
+ * checked (w = NULL). d_out / d_in < 0: taken from the shard's attributes. */
+static qs_status h5_linear(qs_h5 *h, const char *module, int64_t d_out, int64_t d_in, float *w,
+                           qs_err *err) {
+    qs_status st = QS_OK;
+    packed4 p;
+    char what[9000];
+    memset(&p, 0, sizeof(p));
+    QS_CHECK(h5_packed(h, module, &d_out, &d_in, &p, err));
+    snprintf(what, sizeof(what), "%s: %s", h->path, module);
+    QS_CHECK(dequant(&p, what, d_out, d_in, w, err));
+done:
+    packed4_free(&p);
+    return st;
+}
+
+/* GPTQ export: the linear `module` dequantized into w (d_out, d_in), or only checked
+ * (w = NULL); *found = 0 when the export has no <module>.qweight. d_out / d_in < 0: taken
+ * from the tensors. */
+static qs_status gptq_linear(const qs_qsource *s, const char *module, int64_t d_out,
+                             int64_t d_in, float *w, int *found, qs_err *err) {
+    qs_status st = QS_OK;
+    packed4 p;
+    char name[1100], what[9000];
+    memset(&p, 0, sizeof(p));
+    QS_CHECK(gptq_packed(s, module, &d_out, &d_in, &p, found, err));
+    if (!*found) goto done;
+    snprintf(name, sizeof(name), "%s.qweight", module);
+    snprintf(what, sizeof(what), "%s: %s", qs_ckpt_file_of(&s->ck, name), module);
+    QS_CHECK(dequant(&p, what, d_out, d_in, w, err));
+done:
+    packed4_free(&p);
+    return st;
+}
+
 qs_status qs_qsource_linear(const qs_qsource *s, const char *module, int64_t d_out,
                             int64_t d_in, float *w, int *found, qs_err *err) {
     qs_status st = QS_OK;
-    packed4 p;
     qs_h5 h;
-    char what[9000];
-    memset(&p, 0, sizeof(p));
     memset(&h, 0, sizeof(h));
     h.file = -1;
     *found = 0;
     if (s->gptq) {
-        QS_CHECK(gptq_packed(s, module, &d_out, &d_in, &p, found, err));
-        if (!*found) goto done;
-        snprintf(what, sizeof(what), "%s: %s", s->dir, module);
+        QS_CHECK(gptq_linear(s, module, d_out, d_in, w, found, err));
     } else {
         int64_t i = find_name(s, module);
         if (i < 0) goto done;
         char path[4400];
         snprintf(path, sizeof(path), "%s/%s", s->dir, s->files[i]);
         QS_CHECK(qs_h5_open(&h, path, err));
-        QS_CHECK(h5_packed(&h, module, d_out, d_in, &p, err));
-        snprintf(what, sizeof(what), "%s: %s", path, module);
+        QS_CHECK(h5_linear(&h, module, d_out, d_in, w, err));
         *found = 1;
     }
-    QS_CHECK(dequant(&p, what, d_out, d_in, w, err));
 done:
     if (st != QS_OK) *found = 0;
-    packed4_free(&p);
     qs_h5_abandon(&h);
     return st;
 }
@@ -453,10 +465,7 @@ done:
 qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *ntensors,
                             qs_err *err) {
     qs_status st = QS_OK;
-    packed4 p;
     qs_h5 h;
-    char what[9000];
-    memset(&p, 0, sizeof(p));
     memset(&h, 0, sizeof(h));
     h.file = -1;
     *nlinears = *ntensors = 0;
@@ -468,12 +477,8 @@ qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *nte
             if (len <= 8 || strcmp(n + len - 8, ".qweight") != 0) continue;
             char module[1024];
             snprintf(module, sizeof(module), "%.*s", (int)(len - 8), n);
-            int64_t d_out = -1, d_in = -1;
             int found = 0;
-            QS_CHECK(gptq_packed(s, module, &d_out, &d_in, &p, &found, err));
-            snprintf(what, sizeof(what), "%s: %s", qs_ckpt_file_of(&s->ck, n), module);
-            QS_CHECK(dequant(&p, what, d_out, d_in, NULL, err));
-            packed4_free(&p);
+            QS_CHECK(gptq_linear(s, module, -1, -1, NULL, &found, err));
             (*nlinears)++;
         }
         goto done;
@@ -485,13 +490,7 @@ qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *nte
         int64_t bits = 0;
         qs_err probe = {0};
         if (qs_h5_read_attr_i64(&h, s->names[i], "bits", &bits, &probe) == QS_OK) {
-            QS_CHECK(h5_packed(&h, s->names[i], -1, -1, &p, err));
-            int64_t d_out = 0, d_in = 0;
-            QS_CHECK(qs_h5_read_attr_i64(&h, s->names[i], "d_out", &d_out, err));
-            QS_CHECK(qs_h5_read_attr_i64(&h, s->names[i], "d_in", &d_in, err));
-            snprintf(what, sizeof(what), "%s: %s", path, s->names[i]);
-            QS_CHECK(dequant(&p, what, d_out, d_in, NULL, err));
-            packed4_free(&p);
+            QS_CHECK(h5_linear(&h, s->names[i], -1, -1, NULL, err));
             (*nlinears)++;
         } else {
             int64_t dt = 0;
@@ -504,7 +503,6 @@ qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *nte
         qs_h5_abandon(&h);
     }
 done:
-    packed4_free(&p);
     qs_h5_abandon(&h);
     return st;
 }

@@ -2,14 +2,14 @@
  * Hugging Face defaults of each architecture and strict types (see hf_config.h). */
 #include "hf_config.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
+
+#include "rundir.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 #define INT_FIELD_MAX 2147483647LL /* sizes beyond int32 are surely a typo */
@@ -29,20 +29,31 @@ static const cJSON *item(const cJSON *obj, const char *key) {
     return (v && !cJSON_IsNull(v)) ? v : NULL;
 }
 
+/* The number field `key` of obj into *v, NULL when it is absent and not required; a missing
+ * required key or a value that is not a JSON number ("must be <what>") is QS_ERR_INPUT.
+ * `pre` prefixes the key in messages ("" or "rope_scaling."). */
+static qs_status number_item(const char *path, const cJSON *obj, const char *pre,
+                             const char *key, int required, const char *what,
+                             const cJSON **v, qs_err *err) {
+    *v = item(obj, key);
+    if (!*v && required)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' is missing", path, pre, key);
+    if (*v && !cJSON_IsNumber(*v))
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' must be %s", path, pre, key, what);
+    return QS_OK;
+}
+
 /* An integer field: JSON number that is integral and in [lo, hi] (read through valuedouble,
- * since valueint saturates). `pre` prefixes the key in messages ("" or "rope_scaling."). */
+ * since valueint saturates); def when absent and not required. */
 static qs_status get_int(const char *path, const cJSON *obj, const char *pre, const char *key,
                          int required, int64_t def, int64_t lo, int64_t hi, int64_t *out,
                          qs_err *err) {
-    const cJSON *v = item(obj, key);
-    if (!v) {
-        if (required)
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' is missing", path, pre, key);
-        *out = def;
-        return QS_OK;
+    const cJSON *v = NULL;
+    qs_status st = number_item(path, obj, pre, key, required, "an integer", &v, err);
+    if (st != QS_OK || !v) {
+        if (st == QS_OK) *out = def;
+        return st;
     }
-    if (!cJSON_IsNumber(v))
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' must be an integer", path, pre, key);
     double d = v->valuedouble;
     if (!isfinite(d) || d != floor(d))
         return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' must be an integer, got %.17g", path,
@@ -54,18 +65,15 @@ static qs_status get_int(const char *path, const cJSON *obj, const char *pre, co
     return QS_OK;
 }
 
-/* A finite number > 0 (or >= 0 when allow_zero). */
+/* A finite number > 0 (or >= 0 when allow_zero); def when absent and not required. */
 static qs_status get_pos(const char *path, const cJSON *obj, const char *pre, const char *key,
                          int required, double def, int allow_zero, double *out, qs_err *err) {
-    const cJSON *v = item(obj, key);
-    if (!v) {
-        if (required)
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' is missing", path, pre, key);
-        *out = def;
-        return QS_OK;
+    const cJSON *v = NULL;
+    qs_status st = number_item(path, obj, pre, key, required, "a number", &v, err);
+    if (st != QS_OK || !v) {
+        if (st == QS_OK) *out = def;
+        return st;
     }
-    if (!cJSON_IsNumber(v))
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' must be a number", path, pre, key);
     double d = v->valuedouble;
     if (!isfinite(d) || d < 0.0 || (d == 0.0 && !allow_zero))
         return QS_FAIL(err, QS_ERR_INPUT, "%s: key '%s%s' = %.17g must be a positive number",
@@ -108,31 +116,6 @@ static qs_status no_duplicate_keys(const char *path, const cJSON *obj, const cha
                 return QS_FAIL(err, QS_ERR_INPUT, "%s: duplicate key '%s%s'", path, pre,
                                a->string);
     return QS_OK;
-}
-
-static qs_status read_text(const char *path, char **out, size_t *len, qs_err *err) {
-    qs_status st = QS_OK;
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    struct stat sb;
-    *out = NULL;
-    if (!fp) QS_THROW(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode))
-        QS_THROW(err, QS_ERR_INPUT, "%s: not a regular file", path);
-    if ((uint64_t)sb.st_size > CONFIG_MAX_BYTES)
-        QS_THROW(err, QS_ERR_INPUT, "%s: %lld bytes is too large for a config.json", path,
-                 (long long)sb.st_size);
-    buf = qs_malloc((size_t)sb.st_size + 1, err, path);
-    if (!buf) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    *len = fread(buf, 1, (size_t)sb.st_size, fp);
-    if (ferror(fp)) QS_THROW(err, QS_ERR_RUNTIME, "%s: read error", path);
-    buf[*len] = '\0';
-    *out = buf;
-    buf = NULL;
-done:
-    free(buf);
-    if (fp) fclose(fp);
-    return st;
 }
 
 /* Line and column (1-based) of byte `pos` in text, for JSON syntax errors. */
@@ -338,7 +321,7 @@ qs_status qs_hf_config_read(qs_hf_config *cfg, const char *path, qs_err *err) {
     const char *end_parse = NULL;
     memset(cfg, 0, sizeof(*cfg));
 
-    QS_CHECK(read_text(path, &text, &len, err));
+    QS_CHECK(qs_read_file_max(path, CONFIG_MAX_BYTES, &text, &len, err));
     /* length includes the terminating NUL so require_null_terminated can see it */
     root = memchr(text, '\0', len) ? NULL : cJSON_ParseWithLengthOpts(text, len + 1, &end_parse, 1);
     if (!root) {
@@ -429,7 +412,7 @@ int64_t qs_hf_config_layer_window(const qs_hf_config *cfg, int64_t layer) {
     return cfg->layer_sliding[layer] ? cfg->sliding_window : 0;
 }
 
-int64_t qs_hf_config_param_count(const qs_hf_config *cfg) {
+int64_t qs_hf_config_layer_params(const qs_hf_config *cfg) {
     int64_t h = cfg->hidden_size, in = cfg->intermediate_size;
     int64_t q = cfg->num_attention_heads * cfg->head_dim;
     int64_t kv = cfg->num_key_value_heads * cfg->head_dim;
@@ -437,7 +420,12 @@ int64_t qs_hf_config_param_count(const qs_hf_config *cfg) {
     if (cfg->qkv_bias) layer += q + 2 * kv;
     if (cfg->o_bias) layer += h;
     if (cfg->mlp_bias) layer += 2 * in + h;
-    int64_t p = cfg->num_hidden_layers * layer + cfg->vocab_size * h + h;
+    return layer;
+}
+
+int64_t qs_hf_config_param_count(const qs_hf_config *cfg) {
+    int64_t h = cfg->hidden_size;
+    int64_t p = cfg->num_hidden_layers * qs_hf_config_layer_params(cfg) + cfg->vocab_size * h + h;
     if (!cfg->tie_word_embeddings) p += cfg->vocab_size * h;
     return p;
 }

@@ -73,6 +73,8 @@ qs_status qs_hf_config_read(qs_hf_config *cfg, const char *path, qs_err *err);
  * for a sliding_attention layer, 0 (full causal) otherwise. */
 int64_t qs_hf_config_layer_window(const qs_hf_config *cfg, int64_t layer);
 
+/* Parameters of one decoder layer (they all have the same shape): linears, biases, norms. */
+int64_t qs_hf_config_layer_params(const qs_hf_config *cfg);
 /* Parameter count of the whole model from the config alone (tied embeddings counted once). */
 int64_t qs_hf_config_param_count(const qs_hf_config *cfg);
 

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "half.h"
+#include "rundir.h"
 
 #define ST_HEADER_MAX 100000000ull      /* the reference reader's cap on the JSON header */
 #define ST_OFFSET_MAX 9007199254740992.0 /* 2^53: larger offsets are not exact in JSON */
@@ -456,34 +457,6 @@ static int file_exists(const char *path) {
     return stat(path, &sb) == 0 || errno != ENOENT;
 }
 
-static qs_status read_small_file(const char *path, uint64_t cap, char **out, size_t *len,
-                                 qs_err *err) {
-    qs_status st = QS_OK;
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    *out = NULL;
-    *len = 0;
-    if (!fp) QS_THROW(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode))
-        QS_THROW(err, QS_ERR_INPUT, "%s: not a regular file", path);
-    if ((uint64_t)sb.st_size > cap)
-        QS_THROW(err, QS_ERR_INPUT, "%s: file of %lld bytes exceeds the %llu-byte limit", path,
-                 (long long)sb.st_size, (unsigned long long)cap);
-    buf = qs_malloc((size_t)sb.st_size + 1, err, path);
-    if (!buf) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    size_t n = fread(buf, 1, (size_t)sb.st_size, fp);
-    if (ferror(fp)) QS_THROW(err, QS_ERR_RUNTIME, "%s: read error", path);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-done:
-    free(buf);
-    if (fp) fclose(fp);
-    return st;
-}
-
 /* A shard name must be a plain file name inside the model directory. */
 static qs_status check_shard_name(const char *index, const char *tensor, const char *s,
                                   qs_err *err) {
@@ -520,16 +493,16 @@ static int cmp_entry(const void *a, const void *b) {
     return (x->shard > y->shard) - (x->shard < y->shard);
 }
 
+/* bsearch comparator of a name (the key) with an element of a name-sorted table whose first
+ * member is its name (name_ix, qs_ckpt_entry). */
+static int cmp_key_name(const void *key, const void *elem) {
+    return strcmp((const char *)key, *(const char *const *)elem);
+}
+
 static const struct qs_ckpt_entry *find_entry(const qs_checkpoint *ck, const char *name) {
-    int64_t lo = 0, hi = ck->nentries;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(ck->entries[mid].name, name);
-        if (c == 0) return &ck->entries[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
+    return ck->nentries ? bsearch(name, ck->entries, (size_t)ck->nentries,
+                                  sizeof(*ck->entries), cmp_key_name)
+                        : NULL;
 }
 
 /* Builds ck->entries over all opened shards; a tensor in two shards is an error. */
@@ -564,7 +537,7 @@ static qs_status open_index(qs_checkpoint *ck, qs_err *err) {
     const char *ip = ck->index_path;
     const char *end_parse = NULL;
 
-    QS_CHECK(read_small_file(ip, INDEX_MAX_BYTES, &text, &len, err));
+    QS_CHECK(qs_read_file_max(ip, INDEX_MAX_BYTES, &text, &len, err));
     /* length includes the terminating NUL so require_null_terminated can see it */
     root = memchr(text, '\0', len) ? NULL : cJSON_ParseWithLengthOpts(text, len + 1, &end_parse, 1);
     if (!root)
@@ -631,25 +604,11 @@ static qs_status open_index(qs_checkpoint *ck, qs_err *err) {
     }
     /* shard -> weight_map: every tensor of a shard is listed */
     if (ck->nentries != n) {
-        for (int64_t i = 0; i < ck->nentries; ++i) {
-            name_ix key = {ck->entries[i].name, 0};
-            const name_ix *hit = NULL;
-            int64_t lo = 0, hi = n;
-            while (lo < hi) {
-                int64_t mid = lo + (hi - lo) / 2;
-                int c = strcmp(wm[mid].name, key.name);
-                if (c == 0) {
-                    hit = &wm[mid];
-                    break;
-                }
-                if (c < 0) lo = mid + 1;
-                else hi = mid;
-            }
-            if (!hit)
-                QS_THROW(err, QS_ERR_INPUT,
-                         "%s: tensor '%s' is not in the weight_map of %s",
-                         ck->shards[ck->entries[i].shard].path, key.name, base_name(ip));
-        }
+        for (int64_t i = 0; i < ck->nentries; ++i)
+            if (!bsearch(ck->entries[i].name, wm, (size_t)n, sizeof(name_ix), cmp_key_name))
+                QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' is not in the weight_map of %s",
+                         ck->shards[ck->entries[i].shard].path, ck->entries[i].name,
+                         base_name(ip));
         QS_THROW(err, QS_ERR_INTERNAL, "internal error: weight_map count mismatch");
     }
 done:

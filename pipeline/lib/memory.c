@@ -3,22 +3,11 @@
 
 #include "candidates.h"
 
-int64_t qs_layer_params(const qs_hf_config *hf) {
-    int64_t h = hf->hidden_size, i = hf->intermediate_size;
-    int64_t q = hf->num_attention_heads * hf->head_dim;
-    int64_t kv = hf->num_key_value_heads * hf->head_dim;
-    int64_t p = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
-    if (hf->qkv_bias) p += q + 2 * kv;
-    if (hf->o_bias) p += h;
-    if (hf->mlp_bias) p += 2 * i + h;
-    return p;
-}
-
 double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer) {
     double h = (double)hf->hidden_size, in = (double)hf->intermediate_size;
     double q = (double)(hf->num_attention_heads * hf->head_dim);
     double T = cfg ? (double)cfg->calib.seqlen : 2048.0;
-    double lin = 2.0 * (double)qs_layer_params(hf);             /* matmul FLOPs per token */
+    double lin = 2.0 * (double)qs_hf_config_layer_params(hf);   /* matmul FLOPs per token */
     double attn = 2.0 * 2.0 * q * T * 0.5;                      /* QK^T and PV, causal */
     double hess = h * h + q * q + h * h + in * in;              /* syrk: d^2 per token (x2/2) */
     double c = lin + attn + hess;
@@ -95,7 +84,7 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
         int64_t nchunks = (S + CS - 1) / CS, rows = 0;
         for (int64_t c = rank; c < nchunks; c += P) rows += (S - c * CS < CS ? S - c * CS : CS) * T;
         /* the float layer and its quantized copy */
-        m.weights = 2 * qs_layer_params(hf) * 4;
+        m.weights = 2 * qs_hf_config_layer_params(hf) * 4;
         /* one chunk's partials, the final H and the GPTQ factor per group (f32); rank 0's
          * f64 accumulators */
         m.hessians = hsq * 4 * (gptq ? 3 : 2) + (rank == 0 ? hsq * 8 : 0);
@@ -137,7 +126,7 @@ qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, i
     int is_first = first == 0, is_last = first + count == (int)hf->num_hidden_layers;
     int64_t largest = h > q ? h : q;
     if (in > largest) largest = in;
-    m.weights = (int64_t)count * qs_layer_params(hf) * 4;
+    m.weights = (int64_t)count * qs_hf_config_layer_params(hf) * 4;
     if (stage == QS_MEM_CALIBRATE) {
         /* stages/calibrate.c: f64 accumulators + one f32 tile (also the f32 staging buffer
          * when the layer files are written), the pipeline buffers, the statistics hook's

@@ -70,9 +70,6 @@ typedef struct qs_mem_estimate {
     int64_t total;
 } qs_mem_estimate;
 
-/* Parameters of decoder layer (any layer: they are all the same shape). */
-int64_t qs_layer_params(const qs_hf_config *hf);
-
 /* Relative cost of decoder layer `layer` in the calibration pipeline: forward FLOPs per
  * token plus Hessian accumulation FLOPs; the last layer also pays for the final norm and
  * lm_head (the last rank computes logits for eval), the first for the embedding gather. */

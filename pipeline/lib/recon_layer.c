@@ -218,40 +218,48 @@ done:
 
 /* ---- layer files --------------------------------------------------------------------- */
 
-/* Writes run/<dir>/layer-NNN.h5 (layout in docs/reconstruct.md). sel NULL: every candidate,
- * tables (7, C); sel[k] = the candidate of linear k or -1 (float, no datasets): tables
- * (7, 1) and table/bits, table/group_size per linear (7), 0 for a float linear. */
-qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer *lr,
-                               const qs_cands *cs, const int *sel, qs_err *err) {
-    qs_status st = QS_OK;
-    qs_h5 h;
-    const int C = sel ? 1 : cs->n;
-    char rel[64], path[QS_PATH_MAX], name[128];
-    double *t_err = NULL, *t_wn = NULL, *t_rel = NULL, *t_rtn = NULL, *t_damp = NULL,
-           *t_dabs = NULL;
-    int64_t *t_bytes = NULL, *t_ndead = NULL;
-    int32_t *t_serve = NULL, *t_nraise = NULL, *t_fp64 = NULL;
-    int32_t bits[MAX_CAND > NLIN ? MAX_CAND : NLIN], groups[MAX_CAND > NLIN ? MAX_CAND : NLIN];
-    int64_t dout[NLIN], din[NLIN];
-    char *cands = NULL, lins[128] = "";
-    memset(&h, 0, sizeof(h));
-    const size_t nt = (size_t)(NLIN * C);
-    t_err = qs_calloc(nt, 8, err, "table");
-    t_wn = qs_calloc(nt, 8, err, "table");
-    t_rel = qs_calloc(nt, 8, err, "table");
-    t_rtn = qs_calloc(nt, 8, err, "table");
-    t_damp = qs_calloc(nt, 8, err, "table");
-    t_dabs = qs_calloc(nt, 8, err, "table");
-    t_bytes = qs_calloc(nt, 8, err, "table");
-    t_ndead = qs_calloc(nt, 8, err, "table");
-    t_serve = qs_calloc(nt, 4, err, "table");
-    t_nraise = qs_calloc(nt, 4, err, "table");
-    t_fp64 = qs_calloc(nt, 4, err, "table");
-    cands = qs_malloc((size_t)(cs->n > NLIN ? cs->n : NLIN) * (QS_QUANT_NAME_MAX + 1) + 1, err,
-                      "candidate names");
-    if (!t_err || !t_wn || !t_rel || !t_rtn || !t_damp || !t_dabs || !t_bytes || !t_ndead ||
-        !t_serve || !t_nraise || !t_fp64 || !cands)
-        QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer table)");
+/* The layer file's summary tables, (NLIN, C) each: row k, column j = linear k x candidate j
+ * (with a selection: the linear's selected candidate, C = 1). In the file's order. */
+enum {
+    T_ERR, T_WNORM, T_REL, T_RTN, T_BYTES, T_SERVE, T_DAMP, T_DABS, T_NRAISE, T_FP64, T_NDEAD,
+    NTABLES
+};
+static const struct {
+    const char *name;
+    qs_h5_type type;
+    size_t elem;
+} TABLES[NTABLES] = {
+    [T_ERR] = {"table/error", QS_H5_F64, sizeof(double)},
+    [T_WNORM] = {"table/wnorm", QS_H5_F64, sizeof(double)},
+    [T_REL] = {"table/relative", QS_H5_F64, sizeof(double)},
+    [T_RTN] = {"table/error_rtn", QS_H5_F64, sizeof(double)},
+    [T_BYTES] = {"table/bytes", QS_H5_I64, sizeof(int64_t)},
+    [T_SERVE] = {"table/can_serve", QS_H5_I32, sizeof(int32_t)},
+    [T_DAMP] = {"table/damp", QS_H5_F64, sizeof(double)},
+    [T_DABS] = {"table/damp_abs", QS_H5_F64, sizeof(double)},
+    [T_NRAISE] = {"table/damp_raised", QS_H5_I32, sizeof(int32_t)},
+    [T_FP64] = {"table/fp64", QS_H5_I32, sizeof(int32_t)},
+    [T_NDEAD] = {"table/ndead", QS_H5_I64, sizeof(int64_t)},
+};
+
+static void tables_free(void *tab[NTABLES]) {
+    for (int i = 0; i < NTABLES; ++i) free(tab[i]);
+}
+
+/* tab[i]: (nt,) zeroed elements of TABLES[i]. */
+static qs_status tables_alloc(void *tab[NTABLES], size_t nt, qs_err *err) {
+    for (int i = 0; i < NTABLES; ++i) tab[i] = NULL;
+    for (int i = 0; i < NTABLES; ++i) {
+        tab[i] = qs_calloc(nt, TABLES[i].elem, err, "table");
+        if (!tab[i]) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (layer table)");
+    }
+    return QS_OK;
+}
+
+/* Column j's bits and group size (the candidates, or with sel the linears' selected ones, 0
+ * for a float linear) and the root attribute "candidates" (names joined by ','). */
+static void cand_columns(const qs_cands *cs, const int *sel, int32_t *bits, int32_t *groups,
+                         char *cands) {
     cands[0] = '\0';
     if (sel) {
         for (int k = 0; k < NLIN; ++k) {
@@ -261,23 +269,30 @@ qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer
             if (sel[k] >= 0) strcat(cands, cs->name[sel[k]]);
         }
     } else {
-        for (int c = 0; c < C; ++c) {
+        for (int c = 0; c < cs->n; ++c) {
             bits[c] = cs->p[c].bits;
             groups[c] = cs->p[c].group_size;
             if (c) strcat(cands, ",");
             strcat(cands, cs->name[c]);
         }
     }
-    for (int k = 0; k < NLIN; ++k) {
-        dout[k] = lr->d_out[k];
-        din[k] = lr->d_in[k];
-        if (k) strcat(lins, ",");
-        strcat(lins, qs_linear_key((qs_linear_kind)k));
+}
+
+/* The summary tables from the results (every row held: base 0): summed errors, damping
+ * record, payload bytes and whether vLLM's GPTQ kernels can serve the shape. */
+static qs_status tables_fill(const qs_recon_layer *lr, const qs_cands *cs, const int *sel,
+                             int C, void *const tab[NTABLES], qs_err *err) {
+    qs_status st = QS_OK;
+    double *t_err = tab[T_ERR], *t_wn = tab[T_WNORM], *t_rel = tab[T_REL], *t_rtn = tab[T_RTN],
+           *t_damp = tab[T_DAMP], *t_dabs = tab[T_DABS];
+    int64_t *t_bytes = tab[T_BYTES], *t_ndead = tab[T_NDEAD];
+    int32_t *t_serve = tab[T_SERVE], *t_nraise = tab[T_NRAISE], *t_fp64 = tab[T_FP64];
+    for (int k = 0; k < NLIN; ++k)
         for (int j = 0; j < C; ++j) {
             const int c = sel ? sel[k] : j;
             const size_t i = (size_t)(k * C + j);
             if (c < 0) continue; /* float linear: zeros */
-            qs_recon_lin *o = &lr->lc[k * cs->n + c];
+            const qs_recon_lin *o = &lr->lc[k * cs->n + c];
             QS_ASSERT(err, o->codes != NULL && o->base == 0);
             t_err[i] = qs_quant_sum(o->err, lr->d_out[k]);
             t_wn[i] = qs_quant_sum(o->wnorm, lr->d_out[k]);
@@ -291,13 +306,69 @@ qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer
             qs_pack_bytes pb;
             qs_err why = {0};
             t_bytes[i] = qs_pack_sizes(lr->d_out[k], lr->d_in[k], cs->p[c].bits,
-                                       cs->p[c].group_size, &pb, &why) == QS_OK
-                             ? pb.total
-                             : -1;
+                                        cs->p[c].group_size, &pb, &why) == QS_OK
+                              ? pb.total
+                              : -1;
             t_serve[i] = qs_pack_can_serve(lr->d_out[k], lr->d_in[k], cs->p[c].bits,
-                                           cs->p[c].group_size, NULL);
+                                            cs->p[c].group_size, NULL);
         }
+done:
+    return st;
+}
+
+/* Every quantized linear x candidate's codes, scales, zeros and g_idx (<lin>/<cand>/...). */
+static qs_status results_write(qs_h5 *h, const qs_recon_layer *lr, const qs_cands *cs,
+                               const int *sel, int C, qs_err *err) {
+    qs_status st = QS_OK;
+    char name[128];
+    for (int k = 0; k < NLIN; ++k)
+        for (int j = 0; j < C; ++j) {
+            const int c = sel ? sel[k] : j;
+            if (c < 0) continue;
+            const qs_recon_lin *o = &lr->lc[k * cs->n + c];
+            const int64_t G = lr->G[k * cs->n + c];
+            int64_t dc[2] = {lr->d_out[k], lr->d_in[k]}, dg[2] = {lr->d_out[k], G},
+                    di[1] = {lr->d_in[k]};
+            const char *lk = qs_linear_key((qs_linear_kind)k);
+            snprintf(name, sizeof(name), "%s/%s/codes", lk, cs->name[c]);
+            QS_CHECK(qs_h5_write(h, name, QS_H5_U8, 2, dc, o->codes, err));
+            snprintf(name, sizeof(name), "%s/%s/scales", lk, cs->name[c]);
+            QS_CHECK(qs_h5_write(h, name, QS_H5_U16, 2, dg, o->scales, err));
+            snprintf(name, sizeof(name), "%s/%s/zeros", lk, cs->name[c]);
+            QS_CHECK(qs_h5_write(h, name, QS_H5_I32, 2, dg, o->zeros, err));
+            snprintf(name, sizeof(name), "%s/%s/g_idx", lk, cs->name[c]);
+            QS_CHECK(qs_h5_write(h, name, QS_H5_I32, 1, di, o->g_idx, err));
+        }
+done:
+    return st;
+}
+
+/* Writes run/<dir>/layer-NNN.h5 (layout in docs/reconstruct.md). sel NULL: every candidate,
+ * tables (7, C); sel[k] = the candidate of linear k or -1 (float, no datasets): tables
+ * (7, 1) and table/bits, table/group_size per linear (7), 0 for a float linear. */
+qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer *lr,
+                               const qs_cands *cs, const int *sel, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_h5 h;
+    const int C = sel ? 1 : cs->n;
+    char rel[64], path[QS_PATH_MAX];
+    void *tab[NTABLES]; /* (NLIN, C) each, TABLES[i]'s element type */
+    int32_t bits[MAX_CAND > NLIN ? MAX_CAND : NLIN], groups[MAX_CAND > NLIN ? MAX_CAND : NLIN];
+    int64_t dout[NLIN], din[NLIN];
+    char *cands = NULL, lins[128] = "";
+    memset(&h, 0, sizeof(h));
+    QS_CHECK(tables_alloc(tab, (size_t)(NLIN * C), err));
+    cands = qs_malloc((size_t)(cs->n > NLIN ? cs->n : NLIN) * (QS_QUANT_NAME_MAX + 1) + 1, err,
+                      "candidate names");
+    if (!cands) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer table)");
+    cand_columns(cs, sel, bits, groups, cands);
+    for (int k = 0; k < NLIN; ++k) {
+        dout[k] = lr->d_out[k];
+        din[k] = lr->d_in[k];
+        if (k) strcat(lins, ",");
+        strcat(lins, qs_linear_key((qs_linear_kind)k));
     }
+    QS_CHECK(tables_fill(lr, cs, sel, C, tab, err));
     qs_rundir_layer_rel(rel, sizeof(rel), f->dir, layer);
     QS_CHECK(qs_rundir_path(f->rd, rel, path, sizeof(path), err));
     QS_CHECK(qs_h5_create(&h, path, err));
@@ -309,39 +380,12 @@ qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer
         QS_CHECK(qs_h5_write(&h, "table/group_size", QS_H5_I32, 1, cd, groups, err));
         QS_CHECK(qs_h5_write(&h, "table/d_out", QS_H5_I64, 1, ld, dout, err));
         QS_CHECK(qs_h5_write(&h, "table/d_in", QS_H5_I64, 1, ld, din, err));
-        QS_CHECK(qs_h5_write(&h, "table/error", QS_H5_F64, 2, td, t_err, err));
-        QS_CHECK(qs_h5_write(&h, "table/wnorm", QS_H5_F64, 2, td, t_wn, err));
-        QS_CHECK(qs_h5_write(&h, "table/relative", QS_H5_F64, 2, td, t_rel, err));
-        QS_CHECK(qs_h5_write(&h, "table/error_rtn", QS_H5_F64, 2, td, t_rtn, err));
-        QS_CHECK(qs_h5_write(&h, "table/bytes", QS_H5_I64, 2, td, t_bytes, err));
-        QS_CHECK(qs_h5_write(&h, "table/can_serve", QS_H5_I32, 2, td, t_serve, err));
-        QS_CHECK(qs_h5_write(&h, "table/damp", QS_H5_F64, 2, td, t_damp, err));
-        QS_CHECK(qs_h5_write(&h, "table/damp_abs", QS_H5_F64, 2, td, t_dabs, err));
-        QS_CHECK(qs_h5_write(&h, "table/damp_raised", QS_H5_I32, 2, td, t_nraise, err));
-        QS_CHECK(qs_h5_write(&h, "table/fp64", QS_H5_I32, 2, td, t_fp64, err));
-        QS_CHECK(qs_h5_write(&h, "table/ndead", QS_H5_I64, 2, td, t_ndead, err));
+        for (int i = 0; i < NTABLES; ++i)
+            QS_CHECK(qs_h5_write(&h, TABLES[i].name, TABLES[i].type, 2, td, tab[i], err));
     }
-    for (int k = 0; k < NLIN; ++k)
-        for (int j = 0; j < C; ++j) {
-            const int c = sel ? sel[k] : j;
-            if (c < 0) continue;
-            qs_recon_lin *o = &lr->lc[k * cs->n + c];
-            const int64_t G = lr->G[k * cs->n + c];
-            int64_t dc[2] = {lr->d_out[k], lr->d_in[k]}, dg[2] = {lr->d_out[k], G},
-                    di[1] = {lr->d_in[k]};
-            const char *lk = qs_linear_key((qs_linear_kind)k);
-            snprintf(name, sizeof(name), "%s/%s/codes", lk, cs->name[c]);
-            QS_CHECK(qs_h5_write(&h, name, QS_H5_U8, 2, dc, o->codes, err));
-            snprintf(name, sizeof(name), "%s/%s/scales", lk, cs->name[c]);
-            QS_CHECK(qs_h5_write(&h, name, QS_H5_U16, 2, dg, o->scales, err));
-            snprintf(name, sizeof(name), "%s/%s/zeros", lk, cs->name[c]);
-            QS_CHECK(qs_h5_write(&h, name, QS_H5_I32, 2, dg, o->zeros, err));
-            snprintf(name, sizeof(name), "%s/%s/g_idx", lk, cs->name[c]);
-            QS_CHECK(qs_h5_write(&h, name, QS_H5_I32, 1, di, o->g_idx, err));
-        }
+    QS_CHECK(results_write(&h, lr, cs, sel, C, err));
     QS_CHECK(qs_h5_attr_i64(&h, NULL, "layer", layer, err));
-    QS_CHECK(qs_h5_attr_str(&h, NULL, "inputs",
-                            f->quantized_inputs ? "quantized" : "float",
+    QS_CHECK(qs_h5_attr_str(&h, NULL, "inputs", f->quantized_inputs ? "quantized" : "float",
                             err));
     QS_CHECK(qs_h5_attr_str(&h, NULL, "method", cs->gptq ? "gptq" : "rtn", err));
     QS_CHECK(qs_h5_attr_str(&h, NULL, "linears", lins, err));
@@ -351,17 +395,7 @@ qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer
     QS_CHECK(qs_h5_commit(&h, err));
 done:
     if (st != QS_OK) qs_h5_abandon(&h);
-    free(t_err);
-    free(t_wn);
-    free(t_rel);
-    free(t_rtn);
-    free(t_damp);
-    free(t_dabs);
-    free(t_bytes);
-    free(t_ndead);
-    free(t_serve);
-    free(t_nraise);
-    free(t_fp64);
+    tables_free(tab);
     free(cands);
     return st;
 }

@@ -120,22 +120,16 @@ int64_t qs_weights_layer_bytes(const qs_model_dims *d) {
 qs_status qs_weights_load_layer(const qs_model *m, const qs_model_dims *d, int layer,
                                 qs_layer_f32 *out, qs_err *err) {
     qs_status st = QS_OK;
-    memset(out, 0, sizeof(*out));
-    int64_t nf = qs_weights_layer_bytes(d) / (int64_t)sizeof(float);
-    out->buf = qs_malloc((size_t)nf * sizeof(float), err, "layer weights");
-    if (!out->buf) return QS_ERR_RUNTIME;
-    out->nfloats = nf;
-    int64_t off = 0;
+    QS_CHECK(qs_layer_f32_alloc(d, out, err));
     for (size_t i = 0; i < NLAYER_TENSORS; ++i) {
         const layer_tensor *t = &LAYER_TENSORS[i];
         if (!tensor_present(d, t->flag)) continue;
         char name[256];
+        float *dst; // (rows, max(cols, 1)), laid out by qs_layer_f32_alloc
+        memcpy(&dst, (char *)&out->w + t->slot, sizeof(dst));
         snprintf(name, sizeof(name), "model.layers.%d.%s", layer, t->suffix);
-        int64_t rows = kind_size(d, t->rows_kind), cols = kind_size(d, t->cols_kind);
-        float *dst = out->buf + off; // (rows, max(cols, 1))
-        QS_CHECK(qs_weights_read(m, name, rows, cols, dst, err));
-        memcpy((char *)&out->w + t->slot, &dst, sizeof(dst));
-        off += rows * (cols > 0 ? cols : 1);
+        QS_CHECK(qs_weights_read(m, name, kind_size(d, t->rows_kind),
+                                 kind_size(d, t->cols_kind), dst, err));
     }
 done:
     if (st != QS_OK) qs_layer_f32_free(out);

@@ -362,107 +362,135 @@ done:
     return st;
 }
 
-qs_status qs_mckp_solve(const qs_mckp_problem *p, int64_t budget, const qs_mckp_options *opt,
-                        qs_mckp_result *r, qs_err *err) {
+/* Checks p and starts r: r->n, every r->choice -1, and *off (n + 1, the caller frees) the
+ * item offsets. r is zeroed first. */
+static qs_status result_start(const qs_mckp_problem *p, qs_mckp_result *r, int64_t **off,
+                              qs_err *err) {
     qs_status st = QS_OK;
-    int64_t *off = NULL;
-    cand *all = NULL;   /* (total,) candidates of every item, item-major */
-    int *kbeg = NULL;   /* (n,) first candidate of item i in all */
-    int *kcnt = NULL;   /* (n,) candidates kept for item i */
-    seg *segs = NULL;   /* (total,) root hull segments */
-    int *stack = NULL;  /* (max m,) hull scratch */
-    int *xc = NULL;     /* (n,) candidate index per item of the current incumbent */
-    double *rc = NULL;  /* (total,) reduced costs */
-    order_key *ord = NULL;
-    int *fixc = NULL;   /* (n,) candidate index of fixed items, -1 for core items */
-    state *hist = NULL, *nxt = NULL; /* (hcap,), (ncap,) DP states */
-    int64_t hcap = 0, ncap = 0;
-    bb b;
-    memset(&b, 0, sizeof(b));
     memset(r, 0, sizeof(*r));
-
+    *off = NULL;
     QS_CHECK(qs_mckp_check(p, err));
-    int n = p->n;
+    const int n = p->n;
     r->n = n;
     r->choice = qs_malloc((size_t)(n > 0 ? n : 1) * sizeof(int), err, "mckp choice");
-    off = qs_malloc(((size_t)n + 1) * sizeof(*off), err, "mckp offsets");
-    if (!r->choice || !off) QS_THROW(err, QS_ERR_RUNTIME, "mckp: out of memory");
+    *off = qs_malloc(((size_t)n + 1) * sizeof(**off), err, "mckp offsets");
+    if (!r->choice || !*off) QS_THROW(err, QS_ERR_RUNTIME, "mckp: out of memory");
     for (int i = 0; i < n; ++i) r->choice[i] = -1;
-    qs_mckp_offsets(n, p->nchoice, off);
-    int64_t total = off[n];
+    qs_mckp_offsets(n, p->nchoice, *off);
+done:
+    return st;
+}
+
+/* The solver at the root: every item's candidates and the incumbent (steps 1 to 4). */
+typedef struct root {
+    int n;
+    cand *all;      /* (total,) candidates of every item, item-major */
+    int *kbeg;      /* (n,) first candidate of item i in all */
+    int *kcnt;      /* (n,) candidates kept for item i */
+    seg *segs;      /* (total,) root hull segments */
+    int *stack;     /* (max m,) hull scratch */
+    int *xc;        /* (n,) candidate index per item of the current incumbent */
+    double *rc;     /* (total,) reduced costs */
+    order_key *ord; /* (n,) core items with their sort key */
+    int *fixc;      /* (n,) candidate index of fixed items, -1 for core items */
+} root;
+
+static void root_free(root *t) {
+    free(t->all);
+    free(t->kbeg);
+    free(t->kcnt);
+    free(t->segs);
+    free(t->stack);
+    free(t->xc);
+    free(t->rc);
+    free(t->ord);
+    free(t->fixc);
+}
+
+static qs_status root_alloc(root *t, const qs_mckp_problem *p, int64_t total, qs_err *err) {
+    const int n = p->n;
+    const size_t nt = (size_t)(total > 0 ? total : 1), ni = (size_t)(n > 0 ? n : 1);
     int maxm = 1;
     for (int i = 0; i < n; ++i)
         if (p->nchoice[i] > maxm) maxm = p->nchoice[i];
+    memset(t, 0, sizeof(*t));
+    t->n = n;
+    t->all = qs_malloc(nt * sizeof(*t->all), err, "mckp candidates");
+    t->segs = qs_malloc(nt * sizeof(*t->segs), err, "mckp segments");
+    t->rc = qs_malloc(nt * sizeof(*t->rc), err, "mckp reduced costs");
+    t->kbeg = qs_malloc(ni * sizeof(int), err, "mckp kbeg");
+    t->kcnt = qs_malloc(ni * sizeof(int), err, "mckp kcnt");
+    t->xc = qs_malloc(ni * sizeof(int), err, "mckp xc");
+    t->fixc = qs_malloc(ni * sizeof(int), err, "mckp fixc");
+    t->ord = qs_malloc(ni * sizeof(*t->ord), err, "mckp order");
+    t->stack = qs_malloc((size_t)maxm * sizeof(int), err, "mckp hull stack");
+    if (!t->all || !t->segs || !t->rc || !t->kbeg || !t->kcnt || !t->xc || !t->fixc ||
+        !t->ord || !t->stack)
+        return QS_ERR_RUNTIME;
+    return QS_OK;
+}
 
-    all = qs_malloc((size_t)(total > 0 ? total : 1) * sizeof(*all), err, "mckp candidates");
-    segs = qs_malloc((size_t)(total > 0 ? total : 1) * sizeof(*segs), err, "mckp segments");
-    rc = qs_malloc((size_t)(total > 0 ? total : 1) * sizeof(*rc), err, "mckp reduced costs");
-    kbeg = qs_malloc((size_t)(n > 0 ? n : 1) * sizeof(int), err, "mckp kbeg");
-    kcnt = qs_malloc((size_t)(n > 0 ? n : 1) * sizeof(int), err, "mckp kcnt");
-    xc = qs_malloc((size_t)(n > 0 ? n : 1) * sizeof(int), err, "mckp xc");
-    fixc = qs_malloc((size_t)(n > 0 ? n : 1) * sizeof(int), err, "mckp fixc");
-    ord = qs_malloc((size_t)(n > 0 ? n : 1) * sizeof(*ord), err, "mckp order");
-    stack = qs_malloc((size_t)maxm * sizeof(int), err, "mckp hull stack");
-    if (!all || !segs || !rc || !kbeg || !kcnt || !xc || !fixc || !ord || !stack) {
-        st = QS_ERR_RUNTIME;
-        goto done;
-    }
-
-    /* 1. candidates and dominance */
+/* Step 1: every item's allowed choices as candidates, sorted, dominated ones dropped.
+ * Returns the sum of the smallest sizes. */
+static int64_t root_candidates(root *t, const qs_mckp_problem *p, const int64_t *off) {
     int64_t smin = 0;
-    for (int i = 0; i < n; ++i) {
-        kbeg[i] = (int)off[i];
+    for (int i = 0; i < t->n; ++i) {
+        t->kbeg[i] = (int)off[i];
         int k = 0;
         for (int j = 0; j < p->nchoice[i]; ++j) {
             if (!is_allowed(p, off, i, j)) continue;
-            cand *c = &all[off[i] + k++];
+            cand *c = &t->all[off[i] + k++];
             c->s = p->size[off[i] + j];
             c->e = p->cost[off[i] + j];
             c->j = j;
         }
-        kcnt[i] = dominance_filter(all + off[i], k);
-        smin += all[off[i]].s; /* no overflow: bounded by the checked sum of maxima */
+        t->kcnt[i] = dominance_filter(t->all + off[i], k);
+        smin += t->all[off[i]].s; /* no overflow: bounded by the checked sum of maxima */
     }
-    if (smin > budget) { /* also covers a negative budget */
-        r->proof = QS_MCKP_INFEASIBLE;
-        goto done;
-    }
+    return smin;
+}
 
-    /* 2. root LP over all items */
+/* Step 2: the root LP over all items with `left` = budget - smin bytes above the smallest
+ * candidates. Sets xc to its integer part, *left to what that leaves, *lambda to the dual
+ * price (the slope of the first segment that does not fit); returns the Lagrangian bound. */
+static double root_lp(root *t, int64_t *left, double *lambda) {
     int nseg = 0;
-    for (int i = 0; i < n; ++i)
-        nseg += hull_segments(all + kbeg[i], kcnt[i], i, stack, segs + nseg);
-    qsort(segs, (size_t)nseg, sizeof(*segs), seg_cmp);
+    for (int i = 0; i < t->n; ++i)
+        nseg += hull_segments(t->all + t->kbeg[i], t->kcnt[i], i, t->stack, t->segs + nseg);
+    qsort(t->segs, (size_t)nseg, sizeof(*t->segs), seg_cmp);
     double e_int = 0.0;
-    for (int i = 0; i < n; ++i) {
-        xc[i] = 0;
-        e_int += all[kbeg[i]].e;
+    for (int i = 0; i < t->n; ++i) {
+        t->xc[i] = 0;
+        e_int += t->all[t->kbeg[i]].e;
     }
-    int64_t left = budget - smin;
-    double lambda = 0.0;
-    for (int t = 0; t < nseg; ++t) {
-        if (segs[t].ds <= left) {
-            left -= segs[t].ds;
-            e_int += segs[t].de;
-            xc[segs[t].pos] = segs[t].to;
+    *lambda = 0.0;
+    for (int k = 0; k < nseg; ++k) {
+        const seg *g = &t->segs[k];
+        if (g->ds <= *left) {
+            *left -= g->ds;
+            e_int += g->de;
+            t->xc[g->pos] = g->to;
         } else {
-            lambda = -segs[t].slope;
+            *lambda = -g->slope;
             break;
         }
     }
     /* Lagrangian bound at lambda: every item sits at a minimiser of e + lambda s. */
-    double lbound = e_int - lambda * (double)left;
-    r->lp_bound = lbound;
+    return e_int - *lambda * (double)*left;
+}
 
-    /* 3. incumbent: the integer part, then greedy single-item moves into the leftover */
+/* Step 3: the incumbent, the LP's integer part improved by greedy single-item moves into
+ * the `left` bytes; returns its cost. */
+static double greedy_incumbent(root *t, int64_t left) {
     for (;;) {
         int bi = -1, bk = -1;
         double bgain = 0.0;
-        for (int i = 0; i < n; ++i) {
-            const cand *c = all + kbeg[i];
-            for (int k = xc[i] + 1; k < kcnt[i]; ++k) {
-                if (c[k].s - c[xc[i]].s > left) break;
-                double g = c[xc[i]].e - c[k].e;
+        for (int i = 0; i < t->n; ++i) {
+            const cand *c = t->all + t->kbeg[i];
+            const int x = t->xc[i];
+            for (int k = x + 1; k < t->kcnt[i]; ++k) {
+                if (c[k].s - c[x].s > left) break;
+                double g = c[x].e - c[k].e;
                 if (g > bgain) {
                     bgain = g;
                     bi = i;
@@ -471,132 +499,174 @@ qs_status qs_mckp_solve(const qs_mckp_problem *p, int64_t budget, const qs_mckp_
             }
         }
         if (bi < 0) break;
-        left -= all[kbeg[bi] + bk].s - all[kbeg[bi] + xc[bi]].s;
-        xc[bi] = bk;
+        left -= t->all[t->kbeg[bi] + bk].s - t->all[t->kbeg[bi] + t->xc[bi]].s;
+        t->xc[bi] = bk;
     }
     double inc = 0.0;
-    for (int i = 0; i < n; ++i) inc += all[kbeg[i] + xc[i]].e;
-    for (int i = 0; i < n; ++i) r->choice[i] = all[kbeg[i] + xc[i]].j;
-    r->proof = QS_MCKP_OPTIMAL;
-    double cut = inc - QS_MCKP_REL_TOL * inc;
-    if (lbound >= cut) goto finish_ok; /* the incumbent meets the bound */
+    for (int i = 0; i < t->n; ++i) inc += t->all[t->kbeg[i] + t->xc[i]].e;
+    return inc;
+}
 
-    /* 4. reduced-cost fixing: keep choice k of item i only if L + r_ik < cut */
-    int nc = 0, empty = 0;
-    int64_t fixed_s = 0;
-    double fixed_e = 0.0;
-    for (int i = 0; i < n && !empty; ++i) {
-        cand *c = all + kbeg[i];
+/* Step 4: reduced-cost fixing: choice k of item i is kept only if L + r_ik < cut. Items left
+ * with one choice are fixed (fixc, *fixed_s, *fixed_e), the others go to ord with the
+ * reduced cost of their cheapest alternative. Returns the number of core items, -1 when an
+ * item keeps nothing (nothing beats the incumbent). */
+static int reduced_cost_fixing(root *t, double lbound, double lambda, double cut,
+                               int64_t *fixed_s, double *fixed_e) {
+    int nc = 0;
+    *fixed_s = 0;
+    *fixed_e = 0.0;
+    for (int i = 0; i < t->n; ++i) {
+        cand *c = t->all + t->kbeg[i];
+        double *rc = t->rc + t->kbeg[i];
         /* r_ik = e_k + lambda s_k - min_k'(e_k' + lambda s_k'), differences taken first */
         double rmin = HUGE_VAL;
-        for (int k = 0; k < kcnt[i]; ++k) {
-            rc[kbeg[i] + k] = (c[k].e - c[0].e) + lambda * (double)(c[k].s - c[0].s);
-            if (rc[kbeg[i] + k] < rmin) rmin = rc[kbeg[i] + k];
+        for (int k = 0; k < t->kcnt[i]; ++k) {
+            rc[k] = (c[k].e - c[0].e) + lambda * (double)(c[k].s - c[0].s);
+            if (rc[k] < rmin) rmin = rc[k];
         }
         int w = 0;
         double rsecond = HUGE_VAL;
-        for (int k = 0; k < kcnt[i]; ++k) {
-            double rk = rc[kbeg[i] + k] - rmin;
+        for (int k = 0; k < t->kcnt[i]; ++k) {
+            double rk = rc[k] - rmin;
             if (lbound + rk < cut) {
                 if (rk > 0.0 && rk < rsecond) rsecond = rk;
                 c[w++] = c[k];
             }
         }
-        kcnt[i] = w;
-        if (w == 0) empty = 1;
-        else if (w == 1) {
-            fixc[i] = 0;
-            fixed_s += c[0].s;
-            fixed_e += c[0].e;
+        t->kcnt[i] = w;
+        if (w == 0) return -1;
+        if (w == 1) {
+            t->fixc[i] = 0;
+            *fixed_s += c[0].s;
+            *fixed_e += c[0].e;
         } else {
-            fixc[i] = -1;
-            ord[nc].key = rsecond;
-            ord[nc].item = i;
+            t->fixc[i] = -1;
+            t->ord[nc].key = rsecond;
+            t->ord[nc].item = i;
             ++nc;
         }
     }
-    r->core_items = empty ? 0 : nc;
-    if (empty || fixed_s > budget) goto finish_ok; /* nothing beats the incumbent */
+    return nc;
+}
 
-    /* 5. branch and bound over the core; items with the cheapest alternative first */
-    qsort(ord, (size_t)nc, sizeof(*ord), order_cmp);
+/* Step 5 set-up: the core search over the nc items in t->ord, cheapest alternative first
+ * (their candidates, hull segments and suffix minima), against the incumbent's core part. */
+static qs_status core_build(bb *b, root *t, int nc, double inc, double fixed_e,
+                            const qs_mckp_options *opt, qs_err *err) {
+    qsort(t->ord, (size_t)nc, sizeof(*t->ord), order_cmp);
     int pool = 0, maxk = 1;
-    for (int t = 0; t < nc; ++t) {
-        pool += kcnt[ord[t].item];
-        if (kcnt[ord[t].item] > maxk) maxk = kcnt[ord[t].item];
+    for (int k = 0; k < nc; ++k) {
+        pool += t->kcnt[t->ord[k].item];
+        if (t->kcnt[t->ord[k].item] > maxk) maxk = t->kcnt[t->ord[k].item];
     }
-    b.nc = nc;
-    b.maxk = maxk;
-    b.item = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
-    b.cbeg = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
-    b.ccnt = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
-    b.cand = qs_malloc((size_t)(pool + 1) * sizeof(cand), err, "mckp core");
-    b.seg = qs_malloc((size_t)(pool + 1) * sizeof(seg), err, "mckp core");
-    b.smin = qs_malloc((size_t)(nc + 1) * sizeof(int64_t), err, "mckp core");
-    b.emin = qs_malloc((size_t)(nc + 1) * sizeof(double), err, "mckp core");
-    b.lpc = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
-    b.bestc = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
-    if (!b.item || !b.cbeg || !b.ccnt || !b.cand || !b.seg || !b.smin || !b.emin ||
-        !b.lpc || !b.bestc) {
-        st = QS_ERR_RUNTIME;
-        goto done;
-    }
+    b->nc = nc;
+    b->maxk = maxk;
+    b->item = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
+    b->cbeg = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
+    b->ccnt = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
+    b->cand = qs_malloc((size_t)(pool + 1) * sizeof(cand), err, "mckp core");
+    b->seg = qs_malloc((size_t)(pool + 1) * sizeof(seg), err, "mckp core");
+    b->smin = qs_malloc((size_t)(nc + 1) * sizeof(int64_t), err, "mckp core");
+    b->emin = qs_malloc((size_t)(nc + 1) * sizeof(double), err, "mckp core");
+    b->lpc = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
+    b->bestc = qs_malloc((size_t)(nc + 1) * sizeof(int), err, "mckp core");
+    if (!b->item || !b->cbeg || !b->ccnt || !b->cand || !b->seg || !b->smin || !b->emin ||
+        !b->lpc || !b->bestc)
+        return QS_ERR_RUNTIME;
     int q = 0;
-    for (int t = 0; t < nc; ++t) {
-        int i = ord[t].item;
-        b.item[t] = i;
-        b.cbeg[t] = q;
-        b.ccnt[t] = kcnt[i];
-        memcpy(b.cand + q, all + kbeg[i], (size_t)kcnt[i] * sizeof(cand));
-        b.nseg += hull_segments(b.cand + q, kcnt[i], t, stack, b.seg + b.nseg);
-        q += kcnt[i];
+    for (int d = 0; d < nc; ++d) {
+        int i = t->ord[d].item;
+        b->item[d] = i;
+        b->cbeg[d] = q;
+        b->ccnt[d] = t->kcnt[i];
+        memcpy(b->cand + q, t->all + t->kbeg[i], (size_t)t->kcnt[i] * sizeof(cand));
+        b->nseg += hull_segments(b->cand + q, t->kcnt[i], d, t->stack, b->seg + b->nseg);
+        q += t->kcnt[i];
     }
-    qsort(b.seg, (size_t)b.nseg, sizeof(*b.seg), seg_cmp);
-    b.smin[nc] = 0;
-    b.emin[nc] = 0.0;
-    for (int t = nc - 1; t >= 0; --t) {
-        b.smin[t] = b.smin[t + 1] + b.cand[b.cbeg[t]].s;
-        b.emin[t] = b.emin[t + 1] + b.cand[b.cbeg[t]].e;
+    qsort(b->seg, (size_t)b->nseg, sizeof(*b->seg), seg_cmp);
+    b->smin[nc] = 0;
+    b->emin[nc] = 0.0;
+    for (int d = nc - 1; d >= 0; --d) {
+        b->smin[d] = b->smin[d + 1] + b->cand[b->cbeg[d]].s;
+        b->emin[d] = b->emin[d + 1] + b->cand[b->cbeg[d]].e;
     }
-    b.fixed_e = fixed_e;
-    b.inc = inc - fixed_e; /* compare core costs against the core part of the incumbent */
-    set_cut(&b);
-    b.limit = opt ? opt->node_limit : 0;
-    hcap = 1024;
-    ncap = 1024;
-    hist = qs_malloc((size_t)hcap * sizeof(state), err, "mckp states");
-    nxt = qs_malloc((size_t)ncap * sizeof(state), err, "mckp states");
+    b->fixed_e = fixed_e;
+    b->inc = inc - fixed_e; /* compare core costs against the core part of the incumbent */
+    set_cut(b);
+    b->limit = opt ? opt->node_limit : 0;
+    return QS_OK;
+}
+
+/* Step 5: the core DP within R bytes, with its own state arrays. */
+static qs_status core_search(bb *b, int64_t R, qs_err *err) {
+    qs_status st = QS_OK;
+    int64_t hcap = 1024, ncap = 1024;
+    state *hist = qs_malloc((size_t)hcap * sizeof(state), err, "mckp states"); /* (hcap,) */
+    state *nxt = qs_malloc((size_t)ncap * sizeof(state), err, "mckp states");  /* (ncap,) */
     if (!hist || !nxt) {
         st = QS_ERR_RUNTIME;
         goto done;
     }
-    if (core_dp(&b, budget - fixed_s, &hist, &hcap, &nxt, &ncap) != 0)
+    if (core_dp(b, R, &hist, &hcap, &nxt, &ncap) != 0)
         QS_THROW(err, QS_ERR_RUNTIME, "mckp: out of memory for %lld DP states",
                  (long long)(hcap + ncap));
+done:
+    free(hist);
+    free(nxt);
+    return st;
+}
+
+qs_status qs_mckp_solve(const qs_mckp_problem *p, int64_t budget, const qs_mckp_options *opt,
+                        qs_mckp_result *r, qs_err *err) {
+    qs_status st = QS_OK;
+    int64_t *off = NULL;
+    root t;
+    bb b;
+    memset(&t, 0, sizeof(t));
+    memset(&b, 0, sizeof(b));
+    QS_CHECK(result_start(p, r, &off, err));
+    QS_CHECK(root_alloc(&t, p, off[p->n], err));
+
+    /* 1. candidates and dominance */
+    const int64_t smin = root_candidates(&t, p, off);
+    if (smin > budget) { /* also covers a negative budget */
+        r->proof = QS_MCKP_INFEASIBLE;
+        goto done;
+    }
+    /* 2. root LP over all items */
+    int64_t left = budget - smin;
+    double lambda = 0.0;
+    const double lbound = root_lp(&t, &left, &lambda);
+    r->lp_bound = lbound;
+    /* 3. incumbent */
+    const double inc = greedy_incumbent(&t, left);
+    for (int i = 0; i < p->n; ++i) r->choice[i] = t.all[t.kbeg[i] + t.xc[i]].j;
+    r->proof = QS_MCKP_OPTIMAL;
+    const double cut = inc - QS_MCKP_REL_TOL * inc;
+    if (lbound >= cut) goto finish_ok; /* the incumbent meets the bound */
+    /* 4. reduced-cost fixing */
+    int64_t fixed_s = 0;
+    double fixed_e = 0.0;
+    const int nc = reduced_cost_fixing(&t, lbound, lambda, cut, &fixed_s, &fixed_e);
+    r->core_items = nc < 0 ? 0 : nc;
+    if (nc < 0 || fixed_s > budget) goto finish_ok; /* nothing beats the incumbent */
+    /* 5. the bounded DP over the core */
+    QS_CHECK(core_build(&b, &t, nc, inc, fixed_e, opt, err));
+    QS_CHECK(core_search(&b, budget - fixed_s, err));
     r->nodes = b.nodes;
     if (b.stopped) r->proof = QS_MCKP_NODE_LIMIT;
     if (b.have_best) {
-        for (int i = 0; i < n; ++i)
-            if (fixc[i] >= 0) r->choice[i] = all[kbeg[i]].j;
-        for (int t = 0; t < nc; ++t) r->choice[b.item[t]] = b.cand[b.cbeg[t] + b.bestc[t]].j;
+        for (int i = 0; i < p->n; ++i)
+            if (t.fixc[i] >= 0) r->choice[i] = t.all[t.kbeg[i]].j;
+        for (int d = 0; d < nc; ++d) r->choice[b.item[d]] = b.cand[b.cbeg[d] + b.bestc[d]].j;
     }
-
 finish_ok:
     QS_CHECK(finish(p, off, budget, r, err));
 done:
     bb_free(&b);
+    root_free(&t);
     free(off);
-    free(all);
-    free(kbeg);
-    free(kcnt);
-    free(segs);
-    free(stack);
-    free(xc);
-    free(rc);
-    free(ord);
-    free(fixc);
-    free(hist);
-    free(nxt);
     if (st != QS_OK) qs_mckp_result_free(r);
     return st;
 }
@@ -620,70 +690,71 @@ done:
  * stay small; GLPK works in doubles, so the allocation is re-checked in int64 and the row
  * tightened by the excess and re-solved when it is above the budget. */
 #ifdef QS_MCKP_HAVE_GLPK
-qs_status qs_mckp_solve_glpk(const qs_mckp_problem *p, int64_t budget, qs_mckp_result *r,
-                             qs_err *err) {
-    qs_status st = QS_OK;
-    int64_t *off = NULL, *smin = NULL;
-    int *ia = NULL, *ja = NULL, *colitem = NULL, *colchoice = NULL;
-    double *ar = NULL;
-    glp_prob *lp = NULL;
-    memset(r, 0, sizeof(*r));
-    QS_CHECK(qs_mckp_check(p, err));
-    int n = p->n;
-    r->n = n;
-    r->core_items = n;
-    r->choice = qs_malloc((size_t)(n > 0 ? n : 1) * sizeof(int), err, "mckp choice");
-    off = qs_malloc(((size_t)n + 1) * sizeof(*off), err, "mckp offsets");
-    smin = qs_malloc((size_t)(n > 0 ? n : 1) * sizeof(*smin), err, "mckp smin");
-    if (!r->choice || !off || !smin) {
-        st = QS_ERR_RUNTIME;
-        goto done;
-    }
-    for (int i = 0; i < n; ++i) r->choice[i] = -1;
-    qs_mckp_offsets(n, p->nchoice, off);
+/* The 0/1 MIP: one column per allowed choice (colitem / colchoice: its item and choice,
+ * 1-based like GLPK's columns). */
+typedef struct mip {
+    glp_prob *lp;
+    int ncol;
+    int *colitem, *colchoice; /* (ncol + 1,) */
+} mip;
+
+static void mip_free(mip *m) {
+    if (m->lp) glp_delete_prob(m->lp);
+    free(m->colitem);
+    free(m->colchoice);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Each item's smallest allowed size into smin (n,); returns their sum, *ncol = the number
+ * of allowed choices. */
+static int64_t smallest_sizes(const qs_mckp_problem *p, const int64_t *off, int64_t *smin,
+                              int *ncol) {
     int64_t s0 = 0;
-    int ncol = 0;
-    for (int i = 0; i < n; ++i) {
+    *ncol = 0;
+    for (int i = 0; i < p->n; ++i) {
         smin[i] = INT64_MAX;
         for (int j = 0; j < p->nchoice[i]; ++j)
             if (is_allowed(p, off, i, j)) {
-                ++ncol;
+                ++*ncol;
                 if (p->size[off[i] + j] < smin[i]) smin[i] = p->size[off[i] + j];
             }
         s0 += smin[i];
     }
-    if (s0 > budget) {
-        r->proof = QS_MCKP_INFEASIBLE;
-        goto done;
-    }
-    r->proof = QS_MCKP_OPTIMAL;
-    if (n == 0) goto check;
-    ia = qs_malloc((size_t)(2 * ncol + 1) * sizeof(int), err, "glpk ia");
-    ja = qs_malloc((size_t)(2 * ncol + 1) * sizeof(int), err, "glpk ja");
-    ar = qs_malloc((size_t)(2 * ncol + 1) * sizeof(double), err, "glpk ar");
-    colitem = qs_malloc((size_t)(ncol + 1) * sizeof(int), err, "glpk cols");
-    colchoice = qs_malloc((size_t)(ncol + 1) * sizeof(int), err, "glpk cols");
-    if (!ia || !ja || !ar || !colitem || !colchoice) {
+    return s0;
+}
+
+/* Builds the MIP: rows 1..n choose one column each, row n + 1 is the knapsack (sizes above
+ * each item's smallest, at most cap). */
+static qs_status mip_build(const qs_mckp_problem *p, const int64_t *off, const int64_t *smin,
+                           int ncol, int64_t cap, mip *m, qs_err *err) {
+    qs_status st = QS_OK;
+    const int n = p->n;
+    int *ia = qs_malloc((size_t)(2 * ncol + 1) * sizeof(int), err, "glpk ia");
+    int *ja = qs_malloc((size_t)(2 * ncol + 1) * sizeof(int), err, "glpk ja");
+    double *ar = qs_malloc((size_t)(2 * ncol + 1) * sizeof(double), err, "glpk ar");
+    m->ncol = ncol;
+    m->colitem = qs_malloc((size_t)(ncol + 1) * sizeof(int), err, "glpk cols");
+    m->colchoice = qs_malloc((size_t)(ncol + 1) * sizeof(int), err, "glpk cols");
+    if (!ia || !ja || !ar || !m->colitem || !m->colchoice) {
         st = QS_ERR_RUNTIME;
         goto done;
     }
-    glp_term_out(GLP_OFF); /* this thread's GLPK environment; freed below */
-    lp = glp_create_prob();
-    glp_set_obj_dir(lp, GLP_MIN);
-    glp_add_rows(lp, n + 1);
-    for (int i = 0; i < n; ++i) glp_set_row_bnds(lp, i + 1, GLP_FX, 1.0, 1.0);
-    int64_t cap = budget - s0;
-    glp_set_row_bnds(lp, n + 1, GLP_UP, 0.0, (double)cap);
-    glp_add_cols(lp, ncol);
+    glp_term_out(GLP_OFF); /* this thread's GLPK environment; qs_mckp_solve_glpk frees it */
+    m->lp = glp_create_prob();
+    glp_set_obj_dir(m->lp, GLP_MIN);
+    glp_add_rows(m->lp, n + 1);
+    for (int i = 0; i < n; ++i) glp_set_row_bnds(m->lp, i + 1, GLP_FX, 1.0, 1.0);
+    glp_set_row_bnds(m->lp, n + 1, GLP_UP, 0.0, (double)cap);
+    glp_add_cols(m->lp, ncol);
     int col = 0, ne = 0;
     for (int i = 0; i < n; ++i)
         for (int j = 0; j < p->nchoice[i]; ++j) {
             if (!is_allowed(p, off, i, j)) continue;
             ++col;
-            colitem[col] = i;
-            colchoice[col] = j;
-            glp_set_col_kind(lp, col, GLP_BV);
-            glp_set_obj_coef(lp, col, p->cost[off[i] + j]);
+            m->colitem[col] = i;
+            m->colchoice[col] = j;
+            glp_set_col_kind(m->lp, col, GLP_BV);
+            glp_set_obj_coef(m->lp, col, p->cost[off[i] + j]);
             ++ne;
             ia[ne] = i + 1;
             ja[ne] = col;
@@ -696,15 +767,29 @@ qs_status qs_mckp_solve_glpk(const qs_mckp_problem *p, int64_t budget, qs_mckp_r
                 ar[ne] = ds;
             }
         }
-    glp_load_matrix(lp, ne, ia, ja, ar);
+    glp_load_matrix(m->lp, ne, ia, ja, ar);
+done:
+    free(ia);
+    free(ja);
+    free(ar);
+    return st;
+}
+
+/* Solves the MIP into r->choice and r->proof, tightening the knapsack row (cap) by the
+ * excess and solving again while the int64 size of GLPK's answer is above the budget. */
+static qs_status mip_solve_within(const qs_mckp_problem *p, const int64_t *off, mip *m,
+                                  int64_t budget, int64_t cap, qs_mckp_result *r,
+                                  qs_err *err) {
+    qs_status st = QS_OK;
+    const int n = p->n;
     for (int attempt = 0;; ++attempt) {
         glp_iocp parm;
         glp_init_iocp(&parm);
         parm.presolve = GLP_ON;
         parm.msg_lev = GLP_MSG_OFF;
         parm.tm_lim = 600000;
-        int rc = glp_intopt(lp, &parm);
-        int ms = glp_mip_status(lp);
+        int rc = glp_intopt(m->lp, &parm);
+        int ms = glp_mip_status(m->lp);
         if (rc != 0 && rc != GLP_ETMLIM)
             QS_THROW(err, QS_ERR_RUNTIME, "mckp: glp_intopt failed with code %d", rc);
         if (ms != GLP_OPT && ms != GLP_FEAS)
@@ -712,8 +797,8 @@ qs_status qs_mckp_solve_glpk(const qs_mckp_problem *p, int64_t budget, qs_mckp_r
                      "mckp: GLPK found no allocation (status %d) although one fits", ms);
         r->proof = ms == GLP_OPT ? QS_MCKP_OPTIMAL : QS_MCKP_NODE_LIMIT;
         for (int i = 0; i < n; ++i) r->choice[i] = -1;
-        for (int c = 1; c <= ncol; ++c)
-            if (glp_mip_col_val(lp, c) > 0.5) r->choice[colitem[c]] = colchoice[c];
+        for (int c = 1; c <= m->ncol; ++c)
+            if (glp_mip_col_val(m->lp, c) > 0.5) r->choice[m->colitem[c]] = m->colchoice[c];
         int64_t S = 0;
         for (int i = 0; i < n; ++i) {
             if (r->choice[i] < 0)
@@ -727,20 +812,42 @@ qs_status qs_mckp_solve_glpk(const qs_mckp_problem *p, int64_t budget, qs_mckp_r
                      attempt);
         cap -= S - budget; /* tighten by the excess and solve again */
         if (cap < 0) cap = 0;
-        glp_set_row_bnds(lp, n + 1, GLP_UP, 0.0, (double)cap);
+        glp_set_row_bnds(m->lp, n + 1, GLP_UP, 0.0, (double)cap);
     }
-check:
+done:
+    return st;
+}
+
+qs_status qs_mckp_solve_glpk(const qs_mckp_problem *p, int64_t budget, qs_mckp_result *r,
+                             qs_err *err) {
+    qs_status st = QS_OK;
+    int64_t *off = NULL, *smin = NULL;
+    mip m;
+    memset(&m, 0, sizeof(m));
+    QS_CHECK(result_start(p, r, &off, err));
+    r->core_items = p->n;
+    smin = qs_malloc((size_t)(p->n > 0 ? p->n : 1) * sizeof(*smin), err, "mckp smin");
+    if (!smin) {
+        st = QS_ERR_RUNTIME;
+        goto done;
+    }
+    int ncol = 0;
+    const int64_t s0 = smallest_sizes(p, off, smin, &ncol);
+    if (s0 > budget) {
+        r->proof = QS_MCKP_INFEASIBLE;
+        goto done;
+    }
+    r->proof = QS_MCKP_OPTIMAL;
+    if (p->n > 0) {
+        QS_CHECK(mip_build(p, off, smin, ncol, budget - s0, &m, err));
+        QS_CHECK(mip_solve_within(p, off, &m, budget, budget - s0, r, err));
+    }
     QS_CHECK(finish(p, off, budget, r, err));
 done:
-    if (lp) glp_delete_prob(lp);
+    mip_free(&m);
     glp_free_env();
     free(off);
     free(smin);
-    free(ia);
-    free(ja);
-    free(ar);
-    free(colitem);
-    free(colchoice);
     if (st != QS_OK) qs_mckp_result_free(r);
     return st;
 }

@@ -81,25 +81,48 @@ void qs_unpack_stream(const uint32_t *words, int64_t count, int bits, int64_t st
     }
 }
 
+/* What packing and unpacking one linear share: its checked layout, group count, words per
+ * qzeros row, one row of scratch and a g_idx whose groups lie in [0, G). */
+typedef struct pack_job {
+    qs_pack_bytes sz;
+    int64_t G;     /* groups per row */
+    int64_t zrow;  /* words per qzeros row */
+    uint32_t *tmp; /* (max(d_in, d_out),) owned: one row of codes or zeros */
+} pack_job;
+
+/* Starts a pack (packing = 1) or unpack (0) of a (d_out, d_in) linear; g_idx (d_in,) is
+ * checked. The caller frees job->tmp (also on failure). */
+static qs_status pack_job_start(int64_t d_out, int64_t d_in, int bits, int group_size,
+                                const int32_t *g_idx, int packing, pack_job *job,
+                                qs_err *err) {
+    qs_status st = QS_OK;
+    job->tmp = NULL;
+    QS_CHECK(qs_pack_sizes(d_out, d_in, bits, group_size, &job->sz, err));
+    job->G = qs_quant_ngroups(d_in, group_size);
+    job->zrow = d_out * bits / 32;
+    job->tmp = qs_malloc((size_t)(d_in > d_out ? d_in : d_out) * sizeof(uint32_t), err,
+                         packing ? "pack row" : "unpack row");
+    if (!job->tmp) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    for (int64_t j = 0; j < d_in; ++j)
+        if (g_idx[j] < 0 || g_idx[j] >= job->G)
+            QS_THROW(err, QS_ERR_INPUT, "GPTQ %sg_idx[%lld] = %d is outside [0, %lld)",
+                     packing ? "pack: " : "", (long long)j, g_idx[j], (long long)job->G);
+done:
+    return st;
+}
+
 qs_status qs_pack_gptq(const uint8_t *codes, const uint16_t *scales, const int32_t *zeros,
                        const int32_t *g_idx, int64_t d_out, int64_t d_in, int bits,
                        int group_size, int v1, int32_t *qweight, int32_t *qzeros,
                        uint16_t *scales_t, int32_t *g_idx_out, qs_err *err) {
     qs_status st = QS_OK;
-    uint32_t *tmp = NULL;
-    qs_pack_bytes sz;
-    QS_CHECK(qs_pack_sizes(d_out, d_in, bits, group_size, &sz, err));
-    const int64_t G = qs_quant_ngroups(d_in, group_size);
+    pack_job job;
+    QS_CHECK(pack_job_start(d_out, d_in, bits, group_size, g_idx, 1, &job, err));
+    const int64_t G = job.G, zrow = job.zrow;
+    uint32_t *tmp = job.tmp;
     const int32_t maxq = (1 << bits) - 1;
-    const int64_t zrow = d_out * bits / 32; /* words per qzeros row */
-    tmp = qs_malloc((size_t)(d_in > d_out ? d_in : d_out) * sizeof(uint32_t), err, "pack row");
-    if (!tmp) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    for (int64_t j = 0; j < d_in; ++j)
-        if (g_idx[j] < 0 || g_idx[j] >= G)
-            QS_THROW(err, QS_ERR_INPUT, "GPTQ pack: g_idx[%lld] = %d is outside [0, %lld)",
-                     (long long)j, g_idx[j], (long long)G);
-    memset(qweight, 0, (size_t)sz.qweight);
-    memset(qzeros, 0, (size_t)sz.qzeros);
+    memset(qweight, 0, (size_t)job.sz.qweight);
+    memset(qzeros, 0, (size_t)job.sz.qzeros);
     for (int64_t o = 0; o < d_out; ++o) {
         for (int64_t j = 0; j < d_in; ++j) {
             if (codes[o * d_in + j] > maxq)
@@ -124,7 +147,7 @@ qs_status qs_pack_gptq(const uint8_t *codes, const uint16_t *scales, const int32
     }
     memcpy(g_idx_out, g_idx, (size_t)d_in * sizeof(int32_t));
 done:
-    free(tmp);
+    free(job.tmp);
     return st;
 }
 
@@ -133,19 +156,11 @@ qs_status qs_unpack_gptq(const int32_t *qweight, const int32_t *qzeros, const ui
                          int group_size, int v1, uint8_t *codes, uint16_t *scales,
                          int32_t *zeros, int32_t *g_idx, qs_err *err) {
     qs_status st = QS_OK;
-    uint32_t *tmp = NULL;
-    qs_pack_bytes sz;
-    QS_CHECK(qs_pack_sizes(d_out, d_in, bits, group_size, &sz, err));
-    const int64_t G = qs_quant_ngroups(d_in, group_size);
-    const int64_t zrow = d_out * bits / 32;
-    tmp = qs_malloc((size_t)(d_in > d_out ? d_in : d_out) * sizeof(uint32_t), err, "unpack row");
-    if (!tmp) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    for (int64_t j = 0; j < d_in; ++j) {
-        if (g_idx_in[j] < 0 || g_idx_in[j] >= G)
-            QS_THROW(err, QS_ERR_INPUT, "GPTQ g_idx[%lld] = %d is outside [0, %lld)",
-                     (long long)j, g_idx_in[j], (long long)G);
-        g_idx[j] = g_idx_in[j];
-    }
+    pack_job job;
+    QS_CHECK(pack_job_start(d_out, d_in, bits, group_size, g_idx_in, 0, &job, err));
+    const int64_t G = job.G, zrow = job.zrow;
+    uint32_t *tmp = job.tmp;
+    memcpy(g_idx, g_idx_in, (size_t)d_in * sizeof(int32_t));
     for (int64_t o = 0; o < d_out; ++o) {
         qs_unpack_stream((const uint32_t *)qweight + o, d_in, bits, d_out, tmp);
         for (int64_t j = 0; j < d_in; ++j) codes[o * d_in + j] = (uint8_t)tmp[j];
@@ -159,6 +174,6 @@ qs_status qs_unpack_gptq(const int32_t *qweight, const int32_t *qzeros, const ui
         }
     }
 done:
-    free(tmp);
+    free(job.tmp);
     return st;
 }

@@ -1,4 +1,5 @@
-/* search.c: knapsack items, rules and budget of the mixed-precision search (see search.h).
+/* search_items.c: knapsack items, rules and budget of the mixed-precision search (see
+ * search_items.h).
  * Pure logic: no MPI, no files. */
 #include "search_items.h"
 
@@ -122,104 +123,125 @@ void qs_search_items_set_cost(qs_search_items *it, const qs_search_tables *t,
         }
 }
 
-qs_status qs_search_items_build(const qs_search_tables *t, const double *cost,
-                                const qs_search_rules *r, qs_search_items *it, qs_err *err) {
-    qs_status st = QS_OK;
-    const int L = t->nlayers, C = t->ncand, NL = L * QS_SEARCH_NLIN;
-    uint8_t *ok = NULL;   /* (L, 7, C) allowed per linear */
-    int *pin = NULL;      /* (L, 7) pinned candidate per linear, -1 = none */
-    int *pin_rule = NULL; /* (L, 7) index of the pin rule */
-    uint8_t rc[QS_SEARCH_MAX_CAND];
-    char pat[256], name[64], list[512];
-    memset(it, 0, sizeof(*it));
-    ok = malloc((size_t)NL * (size_t)C);
-    pin = malloc(sizeof(int) * (size_t)NL);
-    pin_rule = malloc(sizeof(int) * (size_t)NL);
-    if (!ok || !pin || !pin_rule) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (search items)");
-    cand_list(t, list, sizeof(list));
+/* vLLM's gptq_marlin serves candidate c of a linear (the rule of qs_gptq_scheme_marlin:
+ * 4/8 bits, group -1/32/64/128, symmetric, and the linear's shape holds the layout). */
+static int marlin_serves(const qs_search_tables *t, int c, int sym, int can_serve) {
+    return sym && (t->bits[c] == 4 || t->bits[c] == 8) && can_serve &&
+           (t->group[c] == -1 || t->group[c] == 32 || t->group[c] == 64 || t->group[c] == 128);
+}
 
-    /* 1. per linear: layout, serving kernel */
+/* What the rules leave per linear (l, k), i = l * 7 + k: the input of the items. */
+typedef struct linear_rules {
+    uint8_t *ok;   /* (L, 7, C) candidate allowed for the linear */
+    int *pin;      /* (L, 7) pinned candidate, -1 = none */
+    int *pin_rule; /* (L, 7) index of the pin rule that set it */
+} linear_rules;
+
+/* Step 1: per linear, the candidates with a GPTQ layout (bytes >= 0), that the export can
+ * hold (need_export) and that vLLM can serve (serve_marlin). */
+static qs_status allow_by_layout(const qs_search_tables *t, const qs_search_rules *r,
+                                 const char *list, linear_rules *lr, qs_err *err) {
+    const int C = t->ncand, NL = t->nlayers * QS_SEARCH_NLIN;
     int any_serve = 0;
     for (int i = 0; i < NL; ++i) {
-        pin[i] = -1;
-        pin_rule[i] = -1;
+        lr->pin[i] = -1;
+        lr->pin_rule[i] = -1;
         for (int c = 0; c < C; ++c) {
             const size_t x = (size_t)i * C + c;
             int a = t->bytes[x] >= 0;
             if (r->need_export) a = a && t->can_serve[x];
-            if (r->serve_marlin)
-                a = a && (t->bits[c] == 4 || t->bits[c] == 8) && r->sym && t->can_serve[x] &&
-                    (t->group[c] == -1 || t->group[c] == 32 || t->group[c] == 64 ||
-                     t->group[c] == 128);
-            ok[x] = (uint8_t)a;
+            if (r->serve_marlin) a = a && marlin_serves(t, c, r->sym, t->can_serve[x]);
+            lr->ok[x] = (uint8_t)a;
             any_serve |= a;
         }
     }
     if (r->serve_marlin && !r->sym)
-        QS_THROW(err, QS_ERR_INPUT,
-                 "search.serve: marlin needs quant.sym: true (vLLM's gptq_marlin runs 4/8-bit "
-                 "symmetric candidates only)");
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "search.serve: marlin needs quant.sym: true (vLLM's gptq_marlin runs "
+                       "4/8-bit symmetric candidates only)");
     if (r->serve_marlin && !any_serve)
-        QS_THROW(err, QS_ERR_INPUT,
-                 "search.serve: marlin: no candidate is servable by gptq_marlin (4/8 bits, "
-                 "group dividing d_in) among %s",
-                 list);
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "search.serve: marlin: no candidate is servable by gptq_marlin (4/8 "
+                       "bits, group dividing d_in) among %s",
+                       list);
+    return QS_OK;
+}
 
-    /* 2. allow rules intersect */
+/* The linears (l, k) whose name "layers.<l>.<lin>" matches pat, as indices l * 7 + k into
+ * hit (L * 7,); returns how many. */
+static int match_linears(const char *pat, int L, int *hit) {
+    char name[64];
+    int n = 0;
+    for (int l = 0; l < L; ++l)
+        for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
+            snprintf(name, sizeof(name), "layers.%d.%s", l, LIN[k]);
+            if (fnmatch(pat, name, 0) == 0) hit[n++] = l * QS_SEARCH_NLIN + k;
+        }
+    return n;
+}
+
+static qs_status no_match(const char *key, const char *rule, const char *pat, int L,
+                          qs_err *err) {
+    return QS_FAIL(err, QS_ERR_INPUT,
+                   "%s: '%s': pattern '%s' matches no linear (names: "
+                   "layers.<0..%d>.<q|k|v|o|gate|up|down>)",
+                   key, rule, pat, L - 1);
+}
+
+/* Step 2: every allow rule intersects the sets of the linears it matches. */
+static qs_status apply_allow_rules(const qs_search_tables *t, const qs_search_rules *r,
+                                   int *hit, linear_rules *lr, qs_err *err) {
+    const int C = t->ncand;
+    uint8_t rc[QS_SEARCH_MAX_CAND];
+    char pat[256];
     for (int a = 0; a < r->nallow; ++a) {
-        QS_CHECK(parse_rule(t, "search.allow", r->allow[a], pat, sizeof(pat), rc, err));
-        int hits = 0;
-        for (int l = 0; l < L; ++l)
-            for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
-                snprintf(name, sizeof(name), "layers.%d.%s", l, LIN[k]);
-                if (fnmatch(pat, name, 0) != 0) continue;
-                ++hits;
-                for (int c = 0; c < C; ++c)
-                    if (!rc[c]) ok[((size_t)l * QS_SEARCH_NLIN + k) * C + c] = 0;
-            }
-        if (!hits)
-            QS_THROW(err, QS_ERR_INPUT,
-                     "search.allow: '%s': pattern '%s' matches no linear (names: "
-                     "layers.<0..%d>.<q|k|v|o|gate|up|down>)",
-                     r->allow[a], pat, L - 1);
+        qs_status st = parse_rule(t, "search.allow", r->allow[a], pat, sizeof(pat), rc, err);
+        if (st != QS_OK) return st;
+        const int nhit = match_linears(pat, t->nlayers, hit);
+        if (!nhit) return no_match("search.allow", r->allow[a], pat, t->nlayers, err);
+        for (int h = 0; h < nhit; ++h)
+            for (int c = 0; c < C; ++c)
+                if (!rc[c]) lr->ok[(size_t)hit[h] * C + c] = 0;
     }
+    return QS_OK;
+}
 
-    /* 3. pins */
+/* Step 3: every pin fixes the linears it matches (to the last candidate it names); two pins
+ * of one linear must agree, and the candidate must be allowed. */
+static qs_status apply_pins(const qs_search_tables *t, const qs_search_rules *r, int *hit,
+                            linear_rules *lr, qs_err *err) {
+    const int C = t->ncand;
+    uint8_t rc[QS_SEARCH_MAX_CAND];
+    char pat[256], name[64];
     for (int p = 0; p < r->npin; ++p) {
-        QS_CHECK(parse_rule(t, "search.pin", r->pin[p], pat, sizeof(pat), rc, err));
-        int c0 = -1, hits = 0;
+        qs_status st = parse_rule(t, "search.pin", r->pin[p], pat, sizeof(pat), rc, err);
+        if (st != QS_OK) return st;
+        int c0 = -1;
         for (int c = 0; c < C; ++c)
             if (rc[c]) c0 = c;
-        for (int l = 0; l < L; ++l)
-            for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
-                snprintf(name, sizeof(name), "layers.%d.%s", l, LIN[k]);
-                if (fnmatch(pat, name, 0) != 0) continue;
-                ++hits;
-                const int i = l * QS_SEARCH_NLIN + k;
-                if (pin[i] >= 0 && pin[i] != c0)
-                    QS_THROW(err, QS_ERR_INPUT,
-                             "search.pin: '%s' and '%s' pin %s to different candidates",
-                             r->pin[pin_rule[i]], r->pin[p], name);
-                if (!ok[(size_t)i * C + c0])
-                    QS_THROW(err, QS_ERR_INPUT,
-                             "search.pin: '%s': %s is not allowed for %s (no GPTQ layout, "
-                             "search.serve or search.allow)",
-                             r->pin[p], t->name[c0], name);
-                pin[i] = c0;
-                pin_rule[i] = p;
-            }
-        if (!hits)
-            QS_THROW(err, QS_ERR_INPUT,
-                     "search.pin: '%s': pattern '%s' matches no linear (names: "
-                     "layers.<0..%d>.<q|k|v|o|gate|up|down>)",
-                     r->pin[p], pat, L - 1);
+        const int nhit = match_linears(pat, t->nlayers, hit);
+        if (!nhit) return no_match("search.pin", r->pin[p], pat, t->nlayers, err);
+        for (int h = 0; h < nhit; ++h) {
+            const int i = hit[h];
+            snprintf(name, sizeof(name), "layers.%d.%s", i / QS_SEARCH_NLIN,
+                     LIN[i % QS_SEARCH_NLIN]);
+            if (lr->pin[i] >= 0 && lr->pin[i] != c0)
+                return QS_FAIL(err, QS_ERR_INPUT,
+                               "search.pin: '%s' and '%s' pin %s to different candidates",
+                               r->pin[lr->pin_rule[i]], r->pin[p], name);
+            if (!lr->ok[(size_t)i * C + c0])
+                return QS_FAIL(err, QS_ERR_INPUT,
+                               "search.pin: '%s': %s is not allowed for %s (no GPTQ layout, "
+                               "search.serve or search.allow)",
+                               r->pin[p], t->name[c0], name);
+            lr->pin[i] = c0;
+            lr->pin_rule[i] = p;
+        }
     }
+    return QS_OK;
+}
 
-    /* 4. items */
-    static const int TIED[4] = {(1 << 0) | (1 << 1) | (1 << 2), 1 << 3, (1 << 4) | (1 << 5),
-                                1 << 6};
-    const int per = r->tie_fused ? 4 : QS_SEARCH_NLIN;
-    const int n = L * per;
+static qs_status items_alloc(qs_search_items *it, int n, int C, qs_err *err) {
     it->n = n;
     it->ncand = C;
     it->layer = malloc(sizeof(int) * (size_t)n);
@@ -231,72 +253,107 @@ qs_status qs_search_items_build(const qs_search_tables *t, const double *cost,
     it->allowed = calloc((size_t)n * C, 1);
     if (!it->layer || !it->lin_mask || !it->nchoice || !it->pinned || !it->size || !it->cost ||
         !it->allowed)
+        return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (search items)");
+    return QS_OK;
+}
+
+/* Step 4, one item i: the linears `mask` of layer l, pinned when one of them is (all pins
+ * agreeing), candidate c allowed when it is for every linear, its size their summed bytes. */
+static qs_status item_fill(const qs_search_tables *t, const qs_search_rules *r,
+                           const linear_rules *lr, const char *list, int l, int mask, int i,
+                           qs_search_items *it, qs_err *err) {
+    const int C = t->ncand, L0 = l * QS_SEARCH_NLIN;
+    char name[64];
+    it->layer[i] = l;
+    it->lin_mask[i] = mask;
+    it->nchoice[i] = C;
+    it->pinned[i] = -1;
+    item_name(l, mask, name, sizeof(name));
+    int pk = -1;
+    for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
+        if (!(mask & (1 << k)) || lr->pin[L0 + k] < 0) continue;
+        const int c = lr->pin[L0 + k];
+        if (it->pinned[i] >= 0 && it->pinned[i] != c)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "search.pin: %s are tied (search.tie_fused) but '%s' and '%s' pin "
+                           "them to %s and %s",
+                           name, r->pin[lr->pin_rule[L0 + pk]], r->pin[lr->pin_rule[L0 + k]],
+                           t->name[it->pinned[i]], t->name[c]);
+        it->pinned[i] = c;
+        pk = k;
+    }
+    int nallowed = 0;
+    for (int c = 0; c < C; ++c) {
+        int a = 1;
+        int64_t s = 0;
+        for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
+            if (!(mask & (1 << k))) continue;
+            const size_t x = ((size_t)L0 + k) * C + c;
+            a = a && lr->ok[x];
+            s += t->bytes[x] > 0 ? t->bytes[x] : 0;
+        }
+        it->allowed[(size_t)i * C + c] = (uint8_t)a;
+        it->size[(size_t)i * C + c] = a ? s : 0;
+        nallowed += a;
+    }
+    if (it->pinned[i] >= 0 && !it->allowed[(size_t)i * C + it->pinned[i]])
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "search.pin: '%s' pins %s to %s, which search.allow or the layout "
+                       "forbids for another linear of the tied item",
+                       r->pin[lr->pin_rule[L0 + pk]], name, t->name[it->pinned[i]]);
+    if (nallowed == 0)
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "search: %s: no candidate is allowed (search.allow, search.serve, GPTQ "
+                       "layout%s%s); candidates: %s",
+                       name, r->tie_fused && mask != (mask & -mask) ? ", tied linears" : "",
+                       r->need_export ? ", the GPTQ export's input size a multiple of the "
+                                        "group size (output.gptq_export)"
+                                      : "",
+                       list);
+    return QS_OK;
+}
+
+qs_status qs_search_items_build(const qs_search_tables *t, const double *cost,
+                                const qs_search_rules *r, qs_search_items *it, qs_err *err) {
+    qs_status st = QS_OK;
+    const int L = t->nlayers, C = t->ncand, NL = L * QS_SEARCH_NLIN;
+    linear_rules lr;
+    int *hit = NULL; /* (L, 7) linears a rule matches */
+    char list[512];
+    memset(it, 0, sizeof(*it));
+    lr.ok = malloc((size_t)NL * (size_t)C);
+    lr.pin = malloc(sizeof(int) * (size_t)NL);
+    lr.pin_rule = malloc(sizeof(int) * (size_t)NL);
+    hit = malloc(sizeof(int) * (size_t)NL);
+    if (!lr.ok || !lr.pin || !lr.pin_rule || !hit)
         QS_THROW(err, QS_ERR_RUNTIME, "out of memory (search items)");
+    cand_list(t, list, sizeof(list));
+    /* 1. per linear: layout, serving kernel; 2. allow rules intersect; 3. pins */
+    QS_CHECK(allow_by_layout(t, r, list, &lr, err));
+    QS_CHECK(apply_allow_rules(t, r, hit, &lr, err));
+    QS_CHECK(apply_pins(t, r, hit, &lr, err));
+    /* 4. items: one per linear, or per tied group (q/k/v, o, gate/up, down) */
+    static const int TIED[4] = {(1 << 0) | (1 << 1) | (1 << 2), 1 << 3, (1 << 4) | (1 << 5),
+                                1 << 6};
+    const int per = r->tie_fused ? 4 : QS_SEARCH_NLIN;
+    QS_CHECK(items_alloc(it, L * per, C, err));
     it->nweights = 0;
     for (int i = 0; i < NL; ++i) it->nweights += t->d_out[i] * t->d_in[i];
     for (int l = 0; l < L; ++l)
-        for (int g = 0; g < per; ++g) {
-            const int i = l * per + g;
-            const int mask = r->tie_fused ? TIED[g] : 1 << g;
-            it->layer[i] = l;
-            it->lin_mask[i] = mask;
-            it->nchoice[i] = C;
-            it->pinned[i] = -1;
-            item_name(l, mask, name, sizeof(name));
-            int pk = -1;
-            for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
-                if (!(mask & (1 << k))) continue;
-                const int li = l * QS_SEARCH_NLIN + k;
-                if (pin[li] < 0) continue;
-                if (it->pinned[i] >= 0 && it->pinned[i] != pin[li])
-                    QS_THROW(err, QS_ERR_INPUT,
-                             "search.pin: %s are tied (search.tie_fused) but '%s' and '%s' pin "
-                             "them to %s and %s",
-                             name, r->pin[pin_rule[l * QS_SEARCH_NLIN + pk]],
-                             r->pin[pin_rule[li]], t->name[it->pinned[i]], t->name[pin[li]]);
-                it->pinned[i] = pin[li];
-                pk = k;
-            }
-            int nallowed = 0;
-            for (int c = 0; c < C; ++c) {
-                int a = 1;
-                int64_t s = 0;
-                for (int k = 0; k < QS_SEARCH_NLIN; ++k) {
-                    if (!(mask & (1 << k))) continue;
-                    const size_t x = ((size_t)l * QS_SEARCH_NLIN + k) * C + c;
-                    a = a && ok[x];
-                    s += t->bytes[x] > 0 ? t->bytes[x] : 0;
-                }
-                it->allowed[(size_t)i * C + c] = (uint8_t)a;
-                it->size[(size_t)i * C + c] = a ? s : 0;
-                nallowed += a;
-            }
-            if (it->pinned[i] >= 0 && !it->allowed[(size_t)i * C + it->pinned[i]])
-                QS_THROW(err, QS_ERR_INPUT,
-                         "search.pin: '%s' pins %s to %s, which search.allow or the layout "
-                         "forbids for another linear of the tied item",
-                         r->pin[pin_rule[l * QS_SEARCH_NLIN + pk]], name,
-                         t->name[it->pinned[i]]);
-            if (nallowed == 0)
-                QS_THROW(err, QS_ERR_INPUT,
-                         "search: %s: no candidate is allowed (search.allow, search.serve, GPTQ "
-                         "layout%s%s); candidates: %s",
-                         name, r->tie_fused && mask != (mask & -mask) ? ", tied linears" : "",
-                         r->need_export ? ", the GPTQ export's input size a multiple of the "
-                                          "group size (output.gptq_export)"
-                                        : "",
-                         list);
-        }
+        for (int g = 0; g < per; ++g)
+            QS_CHECK(item_fill(t, r, &lr, list, l, r->tie_fused ? TIED[g] : 1 << g, l * per + g,
+                               it, err));
     qs_search_items_set_cost(it, t, cost);
-    for (int i = 0; i < n * C; ++i)
+    for (int i = 0; i < it->n * C; ++i)
         if (!(it->cost[i] >= 0.0) || !isfinite(it->cost[i]))
             QS_THROW(err, QS_ERR_INPUT, "search: item %d has a negative or non-finite cost %g",
                      i / C, it->cost[i]);
 done:
     if (st != QS_OK) qs_search_items_free(it);
-    free(ok);
-    free(pin);
-    free(pin_rule);
+    free(lr.ok);
+    free(lr.pin);
+    free(lr.pin_rule);
+    free(hit);
     return st;
 }
 
@@ -385,10 +442,7 @@ int qs_search_marlin_path(const qs_search_tables *t, char (*names)[QS_QUANT_NAME
         int c = cand_index(t, names[i], strlen(names[i]));
         /* the rule of qs_gptq_scheme_marlin (vLLM gptq_marlin.py TYPE_MAP + Marlin's
          * group sizes), per linear with its shape's layout */
-        if (c < 0 || (t->bits[c] != 4 && t->bits[c] != 8) ||
-            !(t->group[c] == -1 || t->group[c] == 32 || t->group[c] == 64 ||
-              t->group[c] == 128) ||
-            !t->can_serve[(size_t)i * t->ncand + c])
+        if (c < 0 || !marlin_serves(t, c, sym, t->can_serve[(size_t)i * t->ncand + c]))
             return 0;
     }
     return 1;

@@ -1,5 +1,5 @@
-/* search.h: the pure logic of the mixed-precision search stage (stages/search.c): from the
- * per-layer candidate tables to knapsack items (tied fused groups, pins, allow rules,
+/* search_items.h: the pure logic of the mixed-precision search stage (stages/search.c):
+ * from the per-layer candidate tables to knapsack items (tied fused groups, pins, allow rules,
  * serving restrictions), the byte budget, and back from a solution to per-linear
  * candidate names. No MPI, no files: the stage reads the tables and writes the outputs.
  *
