@@ -14,3 +14,6 @@ qs_add_script(test_quant_numpy LABELS "quant;unit" TIMEOUT 300
 # Benchmark (not a test): ./build/tests/bench_gptq [--quick]
 add_executable(bench_gptq bench/bench_gptq.c)
 target_link_libraries(bench_gptq PRIVATE qs_app)
+
+# GGUF block types (docs/quant.md "GGUF"): layouts, llama.cpp's quantizers bit for bit.
+qs_add_unit(test_gguf_quant unit/test_gguf_quant.c LABELS quant)
