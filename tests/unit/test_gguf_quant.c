@@ -32,34 +32,34 @@ static const qs_gguf_type k_types[] = {QS_GGUF_Q4_0, QS_GGUF_Q4_1, QS_GGUF_Q5_0,
 #define NTYPES ((int)(sizeof(k_types) / sizeof(k_types[0])))
 
 /* The bytes ggml (commit d99724f of ggml-org/ggml, ggml-base built by its CMake defaults on
- * x86-64: no FMA contraction) wrote with ggml_quantize_chunk for gguf_td_fill(W, 72, 512,
- * 20261203) and gguf_td_importance(imp, 512, 777): SHA-256 per type, without (0) and with (1)
+ * x86-64: no FMA contraction) wrote with ggml_quantize_chunk for gguf_td_fill(W, 1152, 1024,
+ * 20261203) and gguf_td_importance(imp, 1024, 777): SHA-256 per type, without (0) and with (1)
  * the importance. Q8_0 has no importance path. */
 static const struct {
     qs_gguf_type type;
     int imp;
     const char *sha;
 } k_golden[] = {
-    {QS_GGUF_Q4_0, 0, "3050127c42cfa7778bda6f3de3eda14ce46fb9b15a360ee68128c843ae3a8907"},
-    {QS_GGUF_Q4_0, 1, "36c6bd45097edd236b9a8735286a111b76f812aa7e4cb42abe4411f59061d74d"},
-    {QS_GGUF_Q4_1, 0, "03cdec7c166cbf37988a0ab5ba3a01310329baff77260848b144bc0d5372630d"},
-    {QS_GGUF_Q4_1, 1, "9b49363e32647801f7bfa094983b8fb92d91817b1348f64d16f634608d176c83"},
-    {QS_GGUF_Q5_0, 0, "541fdb89da390b8f132bd64d4c1a3d4a961cfc7e6603a2b43dcb3bf1d7dbce9e"},
-    {QS_GGUF_Q5_0, 1, "f0b8ce1431f17c9eaed1aa2f5cfe2a22d10ba34855feb1bc4ec311b79a136458"},
-    {QS_GGUF_Q5_1, 0, "850b1cf79376f1bc957b35c64e989e38c7520bcffb314aec6e285f5707d9d467"},
-    {QS_GGUF_Q5_1, 1, "ea3c72e1c71e3f51b793d999a6b2611bcba4fb2ad9c5b873f2e8607d5177bfc4"},
-    {QS_GGUF_Q8_0, 0, "019b9222dfd829e98a8e8137db86103b7e9604dbcec09afaf3a0fccb85e38fc7"},
-    {QS_GGUF_Q8_0, 1, "019b9222dfd829e98a8e8137db86103b7e9604dbcec09afaf3a0fccb85e38fc7"},
-    {QS_GGUF_Q2_K, 0, "904376a12cfcbd70f609682f97c4069773285870d777d23fe4352b270baff043"},
-    {QS_GGUF_Q2_K, 1, "62451d2508a58b3865ddbff61d4432a09a4a7df6ee52276bebe4e11e72cfd262"},
-    {QS_GGUF_Q3_K, 0, "552af087d17df0d8788ba3bfe652fafd2e6d4b05734e0662bcdc79b846922501"},
-    {QS_GGUF_Q3_K, 1, "e3393bdbeda56e3923630d33f8abae74d5dca0b998bd487da4a882f2d0f7bdd6"},
-    {QS_GGUF_Q4_K, 0, "46db04f94535812b1cc160786896e73a3d92a4c408f6d80c8c9b6916420bc6ab"},
-    {QS_GGUF_Q4_K, 1, "c21ecb090b3cf67a4e81bda5183f4cae26b29475904ecab494546829a1f9e408"},
-    {QS_GGUF_Q5_K, 0, "c4571208ecb1e977fdde9f1d6b238115e3ae74f9a901ffe63c87f8614d75676c"},
-    {QS_GGUF_Q5_K, 1, "e577a11d040539d813b7c8770a6a0b8a596107963ba18f6f2a1a267363208f54"},
-    {QS_GGUF_Q6_K, 0, "be47cf07394f5223b584a1e58820fefe6d987cbf54492dfb1a1411b2f8e75e2e"},
-    {QS_GGUF_Q6_K, 1, "77213025aae1d0e40435c819866705c928f1cf07cffa645a0d0ce184e5cf70c7"},
+    {QS_GGUF_Q4_0, 0, "3d5af695ad96364ec57c83bbec75aa9b250abb4040debae7f239e5fa1dfd5bed"},
+    {QS_GGUF_Q4_0, 1, "f3522dbdc2f142a9f22befc7bbe0ba5b96d953247c2ecd4cca562c1b714a47a2"},
+    {QS_GGUF_Q4_1, 0, "acb54c561f482a03e3eb97c6e4cab7f437c14eb113f22010df06e6c8fcc2ed34"},
+    {QS_GGUF_Q4_1, 1, "e8a171a4785384403879a7aff06c5274619d6a6ad5ef7ab11114aa91ed0f3437"},
+    {QS_GGUF_Q5_0, 0, "5ce782ab20f1b9661d2087e329f8de206e3da006daf2a0e30e6eff65d218f730"},
+    {QS_GGUF_Q5_0, 1, "40eb8099052419d9e2b0dc70040e81690e642fc0753dc4d2cb4736368d1aee12"},
+    {QS_GGUF_Q5_1, 0, "4340d40604bb3367f953e31ae2da742742799bd5e6eeb39db791b031b82f5a94"},
+    {QS_GGUF_Q5_1, 1, "cccffa283d8f42c300982477ad8624471959a9a1065fba151c608d42027eea57"},
+    {QS_GGUF_Q8_0, 0, "052869067521000c5485156401b44f3d2b96f4921704d9eb55f9be93c7bfc4fa"},
+    {QS_GGUF_Q8_0, 1, "052869067521000c5485156401b44f3d2b96f4921704d9eb55f9be93c7bfc4fa"},
+    {QS_GGUF_Q2_K, 0, "8cb7304f0d09ce1d472d4636a89f12b316d7c7c18402ba51acca91e00dfdc684"},
+    {QS_GGUF_Q2_K, 1, "6f32d6f0a8cbbe660f6658f4b72b594b2b61fbcf83de3150ec0961083098cab9"},
+    {QS_GGUF_Q3_K, 0, "85658bf98e919d3825837b2f9e070904f6c5b18edffb8f111cb85ef848e5caa0"},
+    {QS_GGUF_Q3_K, 1, "81c35e4e164feb974c26e62cecca7e55408226aabebdbfbd3634c9f6bb07b48b"},
+    {QS_GGUF_Q4_K, 0, "b04b8e311c9db5f9731d7133b990195b209a96d4141a8e7dab895e84cd6d2f88"},
+    {QS_GGUF_Q4_K, 1, "9957e91ede4d022a26b57a44c6ff8e4dd6c204cd7c1f208cb3daf8be30a0a109"},
+    {QS_GGUF_Q5_K, 0, "a3d1bfafc645a94b57f702472bf0ff48b80956f2a46f849f8e6cc30379575cc0"},
+    {QS_GGUF_Q5_K, 1, "2159f12d4fe3ab65eb0201e8e96cbfede2251d576252f292dc4b74cae282cc43"},
+    {QS_GGUF_Q6_K, 0, "d6d559b7b8a3ddec7cebef2aace0d0a10f5543c4a401b3d2e299b3f15962a6d7"},
+    {QS_GGUF_Q6_K, 1, "c061fc63ffe44257caf80ba54237286096ad2abb90a3b2e5b9bde7cbaa0ef843"},
 };
 
 static uint64_t g_rng = 99u;
@@ -169,8 +169,8 @@ static void test_layout_positions(void) {
 
 /* llama.cpp's bytes for the test rows, without and with importance. */
 static void test_golden(void) {
-    const int64_t rows = 72, n = 512;
-    float *W = malloc((size_t)(rows * n) * sizeof(float)), imp[512];
+    const int64_t rows = 1152, n = 1024; /* large enough to catch one-ulp changes */
+    float *W = malloc((size_t)(rows * n) * sizeof(float)), imp[1024];
     gguf_td_fill(W, rows, n, 20261203u);
     gguf_td_importance(imp, n, 777u);
     for (size_t i = 0; i < sizeof(k_golden) / sizeof(k_golden[0]); ++i) {
