@@ -17,3 +17,4 @@ target_link_libraries(bench_gptq PRIVATE qs_app)
 
 # GGUF block types (docs/quant.md "GGUF"): layouts, llama.cpp's quantizers bit for bit.
 qs_add_unit(test_gguf_quant unit/test_gguf_quant.c LABELS quant)
+qs_add_unit(test_gguf_gptq unit/test_gguf_gptq.c LABELS quant)

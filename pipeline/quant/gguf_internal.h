@@ -128,13 +128,17 @@ void qs_gguf_blk_decode(const qs_gguf_desc *t, const uint8_t *bytes, qs_gguf_blk
 /* Scale s and bias term of sub-block j, computed as llama.cpp's dequantizer does:
  * s = d (legacy) or d * sc (K-quants, fp16 d widened to f32, one float multiply);
  * bias: m (PLUS) or dmin * mn (MINUS), 0 otherwise. */
+static inline void qs_gguf_scale_of(const qs_gguf_desc *t, uint16_t d16, uint16_t dm16, int sc,
+                                    int mn, float *s, float *bias) {
+    float d = qs_f16_to_f32(d16);
+    *s = t->kquant ? d * (float)sc : d;
+    *bias = t->bias == QS_GGUF_BIAS_PLUS    ? qs_f16_to_f32(dm16)
+            : t->bias == QS_GGUF_BIAS_MINUS ? qs_f16_to_f32(dm16) * (float)mn
+                                            : 0.0f;
+}
 static inline void qs_gguf_sub_scale(const qs_gguf_desc *t, const qs_gguf_blk *b, int j,
                                      float *s, float *bias) {
-    float d = qs_f16_to_f32(b->d);
-    *s = t->kquant ? d * (float)b->sc[j] : d;
-    *bias = t->bias == QS_GGUF_BIAS_PLUS    ? qs_f16_to_f32(b->dm)
-            : t->bias == QS_GGUF_BIAS_MINUS ? qs_f16_to_f32(b->dm) * (float)b->mn[j]
-                                            : 0.0f;
+    qs_gguf_scale_of(t, b->d, b->dm, b->sc[j], b->mn[j], s, bias);
 }
 
 /* The dequantized value of code q (llama.cpp's formula and operation order). */

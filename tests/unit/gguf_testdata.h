@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-static uint64_t gguf_td_next(uint64_t *s) {
+static inline uint64_t gguf_td_next(uint64_t *s) {
     uint64_t x = *s;
     x ^= x >> 12;
     x ^= x << 25;
@@ -22,7 +22,7 @@ static uint64_t gguf_td_next(uint64_t *s) {
 }
 
 /* Bell-shaped in about [-2, 2) * 2^-e (exact in float: 18-bit integers times 2^-k). */
-static float gguf_td_bell(uint64_t *s, int e) {
+static inline float gguf_td_bell(uint64_t *s, int e) {
     int64_t acc = 0;
     for (int i = 0; i < 4; ++i) acc += (int64_t)(gguf_td_next(s) >> 48); /* 4 x 16 bits */
     acc -= 2 * 65535;                                                    /* ~[-131070, 131070] */
@@ -31,7 +31,7 @@ static float gguf_td_bell(uint64_t *s, int e) {
     return v;
 }
 
-static float gguf_td_value(uint64_t *s, int64_t row, int64_t j) {
+static inline float gguf_td_value(uint64_t *s, int64_t row, int64_t j) {
     switch ((int)(row % 9)) {
     case 0: return gguf_td_bell(s, 6);
     case 1: return (float)((int64_t)(gguf_td_next(s) >> 40) - (1 << 23)) * (1.0f / 16777216.0f);
@@ -55,14 +55,14 @@ static float gguf_td_value(uint64_t *s, int64_t row, int64_t j) {
 }
 
 /* W (rows, n) */
-static void gguf_td_fill(float *W, int64_t rows, int64_t n, uint64_t seed) {
+static inline void gguf_td_fill(float *W, int64_t rows, int64_t n, uint64_t seed) {
     uint64_t s = seed | 1u;
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < n; ++j) W[r * n + j] = gguf_td_value(&s, r, j);
 }
 
 /* imp (n) */
-static void gguf_td_importance(float *imp, int64_t n, uint64_t seed) {
+static inline void gguf_td_importance(float *imp, int64_t n, uint64_t seed) {
     uint64_t s = seed | 1u;
     for (int64_t j = 0; j < n; ++j) {
         uint64_t a = gguf_td_next(&s) >> 48, b = gguf_td_next(&s) >> 48;
