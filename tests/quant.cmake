@@ -18,3 +18,11 @@ target_link_libraries(bench_gptq PRIVATE qs_app)
 # GGUF block types (docs/quant.md "GGUF"): layouts, llama.cpp's quantizers bit for bit.
 qs_add_unit(test_gguf_quant unit/test_gguf_quant.c LABELS quant)
 qs_add_unit(test_gguf_gptq unit/test_gguf_gptq.c LABELS quant)
+
+# The GGUF blocks against the gguf package (llama.cpp's Python reader, PyPI): the C helper
+# writes bytes and qshard's floats, the script decodes them with gguf.quants.
+add_executable(test_gguf_dump unit/test_gguf_dump.c)
+target_link_libraries(test_gguf_dump PRIVATE qs_app)
+qs_add_script(test_gguf_numpy LABELS "quant;pypi" TIMEOUT 300
+  COMMAND ${QS_PYPI} ${CMAKE_CURRENT_SOURCE_DIR}/ref/gguf_check.py
+          $<TARGET_FILE:test_gguf_dump>)
