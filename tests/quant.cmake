@@ -26,3 +26,8 @@ target_link_libraries(test_gguf_dump PRIVATE qs_app)
 qs_add_script(test_gguf_numpy LABELS "quant;pypi" TIMEOUT 300
   COMMAND ${QS_PYPI} ${CMAKE_CURRENT_SOURCE_DIR}/ref/gguf_check.py
           $<TARGET_FILE:test_gguf_dump>)
+
+# Benchmark (not a test): ./build/tests/bench_gguf errors MODEL_DIR RUN_DIR | speed [--quick]
+# (tests/bench/bench_gguf.sh makes the calibration run and runs both)
+add_executable(bench_gguf bench/bench_gguf.c)
+target_link_libraries(bench_gguf PRIVATE qs_app)

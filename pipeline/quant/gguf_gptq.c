@@ -32,6 +32,7 @@ typedef struct gguf_grid {
     qs_gptq_grid base;
     const qs_gguf_desc *t;
     int rule;                 /* QS_GGUF_RULE_* */
+    int search;               /* K-quant sub-block codes by a weighted search (CHOOSE_SEARCH) */
     const float *imp;         /* (n) natural column order, or NULL */
     const qs_gptq_factor *f;
     int64_t n, nb;            /* columns, blocks per row */
@@ -42,6 +43,46 @@ typedef struct gguf_grid {
 } gguf_grid;
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Weighted squared error of sub-block values x (t->sub) rounded on the grid (sc, mn) of pp,
+ * weights w (NULL: 1). */
+static double sub_error(const qs_gguf_desc *t, const gguf_par *pp, int sc, int mn, const float *x,
+                        const float *w) {
+    float s, bias;
+    qs_gguf_scale_of(t, pp->d, pp->dm, sc, mn, &s, &bias);
+    double err = 0.0;
+    for (int i = 0; i < t->sub; ++i) {
+        int q = qs_gguf_code(t, x[i], s, bias);
+        double e = (double)x[i] - (double)qs_gguf_deq1(q, t->zero, s, bias, t->bias);
+        err += (w ? (double)w[i] : 1.0) * e * e;
+    }
+    return err;
+}
+
+/* CHOOSE_SEARCH: the sub-block's scale (and min) codes within +-QS_GGUF_SEARCH_RADIUS of the
+ * rounded fit that minimize the weighted squared error of x on the written grid (ties: the
+ * rounded fit, then smaller codes). */
+#define QS_GGUF_SEARCH_RADIUS 2
+static void search_sub(const qs_gguf_desc *t, gguf_par *pp, int js, const float *x, const float *w) {
+    const int sc0 = pp->sc[js], mn0 = pp->mn[js];
+    const int mrad = t->bias == QS_GGUF_BIAS_MINUS ? QS_GGUF_SEARCH_RADIUS : 0;
+    double best = sub_error(t, pp, sc0, mn0, x, w);
+    int bsc = sc0, bmn = mn0;
+    for (int sc = sc0 - QS_GGUF_SEARCH_RADIUS; sc <= sc0 + QS_GGUF_SEARCH_RADIUS; ++sc) {
+        if (sc < t->sclo || sc > t->schi) continue;
+        for (int mn = mn0 - mrad; mn <= mn0 + mrad; ++mn) {
+            if (mn < 0 || mn > t->mnhi || (sc == sc0 && mn == mn0)) continue;
+            double e = sub_error(t, pp, sc, mn, x, w);
+            if (e < best) {
+                best = e;
+                bsc = sc;
+                bmn = mn;
+            }
+        }
+    }
+    pp->sc[js] = (int16_t)bsc;
+    pp->mn[js] = (uint8_t)bmn;
+}
 
 static qs_status gguf_start(qs_gptq_grid *base, int level, int64_t k, const float *cur,
                             int64_t len, int64_t R, int64_t row0, qs_err *err) {
@@ -73,6 +114,7 @@ static qs_status gguf_start(qs_gptq_grid *base, int level, int64_t k, const floa
             pp->sc[js] = (int16_t)(d != 0.0f ? clampi(qs_gguf_nearest(scale / d), t->sclo, t->schi) : 0);
             if (t->bias == QS_GGUF_BIAS_MINUS)
                 pp->mn[js] = (uint8_t)(dmin != 0.0f ? clampi(qs_gguf_nearest(min / dmin), 0, t->mnhi) : 0);
+            if (g->search) search_sub(t, pp, js, x, imp);
         }
     }
     g->cursub = -1;
@@ -102,13 +144,14 @@ static void gguf_column(qs_gptq_grid *base, int64_t k, const float *w, int64_t R
 
 /* Sets up the grid for a tile of R rows of W ((R, n) natural order). scratch: 3 R + n
  * floats; par: (R, nb). Static parameters are computed here. */
-static void gguf_grid_init(gguf_grid *g, const qs_gguf_desc *t, int rule, int dynamic,
-                           const float *imp, const qs_gptq_factor *f, const float *W, int64_t R,
+static void gguf_grid_init(gguf_grid *g, const qs_gguf_desc *t, int rule, int search,
+                           int dynamic, const float *imp, const qs_gptq_factor *f, const float *W, int64_t R,
                            gguf_par *par, float *scratch) {
     const int64_t n = f->n;
     memset(g, 0, sizeof(*g));
     g->t = t;
     g->rule = rule;
+    g->search = search && dynamic;
     g->imp = imp;
     g->f = f;
     g->n = n;
@@ -167,7 +210,7 @@ static void gguf_grid_encode(const gguf_grid *g, const uint8_t *codes, int64_t R
 void qs_gguf_params_default(qs_gguf_params *p, qs_gguf_type t) {
     memset(p, 0, sizeof(*p));
     p->type = t;
-    p->chooser = QS_GGUF_CHOOSE_IMATRIX;
+    p->chooser = QS_GGUF_CHOOSE_SEARCH;
     p->act_order = 0;
     p->static_groups = 0;
     p->block_size = 128;
@@ -178,9 +221,9 @@ qs_status qs_gguf_params_check(const qs_gguf_params *p, qs_err *err) {
     if (!qs_gguf_quant_supported(p->type))
         return QS_FAIL(err, QS_ERR_INPUT, "GGUF type %s (%d) has no block quantizer",
                        qs_gguf_type_name(p->type), (int)p->type);
-    if (p->chooser != QS_GGUF_CHOOSE_REF && p->chooser != QS_GGUF_CHOOSE_IMATRIX)
-        return QS_FAIL(err, QS_ERR_INPUT, "GGUF chooser %d is not one of 0 (ref), 1 (imatrix)",
-                       p->chooser);
+    if (p->chooser < QS_GGUF_CHOOSE_REF || p->chooser > QS_GGUF_CHOOSE_SEARCH)
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "GGUF chooser %d is not one of 0 (ref), 1 (imatrix), 2 (search)", p->chooser);
     if (p->act_order && !p->static_groups)
         return QS_FAIL(err, QS_ERR_INPUT,
                        "GGUF %s: act_order needs static_groups (blocks are natural column ranges)",
@@ -207,7 +250,7 @@ static qs_status gguf_gptq_check(const qs_gptq_factor *f, const qs_gguf_params *
     qp->row_block = p->row_block;
     st = qs_gptq_check_rows(f, qp, W, d_out, r0, r1, err);
     if (st != QS_OK) return st;
-    *rule = p->chooser == QS_GGUF_CHOOSE_IMATRIX && imp ? QS_GGUF_RULE_IMP : QS_GGUF_RULE_REF;
+    *rule = p->chooser != QS_GGUF_CHOOSE_REF && imp ? QS_GGUF_RULE_IMP : QS_GGUF_RULE_REF;
     if (*rule == QS_GGUF_RULE_IMP)
         for (int64_t j = 0; j < f->n; ++j)
             if (!(imp[j] >= 0.0f) || !isfinite(imp[j]))
@@ -243,8 +286,8 @@ static qs_status gguf_gptq_run(const qs_gptq_factor *f, const qs_gguf_params *p,
     for (int64_t t0 = r0; t0 < r1; t0 += rb) {
         const int64_t Rt = r1 - t0 < rb ? r1 - t0 : rb, off = t0 - r0;
         gguf_grid g;
-        gguf_grid_init(&g, t, rule, dynamic, rule == QS_GGUF_RULE_IMP ? imp : NULL, f, W + off * n,
-                       Rt, par, scratch);
+        gguf_grid_init(&g, t, rule, p->chooser == QS_GGUF_CHOOSE_SEARCH, dynamic,
+                       rule == QS_GGUF_RULE_IMP ? imp : NULL, f, W + off * n, Rt, par, scratch);
         float *wqt = wq ? wq + off * n : NULL;
         if (blocked)
             QS_CHECK(qs_gptq_solve_tile(f, p->block_size, work, &g.base, W + off * n, Rt, t0, codes,

@@ -58,13 +58,17 @@ qs_status qs_gguf_quantize_rows(qs_gguf_type t, const float *W, int64_t nrows, i
 
 /* How the GPTQ solve chooses a block's parameters (from the weights it sees then). */
 typedef enum qs_gguf_chooser {
-    QS_GGUF_CHOOSE_REF = 0,    /* llama.cpp's rule without importance */
-    QS_GGUF_CHOOSE_IMATRIX = 1 /* llama.cpp's importance rule with imp (NULL: diag-free REF) */
+    QS_GGUF_CHOOSE_REF = 0,     /* llama.cpp's rule without importance */
+    QS_GGUF_CHOOSE_IMATRIX = 1, /* llama.cpp's importance rule with imp (imp NULL: REF) */
+    QS_GGUF_CHOOSE_SEARCH = 2   /* IMATRIX, then (K-quants, dynamic) each sub-block's scale
+                                   and min codes searched near the rounded fit for the least
+                                   imp-weighted squared error on the written grid */
 } qs_gguf_chooser;
 
 typedef struct qs_gguf_params {
     qs_gguf_type type;
-    int chooser;       /* qs_gguf_chooser */
+    int chooser;       /* qs_gguf_chooser; SEARCH searches only with dynamic parameters
+                          (static parameters are exactly RTN's) */
     int act_order;     /* columns by descending diag(H); must match the factor; needs
                           static_groups (blocks are natural column ranges) */
     int static_groups; /* 1: every block's parameters up front from W (dead inputs zeroed),
@@ -75,7 +79,7 @@ typedef struct qs_gguf_params {
     int row_block;     /* rows per fixed solve tile (256) */
 } qs_gguf_params;
 
-/* Defaults for type t: chooser IMATRIX, no act-order, dynamic parameters, B 128, row_block
+/* Defaults for type t: chooser SEARCH, no act-order, dynamic parameters, B 128, row_block
  * 256. */
 void qs_gguf_params_default(qs_gguf_params *p, qs_gguf_type t);
 /* QS_ERR_INPUT naming the field if a parameter is out of range. */

@@ -126,7 +126,7 @@ static void run_config(const layer *L, qs_gguf_type type, int chooser, int stat,
     uint8_t *a = malloc((size_t)(rows * rb)), *b = malloc((size_t)(rows * rb)), *c = malloc((size_t)(rows * rb));
     float *wa = malloc((size_t)(rows * n) * sizeof(float)), *wb = malloc((size_t)(rows * n) * sizeof(float));
     float *deq = malloc((size_t)(rows * n) * sizeof(float));
-    const float *imp = chooser == QS_GGUF_CHOOSE_IMATRIX ? L->imp : NULL;
+    const float *imp = chooser != QS_GGUF_CHOOSE_REF ? L->imp : NULL;
     char what[96];
     snprintf(what, sizeof what, "%s chooser %d static %d act %d", qs_gguf_type_name(type), chooser,
              stat, act);
@@ -186,7 +186,7 @@ static void test_configs(void) {
     layer L;
     layer_make(&L, 64, 512, 77, 42u);
     for (int ti = 0; ti < NTYPES; ++ti)
-        for (int ch = 0; ch < 2; ++ch) {
+        for (int ch = 0; ch < 3; ++ch) {
             run_config(&L, k_types[ti], ch, 0, 0);
             run_config(&L, k_types[ti], ch, 1, 0);
             run_config(&L, k_types[ti], ch, 1, 1);
