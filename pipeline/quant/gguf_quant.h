@@ -22,6 +22,18 @@
  * (the caller offsets W and dst to the first row); RTN rows are independent, so any split of
  * a layer's rows gives the same bytes. The GPTQ solve processes fixed tiles of row_block rows
  * (as qs_gptq_quantize_rows): split at multiples of row_block.
+ *
+ * How a reconstruct stage uses it, per linear group (shared Hessian H (n, n)) and type t:
+ *   qs_gptq_prepare(H, n, &qp, &f)            once per H (qp.act_order = p.act_order; damp)
+ *   imp[j] = H[j][j]                           the importance (n,), caller-owned
+ *   per linear W (d_out, n) and row range [r0, r1) (row_block multiples):
+ *     dst = tensor + r0 * qs_gguf_row_bytes(t, n)   (tensor: (d_out, row_bytes) bytes)
+ *     qs_gguf_gptq_quantize_rows(&f, &p, imp, W + r0 * n, d_out, r0, r1, dst, wq)
+ *     qs_quant_error_rows(H, n, W + r0 * n, wq, r1 - r0, ...)  the error of these bytes
+ *   The written tensor is the d_out * qs_gguf_row_bytes(t, n) bytes, exactly (GGUF stores a
+ *   weight (d_out, d_in) as d_out rows of blocks), so a candidate's on-disk size is known
+ *   before quantizing. Working memory of one call: the factor's n^2 floats (caller's) plus
+ *   about row_block * n * 6 bytes and GPTQ's lazy-block buffers.
  */
 #ifndef QS_GGUF_QUANT_H
 #define QS_GGUF_QUANT_H

@@ -155,7 +155,7 @@ static int cmd_errors(int argc, char **argv) {
         printf("| %s | %.4g |", qs_gguf_type_name(t),
                8.0 * (double)qs_gguf_block_bytes(t) / (double)qs_gguf_block_elems(t));
         for (int v = 0; v < NVAR; ++v)
-            printf(" %.5f (%.5f) |", rel[ti][v] / nlin, serr[ti][v] / snorm[ti][v]);
+            printf(" %.3g (%.3g) |", rel[ti][v] / nlin, serr[ti][v] / snorm[ti][v]);
         printf("\n");
     }
     printf("seconds over all linears:");
