@@ -26,7 +26,9 @@ const qs_gguf_desc *qs_gguf_desc_of(qs_gguf_type t) {
     return NULL;
 }
 
-int qs_gguf_quant_supported(qs_gguf_type t) { return qs_gguf_desc_of(t) != NULL; }
+int qs_gguf_quant_supported(qs_gguf_type t) {
+    return qs_gguf_desc_of(t) != NULL;
+}
 
 qs_status qs_gguf_check_shape(qs_gguf_type t, int64_t n, qs_err *err) {
     const qs_gguf_desc *d = qs_gguf_desc_of(t);
@@ -45,7 +47,9 @@ static void put16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)(v & 0xFF);
     p[1] = (uint8_t)(v >> 8);
 }
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint16_t get16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 
 /* ---- legacy (32-weight) blocks ---- */
 
@@ -173,7 +177,8 @@ void qs_gguf_blk_encode(const qs_gguf_desc *t, const qs_gguf_blk *b, uint8_t *by
     }
     case QS_GGUF_Q2_K: {
         qs_blk_q2_K *y = (qs_blk_q2_K *)bytes;
-        for (int j = 0; j < 16; ++j) y->scales[j] = (uint8_t)((b->sc[j] & 0xF) | ((b->mn[j] & 0xF) << 4));
+        for (int j = 0; j < 16; ++j)
+            y->scales[j] = (uint8_t)((b->sc[j] & 0xF) | ((b->mn[j] & 0xF) << 4));
         put_2bit(b->q, y->qs);
         put16(y->d, b->d);
         put16(y->dmin, b->dm);
@@ -196,7 +201,8 @@ void qs_gguf_blk_encode(const qs_gguf_desc *t, const qs_gguf_blk *b, uint8_t *by
         put_k4_scales(b->sc, b->mn, y->scales);
         for (int c = 0; c < 4; ++c)
             for (int l = 0; l < 32; ++l)
-                y->qs[32 * c + l] = (uint8_t)((b->q[64 * c + l] & 0xF) | ((b->q[64 * c + 32 + l] & 0xF) << 4));
+                y->qs[32 * c + l] =
+                    (uint8_t)((b->q[64 * c + l] & 0xF) | ((b->q[64 * c + 32 + l] & 0xF) << 4));
         break;
     }
     case QS_GGUF_Q5_K: {
@@ -209,7 +215,8 @@ void qs_gguf_blk_encode(const qs_gguf_desc *t, const qs_gguf_blk *b, uint8_t *by
             for (int l = 0; l < 32; ++l) {
                 int lo = b->q[64 * c + l], hi = b->q[64 * c + 32 + l];
                 y->qs[32 * c + l] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
-                y->qh[l] |= (uint8_t)((((lo >> 4) & 1) << (2 * c)) | (((hi >> 4) & 1) << (2 * c + 1)));
+                y->qh[l] |=
+                    (uint8_t)((((lo >> 4) & 1) << (2 * c)) | (((hi >> 4) & 1) << (2 * c + 1)));
             }
         break;
     }
@@ -220,15 +227,15 @@ void qs_gguf_blk_encode(const qs_gguf_desc *t, const qs_gguf_blk *b, uint8_t *by
                 const uint8_t *x = b->q + 128 * h + l;
                 y->ql[64 * h + l] = (uint8_t)((x[0] & 0xF) | ((x[64] & 0xF) << 4));
                 y->ql[64 * h + l + 32] = (uint8_t)((x[32] & 0xF) | ((x[96] & 0xF) << 4));
-                y->qh[32 * h + l] = (uint8_t)(((x[0] >> 4) & 3) | (((x[32] >> 4) & 3) << 2) |
-                                              (((x[64] >> 4) & 3) << 4) | (((x[96] >> 4) & 3) << 6));
+                y->qh[32 * h + l] =
+                    (uint8_t)(((x[0] >> 4) & 3) | (((x[32] >> 4) & 3) << 2) |
+                              (((x[64] >> 4) & 3) << 4) | (((x[96] >> 4) & 3) << 6));
             }
         for (int j = 0; j < 16; ++j) y->scales[j] = (uint8_t)(b->sc[j] & 0xFF); /* int8 bits */
         put16(y->d, b->d);
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -306,8 +313,10 @@ void qs_gguf_blk_decode(const qs_gguf_desc *t, const uint8_t *bytes, qs_gguf_blk
         get_k4_scales(x->scales, b->sc, b->mn);
         for (int c = 0; c < 4; ++c)
             for (int l = 0; l < 32; ++l) {
-                b->q[64 * c + l] = (uint8_t)((x->qs[32 * c + l] & 0xF) | (((x->qh[l] >> (2 * c)) & 1) << 4));
-                b->q[64 * c + 32 + l] = (uint8_t)((x->qs[32 * c + l] >> 4) | (((x->qh[l] >> (2 * c + 1)) & 1) << 4));
+                b->q[64 * c + l] =
+                    (uint8_t)((x->qs[32 * c + l] & 0xF) | (((x->qh[l] >> (2 * c)) & 1) << 4));
+                b->q[64 * c + 32 + l] =
+                    (uint8_t)((x->qs[32 * c + l] >> 4) | (((x->qh[l] >> (2 * c + 1)) & 1) << 4));
             }
         break;
     }
@@ -316,18 +325,19 @@ void qs_gguf_blk_decode(const qs_gguf_desc *t, const uint8_t *bytes, qs_gguf_blk
         for (int h = 0; h < 2; ++h)
             for (int l = 0; l < 32; ++l) {
                 uint8_t *v = b->q + 128 * h + l;
-                uint8_t lo0 = x->ql[64 * h + l], lo1 = x->ql[64 * h + l + 32], hi = x->qh[32 * h + l];
+                uint8_t lo0 = x->ql[64 * h + l], lo1 = x->ql[64 * h + l + 32],
+                        hi = x->qh[32 * h + l];
                 v[0] = (uint8_t)((lo0 & 0xF) | ((hi & 3) << 4));
                 v[32] = (uint8_t)((lo1 & 0xF) | (((hi >> 2) & 3) << 4));
                 v[64] = (uint8_t)((lo0 >> 4) | (((hi >> 4) & 3) << 4));
                 v[96] = (uint8_t)((lo1 >> 4) | (((hi >> 6) & 3) << 4));
             }
-        for (int j = 0; j < 16; ++j) b->sc[j] = (int16_t)(x->scales[j] < 128 ? x->scales[j] : x->scales[j] - 256);
+        for (int j = 0; j < 16; ++j)
+            b->sc[j] = (int16_t)(x->scales[j] < 128 ? x->scales[j] : x->scales[j] - 256);
         b->d = get16(x->d);
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 

@@ -31,18 +31,20 @@ typedef struct gguf_par {
 typedef struct gguf_grid {
     qs_gptq_grid base;
     const qs_gguf_desc *t;
-    int rule;                 /* QS_GGUF_RULE_* */
-    int search;               /* K-quant sub-block codes by a weighted search (CHOOSE_SEARCH) */
-    const float *imp;         /* (n) natural column order, or NULL */
+    int rule;         /* QS_GGUF_RULE_* */
+    int search;       /* K-quant sub-block codes by a weighted search (CHOOSE_SEARCH) */
+    const float *imp; /* (n) natural column order, or NULL */
     const qs_gptq_factor *f;
-    int64_t n, nb;            /* columns, blocks per row */
-    gguf_par *par;            /* (R, nb) */
-    float *sig;               /* (R) legacy: the row's sigma2; K-quants: the super-block's */
-    float *s, *bias;          /* (R) the loaded sub-block's scale and bias */
-    int64_t cursub;           /* natural sub-block index loaded into s/bias, -1 none */
+    int64_t n, nb;   /* columns, blocks per row */
+    gguf_par *par;   /* (R, nb) */
+    float *sig;      /* (R) legacy: the row's sigma2; K-quants: the super-block's */
+    float *s, *bias; /* (R) the loaded sub-block's scale and bias */
+    int64_t cursub;  /* natural sub-block index loaded into s/bias, -1 none */
 } gguf_grid;
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static inline int clampi(int v, int lo, int hi) {
+    return v < lo ? lo : v > hi ? hi : v;
+}
 
 /* Weighted squared error of sub-block values x (t->sub) rounded on the grid (sc, mn) of pp,
  * weights w (NULL: 1). */
@@ -63,7 +65,8 @@ static double sub_error(const qs_gguf_desc *t, const gguf_par *pp, int sc, int m
  * rounded fit that minimize the weighted squared error of x on the written grid (ties: the
  * rounded fit, then smaller codes). */
 #define QS_GGUF_SEARCH_RADIUS 2
-static void search_sub(const qs_gguf_desc *t, gguf_par *pp, int js, const float *x, const float *w) {
+static void search_sub(const qs_gguf_desc *t, gguf_par *pp, int js, const float *x,
+                       const float *w) {
     const int sc0 = pp->sc[js], mn0 = pp->mn[js];
     const int mrad = t->bias == QS_GGUF_BIAS_MINUS ? QS_GGUF_SEARCH_RADIUS : 0;
     double best = sub_error(t, pp, sc0, mn0, x, w);
@@ -84,8 +87,8 @@ static void search_sub(const qs_gguf_desc *t, gguf_par *pp, int js, const float 
     pp->mn[js] = (uint8_t)bmn;
 }
 
-static qs_status gguf_start(qs_gptq_grid *base, int level, int64_t k, const float *cur,
-                            int64_t len, int64_t R, int64_t row0, qs_err *err) {
+static qs_status gguf_start(qs_gptq_grid *base, int level, int64_t k, const float *cur, int64_t len,
+                            int64_t R, int64_t row0, qs_err *err) {
     gguf_grid *g = (gguf_grid *)base;
     const qs_gguf_desc *t = g->t;
     const float *imp = g->imp ? g->imp + k : NULL; /* dynamic: quantization order is natural */
@@ -111,9 +114,11 @@ static qs_status gguf_start(qs_gptq_grid *base, int level, int64_t k, const floa
             float scale, min;
             qs_gguf_k_fit_sub(t, g->rule, x, imp, g->sig[r], &scale, &min);
             const float d = qs_f16_to_f32(pp->d), dmin = qs_f16_to_f32(pp->dm);
-            pp->sc[js] = (int16_t)(d != 0.0f ? clampi(qs_gguf_nearest(scale / d), t->sclo, t->schi) : 0);
+            pp->sc[js] =
+                (int16_t)(d != 0.0f ? clampi(qs_gguf_nearest(scale / d), t->sclo, t->schi) : 0);
             if (t->bias == QS_GGUF_BIAS_MINUS)
-                pp->mn[js] = (uint8_t)(dmin != 0.0f ? clampi(qs_gguf_nearest(min / dmin), 0, t->mnhi) : 0);
+                pp->mn[js] =
+                    (uint8_t)(dmin != 0.0f ? clampi(qs_gguf_nearest(min / dmin), 0, t->mnhi) : 0);
             if (g->search) search_sub(t, pp, js, x, imp);
         }
     }
@@ -121,8 +126,8 @@ static qs_status gguf_start(qs_gptq_grid *base, int level, int64_t k, const floa
     return QS_OK;
 }
 
-static void gguf_column(qs_gptq_grid *base, int64_t k, const float *w, int64_t R,
-                        uint8_t *codes, float *dq) {
+static void gguf_column(qs_gptq_grid *base, int64_t k, const float *w, int64_t R, uint8_t *codes,
+                        float *dq) {
     gguf_grid *g = (gguf_grid *)base;
     const qs_gguf_desc *t = g->t;
     const int64_t j = g->f->perm[k], sub = j / t->sub;
@@ -144,8 +149,8 @@ static void gguf_column(qs_gptq_grid *base, int64_t k, const float *w, int64_t R
 
 /* Sets up the grid for a tile of R rows of W ((R, n) natural order). scratch: 3 R + n
  * floats; par: (R, nb). Static parameters are computed here. */
-static void gguf_grid_init(gguf_grid *g, const qs_gguf_desc *t, int rule, int search,
-                           int dynamic, const float *imp, const qs_gptq_factor *f, const float *W, int64_t R,
+static void gguf_grid_init(gguf_grid *g, const qs_gguf_desc *t, int rule, int search, int dynamic,
+                           const float *imp, const qs_gptq_factor *f, const float *W, int64_t R,
                            gguf_par *par, float *scratch) {
     const int64_t n = f->n;
     memset(g, 0, sizeof(*g));
@@ -223,7 +228,8 @@ qs_status qs_gguf_params_check(const qs_gguf_params *p, qs_err *err) {
                        qs_gguf_type_name(p->type), (int)p->type);
     if (p->chooser < QS_GGUF_CHOOSE_REF || p->chooser > QS_GGUF_CHOOSE_SEARCH)
         return QS_FAIL(err, QS_ERR_INPUT,
-                       "GGUF chooser %d is not one of 0 (ref), 1 (imatrix), 2 (search)", p->chooser);
+                       "GGUF chooser %d is not one of 0 (ref), 1 (imatrix), 2 (search)",
+                       p->chooser);
     if (p->act_order && !p->static_groups)
         return QS_FAIL(err, QS_ERR_INPUT,
                        "GGUF %s: act_order needs static_groups (blocks are natural column ranges)",
@@ -235,9 +241,9 @@ qs_status qs_gguf_params_check(const qs_gguf_params *p, qs_err *err) {
 }
 
 /* Common checks; fills the solver's qs_quant_params and the rule. */
-static qs_status gguf_gptq_check(const qs_gptq_factor *f, const qs_gguf_params *p,
-                                 const float *imp, const float *W, int64_t d_out, int64_t r0,
-                                 int64_t r1, qs_quant_params *qp, int *rule, qs_err *err) {
+static qs_status gguf_gptq_check(const qs_gptq_factor *f, const qs_gguf_params *p, const float *imp,
+                                 const float *W, int64_t d_out, int64_t r0, int64_t r1,
+                                 qs_quant_params *qp, int *rule, qs_err *err) {
     qs_status st = qs_gguf_params_check(p, err);
     if (st != QS_OK) return st;
     if (!f || f->n < 1) return QS_FAIL(err, QS_ERR_INTERNAL, "GPTQ: factor not prepared");
@@ -261,9 +267,9 @@ static qs_status gguf_gptq_check(const qs_gptq_factor *f, const qs_gguf_params *
 }
 
 /* blocked = 1: gptq.c's solve on tiles of row_block rows; 0: the twin over all rows. */
-static qs_status gguf_gptq_run(const qs_gptq_factor *f, const qs_gguf_params *p,
-                               const float *imp, const float *W, int64_t d_out, int64_t r0,
-                               int64_t r1, void *dst, float *wq, int blocked, qs_err *err) {
+static qs_status gguf_gptq_run(const qs_gptq_factor *f, const qs_gguf_params *p, const float *imp,
+                               const float *W, int64_t d_out, int64_t r0, int64_t r1, void *dst,
+                               float *wq, int blocked, qs_err *err) {
     qs_status st = QS_OK;
     qs_gptq_work *work = NULL;
     gguf_par *par = NULL;
@@ -305,9 +311,8 @@ done:
 }
 
 qs_status qs_gguf_gptq_quantize_rows(const qs_gptq_factor *f, const qs_gguf_params *p,
-                                     const float *imp, const float *W, int64_t d_out,
-                                     int64_t r0, int64_t r1, void *dst, float *wq,
-                                     qs_err *err) {
+                                     const float *imp, const float *W, int64_t d_out, int64_t r0,
+                                     int64_t r1, void *dst, float *wq, qs_err *err) {
     return gguf_gptq_run(f, p, imp, W, d_out, r0, r1, dst, wq, 1, err);
 }
 

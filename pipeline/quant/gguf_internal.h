@@ -66,8 +66,8 @@ typedef struct qs_blk_q5_K {
     uint8_t qs[128];
 } qs_blk_q5_K;
 typedef struct qs_blk_q6_K {
-    uint8_t ql[128];   /* low 4 bits */
-    uint8_t qh[64];    /* high 2 bits */
+    uint8_t ql[128];    /* low 4 bits */
+    uint8_t qh[64];     /* high 2 bits */
     uint8_t scales[16]; /* int8 */
     uint8_t d[2];
 } qs_blk_q6_K;
@@ -95,13 +95,13 @@ typedef enum qs_gguf_bias {
 
 typedef struct qs_gguf_desc {
     qs_gguf_type type;
-    int qk;    /* weights per block: 32 (legacy) or 256 (K) */
-    int sub;   /* weights per scale group: 32 (legacy), 16 (Q2_K, Q3_K, Q6_K), 32 (Q4_K, Q5_K) */
-    int nsub;  /* qk / sub */
-    int qmin;  /* code range [qmin, qmax] the quantizers write (Q8_0: 1..255, i.e. -127..127) */
+    int qk;   /* weights per block: 32 (legacy) or 256 (K) */
+    int sub;  /* weights per scale group: 32 (legacy), 16 (Q2_K, Q3_K, Q6_K), 32 (Q4_K, Q5_K) */
+    int nsub; /* qk / sub */
+    int qmin; /* code range [qmin, qmax] the quantizers write (Q8_0: 1..255, i.e. -127..127) */
     int qmax;
-    int zero;  /* code offset z: w = s (q - z) */
-    int bias;  /* qs_gguf_bias */
+    int zero; /* code offset z: w = s (q - z) */
+    int bias; /* qs_gguf_bias */
     int kquant;
     int sclo, schi; /* K-quants: range of the sub-block scale as a signed value (Q3_K -32..31,
                        Q6_K -128..127, Q2_K 0..15, Q4_K/Q5_K 0..63) */
@@ -136,8 +136,8 @@ static inline void qs_gguf_scale_of(const qs_gguf_desc *t, uint16_t d16, uint16_
             : t->bias == QS_GGUF_BIAS_MINUS ? qs_f16_to_f32(dm16) * (float)mn
                                             : 0.0f;
 }
-static inline void qs_gguf_sub_scale(const qs_gguf_desc *t, const qs_gguf_blk *b, int j,
-                                     float *s, float *bias) {
+static inline void qs_gguf_sub_scale(const qs_gguf_desc *t, const qs_gguf_blk *b, int j, float *s,
+                                     float *bias) {
     qs_gguf_scale_of(t, b->d, b->dm, b->sc[j], b->mn[j], s, bias);
 }
 

@@ -112,13 +112,11 @@ qs_status qs_gguf_params_check(const qs_gguf_params *p, qs_err *err);
  * QS_ERR_INPUT on non-finite W or imp, bad shapes or parameters. BLAS single-threaded by the
  * caller, as qs_gptq_quantize_rows. */
 qs_status qs_gguf_gptq_quantize_rows(const qs_gptq_factor *f, const qs_gguf_params *p,
-                                     const float *imp, const float *W, int64_t d_out,
-                                     int64_t r0, int64_t r1, void *dst, float *wq,
-                                     qs_err *err);
+                                     const float *imp, const float *W, int64_t d_out, int64_t r0,
+                                     int64_t r1, void *dst, float *wq, qs_err *err);
 /* Plain scalar twin (the paper's column-by-column loop, updates in double). */
 qs_status qs_gguf_gptq_quantize_rows_ref(const qs_gptq_factor *f, const qs_gguf_params *p,
                                          const float *imp, const float *W, int64_t d_out,
-                                         int64_t r0, int64_t r1, void *dst, float *wq,
-                                         qs_err *err);
+                                         int64_t r0, int64_t r1, void *dst, float *wq, qs_err *err);
 
 #endif /* QS_GGUF_QUANT_H */

@@ -24,7 +24,9 @@
 
 #define GROUP_EPS 1e-15f /* llama.cpp's GROUP_MAX_EPS: a block below it is all zero */
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static inline int clampi(int v, int lo, int hi) {
+    return v < lo ? lo : v > hi ? hi : v;
+}
 
 /* x (n) -> L (n) in [0, 2 nmax), returns the scale (weights w, or x^2 when w is NULL). */
 static float fit_sym(int n, int nmax, const float *x, const float *w, int8_t *L) {
@@ -125,9 +127,8 @@ static float fit_q3(int n, int nmax, const float *x, int8_t *L) {
  * (rmin + rdelta * is + nmax) / (max - min), each refit by weighted least squares, keeps the
  * best (squared or absolute error). Returns the scale; *the_min = the subtracted min >= 0.
  * L (n) in [0, nmax]; Laux (n) scratch. */
-static float fit_min(int n, int nmax, const float *x, const float *w, uint8_t *L,
-                     float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
-                     int use_mad) {
+static float fit_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
+                     uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad) {
     float min = x[0], max = x[0];
     float sum_w = w[0], sum_x = sum_w * x[0];
     for (int i = 1; i < n; ++i) {
@@ -340,8 +341,7 @@ static void legacy_block(const qs_gguf_desc *t, int rule, const float *x, const 
         for (int j = 0; j < 32; ++j) b->q[j] = (uint8_t)((int)roundf(x[j] * id) + 128);
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -397,9 +397,7 @@ static void k_fit_sub(const qs_gguf_desc *t, int rule, const float *x, const flo
         *scale = fit_sym(16, 32, x, use_imp ? imp : NULL, Ls);
         for (int l = 0; l < 16; ++l) L[l] = (uint8_t)Ls[l];
         break;
-    default:
-        *scale = 0.0f;
-        break;
+    default: *scale = 0.0f; break;
     }
 }
 
@@ -440,13 +438,14 @@ static void k_block_params(const qs_gguf_desc *t, int rule, const float *x, cons
             if (max_scale != 0.0f) {
                 float iscale = -32.0f / max_scale;
                 for (int j = 0; j < 16; ++j)
-                    b->sc[j] = (int16_t)clampi((int8_t)qs_gguf_nearest(iscale * scales[j]), -32, 31);
+                    b->sc[j] =
+                        (int16_t)clampi((int8_t)qs_gguf_nearest(iscale * scales[j]), -32, 31);
                 b->d = qs_f32_to_f16(1.0f / iscale);
             } else {
                 for (int j = 0; j < 16; ++j) b->sc[j] = -32; /* scale bytes all zero */
                 b->d = qs_f32_to_f16(0.0f);
             }
-        } else { /* Q6_K */
+        } else {                    /* Q6_K */
             if (amax < GROUP_EPS) { /* the whole block is zero bytes */
                 memset(L, 0, QS_GGUF_QK_K);
                 return;
@@ -566,7 +565,8 @@ qs_status qs_gguf_quantize_rows(qs_gguf_type type, const float *W, int64_t nrows
     qs_gguf_blk b;
     for (int64_t r = 0; r < nrows; ++r) {
         const float *x = W + r * n; /* (n) */
-        const float sigma2 = rule == QS_GGUF_RULE_IMP && !t->kquant ? qs_gguf_row_sigma2(x, n) : 0.0f;
+        const float sigma2 =
+            rule == QS_GGUF_RULE_IMP && !t->kquant ? qs_gguf_row_sigma2(x, n) : 0.0f;
         for (int64_t i = 0; i < nb; ++i) {
             qs_gguf_rtn_block(t, rule, x + i * t->qk, imp ? imp + i * t->qk : NULL, sigma2, &b);
             qs_gguf_blk_encode(t, &b, out + (r * nb + i) * bb);

@@ -37,8 +37,8 @@ static qs_status plain_start(qs_gptq_grid *base, int level, int64_t k, const flo
     return set_group(g, R, k / g->gs, mn, mx, row0, err);
 }
 
-static void plain_column(qs_gptq_grid *base, int64_t k, const float *w, int64_t R,
-                         uint8_t *codes, float *dq) {
+static void plain_column(qs_gptq_grid *base, int64_t k, const float *w, int64_t R, uint8_t *codes,
+                         float *dq) {
     qs_gptq_plain *g = (qs_gptq_plain *)base;
     const int64_t grp = g->dyn ? k / g->gs : g->p->group_size < 1 ? 0 : g->f->perm[k] / g->gs;
     if (grp != g->curg) {

@@ -47,16 +47,18 @@ static double now(void) {
 }
 
 /* One variant of one linear: bytes into y, dequantized into wq. */
-static qs_status run_variant(int v, qs_gguf_type t, const qs_gptq_factor *f, const qs_gptq_factor *fa,
-                             const float *imp, const float *W, int64_t d_out, int64_t d_in,
-                             uint8_t *y, float *wq, qs_err *err) {
+static qs_status run_variant(int v, qs_gguf_type t, const qs_gptq_factor *f,
+                             const qs_gptq_factor *fa, const float *imp, const float *W,
+                             int64_t d_out, int64_t d_in, uint8_t *y, float *wq, qs_err *err) {
     if (v < 2) {
         qs_status st = qs_gguf_quantize_rows(t, W, d_out, d_in, v ? imp : NULL, y, err);
         return st != QS_OK ? st : qs_gguf_dequantize_rows(t, y, d_out, d_in, wq, err);
     }
     qs_gguf_params p;
     qs_gguf_params_default(&p, t);
-    p.chooser = v == 2 ? QS_GGUF_CHOOSE_REF : v == 4 ? QS_GGUF_CHOOSE_SEARCH : QS_GGUF_CHOOSE_IMATRIX;
+    p.chooser = v == 2   ? QS_GGUF_CHOOSE_REF
+                : v == 4 ? QS_GGUF_CHOOSE_SEARCH
+                         : QS_GGUF_CHOOSE_IMATRIX;
     p.static_groups = v >= 5;
     p.act_order = v == 6;
     return qs_gguf_gptq_quantize_rows(v == 6 ? fa : f, &p, imp, W, d_out, 0, d_out, y, wq, err);
@@ -67,7 +69,8 @@ static int cmd_errors(int argc, char **argv) {
     qs_gguf_type types[16];
     int ntypes = 0;
     for (int i = 4; i < argc && ntypes < 16; ++i)
-        if (qs_gguf_type_parse(argv[i], &types[ntypes]) == 0 && qs_gguf_quant_supported(types[ntypes]))
+        if (qs_gguf_type_parse(argv[i], &types[ntypes]) == 0 &&
+            qs_gguf_quant_supported(types[ntypes]))
             ntypes++;
         else {
             fprintf(stderr, "bench_gguf: unknown block type %s\n", argv[i]);
@@ -115,15 +118,18 @@ static int cmd_errors(int argc, char **argv) {
                 float *W = malloc((size_t)(d_out * d_in) * sizeof(float));
                 float *wq = malloc((size_t)(d_out * d_in) * sizeof(float));
                 uint8_t *y = malloc((size_t)(d_out * d_in * 2));
-                double *er = malloc((size_t)d_out * sizeof(double)), *wn = malloc((size_t)d_out * sizeof(double));
+                double *er = malloc((size_t)d_out * sizeof(double)),
+                       *wn = malloc((size_t)d_out * sizeof(double));
                 if (qs_model_read_linear(&m, l, (qs_linear_kind)k, W, &e) != QS_OK) goto fail;
                 for (int ti = 0; ti < ntypes; ++ti)
                     for (int v = 0; v < NVAR; ++v) {
                         double t0 = now();
-                        if (run_variant(v, types[ti], &f, &fa, imp, W, d_out, d_in, y, wq, &e) != QS_OK)
+                        if (run_variant(v, types[ti], &f, &fa, imp, W, d_out, d_in, y, wq, &e) !=
+                            QS_OK)
                             goto fail;
                         secs[ti][v] += now() - t0;
-                        if (qs_quant_error_rows(H, d_in, W, wq, d_out, 256, er, wn, &e) != QS_OK) goto fail;
+                        if (qs_quant_error_rows(H, d_in, W, wq, d_out, 256, er, wn, &e) != QS_OK)
+                            goto fail;
                         double se = qs_quant_sum(er, d_out), sn = qs_quant_sum(wn, d_out);
                         rel[ti][v] += qs_quant_relative(se, sn);
                         serr[ti][v] += se;
@@ -144,7 +150,8 @@ static int cmd_errors(int argc, char **argv) {
         qs_h5_abandon(&h);
     }
     printf("relative output error tr(dW H dW^T) / tr(W H W^T): mean over %d linears "
-           "(sum of errors / sum of norms)\n", nlin);
+           "(sum of errors / sum of norms)\n",
+           nlin);
     printf("| type | bpw |");
     for (int v = 0; v < NVAR; ++v) printf(" %s |", k_var[v]);
     printf("\n|---|---|");
@@ -204,7 +211,8 @@ static int cmd_speed(int quick) {
     qp.act_order = 1;
     if (qs_gptq_prepare(H, n, &qp, &fa, &e) != QS_OK) goto fail;
     printf("%lld x %lld, 1 thread; prepare (shared by all GPTQ variants) %.3f s; Mweights/s of "
-           "quantize (dequantize for rtn)\n", (long long)d_out, (long long)n, tprep);
+           "quantize (dequantize for rtn)\n",
+           (long long)d_out, (long long)n, tprep);
     {
         qp.act_order = 0;
         int64_t ng = qs_quant_ngroups(n, qp.group_size);

@@ -39,8 +39,14 @@ static int fp16_fields(qs_gguf_type t, int off[2]) {
     case QS_GGUF_Q4_1:
     case QS_GGUF_Q5_1:
     case QS_GGUF_Q4_K:
-    case QS_GGUF_Q5_K: off[0] = 0; off[1] = 2; return 2;
-    case QS_GGUF_Q2_K: off[0] = 80; off[1] = 82; return 2;
+    case QS_GGUF_Q5_K:
+        off[0] = 0;
+        off[1] = 2;
+        return 2;
+    case QS_GGUF_Q2_K:
+        off[0] = 80;
+        off[1] = 82;
+        return 2;
     case QS_GGUF_Q3_K: off[0] = 108; return 1;
     case QS_GGUF_Q6_K: off[0] = 208; return 1;
     default: off[0] = 0; return 1;
@@ -58,7 +64,8 @@ int main(int argc, char **argv) {
     static const qs_gguf_type types[] = {QS_GGUF_Q4_0, QS_GGUF_Q4_1, QS_GGUF_Q5_0, QS_GGUF_Q5_1,
                                          QS_GGUF_Q8_0, QS_GGUF_Q2_K, QS_GGUF_Q3_K, QS_GGUF_Q4_K,
                                          QS_GGUF_Q5_K, QS_GGUF_Q6_K};
-    float *W = malloc((size_t)(rows * n) * sizeof(float)), *Y = malloc((size_t)(rows * n) * sizeof(float));
+    float *W = malloc((size_t)(rows * n) * sizeof(float)),
+          *Y = malloc((size_t)(rows * n) * sizeof(float));
     float *imp = malloc((size_t)n * sizeof(float)), *H = malloc((size_t)(n * n) * sizeof(float));
     float *X = malloc((size_t)(4 * n * n) * sizeof(float));
     uint8_t *y = malloc((size_t)(rows * n * 2));
@@ -69,7 +76,8 @@ int main(int argc, char **argv) {
     uint64_t s = 5u;
     for (int64_t t = 0; t < 4 * n; ++t) {
         float c = gguf_td_bell(&s, 0);
-        for (int64_t i = 0; i < n; ++i) X[t * n + i] = (0.3f + 0.1f * (float)(i % 11)) * (gguf_td_bell(&s, 0) + 0.6f * c);
+        for (int64_t i = 0; i < n; ++i)
+            X[t * n + i] = (0.3f + 0.1f * (float)(i % 11)) * (gguf_td_bell(&s, 0) + 0.6f * c);
     }
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)(4 * n), 0.5f / (float)n, X,
                 (int)n, 0.0f, H, (int)n);
@@ -112,7 +120,7 @@ int main(int argc, char **argv) {
                 const int64_t bb = qs_gguf_block_bytes(t);
                 for (int64_t blk = 0; blk < bytes / bb; ++blk)
                     for (int k = 0; k < nf; ++k) {
-                        uint8_t *hi = y + blk * bb + off[k] + 1; /* exponent bits 10..14 */
+                        uint8_t *hi = y + blk * bb + off[k] + 1;         /* exponent bits 10..14 */
                         if ((*hi & 0x7C) == 0x7C) *hi &= (uint8_t)~0x40; /* no Inf/NaN */
                     }
                 if (qs_gguf_dequantize_rows(t, y, rows, n, Y, &e) != QS_OK) goto fail;

@@ -17,14 +17,14 @@
 #include "gguf_testdata.h"
 
 static int g_fail = 0;
-#define CHECK(cond, ...)                                                               \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);   \
-            fprintf(stderr, __VA_ARGS__);                                              \
-            fprintf(stderr, "\n");                                                     \
-            g_fail++;                                                                  \
-        }                                                                              \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            g_fail++;                                                                              \
+        }                                                                                          \
     } while (0)
 
 /* named tolerances, blocked solve vs its twin. With parameters fixed up front the two agree
@@ -52,11 +52,13 @@ static float nrand(void) { /* bell-shaped, unit variance */
 /* H = 2/N X^T X of correlated inputs with varied channel scales; dead channel `dead` (-1 for
  * none). (n, n) */
 static float *make_hessian(int64_t n, int64_t N, int64_t dead) {
-    float *X = malloc((size_t)(N * n) * sizeof(float)), *H = malloc((size_t)(n * n) * sizeof(float));
+    float *X = malloc((size_t)(N * n) * sizeof(float)),
+          *H = malloc((size_t)(n * n) * sizeof(float));
     for (int64_t t = 0; t < N; ++t) {
         float common = nrand();
         for (int64_t i = 0; i < n; ++i)
-            X[t * n + i] = i == dead ? 0.0f : (0.3f + (float)(i % 13) * 0.15f) * (nrand() + 0.7f * common);
+            X[t * n + i] =
+                i == dead ? 0.0f : (0.3f + (float)(i % 13) * 0.15f) * (nrand() + 0.7f * common);
     }
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)N, 2.0f / (float)N, X, (int)n,
                 0.0f, H, (int)n);
@@ -123,21 +125,24 @@ static void run_config(const layer *L, qs_gguf_type type, int chooser, int stat,
         fprintf(stderr, "prepare: %s\n", e.msg);
         exit(1);
     }
-    uint8_t *a = malloc((size_t)(rows * rb)), *b = malloc((size_t)(rows * rb)), *c = malloc((size_t)(rows * rb));
-    float *wa = malloc((size_t)(rows * n) * sizeof(float)), *wb = malloc((size_t)(rows * n) * sizeof(float));
+    uint8_t *a = malloc((size_t)(rows * rb)), *b = malloc((size_t)(rows * rb)),
+            *c = malloc((size_t)(rows * rb));
+    float *wa = malloc((size_t)(rows * n) * sizeof(float)),
+          *wb = malloc((size_t)(rows * n) * sizeof(float));
     float *deq = malloc((size_t)(rows * n) * sizeof(float));
     const float *imp = chooser != QS_GGUF_CHOOSE_REF ? L->imp : NULL;
     char what[96];
     snprintf(what, sizeof what, "%s chooser %d static %d act %d", qs_gguf_type_name(type), chooser,
              stat, act);
 
-    CHECK(qs_gguf_gptq_quantize_rows(&f, &p, imp, L->W, rows, 0, rows, a, wa, &e) == QS_OK, "%s: %s",
-          what, e.msg);
+    CHECK(qs_gguf_gptq_quantize_rows(&f, &p, imp, L->W, rows, 0, rows, a, wa, &e) == QS_OK,
+          "%s: %s", what, e.msg);
     CHECK(qs_gguf_gptq_quantize_rows_ref(&f, &p, imp, L->W, rows, 0, rows, b, wb, &e) == QS_OK,
           "%s: %s", what, e.msg);
     /* wq is the dequantized bytes, bit for bit (blocked and twin) */
     qs_gguf_dequantize_rows(type, a, rows, n, deq, &e);
-    CHECK(memcmp(deq, wa, (size_t)(rows * n) * sizeof(float)) == 0, "%s: wq != dequant(bytes)", what);
+    CHECK(memcmp(deq, wa, (size_t)(rows * n) * sizeof(float)) == 0, "%s: wq != dequant(bytes)",
+          what);
     qs_gguf_dequantize_rows(type, b, rows, n, deq, &e);
     CHECK(memcmp(deq, wb, (size_t)(rows * n) * sizeof(float)) == 0, "%s: twin wq != dequant", what);
     /* blocked vs twin */
@@ -148,15 +153,17 @@ static void run_config(const layer *L, qs_gguf_type type, int chooser, int stat,
         same += s;
         same_rows += s == n;
     }
-    double wn, ea = layer_error(L->H, n, L->W, wa, rows, &wn), eb = layer_error(L->H, n, L->W, wb, rows, NULL);
+    double wn, ea = layer_error(L->H, n, L->W, wa, rows, &wn),
+               eb = layer_error(L->H, n, L->W, wb, rows, NULL);
     if (stat) {
-        CHECK((double)same >= VALUE_AGREEMENT * (double)(rows * n), "%s: blocked/twin agree on %.4f",
-              what, (double)same / (double)(rows * n));
+        CHECK((double)same >= VALUE_AGREEMENT * (double)(rows * n),
+              "%s: blocked/twin agree on %.4f", what, (double)same / (double)(rows * n));
         CHECK(fabs(ea - eb) <= ERR_REL_TOL * eb, "%s: error blocked %.6g twin %.6g", what, ea, eb);
     } else {
         CHECK((double)same_rows >= ROWS_IDENTICAL * (double)rows, "%s: %lld of %lld rows identical",
               what, (long long)same_rows, (long long)rows);
-        CHECK(fabs(ea - eb) <= ERR_REL_TOL_DYN * eb, "%s: error blocked %.6g twin %.6g", what, ea, eb);
+        CHECK(fabs(ea - eb) <= ERR_REL_TOL_DYN * eb, "%s: error blocked %.6g twin %.6g", what, ea,
+              eb);
     }
     /* GPTQ beats llama.cpp's RTN with the same rule */
     CHECK(qs_gguf_quantize_rows(type, L->W, rows, n, imp, c, &e) == QS_OK, "%s", e.msg);
@@ -172,7 +179,8 @@ static void run_config(const layer *L, qs_gguf_type type, int chooser, int stat,
     CHECK(memcmp(a, c, (size_t)(rows * rb)) == 0, "%s: row split changed the bytes", what);
     if (getenv("QS_TEST_VERBOSE"))
         printf("%-34s rel err gptq %.5f twin %.5f rtn %.5f agree %.4f rows %.3f\n", what, ea / wn,
-               eb / wn, er / wn, (double)same / (double)(rows * n), (double)same_rows / (double)rows);
+               eb / wn, er / wn, (double)same / (double)(rows * n),
+               (double)same_rows / (double)rows);
     qs_gptq_factor_free(&f);
     free(a);
     free(b);
@@ -198,7 +206,8 @@ static void test_configs(void) {
  * requantizes every weight to the nearest code of the written grid as the solve does. */
 static void test_diagonal_is_rtn(void) {
     const int64_t rows = 16, n = 512;
-    float *W = malloc((size_t)(rows * n) * sizeof(float)), *H = calloc((size_t)(n * n), sizeof(float));
+    float *W = malloc((size_t)(rows * n) * sizeof(float)),
+          *H = calloc((size_t)(n * n), sizeof(float));
     float imp[512];
     uint64_t s = 7u;
     for (int64_t i = 0; i < rows * n; ++i) W[i] = gguf_td_value(&s, 0, 0);
@@ -221,8 +230,8 @@ static void test_diagonal_is_rtn(void) {
             p.chooser = ch;
             p.static_groups = 1;
             const float *im = ch ? imp : NULL;
-            CHECK(qs_gguf_gptq_quantize_rows(&f, &p, im, W, rows, 0, rows, a, NULL, &e) == QS_OK, "%s",
-                  e.msg);
+            CHECK(qs_gguf_gptq_quantize_rows(&f, &p, im, W, rows, 0, rows, a, NULL, &e) == QS_OK,
+                  "%s", e.msg);
             CHECK(qs_gguf_quantize_rows(type, W, rows, n, im, b, &e) == QS_OK, "%s", e.msg);
             CHECK(memcmp(a, b, (size_t)(rows * rb)) == 0, "%s chooser %d: diagonal-H GPTQ != RTN",
                   qs_gguf_type_name(type), ch);

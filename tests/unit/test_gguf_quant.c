@@ -16,14 +16,14 @@
 #include "sha256.h"
 
 static int g_fail = 0;
-#define CHECK(cond, ...)                                                               \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);   \
-            fprintf(stderr, __VA_ARGS__);                                              \
-            fprintf(stderr, "\n");                                                     \
-            g_fail++;                                                                  \
-        }                                                                              \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            g_fail++;                                                                              \
+        }                                                                                          \
     } while (0)
 
 static const qs_gguf_type k_types[] = {QS_GGUF_Q4_0, QS_GGUF_Q4_1, QS_GGUF_Q5_0, QS_GGUF_Q5_1,
@@ -63,7 +63,9 @@ static const struct {
 };
 
 static uint64_t g_rng = 99u;
-static uint32_t rnd(void) { return (uint32_t)(gguf_td_next(&g_rng) >> 32); }
+static uint32_t rnd(void) {
+    return (uint32_t)(gguf_td_next(&g_rng) >> 32);
+}
 
 /* Block sizes: the type table, the structs and llama.cpp's bits per weight agree. */
 static void test_sizes(void) {
@@ -71,14 +73,20 @@ static void test_sizes(void) {
         qs_gguf_type t;
         int64_t bytes, elems;
         size_t sz;
-    } k[] = {{QS_GGUF_Q4_0, 18, 32, sizeof(qs_blk_q4_0)},   {QS_GGUF_Q4_1, 20, 32, sizeof(qs_blk_q4_1)},
-             {QS_GGUF_Q5_0, 22, 32, sizeof(qs_blk_q5_0)},   {QS_GGUF_Q5_1, 24, 32, sizeof(qs_blk_q5_1)},
-             {QS_GGUF_Q8_0, 34, 32, sizeof(qs_blk_q8_0)},   {QS_GGUF_Q2_K, 84, 256, sizeof(qs_blk_q2_K)},
-             {QS_GGUF_Q3_K, 110, 256, sizeof(qs_blk_q3_K)}, {QS_GGUF_Q4_K, 144, 256, sizeof(qs_blk_q4_K)},
-             {QS_GGUF_Q5_K, 176, 256, sizeof(qs_blk_q5_K)}, {QS_GGUF_Q6_K, 210, 256, sizeof(qs_blk_q6_K)}};
+    } k[] = {{QS_GGUF_Q4_0, 18, 32, sizeof(qs_blk_q4_0)},
+             {QS_GGUF_Q4_1, 20, 32, sizeof(qs_blk_q4_1)},
+             {QS_GGUF_Q5_0, 22, 32, sizeof(qs_blk_q5_0)},
+             {QS_GGUF_Q5_1, 24, 32, sizeof(qs_blk_q5_1)},
+             {QS_GGUF_Q8_0, 34, 32, sizeof(qs_blk_q8_0)},
+             {QS_GGUF_Q2_K, 84, 256, sizeof(qs_blk_q2_K)},
+             {QS_GGUF_Q3_K, 110, 256, sizeof(qs_blk_q3_K)},
+             {QS_GGUF_Q4_K, 144, 256, sizeof(qs_blk_q4_K)},
+             {QS_GGUF_Q5_K, 176, 256, sizeof(qs_blk_q5_K)},
+             {QS_GGUF_Q6_K, 210, 256, sizeof(qs_blk_q6_K)}};
     for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); ++i) {
         const qs_gguf_desc *d = qs_gguf_desc_of(k[i].t);
-        CHECK(d && d->qk == k[i].elems && d->nsub * d->sub == d->qk, "%s desc", qs_gguf_type_name(k[i].t));
+        CHECK(d && d->qk == k[i].elems && d->nsub * d->sub == d->qk, "%s desc",
+              qs_gguf_type_name(k[i].t));
         CHECK(qs_gguf_block_bytes(k[i].t) == k[i].bytes && (int64_t)k[i].sz == k[i].bytes &&
                   qs_gguf_block_elems(k[i].t) == k[i].elems,
               "%s: table %lld bytes, struct %zu", qs_gguf_type_name(k[i].t),
@@ -220,11 +228,13 @@ static void test_row_split(void) {
  * per-type bound and decreasing with the bits (Q2_K > Q3_K > Q4_* > Q5_* > Q6_K > Q8_0). */
 static void test_accuracy(void) {
     const int64_t rows = 18, n = 1024; /* kinds 0 and 1 (rows r % 9 in {0, 1}) */
-    float *W = malloc((size_t)(rows * n) * sizeof(float)), *Y = malloc((size_t)(rows * n) * sizeof(float));
+    float *W = malloc((size_t)(rows * n) * sizeof(float)),
+          *Y = malloc((size_t)(rows * n) * sizeof(float));
     gguf_td_fill(W, rows, n, 11u);
     /* bounds: about 1.5 times the measured values (0.064 0.061 0.030 0.029 0.0037 0.235
      * 0.125 0.054 0.027 0.013) */
-    static const double bound[NTYPES] = {0.095, 0.09, 0.045, 0.045, 0.0056, 0.35, 0.19, 0.08, 0.041, 0.02};
+    static const double bound[NTYPES] = {0.095, 0.09, 0.045, 0.045, 0.0056,
+                                         0.35,  0.19, 0.08,  0.041, 0.02};
     double rel[NTYPES];
     for (int ti = 0; ti < NTYPES; ++ti) {
         const qs_gguf_type t = k_types[ti];
@@ -242,8 +252,8 @@ static void test_accuracy(void) {
             }
         }
         rel[ti] = sqrt(num / den);
-        CHECK(rel[ti] < bound[ti], "%s: relative RMS error %.4g >= %.4g", qs_gguf_type_name(t), rel[ti],
-              bound[ti]);
+        CHECK(rel[ti] < bound[ti], "%s: relative RMS error %.4g >= %.4g", qs_gguf_type_name(t),
+              rel[ti], bound[ti]);
         free(y);
     }
     /* k_types order: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K */
