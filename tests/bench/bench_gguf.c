@@ -15,8 +15,8 @@
  *   gptq-static  GPTQ, parameters up front (= rtn-imp's), natural order
  *   gptq-act     GPTQ, parameters up front (= rtn-imp's), act-order
  * GPTQ: damp 0.01, B 128, row_block 256 (the pipeline's defaults).
- * speed: weights per second of each quantizer on a 4096 x 4096 layer (--quick: 1024 x 1024)
- * with a random Hessian, one thread, and the plain GPTQ w4g128 for reference.
+ * speed: weights per CPU second of each quantizer on a 4096 x 4096 layer (--quick: 1024 x
+ * 1024) with a random Hessian, one thread, and the plain GPTQ w4g128 for reference.
  * Not a test.
  */
 #include <math.h>
@@ -40,9 +40,11 @@ static const qs_gguf_type k_all[] = {QS_GGUF_Q2_K, QS_GGUF_Q3_K, QS_GGUF_Q4_0, Q
                                      QS_GGUF_Q4_K, QS_GGUF_Q5_0, QS_GGUF_Q5_1, QS_GGUF_Q5_K,
                                      QS_GGUF_Q6_K, QS_GGUF_Q8_0};
 
+/* CPU seconds of this process: robust when other processes share the cores (every call
+ * here is single-threaded, so on an idle machine it equals wall time). */
 static double now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -165,7 +167,7 @@ static int cmd_errors(int argc, char **argv) {
             printf(" %.3g (%.3g) |", rel[ti][v] / nlin, serr[ti][v] / snorm[ti][v]);
         printf("\n");
     }
-    printf("seconds over all linears:");
+    printf("CPU seconds over all linears and types:");
     for (int v = 0; v < NVAR; ++v) {
         double s = 0.0;
         for (int ti = 0; ti < ntypes; ++ti) s += secs[ti][v];
@@ -210,8 +212,8 @@ static int cmd_speed(int quick) {
     const double tprep = now() - t;
     qp.act_order = 1;
     if (qs_gptq_prepare(H, n, &qp, &fa, &e) != QS_OK) goto fail;
-    printf("%lld x %lld, 1 thread; prepare (shared by all GPTQ variants) %.3f s; Mweights/s of "
-           "quantize (dequantize for rtn)\n",
+    printf("%lld x %lld, 1 thread, CPU time; prepare (shared by all GPTQ variants) %.3f s; "
+           "Mweights/s (rtn: quantize + dequantize)\n",
            (long long)d_out, (long long)n, tprep);
     {
         qp.act_order = 0;
@@ -223,7 +225,8 @@ static int cmd_speed(int quick) {
         t = now();
         if (qs_gptq_quantize_rows(&f, &qp, W, d_out, 0, d_out, &o, &e) != QS_OK) goto fail;
         t = now() - t;
-        printf("plain GPTQ w4g128: %.3f s, %.2f Mweights/s\n", t, (double)(d_out * n) / t / 1e6);
+        printf("plain GPTQ w4g128 (qs_gptq_quantize_rows): %.3f s, %.2f Mweights/s\n", t,
+               (double)(d_out * n) / t / 1e6);
         free(codes);
         free(sc);
         free(z);
