@@ -100,7 +100,8 @@ qs_status qs_gguf_params_check(const qs_gguf_params *p, qs_err *err);
 /* GPTQ into GGUF blocks for rows [r0, r1) of a (d_out, d_in = f->n) weight.
  *   f    the layer's factor from qs_gptq_prepare (act_order as p->act_order; damping is the
  *        factor's);
- *   imp  (d_in,) importance per input column for the IMATRIX chooser (qshard passes diag(H)),
+ *   imp  (d_in,) importance per input column for the IMATRIX and SEARCH choosers (qshard
+ *        passes diag(H)),
  *        or NULL; not read by the REF chooser;
  *   W    points at row r0: (r1-r0, d_in) row-major, not modified;
  *   dst  (r1-r0, qs_gguf_row_bytes(type, d_in)) bytes: the blocks written;
