@@ -209,19 +209,55 @@ qs_status qs_gptq_check_rows(const qs_gptq_factor *f, const qs_quant_params *p,
     return qs_quant_check_finite(W, r1 - r0, f->n, r0, err);
 }
 
-/* Work buffers of one row tile. */
-typedef struct gptq_tile {
-    float *Wp;   /* (rb, n) weights in quantization order, updated lazily */
-    float *W1T;  /* (B, rb) current block, transposed: column c is contiguous */
-    float *E1T;  /* (B, rb) scaled errors of the block, transposed */
-    float *QT;   /* (B, rb) dequantized block, transposed */
-    uint8_t *CT; /* (B, rb) codes of the block, transposed */
-    float *mn;   /* (rb) */
-    float *mx;   /* (rb) */
-    float *cs;   /* (rb) current group's scale per row */
-    float *cid;  /* (rb) 1/scale (0 for scale 0) */
-    float *cz;   /* (rb) zero as float */
-} gptq_tile;
+/* Work buffers of the blocked solve, for tiles of up to R rows. */
+struct qs_gptq_work {
+    int64_t R, n, B, maxlen;
+    float *Wp;   /* (R, n) weights in quantization order, updated lazily */
+    float *W1T;  /* (B, R) current block, transposed: column c is contiguous */
+    float *E1T;  /* (B, R) scaled errors of the block, transposed */
+    float *QT;   /* (B, R) dequantized block, transposed */
+    uint8_t *CT; /* (B, R) codes of the block, transposed */
+    float *cur;  /* (R, maxlen) current weights of a group being started */
+};
+
+qs_status qs_gptq_work_alloc(qs_gptq_work **out, int64_t R, int64_t n, int64_t block_size,
+                             int64_t max_glen, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_gptq_work *w = qs_calloc(1, sizeof(*w), err, "GPTQ work");
+    if (!w) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    const int64_t B = block_size < n ? block_size : n;
+    const int64_t L = max_glen < 1 ? 1 : max_glen < n ? max_glen : n;
+    w->R = R;
+    w->n = n;
+    w->B = B;
+    w->maxlen = L;
+    w->Wp = qs_malloc((size_t)(R * n) * sizeof(float), err, "GPTQ tile");
+    w->W1T = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block");
+    w->E1T = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block errors");
+    w->QT = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block output");
+    w->CT = qs_malloc((size_t)(B * R), err, "GPTQ block codes");
+    w->cur = qs_malloc((size_t)(R * L) * sizeof(float), err, "GPTQ group weights");
+    if (!w->Wp || !w->W1T || !w->E1T || !w->QT || !w->CT || !w->cur)
+        QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+done:
+    if (st != QS_OK) {
+        qs_gptq_work_free(w);
+        w = NULL;
+    }
+    *out = w;
+    return st;
+}
+
+void qs_gptq_work_free(qs_gptq_work *w) {
+    if (!w) return;
+    free(w->Wp);
+    free(w->W1T);
+    free(w->E1T);
+    free(w->QT);
+    free(w->CT);
+    free(w->cur);
+    free(w);
+}
 
 #define QS_T 16 /* transpose tile */
 
@@ -236,57 +272,52 @@ static void transpose_in(const float *src, int64_t lds, float *dst, int64_t ldd,
         }
 }
 
-/* Block outputs back to natural column order: out[r * n + perm[i1 + c]] = T[c * R + r]. */
-static void scatter_out(const gptq_tile *t, const int32_t *perm, int64_t i1, int64_t nb,
-                        int64_t R, int64_t n, qs_quant_out *out) {
+/* Block outputs back to natural column order: codes[r * n + perm[i1 + c]] = CT[c * R + r]. */
+static void scatter_out(const qs_gptq_work *t, const int32_t *perm, int64_t i1, int64_t nb,
+                        int64_t R, int64_t n, uint8_t *codes, float *wq) {
     for (int64_t r0 = 0; r0 < R; r0 += QS_T)
         for (int64_t c0 = 0; c0 < nb; c0 += QS_T) {
             int64_t r1 = r0 + QS_T < R ? r0 + QS_T : R, c1 = c0 + QS_T < nb ? c0 + QS_T : nb;
             for (int64_t r = r0; r < r1; ++r)
                 for (int64_t c = c0; c < c1; ++c) {
                     int64_t j = perm[i1 + c];
-                    out->codes[r * n + j] = t->CT[c * R + r];
-                    if (out->wq) out->wq[r * n + j] = t->QT[c * R + r];
+                    codes[r * n + j] = t->CT[c * R + r];
+                    if (wq) wq[r * n + j] = t->QT[c * R + r];
                 }
         }
 }
 
-/* Group parameters of rows [0, R) from mn/mx into the outputs and the current arrays. */
-static qs_status set_group(const qs_quant_params *p, gptq_tile *t, int64_t R, int64_t g,
-                           int64_t ng, uint16_t *scales, int32_t *zeros, int64_t row0,
-                           qs_err *err) {
-    for (int64_t r = 0; r < R; ++r) {
-        if (qs_quant_group_params(p, t->mn[r], t->mx[r], &scales[r * ng + g], &zeros[r * ng + g]))
-            return QS_FAIL(err, QS_ERR_INPUT, "weight row %lld group %lld: scale overflows fp16",
-                           (long long)(row0 + r), (long long)g);
+/* End of the lazy block starting at i1 (at most i1 + B): cut at the first start of a dynamic
+ * group (any level) that begins inside the block but would end after it, until none does. */
+static int64_t block_end(const qs_gptq_grid *g, int64_t i1, int64_t B, int64_t n) {
+    int64_t i2 = i1 + B < n ? i1 + B : n;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int lv = 1; lv >= 0; --lv) {
+            const int64_t gl = g->glen[lv];
+            if (gl < 1) continue;
+            for (int64_t gp = (i1 / gl + 1) * gl; gp < i2; gp += gl)
+                if ((gp + gl < n ? gp + gl : n) > i2) {
+                    i2 = gp;
+                    changed = 1;
+                    break;
+                }
+        }
     }
-    return QS_OK;
+    return i2;
 }
 
-static void load_group(gptq_tile *t, int64_t R, int64_t g, int64_t ng, const uint16_t *scales,
-                       const int32_t *zeros) {
-    for (int64_t r = 0; r < R; ++r) {
-        float s = qs_f16_to_f32(scales[r * ng + g]);
-        t->cs[r] = s;
-        t->cid[r] = s != 0.0f ? 1.0f / s : 0.0f;
-        t->cz[r] = (float)zeros[r * ng + g];
-    }
-}
-
-/* Quantizes one tile of R rows; W, outputs point at the tile's first row. */
-static qs_status gptq_tile_run(const qs_gptq_factor *f, const qs_quant_params *p, gptq_tile *t,
-                               const float *W, int64_t R, int64_t row0, qs_quant_out *out,
-                               qs_err *err) {
+/* Quantizes one tile of R rows; W, codes, wq point at the tile's first row. */
+qs_status qs_gptq_solve_tile(const qs_gptq_factor *f, int64_t block_size, qs_gptq_work *t,
+                             qs_gptq_grid *g, const float *W, int64_t R, int64_t row0,
+                             uint8_t *codes, float *wq, qs_err *err) {
     qs_status st = QS_OK;
     const int64_t n = f->n;
-    const int64_t gs = p->group_size < 1 ? n : p->group_size;
-    const int64_t ng = qs_quant_ngroups(n, p->group_size);
-    const int grouped_dyn = p->group_size >= 1 && !p->static_groups; /* params in the loop */
-    const float maxq = (float)((1 << p->bits) - 1);
     const float *U = f->U;
     float *Wp = t->Wp;
-    uint16_t *scales = out->scales;
-    int32_t *zeros = out->zeros;
+    if (R > t->R || n != t->n)
+        return QS_FAIL(err, QS_ERR_INTERNAL, "GPTQ: tile of %lld rows exceeds the work buffers",
+                       (long long)R);
 
     /* quantization-order copy with dead channels zeroed */
     for (int64_t r = 0; r < R; ++r)
@@ -294,81 +325,39 @@ static qs_status gptq_tile_run(const qs_gptq_factor *f, const qs_quant_params *p
             int32_t j = f->perm[k];
             Wp[r * n + k] = f->dead[j] ? 0.0f : W[r * n + j];
         }
-    /* parameters known up front: one group per row, or static natural groups */
-    if (!grouped_dyn) {
-        for (int64_t g = 0; g < ng; ++g) {
-            int64_t j0 = g * gs, j1 = j0 + gs < n ? j0 + gs : n;
-            for (int64_t r = 0; r < R; ++r) {
-                float mn = INFINITY, mx = -INFINITY;
-                for (int64_t j = j0; j < j1; ++j) {
-                    float v = f->dead[j] ? 0.0f : W[r * n + j];
-                    mn = v < mn ? v : mn;
-                    mx = v > mx ? v : mx;
-                }
-                t->mn[r] = mn;
-                t->mx[r] = mx;
-            }
-            QS_CHECK(set_group(p, t, R, g, ng, scales, zeros, row0, err));
-        }
-    }
 
-    int64_t curg = -1;
     for (int64_t i1 = 0; i1 < n;) {
-        int64_t i2 = i1 + p->block_size < n ? i1 + p->block_size : n;
-        if (grouped_dyn) { /* a group starting inside the block must end inside it */
-            for (int64_t gp = (i1 / gs + 1) * gs; gp < i2; gp += gs)
-                if ((gp + gs < n ? gp + gs : n) > i2) {
-                    i2 = gp;
-                    break;
-                }
-        }
+        const int64_t i2 = block_end(g, i1, block_size, n);
         const int64_t nb = i2 - i1;
         transpose_in(Wp + i1, n, t->W1T, R, R, nb);
 
         for (int64_t s1 = i1; s1 < i2;) {
             int64_t s2 = s1 + QS_GPTQ_SUB < i2 ? s1 + QS_GPTQ_SUB : i2;
-            if (grouped_dyn) { /* group starts begin a sub-block */
-                int64_t gp = (s1 / gs + 1) * gs;
-                if (gp < s2) s2 = gp;
-            }
+            for (int lv = 0; lv < 2; ++lv) /* group starts begin a sub-block */
+                if (g->glen[lv] >= 1) {
+                    int64_t gp = (s1 / g->glen[lv] + 1) * g->glen[lv];
+                    if (gp < s2) s2 = gp;
+                }
             for (int64_t k = s1; k < s2; ++k) {
                 const int64_t c = k - i1;
                 float *w = t->W1T + c * R; /* (R) column k */
                 float *e = t->E1T + c * R; /* (R) */
-                int64_t g = grouped_dyn ? k / gs : p->group_size < 1 ? 0 : f->perm[k] / gs;
-                if (g != curg) {
-                    if (grouped_dyn) {
-                        /* k == s1: columns [k, ge) hold every update from columns < k */
-                        int64_t ge = k + gs < n ? k + gs : n;
-                        for (int64_t r = 0; r < R; ++r) t->mn[r] = t->mx[r] = w[r];
-                        for (int64_t q = k + 1; q < ge && q < i2; ++q) {
-                            const float *v = t->W1T + (q - i1) * R;
-                            for (int64_t r = 0; r < R; ++r) {
-                                t->mn[r] = v[r] < t->mn[r] ? v[r] : t->mn[r];
-                                t->mx[r] = v[r] > t->mx[r] ? v[r] : t->mx[r];
-                            }
-                        }
-                        for (int64_t r = 0; r < R; ++r)
-                            for (int64_t q = i2 > k + 1 ? i2 : k + 1; q < ge; ++q) {
-                                float v = Wp[r * n + q];
-                                t->mn[r] = v < t->mn[r] ? v : t->mn[r];
-                                t->mx[r] = v > t->mx[r] ? v : t->mx[r];
-                            }
-                        QS_CHECK(set_group(p, t, R, g, ng, scales, zeros, row0, err));
-                    }
-                    load_group(t, R, g, ng, scales, zeros);
-                    curg = g;
+                for (int lv = 1; lv >= 0; --lv) {
+                    const int64_t gl = g->glen[lv];
+                    if (gl < 1 || k % gl != 0) continue;
+                    /* k == s1 (and k == i1 for groups longer than the block): columns
+                     * [k, ge) hold every update from columns < k */
+                    const int64_t ge = k + gl < n ? k + gl : n, len = ge - k;
+                    for (int64_t r = 0; r < R; ++r)
+                        for (int64_t q = k; q < ge; ++q)
+                            t->cur[r * len + (q - k)] =
+                                q < i2 ? t->W1T[(q - i1) * R + r] : Wp[r * n + q];
+                    QS_CHECK(g->start(g, lv, k, t->cur, len, R, row0, err));
                 }
                 const float d = U[k * n + k];
-                uint8_t *ct = t->CT + c * R;
                 float *qt = t->QT + c * R;
-                for (int64_t r = 0; r < R; ++r) {
-                    int q = qs_quant1(w[r], t->cs[r], t->cid[r], t->cz[r], maxq);
-                    float dq = qs_dequant1(q, t->cs[r], (int32_t)t->cz[r]);
-                    ct[r] = (uint8_t)q;
-                    qt[r] = dq;
-                    e[r] = (w[r] - dq) / d;
-                }
+                g->column(g, k, w, R, t->CT + c * R, qt);
+                for (int64_t r = 0; r < R; ++r) e[r] = (w[r] - qt[r]) / d;
                 if (k + 1 < s2) /* rest of the sub-block -= U[k, k+1:s2]^T e^T (rank 1) */
                     cblas_sger(CblasRowMajor, (int)(s2 - k - 1), (int)R, -1.0f, U + k * n + k + 1,
                                1, e, 1, t->W1T + (k + 1 - i1) * R, (int)R);
@@ -380,7 +369,7 @@ static qs_status gptq_tile_run(const qs_gptq_factor *f, const qs_quant_params *p
                             (int)R);
             s1 = s2;
         }
-        scatter_out(t, f->perm, i1, nb, R, n, out);
+        scatter_out(t, f->perm, i1, nb, R, n, codes, wq);
         if (i2 < n) /* later columns -= E (R, nb) U[i1:i2, i2:n] */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)(n - i2), (int)nb,
                         -1.0f, t->E1T, (int)R, U + i1 * n + i2, (int)n, 1.0f, Wp + i2, (int)n);
@@ -394,37 +383,26 @@ qs_status qs_gptq_quantize_rows(const qs_gptq_factor *f, const qs_quant_params *
                                 const float *W, int64_t d_out, int64_t r0, int64_t r1,
                                 qs_quant_out *out, qs_err *err) {
     qs_status st = QS_OK;
-    gptq_tile t;
-    memset(&t, 0, sizeof(t));
+    qs_gptq_work *t = NULL;
+    float *scratch = NULL;
     QS_CHECK(qs_gptq_check_rows(f, p, W, d_out, r0, r1, err));
     if (r1 == r0) goto done;
     const int64_t n = f->n, rb = p->row_block, ng = qs_quant_ngroups(n, p->group_size);
     const int64_t R = r1 - r0 < rb ? r1 - r0 : rb;
-    const int64_t B = p->block_size < n ? p->block_size : n;
-    t.Wp = qs_malloc((size_t)(R * n) * sizeof(float), err, "GPTQ tile");
-    t.W1T = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block");
-    t.E1T = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block errors");
-    t.QT = qs_malloc((size_t)(B * R) * sizeof(float), err, "GPTQ block output");
-    t.CT = qs_malloc((size_t)(B * R), err, "GPTQ block codes");
-    t.mn = qs_malloc((size_t)(6 * R) * sizeof(float), err, "GPTQ group parameters");
-    if (!t.Wp || !t.W1T || !t.E1T || !t.QT || !t.CT || !t.mn) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    t.mx = t.mn + R;
-    t.cs = t.mn + 2 * R;
-    t.cid = t.mn + 3 * R;
-    t.cz = t.mn + 4 * R;
+    QS_CHECK(qs_gptq_work_alloc(&t, R, n, p->block_size, p->group_size, err));
+    scratch = qs_malloc((size_t)(3 * R) * sizeof(float), err, "GPTQ group parameters");
+    if (!scratch) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
     for (int64_t t0 = r0; t0 < r1; t0 += rb) {
         int64_t Rt = r1 - t0 < rb ? r1 - t0 : rb;
         int64_t off = t0 - r0;
-        qs_quant_out o = {out->codes + off * n, out->scales + off * ng, out->zeros + off * ng,
-                          out->wq ? out->wq + off * n : NULL};
-        QS_CHECK(gptq_tile_run(f, p, &t, W + off * n, Rt, t0, &o, err));
+        qs_gptq_plain g;
+        QS_CHECK(qs_gptq_plain_init(&g, f, p, W + off * n, Rt, t0, out->scales + off * ng,
+                                    out->zeros + off * ng, scratch, err));
+        QS_CHECK(qs_gptq_solve_tile(f, p->block_size, t, &g.base, W + off * n, Rt, t0,
+                                    out->codes + off * n, out->wq ? out->wq + off * n : NULL, err));
     }
 done:
-    free(t.Wp);
-    free(t.W1T);
-    free(t.E1T);
-    free(t.QT);
-    free(t.CT);
-    free(t.mn);
+    qs_gptq_work_free(t);
+    free(scratch);
     return st;
 }

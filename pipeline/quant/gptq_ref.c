@@ -1,11 +1,13 @@
 /* gptq_ref.c: the plain scalar twins of gptq.c, written to be obviously right.
  *
  * prepare_ref: textbook Cholesky, triangular inverse and Cholesky again, all in double.
- * quantize_rows_ref: the paper's algorithm column by column over all rows at once: quantize
- * column k, err = (w - q) / U[k][k], then every later column j -= err * U[k][j]; group
- * parameters at a group's first column from the (fully updated) weights of the group. The
- * updated weights are kept in double (rounded to float where quantized), so the twin is
- * the accurate side of the comparison: the blocked kernel's sgemm rounding is what differs.
+ * solve_ref / quantize_rows_ref: the paper's algorithm column by column over all rows at
+ * once: quantize column k on the grid, err = (w - q) / U[k][k], then every later column
+ * j -= err * U[k][j]; a dynamic group's parameters at its first column from the (fully
+ * updated) weights of the group (the grid, quant_internal.h, is shared with the blocked
+ * solve). The updated weights are kept in double (rounded to float where quantized), so the
+ * twin is the accurate side of the comparison: the blocked kernel's sgemm rounding is what
+ * differs.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -96,69 +98,61 @@ done:
     return st;
 }
 
-/* Parameters of group g for every row from columns [c0, c1) of Mf or (as floats) of Md
- * ((R, ld); exactly one is non-NULL). */
-static qs_status ref_group(const qs_quant_params *p, const float *Mf, const double *Md,
-                           int64_t R, int64_t ld,
-                           int64_t c0, int64_t c1, int64_t g, int64_t ng, qs_quant_out *out,
-                           qs_err *err) {
-    for (int64_t r = 0; r < R; ++r) {
-        float mn = INFINITY, mx = -INFINITY;
-        for (int64_t c = c0; c < c1; ++c) {
-            float v = Mf ? Mf[r * ld + c] : (float)Md[r * ld + c];
-            if (v < mn) mn = v;
-            if (v > mx) mx = v;
+qs_status qs_gptq_solve_ref(const qs_gptq_factor *f, qs_gptq_grid *g, const float *W,
+                            int64_t R, int64_t row0, uint8_t *codes, float *wq, qs_err *err) {
+    qs_status st = QS_OK;
+    const int64_t n = f->n;
+    const int64_t maxlen = g->glen[1] > g->glen[0] ? g->glen[1] : g->glen[0] > 0 ? g->glen[0] : 1;
+    double *Wc = qs_malloc((size_t)(R * n) * sizeof(double), err, "GPTQ ref weights");
+    float *cur = qs_malloc((size_t)(R * (maxlen < n ? maxlen : n)) * sizeof(float), err, "GPTQ ref group");
+    float *col = qs_malloc((size_t)(2 * R) * sizeof(float), err, "GPTQ ref column");
+    uint8_t *cc = qs_malloc((size_t)R, err, "GPTQ ref codes");
+    if (!Wc || !cur || !col || !cc) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    float *wcol = col, *qcol = col + R; /* (R) each */
+    for (int64_t r = 0; r < R; ++r) /* quantization order, dead inputs zeroed */
+        for (int64_t j = 0; j < n; ++j)
+            Wc[r * n + j] = f->dead[f->perm[j]] ? 0.0 : W[r * n + f->perm[j]];
+    for (int64_t k = 0; k < n; ++k) {
+        for (int lv = 1; lv >= 0; --lv) {
+            const int64_t gl = g->glen[lv];
+            if (gl < 1 || k % gl != 0) continue;
+            const int64_t len = k + gl < n ? gl : n - k;
+            for (int64_t r = 0; r < R; ++r)
+                for (int64_t c = 0; c < len; ++c) cur[r * len + c] = (float)Wc[r * n + k + c];
+            QS_CHECK(g->start(g, lv, k, cur, len, R, row0, err));
         }
-        if (qs_quant_group_params(p, mn, mx, &out->scales[r * ng + g], &out->zeros[r * ng + g]))
-            return QS_FAIL(err, QS_ERR_INPUT, "weight row %lld group %lld: scale overflows fp16",
-                           (long long)r, (long long)g);
+        for (int64_t r = 0; r < R; ++r) wcol[r] = (float)Wc[r * n + k];
+        g->column(g, k, wcol, R, cc, qcol);
+        const float d = f->U[k * n + k];
+        for (int64_t r = 0; r < R; ++r) {
+            codes[r * n + f->perm[k]] = cc[r];
+            if (wq) wq[r * n + f->perm[k]] = qcol[r];
+            double e = ((double)wcol[r] - (double)qcol[r]) / (double)d;
+            for (int64_t j = k + 1; j < n; ++j) Wc[r * n + j] -= e * (double)f->U[k * n + j];
+        }
     }
-    return QS_OK;
+done:
+    free(Wc);
+    free(cur);
+    free(col);
+    free(cc);
+    return st;
 }
 
 qs_status qs_gptq_quantize_rows_ref(const qs_gptq_factor *f, const qs_quant_params *p,
                                     const float *W, int64_t d_out, int64_t r0, int64_t r1,
                                     qs_quant_out *out, qs_err *err) {
     qs_status st = QS_OK;
-    double *Wc = NULL;
-    float *Wn = NULL;
+    float *scratch = NULL;
     QS_CHECK(qs_gptq_check_rows(f, p, W, d_out, r0, r1, err));
-    const int64_t n = f->n, R = r1 - r0, ng = qs_quant_ngroups(n, p->group_size);
-    const int64_t gs = p->group_size < 1 ? n : p->group_size;
-    const int maxq = (1 << p->bits) - 1;
+    const int64_t R = r1 - r0;
     if (R == 0) goto done;
-    Wc = qs_malloc((size_t)(R * n) * sizeof(double), err, "GPTQ ref weights");
-    Wn = qs_malloc((size_t)(R * n) * sizeof(float), err, "GPTQ ref weights");
-    if (!Wc || !Wn) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    for (int64_t r = 0; r < R; ++r)
-        for (int64_t j = 0; j < n; ++j) {
-            Wn[r * n + j] = f->dead[j] ? 0.0f : W[r * n + j];          /* natural order */
-            Wc[r * n + j] = f->dead[f->perm[j]] ? 0.0 : W[r * n + f->perm[j]]; /* quant order */
-        }
-    int dyn = p->group_size >= 1 && !p->static_groups;
-    if (!dyn)
-        for (int64_t g = 0; g < ng; ++g)
-            QS_CHECK(ref_group(p, Wn, NULL, R, n, g * gs, g * gs + gs < n ? g * gs + gs : n, g, ng, out,
-                               err));
-    for (int64_t k = 0; k < n; ++k) {
-        int64_t g = dyn ? k / gs : p->group_size < 1 ? 0 : f->perm[k] / gs;
-        if (dyn && k % gs == 0)
-            QS_CHECK(ref_group(p, NULL, Wc, R, n, k, k + gs < n ? k + gs : n, g, ng, out, err));
-        const float d = f->U[k * n + k];
-        for (int64_t r = 0; r < R; ++r) {
-            float s = qs_f16_to_f32(out->scales[r * ng + g]);
-            int32_t z = out->zeros[r * ng + g];
-            float w = (float)Wc[r * n + k];
-            int q = qs_quant1(w, s, s != 0.0f ? 1.0f / s : 0.0f, (float)z, (float)maxq);
-            float dq = qs_dequant1(q, s, z);
-            out->codes[r * n + f->perm[k]] = (uint8_t)q;
-            if (out->wq) out->wq[r * n + f->perm[k]] = dq;
-            double e = ((double)w - (double)dq) / (double)d;
-            for (int64_t j = k + 1; j < n; ++j) Wc[r * n + j] -= e * (double)f->U[k * n + j];
-        }
-    }
+    scratch = qs_malloc((size_t)(3 * R) * sizeof(float), err, "GPTQ ref group parameters");
+    if (!scratch) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    qs_gptq_plain g;
+    QS_CHECK(qs_gptq_plain_init(&g, f, p, W, R, r0, out->scales, out->zeros, scratch, err));
+    QS_CHECK(qs_gptq_solve_ref(f, &g.base, W, R, r0, out->codes, out->wq, err));
 done:
-    free(Wc);
-    free(Wn);
+    free(scratch);
     return st;
 }
