@@ -537,8 +537,35 @@ typedef struct special {
     int id_order[SP_N], nid;    /* insertion order of ids */
     int add_order[SP_N], nadd;  /* insertion order of add flags */
     const cJSON *content[SP_N]; /* tokenizer_config's <type>_token (string or object) */
-    char *eos_override;         /* owned: eos content set by the template logic */
+    char *ovr[SP_N];            /* owned: contents set by the template logic (replace content) */
 } special;
+
+static void special_free(special *sp) {
+    for (int t = 0; t < SP_N; ++t) free(sp->ovr[t]);
+}
+
+static qs_status sp_override(special *sp, int typ, const char *s, const char *path, qs_err *err) {
+    char *d = malloc(strlen(s) + 1);
+    if (!d) return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    strcpy(d, s);
+    free(sp->ovr[typ]);
+    sp->ovr[typ] = d;
+    return QS_OK;
+}
+
+/* The id string of a template entry {"SpecialToken": {"id": ...}} (non-empty), or NULL. */
+static const char *special_token_id(const cJSON *e) {
+    const cJSON *st = e ? cJSON_GetObjectItemCaseSensitive(e, "SpecialToken") : NULL;
+    const cJSON *id = st ? cJSON_GetObjectItemCaseSensitive(st, "id") : NULL;
+    return (cJSON_IsString(id) && id->valuestring[0]) ? id->valuestring : NULL;
+}
+
+/* The id of a template entry {"Sequence": {"id": "A"}}, or NULL. */
+static const char *sequence_id(const cJSON *e) {
+    const cJSON *sq = e ? cJSON_GetObjectItemCaseSensitive(e, "Sequence") : NULL;
+    const cJSON *id = sq ? cJSON_GetObjectItemCaseSensitive(sq, "id") : NULL;
+    return cJSON_IsString(id) ? id->valuestring : NULL;
+}
 
 static void sp_set_id(special *sp, int typ, int64_t id, int64_t n_vocab) {
     if (id < 0 || (n_vocab >= 0 && id >= n_vocab) || sp->id[typ] >= 0) return;
@@ -606,34 +633,57 @@ static qs_status special_load(special *sp, const cJSON *tj, const cJSON *tc, con
             }
             if (!str_eq(type, "TemplateProcessing")) continue;
             const cJSON *single = cJSON_GetObjectItemCaseSensitive(p, "single");
-            if (!cJSON_IsArray(single) || cJSON_GetArraySize(single) <= 1) continue;
-            const cJSON *f0 = cJSON_GetObjectItemCaseSensitive(single->child, "SpecialToken");
-            const cJSON *first = f0 ? cJSON_GetObjectItemCaseSensitive(f0, "id") : NULL;
-            const cJSON *lastc = cJSON_GetArrayItem(single, cJSON_GetArraySize(single) - 1);
-            const cJSON *l0 = cJSON_GetObjectItemCaseSensitive(lastc, "SpecialToken");
-            const cJSON *last = l0 ? cJSON_GetObjectItemCaseSensitive(l0, "id") : NULL;
-            if (truthy(first) && cJSON_IsString(first)) {
-                if (!have_tc) s_bos = first->valuestring;
-                sp_set_add(sp, SP_BOS, str_eq(first, s_bos) || str_eq(first, s_cls));
+            const char *first = NULL, *last = NULL; /* special tokens leading / ending single */
+            if (cJSON_IsArray(single) && cJSON_GetArraySize(single) > 1) {
+                first = special_token_id(single->child);
+                last = special_token_id(cJSON_GetArrayItem(single, cJSON_GetArraySize(single) - 1));
             }
-            if (truthy(last) && cJSON_IsString(last)) {
+            if (first) {
+                if (!have_tc) s_bos = first;
+                sp_set_add(sp, SP_BOS, (s_bos && !strcmp(first, s_bos)) ||
+                                           (s_cls && !strcmp(first, s_cls)));
+            }
+            if (last) {
                 if (!have_tc) {
-                    s_eos = last->valuestring;
-                } else if (!str_eq(last, s_eos)) {
+                    s_eos = last;
+                } else if (!s_eos || strcmp(last, s_eos) != 0) {
                     /* a trailing token other than eos: it becomes eos, the old eos eot/eom */
                     int slot = !sp->active[SP_EOT] ? SP_EOT : !sp->active[SP_EOM] ? SP_EOM : -1;
                     if (slot >= 0) {
                         sp->active[slot] = 1;
                         sp->content[slot] = sp->content[SP_EOS];
                     }
-                    free(sp->eos_override);
-                    sp->eos_override = malloc(strlen(last->valuestring) + 1);
-                    if (!sp->eos_override) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", tj_path);
-                    strcpy(sp->eos_override, last->valuestring);
-                    s_eos = sp->eos_override;
-                    sp->content[SP_EOS] = NULL; /* replaced by eos_override */
+                    QS_CHECK(sp_override(sp, SP_EOS, last, tj_path, err));
+                    s_eos = sp->ovr[SP_EOS];
                 }
-                sp_set_add(sp, SP_EOS, str_eq(last, s_eos));
+                sp_set_add(sp, SP_EOS, s_eos && !strcmp(last, s_eos));
+            }
+            /* the pair template "[first] A [sep [eos]] B [last]" decides add_sep */
+            const cJSON *pair = cJSON_GetObjectItemCaseSensitive(p, "pair");
+            const int np = cJSON_IsArray(pair) ? cJSON_GetArraySize(pair) : 0;
+            if (np == 0) continue;
+            const char *p0 = special_token_id(pair->child);
+            const char *pl = special_token_id(cJSON_GetArrayItem(pair, np - 1));
+            const int lo = (first && p0 && !strcmp(p0, first)) ? 1 : 0;
+            const int hi = (last && pl && !strcmp(pl, last)) ? np - 1 : np; /* exclusive */
+            if (hi - lo < 1) continue;
+            const char *a = sequence_id(cJSON_GetArrayItem(pair, lo));
+            const char *b = sequence_id(cJSON_GetArrayItem(pair, hi - 1));
+            if (!a || strcmp(a, "A") != 0 || !b || strcmp(b, "B") != 0 || hi - lo - 2 < 1)
+                continue;
+            int add_sep = 0;
+            const char *e0 = special_token_id(cJSON_GetArrayItem(pair, lo + 1));
+            if (e0 && ((s_sep && !strcmp(e0, s_sep)) || (s_eos && !strcmp(e0, s_eos))) && !last)
+                add_sep = 1;
+            if (hi - lo - 2 == 2) {
+                const char *e1 = special_token_id(cJSON_GetArrayItem(pair, lo + 2));
+                if (e1 && ((s_sep && !strcmp(e1, s_sep)) || (s_eos && !strcmp(e1, s_eos))))
+                    add_sep = 1;
+            }
+            sp_set_add(sp, SP_SEP, add_sep);
+            if (add_sep && !truthy(sp->content[SP_SEP]) && !sp->ovr[SP_SEP] && have_tc && s_eos) {
+                QS_CHECK(sp_override(sp, SP_SEP, s_eos, tj_path, err));
+                s_sep = sp->ovr[SP_SEP];
             }
         }
     }
@@ -646,8 +696,7 @@ static qs_status special_load(special *sp, const cJSON *tj, const cJSON *tc, con
             if (!sp->active[t]) continue;
             const cJSON *a = cJSON_GetObjectItemCaseSensitive(tc, add_key[t]);
             if (cJSON_IsBool(a)) sp_set_add(sp, t, cJSON_IsTrue(a));
-            const char *c = (t == SP_EOS && sp->eos_override) ? sp->eos_override
-                                                              : content_str(sp->content[t]);
+            const char *c = sp->ovr[t] ? sp->ovr[t] : content_str(sp->content[t]);
             if (!c) continue;
             for (const cJSON *e = cJSON_IsArray(added) ? added->child : NULL; e; e = e->next)
                 if (str_eq(cJSON_GetObjectItemCaseSensitive(e, "content"), c)) {
@@ -870,7 +919,7 @@ qs_status qs_gguf_meta_add_vocab(qs_gguf_meta *m, const qs_hf_config *hf, const 
     if (llama_like && nv == 49152)
         QS_CHECK(qs_gguf_meta_set_bool(m, "tokenizer.ggml.add_bos_token", 0, err));
 done:
-    free(sp.eos_override);
+    special_free(&sp);
     vocab_free(&v);
     cJSON_Delete(tj);
     cJSON_Delete(tc);
