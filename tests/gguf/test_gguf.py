@@ -571,7 +571,15 @@ def test_llama_bpe(tmp):
     # LlamaModel.set_vocab writes add_space_prefix (from add_prefix_space) first
     vocab = [("tokenizer.ggml.add_space_prefix", BOOL, False)] + \
         bpe_vocab_kv(os.path.join(d, "tokenizer.json"), cfg["vocab_size"], "llama-bpe")
+    # a merge with spaces inside its parts (written as U+0120 by the converter); appended
+    # after the vocabulary was read, since the tokenizers library would refuse it
+    tj = os.path.join(d, "tokenizer.json")
+    j = json.load(open(tj))
+    j["model"]["merges"].append(["a b", "c"])
+    json.dump(j, open(tj, "w"))
     sp = special_kv(d, None, True)
+    check(any(k == "tokenizer.ggml.merges" and v[-1] == "a\u0120b c".encode() for k, _, v in sp),
+          "reference: spaces in merges")
     check(any(k == "tokenizer.ggml.add_bos_token" and v is True for k, _, v in sp),
           "reference: TemplateProcessing should give add_bos_token")
     over = {"token_embd.weight": QT.BF16, "blk.0.attn_v.weight": QT.F32,
