@@ -295,6 +295,7 @@ def expect_tensors(cfg, weight_type, overrides):
     inter, vocab = cfg["intermediate_size"], cfg["vocab_size"]
     qwen = cfg["architectures"][0] == "Qwen2ForCausalLM"
     qkv_bias = qwen or cfg.get("attention_bias", False)
+    o_bias = not qwen and cfg.get("attention_bias", False)
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
     out = []
     if rope.get("rope_type", rope.get("type")) == "llama3":
@@ -313,7 +314,7 @@ def expect_tensors(cfg, weight_type, overrides):
                 out.append((f"blk.{l}.ffn_norm.weight",
                             f"model.layers.{l}.post_attention_layernorm.weight", (h,), QT.F32))
             out.append((f"blk.{l}.{g}.weight", f"model.layers.{l}.{hf}.weight", (o, i), weight_type))
-            if qkv_bias and g in ("attn_q", "attn_k", "attn_v"):
+            if (qkv_bias and g in ("attn_q", "attn_k", "attn_v")) or (o_bias and g == "attn_output"):
                 out.append((f"blk.{l}.{g}.bias", f"model.layers.{l}.{hf}.bias", (o,), QT.F32))
     out.append(("output_norm.weight", "model.norm.weight", (h,), QT.F32))
     if not cfg.get("tie_word_embeddings", False):
@@ -361,10 +362,13 @@ def check_tensors(path, r, cfg, weights, expected, raw):
         nh = heads if ".attn_q." in name else kvh if ".attn_k." in name else 0
         perm = llama and nh > 0
         if name in raw:
-            qb = np.asarray(t.data, dtype=np.uint8).tobytes()
+            qb = np.asarray(t.data).view(np.uint8).tobytes()
             check(qb == raw[name]["permuted"], f"{path}: {name} bytes differ from the "
-                  f"quantizer's (permuted) bytes")
-            deq = gguf.quants.dequantize(np.frombuffer(qb, np.uint8).reshape(shape[0], -1), typ)
+                  f"given (permuted) bytes")
+            if typ == QT.Q8_0:
+                deq = gguf.quants.dequantize(np.frombuffer(qb, np.uint8).reshape(shape[0], -1), typ)
+            else:
+                deq = np.frombuffer(qb, "<f4").reshape(shape)
             if perm:
                 deq = unpermute(deq, nh)
             check(np.array_equal(deq, raw[name]["dequant"]),
@@ -386,25 +390,27 @@ def check_tensors(path, r, cfg, weights, expected, raw):
 
 
 def quantize_raw(weights, cfg, names, tmp):
-    """Q8_0 bytes of checkpoint tensors (HF row order) with gguf-py's quantizer."""
+    """Caller bytes of checkpoint tensors in HF row order: Q8_0 blocks from gguf-py's
+    quantizer for 2-D tensors, plain F32 for 1-D ones (a bias)."""
     heads = cfg["num_attention_heads"]
     kvh = cfg.get("num_key_value_heads", heads)
     llama = cfg["architectures"][0] != "Qwen2ForCausalLM"
     raw, args = {}, []
     for gname, hf in names:
         w = weights[hf]
-        q = gguf.quants.quantize(w, QT.Q8_0)
+        typ = QT.Q8_0 if w.ndim == 2 else QT.F32
+        q = gguf.quants.quantize(w, QT.Q8_0) if typ == QT.Q8_0 else w.astype("<f4")
         nh = heads if ".attn_q." in gname else kvh if ".attn_k." in gname else 0
-        p = os.path.join(tmp, gname + ".q8_0")
+        p = os.path.join(tmp, gname + ".raw")
         q.tofile(p)
         permuted = permute(q, nh) if (llama and nh) else q
         # permuting quantized rows == quantizing permuted rows
-        if llama and nh:
+        if llama and nh and typ == QT.Q8_0:
             check(np.array_equal(gguf.quants.quantize(permute(w, nh), QT.Q8_0), permuted),
                   f"{gname}: row permutation does not commute with Q8_0")
-        raw[gname] = {"permuted": permuted.tobytes(),
-                      "dequant": gguf.quants.dequantize(q, QT.Q8_0)}
-        args += ["--tensor-type", f"{gname}=Q8_0", "--raw", f"{gname}={p}"]
+        raw[gname] = {"type": typ, "permuted": permuted.tobytes(),
+                      "dequant": gguf.quants.dequantize(q, QT.Q8_0) if typ == QT.Q8_0 else w}
+        args += ["--tensor-type", f"{gname}={typ.name}", "--raw", f"{gname}={p}"]
     return raw, args
 
 
@@ -423,8 +429,8 @@ def write_and_check(tmp, model_dir, tag, weight_type, overrides, q8_names, token
     """Writes the model's GGUF (1 and 3 writers) and checks everything."""
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
     weights = read_safetensors(model_dir)
-    expected = expect_tensors(cfg, weight_type, dict(overrides, **{n: QT.Q8_0 for n, _ in q8_names}))
     raw, raw_args = quantize_raw(weights, cfg, q8_names, tmp)
+    expected = expect_tensors(cfg, weight_type, dict(overrides, **{n: r["type"] for n, r in raw.items()}))
     out = os.path.join(tmp, f"{tag}.gguf")
     args = [TOOL, "model", model_dir, out, "--type", weight_type.name] + raw_args
     for n, t in overrides.items():
@@ -661,6 +667,45 @@ def test_rope(tmp):
                         special_kv(d, cfg["vocab_size"], False))
 
 
+def write_safetensors(path, tensors):
+    """F32 safetensors (names sorted)."""
+    hdr, off, blobs = {}, 0, []
+    for name in sorted(tensors):
+        b = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
+        hdr[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def test_llama_bias(tmp):
+    """Llama with attention_bias: q/k biases permuted like their rows (also when given as
+    caller bytes), v/o biases kept; F32 checkpoint."""
+    d = synth(tmp, "llamabias", "--arch", "llama", "--layers", "2", "--hidden", "256",
+              "--heads", "4", "--kv-heads", "2", "--dtype", "f32", "--seed", "7")
+    p = os.path.join(d, "config.json")
+    cfg = json.load(open(p))
+    cfg["attention_bias"] = True
+    json.dump(cfg, open(p, "w"))
+    w = read_safetensors(d)
+    rng = np.random.default_rng(7)
+    for l in range(2):
+        for proj, n in (("q", 256), ("k", 128), ("v", 128), ("o", 256)):
+            w[f"model.layers.{l}.self_attn.{proj}_proj.bias"] = rng.standard_normal(n).astype(np.float32)
+    os.unlink(os.path.join(d, "model.safetensors"))
+    write_safetensors(os.path.join(d, "model.safetensors"), w)
+    sp = make_spm(os.path.join(d, "tokenizer.model"))
+    vocab = spm_vocab_kv(sp, cfg["vocab_size"], d)
+    raw = [("blk.1.attn_q.bias", "model.layers.1.self_attn.q_proj.bias"),
+           ("blk.1.attn_k.bias", "model.layers.1.self_attn.k_proj.bias"),
+           ("blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight")]
+    write_and_check(tmp, d, "llama-bias", QT.BF16, {}, raw, None, vocab,
+                    special_kv(d, cfg["vocab_size"], False))
+
+
 def test_errors(tmp):
     """Bad tokenizer input: exit 2, one line naming the file (or directory), nothing left."""
     d = synth(tmp, "errs", "--arch", "llama", "--layers", "1", "--hidden", "128", "--heads", "2")
@@ -749,6 +794,7 @@ def main():
             test_qwen2_bpe(tmp)
             test_mistral_spm(tmp)
             test_rope(tmp)
+            test_llama_bias(tmp)
             test_errors(tmp)
         elif MODE == "fixture":
             test_fixture(tmp)
