@@ -19,8 +19,12 @@
  * the key; llama.cpp would fall back to the same value, except for rms epsilon and the
  * context length, which it requires); key_length/value_length are written always (the
  * converter: only when config.json has head_dim). general.name is the caller's (the
- * converter's fallback is the model directory's name). Mistral's sliding window is not
- * written (neither does the converter: llama.cpp's llama architecture has none).
+ * converter's fallback is the model directory's name); the converter's other general.*
+ * keys from the model card (basename, size_label, license, ...) are not written. Mistral's
+ * sliding window is not written (neither does the converter: llama.cpp's llama
+ * architecture has none). rope_freqs uses the rope_scaling's
+ * original_max_position_embeddings, which transformers uses too (the converter reads a
+ * top-level key of that name, default 8192, which equals it for Llama 3.1 / 3.2).
  *
  * Tensors (qs_gguf_model_tensors), in file order: rope_freqs.weight (only for `llama3`
  * RoPE, (head_dim/2,) F32 factors computed as the converter does), token_embd.weight, per

@@ -28,9 +28,7 @@ import numpy as np
 import gguf
 from gguf import GGUFReader, GGMLQuantizationType as QT, GGUFValueType as VT
 
-TOOL = sys.argv[1]
-MODE = sys.argv[2]
-QS = os.environ["QS_BIN"]
+TOOL = MODE = QS = None  # set by main() (the module is also imported by tests/clients/)
 FAILS = []
 NCHECKS = [0]
 
@@ -787,6 +785,8 @@ def test_fixture(tmp):
 
 
 def main():
+    global TOOL, MODE, QS
+    TOOL, MODE, QS = sys.argv[1], sys.argv[2], os.environ["QS_BIN"]
     with tempfile.TemporaryDirectory(prefix="qs-gguf-") as tmp:
         if MODE == "synth":
             test_kv(tmp)
