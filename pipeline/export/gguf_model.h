@@ -6,7 +6,11 @@
  * both to LLAMA), "qwen2" for Qwen2ForCausalLM.
  *
  * Metadata (qs_gguf_meta_add_model), in this order:
- *   general.architecture, general.type = "model", general.name;
+ *   general.architecture, general.type = "model", general.sampling.* from the model
+ *   directory's generation_config.json (sequence, top_k, top_p, min_p, xtc_probability,
+ *   xtc_threshold, temperature -> temp, penalty_last_n, penalty_repeat, mirostat,
+ *   mirostat_tau, mirostat_eta; i32 / f32 / string as the converter; values of another JSON
+ *   type, or an unreadable file, are skipped as the converter skips them), general.name;
  *   <arch>.block_count, .context_length, .embedding_length, .feed_forward_length,
  *   .attention.head_count, .attention.head_count_kv, .rope.freq_base (f32),
  *   .attention.layer_norm_rms_epsilon (f32), .attention.key_length / .value_length
@@ -85,9 +89,10 @@ void qs_gguf_model_decls(const qs_gguf_model_tensor *t, int64_t n, qs_gguf_tenso
  * (Q5_K_S), Q6_K 18, BF16 32 (ties: the lower type id). */
 uint32_t qs_gguf_file_type(const qs_gguf_model_tensor *t, int64_t n);
 
-/* Adds the general.* and <arch>.* keys above. `name`: general.name (non-empty). */
-qs_status qs_gguf_meta_add_model(qs_gguf_meta *m, const qs_hf_config *hf, const char *name,
-                                 uint32_t file_type, qs_err *err);
+/* Adds the general.* and <arch>.* keys above. `name`: general.name (non-empty);
+ * model_dir: where generation_config.json is looked for (NULL: no sampling keys). */
+qs_status qs_gguf_meta_add_model(qs_gguf_meta *m, const qs_hf_config *hf, const char *model_dir,
+                                 const char *name, uint32_t file_type, qs_err *err);
 
 /* Reorders rows like the converter's permute: within each group of head_rows rows (one
  * head; head_rows even), row 2i + j of the output is row j * head_rows/2 + i of the input

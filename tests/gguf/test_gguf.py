@@ -172,7 +172,19 @@ STR = (VT.STRING,)
 BOOL = (VT.BOOL,)
 
 
-def expect_model_kv(cfg, name, file_type):
+def sampling_kv(model_dir):
+    """general.sampling.* as gguf-py's Metadata (the converter) writes them."""
+    from pathlib import Path
+    md = gguf.Metadata.load(None, Path(model_dir), None, 0)
+    md.name = "x"
+    w = gguf.GGUFWriter(None, "llama")
+    md.set_gguf_meta_model(w)
+    return [(k, (int(v.type),), v.value.encode() if v.type == VT.STRING else
+             (f32(v.value) if v.type == VT.FLOAT32 else v.value))
+            for k, v in w.kv_data[0].items() if k.startswith("general.sampling.")]
+
+
+def expect_model_kv(cfg, name, file_type, model_dir):
     arch = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama",
             "Qwen2ForCausalLM": "qwen2"}[cfg["architectures"][0]]
     heads = cfg["num_attention_heads"]
@@ -180,7 +192,7 @@ def expect_model_kv(cfg, name, file_type):
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
     theta = rope.get("rope_theta", cfg.get("rope_theta", 10000.0))
     kv = [("general.architecture", STR, arch.encode()),
-          ("general.type", STR, b"model"),
+          ("general.type", STR, b"model")] + sampling_kv(model_dir) + [
           ("general.name", STR, name.encode()),
           (f"{arch}.block_count", U32, cfg["num_hidden_layers"]),
           (f"{arch}.context_length", U32, cfg["max_position_embeddings"]),
@@ -444,7 +456,8 @@ def write_and_check(tmp, model_dir, tag, weight_type, overrides, q8_names, token
           f"{tag}: 3 writers gave different bytes than 1")
     check(not [f for f in os.listdir(tmp) if ".tmp." in f], f"{tag}: temporary file left")
     r, got = fields(out)
-    arch, want = expect_model_kv(cfg, name or os.path.basename(model_dir), file_type_of(expected))
+    arch, want = expect_model_kv(cfg, name or os.path.basename(model_dir), file_type_of(expected),
+                                 model_dir)
     compare_kv(out, got, want + vocab_kv + special + [("general.alignment", U32, 32)])
     check_layout(r, out)
     check_tensors(out, r, cfg, weights, expected, raw)
@@ -571,6 +584,10 @@ def test_llama_bpe(tmp):
                "add_prefix_space": False,
                "chat_template": "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}"},
               open(os.path.join(d, "tokenizer_config.json"), "w"))
+    json.dump({"temperature": 0.6, "top_p": 0.9, "top_k": 50, "do_sample": True,
+               "bos_token_id": 1, "eos_token_id": [2, 3], "min_p": None},
+              open(os.path.join(d, "generation_config.json"), "w"))
+    check(len(sampling_kv(d)) == 3, "reference: three sampling keys")
     cfg = json.load(open(os.path.join(d, "config.json")))
     # LlamaModel.set_vocab writes add_space_prefix (from add_prefix_space) first
     vocab = [("tokenizer.ggml.add_space_prefix", BOOL, False)] + \
@@ -632,6 +649,8 @@ def test_mistral_spm(tmp):
                                         str(n + 2): {"content": "\u2581user tok", "special": False},
                                         str(n + 3): {"content": "<sys>", "special": True}}},
               open(os.path.join(d, "tokenizer_config.json"), "w"))
+    with open(os.path.join(d, "generation_config.json"), "w") as f:
+        f.write("{not json")  # skipped, as the converter skips it
     with open(os.path.join(d, "chat_template.jinja"), "w") as f:
         f.write("{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}")
     cfg = json.load(open(os.path.join(d, "config.json")))

@@ -102,7 +102,8 @@ static qs_status build(const opts *o, built *b, qs_err *err) {
         const char *slash = strrchr(o->model_dir, '/');
         name = slash && slash[1] ? slash + 1 : o->model_dir;
     }
-    QS_CHECK(qs_gguf_meta_add_model(b->meta, &b->model.hf, name, qs_gguf_file_type(b->t, b->n),
+    QS_CHECK(qs_gguf_meta_add_model(b->meta, &b->model.hf, o->model_dir, name,
+                                    qs_gguf_file_type(b->t, b->n),
                                     err));
     QS_CHECK(qs_gguf_meta_add_vocab(b->meta, &b->model.hf, o->model_dir, o->tokenizer, err));
     d = calloc((size_t)b->n, sizeof(*d));
