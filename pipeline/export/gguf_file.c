@@ -445,7 +445,8 @@ static qs_status file_new(qs_gguf_file **out, const char *path, long tag,
     f->path = malloc(pl + 1);
     f->tmp = malloc(pl + 32);
     f->written = calloc(L->ntensors > 0 ? (size_t)L->ntensors : 1, sizeof(*f->written));
-    if (!f->path || !f->tmp || !f->written) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    if (!f->path || !f->tmp || !f->written)
+        QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
     memcpy(f->path, path, pl + 1);
     qs_gguf_tmp_path(f->tmp, pl + 32, path, tag);
     *out = f;
@@ -567,7 +568,8 @@ static qs_status fsync_parent(const char *path, qs_err *err) {
     else if (slash) *slash = '\0';
     else strcpy(dir, ".");
     int fd = open(dir, O_RDONLY);
-    if (fd < 0) QS_THROW(err, QS_ERR_RUNTIME, "%s: cannot open directory: %s", dir, strerror(errno));
+    if (fd < 0)
+        QS_THROW(err, QS_ERR_RUNTIME, "%s: cannot open directory: %s", dir, strerror(errno));
     int rc = fsync(fd);
     int e = errno;
     close(fd);

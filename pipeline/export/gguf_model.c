@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #define ROW_CHUNK_BYTES ((size_t)8 << 20) /* f32 bytes read per piece of a large tensor */
 
 const char *qs_gguf_arch_name(qs_arch arch) { return arch == QS_ARCH_QWEN2 ? "qwen2" : "llama"; }
@@ -160,8 +162,60 @@ uint32_t qs_gguf_file_type(const qs_gguf_model_tensor *t, int64_t n) {
     return map[best].ftype;
 }
 
-qs_status qs_gguf_meta_add_model(qs_gguf_meta *m, const qs_hf_config *hf, const char *name,
-                                 uint32_t file_type, qs_err *err) {
+/* general.sampling.* from generation_config.json (gguf-py Metadata.load): key in the file,
+ * GGUF key, 'i' i32 / 'f' f32 / 's' string. */
+static qs_status add_sampling(qs_gguf_meta *m, const char *model_dir, qs_err *err) {
+    static const struct { const char *json, *key; char kind; } k_keys[] = {
+        {"sequence", "general.sampling.sequence", 's'},
+        {"top_k", "general.sampling.top_k", 'i'},
+        {"top_p", "general.sampling.top_p", 'f'},
+        {"min_p", "general.sampling.min_p", 'f'},
+        {"xtc_probability", "general.sampling.xtc_probability", 'f'},
+        {"xtc_threshold", "general.sampling.xtc_threshold", 'f'},
+        {"temperature", "general.sampling.temp", 'f'},
+        {"penalty_last_n", "general.sampling.penalty_last_n", 'i'},
+        {"penalty_repeat", "general.sampling.penalty_repeat", 'f'},
+        {"mirostat", "general.sampling.mirostat", 'i'},
+        {"mirostat_tau", "general.sampling.mirostat_tau", 'f'},
+        {"mirostat_eta", "general.sampling.mirostat_eta", 'f'}};
+    qs_status st = QS_OK;
+    char path[4096];
+    char *text = NULL;
+    cJSON *root = NULL;
+    FILE *f = NULL;
+    snprintf(path, sizeof(path), "%s/generation_config.json", model_dir);
+    f = fopen(path, "rb");
+    if (!f) goto done; /* none: no sampling keys */
+    if (fseek(f, 0, SEEK_END) != 0) goto done;
+    long n = ftell(f);
+    if (n < 0 || n > (16L << 20)) goto done;
+    rewind(f);
+    text = malloc((size_t)n + 1);
+    if (!text) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    if (fread(text, 1, (size_t)n, f) != (size_t)n) goto done;
+    root = cJSON_ParseWithLength(text, (size_t)n);
+    if (!cJSON_IsObject(root)) goto done; /* not valid: skipped, as the converter does */
+    for (size_t i = 0; i < sizeof(k_keys) / sizeof(k_keys[0]); ++i) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, k_keys[i].json);
+        if (!v || cJSON_IsNull(v)) continue;
+        const double d = cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+        if (k_keys[i].kind == 's' && cJSON_IsString(v) && v->valuestring[0])
+            QS_CHECK(qs_gguf_meta_set_str(m, k_keys[i].key, v->valuestring, err));
+        else if (k_keys[i].kind == 'i' && cJSON_IsNumber(v) && d >= -2147483648.0 &&
+                 d <= 2147483647.0 && d == (double)(int64_t)d)
+            QS_CHECK(qs_gguf_meta_set_i32(m, k_keys[i].key, (int32_t)d, err));
+        else if (k_keys[i].kind == 'f' && cJSON_IsNumber(v))
+            QS_CHECK(qs_gguf_meta_set_f32(m, k_keys[i].key, (float)d, err));
+    }
+done:
+    if (f) fclose(f);
+    free(text);
+    cJSON_Delete(root);
+    return st;
+}
+
+qs_status qs_gguf_meta_add_model(qs_gguf_meta *m, const qs_hf_config *hf, const char *model_dir,
+                                 const char *name, uint32_t file_type, qs_err *err) {
     qs_status st = QS_OK;
     const char *arch = qs_gguf_arch_name(hf->arch);
     char key[96];
@@ -169,6 +223,7 @@ qs_status qs_gguf_meta_add_model(qs_gguf_meta *m, const qs_hf_config *hf, const 
     if (!name || !*name) QS_THROW(err, QS_ERR_INPUT, "GGUF: general.name must not be empty");
     QS_CHECK(qs_gguf_meta_set_str(m, "general.architecture", arch, err));
     QS_CHECK(qs_gguf_meta_set_str(m, "general.type", "model", err));
+    if (model_dir) QS_CHECK(add_sampling(m, model_dir, err));
     QS_CHECK(qs_gguf_meta_set_str(m, "general.name", name, err));
     QS_CHECK(qs_gguf_meta_set_u32(m, ARCH_KEY("block_count"), (uint32_t)hf->num_hidden_layers,
                                   err));
@@ -314,10 +369,12 @@ qs_status qs_gguf_write_checkpoint_tensor(qs_gguf_file *f, const qs_gguf_layout 
     int64_t chunk = (int64_t)(ROW_CHUNK_BYTES / ((size_t)cols * sizeof(float))) / unit * unit;
     if (mt->ndim == 1 || chunk < unit) chunk = mt->ndim == 1 ? 1 : unit;
     if (chunk > rows) chunk = rows;
-    x = qs_malloc((size_t)chunk * (size_t)cols * sizeof(float), err, "tensor rows");  /* (chunk, cols) */
-    xp = qs_malloc((size_t)chunk * (size_t)cols * sizeof(float), err, "tensor rows"); /* (chunk, cols) */
-    enc = qs_malloc((size_t)chunk * (size_t)cols * esz, err, "encoded rows");         /* (chunk, cols) */
-    if (!x || !xp || !enc) QS_THROW(err, QS_ERR_RUNTIME, "GGUF tensor '%s': out of memory", mt->name);
+    const size_t elems = (size_t)chunk * (size_t)cols;
+    x = qs_malloc(elems * sizeof(float), err, "tensor rows");  /* (chunk, cols) as read */
+    xp = qs_malloc(elems * sizeof(float), err, "tensor rows"); /* (chunk, cols) permuted */
+    enc = qs_malloc(elems * esz, err, "encoded rows");         /* (chunk, cols) encoded */
+    if (!x || !xp || !enc)
+        QS_THROW(err, QS_ERR_RUNTIME, "GGUF tensor '%s': out of memory", mt->name);
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
         const int64_t nr = rows - r0 < chunk ? rows - r0 : chunk;
         if (mt->ndim == 2) QS_CHECK(qs_model_read_rows(m, mt->hf_name, r0, nr, x, err));

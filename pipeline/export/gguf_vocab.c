@@ -435,7 +435,8 @@ static qs_status bpe_read(const char *path, const cJSON *tj, int64_t vocab_size,
     is_special = calloc((size_t)vocab_size, 1);
     if (!rev || !is_added || !is_special) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
     const cJSON *vmap = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    if (!cJSON_IsObject(vmap)) QS_THROW(err, QS_ERR_INPUT, "%s: model.vocab is not an object", path);
+    if (!cJSON_IsObject(vmap))
+        QS_THROW(err, QS_ERR_INPUT, "%s: model.vocab is not an object", path);
     for (const cJSON *e = vmap->child; e; e = e->next) {
         int64_t id;
         if (json_id(e, &id) != 0)
@@ -578,6 +579,9 @@ static void sp_set_add(special *sp, int typ, int v) {
     sp->add[typ] = v ? 1 : 0;
 }
 
+/* The value itself when it is a string, else NULL. */
+static const char *raw_str(const cJSON *e) { return cJSON_IsString(e) ? e->valuestring : NULL; }
+
 /* The string of a <type>_token entry (a string or {"content": string}), or NULL. */
 static const char *content_str(const cJSON *e) {
     if (cJSON_IsString(e)) return e->valuestring;
@@ -597,21 +601,18 @@ static qs_status special_load(special *sp, const cJSON *tj, const cJSON *tc, con
         sp->id[t] = -1;
         sp->add[t] = -1;
         sp->active[t] = t <= SP_MASK;
-        sp->content[t] = tc ? cJSON_GetObjectItemCaseSensitive(
-                                  tc, t == SP_BOS ? "bos_token" : t == SP_EOS ? "eos_token"
-                                      : t == SP_UNK ? "unk_token" : t == SP_SEP ? "sep_token"
-                                      : t == SP_PAD ? "pad_token" : t == SP_CLS ? "cls_token"
-                                      : t == SP_MASK ? "mask_token" : "")
-                            : NULL;
+        /* tokenizer_config's <type>_token of the default types (eot/eom only via the
+         * template logic below, prefix/suffix/middle only for CodeLlama) */
+        char key[32];
+        snprintf(key, sizeof(key), "%s_token", k_sp_name[t]);
+        sp->content[t] = (tc && t <= SP_MASK) ? cJSON_GetObjectItemCaseSensitive(tc, key) : NULL;
     }
     const cJSON *added = tj ? cJSON_GetObjectItemCaseSensitive(tj, "added_tokens") : NULL;
     const int have_tc = tc && truthy(tc); /* Python: `if tokenizer_config` */
     if (tj) {
         /* the converter compares these as raw values: only strings can match a token */
-        const char *s_bos = cJSON_IsString(sp->content[SP_BOS]) ? sp->content[SP_BOS]->valuestring : NULL;
-        const char *s_eos = cJSON_IsString(sp->content[SP_EOS]) ? sp->content[SP_EOS]->valuestring : NULL;
-        const char *s_cls = cJSON_IsString(sp->content[SP_CLS]) ? sp->content[SP_CLS]->valuestring : NULL;
-        const char *s_sep = cJSON_IsString(sp->content[SP_SEP]) ? sp->content[SP_SEP]->valuestring : NULL;
+        const char *s_bos = raw_str(sp->content[SP_BOS]), *s_eos = raw_str(sp->content[SP_EOS]);
+        const char *s_cls = raw_str(sp->content[SP_CLS]), *s_sep = raw_str(sp->content[SP_SEP]);
         if (!truthy(sp->content[SP_BOS]) && truthy(sp->content[SP_CLS]) && have_tc) {
             sp->content[SP_BOS] = sp->content[SP_CLS];
             s_bos = s_cls;
@@ -688,10 +689,10 @@ static qs_status special_load(special *sp, const cJSON *tj, const cJSON *tc, con
         }
     }
     if (have_tc) {
-        static const char *const add_key[SP_N] = {"add_bos_token", "add_eos_token", "add_unk_token",
-                                                  "add_sep_token", "add_pad_token", "add_cls_token",
-                                                  "add_mask_token", "add_eot_token", "add_eom_token",
-                                                  "", "", ""};
+        static const char *const add_key[SP_N] = {
+            "add_bos_token",  "add_eos_token", "add_unk_token", "add_sep_token",
+            "add_pad_token",  "add_cls_token", "add_mask_token", "add_eot_token",
+            "add_eom_token",  "",              "",              ""};
         for (int t = 0; t < SP_N; ++t) {
             if (!sp->active[t]) continue;
             const cJSON *a = cJSON_GetObjectItemCaseSensitive(tc, add_key[t]);
@@ -823,7 +824,8 @@ qs_status qs_gguf_meta_add_vocab(qs_gguf_meta *m, const qs_hf_config *hf, const 
 
     /* which files */
     if (tokenizer && !is_dir(tokenizer)) {
-        if (!is_file(tokenizer)) QS_THROW(err, QS_ERR_INPUT, "%s: tokenizer file not found", tokenizer);
+        if (!is_file(tokenizer))
+            QS_THROW(err, QS_ERR_INPUT, "%s: tokenizer file not found", tokenizer);
         snprintf(dir, sizeof(dir), "%s", tokenizer);
         char *slash = strrchr(dir, '/');
         if (slash == dir) slash[1] = '\0';

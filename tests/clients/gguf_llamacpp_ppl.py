@@ -57,7 +57,7 @@ def perplexity(path, tokens, window, nwin):
         logits = np.asarray(llm.scores[:window], dtype=np.float64)  # (window, vocab)
         m = logits.max(axis=1, keepdims=True)
         logp = logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
-        nll -= float(sum(logp[i - 1, ids[i]] for i in range(1, window)))
+        nll -= float(logp[np.arange(window - 1), ids[1:]].sum())
         count += window - 1
     return math.exp(nll / count), count
 
