@@ -766,6 +766,18 @@ def test_errors(tmp):
     expect_fail("json", ["--tokenizer", tj], tj + ": not valid JSON")
     expect_fail("missing", ["--tokenizer", os.path.join(tmp, "nope.model")],
                 "nope.model: tokenizer file not found")
+    # a tokenizer directory works like the model directory's own files
+    tokdir = os.path.join(tmp, "tokdir")
+    os.mkdir(tokdir)
+    open(os.path.join(tokdir, "tokenizer.model"), "wb").write(blob)
+    target = os.path.join(out, "dir.gguf")
+    run([TOOL, "model", d, target, "--tokenizer", tokdir])
+    _, got = fields(target)
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=good)
+    check([kv for kv in got if kv[0].startswith("tokenizer.ggml.") and not kv[0].endswith("_id")]
+          == spm_vocab_kv(sp, 512, tokdir), "tokenizer directory")
+    os.unlink(target)
 
 
 def test_fixture(tmp):
