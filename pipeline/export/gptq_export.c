@@ -61,7 +61,8 @@ qs_status qs_gptq_export_declare_linear(qs_gptq_export *x, const char *module, i
     if (!qs_pack_can_serve(d_out, d_in, scheme->bits, scheme->group_size, &why))
         QS_THROW(err, QS_ERR_INPUT, "%s: (%lld, %lld) at w%dg%d has no GPTQ layout: %s", module,
                  (long long)d_out, (long long)d_in, scheme->bits, scheme->group_size, why.msg);
-    if (has_bias && (bias_dtype == QS_DTYPE_I32 || qs_st_dtype_bytes(bias_dtype) == 0))
+    if (has_bias && bias_dtype != QS_DTYPE_F32 && bias_dtype != QS_DTYPE_F16 &&
+        bias_dtype != QS_DTYPE_BF16)
         QS_THROW(err, QS_ERR_INPUT, "%s: bias dtype must be F32, F16 or BF16", module);
     if (strlen(module) + 16 > sizeof(name))
         QS_THROW(err, QS_ERR_INPUT, "%s: module name too long", module);
