@@ -204,6 +204,30 @@ done:
     return st;
 }
 
+qs_status qs_export_items_fix(qs_export_items *x, qs_export_dir *d, qs_err *err) {
+    qs_status st = QS_OK;
+    if (x->fixed) return QS_OK;
+    if (x->n == 0) QS_THROW(err, QS_ERR_INPUT, "%s: nothing to export", x->dir);
+    QS_CHECK(qs_export_items_check_ties(x, err));
+    QS_CHECK(qs_export_dir_layout(d, err));
+    x->fixed = 1;
+done:
+    return st;
+}
+
+qs_status qs_export_items_begin_add(qs_export_items *x, qs_export_dir *d, int finished,
+                                    const char *name, int linear, qs_export_item **out,
+                                    qs_err *err) {
+    qs_status st = QS_OK;
+    *out = NULL;
+    if (x->failed) QS_THROW(err, QS_ERR_INTERNAL, "%s: export used after an error", x->dir);
+    if (finished) QS_THROW(err, QS_ERR_INTERNAL, "%s: export used after finish", x->dir);
+    QS_CHECK(qs_export_items_fix(x, d, err));
+    QS_CHECK(qs_export_items_next(x, name, linear, out, err));
+done:
+    return st;
+}
+
 qs_status qs_export_items_all_written(const qs_export_items *x, qs_err *err) {
     if (x->next < x->n)
         return QS_FAIL(err, QS_ERR_INPUT, "%s: '%s' was declared but never written", x->dir,

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "export_dir.h"
 #include "safetensors.h"
 #include "status.h"
 
@@ -92,6 +93,16 @@ qs_status qs_export_items_check_ties(const qs_export_items *x, qs_err *err);
  * expected otherwise; QS_ERR_INTERNAL after an error or finish). */
 qs_status qs_export_items_next(qs_export_items *x, const char *name, int linear,
                                qs_export_item **out, qs_err *err);
+
+/* Fixes the layout once (the first write or finish): QS_ERR_INPUT if nothing was declared,
+ * then the fused ties, then the shards of `d`; items.fixed = 1. */
+qs_status qs_export_items_fix(qs_export_items *x, qs_export_dir *d, qs_err *err);
+
+/* Entry checks of a writer's add_*: not after an error or finish (QS_ERR_INTERNAL), the
+ * layout fixed, then qs_export_items_next. */
+qs_status qs_export_items_begin_add(qs_export_items *x, qs_export_dir *d, int finished,
+                                    const char *name, int linear, qs_export_item **out,
+                                    qs_err *err);
 
 /* QS_ERR_INPUT naming the first declared item not written. */
 qs_status qs_export_items_all_written(const qs_export_items *x, qs_err *err);

@@ -9,7 +9,6 @@
 
 #include <cjson/cJSON.h>
 
-#include "export_dir.h"
 #include "pack.h"
 #include "quant.h"
 #include "st_writer.h"
@@ -123,34 +122,6 @@ uint64_t qs_gptq_export_data_bytes(const qs_gptq_export *x) {
 
 /* ---- streaming ----------------------------------------------------------------------- */
 
-/* Fixes the layout on the first write: fused ties, then shards. */
-static qs_status fix_layout(qs_gptq_export *x, qs_err *err) {
-    qs_status st = QS_OK;
-    if (x->items.fixed) return QS_OK;
-    if (x->items.n == 0)
-        QS_THROW(err, QS_ERR_INPUT, "%s: nothing to export", qs_export_dir_path(x->d));
-    QS_CHECK(qs_export_items_check_ties(&x->items, err));
-    QS_CHECK(qs_export_dir_layout(x->d, err));
-    x->items.fixed = 1;
-done:
-    return st;
-}
-
-/* Common entry checks of add_*: returns the next item if it is `name` of the right kind. */
-static qs_status next_item(qs_gptq_export *x, const char *name, int linear, qs_export_item **out,
-                           qs_err *err) {
-    qs_status st = QS_OK;
-    *out = NULL;
-    if (x->items.failed)
-        QS_THROW(err, QS_ERR_INTERNAL, "%s: export used after an error", qs_export_dir_path(x->d));
-    if (x->finished)
-        QS_THROW(err, QS_ERR_INTERNAL, "%s: export used after finish", qs_export_dir_path(x->d));
-    QS_CHECK(fix_layout(x, err));
-    QS_CHECK(qs_export_items_next(&x->items, name, linear, out, err));
-done:
-    return st;
-}
-
 qs_status qs_gptq_export_add_linear(qs_gptq_export *x, const char *module,
                                     const qs_gptq_linear *q, qs_err *err) {
     qs_status st = QS_OK;
@@ -159,7 +130,7 @@ qs_status qs_gptq_export_add_linear(qs_gptq_export *x, const char *module,
     qs_export_item *it = NULL;
     qs_err pe = {0};
     qs_pack_bytes sz;
-    QS_CHECK(next_item(x, module, 1, &it, err));
+    QS_CHECK(qs_export_items_begin_add(&x->items, x->d, x->finished, module, 1, &it, err));
     const qs_gptq_scheme *s = &it->scheme;
     const int64_t d_out = it->d_out, d_in = it->d_in;
     if (it->has_bias != (q->bias != NULL))
@@ -207,7 +178,7 @@ qs_status qs_gptq_export_add_tensor(qs_gptq_export *x, const char *name, const v
                                     size_t nbytes, qs_err *err) {
     qs_status st = QS_OK;
     qs_export_item *it = NULL;
-    QS_CHECK(next_item(x, name, 0, &it, err));
+    QS_CHECK(qs_export_items_begin_add(&x->items, x->d, x->finished, name, 0, &it, err));
     QS_CHECK(qs_export_dir_put(x->d, it->t0, data, nbytes, err));
     x->items.next++;
 done:
@@ -323,7 +294,7 @@ qs_status qs_gptq_export_finish(qs_gptq_export *x, qs_err *err) {
     const char *dir = qs_export_dir_path(x->d);
     if (x->items.failed) QS_THROW(err, QS_ERR_INTERNAL, "%s: export finished after an error", dir);
     if (x->finished) QS_THROW(err, QS_ERR_INTERNAL, "%s: export finished twice", dir);
-    QS_CHECK(fix_layout(x, err));
+    QS_CHECK(qs_export_items_fix(&x->items, x->d, err));
     QS_CHECK(qs_export_items_all_written(&x->items, err));
     QS_CHECK(quant_config(x, &qc, err));
     QS_CHECK(qs_export_dir_write_json(x->d, "quantize_config.json", qc, err));
