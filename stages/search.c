@@ -22,6 +22,7 @@
 #include "mckp.h"
 #include "search_items.h"
 #include "sha256.h"
+#include "engines.h"
 #include "stage.h"
 
 #define NLIN QS_SEARCH_NLIN
@@ -318,7 +319,7 @@ static qs_status write_markdown(const qs_stage_ctx *ctx, const qs_search_tables 
     fprintf(b.f, "# Allocation\n\n");
     fprintf(b.f,
             "objective %s, budget %lld bytes, payload %lld bytes (%.6f bpw over %lld weights), "
-            "total %lld bytes, predicted %.9g; vLLM: %s\n\n",
+            "total %lld bytes, predicted %.9g; GPTQ export: %s\n\n",
             al->objective, (long long)al->budget_bytes, (long long)al->payload_bytes, al->bpw,
             (long long)al->quantized_weights, (long long)al->total_bytes, al->predicted, vpath);
     fprintf(b.f, "| layer | q | k | v | o | gate | up | down | bytes | %s |\n", al->objective);
@@ -402,7 +403,7 @@ static qs_status write_summary(const qs_stage_ctx *ctx, const qs_alloc *al, cons
     cJSON_AddNumberToObject(o, "total_bytes", (double)al->total_bytes);
     cJSON_AddNumberToObject(o, "quantized_weights", (double)al->quantized_weights);
     cJSON_AddNumberToObject(o, "predicted", al->predicted);
-    cJSON_AddStringToObject(o, "vllm_path", vpath);
+    cJSON_AddStringToObject(o, "engines", vpath);
     text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (summary.json)");
@@ -581,12 +582,16 @@ qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args
     if (rank == 0) {
         qs_mckp_problem p = {it.n, it.nchoice, it.size, it.cost, it.allowed, it.pinned};
         const char *vpath = NULL;
+        char vline[256];
         st = solve_alloc(&it, &t, budget, unq, OBJ_NAMES[cfg->search.objective], names, &al,
                          err);
         if (st == QS_OK) {
-            vpath = qs_search_marlin_path(&t, names, (int64_t)L * NLIN, cfg->quant.sym)
-                        ? "gptq_marlin (fast path)"
-                        : "gptq (exllama/triton) kernels; 2/3-bit layers only on slow paths";
+            /* which engines load the GPTQ export of this allocation (export/engines.h) */
+            vpath = qs_engines_line_names(
+                names, (int64_t)L * NLIN, cfg->quant.sym, cfg->quant.act_order,
+                cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2 ? QS_FORMAT_GPTQ_V2
+                                                                  : QS_FORMAT_GPTQ_V1,
+                vline, sizeof(vline));
             st = qs_rundir_path(ctx->rd, "search/allocation.json", path, sizeof(path), err);
         }
         if (st == QS_OK) st = qs_alloc_write_json(&al, path, err);
@@ -616,7 +621,7 @@ qs_status qs_stage_search_run(const qs_stage_ctx *ctx, const qs_stage_args *args
         if (st == QS_OK)
             qs_log_info(ctx->log,
                         "search: objective %s, %d items, budget %lld B: payload %lld B = %.4f "
-                        "bpw, total %lld B, predicted %.6g; vLLM: %s",
+                        "bpw, total %lld B, predicted %.6g; GPTQ export: %s",
                         al.objective, it.n, (long long)al.budget_bytes,
                         (long long)al.payload_bytes, al.bpw, (long long)al.total_bytes,
                         al.predicted, vpath);
