@@ -87,4 +87,14 @@ qs_status qs_ct_export_finish(qs_ct_export *x, qs_err *err);
 /* Releases; before a successful finish, removes the temporary directory. Safe on NULL. */
 void qs_ct_export_free(qs_ct_export *x);
 
+/* Converts a GPTQ export written by qshard (docs/export.md; v1 or v2, with or without a
+ * dynamic map) into a compressed-tensors export at `out_dir`: the same codes, scales and
+ * zero points (so the same dequantized weights), biases attached, float modules ("-:" keys)
+ * ignored, other tensors copied in file order, side files and config.json taken from
+ * `gptq_dir`. opts->static_groups is taken from the GPTQ config. QS_ERR_INPUT naming the
+ * module for a scheme compressed-tensors does not take here. */
+qs_status qs_ct_export_from_gptq(const char *gptq_dir, const char *out_dir,
+                                 const qs_ct_export_opts *opts, int64_t *nlinears,
+                                 qs_err *err);
+
 #endif /* QS_CT_EXPORT_H */

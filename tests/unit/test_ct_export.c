@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "ct_export.h"
+#include "gptq_export.h"
 #include "st_writer.h"
 #include "quant.h"
 
@@ -157,14 +158,26 @@ static int expected_shards(const tmodel *m, int64_t shard_bytes, int static_grou
  * ct_decode.py on it. static_groups: desc_act schemes get natural g_idx and actorder
  * "weight"; otherwise act-order permutations and actorder "group". */
 static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
-                       int static_groups) {
-    char base[256], src[300], out[300], exp[300], p[512], cmd[2048];
+                       int static_groups, int via_gptq) {
+    char base[256], src[300], out[300], exp[300], gdir[300], p[512], cmd[2048];
+    qs_err e0 = {0};
     make_base(base, sizeof(base));
     snprintf(src, sizeof(src), "%s/src", base);
     snprintf(out, sizeof(out), "%s/out", base);
     snprintf(exp, sizeof(exp), "%s/expect", base);
+    snprintf(gdir, sizeof(gdir), "%s/gptq", base);
     make_src(src);
     mkdir(exp, 0755);
+
+    /* via_gptq (1 = v1, 2 = v2): write a GPTQ export with the same calls, then convert it */
+    qs_gptq_export *gx = NULL;
+    qs_gptq_export_opts go;
+    qs_gptq_export_opts_default(&go);
+    go.v2 = via_gptq == 2;
+    go.static_groups = static_groups;
+    if (via_gptq)
+        CHECK(qs_gptq_export_begin(&gx, gdir, src, &go, &e0) == QS_OK, "%s: gptq begin: %s",
+              label, e0.msg);
 
     qs_ct_export_opts o;
     qs_ct_export_opts_default(&o);
@@ -175,35 +188,43 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
     cJSON *ex = cJSON_CreateObject(), *mods = cJSON_AddObjectToObject(ex, "modules");
     cJSON *tens = cJSON_AddObjectToObject(ex, "tensors");
     cJSON *flt = cJSON_AddArrayToObject(ex, "float_modules");
-    CHECK(qs_ct_export_begin(&x, out, src, &o, &e) == QS_OK, "%s: begin: %s", label, e.msg);
-    for (int i = 0; x && i < m->n; ++i) {
+    if (!via_gptq)
+        CHECK(qs_ct_export_begin(&x, out, src, &o, &e) == QS_OK, "%s: begin: %s", label, e.msg);
+    const int go_on = via_gptq ? gx != NULL : x != NULL;
+    for (int i = 0; go_on && i < m->n; ++i) {
         const titem *it = &m->items[i];
         qs_status st = QS_OK;
         if (it->float_of) {
             char mod[128];
             snprintf(mod, sizeof(mod), "%.*s", (int)(strlen(it->name) - 7), it->name);
-            st = qs_ct_export_exclude(x, mod, &e);
+            st = via_gptq ? qs_gptq_export_exclude(gx, mod, &e) : qs_ct_export_exclude(x, mod, &e);
             cJSON_AddItemToArray(flt, cJSON_CreateString(mod));
         }
-        if (st == QS_OK)
-            st = it->linear ? qs_ct_export_declare_linear(x, it->name, it->d_out, it->d_in, &it->s,
-                                                          it->bias, QS_DTYPE_BF16, &e)
-                            : qs_ct_export_declare_tensor(x, it->name, it->dt, it->ndim,
-                                                          it->shape, &e);
+        if (st == QS_OK && it->linear)
+            st = via_gptq ? qs_gptq_export_declare_linear(gx, it->name, it->d_out, it->d_in,
+                                                          &it->s, it->bias, QS_DTYPE_BF16, &e)
+                          : qs_ct_export_declare_linear(x, it->name, it->d_out, it->d_in, &it->s,
+                                                        it->bias, QS_DTYPE_BF16, &e);
+        else if (st == QS_OK)
+            st = via_gptq ? qs_gptq_export_declare_tensor(gx, it->name, it->dt, it->ndim,
+                                                          it->shape, &e)
+                          : qs_ct_export_declare_tensor(x, it->name, it->dt, it->ndim, it->shape,
+                                                        &e);
         CHECK(st == QS_OK, "%s: declare %s: %s", label, it->name, e.msg);
     }
-    for (int i = 0; x && i < m->n && e.code == QS_OK; ++i) {
+    for (int i = 0; go_on && i < m->n && e.code == QS_OK; ++i) {
         const titem *it = &m->items[i];
         if (it->linear) {
             tlin t;
             qs_gptq_scheme made = it->s;
             if (static_groups) made.desc_act = 0; /* static groups: natural g_idx */
-            make_linear(it->d_out, it->d_in, &made, 0, &t);
+            make_linear(it->d_out, it->d_in, &made, via_gptq == 1, &t); /* v1: zero >= 1 */
             uint16_t bias[FF];
             for (int k = 0; k < FF; ++k) bias[k] = (uint16_t)rnd();
             qs_gptq_linear q = {t.codes, t.scales, t.zeros, t.g_idx, it->bias ? bias : NULL};
-            CHECK(qs_ct_export_add_linear(x, it->name, &q, &e) == QS_OK, "%s: add %s: %s",
-                  label, it->name, e.msg);
+            CHECK((via_gptq ? qs_gptq_export_add_linear(gx, it->name, &q, &e)
+                            : qs_ct_export_add_linear(x, it->name, &q, &e)) == QS_OK,
+                  "%s: add %s: %s", label, it->name, e.msg);
             cJSON *j = cJSON_AddObjectToObject(mods, it->name);
             cJSON_AddNumberToObject(j, "bits", it->s.bits);
             cJSON_AddNumberToObject(j, "group_size", it->s.group_size);
@@ -228,8 +249,9 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
             size_t nb = (size_t)plain_bytes(it);
             unsigned char *buf = malloc(nb);
             for (size_t k = 0; k < nb; ++k) buf[k] = (unsigned char)rnd();
-            CHECK(qs_ct_export_add_tensor(x, it->name, buf, nb, &e) == QS_OK, "%s: add %s: %s",
-                  label, it->name, e.msg);
+            CHECK((via_gptq ? qs_gptq_export_add_tensor(gx, it->name, buf, nb, &e)
+                            : qs_ct_export_add_tensor(x, it->name, buf, nb, &e)) == QS_OK,
+                  "%s: add %s: %s", label, it->name, e.msg);
             cJSON *j = cJSON_AddObjectToObject(tens, it->name);
             snprintf(p, sizeof(p), "t%03d.bin", i);
             cJSON_AddStringToObject(j, "file", p);
@@ -245,6 +267,13 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
     if (x && e.code == QS_OK)
         CHECK(qs_ct_export_finish(x, &e) == QS_OK, "%s: finish: %s", label, e.msg);
     qs_ct_export_free(x);
+    if (gx && e.code == QS_OK) {
+        int64_t nlin = 0;
+        CHECK(qs_gptq_export_finish(gx, &e) == QS_OK, "%s: gptq finish: %s", label, e.msg);
+        CHECK(qs_ct_export_from_gptq(gdir, out, &o, &nlin, &e) == QS_OK, "%s: convert: %s",
+              label, e.msg);
+    }
+    qs_gptq_export_free(gx);
 
     int nshards = expected_shards(m, shard_bytes, static_groups);
     if (shard_bytes > 0 && shard_bytes < 1000000)
@@ -265,8 +294,8 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
     cJSON_Delete(ex);
 
     int tmp_left = 0;
-    CHECK(count_entries(base, ".tmp.", &tmp_left) == 3 && tmp_left == 0,
-          "%s: base should hold src, out, expect only", label);
+    CHECK(count_entries(base, ".tmp.", &tmp_left) == (via_gptq ? 4 : 3) && tmp_left == 0,
+          "%s: base should hold src, out, expect (and gptq) only", label);
     const char *py = getenv("QS_PYTHON");
     snprintf(cmd, sizeof(cmd), "%s %s %s --expect %s", py && py[0] ? py : "/usr/bin/python3",
              g_script, out, exp);
@@ -280,23 +309,27 @@ static void test_exports(void) {
     const qs_gptq_scheme w4s128 = {4, 128, 1, 0}, w4a32 = {4, 32, 0, 0}, w8sch = {8, -1, 1, 0};
     const qs_gptq_scheme w4a32act = {4, 32, 0, 1}, w4s64act = {4, 64, 1, 1};
     make_model(&m, 0, &w4s128, 0);
-    run_export("uniform w4g128 sym", &m, 0, 0);
+    run_export("uniform w4g128 sym", &m, 0, 0, 0);
     free(m.items);
     make_model(&m, 0, &w4a32, 1);
-    run_export("uniform w4g32 asym sharded bias", &m, 30000, 0);
+    run_export("uniform w4g32 asym sharded bias", &m, 30000, 0, 0);
     free(m.items);
     make_model(&m, 0, &w8sch, 0);
-    run_export("uniform w8 channel sym", &m, 0, 0);
+    run_export("uniform w8 channel sym", &m, 0, 0, 0);
     free(m.items);
     make_model(&m, 0, &w4a32act, 0);
-    run_export("act-order g_idx w4g32 asym", &m, 0, 0);
+    run_export("act-order g_idx w4g32 asym", &m, 0, 0, 0);
+    run_export("act-order via GPTQ v2", &m, 0, 0, 2);
     free(m.items);
     make_model(&m, 0, &w4s64act, 0);
-    run_export("static act-order w4g64 sym", &m, 0, 1);
+    run_export("static act-order w4g64 sym", &m, 0, 1, 0);
+    run_export("static act-order via GPTQ v1", &m, 0, 1, 1);
     free(m.items);
     make_model(&m, 1, &w4s128, 1);
-    run_export("mixed with floats, fused ties, bias, sharded", &m, 40000, 0);
-    run_export("mixed with floats single", &m, 0, 0);
+    run_export("mixed with floats, fused ties, bias, sharded", &m, 40000, 0, 0);
+    run_export("mixed with floats single", &m, 0, 0, 0);
+    run_export("mixed via GPTQ v1 (dynamic map)", &m, 30000, 0, 1);
+    run_export("mixed via GPTQ v2 (dynamic map)", &m, 0, 0, 2);
     free(m.items);
 }
 
