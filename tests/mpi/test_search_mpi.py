@@ -202,7 +202,7 @@ def main():
     mixed = len({c for row in al["layers"] for c in row}) > 1
     want = (("loads in GPTQModel; " if mixed else "loads in transformers, GPTQModel; ") +
             f"not in vLLM (w{b0} asym), vLLM-CPU (w{b0} asym)" +
-            (", transformers (mixed: no dynamic)" if mixed else ""))
+            (", transformers (no dynamic map)" if mixed else ""))
     check(summ["payload_bytes"] == payload and summ["engines"] == want,
           f"summary {summ}, engines should be {want!r}")
     rows = ref["pareto.csv"].decode().strip().splitlines()
