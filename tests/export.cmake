@@ -4,6 +4,6 @@
 qs_add_unit(test_gptq_export unit/test_gptq_export.c LABELS export
   ARGS ${CMAKE_CURRENT_SOURCE_DIR}/ref/gptq_decode.py)
 qs_add_unit(test_ct_export unit/test_ct_export.c LABELS export
-  ARGS ${CMAKE_CURRENT_SOURCE_DIR}/ref/ct_decode.py)
+  ARGS ${CMAKE_CURRENT_SOURCE_DIR}/ref/ct_decode.py $<TARGET_FILE:qshard>)
 qs_add_unit(test_engines unit/test_engines.c LABELS export
   ARGS ${CMAKE_SOURCE_DIR}/docs/export.md)

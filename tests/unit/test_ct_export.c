@@ -28,6 +28,7 @@
 #include "export_testutil.h"
 
 static const char *g_script = NULL;
+static const char *g_qshard = NULL; /* the qshard binary: `qshard convert` is checked too */
 
 enum { H = 128, KV = 64, FF = 256, VOCAB = 100, NLAYERS = 6 };
 
@@ -272,6 +273,18 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
         CHECK(qs_gptq_export_finish(gx, &e) == QS_OK, "%s: gptq finish: %s", label, e.msg);
         CHECK(qs_ct_export_from_gptq(gdir, out, &o, &nlin, &e) == QS_OK, "%s: convert: %s",
               label, e.msg);
+        if (g_qshard) {
+            /* the CLI writes the same bytes (default shard size: compare single-file runs) */
+            snprintf(cmd, sizeof(cmd), "%s convert --to compressed-tensors %s %s/cli > /dev/null"
+                     " && cmp -s %s/cli/model.safetensors %s/model.safetensors"
+                     " && cmp -s %s/cli/config.json %s/config.json",
+                     g_qshard, gdir, base, base, out, base, out);
+            if (shard_bytes <= 0) {
+                CHECK(system(cmd) == 0, "%s: qshard convert differs from the API", label);
+                snprintf(p, sizeof(p), "%s/cli", base);
+                rm_tree(p);
+            }
+        }
     }
     qs_gptq_export_free(gx);
 
@@ -460,13 +473,61 @@ static void test_errors(void) {
     rm_tree(base);
 }
 
+/* `qshard convert` of a GPTQ export with a 3-bit linear: exit 2, one line naming the module,
+ * nothing written; a bad --to is a usage error. */
+static void test_cli_errors(void) {
+    char base[256], src[300], gdir[300], cmd[2048], p[512];
+    make_base(base, sizeof(base));
+    snprintf(src, sizeof(src), "%s/src", base);
+    snprintf(gdir, sizeof(gdir), "%s/gptq", base);
+    make_src(src);
+    qs_gptq_export_opts go;
+    qs_gptq_export_opts_default(&go);
+    go.v2 = 1;
+    qs_gptq_export *gx = NULL;
+    qs_err e = {0};
+    const qs_gptq_scheme w3 = {3, 32, 1, 0};
+    tlin t;
+    make_linear(64, 64, &w3, 0, &t);
+    qs_gptq_linear q = {t.codes, t.scales, t.zeros, t.g_idx, NULL};
+    CHECK(qs_gptq_export_begin(&gx, gdir, src, &go, &e) == QS_OK &&
+              qs_gptq_export_declare_linear(gx, "model.layers.0.mlp.down_proj", 64, 64, &w3, 0,
+                                            QS_DTYPE_F16, &e) == QS_OK &&
+              qs_gptq_export_add_linear(gx, "model.layers.0.mlp.down_proj", &q, &e) == QS_OK &&
+              qs_gptq_export_finish(gx, &e) == QS_OK,
+          "w3 gptq export: %s", e.msg);
+    qs_gptq_export_free(gx);
+    tlin_free(&t);
+    snprintf(p, sizeof(p), "%s/err.txt", base);
+    snprintf(cmd, sizeof(cmd), "%s convert --to compressed-tensors %s %s/ct 2> %s; test $? = 2",
+             g_qshard, gdir, base, p);
+    CHECK(system(cmd) == 0, "convert w3: exit code is not 2");
+    char msg[1024] = {0};
+    FILE *f = fopen(p, "r");
+    size_t n = f ? fread(msg, 1, sizeof(msg) - 1, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 0 && strncmp(msg, "qshard: error: model.layers.0.mlp.down_proj: w3g32 sym", 54) == 0 &&
+              strchr(msg, '\n') == msg + n - 1,
+          "convert w3: stderr '%s'", msg);
+    snprintf(p, sizeof(p), "%s/ct", base);
+    CHECK(!exists(p), "convert w3: output left behind");
+    snprintf(cmd, sizeof(cmd), "%s convert --to gguf %s %s/ct 2>&1 | grep -q -- '--to must be'",
+             g_qshard, gdir, base);
+    CHECK(system(cmd) == 0, "convert --to gguf: not refused as a usage error");
+    int tmp = 0;
+    CHECK(count_entries(base, ".tmp.", &tmp) == 3 && tmp == 0, "convert: leftovers in %s", base);
+    rm_tree(base);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s <ct_decode.py>\n", argv[0]);
         return 2;
     }
     g_script = argv[1];
+    g_qshard = argc > 2 ? argv[2] : NULL;
     test_errors();
+    if (g_qshard) test_cli_errors();
     test_exports();
     if (g_fail) {
         fprintf(stderr, "test_ct_export: %d check(s) failed\n", g_fail);
