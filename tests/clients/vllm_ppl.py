@@ -119,15 +119,17 @@ def main(argv):
                  "--overwrite"])
         if r.returncode != 0:
             return 1
-        for label, d in ((f"GPTQ {qcfg['checkpoint_format']} {name}", os.path.join(rd, "export")),
-                         (f"compressed-tensors {name}", ct)):
+        fmt = "v2" if qcfg["checkpoint_format"] == "gptq_v2" else "v1"
+        nice_name = name.replace("-", " ")
+        for label, d in ((f"GPTQ {fmt} {nice_name}", os.path.join(rd, "export")),
+                         (f"compressed-tensors {nice_name}", ct)):
             t0 = time.time()
             r = subprocess.run([py, os.path.abspath(__file__), "--worker", d,
                                 f"{fx}/tokens/eval.u32", "256", opt["--windows"], opt["--dtype"]],
                                capture_output=True, text=True,
                                env=dict(os.environ, VLLM_TARGET_DEVICE="cpu",
                                         VLLM_CPU_KVCACHE_SPACE="1", OMP_NUM_THREADS="1"))
-            log = os.path.join(work, label.replace(" ", "_") + ".log")
+            log = os.path.join(work, label.replace(" ", "_") + ".log")  # the worker's stderr
             with open(log, "w") as f:
                 f.write(r.stderr)
             # vLLM logs to stdout too, also after the result: take the result's JSON line
