@@ -13,6 +13,7 @@
 
 #include "candidates.h"
 #include "config.h"
+#include "ct_export.h"
 #include "driver.h"
 #include "evaluator.h"
 #include "hf_model.h"
@@ -48,6 +49,8 @@ static const char *const USAGE =
     "  tokenize --tokenizer MODEL_DIR|tokenizer.json IN... OUT.u32\n"
     "                       text (.txt, .jsonl, directories) to a token file with the model's\n"
     "                       tokenizer (under mpirun: documents split over ranks)\n"
+    "  convert --to compressed-tensors GPTQ_DIR OUT_DIR [--shard-bytes N] [--overwrite]\n"
+    "                       rewrite a qshard GPTQ export as a compressed-tensors one (same codes)\n"
     "  synth-model --arch llama|mistral|qwen2 --layers N --hidden H [...] OUT_DIR\n"
     "                       write a deterministic synthetic model in Hugging Face layout\n"
     "\n"
@@ -176,6 +179,15 @@ static const char *const USAGE_VERIFY =
     "below. EXPORT_DIR (a GPTQ checkpoint): index and shards agree, every quantized linear's\n"
     "qweight/qzeros/scales/g_idx have the shapes and dtypes of its scheme (quantization_config\n"
     "and its dynamic map). Exit 0 when everything matches, 2 with one line naming the file.\n";
+
+static const char *const USAGE_CONVERT =
+    "usage: qshard convert --to compressed-tensors GPTQ_DIR OUT_DIR [--shard-bytes N] [--overwrite]\n"
+    "\n"
+    "Rewrites a GPTQ export written by qshard (v1 or v2, with or without a dynamic map) as a\n"
+    "compressed-tensors pack-quantized export (docs/export.md): the same codes, scales and zero\n"
+    "points, so the same dequantized weights; float modules go to \"ignore\". Only 4-bit and\n"
+    "8-bit symmetric schemes convert (what vLLM loads); others are exit 2 naming the module.\n"
+    "OUT_DIR must not exist (--overwrite replaces it). Shards: N data bytes (default 4 GiB).\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg) {
     fprintf(stderr, "qshard: error: ");
@@ -787,6 +799,51 @@ static int cmd_report(int argc, char **argv) {
 
 /* ---- verify ---- */
 
+static int cmd_convert(int argc, char **argv) {
+    const char *to = NULL, *in = NULL, *out = NULL;
+    qs_ct_export_opts o;
+    qs_ct_export_opts_default(&o);
+    for (int i = 2; i < argc; ++i) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(USAGE_CONVERT, stdout);
+            return 0;
+        } else if (strcmp(a, "--to") == 0 && i + 1 < argc) {
+            to = argv[++i];
+        } else if (strcmp(a, "--shard-bytes") == 0 && i + 1 < argc) {
+            long long v = 0;
+            if (parse_i64(argv[++i], 1, INT64_MAX, &v) != 0)
+                return usage_error("convert", "--shard-bytes needs a positive integer, got '%s'",
+                                   argv[i]);
+            o.shard_bytes = v;
+        } else if (strcmp(a, "--overwrite") == 0) {
+            o.overwrite = 1;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("convert", "convert: unknown option or missing value '%s'", a);
+        } else if (!in) {
+            in = a;
+        } else if (!out) {
+            out = a;
+        } else {
+            return usage_error("convert", "convert: unexpected argument '%s'", a);
+        }
+    }
+    if (!to || strcmp(to, "compressed-tensors") != 0)
+        return usage_error("convert", "convert: --to must be compressed-tensors, got '%s'",
+                           to ? to : "");
+    if (!in || !out) return usage_error("convert", "convert: missing %s", "GPTQ_DIR OUT_DIR");
+    qs_err err = {0};
+    int64_t n = 0;
+    qs_status st = qs_ct_export_from_gptq(in, out, &o, &n, &err);
+    if (st != QS_OK) {
+        fprintf(stderr, "qshard: error: %s\n", err.msg);
+        return qs_status_exit_code(st);
+    }
+    printf("convert: %s -> %s (compressed-tensors, %lld quantized linears)\n", in, out,
+           (long long)n);
+    return 0;
+}
+
 static int cmd_verify(int argc, char **argv) {
     const char *dir = NULL;
     int rc = one_argument(argc, argv, "verify", USAGE_VERIFY, "RUN_DIR|EXPORT_DIR", &dir);
@@ -826,6 +883,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "sweep") == 0) return cmd_sweep(argc, argv);
     if (strcmp(cmd, "collect") == 0) return cmd_collect(argc, argv);
     if (strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
+    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
     fprintf(stderr, "qshard: error: unknown command '%s' (see 'qshard --help')\n", cmd);
     return 2;
 }

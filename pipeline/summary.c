@@ -65,10 +65,12 @@ void qs_summary_print(FILE *out, const qs_rundir *rd, const qs_model *model) {
     fprintf(out, "  %-24s %10.2f MiB %10s %12s\n", "float checkpoint", ckpt / 1048576.0, bf, pf);
     fprintf(out, "  %-24s %14s %10s %12s\n", label, sq, bq, pq);
     if (sm) {
-        const char *obj = str(sm, "objective"), *vp = str(sm, "vllm_path");
+        /* "engines": which engines load the GPTQ export (export/engines.h, written by the
+         * search stage); runs from before it have none */
+        const char *obj = str(sm, "objective"), *vp = str(sm, "engines");
         fprintf(out, "  allocation: %s objective, %.0f of %.0f budget bytes (payload); "
-                     "vLLM: %s\n",
-                obj ? obj : "?", payload, num(sm, "budget_bytes", 0), vp ? vp : "?");
+                     "GPTQ export %s\n",
+                obj ? obj : "?", payload, num(sm, "budget_bytes", 0), vp ? vp : "(engines ?)");
     }
     if (ev)
         fprintf(out, "  perplexity: %.0f windows x %.0f tokens of %s\n", num(ev, "windows", 0),

@@ -24,6 +24,7 @@
 #include "mckp.h"
 #include "search_items.h"
 #include "sha256.h"
+#include "engines.h"
 #include "stage.h"
 
 #define NLIN QS_SEARCH_NLIN
@@ -305,7 +306,7 @@ static qs_status write_markdown(const qs_stage_ctx *ctx, const qs_search_tables 
     fprintf(b.f, "# Allocation\n\n");
     fprintf(b.f,
             "objective %s, budget %lld bytes, payload %lld bytes (%.6f bpw over %lld weights), "
-            "total %lld bytes, predicted %.9g; vLLM: %s\n\n",
+            "total %lld bytes, predicted %.9g; GPTQ export: %s\n\n",
             al->objective, (long long)al->budget_bytes, (long long)al->payload_bytes, al->bpw,
             (long long)al->quantized_weights, (long long)al->total_bytes, al->predicted, vpath);
     fprintf(b.f, "| layer | q | k | v | o | gate | up | down | bytes | %s |\n", al->objective);
@@ -389,7 +390,7 @@ static qs_status write_summary(const qs_stage_ctx *ctx, const qs_alloc *al, cons
     cJSON_AddNumberToObject(o, "total_bytes", (double)al->total_bytes);
     cJSON_AddNumberToObject(o, "quantized_weights", (double)al->quantized_weights);
     cJSON_AddNumberToObject(o, "predicted", al->predicted);
-    cJSON_AddStringToObject(o, "vllm_path", vpath);
+    cJSON_AddStringToObject(o, "engines", vpath);
     text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (summary.json)");
@@ -572,10 +573,12 @@ static qs_status search_outputs(const qs_stage_ctx *ctx, search_state *s, qs_err
     memset(&al, 0, sizeof(al));
     QS_CHECK(solve_alloc(&s->it, &s->t, s->budget, s->unq, OBJ_NAMES[cfg->search.objective],
                          s->names, &al, err));
-    const char *vpath =
-        qs_search_marlin_path(&s->t, s->names, (int64_t)s->L * NLIN, cfg->quant.sym)
-            ? "gptq_marlin (fast path)"
-            : "gptq (exllama/triton) kernels; 2/3-bit layers only on slow paths";
+    /* which engines load the GPTQ export of this allocation (export/engines.h) */
+    char vline[256];
+    const char *vpath = qs_engines_line_names(
+        s->names, (int64_t)s->L * NLIN, cfg->quant.sym, cfg->quant.act_order,
+        cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2 ? QS_FORMAT_GPTQ_V2 : QS_FORMAT_GPTQ_V1,
+        vline, sizeof(vline));
     QS_CHECK(qs_rundir_path(ctx->rd, QS_REL_ALLOCATION, path, sizeof(path), err));
     QS_CHECK(qs_alloc_write_json(&al, path, err));
     QS_CHECK(write_markdown(ctx, &s->t, s->cost, s->names, &al, vpath, err));
@@ -604,7 +607,7 @@ static qs_status search_outputs(const qs_stage_ctx *ctx, search_state *s, qs_err
     QS_CHECK(qs_stage_unit_done(ctx, 0, outs, nout, err));
     qs_log_info(ctx->log,
                 "search: objective %s, %d items, budget %lld B: payload %lld B = %.4f bpw, "
-                "total %lld B, predicted %.6g; vLLM: %s",
+                "total %lld B, predicted %.6g; GPTQ export: %s",
                 al.objective, s->it.n, (long long)al.budget_bytes, (long long)al.payload_bytes,
                 al.bpw, (long long)al.total_bytes, al.predicted, vpath);
 done:

@@ -56,7 +56,7 @@ static const char *const k_method[] = {"gptq", "rtn", NULL};
 static const char *const k_inputs[] = {"float", "quantized", NULL};
 static const char *const k_objective[] = {"error", "relative", "sensitivity", NULL};
 static const char *const k_serve[] = {"", "marlin", NULL};
-static const char *const k_format[] = {"gptq", "gptq_v2", NULL};
+static const char *const k_format[] = {"gptq", "gptq_v2", "auto", NULL};
 
 _Static_assert(sizeof(qs_calib_sampling) == sizeof(int), "enum stored as int");
 _Static_assert(sizeof(qs_quant_method) == sizeof(int), "enum stored as int");
@@ -157,9 +157,10 @@ static const cfg_key cfg_schema[] = {
      "objective sensitivity: calibration windows (calib.tokens, calib.seqlen, consecutive from "
      "0) per layer probe"},
 
-    {"output.checkpoint_format", CFG_ENUM, 0, 0, 0, 0, 0, "gptq", k_format,
+    {"output.checkpoint_format", CFG_ENUM, 0, 0, 0, 0, 0, "auto", k_format,
      OFF(output.checkpoint_format), 0, 0, 0,
-     "GPTQ export format: gptq (v1, zeros stored minus one) or gptq_v2"},
+     "GPTQ export format: gptq (v1, zeros stored minus one), gptq_v2, or auto (gptq_v2 when "
+     "quant.sym is false, else gptq)"},
     {"output.gptq_export", CFG_BOOL, 0, 0, 0, 0, 0, "true", NULL, OFF(output.gptq_export), 0, 0,
      0, "write the GPTQ safetensors export"},
     {"output.shard_bytes", CFG_SIZE, 1, INT64_MAX, 0, 0, 0, "4GiB", NULL, OFF(output.shard_bytes),
@@ -1180,6 +1181,10 @@ qs_status qs_config_load(qs_config *cfg, const char *path, const char *const *se
     QS_CHECK(read_file(cfg, path, err));
     for (int i = 0; i < nset; ++i) QS_CHECK(qs_config_set(cfg, sets[i], err));
     QS_CHECK(qs_config_validate(cfg, err));
+    /* auto: asymmetric exports as v2, which every loader of asymmetric GPTQ reads (GPTQModel
+     * refuses asymmetric v1 unless meta.quantizer names gptqmodel); symmetric stay v1 */
+    if (cfg->output.checkpoint_format == QS_CKPT_AUTO)
+        cfg->output.checkpoint_format = cfg->quant.sym ? QS_CKPT_GPTQ : QS_CKPT_GPTQ_V2;
 done:
     return st;
 }

@@ -32,7 +32,14 @@ typedef enum qs_recon_inputs {
     QS_INPUTS_QUANTIZED = 1 /* sequential GPTQ: layer l sees quantized layers < l */
 } qs_recon_inputs;
 
-typedef enum qs_ckpt_format { QS_CKPT_GPTQ = 0, QS_CKPT_GPTQ_V2 = 1 } qs_ckpt_format;
+/* GPTQ checkpoint format. AUTO (the default) is resolved by qs_config_load: gptq_v2 when
+ * quant.sym is false (GPTQModel refuses asymmetric v1 it did not write itself; docs/export.md),
+ * gptq (v1) otherwise; a loaded config never holds AUTO. */
+typedef enum qs_ckpt_format {
+    QS_CKPT_GPTQ = 0,
+    QS_CKPT_GPTQ_V2 = 1,
+    QS_CKPT_AUTO = 2
+} qs_ckpt_format;
 
 typedef enum qs_objective {
     QS_OBJECTIVE_ERROR = 0,     /* summed GPTQ error tr(dW H dW^T) */
@@ -93,7 +100,7 @@ typedef struct qs_config {
     } search;
 
     struct {
-        qs_ckpt_format checkpoint_format; /* default gptq (v1) */
+        qs_ckpt_format checkpoint_format; /* default auto: v2 if asymmetric, else v1 */
         int gptq_export;     /* write the GPTQ safetensors export (default true) */
         int64_t shard_bytes; /* shard size limit for outputs (default 4 GiB) */
     } output;

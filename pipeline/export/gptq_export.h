@@ -29,16 +29,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "export_items.h" /* qs_gptq_scheme, qs_gptq_linear */
 #include "safetensors.h"
 #include "status.h"
-
-/* The quantization scheme of one linear. */
-typedef struct qs_gptq_scheme {
-    int bits;       /* 2, 3, 4 or 8 */
-    int group_size; /* -1 or >= 1 */
-    int sym;
-    int desc_act;   /* act-order: g_idx may be any grouping; otherwise it must be j / group */
-} qs_gptq_scheme;
 
 typedef struct qs_gptq_export_opts {
     int64_t shard_bytes;  /* data bytes per shard; <= 0 or total below it: one file */
@@ -56,15 +49,6 @@ typedef struct qs_gptq_export_opts {
 int qs_gptq_scheme_marlin(const qs_gptq_scheme *s);
 
 void qs_gptq_export_opts_default(qs_gptq_export_opts *o);
-
-/* One quantized linear in qshard's layout-neutral form (quant.h), G = ngroups. */
-typedef struct qs_gptq_linear {
-    const uint8_t *codes;   /* (d_out, d_in) in [0, 2^bits) */
-    const uint16_t *scales; /* (d_out, G) fp16 bits */
-    const int32_t *zeros;   /* (d_out, G); >= 1 for v1 (quantize with zero_min1) */
-    const int32_t *g_idx;   /* (d_in,) group of each input column */
-    const void *bias;       /* (d_out,) in the declared bias dtype, or NULL if none declared */
-} qs_gptq_linear;
 
 typedef struct qs_gptq_export qs_gptq_export;
 

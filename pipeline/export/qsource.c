@@ -105,6 +105,7 @@ qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
     s->group_size = json_int(qc, "group_size", -1);
     s->sym = json_int(qc, "sym", 1);
     s->desc_act = json_int(qc, "desc_act", 0);
+    s->static_groups = json_int(qc, "static_groups", 0);
     const cJSON *cf = cJSON_GetObjectItemCaseSensitive(qc, "checkpoint_format");
     s->v2 = cJSON_IsString(cf) && strcmp(cf->valuestring, "gptq_v2") == 0;
     if (cJSON_IsString(cf) && !s->v2 && strcmp(cf->valuestring, "gptq") != 0)
@@ -164,22 +165,34 @@ static int match_start(const char *pattern, const char *s) {
     return ok;
 }
 
-void qs_qsource_scheme(const qs_qsource *s, const char *module, int *quantized, int *bits,
-                       int *group_size) {
+void qs_qsource_scheme_of(const qs_qsource *s, const char *module, int *quantized,
+                          qs_gptq_scheme *out) {
     *quantized = 1;
-    *bits = s->bits;
-    *group_size = s->group_size;
+    out->bits = s->bits;
+    out->group_size = s->group_size;
+    out->sym = s->sym;
+    out->desc_act = s->desc_act;
     for (int i = 0; i < s->ndyn; ++i) {
         const qs_qsource_dyn *d = &s->dyn[i];
         if (!match_start(d->pattern, module)) continue;
         if (d->negative) {
             *quantized = 0;
         } else {
-            if (d->bits != -2) *bits = d->bits;
-            if (d->group_size != -2) *group_size = d->group_size;
+            if (d->bits != -2) out->bits = d->bits;
+            if (d->group_size != -2) out->group_size = d->group_size;
+            if (d->sym != -2) out->sym = d->sym;
+            if (d->desc_act != -2) out->desc_act = d->desc_act;
         }
         return;
     }
+}
+
+void qs_qsource_scheme(const qs_qsource *s, const char *module, int *quantized, int *bits,
+                       int *group_size) {
+    qs_gptq_scheme sc;
+    qs_qsource_scheme_of(s, module, quantized, &sc);
+    *bits = sc.bits;
+    *group_size = sc.group_size;
 }
 
 /* Index of `name` in the shard index, -1 if absent. */
@@ -336,27 +349,71 @@ done:
     return st;
 }
 
+/* Unpacks into the layout-neutral arrays of c (allocated here; freed by qs_qsource_codes_free). */
+static qs_status unpack(const packed4 *p, const char *what, int64_t d_out, int64_t d_in,
+                        qs_qsource_codes *c, qs_err *err) {
+    qs_status st = QS_OK;
+    const int64_t G = qs_quant_ngroups(d_in, p->group_size);
+    qs_err pe = {0};
+    memset(c, 0, sizeof(*c));
+    c->codes = malloc((size_t)(d_out * d_in));                       /* (d_out, d_in) */
+    c->scales = malloc(sizeof(uint16_t) * (size_t)(d_out * G));      /* (d_out, G) */
+    c->zeros = malloc(sizeof(int32_t) * (size_t)(d_out * G));        /* (d_out, G) */
+    c->g_idx = malloc(sizeof(int32_t) * (size_t)d_in);               /* (d_in,) */
+    if (!c->codes || !c->scales || !c->zeros || !c->g_idx)
+        QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", what);
+    if (qs_unpack_gptq(p->qweight, p->qzeros, p->scales, p->g_idx, d_out, d_in, p->bits,
+                       p->group_size, p->v1, c->codes, c->scales, c->zeros, c->g_idx,
+                       &pe) != QS_OK)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s", what, pe.msg);
+    c->d_out = d_out;
+    c->d_in = d_in;
+    c->bits = p->bits;
+    c->group_size = p->group_size;
+done:
+    if (st != QS_OK) qs_qsource_codes_free(c);
+    return st;
+}
+
+void qs_qsource_codes_free(qs_qsource_codes *c) {
+    free(c->codes);
+    free(c->scales);
+    free(c->zeros);
+    free(c->g_idx);
+    memset(c, 0, sizeof(*c));
+}
+
 /* Unpacks + dequantizes into w (d_out, d_in), or only checks (w = NULL). */
 static qs_status dequant(const packed4 *p, const char *what, int64_t d_out, int64_t d_in,
                          float *w, qs_err *err) {
     qs_status st = QS_OK;
-    const int64_t G = qs_quant_ngroups(d_in, p->group_size);
-    uint8_t *codes = malloc((size_t)(d_out * d_in)); // (d_out, d_in)
-    uint16_t *scales = malloc(sizeof(uint16_t) * (size_t)(d_out * G)); // (d_out, G)
-    int32_t *zeros = malloc(sizeof(int32_t) * (size_t)(d_out * G)); // (d_out, G)
-    int32_t *g_idx = malloc(sizeof(int32_t) * (size_t)d_in); // (d_in,)
-    qs_err pe = {0};
-    if (!codes || !scales || !zeros || !g_idx)
-        QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", what);
-    if (qs_unpack_gptq(p->qweight, p->qzeros, p->scales, p->g_idx, d_out, d_in, p->bits,
-                       p->group_size, p->v1, codes, scales, zeros, g_idx, &pe) != QS_OK)
-        QS_THROW(err, QS_ERR_INPUT, "%s: %s", what, pe.msg);
-    if (w) qs_quant_dequant_rows(codes, scales, zeros, g_idx, d_out, d_in, G, w);
+    qs_qsource_codes c;
+    QS_CHECK(unpack(p, what, d_out, d_in, &c, err));
+    if (w)
+        qs_quant_dequant_rows(c.codes, c.scales, c.zeros, c.g_idx, d_out, d_in,
+                              qs_quant_ngroups(d_in, c.group_size), w);
+    qs_qsource_codes_free(&c);
 done:
-    free(codes);
-    free(scales);
-    free(zeros);
-    free(g_idx);
+    return st;
+}
+
+qs_status qs_qsource_codes_of(const qs_qsource *s, const char *module, qs_qsource_codes *c,
+                              int *found, qs_err *err) {
+    qs_status st = QS_OK;
+    packed4 p;
+    char what[9000];
+    int64_t d_out = -1, d_in = -1;
+    memset(c, 0, sizeof(*c));
+    *found = 0;
+    if (!s->gptq)
+        QS_THROW(err, QS_ERR_INTERNAL, "%s: codes are read from GPTQ exports only", s->dir);
+    QS_CHECK(gptq_packed(s, module, &d_out, &d_in, &p, found, err));
+    if (!*found) goto done;
+    snprintf(what, sizeof(what), "%s: %s", s->dir, module);
+    st = unpack(&p, what, d_out, d_in, c, err);
+    packed4_free(&p);
+    if (st != QS_OK) *found = 0;
+done:
     return st;
 }
 

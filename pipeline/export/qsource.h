@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "export_items.h" /* qs_gptq_scheme */
 #include "safetensors.h"
 #include "status.h"
 
@@ -35,6 +36,7 @@ typedef struct qs_qsource {
     /* GPTQ */
     qs_checkpoint ck;
     int bits, group_size, sym, desc_act, v2;
+    int static_groups;        /* quantization_config static_groups (0 when absent) */
     qs_qsource_dyn *dyn;      /* (ndyn,) owned, in map order */
     int ndyn;
 } qs_qsource;
@@ -44,6 +46,27 @@ qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err);
 /* Opens a GPTQ export (config.json quantization_config, safetensors + index). */
 qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err);
 void qs_qsource_close(qs_qsource *s);
+
+/* Full GPTQ scheme (bits, group, sym, desc_act) of `module` after the dynamic map;
+ * *quantized = 0 for a "-:" match. */
+void qs_qsource_scheme_of(const qs_qsource *s, const char *module, int *quantized,
+                          qs_gptq_scheme *out);
+
+/* A quantized linear unpacked into qshard's layout-neutral arrays (quant.h); owned. */
+typedef struct qs_qsource_codes {
+    uint8_t *codes;     /* (d_out, d_in) */
+    uint16_t *scales;   /* (d_out, G) fp16 bits */
+    int32_t *zeros;     /* (d_out, G) the zero points (v1: stored + 1) */
+    int32_t *g_idx;     /* (d_in,) */
+    int64_t d_out, d_in;
+    int bits, group_size;
+} qs_qsource_codes;
+
+/* The codes of quantized linear `module` of a GPTQ source (shapes from its tensors);
+ * *found = 0 when it has no <module>.qweight. Free with qs_qsource_codes_free. */
+qs_status qs_qsource_codes_of(const qs_qsource *s, const char *module, qs_qsource_codes *c,
+                              int *found, qs_err *err);
+void qs_qsource_codes_free(qs_qsource_codes *c);
 
 /* GPTQ scheme of `module` after the dynamic map; *quantized = 0 for a "-:" match. */
 void qs_qsource_scheme(const qs_qsource *s, const char *module, int *quantized, int *bits,

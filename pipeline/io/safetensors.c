@@ -26,6 +26,7 @@ size_t qs_dtype_size(qs_dtype dt) {
     case QS_DTYPE_I32: return 4;
     case QS_DTYPE_F16: return 2;
     case QS_DTYPE_BF16: return 2;
+    case QS_DTYPE_I64: return 8;
     }
     return 0;
 }
@@ -36,6 +37,7 @@ const char *qs_dtype_name(qs_dtype dt) {
     case QS_DTYPE_F16: return "F16";
     case QS_DTYPE_BF16: return "BF16";
     case QS_DTYPE_I32: return "I32";
+    case QS_DTYPE_I64: return "I64";
     }
     return "?";
 }
@@ -426,6 +428,7 @@ qs_status qs_st_read_f32(const qs_st_tensor *t, int64_t start, int64_t count, fl
             out[i] = qs_bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
         break;
     case QS_DTYPE_I32:
+    case QS_DTYPE_I64:
     default:
         return QS_FAIL(err, QS_ERR_INPUT, "tensor '%s' has dtype %s, not a float type", t->name,
                        qs_dtype_name(t->dtype));

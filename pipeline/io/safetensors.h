@@ -25,7 +25,8 @@ typedef enum qs_dtype {
     QS_DTYPE_F32 = 0,
     QS_DTYPE_F16 = 1,
     QS_DTYPE_BF16 = 2,
-    QS_DTYPE_I32 = 3
+    QS_DTYPE_I32 = 3,
+    QS_DTYPE_I64 = 4 /* written (compressed-tensors weight_shape); checkpoints with it are not read */
 } qs_dtype;
 
 typedef struct qs_st_tensor {
@@ -62,7 +63,7 @@ void qs_st_close(qs_st_file *f);
 const qs_st_tensor *qs_st_find(const qs_st_file *f, const char *name);
 
 size_t qs_dtype_size(qs_dtype dt);
-const char *qs_dtype_name(qs_dtype dt);   /* "F32", "F16", "BF16", "I32" */
+const char *qs_dtype_name(qs_dtype dt);   /* "F32", "F16", "BF16", "I32", "I64" */
 int64_t qs_st_numel(const qs_st_tensor *t);
 /* Writes "(a, b, ...)" into out (n bytes, always terminated). */
 void qs_shape_str(const int64_t *shape, int ndim, char *out, size_t n);

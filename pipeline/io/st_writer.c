@@ -37,6 +37,7 @@ size_t qs_st_dtype_bytes(qs_dtype dt) {
     case QS_DTYPE_F16: return 2;
     case QS_DTYPE_BF16: return 2;
     case QS_DTYPE_I32: return 4;
+    case QS_DTYPE_I64: return 8;
     default: return 0;
     }
 }
@@ -47,6 +48,7 @@ const char *qs_st_dtype_str(qs_dtype dt) {
     case QS_DTYPE_F16: return "F16";
     case QS_DTYPE_BF16: return "BF16";
     case QS_DTYPE_I32: return "I32";
+    case QS_DTYPE_I64: return "I64";
     default: return "?";
     }
 }

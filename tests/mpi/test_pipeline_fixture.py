@@ -66,7 +66,7 @@ def run_one(tmp, fx, name, bits, groups, extra):
     sm = json.load(open(os.path.join(rd, "search", "summary.json")))
     al = json.load(open(os.path.join(rd, "search", "allocation.json")))
     return {"ppl": ev["ppl"], "total": sm["total_bytes"], "payload": sm["payload_bytes"],
-            "bpw": sm["bpw"], "vllm": sm.get("vllm_path", ""), "layers": al["layers"]}
+            "bpw": sm["bpw"], "vllm": sm.get("engines", ""), "layers": al["layers"]}
 
 
 def main():
@@ -95,7 +95,7 @@ def main():
             check(m["ppl"] < u["ppl"], f"w3: mixed ppl {m['ppl']} not below uniform {u['ppl']}")
         else:
             check(m["ppl"] <= u["ppl"], f"w4: mixed ppl {m['ppl']} above uniform {u['ppl']}")
-    print("| budget | allocation | total bytes | bpw | perplexity (GPTQ export) | vLLM path |")
+    print("| budget | allocation | total bytes | bpw | perplexity (GPTQ export) | engines of the GPTQ export |")
     print("|---|---|---|---|---|---|")
     for b, u, m in rows:
         print(f"| w{b}g128 size | uniform w{b}g128 | {u['total']} | {u['bpw']:.4f} | "

@@ -60,6 +60,7 @@ def write_config(path, model, run_dir, inputs):
                 f"  block_size: 32\n"
                 f"reconstruct:\n  inputs: {inputs}\n"
                 f"search:\n  max_bytes: 1GB\n"  # a budget (several candidates); leaves propagate alone
+                f"output:\n  checkpoint_format: gptq\n"  # v1: zero points >= 1 (auto is v2 for asym)
                 f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 8\n")
 
 

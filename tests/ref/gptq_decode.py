@@ -36,7 +36,7 @@ import sys
 import numpy as np
 
 DTYPES = {"F32": (np.float32, 4), "F16": (np.float16, 2), "BF16": (np.uint16, 2),
-          "I32": (np.int32, 4)}
+          "I32": (np.int32, 4), "I64": (np.int64, 8)}
 FUSED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
 
 failures = []

@@ -130,7 +130,7 @@ static void test_defaults(void) {
     CHECK(cfg.search.target_bpw == 0 && cfg.search.max_bytes == 0, "search unset");
     CHECK(cfg.search.objective == QS_OBJECTIVE_SENSITIVITY && cfg.search.tie_fused == 1, "search");
     CHECK(strcmp(cfg.search.serve, "") == 0, "serve");
-    CHECK(cfg.output.checkpoint_format == QS_CKPT_GPTQ && cfg.output.gptq_export == 1, "out");
+    CHECK(cfg.output.checkpoint_format == QS_CKPT_AUTO && cfg.output.gptq_export == 1, "out");
     CHECK(cfg.output.shard_bytes == ((int64_t)4 << 30), "shard_bytes");
     CHECK(strcmp(cfg.eval.tokens, "") == 0 && cfg.eval.seqlen == 2048 &&
               cfg.eval.max_windows == 0,
@@ -275,11 +275,22 @@ static void test_defaults_roundtrip(void) {
     CHECK(qs_config_set(&cfg, "model=/m", &err) == QS_OK, "set model");
     CHECK(qs_config_set(&cfg, "run_dir=/r", &err) == QS_OK, "set run_dir");
     CHECK(qs_config_set(&cfg, "quant.damp=0.3", &err) == QS_OK, "set damp");
-    char *d1 = dump_str(&cfg, 1);
+    /* the first load resolves checkpoint_format auto (asymmetric default: gptq_v2); from
+     * then on the dump is stable */
+    char *d0 = dump_str(&cfg, 1);
+    qs_config c1;
+    memset(&c1, 0, sizeof(c1));
+    CHECK(strstr(d0, "checkpoint_format: auto\n") != NULL, "default auto:\n%s", d0);
+    CHECK(qs_config_load(&c1, write_yaml("defaults0.yaml", d0), NULL, 0, &err) == QS_OK,
+          "load defaults: %s", err.msg);
+    CHECK(c1.output.checkpoint_format == QS_CKPT_GPTQ_V2, "auto resolves to gptq_v2 (asym)");
+    char *d1 = dump_str(&c1, 1);
     const char *p = write_yaml("defaults.yaml", d1);
     CHECK(qs_config_load(&c2, p, NULL, 0, &err) == QS_OK, "reload defaults: %s", err.msg);
     char *d2 = dump_str(&c2, 1);
     CHECK(strcmp(d1, d2) == 0, "defaults dump stable");
+    free(d0);
+    qs_config_free(&c1);
     CHECK(c2.quant.damp == 0.3, "0.3 exact");
     CHECK(strstr(d1, "damp: 0.3\n") && strstr(d1, "shard_bytes: 4294967296\n") &&
               strstr(d1, "serve: \"\"\n"),
@@ -321,6 +332,7 @@ static void test_set(void) {
     CHECK(strcmp(cfg.eval.tokens, "/abs/e.u32") == 0, "--set absolute path");
     CHECK(cfg.search.max_bytes == ((int64_t)12 << 30), "12GiB");
     CHECK(cfg.quant.sym == 1 && strcmp(cfg.search.serve, "marlin") == 0, "bool/strenum");
+    CHECK(cfg.output.checkpoint_format == QS_CKPT_GPTQ, "auto resolves to gptq (v1) for sym");
     CHECK(strcmp(cfg.reconstruct.propagate, "") == 0, "empty string set");
     CHECK(cfg.calib.seed == 7, "seed");
     qs_config_free(&cfg);
