@@ -11,7 +11,8 @@
      again. Files completed before this kill are recorded with (inode, mtime_ns, size);
   4. `--resume` at 2 ranks: exit 0; no stale temp file is left; every file of every stage
      (plan, calib, recon, search, eval.json, manifests, run.json, config) is byte-identical to
-     REF, except measurements (timings.json, the report, <stage>/rss/ peak RSS records), and
+     REF, except measurements (timings.json, the report, <stage>/rss/ peak RSS records) and
+     the run directory's lock file (it names the PID and host of the last run holding it), and
      the set of files is the same; every file completed before the second kill still has its
      inode, mtime and size (not recomputed, not rewritten); timings.json has exactly one
      attempt (the killed ones left none) marked resume; report.md exists.
@@ -48,7 +49,7 @@ def write_config(path, model, run_dir):
                 f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 128\n  max_windows: 8\n")
 
 
-IGNORED = ("timings.json", "report.md")
+IGNORED = ("timings.json", "report.md", "lock")  # lock: PID and host of the last holder
 MEASURED = ("report",)  # times, and every stage's rss/ peak RSS records: not results
 
 
