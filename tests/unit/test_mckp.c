@@ -8,19 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "check.h"
 #include "mckp.h"
 #include "test_mckp_llama.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                         \
-    do {                                                         \
-        if (!(cond)) {                                           \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                        \
-            fputc('\n', stderr);                                 \
-            ++failures;                                          \
-        }                                                        \
-    } while (0)
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rnext(void) {
@@ -435,10 +425,5 @@ int main(void) {
     test_pareto();
     test_medium_vs_glpk();
     test_llama70b();
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_mckp: all passed\n");
-    return 0;
+    return qs_test_finish("test_mckp");
 }

@@ -6,18 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "quant.h"
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fprintf(stderr, "\n");                                        \
-            g_fail++;                                                     \
-        }                                                                 \
-    } while (0)
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static double urand(void) { /* splitmix64 -> [0, 1) */
@@ -267,10 +257,5 @@ int main(void) {
     test_rtn();
     test_edge_rows();
     test_nonfinite();
-    if (g_fail) {
-        fprintf(stderr, "test_quant: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_quant: ok\n");
-    return 0;
+    return qs_test_finish("test_quant");
 }

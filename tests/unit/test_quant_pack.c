@@ -5,19 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "pack.h"
 #include "quant.h"
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fprintf(stderr, "\n");                                        \
-            g_fail++;                                                     \
-        }                                                                 \
-    } while (0)
 
 static uint32_t g_rng = 12345u;
 static uint32_t rnd(void) {
@@ -225,10 +215,5 @@ int main(void) {
             for (int v1 = 0; v1 <= 1; ++v1) round_trip(bits[b], gss[gi], v1);
     test_v1_zeros();
     test_quantized_round_trip();
-    if (g_fail) {
-        fprintf(stderr, "test_quant_pack: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_quant_pack: ok\n");
-    return 0;
+    return qs_test_finish("test_quant_pack");
 }

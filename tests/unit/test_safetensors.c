@@ -11,27 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "half.h"
 #include "safetensors.h"
 #include "synth.h"
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            ++g_fail;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
-
 static char g_tmp[512];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
 
 /* ---- half ---- */
 
@@ -370,19 +355,12 @@ static void test_checkpoints(void) {
 }
 
 int main(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(g_tmp, sizeof(g_tmp), "%s/qs_st_XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    qs_test_tmpdir(g_tmp, sizeof(g_tmp), "st");
     test_half();
     test_valid_files();
     test_bad_headers();
     test_sparse_big();
     test_checkpoints();
-    nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    if (g_fail) fprintf(stderr, "%d check(s) failed\n", g_fail);
-    else printf("test_safetensors: ok\n");
-    return g_fail ? 1 : 0;
+    qs_test_rm_rf(g_tmp);
+    return qs_test_finish("test_safetensors");
 }
