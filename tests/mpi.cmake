@@ -8,3 +8,5 @@
 #    close; read back with h5store; bytes identical across two runs and to the serial
 #    (default driver) file; keep = 0 removes the file; errors name the file
 set(QS_ROOM mpi)
+qs_add_mpi_unit(test_comm LINK qs_mpi SINGLETON RANKS 1 2 3)
+qs_add_mpi_unit(test_h5par LINK qs_mpi RANKS 1 2)
