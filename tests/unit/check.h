@@ -16,6 +16,10 @@
  *
  * Helpers (malloc'd results are the caller's to free):
  *   qs_test_max_abs_diff(a, b, n)    max |a[i] - b[i]| of two float arrays, a NaN wins
+ *   qs_test_urand(&state)            splitmix64 -> uniform [0, 1) on the caller's state
+ *   qs_test_nrand(&state)            a standard normal float from two qs_test_urand
+ *   qs_test_xorshift32(&state), qs_test_xorshift64(&state)
+ *                                    Marsaglia's xorshift (13, 17, 5) and (13, 7, 17)
  *   qs_test_tmpdir(out, cap, name)   creates $TMPDIR/qs_<name>_XXXXXX (or /tmp/...); on
  *                                    failure prints why and exits 1
  *   qs_test_rm_rf(path)              removes a file tree (depth first, links not followed)
@@ -86,6 +90,33 @@ static inline double qs_test_max_abs_diff(const float *a, const float *b, int64_
         if (!(e <= m)) m = e; /* a NaN replaces the maximum and fails any <= test */
     }
     return m;
+}
+
+static inline double qs_test_urand(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static inline float qs_test_nrand(uint64_t *state) { /* Box-Muller */
+    double u1 = qs_test_urand(state), u2 = qs_test_urand(state);
+    return (float)(sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2));
+}
+
+static inline uint32_t qs_test_xorshift32(uint32_t *state) {
+    *state ^= *state << 13;
+    *state ^= *state >> 17;
+    *state ^= *state << 5;
+    return *state;
+}
+
+static inline uint64_t qs_test_xorshift64(uint64_t *state) {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
 }
 
 static inline void qs_test_tmpdir(char *out, size_t cap, const char *name) {

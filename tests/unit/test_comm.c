@@ -17,8 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
-#include "comm.h"
+#include "check_mpi.h"
 
 /* ---- qs_comm_agree ---- */
 
@@ -268,27 +267,12 @@ static void test_serial(void) {
 
 int main(int argc, char **argv) {
     qs_comm c;
-    qs_err err = {0};
-    if (qs_comm_init(&c, &argc, &argv, &err) != QS_OK) {
-        fprintf(stderr, "FAIL: MPI init: %s\n", err.msg);
-        return 1;
-    }
-    int want = argc == 3 && strcmp(argv[1], "--ranks") == 0 ? atoi(argv[2]) : -1;
-    CHECK(c.mpi == 1 && c.size == want && c.rank >= 0 && c.rank < c.size,
-          "started at %d rank(s), rank %d (mpi %d); want --ranks %d", c.size, c.rank, c.mpi,
-          want);
+    qs_test_mpi_init(&c, &argc, &argv);
     test_serial();
     test_agree(&c);
     test_any_max_bcast(&c);
     test_gatherv(&c);
     test_sum_ordered(&c);
     test_p2p(&c);
-    int any = qs_comm_any(&c, qs_test_failures != 0);
-    int rank = c.rank;
-    qs_comm_finalize(&c);
-    if (any && qs_test_failures == 0) {
-        printf("test_comm: rank %d ok, another rank failed\n", rank);
-        return 1;
-    }
-    return qs_test_finish("test_comm");
+    return qs_test_mpi_finish(&c, "test_comm");
 }

@@ -29,12 +29,7 @@
 static const char *g_script = NULL;
 
 static uint32_t g_rng = 2024u;
-static uint32_t rnd(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
-}
+static uint32_t rnd(void) { return qs_test_xorshift32(&g_rng); }
 static float rndf(void) { return (float)(rnd() >> 8) / 16777216.0f * 2.0f - 1.0f; }
 
 /* ---- files ----------------------------------------------------------------------------- */

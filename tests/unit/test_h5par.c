@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
-#include "comm.h"
+#include "check_mpi.h"
 #include "h5par.h"
 #include "h5store.h"
 
@@ -51,10 +50,10 @@ static qs_status write_file(const qs_comm *c, const char *path) {
     int64_t b, e;
     rows_of(c->rank, c->size, &b, &e);
     int64_t n = e - b;
-    float w[R * C];       /* (n, C) */
-    int64_t iv[R];        /* (n,) */
+    float w[R * C];         /* (n, C) */
+    int64_t iv[R];          /* (n,) */
     unsigned char u[R * 3]; /* (n, 3) */
-    double d[R * 2];      /* (n, 2) */
+    double d[R * 2];        /* (n, 2) */
     for (int64_t r = 0; r < n; ++r) {
         for (int64_t k = 0; k < C; ++k) w[r * C + k] = w_at(b + r, k);
         iv[r] = -(b + r) * 1000;
@@ -167,13 +166,7 @@ static void test_errors(const qs_comm *c, const char *dir) {
 
 int main(int argc, char **argv) {
     qs_comm c;
-    qs_err err = {0};
-    if (qs_comm_init(&c, &argc, &argv, &err) != QS_OK) {
-        fprintf(stderr, "FAIL: MPI init: %s\n", err.msg);
-        return 1;
-    }
-    int want = argc == 3 && strcmp(argv[1], "--ranks") == 0 ? atoi(argv[2]) : -1;
-    CHECK(c.mpi == 1 && c.size == want, "started at %d rank(s); want --ranks %d", c.size, want);
+    qs_test_mpi_init(&c, &argc, &argv);
     char dir[256] = {0};
     if (c.rank == 0) qs_test_tmpdir(dir, sizeof(dir), "h5par");
     qs_comm_bcast(&c, dir, sizeof(dir), 0);
@@ -197,12 +190,5 @@ int main(int argc, char **argv) {
     qs_comm_barrier(&c);
     if (c.rank == 0) qs_test_rm_rf(dir);
 
-    int any = qs_comm_any(&c, qs_test_failures != 0);
-    int rank = c.rank;
-    qs_comm_finalize(&c);
-    if (any && qs_test_failures == 0) {
-        printf("test_h5par: rank %d ok, another rank failed\n", rank);
-        return 1;
-    }
-    return qs_test_finish("test_h5par");
+    return qs_test_mpi_finish(&c, "test_h5par");
 }

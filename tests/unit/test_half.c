@@ -10,13 +10,7 @@
 #include "half.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static double urand(void) { /* splitmix64 -> [0, 1) */
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
+static double urand(void) { return qs_test_urand(&g_rng); }
 
 /* Reference widening by arithmetic (ldexp), independent of the bit tricks. */
 static double f16_ref(uint16_t h) {

@@ -13,12 +13,7 @@
 #include "test_mckp_llama.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnext(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+static uint64_t rnext(void) { return qs_test_xorshift64(&rng_state); }
 static int rint_(int lo, int hi) { return lo + (int)(rnext() % (uint64_t)(hi - lo + 1)); }
 static double runif(void) { return (double)(rnext() >> 11) / 9007199254740992.0; }
 

@@ -10,17 +10,7 @@
 #include "quant.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static double urand(void) { /* splitmix64 -> [0, 1) */
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-static float nrand(void) {
-    double u1 = urand(), u2 = urand();
-    return (float)(sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2));
-}
+static float nrand(void) { return qs_test_nrand(&g_rng); }
 
 typedef struct bufs {
     uint8_t *codes;

@@ -25,17 +25,7 @@ static int64_t g_same = 0, g_total = 0; /* codes compared with the twin, over al
 #define ERR_REL_TOL 1e-4     /* relative difference of layer errors, blocked vs twin */
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
-static double urand(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-static float nrand(void) {
-    double u1 = urand(), u2 = urand();
-    return (float)(sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2));
-}
+static float nrand(void) { return qs_test_nrand(&g_rng); }
 
 /* H = 2/N X^T X for N token rows of correlated inputs with varied channel scales. (n, n) */
 static float *make_hessian(int64_t n, int64_t N) {

@@ -10,12 +10,7 @@
 #include "quant.h"
 
 static uint32_t g_rng = 12345u;
-static uint32_t rnd(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
-}
+static uint32_t rnd(void) { return qs_test_xorshift32(&g_rng); }
 
 static void test_sizes(void) {
     qs_pack_bytes s;

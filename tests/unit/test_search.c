@@ -17,12 +17,7 @@ static const int64_t DO[7] = {64, 32, 32, 64, 96, 96, 64};
 static const int64_t DI[7] = {64, 64, 64, 64, 64, 64, 96};
 
 static uint64_t rng = 88172645463325252ull;
-static uint64_t next_u64(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+static uint64_t next_u64(void) { return qs_test_xorshift64(&rng); }
 static double unif(void) { return (double)(next_u64() >> 11) / 9007199254740992.0; }
 
 /* Candidates w2g32 w4g32 w5g32 w8g32; w5 has no layout (-1), w8 of `down` not servable. */
