@@ -19,7 +19,6 @@ unless QS_REQUIRE_SLURM=1."""
 import csv
 import json
 import os
-import subprocess
 import sys
 import time
 
