@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import qstest as Q  # noqa: E402
-from qstest import check, failures, finish, run, tempdir  # noqa: E402,F401
+from qstest import check, failures, finish, run, tempdir  # noqa: E402,F401 (for the tests)
 
 QS = Q.QS
 MPIEXEC = Q.MPIEXEC
@@ -177,6 +177,22 @@ def compare_runs(got, ref, nlayers):
     for d in (got, ref):
         ck = os.path.join(d, "calib", "ckpt")
         check(not os.path.isdir(ck) or os.listdir(ck) == [], f"{ck} emptied at the end")
+
+
+def run_test(prefix, main, on_failure=None):
+    """The frame of a Slurm test: a temp directory and the cluster (released at the end),
+    main(cluster, tmp); an exception counts as a failure; when anything failed,
+    on_failure(tmp) prints what helps (job output, logs) while tmp still exists; finish()."""
+    with tempdir(prefix) as tmp, cluster() as c:
+        try:
+            main(c, tmp)
+        except BaseException:
+            failures.append("exception")
+            raise
+        finally:
+            if failures and on_failure:
+                on_failure(tmp)
+    finish()
 
 
 def job_output(jobdir, jid):
