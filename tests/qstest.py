@@ -17,7 +17,7 @@ Runs: run(cmd) (captured text, a timeout), mpirun(n, *cmd), qs(n, *args) for
 Files: write_config (a run config from Python values), tempdir, layer_path, read_json,
 eval_json, manifest, h5_datasets / h5_attrs (an HDF5 file's datasets as comparable
 (dtype, shape, bytes) values), safetensors_header, tree_bytes, output_hashes (the SHA-256
-of a run directory's outputs: out/, export/, eval.json).
+of a run directory's outputs: out/, export/, eval.json, without manifests).
 
 Also a command: `python3 tests/qstest.py hash RUN_DIR...` prints those output hashes.
 """
@@ -192,7 +192,8 @@ def h5_datasets(path, skip_prefix=None):
     out = {}
     with h5py.File(path, "r") as f:
         def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and not (skip_prefix and name.startswith(skip_prefix)):
+            skip = skip_prefix and name.startswith(skip_prefix)
+            if isinstance(obj, h5py.Dataset) and not skip:
                 a = obj[()]
                 out[name] = (a.dtype.str, a.shape, a.tobytes())
         f.visititems(visit)
@@ -227,21 +228,25 @@ def tree_bytes(root, skip=lambda rel: False):
 
 
 def output_hashes(run_dir, parts=("out", "export", "eval.json")):
-    """{relative path: SHA-256} of a run directory's outputs (the files below each part)."""
+    """{relative path: SHA-256} of a run directory's outputs (the files below each part),
+    without manifest.json: a manifest records the config hash, and the config names the run
+    directory, so two runs of one config in two directories differ there only."""
     out = {}
     for part in parts:
         p = os.path.join(run_dir, part)
         if os.path.isfile(p):
             files = {part: open(p, "rb").read()}
         else:
-            files = {os.path.join(part, k): v for k, v in tree_bytes(p).items()}
+            mine = tree_bytes(p, skip=lambda rel: os.path.basename(rel) == "manifest.json")
+            files = {os.path.join(part, k): v for k, v in mine.items()}
         out.update((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())
     return dict(sorted(out.items()))
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 3 or sys.argv[1] != "hash":
-        sys.exit("usage: qstest.py hash RUN_DIR... (SHA-256 of out/, export/, eval.json)")
+        sys.exit("usage: qstest.py hash RUN_DIR... (SHA-256 of out/, export/, eval.json, "
+                 "manifests left out)")
     for rd in sys.argv[2:]:
         for rel, h in output_hashes(rd).items():
             print(f"{h}  {os.path.join(rd, rel)}")
