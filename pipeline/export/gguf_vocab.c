@@ -802,6 +802,16 @@ done:
 
 /* ---- the whole tokenizer --------------------------------------------------------------- */
 
+/* out = dir + "/" + name (name NULL: dir alone); QS_ERR_INPUT naming the path when it does not
+ * fit in PATH_CAP bytes. */
+static qs_status path_join(char out[PATH_CAP], const char *dir, const char *name, qs_err *err) {
+    int n = name ? snprintf(out, PATH_CAP, "%s/%s", dir, name) : snprintf(out, PATH_CAP, "%s", dir);
+    if (n < 0 || n >= PATH_CAP)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s%s%s: path too long", dir, name ? "/" : "",
+                       name ? name : "");
+    return QS_OK;
+}
+
 static int ends_with(const char *s, const char *suf) {
     size_t n = strlen(s), k = strlen(suf);
     return n >= k && strcmp(s + n - k, suf) == 0;
@@ -826,29 +836,28 @@ qs_status qs_gguf_meta_add_vocab(qs_gguf_meta *m, const qs_hf_config *hf, const 
     if (tokenizer && !is_dir(tokenizer)) {
         if (!is_file(tokenizer))
             QS_THROW(err, QS_ERR_INPUT, "%s: tokenizer file not found", tokenizer);
-        snprintf(dir, sizeof(dir), "%s", tokenizer);
+        QS_CHECK(path_join(dir, tokenizer, NULL, err));
         char *slash = strrchr(dir, '/');
         if (slash == dir) slash[1] = '\0';
         else if (slash) *slash = '\0';
         else strcpy(dir, ".");
-        if (ends_with(tokenizer, ".json")) snprintf(tjp, sizeof(tjp), "%s", tokenizer);
-        else snprintf(spm, sizeof(spm), "%s", tokenizer);
+        QS_CHECK(path_join(ends_with(tokenizer, ".json") ? tjp : spm, tokenizer, NULL, err));
     } else {
-        snprintf(dir, sizeof(dir), "%s", tokenizer ? tokenizer : model_dir);
-        snprintf(spm, sizeof(spm), "%s/tokenizer.model", dir);
-        snprintf(tjp, sizeof(tjp), "%s/tokenizer.json", dir);
+        QS_CHECK(path_join(dir, tokenizer ? tokenizer : model_dir, NULL, err));
+        QS_CHECK(path_join(spm, dir, "tokenizer.model", err));
+        QS_CHECK(path_join(tjp, dir, "tokenizer.json", err));
         if (!is_file(spm)) spm[0] = '\0';
         if (!is_file(tjp)) tjp[0] = '\0';
         if (!spm[0] && !tjp[0])
             QS_THROW(err, QS_ERR_INPUT, "%s: no tokenizer.model or tokenizer.json (give the "
                      "tokenizer file explicitly)", dir);
     }
-    snprintf(tcp, sizeof(tcp), "%s/tokenizer_config.json", dir);
-    snprintf(cfgp, sizeof(cfgp), "%s/config.json", model_dir);
+    QS_CHECK(path_join(tcp, dir, "tokenizer_config.json", err));
+    QS_CHECK(path_join(cfgp, model_dir, "config.json", err));
     QS_CHECK(json_load(tcp, 0, &tc, err));
     if (tc && !cJSON_IsObject(tc)) QS_THROW(err, QS_ERR_INPUT, "%s: not a JSON object", tcp);
     if (!tjp[0]) { /* tokenizer.json beside a SentencePiece model: for special tokens */
-        snprintf(tjp, sizeof(tjp), "%s/tokenizer.json", dir);
+        QS_CHECK(path_join(tjp, dir, "tokenizer.json", err));
         if (!is_file(tjp)) tjp[0] = '\0';
     }
     if (tjp[0]) {
