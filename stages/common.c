@@ -93,7 +93,7 @@ qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, qs_err *err) {
     if (cfg->eval.seqlen < 2) return QS_FAIL(err, QS_ERR_INPUT, "eval.seqlen must be >= 2");
     st = qs_token_source_open(&esrc, ctx->model->hf.vocab_size, &tok, err);
     if (st == QS_OK && tok.count / cfg->eval.seqlen == 0)
-        st = QS_FAIL(err, QS_ERR_INPUT, "%s: %lld tokens, shorter than one window of %lld",
+        st = QS_FAIL(err, QS_ERR_INPUT, "%s: %lld tokens, shorter than one window of eval.seqlen %lld",
                      tok.path, (long long)tok.count, (long long)cfg->eval.seqlen);
     qs_tokens_close(&tok);
     return st;

@@ -265,7 +265,7 @@ static qs_status open_windows(eval_rank *r, qs_err *err) {
     r->nwin = r->tok.count / T;
     if (env->max_windows > 0 && r->nwin > env->max_windows) r->nwin = env->max_windows;
     if (r->nwin == 0)
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: %lld tokens, shorter than one window of %lld",
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: %lld tokens, shorter than one window of eval.seqlen %lld",
                        r->tok.path, (long long)r->tok.count, (long long)T);
     return QS_OK;
 }

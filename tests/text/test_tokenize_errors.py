@@ -7,7 +7,10 @@ merge of unknown tokens, a missing tokenizer.json (model directory or path), an 
 file, a text file of blank lines only, a jsonl line without the field (file:line), a jsonl
 line that is not JSON (file:line), a field that is not a string, an unknown input type, a
 directory without text files, a bad output type, and a tokenizer_config.json asking for a
-BOS it does not name. Usage: test_tokenize_errors.py (env: QS_BIN, QS_MPIEXEC)"""
+BOS it does not name. Then the same through `qshard run` at 2 ranks with calib.text /
+eval.text (no tokenizer in the model directory, a jsonl line without the field, calib.tokens
+and calib.text both set, an eval text shorter than one window): exit 2, one line, and no
+stage output in the run directory. Usage: test_tokenize_errors.py (env: QS_BIN, QS_MPIEXEC)"""
 import json
 import os
 import shutil
@@ -67,6 +70,60 @@ def expect_error(name, args, substr, nranks=1):
         print(f"FAIL {name} (ranks {nranks}): {'; '.join(problems)}; stderr: {p.stderr.strip()[:300]}")
     else:
         print(f"ok   {name} (ranks {nranks}): {ours[0]}")
+
+
+def expect_run_error(name, cfg, run_dir, substr, nranks=2):
+    """`qshard run` refuses a bad text source before any stage writes: exit 2, one line,
+    and the run directory holds no stage output (at most its lock file)."""
+    cmd = [*MPIEXEC, "-n", str(nranks), QS, "run", cfg]
+    p = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    ours = [l for l in p.stderr.splitlines() if l.startswith("qshard:")]
+    problems = []
+    if p.returncode != 2:
+        problems.append(f"exit {p.returncode}, want 2")
+    if len(ours) != 1 or not ours[0].startswith("qshard: error: ") or substr not in ours[0]:
+        problems.append(f"want one line with {substr!r}")
+    left = sorted(set(os.listdir(run_dir)) - {"lock"}) if os.path.isdir(run_dir) else []
+    if left:
+        problems.append(f"the run directory holds {left}")
+    if problems:
+        failures.append(name)
+        print(f"FAIL {name}: {'; '.join(problems)}; stderr: {p.stderr.strip()[:300]}")
+    else:
+        print(f"ok   {name} (ranks {nranks}): {ours[0]}")
+
+
+def run_errors(tmp, good, text, nofield):
+    """calib.text / eval.text in a run: the same one-line errors through `qshard run`."""
+    model = os.path.join(tmp, "model")
+    subprocess.run([QS, "synth-model", "--arch", "llama", "--layers", "2", "--hidden", "64",
+                    "--intermediate", "128", "--heads", "2", "--kv-heads", "1", "--vocab", "64",
+                    model], check=True, capture_output=True)
+
+    def cfg(name, calib, evals=None, tokenizer=None):
+        rd = os.path.join(tmp, "runs", name)
+        lines = [f"model: {model}", f"run_dir: {rd}"]
+        if tokenizer:
+            lines.append(f"tokenizer: {tokenizer}")
+        lines += ["calib:", "  nsamples: 2", "  seqlen: 4"] + [f"  {k}: {v}" for k, v in calib.items()]
+        lines += ["quant:", "  group_size: [32]"]
+        if evals:
+            lines += ["eval:", "  seqlen: 64"] + [f"  {k}: {v}" for k, v in evals.items()]
+        path = write(os.path.join(tmp, "runs", name + ".yaml"), "\n".join(lines) + "\n")
+        return path, rd
+
+    c, rd = cfg("notok", {"text": text})
+    expect_run_error("calib.text without a tokenizer", c, rd,
+                     f"{model}/tokenizer.json: cannot open: No such file or directory")
+    c, rd = cfg("nofield", {"text": nofield}, tokenizer=good)
+    expect_run_error("calib.text jsonl line without the field", c, rd,
+                     "nofield.jsonl:3: no field 'text'")
+    c, rd = cfg("both", {"text": text, "tokens": text}, tokenizer=good)
+    expect_run_error("calib.tokens and calib.text both set", c, rd,
+                     "calib.tokens and calib.text are both set")
+    c, rd = cfg("shorteval", {"text": text}, evals={"text": text}, tokenizer=good)
+    expect_run_error("eval.text shorter than one window", c, rd,
+                     "ok.txt: 5 tokens, shorter than one window of eval.seqlen 64")
 
 
 def main():
@@ -155,6 +212,8 @@ def main():
     expect_error("unsupported pre-tokenizer, 2 ranks", ["--tokenizer", os.path.join(tmp, "whitespace"), text, out],
                  "pre_tokenizer type 'Whitespace' is not supported", nranks=2)
     del os.environ["QS_TEST_TEXT_BLOCK_BYTES"]
+
+    run_errors(tmp, good, text, nofield)
 
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"{len(failures)} failed" if failures else "all bad inputs refused as expected")

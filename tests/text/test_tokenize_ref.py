@@ -12,12 +12,14 @@ Then: the same file at 1, 2 and 3 ranks (small blocks, so every rank works); .tx
 empty jsonl documents skipped, and tokenizer_config.json's add_bos_token / add_eos_token /
 eos_token separator.
 
-Fixtures: $QS_TOKENIZER_DIR or $QS_SHARED_DIR/fixtures/tokenizers, one directory per
-tokenizer holding tokenizer.json, or a tiktoken ranks file (Meta's tokenizer.model of Llama-3,
-Qwen's qwen.tiktoken) converted here to the published tokenizer.json layout (tiktoken_to_hf.py);
-tests/data/tokenizers/README.md lists them.
-Skips (77) without them unless QS_REQUIRE_TOKFIXTURES=1 (.ci/run sets it when
-shared/fixtures/tokenizers exists: the files are other projects' data and are not committed).
+Fixtures: tests/data/tokenizers (committed: phi-2's GPT-2 byte-level BPE, phi-3-mini's
+Llama-2/TinyLlama SentencePiece BPE, whisper-large-v3's template and added tokens, each with
+its licence), plus $QS_TOKENIZER_DIR or $QS_SHARED_DIR/fixtures/tokenizers when present: one
+directory per tokenizer holding tokenizer.json, or a tiktoken ranks file (Meta's
+tokenizer.model of Llama-3, Qwen's qwen.tiktoken, whose licences keep them out of this
+repository) converted here to the published tokenizer.json layout (tiktoken_to_hf.py);
+tests/data/tokenizers/README.md lists them. QS_REQUIRE_TOKFIXTURES=1 (.ci/run sets it when
+shared/fixtures/tokenizers exists) makes the extra directory required.
 """
 import base64
 import json
@@ -44,16 +46,29 @@ MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
 NBYTES = int(os.environ.get("QS_TOKENIZE_TEST_BYTES", str(1100 * 1000)))
 
 
-def fixture_dir():
-    d = os.environ.get("QS_TOKENIZER_DIR") or os.path.join(
+COMMITTED = os.path.join(HERE, "..", "data", "tokenizers")
+
+
+def fixture_dirs():
+    """{name: directory} of every tokenizer to compare: the committed ones
+    (tests/data/tokenizers: the permissively licensed files), then those of $QS_TOKENIZER_DIR
+    or $QS_SHARED_DIR/fixtures/tokenizers when present (Llama-3's and Qwen's own files, whose
+    licences keep them out of this repository); a name already committed is not repeated."""
+    out = {}
+    extra = os.environ.get("QS_TOKENIZER_DIR") or os.path.join(
         os.environ.get("QS_SHARED_DIR", ""), "fixtures", "tokenizers")
-    if not os.path.isdir(d):
-        if os.environ.get("QS_REQUIRE_TOKFIXTURES") == "1":
-            print(f"FAIL: no tokenizer fixtures at {d}")
-            sys.exit(1)
-        print(f"skip: no tokenizer fixtures at {d}")
-        sys.exit(77)
-    return d
+    if os.environ.get("QS_REQUIRE_TOKFIXTURES") == "1" and not os.path.isdir(extra):
+        print(f"FAIL: no tokenizer fixtures at {extra} (QS_REQUIRE_TOKFIXTURES=1)")
+        sys.exit(1)
+    for fx in (COMMITTED, extra):
+        if not os.path.isdir(fx):
+            continue
+        for n in sorted(os.listdir(fx)):
+            d = os.path.join(fx, n)
+            if n not in out and (os.path.isfile(os.path.join(d, "tokenizer.json"))
+                                 or tiktoken_file(d)):
+                out[n] = d
+    return out
 
 
 def jsonl_line(doc, field="text"):
@@ -151,20 +166,19 @@ def stage(tmp, name, tj):
 
 
 def main():
-    fx = fixture_dir()
-    names = sorted(n for n in os.listdir(fx) if os.path.isfile(os.path.join(fx, n, "tokenizer.json"))
-                   or tiktoken_file(os.path.join(fx, n)))
+    dirs = fixture_dirs()
+    names = sorted(dirs)
     tmp = tempfile.mkdtemp(prefix="qs-tokref-")
     ok = True
     try:
         cases = []
         restyled_gpt2 = restyled_spm = False
         for n in names:
-            path = os.path.join(fx, n, "tokenizer.json")
+            path = os.path.join(dirs[n], "tokenizer.json")
             if os.path.isfile(path):
                 tj = json.load(open(path, encoding="utf-8"))
             else:  # a tiktoken ranks file (Llama-3's tokenizer.model, qwen.tiktoken): converted here
-                src = tiktoken_file(os.path.join(fx, n))
+                src = tiktoken_file(dirs[n])
                 tj = tiktoken_to_hf.convert(src, "qwen2" if src.endswith("qwen.tiktoken") else "llama3")
                 n += ":converted"
 
@@ -187,7 +201,7 @@ def main():
                 cases.append((n + ":added-flags", restyle.added_flags(tj)))
                 restyled_spm = True
         if not cases:
-            print(f"FAIL: no usable tokenizer.json under {fx}")
+            print(f"FAIL: no usable tokenizer.json in {sorted(dirs.values())}")
             return 1
         families = set()
         for seed, (name, tj) in enumerate(cases):
