@@ -7,6 +7,7 @@
 
 #include "sha256.h"
 #include "text_tokens.h"
+#include "weights.h"
 
 qs_status qs_stage_set_units(qs_stage_open *o, int n, const char *pattern, qs_err *err) {
     free(o->unit_name);
@@ -74,6 +75,15 @@ void qs_stage_windows_close(qs_stage_windows *w) {
 
 qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, qs_err *err) {
     const qs_config *cfg = ctx->cfg;
+    /* the tensors first read late (search probes, eval, write): NaN/Inf found now, not after
+     * calibrate and reconstruct; split over the ranks. The layers' own tensors and the
+     * embeddings are checked as calibrate converts them, at its start. */
+    static const char *const late[] = {"model.norm.weight", "lm_head.weight"};
+    for (size_t i = 0; i < sizeof(late) / sizeof(late[0]); ++i) {
+        qs_status fs = qs_weights_check_finite(ctx->model, late[i], ctx->comm->rank,
+                                               ctx->comm->size, err);
+        if (fs != QS_OK) return fs;
+    }
     qs_stage_windows w;
     qs_status st = qs_stage_windows_open(ctx, "calibrate", &w, err);
     if (st == QS_OK) {

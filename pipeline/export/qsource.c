@@ -491,7 +491,7 @@ qs_status qs_qsource_tensor(const qs_qsource *s, const char *name, float *out, i
             return QS_FAIL(err, QS_ERR_INPUT, "%s: tensor %s has %lld elements, expected %lld",
                            qs_ckpt_file_of(&s->ck, name), name, (long long)qs_st_numel(t),
                            (long long)count);
-        st = qs_st_read_f32(t, 0, count, out, err);
+        st = qs_ckpt_read_f32(&s->ck, t, 0, count, out, err);
         *found = st == QS_OK;
         return st;
     }

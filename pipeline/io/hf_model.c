@@ -228,7 +228,7 @@ qs_status qs_model_read_rows(const qs_model *m, const char *name, int64_t row0, 
         return QS_FAIL(err, QS_ERR_INTERNAL,
                        "internal error: rows [%lld, %lld) of tensor '%s' (%d dims)",
                        (long long)row0, (long long)(row0 + nrows), name, t->ndim);
-    return qs_st_read_f32(t, row0 * t->shape[1], nrows * t->shape[1], out, err);
+    return qs_ckpt_read_f32(&m->ckpt, t, row0 * t->shape[1], nrows * t->shape[1], out, err);
 }
 
 qs_status qs_model_read_tensor(const qs_model *m, const char *name, float *out, int64_t count,
@@ -239,7 +239,7 @@ qs_status qs_model_read_tensor(const qs_model *m, const char *name, float *out, 
         return QS_FAIL(err, QS_ERR_INTERNAL,
                        "internal error: tensor '%s' has %lld elements, caller expects %lld", name,
                        (long long)qs_st_numel(t), (long long)count);
-    return qs_st_read_f32(t, 0, count, out, err);
+    return qs_ckpt_read_f32(&m->ckpt, t, 0, count, out, err);
 }
 
 qs_status qs_model_read_linear_rows(const qs_model *m, int64_t layer, qs_linear_kind k,

@@ -3,6 +3,7 @@
 #include "safetensors.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,6 +404,14 @@ const qs_st_tensor *qs_st_find(const qs_st_file *f, const char *name) {
     return NULL;
 }
 
+/* The first element of out (count,) that is NaN or infinite; -1 when all are finite. Only
+ * called after the conversion loop saw a non-finite exponent. */
+static int64_t first_non_finite(const float *out, int64_t count) {
+    for (int64_t i = 0; i < count; ++i)
+        if (!isfinite(out[i])) return i;
+    return -1;
+}
+
 qs_status qs_st_read_f32(const qs_st_tensor *t, int64_t start, int64_t count, float *out,
                          qs_err *err) {
     int64_t n = qs_st_numel(t);
@@ -411,27 +420,47 @@ qs_status qs_st_read_f32(const qs_st_tensor *t, int64_t start, int64_t count, fl
                        "internal error: read of [%lld, %lld) from tensor '%s' of %lld elements",
                        (long long)start, (long long)(start + count), t->name, (long long)n);
     const unsigned char *p = t->data + (uint64_t)start * qs_dtype_size(t->dtype);
+    /* the non-finite check rides on the conversion (an all-ones exponent), no second pass */
+    unsigned bad = 0;
     switch (t->dtype) {
     case QS_DTYPE_F32:
         for (int64_t i = 0; i < count; ++i, p += 4) {
             uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
                          (uint32_t)p[3] << 24;
+            bad |= (u & 0x7F800000u) == 0x7F800000u;
             out[i] = qs_f32_from_bits(u);
         }
         break;
     case QS_DTYPE_F16:
-        for (int64_t i = 0; i < count; ++i, p += 2)
-            out[i] = qs_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+        for (int64_t i = 0; i < count; ++i, p += 2) {
+            uint16_t u = (uint16_t)(p[0] | p[1] << 8);
+            bad |= (u & 0x7C00u) == 0x7C00u;
+            out[i] = qs_f16_to_f32(u);
+        }
         break;
     case QS_DTYPE_BF16:
-        for (int64_t i = 0; i < count; ++i, p += 2)
-            out[i] = qs_bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
+        for (int64_t i = 0; i < count; ++i, p += 2) {
+            uint16_t u = (uint16_t)(p[0] | p[1] << 8);
+            bad |= (u & 0x7F80u) == 0x7F80u;
+            out[i] = qs_bf16_to_f32(u);
+        }
         break;
     case QS_DTYPE_I32:
     case QS_DTYPE_I64:
     default:
         return QS_FAIL(err, QS_ERR_INPUT, "tensor '%s' has dtype %s, not a float type", t->name,
                        qs_dtype_name(t->dtype));
+    }
+    if (bad) {
+        const int64_t i = first_non_finite(out, count), at = start + i;
+        const int64_t cols = t->ndim == 2 ? t->shape[1] : 0;
+        if (cols > 0)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "tensor '%s' holds a non-finite value (%s) at (%lld, %lld)", t->name,
+                           isnan(out[i]) ? "NaN" : "Inf", (long long)(at / cols),
+                           (long long)(at % cols));
+        return QS_FAIL(err, QS_ERR_INPUT, "tensor '%s' holds a non-finite value (%s) at %lld",
+                       t->name, isnan(out[i]) ? "NaN" : "Inf", (long long)at);
     }
     return QS_OK;
 }
@@ -669,6 +698,16 @@ void qs_ckpt_close(qs_checkpoint *ck) {
 const qs_st_tensor *qs_ckpt_find(const qs_checkpoint *ck, const char *name) {
     const struct qs_ckpt_entry *e = find_entry(ck, name);
     return e ? &ck->shards[e->shard].tensors[e->index] : NULL;
+}
+
+qs_status qs_ckpt_read_f32(const qs_checkpoint *ck, const qs_st_tensor *t, int64_t start,
+                           int64_t count, float *out, qs_err *err) {
+    qs_err e = {0};
+    const qs_status st = qs_st_read_f32(t, start, count, out, &e);
+    if (st == QS_OK) return QS_OK;
+    const char *file = st == QS_ERR_INPUT ? qs_ckpt_file_of(ck, t->name) : NULL;
+    if (file) return QS_FAIL(err, st, "%s: %s", file, e.msg);
+    return qs_err_set_at(err, st, e.file, e.line, "%s", e.msg);
 }
 
 const char *qs_ckpt_file_of(const qs_checkpoint *ck, const char *name) {

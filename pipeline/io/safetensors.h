@@ -69,8 +69,10 @@ int64_t qs_st_numel(const qs_st_tensor *t);
 void qs_shape_str(const int64_t *shape, int ndim, char *out, size_t n);
 
 /* Converts elements [start, start+count) (flat, row-major) of a F32/F16/BF16 tensor to f32
- * in `out` (count,), exactly. I32 tensors are a QS_ERR_INPUT here (use the raw data); a
- * range outside the tensor is QS_ERR_INTERNAL. Touches only the pages of that range. */
+ * in `out` (count,), exactly. A NaN or infinite element is QS_ERR_INPUT naming the tensor
+ * and the element ((row, col) of a 2-D tensor), found in the same pass. I32 tensors are a
+ * QS_ERR_INPUT here (use the raw data); a range outside the tensor is QS_ERR_INTERNAL.
+ * Touches only the pages of that range. */
 qs_status qs_st_read_f32(const qs_st_tensor *t, int64_t start, int64_t count, float *out,
                          qs_err *err);
 
@@ -98,5 +100,9 @@ void qs_ckpt_close(qs_checkpoint *ck);
 const qs_st_tensor *qs_ckpt_find(const qs_checkpoint *ck, const char *name);
 /* Path of the shard holding `t`'s file, for error messages. */
 const char *qs_ckpt_file_of(const qs_checkpoint *ck, const char *name);
+/* qs_st_read_f32 on a tensor of ck; an input error (a non-finite value, a non-float dtype)
+ * names the file that holds the tensor. */
+qs_status qs_ckpt_read_f32(const qs_checkpoint *ck, const qs_st_tensor *t, int64_t start,
+                           int64_t count, float *out, qs_err *err);
 
 #endif /* QS_SAFETENSORS_H */

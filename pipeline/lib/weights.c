@@ -51,7 +51,7 @@ qs_status qs_weights_read(const qs_model *m, const char *name, int64_t rows, int
                        file ? file : m->ckpt.dir, name, t->ndim,
                        (long long)(t->ndim > 0 ? t->shape[0] : 0), (long long)rows);
     }
-    qs_status st = qs_st_read_f32(t, 0, rows * (cols > 0 ? cols : 1), out, err);
+    qs_status st = qs_ckpt_read_f32(&m->ckpt, t, 0, rows * (cols > 0 ? cols : 1), out, err);
     release_mapped(t);
     return st;
 }
@@ -174,6 +174,27 @@ qs_status qs_weights_load_ends(const qs_model *m, const qs_model_dims *d, int wa
     }
 done:
     if (st != QS_OK) qs_ends_f32_free(out);
+    return st;
+}
+
+qs_status qs_weights_check_finite(const qs_model *m, const char *name, int part, int nparts,
+                                  qs_err *err) {
+    const qs_st_tensor *t = qs_ckpt_find(&m->ckpt, name);
+    if (!t) return QS_OK; /* absence is the shape checks' business */
+    const int64_t rows = t->ndim >= 1 ? t->shape[0] : 1;
+    const int64_t cols = t->ndim == 2 ? t->shape[1] : 1;
+    const int64_t row0 = rows * part / nparts, row1 = rows * (part + 1) / nparts;
+    const int64_t tile = cols >= (1 << 20) ? 1 : ((1 << 20) + cols - 1) / cols; /* ~4 MB */
+    qs_status st = QS_OK;
+    float *buf = qs_malloc((size_t)(tile * cols) * sizeof(float), err, "finiteness check");
+    if (!buf) return QS_ERR_RUNTIME;
+    // buf: (tile, cols)
+    for (int64_t r = row0; r < row1 && st == QS_OK; r += tile) {
+        const int64_t n = r + tile < row1 ? tile : row1 - r;
+        st = qs_ckpt_read_f32(&m->ckpt, t, r * cols, n * cols, buf, err);
+    }
+    free(buf);
+    release_mapped(t);
     return st;
 }
 

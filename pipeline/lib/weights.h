@@ -52,6 +52,13 @@ qs_status qs_weights_load_ends(const qs_model *m, const qs_model_dims *d, int wa
                                int want_head, qs_ends_f32 *out, qs_err *err);
 void qs_ends_f32_free(qs_ends_f32 *e);
 
+/* Reads part `part` of `nparts` (contiguous row ranges) of tensor `name` in ~4 MB tiles and
+ * fails with QS_ERR_INPUT naming the file, the tensor and the element at the first NaN/Inf
+ * (the conversion's own check: io/safetensors.h). A missing tensor is QS_OK. For the
+ * preflight check of tensors that are first read late in a run (final norm, lm_head). */
+qs_status qs_weights_check_finite(const qs_model *m, const char *name, int part, int nparts,
+                                  qs_err *err);
+
 /* One tensor `name` of shape (rows, cols) (cols = 0 for a vector of rows) converted to f32
  * into out (rows * max(cols, 1),). Missing tensor or wrong shape: QS_ERR_INPUT.
  * Afterwards the tensor's pages of the (read-only) checkpoint mapping are dropped from this
