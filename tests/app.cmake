@@ -17,7 +17,7 @@
 #    test_write_mpi on synthetic models)
 set(QS_ROOM app)
 qs_add_unit(test_ops LINK qs_app LABELS ops)
-qs_add_script(test_bad_inputs MPI LABELS "mpi" TIMEOUT 900
+qs_add_script(test_bad_inputs MPI LABELS "mpi;san" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_bad_inputs.py)
 # NaN / Inf in the embedding, a linear, a norm, the final norm and lm_head (bf16, f16, f32):
 # exit 2 naming the file, tensor and element, before anything depending on it is written
@@ -25,9 +25,9 @@ qs_add_script(test_nan_weights MPI LABELS "mpi" TIMEOUT 600
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_nan_weights.py)
 qs_add_script(test_inspect_fixture LABELS "shared"
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_inspect_fixture.py)
-foreach(t test_kill_resume test_report)
-  qs_add_script(${t} MPI LABELS "mpi;ops" TIMEOUT 900
-    COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/${t}.py)
-endforeach()
+qs_add_script(test_kill_resume MPI LABELS "mpi;ops" TIMEOUT 900
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_kill_resume.py)
+qs_add_script(test_report MPI LABELS "mpi;ops;san" TIMEOUT 900
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_report.py)
 qs_add_script(test_pipeline_fixture MPI LABELS "shared;mpi;pipeline;nosan" TIMEOUT 2400
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_pipeline_fixture.py)

@@ -14,7 +14,7 @@ qs_add_unit(test_engines LINK qs_export LABELS export ARGS ${CMAKE_SOURCE_DIR}/d
 qs_add_unit(test_gguf_file LINK qs_export LABELS export)
 
 qs_add_test_program(gguf_write tools/gguf_write.c qs_app)
-qs_add_script(test_gguf_synth LABELS "pypi;export" TIMEOUT 300
+qs_add_script(test_gguf_synth LABELS "pypi;export;san" TIMEOUT 300
   COMMAND ${QS_PYPI} ${CMAKE_CURRENT_SOURCE_DIR}/gguf/test_gguf.py $<TARGET_FILE:gguf_write> synth)
 qs_add_script(test_gguf_fixture LABELS "pypi;shared;export" TIMEOUT 300
   COMMAND ${QS_PYPI} ${CMAKE_CURRENT_SOURCE_DIR}/gguf/test_gguf.py $<TARGET_FILE:gguf_write> fixture)

@@ -14,7 +14,7 @@ qs_add_unit(test_model_hessian LINK qs_model LABELS model)
 qs_add_unit(test_model_kernels LINK qs_model LABELS model)
 qs_add_unit(test_model_window LINK qs_lib LABELS model
             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/data/window)
-qs_add_script(test_window_mpi MPI LABELS "model;mpi"
+qs_add_script(test_window_mpi MPI LABELS "model;mpi;san"
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_window_mpi.py)
 
 qs_add_test_program(bench_forward bench/bench_forward.c qs_model)

@@ -10,7 +10,7 @@
 #    same output bytes as from calib.u32
 set(QS_ROOM text)
 qs_add_unit(test_text LINK qs_lib LABELS text)
-qs_add_script(test_tokenize_errors MPI LABELS "mpi"
+qs_add_script(test_tokenize_errors MPI LABELS "mpi;san"
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/text/test_tokenize_errors.py)
 qs_add_script(test_tokenize_ref MPI LABELS "pypi;mpi" TIMEOUT 1200
   COMMAND ${QS_PYPI} ${CMAKE_CURRENT_SOURCE_DIR}/text/test_tokenize_ref.py)
