@@ -71,13 +71,19 @@ done:
     return st;
 }
 
+/* The config hash: the resolved config without the runtime keys and without the `model` and
+ * `run_dir` paths, so that a run directory moved or copied elsewhere (or a model moved)
+ * resumes; the model itself is identified by its fingerprint (model_fingerprint). */
 static qs_status config_hash(const qs_config *cfg, char hex[65], qs_err *err) {
     qs_status st = QS_OK;
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
     if (!mem) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (config hash)");
-    st = qs_config_dump(cfg, mem, 0, err);
+    qs_config place_free = *cfg; /* shallow: only the two path pointers differ */
+    place_free.model = (char *)"";
+    place_free.run_dir = (char *)"";
+    st = qs_config_dump(&place_free, mem, 0, err);
     fclose(mem);
     if (st == QS_OK) qs_sha256_hex(buf, len, hex);
     free(buf);

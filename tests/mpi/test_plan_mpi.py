@@ -9,6 +9,7 @@ Usage: test_plan_mpi.py  (env: QS_BIN, QS_MPIEXEC)"""
 import itertools
 import json
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -88,6 +89,14 @@ def main(tmp):
     # another config in the same run directory is refused
     r = Q.qs(2, "run", cfg, "--resume", "--set", "calib.nsamples=8", timeout=300)
     check(r.returncode == 2 and "different config" in r.stderr, f"other config refused: {r.stderr}")
+    # a moved run directory resumes: run_dir and model paths are not in the config hash (the
+    # model fingerprint identifies the model), so nothing is redone and the manifest is equal
+    moved = run_dir + "-moved"
+    shutil.copytree(run_dir, moved)
+    r = Q.qs(2, "run", cfg, "--resume", "--set", f"run_dir={moved}", timeout=300)
+    with open(os.path.join(moved, "plan", "manifest.json")) as f:
+        check(r.returncode == 0 and f.read() == open(manifest).read(),
+              f"moved run directory resumes unchanged: {r.returncode} {r.stderr}")
 
 
 with Q.tempdir("qs_plan_") as d:
