@@ -10,7 +10,9 @@
 
 #include <cjson/cJSON.h>
 
-#define MAX_TOKENIZER_BYTES ((long)1 << 30)
+#include "rundir.h"
+
+#define MAX_TOKENIZER_BYTES ((uint64_t)1 << 30)
 #define PATH_CAP 4096
 
 /* GGUF token types (llama.cpp's llama_token_type / gguf-py TokenType) */
@@ -37,33 +39,6 @@ static int is_dir(const char *p) {
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static qs_status read_all(const char *path, char **out, size_t *n, qs_err *err) {
-    qs_status st = QS_OK;
-    FILE *f = NULL;
-    char *b = NULL;
-    *out = NULL;
-    *n = 0;
-    f = fopen(path, "rb");
-    if (!f) QS_THROW(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) QS_THROW(err, QS_ERR_INPUT, "%s: cannot seek", path);
-    long len = ftell(f);
-    if (len < 0 || len > MAX_TOKENIZER_BYTES)
-        QS_THROW(err, QS_ERR_INPUT, "%s: bad size %ld", path, len);
-    rewind(f);
-    b = malloc((size_t)len + 1);
-    if (!b) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory (%ld bytes)", path, len);
-    if (fread(b, 1, (size_t)len, f) != (size_t)len)
-        QS_THROW(err, QS_ERR_INPUT, "%s: read failed", path);
-    b[len] = '\0';
-    *out = b;
-    *n = (size_t)len;
-    b = NULL;
-done:
-    if (f) fclose(f);
-    free(b);
-    return st;
-}
-
 /* Parses a JSON file; *root is NULL (and OK) when the file does not exist and !required. */
 static qs_status json_load(const char *path, int required, cJSON **root, qs_err *err) {
     qs_status st = QS_OK;
@@ -74,7 +49,7 @@ static qs_status json_load(const char *path, int required, cJSON **root, qs_err 
         if (required) QS_THROW(err, QS_ERR_INPUT, "%s: no such file", path);
         goto done;
     }
-    QS_CHECK(read_all(path, &text, &n, err));
+    QS_CHECK(qs_read_file_max(path, MAX_TOKENIZER_BYTES, &text, &n, err));
     *root = cJSON_ParseWithLength(text, n);
     if (!*root) QS_THROW(err, QS_ERR_INPUT, "%s: not valid JSON", path);
 done:
@@ -272,7 +247,7 @@ static qs_status spm_read(const char *path, int64_t vocab_size, vocab *v, qs_err
         v->score[i] = -10000.0f;
         v->type[i] = TT_UNUSED;
     }
-    QS_CHECK(read_all(path, &data, &n, err));
+    QS_CHECK(qs_read_file_max(path, MAX_TOKENIZER_BYTES, &data, &n, err));
     const unsigned char *p = (const unsigned char *)data;
     while (pos < n) {
         uint64_t key, len;
@@ -744,7 +719,7 @@ static qs_status chat_template(qs_gguf_meta *m, const cJSON *tc, const char *dir
     if (!ct) {
         snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
         if (is_file(path)) {
-            QS_CHECK(read_all(path, &text, &n, err));
+            QS_CHECK(qs_read_file_max(path, MAX_TOKENIZER_BYTES, &text, &n, err));
             if (n > 0) QS_CHECK(qs_gguf_meta_set_strn(m, "tokenizer.chat_template", text, n, err));
             goto done;
         }
