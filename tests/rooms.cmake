@@ -27,3 +27,10 @@ qs_add_script(test_function_length LABELS "unit;rooms"
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/rooms/long_functions.py --max 120
           --allow ${CMAKE_CURRENT_SOURCE_DIR}/rooms/long_functions.allow
           ${CMAKE_SOURCE_DIR} pipeline stages mpi)
+
+# docs/design.md describes the layout as it is (issue 17): every repository path named in it
+# or in README.md's Layout block exists, and every room (pipeline/ and its source folders,
+# stages/, mpi/) and every C file of a room is named in design.md.
+# `python3 tests/rooms/design_paths.py . --list` prints every path it checked.
+qs_add_script(test_design_paths LABELS "unit;rooms"
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/rooms/design_paths.py ${CMAKE_SOURCE_DIR})
