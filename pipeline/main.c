@@ -209,17 +209,50 @@ static int parse_i64(const char *s, long long lo, long long hi, long long *out) 
     return 0;
 }
 
+/* 1 when a is the flag spelled long_name or short_name. */
+static int is_flag(const char *a, const char *long_name, const char *short_name) {
+    return strcmp(a, long_name) == 0 || strcmp(a, short_name) == 0;
+}
+
+/* An option with a value, "--name VALUE" or "--name=VALUE", at argv[*i]: 1 when it is that
+ * option, with *val its value (NULL when "--name" is last) and *i past it; 0 otherwise. */
+static int option_value(int argc, char **argv, int *i, const char *name, const char **val) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '=')) return 0;
+    if (a[n] == '=')
+        *val = a + n + 1;
+    else
+        *val = *i + 1 < argc ? argv[++*i] : NULL;
+    return 1;
+}
+
+/* MPI for a command that runs on ranks: 0, or 1 after the one error line. */
+static int comm_start(qs_comm *comm, int *argc, char ***argv) {
+    qs_err err = {0};
+    if (qs_comm_init(comm, argc, argv, &err) == QS_OK) return 0;
+    fprintf(stderr, "qshard: error: %s\n", err.msg);
+    return 1;
+}
+
+/* The end of a command that runs on ranks: rank 0 prints the one error line (a stop is not
+ * an error), output is flushed, MPI finalized; returns st's exit code. */
+static int comm_finish(qs_comm *comm, qs_status st, const qs_err *err) {
+    if (st != QS_OK && st != QS_STOPPED && comm->rank == 0)
+        fprintf(stderr, "qshard: error: %s\n", err->msg);
+    fflush(stdout);
+    qs_comm_finalize(comm);
+    return qs_status_exit_code(st);
+}
+
 /* ---- tokenize ---- */
 
 static int cmd_tokenize(int argc, char **argv) {
     qs_comm comm;
     qs_err err = {0};
-    qs_status st = qs_comm_init(&comm, &argc, &argv, &err);
-    if (st != QS_OK) {
-        fprintf(stderr, "qshard: error: %s\n", err.msg);
-        return 1;
-    }
-    const char *tok_path = NULL, *field = "text";
+    qs_status st = QS_OK;
+    if (comm_start(&comm, &argc, &argv) != 0) return 1;
+    const char *tok_path = NULL, *field = "text", *val = NULL;
     int help = 0, quiet = 0, nin = 0;
     const char **ins = calloc((size_t)argc + 1, sizeof(char *));
     qs_tokenizer *tok = NULL;
@@ -230,19 +263,16 @@ static int cmd_tokenize(int argc, char **argv) {
         const char *a = argv[i];
         if (is_help(a)) {
             help = 1;
-        } else if (strcmp(a, "--tokenizer") == 0 || strcmp(a, "--text-field") == 0) {
-            if (i + 1 >= argc)
+        } else if (option_value(argc, argv, &i, "--tokenizer", &val) ||
+                   option_value(argc, argv, &i, "--text-field", &val)) {
+            if (!val)
                 st = QS_FAIL(&err, QS_ERR_INPUT, "tokenize: %s needs a value (see 'qshard tokenize --help')",
                              a);
             else if (a[2] == 't' && a[3] == 'o')
-                tok_path = argv[++i];
+                tok_path = val;
             else
-                field = argv[++i];
-        } else if (strncmp(a, "--tokenizer=", 12) == 0) {
-            tok_path = a + 12;
-        } else if (strncmp(a, "--text-field=", 13) == 0) {
-            field = a + 13;
-        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+                field = val;
+        } else if (is_flag(a, "--quiet", "-q")) {
             quiet = 1;
         } else if (a[0] == '-' && a[1]) {
             st = QS_FAIL(&err, QS_ERR_INPUT, "tokenize: unknown option '%s' (see 'qshard tokenize --help')",
@@ -276,13 +306,10 @@ static int cmd_tokenize(int argc, char **argv) {
         if (st == QS_ERR_INTERNAL) qs_comm_abort(&comm, &err);
     }
 out:
-    if (st != QS_OK && comm.rank == 0) fprintf(stderr, "qshard: error: %s\n", err.msg);
     qs_corpus_close(&corpus);
     qs_tokenizer_free(tok);
     free(ins);
-    fflush(stdout);
-    qs_comm_finalize(&comm);
-    return qs_status_exit_code(st);
+    return comm_finish(&comm, st, &err);
 }
 
 /* The one positional argument of a command without options (collect, report, verify):
@@ -318,14 +345,12 @@ static int cmd_run(int argc, char **argv) {
     /* A stop signal may arrive while MPI starts (Slurm's early USR1): catch it from the
      * first instruction; installed again below in case MPI_Init replaced a handler. */
     qs_driver_install_signals();
-    qs_status st = qs_comm_init(&comm, &argc, &argv, &err);
-    if (st != QS_OK) {
-        fprintf(stderr, "qshard: error: %s\n", err.msg);
-        return 1;
-    }
+    qs_status st = QS_OK;
+    if (comm_start(&comm, &argc, &argv) != 0) return 1;
     qs_run_opts opts;
     memset(&opts, 0, sizeof(opts));
     const char **sets = calloc((size_t)argc + 1, sizeof(char *));
+    const char *val = NULL;
     int help = 0;
     if (!sets) {
         st = QS_FAIL(&err, QS_ERR_RUNTIME, "out of memory");
@@ -335,13 +360,11 @@ static int cmd_run(int argc, char **argv) {
             const char *a = argv[i];
             if (is_help(a)) {
                 help = 1;
-            } else if (strcmp(a, "--set") == 0) {
-                if (i + 1 >= argc)
+            } else if (option_value(argc, argv, &i, "--set", &val)) {
+                if (!val)
                     st = QS_FAIL(&err, QS_ERR_INPUT, "--set needs key.path=value");
                 else
-                    sets[opts.nset++] = argv[++i];
-            } else if (strncmp(a, "--set=", 6) == 0) {
-                sets[opts.nset++] = a + 6;
+                    sets[opts.nset++] = val;
             } else if (strcmp(a, "--resume") == 0) {
                 opts.resume = 1;
             } else if (strcmp(a, "--stop-marker") == 0) {
@@ -349,9 +372,9 @@ static int cmd_run(int argc, char **argv) {
                     st = QS_FAIL(&err, QS_ERR_INPUT, "--stop-marker needs a file path");
                 else
                     opts.stop_marker = argv[++i];
-            } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+            } else if (is_flag(a, "--verbose", "-v")) {
                 opts.verbose = 1;
-            } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            } else if (is_flag(a, "--quiet", "-q")) {
                 opts.quiet = 1;
             } else if (a[0] == '-' && a[1]) {
                 st = QS_FAIL(&err, QS_ERR_INPUT, "run: unknown option '%s' (see 'qshard run --help')",
@@ -372,12 +395,8 @@ static int cmd_run(int argc, char **argv) {
         qs_driver_install_signals();
         st = qs_driver_run(&opts, &comm, &err);
     }
-    if (st != QS_OK && st != QS_STOPPED && comm.rank == 0)
-        fprintf(stderr, "qshard: error: %s\n", err.msg);
     free(sets);
-    fflush(stdout);
-    qs_comm_finalize(&comm);
-    return qs_status_exit_code(st);
+    return comm_finish(&comm, st, &err);
 }
 
 /* ---- plan ---- */
@@ -479,6 +498,90 @@ static void with_commas(long long v, char *out, size_t n) {
     out[k] = '\0';
 }
 
+/* The file name of a path (after its last '/'). */
+static const char *file_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* `qshard inspect --json`: the config's fields, the parameter count, every tensor. */
+static void inspect_json(const qs_model *m) {
+    const qs_hf_config *hf = &m->hf;
+    long long params = (long long)qs_model_param_count(m);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "architecture", hf->architecture);
+    cJSON_AddStringToObject(root, "family", qs_arch_name(hf->arch));
+    cJSON_AddNumberToObject(root, "num_hidden_layers", (double)hf->num_hidden_layers);
+    cJSON_AddNumberToObject(root, "hidden_size", (double)hf->hidden_size);
+    cJSON_AddNumberToObject(root, "intermediate_size", (double)hf->intermediate_size);
+    cJSON_AddNumberToObject(root, "num_attention_heads", (double)hf->num_attention_heads);
+    cJSON_AddNumberToObject(root, "num_key_value_heads", (double)hf->num_key_value_heads);
+    cJSON_AddNumberToObject(root, "head_dim", (double)hf->head_dim);
+    cJSON_AddNumberToObject(root, "vocab_size", (double)hf->vocab_size);
+    cJSON_AddBoolToObject(root, "tie_word_embeddings", hf->tie_word_embeddings);
+    cJSON_AddNumberToObject(root, "rope_theta", hf->rope.theta);
+    cJSON_AddNumberToObject(root, "sliding_window", (double)hf->sliding_window);
+    cJSON_AddNumberToObject(root, "parameters", (double)params);
+    cJSON_AddNumberToObject(root, "shards", m->ckpt.nshards);
+    cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
+    for (int s = 0; s < m->ckpt.nshards; ++s) {
+        const qs_st_file *f = &m->ckpt.shards[s];
+        const char *base = file_name(f->path);
+        for (int64_t i = 0; i < f->ntensors; ++i) {
+            const qs_st_tensor *t = &f->tensors[i];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", t->name);
+            cJSON_AddStringToObject(o, "dtype", qs_dtype_name(t->dtype));
+            cJSON *sh = cJSON_AddArrayToObject(o, "shape");
+            for (int d = 0; d < t->ndim; ++d)
+                cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+            cJSON_AddStringToObject(o, "file", base);
+            cJSON_AddItemToArray(arr, o);
+        }
+    }
+    char *text = cJSON_Print(root);
+    if (text) printf("%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(root);
+}
+
+/* `qshard inspect`: the same as a table. */
+static void inspect_text(const qs_model *m, const char *dir) {
+    const qs_hf_config *hf = &m->hf;
+    long long params = (long long)qs_model_param_count(m);
+    char pc[40];
+    with_commas(params, pc, sizeof(pc));
+    printf("model:        %s\n", dir);
+    printf("architecture: %s (%s)\n", hf->architecture, qs_arch_name(hf->arch));
+    printf("layers:       %lld\n", (long long)hf->num_hidden_layers);
+    printf("hidden:       %lld   intermediate: %lld   vocab: %lld\n",
+           (long long)hf->hidden_size, (long long)hf->intermediate_size,
+           (long long)hf->vocab_size);
+    printf("attention:    %lld heads, %lld kv heads%s, head_dim %lld\n",
+           (long long)hf->num_attention_heads, (long long)hf->num_key_value_heads,
+           hf->num_key_value_heads < hf->num_attention_heads ? " (GQA)" : "",
+           (long long)hf->head_dim);
+    printf("rope:         theta %g%s\n", hf->rope.theta,
+           hf->rope.type == QS_ROPE_LINEAR   ? ", linear scaling"
+           : hf->rope.type == QS_ROPE_LLAMA3 ? ", llama3 scaling"
+                                             : "");
+    if (hf->sliding_window) printf("window:       %lld\n", (long long)hf->sliding_window);
+    printf("embeddings:   %s\n", hf->tie_word_embeddings ? "tied" : "untied");
+    printf("parameters:   %s\n", pc);
+    printf("files:        %d safetensors file(s)\n", m->ckpt.nshards);
+    printf("\n%-52s %-5s %-16s %s\n", "tensor", "dtype", "shape", "file");
+    for (int s = 0; s < m->ckpt.nshards; ++s) {
+        const qs_st_file *f = &m->ckpt.shards[s];
+        const char *base = file_name(f->path);
+        for (int64_t i = 0; i < f->ntensors; ++i) {
+            char sh[96];
+            shape_str(&f->tensors[i], sh, sizeof(sh));
+            printf("%-52s %-5s %-16s %s\n", f->tensors[i].name,
+                   qs_dtype_name(f->tensors[i].dtype), sh, base);
+        }
+    }
+}
+
 static int cmd_inspect(int argc, char **argv) {
     const char *dir = NULL;
     int json = 0;
@@ -506,79 +609,10 @@ static int cmd_inspect(int argc, char **argv) {
         qs_model_close(&m);
         return qs_status_exit_code(st);
     }
-    const qs_hf_config *hf = &m.hf;
-    long long params = (long long)qs_model_param_count(&m);
-    if (json) {
-        cJSON *root = cJSON_CreateObject();
-        cJSON_AddStringToObject(root, "architecture", hf->architecture);
-        cJSON_AddStringToObject(root, "family", qs_arch_name(hf->arch));
-        cJSON_AddNumberToObject(root, "num_hidden_layers", (double)hf->num_hidden_layers);
-        cJSON_AddNumberToObject(root, "hidden_size", (double)hf->hidden_size);
-        cJSON_AddNumberToObject(root, "intermediate_size", (double)hf->intermediate_size);
-        cJSON_AddNumberToObject(root, "num_attention_heads", (double)hf->num_attention_heads);
-        cJSON_AddNumberToObject(root, "num_key_value_heads", (double)hf->num_key_value_heads);
-        cJSON_AddNumberToObject(root, "head_dim", (double)hf->head_dim);
-        cJSON_AddNumberToObject(root, "vocab_size", (double)hf->vocab_size);
-        cJSON_AddBoolToObject(root, "tie_word_embeddings", hf->tie_word_embeddings);
-        cJSON_AddNumberToObject(root, "rope_theta", hf->rope.theta);
-        cJSON_AddNumberToObject(root, "sliding_window", (double)hf->sliding_window);
-        cJSON_AddNumberToObject(root, "parameters", (double)params);
-        cJSON_AddNumberToObject(root, "shards", m.ckpt.nshards);
-        cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
-        for (int s = 0; s < m.ckpt.nshards; ++s) {
-            const qs_st_file *f = &m.ckpt.shards[s];
-            const char *base = strrchr(f->path, '/');
-            base = base ? base + 1 : f->path;
-            for (int64_t i = 0; i < f->ntensors; ++i) {
-                const qs_st_tensor *t = &f->tensors[i];
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "name", t->name);
-                cJSON_AddStringToObject(o, "dtype", qs_dtype_name(t->dtype));
-                cJSON *sh = cJSON_AddArrayToObject(o, "shape");
-                for (int d = 0; d < t->ndim; ++d)
-                    cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
-                cJSON_AddStringToObject(o, "file", base);
-                cJSON_AddItemToArray(arr, o);
-            }
-        }
-        char *text = cJSON_Print(root);
-        if (text) printf("%s\n", text);
-        cJSON_free(text);
-        cJSON_Delete(root);
-    } else {
-        char pc[40];
-        with_commas(params, pc, sizeof(pc));
-        printf("model:        %s\n", dir);
-        printf("architecture: %s (%s)\n", hf->architecture, qs_arch_name(hf->arch));
-        printf("layers:       %lld\n", (long long)hf->num_hidden_layers);
-        printf("hidden:       %lld   intermediate: %lld   vocab: %lld\n",
-               (long long)hf->hidden_size, (long long)hf->intermediate_size,
-               (long long)hf->vocab_size);
-        printf("attention:    %lld heads, %lld kv heads%s, head_dim %lld\n",
-               (long long)hf->num_attention_heads, (long long)hf->num_key_value_heads,
-               hf->num_key_value_heads < hf->num_attention_heads ? " (GQA)" : "",
-               (long long)hf->head_dim);
-        printf("rope:         theta %g%s\n", hf->rope.theta,
-               hf->rope.type == QS_ROPE_LINEAR   ? ", linear scaling"
-               : hf->rope.type == QS_ROPE_LLAMA3 ? ", llama3 scaling"
-                                                 : "");
-        if (hf->sliding_window) printf("window:       %lld\n", (long long)hf->sliding_window);
-        printf("embeddings:   %s\n", hf->tie_word_embeddings ? "tied" : "untied");
-        printf("parameters:   %s\n", pc);
-        printf("files:        %d safetensors file(s)\n", m.ckpt.nshards);
-        printf("\n%-52s %-5s %-16s %s\n", "tensor", "dtype", "shape", "file");
-        for (int s = 0; s < m.ckpt.nshards; ++s) {
-            const qs_st_file *f = &m.ckpt.shards[s];
-            const char *base = strrchr(f->path, '/');
-            base = base ? base + 1 : f->path;
-            for (int64_t i = 0; i < f->ntensors; ++i) {
-                char sh[96];
-                shape_str(&f->tensors[i], sh, sizeof(sh));
-                printf("%-52s %-5s %-16s %s\n", f->tensors[i].name,
-                       qs_dtype_name(f->tensors[i].dtype), sh, base);
-            }
-        }
-    }
+    if (json)
+        inspect_json(&m);
+    else
+        inspect_text(&m, dir);
     qs_model_close(&m);
     return 0;
 }
@@ -658,12 +692,9 @@ static int cmd_synth(int argc, char **argv) {
 static int cmd_eval(int argc, char **argv) {
     qs_comm comm;
     qs_err err = {0};
-    qs_status st = qs_comm_init(&comm, &argc, &argv, &err);
-    if (st != QS_OK) {
-        fprintf(stderr, "qshard: error: %s\n", err.msg);
-        return 1;
-    }
-    const char *config_path = NULL, *weights = "float";
+    qs_status st = QS_OK;
+    if (comm_start(&comm, &argc, &argv) != 0) return 1;
+    const char *config_path = NULL, *weights = "float", *val = NULL;
     int nset = 0, help = 0, verbose = 0, quiet = 0;
     const char **sets = calloc((size_t)argc + 1, sizeof(char *));
     qs_config cfg;
@@ -679,21 +710,18 @@ static int cmd_eval(int argc, char **argv) {
         const char *a = argv[i];
         if (is_help(a)) {
             help = 1;
-        } else if (strcmp(a, "--set") == 0 || strcmp(a, "--weights") == 0) {
-            if (i + 1 >= argc)
+        } else if (option_value(argc, argv, &i, "--set", &val) ||
+                   option_value(argc, argv, &i, "--weights", &val)) {
+            if (!val)
                 st = QS_FAIL(&err, QS_ERR_INPUT, "eval: %s needs a value (see 'qshard eval --help')",
                              a);
             else if (a[2] == 's')
-                sets[nset++] = argv[++i];
+                sets[nset++] = val;
             else
-                weights = argv[++i];
-        } else if (strncmp(a, "--set=", 6) == 0) {
-            sets[nset++] = a + 6;
-        } else if (strncmp(a, "--weights=", 10) == 0) {
-            weights = a + 10;
-        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+                weights = val;
+        } else if (is_flag(a, "--verbose", "-v")) {
             verbose = 1;
-        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+        } else if (is_flag(a, "--quiet", "-q")) {
             quiet = 1;
         } else if (a[0] == '-' && a[1]) {
             st = QS_FAIL(&err, QS_ERR_INPUT, "eval: unknown option '%s' (see 'qshard eval --help')",
@@ -731,14 +759,11 @@ static int cmd_eval(int argc, char **argv) {
         if (st == QS_ERR_INTERNAL) qs_comm_abort(&comm, &err);
     }
 out:
-    if (st != QS_OK && comm.rank == 0) fprintf(stderr, "qshard: error: %s\n", err.msg);
     qs_model_close(&model);
     qs_rundir_free(&rd);
     qs_config_free(&cfg);
     free(sets);
-    fflush(stdout);
-    qs_comm_finalize(&comm);
-    return qs_status_exit_code(st);
+    return comm_finish(&comm, st, &err);
 }
 
 /* ---- sweep, collect ---- */

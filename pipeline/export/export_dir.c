@@ -11,7 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rundir.h"
 #include "st_writer.h"
+
+#define CONFIG_MAX_BYTES ((uint64_t)64 << 20) /* the source config.json this rewrites */
 
 typedef struct xd_tensor {
     char *name;                    /* owned */
@@ -128,31 +131,6 @@ done:
     return st;
 }
 
-/* Reads a whole file into a NUL-terminated buffer (caller frees). */
-static qs_status read_text(const char *path, char **out, qs_err *err) {
-    qs_status st = QS_OK;
-    FILE *f = NULL;
-    char *buf = NULL;
-    *out = NULL;
-    f = fopen(path, "rb");
-    if (!f) QS_THROW(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) QS_THROW(err, QS_ERR_RUNTIME, "%s: seek failed", path);
-    long n = ftell(f);
-    if (n < 0 || n > (64L << 20)) QS_THROW(err, QS_ERR_INPUT, "%s: bad size %ld", path, n);
-    rewind(f);
-    buf = qs_malloc((size_t)n + 1, err, "text file");
-    if (!buf) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-        QS_THROW(err, QS_ERR_RUNTIME, "%s: read failed", path);
-    buf[n] = '\0';
-    *out = buf;
-    buf = NULL;
-done:
-    if (f) fclose(f);
-    free(buf);
-    return st;
-}
-
 /* ---- begin and declarations ------------------------------------------------------------ */
 
 qs_status qs_export_dir_begin(qs_export_dir **out, const char *dir, const char *src_model_dir,
@@ -200,12 +178,12 @@ qs_status qs_export_dir_declare(qs_export_dir *d, const char *name, qs_dtype dt,
     if (ndim < 0 || ndim > QS_EXPORT_MAX_DIMS)
         QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' has %d dimensions (at most %d)", d->dir,
                  name, ndim, QS_EXPORT_MAX_DIMS);
-    if (qs_st_dtype_bytes(dt) == 0)
+    if (qs_dtype_size(dt) == 0)
         QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' has an unknown dtype", d->dir, name);
     for (int64_t i = 0; i < d->ntensors; ++i)
         if (strcmp(d->tensors[i].name, name) == 0)
             QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' declared twice", d->dir, name);
-    uint64_t nbytes = qs_st_dtype_bytes(dt);
+    uint64_t nbytes = qs_dtype_size(dt);
     for (int k = 0; k < ndim; ++k) {
         if (shape[k] < 0 || (shape[k] > 0 && nbytes > ((uint64_t)1 << 50) / (uint64_t)shape[k]))
             QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' has a bad shape", d->dir, name);
@@ -366,7 +344,7 @@ static qs_status write_config(qs_export_dir *d, const cJSON *quant_config, qs_er
     cJSON *cfg = NULL, *qc = NULL;
     src_cfg = join_path(d->src, "config.json", err);
     if (!src_cfg) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", d->dir);
-    QS_CHECK(read_text(src_cfg, &text, err));
+    QS_CHECK(qs_read_file_max(src_cfg, CONFIG_MAX_BYTES, &text, NULL, err));
     cfg = cJSON_Parse(text);
     if (!cfg || !cJSON_IsObject(cfg))
         QS_THROW(err, QS_ERR_INPUT, "%s: not a JSON object", src_cfg);

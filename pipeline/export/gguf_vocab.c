@@ -10,7 +10,9 @@
 
 #include <cjson/cJSON.h>
 
-#define MAX_TOKENIZER_BYTES ((long)1 << 30)
+#include "rundir.h"
+
+#define MAX_TOKENIZER_BYTES ((uint64_t)1 << 30)
 #define PATH_CAP 4096
 
 /* GGUF token types (llama.cpp's llama_token_type / gguf-py TokenType) */
@@ -37,33 +39,6 @@ static int is_dir(const char *p) {
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static qs_status read_all(const char *path, char **out, size_t *n, qs_err *err) {
-    qs_status st = QS_OK;
-    FILE *f = NULL;
-    char *b = NULL;
-    *out = NULL;
-    *n = 0;
-    f = fopen(path, "rb");
-    if (!f) QS_THROW(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) QS_THROW(err, QS_ERR_INPUT, "%s: cannot seek", path);
-    long len = ftell(f);
-    if (len < 0 || len > MAX_TOKENIZER_BYTES)
-        QS_THROW(err, QS_ERR_INPUT, "%s: bad size %ld", path, len);
-    rewind(f);
-    b = malloc((size_t)len + 1);
-    if (!b) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory (%ld bytes)", path, len);
-    if (fread(b, 1, (size_t)len, f) != (size_t)len)
-        QS_THROW(err, QS_ERR_INPUT, "%s: read failed", path);
-    b[len] = '\0';
-    *out = b;
-    *n = (size_t)len;
-    b = NULL;
-done:
-    if (f) fclose(f);
-    free(b);
-    return st;
-}
-
 /* Parses a JSON file; *root is NULL (and OK) when the file does not exist and !required. */
 static qs_status json_load(const char *path, int required, cJSON **root, qs_err *err) {
     qs_status st = QS_OK;
@@ -74,7 +49,7 @@ static qs_status json_load(const char *path, int required, cJSON **root, qs_err 
         if (required) QS_THROW(err, QS_ERR_INPUT, "%s: no such file", path);
         goto done;
     }
-    QS_CHECK(read_all(path, &text, &n, err));
+    QS_CHECK(qs_read_file_max(path, MAX_TOKENIZER_BYTES, &text, &n, err));
     *root = cJSON_ParseWithLength(text, n);
     if (!*root) QS_THROW(err, QS_ERR_INPUT, "%s: not valid JSON", path);
 done:
@@ -272,7 +247,7 @@ static qs_status spm_read(const char *path, int64_t vocab_size, vocab *v, qs_err
         v->score[i] = -10000.0f;
         v->type[i] = TT_UNUSED;
     }
-    QS_CHECK(read_all(path, &data, &n, err));
+    QS_CHECK(qs_read_file_max(path, MAX_TOKENIZER_BYTES, &data, &n, err));
     const unsigned char *p = (const unsigned char *)data;
     while (pos < n) {
         uint64_t key, len;
@@ -592,142 +567,190 @@ static const char *content_str(const cJSON *e) {
     return NULL;
 }
 
-/* SpecialVocab._try_load_from_tokenizer_json, then ._try_load_from_config_json. */
-static qs_status special_load(special *sp, const cJSON *tj, const cJSON *tc, const char *cfg_path,
-                              int64_t n_vocab, const char *tj_path, qs_err *err) {
-    qs_status st = QS_OK;
-    cJSON *cfg = NULL;
+/* Defaults before any file is read: nothing set, the default types active, and
+ * tokenizer_config's <type>_token of the default types (eot/eom only via the template logic,
+ * prefix/suffix/middle only for CodeLlama). */
+static void special_init(special *sp, const cJSON *tc) {
     for (int t = 0; t < SP_N; ++t) {
         sp->id[t] = -1;
         sp->add[t] = -1;
         sp->active[t] = t <= SP_MASK;
-        /* tokenizer_config's <type>_token of the default types (eot/eom only via the
-         * template logic below, prefix/suffix/middle only for CodeLlama) */
         char key[32];
         snprintf(key, sizeof(key), "%s_token", k_sp_name[t]);
         sp->content[t] = (tc && t <= SP_MASK) ? cJSON_GetObjectItemCaseSensitive(tc, key) : NULL;
     }
-    const cJSON *added = tj ? cJSON_GetObjectItemCaseSensitive(tj, "added_tokens") : NULL;
-    const int have_tc = tc && truthy(tc); /* Python: `if tokenizer_config` */
-    if (tj) {
-        /* the converter compares these as raw values: only strings can match a token */
-        const char *s_bos = raw_str(sp->content[SP_BOS]), *s_eos = raw_str(sp->content[SP_EOS]);
-        const char *s_cls = raw_str(sp->content[SP_CLS]), *s_sep = raw_str(sp->content[SP_SEP]);
-        if (!truthy(sp->content[SP_BOS]) && truthy(sp->content[SP_CLS]) && have_tc) {
-            sp->content[SP_BOS] = sp->content[SP_CLS];
-            s_bos = s_cls;
+}
+
+/* The special-token strings the post-processor logic compares templates with (the
+ * converter compares raw values: only strings can match a token); templates change them. */
+typedef struct special_strs {
+    const char *bos, *eos, *cls, *sep;
+} special_strs;
+
+/* Whether the pair template "[first] A [sep [eos]] B [last]" adds sep: 1 or 0, or -1 when
+ * the pair template does not have that form (it decides nothing). */
+static int pair_adds_sep(const cJSON *pair, const char *first, const char *last,
+                         const special_strs *s) {
+    const int np = cJSON_IsArray(pair) ? cJSON_GetArraySize(pair) : 0;
+    if (np == 0) return -1;
+    const char *p0 = special_token_id(pair->child);
+    const char *pl = special_token_id(cJSON_GetArrayItem(pair, np - 1));
+    const int lo = (first && p0 && !strcmp(p0, first)) ? 1 : 0;
+    const int hi = (last && pl && !strcmp(pl, last)) ? np - 1 : np; /* exclusive */
+    if (hi - lo < 1) return -1;
+    const char *a = sequence_id(cJSON_GetArrayItem(pair, lo));
+    const char *b = sequence_id(cJSON_GetArrayItem(pair, hi - 1));
+    if (!a || strcmp(a, "A") != 0 || !b || strcmp(b, "B") != 0 || hi - lo - 2 < 1) return -1;
+    int add_sep = 0;
+    const char *e0 = special_token_id(cJSON_GetArrayItem(pair, lo + 1));
+    if (e0 && ((s->sep && !strcmp(e0, s->sep)) || (s->eos && !strcmp(e0, s->eos))) && !last)
+        add_sep = 1;
+    if (hi - lo - 2 == 2) {
+        const char *e1 = special_token_id(cJSON_GetArrayItem(pair, lo + 2));
+        if (e1 && ((s->sep && !strcmp(e1, s->sep)) || (s->eos && !strcmp(e1, s->eos))))
+            add_sep = 1;
+    }
+    return add_sep;
+}
+
+/* One TemplateProcessing post-processor p: the special tokens leading and ending its single
+ * template decide add_bos / add_eos (a trailing token other than eos becomes eos, the old eos
+ * eot or eom), its pair template add_sep. */
+static qs_status special_from_template(special *sp, const cJSON *p, int have_tc, special_strs *s,
+                                       const char *tj_path, qs_err *err) {
+    qs_status st = QS_OK;
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(p, "single");
+    const char *first = NULL, *last = NULL; /* special tokens leading / ending single */
+    if (cJSON_IsArray(single) && cJSON_GetArraySize(single) > 1) {
+        first = special_token_id(single->child);
+        last = special_token_id(cJSON_GetArrayItem(single, cJSON_GetArraySize(single) - 1));
+    }
+    if (first) {
+        if (!have_tc) s->bos = first;
+        sp_set_add(sp, SP_BOS, (s->bos && !strcmp(first, s->bos)) ||
+                                   (s->cls && !strcmp(first, s->cls)));
+    }
+    if (last) {
+        if (!have_tc) {
+            s->eos = last;
+        } else if (!s->eos || strcmp(last, s->eos) != 0) {
+            /* a trailing token other than eos: it becomes eos, the old eos eot/eom */
+            int slot = !sp->active[SP_EOT] ? SP_EOT : !sp->active[SP_EOM] ? SP_EOM : -1;
+            if (slot >= 0) {
+                sp->active[slot] = 1;
+                sp->content[slot] = sp->content[SP_EOS];
+            }
+            QS_CHECK(sp_override(sp, SP_EOS, last, tj_path, err));
+            s->eos = sp->ovr[SP_EOS];
         }
-        if (!truthy(sp->content[SP_EOS]) && truthy(sp->content[SP_SEP]) && have_tc) {
-            sp->content[SP_EOS] = sp->content[SP_SEP];
-            s_eos = s_sep;
-        }
-        const cJSON *pp = cJSON_GetObjectItemCaseSensitive(tj, "post_processor");
-        const cJSON *procs = pp ? cJSON_GetObjectItemCaseSensitive(pp, "processors") : NULL;
-        const cJSON *first_proc = (procs && cJSON_IsArray(procs)) ? procs->child : pp;
-        for (const cJSON *p = first_proc; p; p = (procs && cJSON_IsArray(procs)) ? p->next : NULL) {
-            const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "type");
-            if (str_eq(type, "RobertaProcessing")) {
-                sp_set_add(sp, SP_BOS, 1);
-                sp_set_add(sp, SP_EOS, 1);
-                sp_set_add(sp, SP_SEP, 1);
-                continue;
-            }
-            if (!str_eq(type, "TemplateProcessing")) continue;
-            const cJSON *single = cJSON_GetObjectItemCaseSensitive(p, "single");
-            const char *first = NULL, *last = NULL; /* special tokens leading / ending single */
-            if (cJSON_IsArray(single) && cJSON_GetArraySize(single) > 1) {
-                first = special_token_id(single->child);
-                last = special_token_id(cJSON_GetArrayItem(single, cJSON_GetArraySize(single) - 1));
-            }
-            if (first) {
-                if (!have_tc) s_bos = first;
-                sp_set_add(sp, SP_BOS, (s_bos && !strcmp(first, s_bos)) ||
-                                           (s_cls && !strcmp(first, s_cls)));
-            }
-            if (last) {
-                if (!have_tc) {
-                    s_eos = last;
-                } else if (!s_eos || strcmp(last, s_eos) != 0) {
-                    /* a trailing token other than eos: it becomes eos, the old eos eot/eom */
-                    int slot = !sp->active[SP_EOT] ? SP_EOT : !sp->active[SP_EOM] ? SP_EOM : -1;
-                    if (slot >= 0) {
-                        sp->active[slot] = 1;
-                        sp->content[slot] = sp->content[SP_EOS];
-                    }
-                    QS_CHECK(sp_override(sp, SP_EOS, last, tj_path, err));
-                    s_eos = sp->ovr[SP_EOS];
-                }
-                sp_set_add(sp, SP_EOS, s_eos && !strcmp(last, s_eos));
-            }
-            /* the pair template "[first] A [sep [eos]] B [last]" decides add_sep */
-            const cJSON *pair = cJSON_GetObjectItemCaseSensitive(p, "pair");
-            const int np = cJSON_IsArray(pair) ? cJSON_GetArraySize(pair) : 0;
-            if (np == 0) continue;
-            const char *p0 = special_token_id(pair->child);
-            const char *pl = special_token_id(cJSON_GetArrayItem(pair, np - 1));
-            const int lo = (first && p0 && !strcmp(p0, first)) ? 1 : 0;
-            const int hi = (last && pl && !strcmp(pl, last)) ? np - 1 : np; /* exclusive */
-            if (hi - lo < 1) continue;
-            const char *a = sequence_id(cJSON_GetArrayItem(pair, lo));
-            const char *b = sequence_id(cJSON_GetArrayItem(pair, hi - 1));
-            if (!a || strcmp(a, "A") != 0 || !b || strcmp(b, "B") != 0 || hi - lo - 2 < 1)
-                continue;
-            int add_sep = 0;
-            const char *e0 = special_token_id(cJSON_GetArrayItem(pair, lo + 1));
-            if (e0 && ((s_sep && !strcmp(e0, s_sep)) || (s_eos && !strcmp(e0, s_eos))) && !last)
-                add_sep = 1;
-            if (hi - lo - 2 == 2) {
-                const char *e1 = special_token_id(cJSON_GetArrayItem(pair, lo + 2));
-                if (e1 && ((s_sep && !strcmp(e1, s_sep)) || (s_eos && !strcmp(e1, s_eos))))
-                    add_sep = 1;
-            }
-            sp_set_add(sp, SP_SEP, add_sep);
-            if (add_sep && !truthy(sp->content[SP_SEP]) && !sp->ovr[SP_SEP] && have_tc && s_eos) {
-                QS_CHECK(sp_override(sp, SP_SEP, s_eos, tj_path, err));
-                s_sep = sp->ovr[SP_SEP];
-            }
+        sp_set_add(sp, SP_EOS, s->eos && !strcmp(last, s->eos));
+    }
+    const int add_sep = pair_adds_sep(cJSON_GetObjectItemCaseSensitive(p, "pair"), first, last, s);
+    if (add_sep < 0) return QS_OK;
+    sp_set_add(sp, SP_SEP, add_sep);
+    if (add_sep && !truthy(sp->content[SP_SEP]) && !sp->ovr[SP_SEP] && have_tc && s->eos) {
+        QS_CHECK(sp_override(sp, SP_SEP, s->eos, tj_path, err));
+        s->sep = sp->ovr[SP_SEP];
+    }
+done:
+    return st;
+}
+
+/* tokenizer.json's post-processor (one, or a Sequence's processors in order): Roberta adds
+ * bos, eos and sep; TemplateProcessing as special_from_template. Without bos/eos in
+ * tokenizer_config, cls/sep stand in for them. */
+static qs_status special_from_post_processor(special *sp, const cJSON *tj, int have_tc,
+                                             const char *tj_path, qs_err *err) {
+    qs_status st = QS_OK;
+    special_strs s = {raw_str(sp->content[SP_BOS]), raw_str(sp->content[SP_EOS]),
+                      raw_str(sp->content[SP_CLS]), raw_str(sp->content[SP_SEP])};
+    if (!truthy(sp->content[SP_BOS]) && truthy(sp->content[SP_CLS]) && have_tc) {
+        sp->content[SP_BOS] = sp->content[SP_CLS];
+        s.bos = s.cls;
+    }
+    if (!truthy(sp->content[SP_EOS]) && truthy(sp->content[SP_SEP]) && have_tc) {
+        sp->content[SP_EOS] = sp->content[SP_SEP];
+        s.eos = s.sep;
+    }
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(tj, "post_processor");
+    const cJSON *procs = pp ? cJSON_GetObjectItemCaseSensitive(pp, "processors") : NULL;
+    const cJSON *first_proc = (procs && cJSON_IsArray(procs)) ? procs->child : pp;
+    for (const cJSON *p = first_proc; p; p = (procs && cJSON_IsArray(procs)) ? p->next : NULL) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "type");
+        if (str_eq(type, "RobertaProcessing")) {
+            sp_set_add(sp, SP_BOS, 1);
+            sp_set_add(sp, SP_EOS, 1);
+            sp_set_add(sp, SP_SEP, 1);
+        } else if (str_eq(type, "TemplateProcessing")) {
+            QS_CHECK(special_from_template(sp, p, have_tc, &s, tj_path, err));
         }
     }
-    if (have_tc) {
-        static const char *const add_key[SP_N] = {
-            "add_bos_token",  "add_eos_token", "add_unk_token", "add_sep_token",
-            "add_pad_token",  "add_cls_token", "add_mask_token", "add_eot_token",
-            "add_eom_token",  "",              "",              ""};
-        for (int t = 0; t < SP_N; ++t) {
-            if (!sp->active[t]) continue;
-            const cJSON *a = cJSON_GetObjectItemCaseSensitive(tc, add_key[t]);
-            if (cJSON_IsBool(a)) sp_set_add(sp, t, cJSON_IsTrue(a));
-            const char *c = sp->ovr[t] ? sp->ovr[t] : content_str(sp->content[t]);
-            if (!c) continue;
-            for (const cJSON *e = cJSON_IsArray(added) ? added->child : NULL; e; e = e->next)
-                if (str_eq(cJSON_GetObjectItemCaseSensitive(e, "content"), c)) {
-                    int64_t id;
-                    if (json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), &id) == 0)
-                        sp_set_id(sp, t, id, n_vocab);
-                    break; /* the first match */
-                }
-        }
+done:
+    return st;
+}
+
+/* tokenizer_config.json: add_<type>_token flags, and each active type's content looked up
+ * among tokenizer.json's added tokens (the first match gives its id). */
+static void special_from_tokenizer_config(special *sp, const cJSON *tc, const cJSON *added,
+                                          int64_t n_vocab) {
+    static const char *const add_key[SP_N] = {
+        "add_bos_token",  "add_eos_token", "add_unk_token", "add_sep_token",
+        "add_pad_token",  "add_cls_token", "add_mask_token", "add_eot_token",
+        "add_eom_token",  "",              "",              ""};
+    for (int t = 0; t < SP_N; ++t) {
+        if (!sp->active[t]) continue;
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(tc, add_key[t]);
+        if (cJSON_IsBool(a)) sp_set_add(sp, t, cJSON_IsTrue(a));
+        const char *c = sp->ovr[t] ? sp->ovr[t] : content_str(sp->content[t]);
+        if (!c) continue;
+        for (const cJSON *e = cJSON_IsArray(added) ? added->child : NULL; e; e = e->next)
+            if (str_eq(cJSON_GetObjectItemCaseSensitive(e, "content"), c)) {
+                int64_t id;
+                if (json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), &id) == 0)
+                    sp_set_id(sp, t, id, n_vocab);
+                break; /* the first match */
+            }
     }
-    /* config.json: <type>_token_id (integers only) for the types still unset */
+}
+
+/* config.json: <type>_token_id (integers only; also under text_config) for the types still
+ * unset. */
+static qs_status special_from_config_json(special *sp, const char *cfg_path, int64_t n_vocab,
+                                          qs_err *err) {
+    qs_status st = QS_OK;
+    cJSON *cfg = NULL;
     QS_CHECK(json_load(cfg_path, 0, &cfg, err));
-    if (cfg) {
-        for (int t = 0; t < SP_N; ++t) {
-            if (!sp->active[t]) continue;
-            char key[32];
-            snprintf(key, sizeof(key), "%s_token_id", k_sp_name[t]);
-            const cJSON *e = cJSON_GetObjectItemCaseSensitive(cfg, key);
-            const cJSON *text = cJSON_GetObjectItemCaseSensitive(cfg, "text_config");
-            if (!e && text) e = cJSON_GetObjectItemCaseSensitive(text, key);
-            int64_t id;
-            if (e && cJSON_IsNumber(e)) {
-                if (e->valuedouble < 0)
-                    QS_THROW(err, QS_ERR_INPUT, "%s: %s is negative", cfg_path, key);
-                if (json_id(e, &id) == 0) sp_set_id(sp, t, id, n_vocab);
-            }
+    for (int t = 0; cfg && t < SP_N; ++t) {
+        if (!sp->active[t]) continue;
+        char key[32];
+        snprintf(key, sizeof(key), "%s_token_id", k_sp_name[t]);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(cfg, key);
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(cfg, "text_config");
+        if (!e && text) e = cJSON_GetObjectItemCaseSensitive(text, key);
+        int64_t id;
+        if (e && cJSON_IsNumber(e)) {
+            if (e->valuedouble < 0) QS_THROW(err, QS_ERR_INPUT, "%s: %s is negative", cfg_path, key);
+            if (json_id(e, &id) == 0) sp_set_id(sp, t, id, n_vocab);
         }
     }
 done:
     cJSON_Delete(cfg);
+    return st;
+}
+
+/* SpecialVocab._try_load_from_tokenizer_json, then ._try_load_from_config_json. */
+static qs_status special_load(special *sp, const cJSON *tj, const cJSON *tc, const char *cfg_path,
+                              int64_t n_vocab, const char *tj_path, qs_err *err) {
+    qs_status st = QS_OK;
+    special_init(sp, tc);
+    const int have_tc = tc && truthy(tc); /* Python: `if tokenizer_config` */
+    if (tj) QS_CHECK(special_from_post_processor(sp, tj, have_tc, tj_path, err));
+    if (have_tc) {
+        const cJSON *added = tj ? cJSON_GetObjectItemCaseSensitive(tj, "added_tokens") : NULL;
+        special_from_tokenizer_config(sp, tc, added, n_vocab);
+    }
+    QS_CHECK(special_from_config_json(sp, cfg_path, n_vocab, err));
+done:
     return st;
 }
 
@@ -744,7 +767,7 @@ static qs_status chat_template(qs_gguf_meta *m, const cJSON *tc, const char *dir
     if (!ct) {
         snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
         if (is_file(path)) {
-            QS_CHECK(read_all(path, &text, &n, err));
+            QS_CHECK(qs_read_file_max(path, MAX_TOKENIZER_BYTES, &text, &n, err));
             if (n > 0) QS_CHECK(qs_gguf_meta_set_strn(m, "tokenizer.chat_template", text, n, err));
             goto done;
         }

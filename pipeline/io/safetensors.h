@@ -62,8 +62,11 @@ void qs_st_close(qs_st_file *f);
 /* Finds a tensor by name (NULL if absent); binary search over by_name. */
 const qs_st_tensor *qs_st_find(const qs_st_file *f, const char *name);
 
+/* Bytes of one element of `dt` (4, 2, 2, 4, 8), 0 for an unknown value. */
 size_t qs_dtype_size(qs_dtype dt);
-const char *qs_dtype_name(qs_dtype dt);   /* "F32", "F16", "BF16", "I32", "I64" */
+/* Safetensors spelling of `dt` ("F32", "F16", "BF16", "I32", "I64"; "?" when unknown), as
+ * read here and written by st_writer. */
+const char *qs_dtype_name(qs_dtype dt);
 int64_t qs_st_numel(const qs_st_tensor *t);
 /* Writes "(a, b, ...)" into out (n bytes, always terminated). */
 void qs_shape_str(const int64_t *shape, int ndim, char *out, size_t n);

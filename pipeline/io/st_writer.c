@@ -31,28 +31,6 @@ struct qs_st_writer {
     uint64_t cur_done;            /* bytes of entries[cur] written so far */
 };
 
-size_t qs_st_dtype_bytes(qs_dtype dt) {
-    switch (dt) {
-    case QS_DTYPE_F32: return 4;
-    case QS_DTYPE_F16: return 2;
-    case QS_DTYPE_BF16: return 2;
-    case QS_DTYPE_I32: return 4;
-    case QS_DTYPE_I64: return 8;
-    default: return 0;
-    }
-}
-
-const char *qs_st_dtype_str(qs_dtype dt) {
-    switch (dt) {
-    case QS_DTYPE_F32: return "F32";
-    case QS_DTYPE_F16: return "F16";
-    case QS_DTYPE_BF16: return "BF16";
-    case QS_DTYPE_I32: return "I32";
-    case QS_DTYPE_I64: return "I64";
-    default: return "?";
-    }
-}
-
 static char *dup_str(const char *s, qs_err *err) {
     size_t n = strlen(s) + 1;
     char *d = qs_malloc(n, err, "string");
@@ -89,7 +67,7 @@ qs_status qs_st_writer_declare(qs_st_writer *w, const char *name, qs_dtype dt, i
     if (!name[0]) QS_THROW(err, QS_ERR_INPUT, "%s: empty tensor name", w->path);
     if (strcmp(name, "__metadata__") == 0)
         QS_THROW(err, QS_ERR_INPUT, "%s: '__metadata__' is not a tensor name", w->path);
-    if (qs_st_dtype_bytes(dt) == 0)
+    if (qs_dtype_size(dt) == 0)
         QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' has an unknown dtype %d", w->path, name,
                  (int)dt);
     if (ndim < 0 || ndim > QS_ST_MAX_DIMS)
@@ -99,7 +77,7 @@ qs_status qs_st_writer_declare(qs_st_writer *w, const char *name, qs_dtype dt, i
     for (int64_t i = 0; i < w->n; ++i)
         if (strcmp(w->entries[i].name, name) == 0)
             QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' declared twice", w->path, name);
-    uint64_t nbytes = qs_st_dtype_bytes(dt);
+    uint64_t nbytes = qs_dtype_size(dt);
     for (int d = 0; d < ndim; ++d) {
         if (shape[d] < 0)
             QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' has a negative dimension", w->path, name);
@@ -226,7 +204,7 @@ qs_status qs_st_writer_begin(qs_st_writer *w, qs_err *err) {
         first = 0;
         sb_json_str(&b, e->name);
         sb_str(&b, ":{\"dtype\":\"");
-        sb_str(&b, qs_st_dtype_str(e->dtype));
+        sb_str(&b, qs_dtype_name(e->dtype));
         sb_str(&b, "\",\"shape\":[");
         for (int d = 0; d < e->ndim; ++d) {
             if (d) sb_str(&b, ",");

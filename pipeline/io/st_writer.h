@@ -24,11 +24,6 @@
 
 typedef struct qs_st_writer qs_st_writer;
 
-/* Bytes of one element of `dt` (4, 2, 2, 4, 8), 0 for an unknown value. */
-size_t qs_st_dtype_bytes(qs_dtype dt);
-/* Safetensors spelling of `dt` ("F32", "F16", "BF16", "I32", "I64"). */
-const char *qs_st_dtype_str(qs_dtype dt);
-
 /* Starts a writer for `path`; metadata_pt = 1 adds "__metadata__": {"format": "pt"}.
  * Nothing touches the disk until qs_st_writer_begin. */
 qs_status qs_st_writer_open(qs_st_writer **w, const char *path, int metadata_pt, qs_err *err);

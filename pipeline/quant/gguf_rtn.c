@@ -28,41 +28,56 @@ static inline int clampi(int v, int lo, int hi) {
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* x (n) -> L (n) in [0, 2 nmax), returns the scale (weights w, or x^2 when w is NULL). */
-static float fit_sym(int n, int nmax, const float *x, const float *w, int8_t *L) {
-    float max = 0.0f, amax = 0.0f;
+/* The value of x (n) of largest magnitude (the first of equal ones); *amax = its magnitude. */
+static float largest_magnitude(int n, const float *x, float *amax) {
+    float max = 0.0f;
+    *amax = 0.0f;
     for (int i = 0; i < n; ++i) {
         float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
+        if (ax > *amax) {
+            *amax = ax;
             max = x[i];
         }
     }
-    if (amax < GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.0f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0.0f, suml2 = 0.0f;
+    return max;
+}
+
+/* 1 with L (n) zeroed when every |x| (n) is below GROUP_EPS (the block quantizes to zero);
+ * else 0 and *max = the value of largest magnitude (the symmetric fits start at -nmax / max). */
+static int zero_block(int n, const float *x, int8_t *L, float *max) {
+    float amax;
+    *max = largest_magnitude(n, x, &amax);
+    if (amax >= GROUP_EPS) return 0;
+    memset(L, 0, (size_t)n);
+    return 1;
+}
+
+/* The weighted sums of one trial scale of a symmetric fit: codes l = nearest(iscale x) in
+ * [-nmax, nmax), *sumlx = sum w x l, *suml2 = sum w l^2 (weights w, or x^2 when w is NULL),
+ * accumulated in index order; when L (n) is given it receives l + off. */
+static void sym_sums(int n, int nmax, float iscale, const float *x, const float *w, int8_t *L,
+                     int off, float *sumlx, float *suml2) {
+    *sumlx = *suml2 = 0.0f;
     for (int i = 0; i < n; ++i) {
         int l = clampi(qs_gguf_nearest(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)(l + nmax);
+        if (L) L[i] = (int8_t)(l + off);
         float wi = w ? w[i] : x[i] * x[i];
-        sumlx += wi * x[i] * (float)l;
-        suml2 += wi * (float)l * (float)l;
+        *sumlx += wi * x[i] * (float)l;
+        *suml2 += wi * (float)l * (float)l;
     }
+}
+
+/* x (n) -> L (n) in [0, 2 nmax), returns the scale (weights w, or x^2 when w is NULL). */
+static float fit_sym(int n, int nmax, const float *x, const float *w, int8_t *L) {
+    float max, sumlx, suml2;
+    if (zero_block(n, x, L, &max)) return 0.0f;
+    sym_sums(n, nmax, -nmax / max, x, w, L, nmax, &sumlx, &suml2);
     float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; ++is) {
         if (is == 0) continue;
-        iscale = -(nmax + 0.1f * (float)is) / max;
-        sumlx = suml2 = 0.0f;
-        for (int i = 0; i < n; ++i) {
-            int l = clampi(qs_gguf_nearest(iscale * x[i]), -nmax, nmax - 1);
-            float wi = w ? w[i] : x[i] * x[i];
-            sumlx += wi * x[i] * (float)l;
-            suml2 += wi * (float)l * (float)l;
-        }
+        float iscale = -(nmax + 0.1f * (float)is) / max;
+        sym_sums(n, nmax, iscale, x, w, NULL, 0, &sumlx, &suml2);
         if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; ++i)
                 L[i] = (int8_t)(nmax + clampi(qs_gguf_nearest(iscale * x[i]), -nmax, nmax - 1));
@@ -76,27 +91,9 @@ static float fit_sym(int n, int nmax, const float *x, const float *w, int8_t *L)
 /* Q3_K without importance: start at -nmax / max, then up to 5 passes that move single
  * codes while the weighted (x^2) fit improves. L (n) in [0, 2 nmax). */
 static float fit_q3(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0.0f, amax = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.0f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        int l = clampi(qs_gguf_nearest(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
+    float max, sumlx, suml2;
+    if (zero_block(n, x, L, &max)) return 0.0f;
+    sym_sums(n, nmax, -nmax / max, x, NULL, L, 0, &sumlx, &suml2);
     for (int pass = 0; pass < 5; ++pass) {
         int changed = 0;
         for (int i = 0; i < n; ++i) {
@@ -299,12 +296,8 @@ static void legacy_block(const qs_gguf_desc *t, int rule, const float *x, const 
     case QS_GGUF_Q4_0:
     case QS_GGUF_Q5_0: {
         const int half = (t->qmax + 1) / 2; /* 8 or 16 */
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < 32; ++j)
-            if (amax < fabsf(x[j])) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
+        float amax;
+        const float max = largest_magnitude(32, x, &amax);
         const float d = max / (float)-half;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         b->d = qs_f32_to_f16(d);
@@ -428,12 +421,8 @@ static void k_block_params(const qs_gguf_desc *t, int rule, const float *x, cons
             b->d = qs_f32_to_f16(d_block);
             return;
         }
-        float max_scale = 0.0f, amax = 0.0f;
-        for (int j = 0; j < ns; ++j)
-            if (fabsf(scales[j]) > amax) {
-                amax = fabsf(scales[j]);
-                max_scale = scales[j];
-            }
+        float amax;
+        const float max_scale = largest_magnitude(ns, scales, &amax);
         if (t->type == QS_GGUF_Q3_K) {
             if (max_scale != 0.0f) {
                 float iscale = -32.0f / max_scale;

@@ -140,18 +140,32 @@ static tk_piece *list_new(tk_list *l) {
     return &l->p[l->n++];
 }
 
+/* Starts a text piece at the end of l with room for cap bytes: returns where its bytes go
+ * (NULL when out of memory); list_close_text then gives its length. */
+static char *list_open_text(tk_list *l, size_t cap, int orig0) {
+    if (list_reserve_text(l, cap) != 0) return NULL;
+    tk_piece *p = list_new(l);
+    if (!p) return NULL;
+    p->off = l->blen;
+    p->len = 0;
+    p->id = -1;
+    p->orig0 = orig0;
+    return l->buf + l->blen;
+}
+
+/* Ends the piece list_open_text started: n bytes were written (n <= its cap). */
+static void list_close_text(tk_list *l, size_t n) {
+    l->p[l->n - 1].len = n;
+    l->blen += n;
+}
+
 /* Appends a text piece (empty pieces are dropped, as the library filters them). */
 static int list_text(tk_list *l, const char *s, size_t n, int orig0) {
     if (n == 0) return 0;
-    if (list_reserve_text(l, n) != 0) return -1;
-    tk_piece *p = list_new(l);
-    if (!p) return -1;
-    memcpy(l->buf + l->blen, s, n);
-    p->off = l->blen;
-    p->len = n;
-    p->id = -1;
-    p->orig0 = orig0;
-    l->blen += n;
+    char *d = list_open_text(l, n, orig0);
+    if (!d) return -1;
+    memcpy(d, s, n);
+    list_close_text(l, n);
     return 0;
 }
 
@@ -165,10 +179,39 @@ static int list_token(tk_list *l, uint32_t id) {
     return 0;
 }
 
+static void list_clear(tk_list *l) { l->n = l->blen = 0; }
+
 static void list_free(tk_list *l) {
     free(l->p);
     free(l->buf);
     memset(l, 0, sizeof(*l));
+}
+
+/* One step of the pipeline on one text piece p of its input (bytes s, p->len of them):
+ * appends the pieces it makes to out. 0, -1 out of memory, -2 regex failure. */
+typedef int (*text_step)(qs_tokenizer *t, const void *arg, const tk_piece *p, const char *s,
+                         tk_list *out);
+
+/* Runs step on every text piece of in, in order, into out (emptied first); pieces that are
+ * already tokens pass through unchanged. */
+static int each_text_piece(qs_tokenizer *t, const tk_list *in, tk_list *out, text_step step,
+                           const void *arg) {
+    list_clear(out);
+    for (size_t k = 0; k < in->n; ++k) {
+        const tk_piece *p = &in->p[k];
+        int rc = p->id >= 0 ? list_token(out, (uint32_t)p->id)
+                            : step(t, arg, p, in->buf + p->off, out);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* The step that keeps a text piece as it is. */
+static int copy_text(qs_tokenizer *t, const void *arg, const tk_piece *p, const char *s,
+                     tk_list *out) {
+    (void)t;
+    (void)arg;
+    return list_text(out, s, p->len, p->orig0);
 }
 
 /* ---- small helpers ---- */
@@ -461,6 +504,13 @@ static int find_matches(qs_tokenizer *t, const char *lit, size_t nlit, qs_regex 
     return 0;
 }
 
+/* Segment k of g kept: (s, e, remove = 0). */
+static void seg_keep(size_t *g, size_t k, size_t s, size_t e) {
+    g[3 * k] = s;
+    g[3 * k + 1] = e;
+    g[3 * k + 2] = 0;
+}
+
 /* Rewrites the (start, end, is_match) segments into (start, end, remove) following the
  * split behaviour (NormalizedString::split). */
 static void apply_behavior(qs_tokenizer *t, size_t *nseg, behavior beh) {
@@ -473,30 +523,16 @@ static void apply_behavior(qs_tokenizer *t, size_t *nseg, behavior beh) {
     case BEH_REMOVED:
         return;
     case BEH_CONTIGUOUS:
-        for (size_t i = 0; i < n; ++i) {
-            int m = (int)g[3 * i + 2];
-            if (m == prev_match && o > 0) {
-                g[3 * (o - 1) + 1] = g[3 * i + 1];
-            } else {
-                g[3 * o] = g[3 * i];
-                g[3 * o + 1] = g[3 * i + 1];
-                g[3 * o + 2] = 0;
-                ++o;
-            }
-            prev_match = m;
-        }
-        break;
     case BEH_MERGED_PREV:
+        /* a segment joins the one before it: Contiguous when both are matches or both are
+         * not, MergedWithPrevious when it is a match after a non-match */
         for (size_t i = 0; i < n; ++i) {
             int m = (int)g[3 * i + 2];
-            if (m && !prev_match && o > 0) {
+            int join = beh == BEH_CONTIGUOUS ? m == prev_match : m && !prev_match;
+            if (join && o > 0)
                 g[3 * (o - 1) + 1] = g[3 * i + 1];
-            } else {
-                g[3 * o] = g[3 * i];
-                g[3 * o + 1] = g[3 * i + 1];
-                g[3 * o + 2] = 0;
-                ++o;
-            }
+            else
+                seg_keep(g, o++, g[3 * i], g[3 * i + 1]);
             prev_match = m;
         }
         break;
@@ -506,50 +542,73 @@ static void apply_behavior(qs_tokenizer *t, size_t *nseg, behavior beh) {
         for (size_t k = n; k-- > 0;) {
             int m = (int)g[3 * k + 2];
             size_t s = g[3 * k], e = g[3 * k + 1];
-            if (m && !prev_match && w < n) {
+            if (m && !prev_match && w < n)
                 g[3 * w] = s;
-            } else {
-                --w;
-                g[3 * w] = s;
-                g[3 * w + 1] = e;
-                g[3 * w + 2] = 0;
-            }
+            else
+                seg_keep(g, --w, s, e);
             prev_match = m;
         }
-        for (size_t i = w; i < n; ++i) {
-            g[3 * o] = g[3 * i];
-            g[3 * o + 1] = g[3 * i + 1];
-            g[3 * o + 2] = 0;
-            ++o;
-        }
+        for (size_t i = w; i < n; ++i) seg_keep(g, o++, g[3 * i], g[3 * i + 1]);
         break;
     }
     }
     *nseg = o;
 }
 
-/* Splits every text piece of in by (lit | re) with `beh`/`invert` into out. */
-static int split_pieces(qs_tokenizer *t, const char *lit, size_t nlit, qs_regex *re, behavior beh,
-                        int invert, const tk_list *in, tk_list *out) {
-    for (size_t k = 0; k < in->n; ++k) {
-        const tk_piece *p = &in->p[k];
-        if (p->id >= 0) {
-            if (list_token(out, (uint32_t)p->id) != 0) return -1;
-            continue;
-        }
-        const char *s = in->buf + p->off;
-        size_t nseg;
-        int rc = find_matches(t, lit, nlit, re, s, p->len, &nseg);
-        if (rc != 0) return rc;
-        if (invert)
-            for (size_t i = 0; i < nseg; ++i) t->segs[3 * i + 2] ^= 1;
-        apply_behavior(t, &nseg, beh);
-        for (size_t i = 0; i < nseg; ++i) {
-            size_t a = t->segs[3 * i], b = t->segs[3 * i + 1];
-            if (t->segs[3 * i + 2]) continue;
-            if (list_text(out, s + a, b - a, p->orig0 && a == 0) != 0) return -1;
-        }
+/* A Split: a String (lit, nlit) or Regex (re) pattern, its behaviour and invert flag. */
+typedef struct split_spec {
+    const char *lit;
+    size_t nlit;
+    qs_regex *re;
+    behavior beh;
+    int invert;
+} split_spec;
+
+/* The step that splits a text piece by a split_spec (arg). */
+static int split_text(qs_tokenizer *t, const void *arg, const tk_piece *p, const char *s,
+                      tk_list *out) {
+    const split_spec *sp = arg;
+    size_t nseg;
+    int rc = find_matches(t, sp->lit, sp->nlit, sp->re, s, p->len, &nseg);
+    if (rc != 0) return rc;
+    if (sp->invert)
+        for (size_t i = 0; i < nseg; ++i) t->segs[3 * i + 2] ^= 1;
+    apply_behavior(t, &nseg, sp->beh);
+    for (size_t i = 0; i < nseg; ++i) {
+        size_t a = t->segs[3 * i], b = t->segs[3 * i + 1];
+        if (t->segs[3 * i + 2]) continue;
+        if (list_text(out, s + a, b - a, p->orig0 && a == 0) != 0) return -1;
     }
+    return 0;
+}
+
+/* ByteLevel's prefix space: a text piece that does not start with ' ' gets one. */
+static int prefix_space(qs_tokenizer *t, const void *arg, const tk_piece *p, const char *s,
+                        tk_list *out) {
+    (void)t;
+    (void)arg;
+    if (s[0] == ' ') return list_text(out, s, p->len, p->orig0);
+    char *d = list_open_text(out, p->len + 1, p->orig0);
+    if (!d) return -1;
+    d[0] = ' ';
+    memcpy(d + 1, s, p->len);
+    list_close_text(out, p->len + 1);
+    return 0;
+}
+
+/* ByteLevel's alphabet: every byte of a text piece to its stand-in character. */
+static int bytes_to_chars(qs_tokenizer *t, const void *arg, const tk_piece *p, const char *s,
+                          tk_list *out) {
+    (void)arg;
+    char *d = list_open_text(out, 2 * p->len, p->orig0);
+    if (!d) return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < p->len; ++i) {
+        unsigned char b = (unsigned char)s[i];
+        d[o++] = t->bytes_char[b][0];
+        if (t->bytes_char_len[b] == 2) d[o++] = t->bytes_char[b][1];
+    }
+    list_close_text(out, o);
     return 0;
 }
 
@@ -558,64 +617,46 @@ static int split_pieces(qs_tokenizer *t, const char *lit, size_t nlit, qs_regex 
 static int byte_level(qs_tokenizer *t, const tk_pre *pr, tk_list *in, tk_list *out,
                       tk_list *tmp) {
     tk_list *src = in;
+    int rc;
     if (pr->add_prefix_space) {
-        tmp->n = tmp->blen = 0;
-        for (size_t k = 0; k < in->n; ++k) {
-            const tk_piece *p = &in->p[k];
-            if (p->id >= 0) {
-                if (list_token(tmp, (uint32_t)p->id) != 0) return -1;
-                continue;
-            }
-            const char *s = in->buf + p->off;
-            if (s[0] == ' ') {
-                if (list_text(tmp, s, p->len, p->orig0) != 0) return -1;
-            } else {
-                if (list_reserve_text(tmp, p->len + 1) != 0) return -1;
-                tk_piece *q = list_new(tmp);
-                if (!q) return -1;
-                q->off = tmp->blen;
-                q->len = p->len + 1;
-                q->id = -1;
-                q->orig0 = p->orig0;
-                tmp->buf[tmp->blen] = ' ';
-                memcpy(tmp->buf + tmp->blen + 1, s, p->len);
-                tmp->blen += p->len + 1;
-            }
-        }
+        if ((rc = each_text_piece(t, in, tmp, prefix_space, NULL)) != 0) return rc;
         src = tmp;
     }
-    tk_list *mid = src;
     if (pr->use_regex) {
         tk_list *dst = src == tmp ? in : tmp;
-        dst->n = dst->blen = 0;
-        int rc = split_pieces(t, NULL, 0, &t->gpt2, BEH_ISOLATED, 0, src, dst);
-        if (rc != 0) return rc;
-        mid = dst;
+        const split_spec gpt2 = {NULL, 0, &t->gpt2, BEH_ISOLATED, 0};
+        if ((rc = each_text_piece(t, src, dst, split_text, &gpt2)) != 0) return rc;
+        src = dst;
     }
-    out->n = out->blen = 0;
-    for (size_t k = 0; k < mid->n; ++k) {
-        const tk_piece *p = &mid->p[k];
-        if (p->id >= 0) {
-            if (list_token(out, (uint32_t)p->id) != 0) return -1;
-            continue;
-        }
-        if (list_reserve_text(out, 2 * p->len) != 0) return -1;
-        tk_piece *q = list_new(out);
-        if (!q) return -1;
-        q->off = out->blen;
-        q->id = -1;
-        q->orig0 = p->orig0;
-        const unsigned char *s = (const unsigned char *)mid->buf + p->off;
-        char *d = out->buf + out->blen;
-        size_t o = 0;
-        for (size_t i = 0; i < p->len; ++i) {
-            const char *c = t->bytes_char[s[i]];
-            d[o++] = c[0];
-            if (t->bytes_char_len[s[i]] == 2) d[o++] = c[1];
-        }
-        q->len = o;
-        out->blen += o;
+    return each_text_piece(t, src, out, bytes_to_chars, NULL);
+}
+
+/* Metaspace's first step on a text piece (arg: the tk_pre): spaces to the replacement,
+ * the replacement prepended by the scheme. */
+static int replace_spaces(qs_tokenizer *t, const void *arg, const tk_piece *p, const char *s,
+                          tk_list *out) {
+    const tk_pre *pr = arg;
+    (void)t;
+    size_t spaces = 0;
+    for (size_t i = 0; i < p->len; ++i) spaces += s[i] == ' ';
+    char *d = list_open_text(out, p->len + spaces * pr->nlit + pr->nlit, p->orig0);
+    if (!d) return -1;
+    size_t o = 0;
+    int starts = p->len > 0 && (s[0] == ' ' || (p->len >= pr->nlit &&
+                                                memcmp(s, pr->lit, pr->nlit) == 0));
+    if (!starts && (pr->prepend == 1 || (pr->prepend == 2 && p->orig0))) {
+        memcpy(d, pr->lit, pr->nlit);
+        o = pr->nlit;
     }
+    for (size_t i = 0; i < p->len; ++i) {
+        if (s[i] == ' ') {
+            memcpy(d + o, pr->lit, pr->nlit);
+            o += pr->nlit;
+        } else {
+            d[o++] = s[i];
+        }
+    }
+    list_close_text(out, o);
     return 0;
 }
 
@@ -623,56 +664,26 @@ static int byte_level(qs_tokenizer *t, const tk_pre *pr, tk_list *in, tk_list *o
  * replacement character (MergedWithNext). */
 static int metaspace(qs_tokenizer *t, const tk_pre *pr, const tk_list *in, tk_list *out,
                      tk_list *tmp) {
-    tmp->n = tmp->blen = 0;
-    for (size_t k = 0; k < in->n; ++k) {
-        const tk_piece *p = &in->p[k];
-        if (p->id >= 0) {
-            if (list_token(tmp, (uint32_t)p->id) != 0) return -1;
-            continue;
-        }
-        const char *s = in->buf + p->off;
-        size_t spaces = 0;
-        for (size_t i = 0; i < p->len; ++i) spaces += s[i] == ' ';
-        size_t need = p->len + spaces * pr->nlit + pr->nlit;
-        if (list_reserve_text(tmp, need) != 0) return -1;
-        tk_piece *q = list_new(tmp);
-        if (!q) return -1;
-        char *d = tmp->buf + tmp->blen;
-        size_t o = 0;
-        int starts = p->len > 0 && (s[0] == ' ' || (p->len >= pr->nlit &&
-                                                    memcmp(s, pr->lit, pr->nlit) == 0));
-        if (!starts && (pr->prepend == 1 || (pr->prepend == 2 && p->orig0))) {
-            memcpy(d, pr->lit, pr->nlit);
-            o = pr->nlit;
-        }
-        for (size_t i = 0; i < p->len; ++i) {
-            if (s[i] == ' ') {
-                memcpy(d + o, pr->lit, pr->nlit);
-                o += pr->nlit;
-            } else {
-                d[o++] = s[i];
-            }
-        }
-        q->off = tmp->blen;
-        q->len = o;
-        q->id = -1;
-        q->orig0 = p->orig0;
-        tmp->blen += o;
-    }
-    out->n = out->blen = 0;
-    if (!pr->split) {
-        for (size_t k = 0; k < tmp->n; ++k) {
-            const tk_piece *p = &tmp->p[k];
-            int rc = p->id >= 0 ? list_token(out, (uint32_t)p->id)
-                                : list_text(out, tmp->buf + p->off, p->len, p->orig0);
-            if (rc != 0) return -1;
-        }
-        return 0;
-    }
-    return split_pieces(t, pr->lit, pr->nlit, NULL, BEH_MERGED_NEXT, 0, tmp, out);
+    int rc = each_text_piece(t, in, tmp, replace_spaces, pr);
+    if (rc != 0) return rc;
+    if (!pr->split) return each_text_piece(t, tmp, out, copy_text, NULL);
+    const split_spec before_each = {pr->lit, pr->nlit, NULL, BEH_MERGED_NEXT, 0};
+    return each_text_piece(t, tmp, out, split_text, &before_each);
 }
 
 /* ---- encoding ---- */
+
+/* The normalizers, then the added tokens of normalized text, on one text piece. */
+static int normalize_piece(qs_tokenizer *t, const void *arg, const tk_piece *p, const char *s,
+                           tk_list *out) {
+    (void)arg;
+    size_t n = p->len;
+    if (t->nnorm) {
+        s = normalize(t, s, p->len, &n);
+        if (!s) return -1;
+    }
+    return split_added(t, &t->trie_norm, s, n, p->orig0, out);
+}
 
 qs_status qs_tokenizer_encode(qs_tokenizer *t, const char *text, size_t n, int add_special,
                               qs_ids *out, qs_err *err) {
@@ -686,37 +697,24 @@ qs_status qs_tokenizer_encode(qs_tokenizer *t, const char *text, size_t n, int a
     }
     tk_list *a = &t->lists[0], *b = &t->lists[1];
     tk_list *tmp = &t->lists[2];
-    a->n = a->blen = 0;
-    b->n = b->blen = 0;
+    list_clear(a);
     /* 1. added tokens on the raw text, 2. normalizers, added tokens on normalized text */
-    if (split_added(t, &t->trie_raw, text, n, 1, a) != 0) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (tokenizer)");
-    for (size_t k = 0; k < a->n; ++k) {
-        const tk_piece *p = &a->p[k];
-        if (p->id >= 0) {
-            if (list_token(b, (uint32_t)p->id) != 0) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (tokenizer)");
-            continue;
-        }
-        size_t nn = p->len;
-        const char *s = a->buf + p->off;
-        if (t->nnorm) {
-            s = normalize(t, s, p->len, &nn);
-            if (!s) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (tokenizer)");
-        }
-        if (split_added(t, &t->trie_norm, s, nn, p->orig0, b) != 0)
-            QS_THROW(err, QS_ERR_RUNTIME, "out of memory (tokenizer)");
-    }
+    if (split_added(t, &t->trie_raw, text, n, 1, a) != 0 ||
+        each_text_piece(t, a, b, normalize_piece, NULL) != 0)
+        QS_THROW(err, QS_ERR_RUNTIME, "out of memory (tokenizer)");
     /* 3. pre-tokenizers (b holds the pieces) */
     for (int k = 0; k < t->npre; ++k) {
         const tk_pre *pr = &t->pres[k];
-        a->n = a->blen = 0;
         int rc;
-        if (pr->kind == PRE_SPLIT)
-            rc = split_pieces(t, pr->has_re ? NULL : pr->lit, pr->nlit,
-                              (qs_regex *)&pr->re, pr->beh, pr->invert, b, a);
-        else if (pr->kind == PRE_BYTELEVEL)
+        if (pr->kind == PRE_SPLIT) {
+            const split_spec split = {pr->has_re ? NULL : pr->lit, pr->nlit, (qs_regex *)&pr->re,
+                                      pr->beh, pr->invert};
+            rc = each_text_piece(t, b, a, split_text, &split);
+        } else if (pr->kind == PRE_BYTELEVEL) {
             rc = byte_level(t, pr, b, a, tmp);
-        else
+        } else {
             rc = metaspace(t, pr, b, a, tmp);
+        }
         if (rc == -2)
             QS_THROW(err, QS_ERR_RUNTIME, "%s: regular expression matching failed (resource limit)",
                      t->path);
@@ -780,6 +778,13 @@ static qs_status unsupported(qs_tokenizer *t, const char *what, const cJSON *o, 
     return QS_FAIL(err, QS_ERR_INPUT, "%s: %s type '%s' is not supported", t->path, what, ty);
 }
 
+/* An owned copy of a JSON string's text into *out (its length in *n); -1 when out of memory. */
+static int own_string(const cJSON *str, char **out, size_t *n) {
+    *n = strlen(str->valuestring);
+    *out = dup_n(str->valuestring, *n);
+    return *out ? 0 : -1;
+}
+
 /* A {"String": s} or {"Regex": r} pattern: literal into *lit or compiled into re. */
 static qs_status parse_pattern(qs_tokenizer *t, const cJSON *pat, const char *what, char **lit,
                                size_t *nlit, qs_regex *re, int *has_re, qs_err *err) {
@@ -790,9 +795,7 @@ static qs_status parse_pattern(qs_tokenizer *t, const cJSON *pat, const char *wh
     if (cJSON_IsString(s)) {
         if (!*s->valuestring)
             return QS_FAIL(err, QS_ERR_INPUT, "%s: %s pattern is an empty string", t->path, what);
-        *nlit = strlen(s->valuestring);
-        *lit = dup_n(s->valuestring, *nlit);
-        if (!*lit) return oom(err);
+        if (own_string(s, lit, nlit) != 0) return oom(err);
         if (has_re) *has_re = 0;
         return QS_OK;
     }
@@ -804,49 +807,62 @@ static qs_status parse_pattern(qs_tokenizer *t, const cJSON *pat, const char *wh
                    t->path, what);
 }
 
-static qs_status add_norm(qs_tokenizer *t, tk_norm **slot, qs_err *err) {
-    tk_norm *n = realloc(t->norms, (size_t)(t->nnorm + 1) * sizeof(tk_norm));
-    if (!n) return oom(err);
-    t->norms = n;
-    *slot = &t->norms[t->nnorm++];
-    memset(*slot, 0, sizeof(tk_norm));
-    return QS_OK;
+/* Appends a zeroed element (elem bytes) to the array *arr of *n elements; returns it, or
+ * NULL when out of memory. */
+static void *push_zeroed(void **arr, int *n, size_t elem) {
+    char *a = realloc(*arr, (size_t)(*n + 1) * elem);
+    if (!a) return NULL;
+    *arr = a;
+    char *e = a + (size_t)(*n)++ * elem;
+    memset(e, 0, elem);
+    return e;
 }
 
-static qs_status parse_normalizer(qs_tokenizer *t, const cJSON *o, int depth, qs_err *err) {
+/* Parses one component of a kind (normalizer, pre_tokenizer, post_processor) whose type
+ * is ty and not Sequence. */
+typedef qs_status (*component_parser)(qs_tokenizer *t, const cJSON *o, const char *ty,
+                                      qs_err *err);
+
+/* A component of tokenizer.json: null is none; a Sequence holds its parts in the list under
+ * list_key, applied in order (Sequences nest at most 8 deep); any other type goes to one(). */
+static qs_status parse_component(qs_tokenizer *t, const cJSON *o, const char *what,
+                                 const char *list_key, component_parser one, int depth,
+                                 qs_err *err) {
     qs_status st = QS_OK;
     if (cJSON_IsNull(o)) return QS_OK;
     const char *ty = type_of(o);
-    if (!cJSON_IsObject(o) || !ty || depth > 8) return unsupported(t, "normalizer", o, err);
+    if (!cJSON_IsObject(o) || !ty || depth > 8) return unsupported(t, what, o, err);
+    if (strcmp(ty, "Sequence") != 0) return one(t, o, ty, err);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, list_key);
+    if (!cJSON_IsArray(list))
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: %s Sequence has no %s list", t->path, what, list_key);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, list) QS_CHECK(parse_component(t, x, what, list_key, one, depth + 1, err));
+done:
+    return st;
+}
+
+static qs_status parse_normalizer(qs_tokenizer *t, const cJSON *o, const char *ty, qs_err *err) {
+    qs_status st = QS_OK;
     tk_norm *nm = NULL;
-    if (strcmp(ty, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "normalizers");
-        if (!cJSON_IsArray(list))
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: normalizer Sequence has no normalizers list", t->path);
-        const cJSON *x;
-        cJSON_ArrayForEach(x, list) QS_CHECK(parse_normalizer(t, x, depth + 1, err));
-    } else if (strcmp(ty, "Prepend") == 0) {
+    if (strcmp(ty, "Prepend") == 0) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prepend");
         if (!cJSON_IsString(p))
             return QS_FAIL(err, QS_ERR_INPUT, "%s: normalizer Prepend has no prepend string", t->path);
-        QS_CHECK(add_norm(t, &nm, err));
+        if (!(nm = push_zeroed((void **)&t->norms, &t->nnorm, sizeof(tk_norm)))) return oom(err);
         nm->kind = NORM_PREPEND;
-        nm->nlit = strlen(p->valuestring);
-        nm->lit = dup_n(p->valuestring, nm->nlit);
-        if (!nm->lit) return oom(err);
+        if (own_string(p, &nm->lit, &nm->nlit) != 0) return oom(err);
     } else if (strcmp(ty, "Replace") == 0) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "content");
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(o, "pattern");
         if (!cJSON_IsString(c) || !cJSON_IsObject(pat))
             return QS_FAIL(err, QS_ERR_INPUT, "%s: normalizer Replace needs pattern and content", t->path);
-        QS_CHECK(add_norm(t, &nm, err));
+        if (!(nm = push_zeroed((void **)&t->norms, &t->nnorm, sizeof(tk_norm)))) return oom(err);
         nm->kind = NORM_REPLACE;
-        nm->ncontent = strlen(c->valuestring);
-        nm->content = dup_n(c->valuestring, nm->ncontent);
-        if (!nm->content) return oom(err);
+        if (own_string(c, &nm->content, &nm->ncontent) != 0) return oom(err);
         QS_CHECK(parse_pattern(t, pat, "normalizer Replace", &nm->lit, &nm->nlit, &nm->re, NULL, err));
     } else if (strcmp(ty, "NFC") == 0) {
-        QS_CHECK(add_norm(t, &nm, err));
+        if (!(nm = push_zeroed((void **)&t->norms, &t->nnorm, sizeof(tk_norm)))) return oom(err);
         nm->kind = NORM_NFC;
     } else {
         return unsupported(t, "normalizer", o, err);
@@ -855,28 +871,10 @@ done:
     return st;
 }
 
-static qs_status add_pre(qs_tokenizer *t, tk_pre **slot, qs_err *err) {
-    tk_pre *n = realloc(t->pres, (size_t)(t->npre + 1) * sizeof(tk_pre));
-    if (!n) return oom(err);
-    t->pres = n;
-    *slot = &t->pres[t->npre++];
-    memset(*slot, 0, sizeof(tk_pre));
-    return QS_OK;
-}
-
-static qs_status parse_pre(qs_tokenizer *t, const cJSON *o, int depth, qs_err *err) {
+static qs_status parse_pre(qs_tokenizer *t, const cJSON *o, const char *ty, qs_err *err) {
     qs_status st = QS_OK;
-    if (cJSON_IsNull(o)) return QS_OK;
-    const char *ty = type_of(o);
-    if (!cJSON_IsObject(o) || !ty || depth > 8) return unsupported(t, "pre_tokenizer", o, err);
     tk_pre *pr = NULL;
-    if (strcmp(ty, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "pretokenizers");
-        if (!cJSON_IsArray(list))
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: pre_tokenizer Sequence has no pretokenizers list", t->path);
-        const cJSON *x;
-        cJSON_ArrayForEach(x, list) QS_CHECK(parse_pre(t, x, depth + 1, err));
-    } else if (strcmp(ty, "Split") == 0) {
+    if (strcmp(ty, "Split") == 0) {
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(o, "pattern");
         const cJSON *beh = cJSON_GetObjectItemCaseSensitive(o, "behavior");
         int inv = get_bool(o, "invert", 0);
@@ -890,7 +888,7 @@ static qs_status parse_pre(qs_tokenizer *t, const cJSON *o, int depth, qs_err *e
         if (b < 0)
             return QS_FAIL(err, QS_ERR_INPUT, "%s: pre_tokenizer Split behavior '%s' is not supported",
                            t->path, beh->valuestring);
-        QS_CHECK(add_pre(t, &pr, err));
+        if (!(pr = push_zeroed((void **)&t->pres, &t->npre, sizeof(tk_pre)))) return oom(err);
         pr->kind = PRE_SPLIT;
         pr->beh = (behavior)b;
         pr->invert = inv;
@@ -900,7 +898,7 @@ static qs_status parse_pre(qs_tokenizer *t, const cJSON *o, int depth, qs_err *e
         int aps = get_bool(o, "add_prefix_space", 1), ur = get_bool(o, "use_regex", 1);
         if (aps < 0 || ur < 0)
             return QS_FAIL(err, QS_ERR_INPUT, "%s: pre_tokenizer ByteLevel flags must be booleans", t->path);
-        QS_CHECK(add_pre(t, &pr, err));
+        if (!(pr = push_zeroed((void **)&t->pres, &t->npre, sizeof(tk_pre)))) return oom(err);
         pr->kind = PRE_BYTELEVEL;
         pr->add_prefix_space = aps;
         pr->use_regex = ur;
@@ -936,7 +934,7 @@ static qs_status parse_pre(qs_tokenizer *t, const cJSON *o, int depth, qs_err *e
                 return QS_FAIL(err, QS_ERR_INPUT, "%s: pre_tokenizer Metaspace add_prefix_space does not match prepend_scheme",
                                t->path);
         }
-        QS_CHECK(add_pre(t, &pr, err));
+        if (!(pr = push_zeroed((void **)&t->pres, &t->npre, sizeof(tk_pre)))) return oom(err);
         pr->kind = PRE_METASPACE;
         pr->nlit = (size_t)qs_utf8_len((unsigned char)rep->valuestring[0]);
         if (pr->nlit > strlen(rep->valuestring)) pr->nlit = strlen(rep->valuestring);
@@ -969,18 +967,9 @@ static qs_status template_ids(qs_tokenizer *t, const cJSON *specials, const char
     return QS_OK;
 }
 
-static qs_status parse_post(qs_tokenizer *t, const cJSON *o, int depth, qs_err *err) {
+static qs_status parse_post(qs_tokenizer *t, const cJSON *o, const char *ty, qs_err *err) {
     qs_status st = QS_OK;
-    if (cJSON_IsNull(o)) return QS_OK;
-    const char *ty = type_of(o);
-    if (!cJSON_IsObject(o) || !ty || depth > 8) return unsupported(t, "post_processor", o, err);
-    if (strcmp(ty, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(o, "processors");
-        if (!cJSON_IsArray(list))
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: post_processor Sequence has no processors list", t->path);
-        const cJSON *x;
-        cJSON_ArrayForEach(x, list) QS_CHECK(parse_post(t, x, depth + 1, err));
-    } else if (strcmp(ty, "ByteLevel") == 0) {
+    if (strcmp(ty, "ByteLevel") == 0) {
         /* offsets only */
     } else if (strcmp(ty, "TemplateProcessing") == 0) {
         const cJSON *single = cJSON_GetObjectItemCaseSensitive(o, "single");
@@ -1286,9 +1275,12 @@ qs_status qs_tokenizer_load(const char *path, qs_tokenizer **out, qs_err *err) {
     QS_CHECK(read_json(file, &root, err));
     if (!cJSON_IsObject(root)) QS_THROW(err, QS_ERR_INPUT, "%s: not a JSON object", file);
     QS_CHECK(parse_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), err));
-    QS_CHECK(parse_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), 0, err));
-    QS_CHECK(parse_pre(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), 0, err));
-    QS_CHECK(parse_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), 0, err));
+    QS_CHECK(parse_component(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizer",
+                             "normalizers", parse_normalizer, 0, err));
+    QS_CHECK(parse_component(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"),
+                             "pre_tokenizer", "pretokenizers", parse_pre, 0, err));
+    QS_CHECK(parse_component(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"),
+                             "post_processor", "processors", parse_post, 0, err));
     QS_CHECK(parse_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), &added_ids, err));
     QS_CHECK(apply_config(t, cfg, &added_ids, err));
     *out = t;

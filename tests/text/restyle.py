@@ -3,7 +3,9 @@ byte-level vocabulary, for when the real Llama-3 / Qwen2 files are not at hand, 
 Metaspace form of a SentencePiece BPE file (what transformers writes for Llama/Mistral with
 legacy=False: no normalizer, Metaspace with prepend_scheme "first"; and the older
 always-prepend, split form), and a file whose added tokens carry every flag (lstrip, rstrip,
-single_word, normalized) in turn, plus ordinary words added as single-word tokens.
+single_word, normalized) in turn, plus ordinary words added as single-word tokens, and a
+byte-level file whose pre-tokenizer is a Sequence of Splits with every behaviour (Removed,
+Isolated, MergedWithPrevious, MergedWithNext, Contiguous), with and without invert.
 
 The pipeline parts are the ones the real files carry (Llama-3: Split with the Llama-3 regex,
 ByteLevel without its regex, ignore_merges, BOS by TemplateProcessing; Qwen2: NFC, Split with
@@ -84,4 +86,25 @@ def added_flags(src):
         a["rstrip"] = k in (1, 3)
         a["single_word"] = k in (2, 4)
         a["normalized"] = k in (4, 5) and not a["special"]
+    return d
+
+
+def split_behaviors(src):
+    """The byte-level file with a Sequence of Splits, one per behaviour (String and Regex
+    patterns, invert on four of them), then ByteLevel without its own regex, so that every
+    piece boundary the Splits make reaches the model."""
+    d = _base(src)
+    d["normalizer"] = None
+    splits = [("Regex", "\\p{N}", "Contiguous", False),
+              ("String", "-", "MergedWithPrevious", False),
+              ("Regex", "[,;]", "Removed", False),
+              ("Regex", "\\s+", "MergedWithNext", True),
+              ("String", ".", "Isolated", True),
+              ("Regex", "\\p{Lu}", "Contiguous", True),
+              ("Regex", "[(\\[]", "MergedWithPrevious", True)]
+    d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {kind: pat}, "behavior": beh, "invert": inv}
+        for kind, pat, beh, inv in splits] + [
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": False}]}
+    d["post_processor"] = None
     return d

@@ -3,9 +3,10 @@
 (Tokenizer.encode(text, add_special_tokens=True) per document, documents concatenated) on
 >= 1 MB of mixed text (tests/text/mixed_corpus.py: prose, code, whitespace runs, CJK, emoji,
 decomposed accents, added-token strings, random code points, ill-formed UTF-8) for every
-tokenizer.json in the fixture directory, and for Llama-3-style and Qwen2-style files built
-around the GPT-2 vocabulary there (restyle.py). Ill-formed UTF-8: the reference encodes
-bytes.decode("utf-8", errors="replace"), the only way a Python str can carry those bytes.
+tokenizer.json in the fixture directory, and for Llama-3-style, Qwen2-style and split-behaviour
+(every Split behaviour, with and without invert) files built around the GPT-2 vocabulary there
+(restyle.py). Ill-formed UTF-8: the reference encodes bytes.decode("utf-8", errors="replace"),
+the only way a Python str can carry those bytes.
 
 Then: the same file at 1, 2 and 3 ranks (small blocks, so every rank works); .txt input
 (blank-line documents, CRLF, BOM, whitespace-only separators), a directory input, --text-field,
@@ -193,6 +194,7 @@ def main():
                     and len(tj["model"]["vocab"]) >= 50000 and not restyled_gpt2:
                 cases.append((n + ":llama3-style", restyle.llama3_style(tj)))
                 cases.append((n + ":qwen2-style", restyle.qwen2_style(tj)))
+                cases.append((n + ":split-behaviors", restyle.split_behaviors(tj)))
                 restyled_gpt2 = True
             if tj["model"].get("byte_fallback") and json.dumps(tj.get("normalizer")).count("Prepend") \
                     and not restyled_spm:

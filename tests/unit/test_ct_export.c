@@ -117,7 +117,7 @@ static void make_model(tmodel *m, int mixed, const qs_gptq_scheme *uniform, int 
 }
 
 static uint64_t plain_bytes(const titem *it) {
-    return qs_st_dtype_bytes(it->dt) * (uint64_t)it->shape[0] *
+    return qs_dtype_size(it->dt) * (uint64_t)it->shape[0] *
            (uint64_t)(it->ndim == 2 ? it->shape[1] : 1);
 }
 
@@ -256,7 +256,7 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
             cJSON *j = cJSON_AddObjectToObject(tens, it->name);
             snprintf(p, sizeof(p), "t%03d.bin", i);
             cJSON_AddStringToObject(j, "file", p);
-            cJSON_AddStringToObject(j, "dtype", qs_st_dtype_str(it->dt));
+            cJSON_AddStringToObject(j, "dtype", qs_dtype_name(it->dt));
             cJSON *sh = cJSON_AddArrayToObject(j, "shape");
             for (int k = 0; k < it->ndim; ++k)
                 cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)it->shape[k]));

@@ -107,7 +107,7 @@ static void make_model(tmodel *m, int mixed, const qs_gptq_scheme *uniform, int 
     add_plain(m, "lm_head.weight", QS_DTYPE_BF16, 2, VOCAB, H);
 }
 
-static size_t dtype_bytes(qs_dtype dt) { return qs_st_dtype_bytes(dt); }
+static size_t dtype_bytes(qs_dtype dt) { return qs_dtype_size(dt); }
 
 /* Shards the exporter should make: greedy in declared order (tensors never split). */
 static int expected_shards(const tmodel *m, int64_t shard_bytes) {
@@ -214,7 +214,7 @@ static void run_export(const char *label, const tmodel *m, int v2, int64_t shard
             cJSON *j = cJSON_AddObjectToObject(tens, it->name);
             snprintf(p, sizeof(p), "t%03d.bin", i);
             cJSON_AddStringToObject(j, "file", p);
-            cJSON_AddStringToObject(j, "dtype", qs_st_dtype_str(it->dt));
+            cJSON_AddStringToObject(j, "dtype", qs_dtype_name(it->dt));
             cJSON *sh = cJSON_AddArrayToObject(j, "shape");
             for (int d = 0; d < it->ndim; ++d)
                 cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)it->shape[d]));
