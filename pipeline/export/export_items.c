@@ -253,3 +253,102 @@ void qs_export_items_free(qs_export_items *x) {
     free(x->v);
     memset(x, 0, sizeof(*x));
 }
+
+/* ---- the writer core ------------------------------------------------------------------ */
+
+qs_status qs_export_core_begin(qs_export_core *c, const char *dir, const char *src_model_dir,
+                               int64_t shard_bytes, int overwrite, qs_err *err) {
+    memset(c, 0, sizeof(*c));
+    qs_status st = qs_export_dir_begin(&c->d, dir, src_model_dir, shard_bytes, overwrite, err);
+    if (st == QS_OK) c->items.dir = qs_export_dir_path(c->d);
+    return st;
+}
+
+qs_status qs_export_core_declare_tensor(qs_export_core *c, const char *name, qs_dtype dt,
+                                        int ndim, const int64_t *shape, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_export_item *it = NULL;
+    QS_CHECK(qs_export_items_push(&c->items, name, NULL, &it, err));
+    it->t0 = qs_export_dir_ntensors(c->d);
+    QS_CHECK(qs_export_dir_declare(c->d, name, dt, ndim, shape, NULL, err));
+    it->nt = 1;
+done:
+    if (st != QS_OK && it) c->items.failed = 1;
+    return st;
+}
+
+qs_status qs_export_core_add_tensor(qs_export_core *c, const char *name, const void *data,
+                                    size_t nbytes, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_export_item *it = NULL;
+    QS_CHECK(qs_export_items_begin_add(&c->items, c->d, c->finished, name, 0, &it, err));
+    QS_CHECK(qs_export_dir_put(c->d, it->t0, data, nbytes, err));
+    c->items.next++;
+done:
+    if (st != QS_OK && it) c->items.failed = 1;
+    return st;
+}
+
+qs_status qs_export_core_linear_begin(qs_export_core *c, const char *module,
+                                      const qs_gptq_scheme *scheme, int64_t d_out, int64_t d_in,
+                                      int has_bias, qs_dtype bias_dtype, size_t suffix_room,
+                                      qs_export_item **out, qs_err *err) {
+    *out = NULL;
+    if (has_bias && bias_dtype != QS_DTYPE_F32 && bias_dtype != QS_DTYPE_F16 &&
+        bias_dtype != QS_DTYPE_BF16)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: bias dtype must be F32, F16 or BF16", module);
+    if (strlen(module) + suffix_room > QS_EXPORT_KEY_MAX)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: module name too long", module);
+    qs_export_item *it = NULL;
+    qs_status st = qs_export_items_push(&c->items, module, scheme, &it, err);
+    if (st != QS_OK) return st;
+    it->d_out = d_out;
+    it->d_in = d_in;
+    it->has_bias = has_bias;
+    it->bias_dt = bias_dtype;
+    it->t0 = qs_export_dir_ntensors(c->d);
+    *out = it;
+    return QS_OK;
+}
+
+qs_status qs_export_core_linear_end(qs_export_core *c, const char *module, qs_export_item *it,
+                                    qs_err *err) {
+    if (it->has_bias) {
+        char name[QS_EXPORT_KEY_MAX];
+        const int64_t sh[1] = {it->d_out};
+        snprintf(name, sizeof(name), "%s.bias", module);
+        qs_status st = qs_export_dir_declare(c->d, name, it->bias_dt, 1, sh, NULL, err);
+        if (st != QS_OK) return st;
+    }
+    it->nt = qs_export_dir_ntensors(c->d) - it->t0;
+    return QS_OK;
+}
+
+qs_status qs_export_core_check_complete(qs_export_core *c, qs_err *err) {
+    qs_status st = QS_OK;
+    const char *dir = qs_export_dir_path(c->d);
+    if (c->items.failed) QS_THROW(err, QS_ERR_INTERNAL, "%s: export finished after an error", dir);
+    if (c->finished) QS_THROW(err, QS_ERR_INTERNAL, "%s: export finished twice", dir);
+    QS_CHECK(qs_export_items_fix(&c->items, c->d, err));
+    QS_CHECK(qs_export_items_all_written(&c->items, err));
+done:
+    if (st != QS_OK && !c->finished) c->items.failed = 1;
+    return st;
+}
+
+qs_status qs_export_core_commit(qs_export_core *c, const cJSON *qc, const char *side_json,
+                                qs_err *err) {
+    qs_status st = QS_OK;
+    if (side_json) QS_CHECK(qs_export_dir_write_json(c->d, side_json, qc, err));
+    QS_CHECK(qs_export_dir_finish(c->d, qc, err));
+    c->finished = 1;
+done:
+    if (st != QS_OK) c->items.failed = 1;
+    return st;
+}
+
+void qs_export_core_free(qs_export_core *c) {
+    qs_export_dir_free(c->d); /* removes the temporary directory before a finish */
+    qs_export_items_free(&c->items);
+    memset(c, 0, sizeof(*c));
+}

@@ -15,9 +15,7 @@
 
 struct qs_gptq_export {
     qs_gptq_export_opts opts;
-    qs_export_dir *d;
-    qs_export_items items;
-    int finished;
+    qs_export_core c; /* directory, items, finished: export_items.h */
 };
 
 void qs_gptq_export_opts_default(qs_gptq_export_opts *o) {
@@ -34,19 +32,14 @@ void qs_gptq_export_opts_default(qs_gptq_export_opts *o) {
 
 qs_status qs_gptq_export_begin(qs_gptq_export **out, const char *dir, const char *src_model_dir,
                                const qs_gptq_export_opts *opts, qs_err *err) {
-    qs_status st = QS_OK;
-    qs_gptq_export *x = NULL;
     *out = NULL;
-    x = qs_calloc(1, sizeof(*x), err, "GPTQ exporter");
-    if (!x) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", dir);
+    qs_gptq_export *x = qs_calloc(1, sizeof(*x), err, "GPTQ exporter");
+    if (!x) return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", dir);
     x->opts = *opts;
-    QS_CHECK(qs_export_dir_begin(&x->d, dir, src_model_dir, opts->shard_bytes, opts->overwrite,
-                                 err));
-    x->items.dir = qs_export_dir_path(x->d);
-    *out = x;
-    x = NULL;
-done:
-    qs_gptq_export_free(x);
+    qs_status st = qs_export_core_begin(&x->c, dir, src_model_dir, opts->shard_bytes,
+                                        opts->overwrite, err);
+    if (st == QS_OK) *out = x;
+    else qs_gptq_export_free(x);
     return st;
 }
 
@@ -60,64 +53,42 @@ qs_status qs_gptq_export_declare_linear(qs_gptq_export *x, const char *module, i
     if (!qs_pack_can_serve(d_out, d_in, scheme->bits, scheme->group_size, &why))
         QS_THROW(err, QS_ERR_INPUT, "%s: (%lld, %lld) at w%dg%d has no GPTQ layout: %s", module,
                  (long long)d_out, (long long)d_in, scheme->bits, scheme->group_size, why.msg);
-    if (has_bias && bias_dtype != QS_DTYPE_F32 && bias_dtype != QS_DTYPE_F16 &&
-        bias_dtype != QS_DTYPE_BF16)
-        QS_THROW(err, QS_ERR_INPUT, "%s: bias dtype must be F32, F16 or BF16", module);
-    if (strlen(module) + 16 > sizeof(name))
-        QS_THROW(err, QS_ERR_INPUT, "%s: module name too long", module);
-    QS_CHECK(qs_export_items_push(&x->items, module, scheme, &it, err));
-    it->d_out = d_out;
-    it->d_in = d_in;
-    it->has_bias = has_bias;
-    it->bias_dt = bias_dtype;
-    it->t0 = qs_export_dir_ntensors(x->d);
+    QS_CHECK(qs_export_core_linear_begin(&x->c, module, scheme, d_out, d_in, has_bias, bias_dtype,
+                                         16, &it, err));
     const int64_t b = scheme->bits, G = qs_quant_ngroups(d_in, scheme->group_size);
     int64_t sh[2];
     sh[0] = d_in * b / 32;
     sh[1] = d_out;
     snprintf(name, sizeof(name), "%s.qweight", module);
-    QS_CHECK(qs_export_dir_declare(x->d, name, QS_DTYPE_I32, 2, sh, NULL, err));
+    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I32, 2, sh, NULL, err));
     sh[0] = G;
     sh[1] = d_out * b / 32;
     snprintf(name, sizeof(name), "%s.qzeros", module);
-    QS_CHECK(qs_export_dir_declare(x->d, name, QS_DTYPE_I32, 2, sh, NULL, err));
+    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I32, 2, sh, NULL, err));
     sh[0] = G;
     sh[1] = d_out;
     snprintf(name, sizeof(name), "%s.scales", module);
-    QS_CHECK(qs_export_dir_declare(x->d, name, QS_DTYPE_F16, 2, sh, NULL, err));
+    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_F16, 2, sh, NULL, err));
     sh[0] = d_in;
     snprintf(name, sizeof(name), "%s.g_idx", module);
-    QS_CHECK(qs_export_dir_declare(x->d, name, QS_DTYPE_I32, 1, sh, NULL, err));
-    if (has_bias) {
-        sh[0] = d_out;
-        snprintf(name, sizeof(name), "%s.bias", module);
-        QS_CHECK(qs_export_dir_declare(x->d, name, bias_dtype, 1, sh, NULL, err));
-    }
-    it->nt = qs_export_dir_ntensors(x->d) - it->t0;
+    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I32, 1, sh, NULL, err));
+    QS_CHECK(qs_export_core_linear_end(&x->c, module, it, err));
 done:
-    if (st != QS_OK && it) x->items.failed = 1; /* a half-declared item: the exporter is unusable */
+    if (st != QS_OK && it) x->c.items.failed = 1; /* half-declared: the exporter is unusable */
     return st;
 }
 
 qs_status qs_gptq_export_declare_tensor(qs_gptq_export *x, const char *name, qs_dtype dt,
                                         int ndim, const int64_t *shape, qs_err *err) {
-    qs_status st = QS_OK;
-    qs_export_item *it = NULL;
-    QS_CHECK(qs_export_items_push(&x->items, name, NULL, &it, err));
-    it->t0 = qs_export_dir_ntensors(x->d);
-    QS_CHECK(qs_export_dir_declare(x->d, name, dt, ndim, shape, NULL, err));
-    it->nt = 1;
-done:
-    if (st != QS_OK && it) x->items.failed = 1;
-    return st;
+    return qs_export_core_declare_tensor(&x->c, name, dt, ndim, shape, err);
 }
 
 qs_status qs_gptq_export_exclude(qs_gptq_export *x, const char *module, qs_err *err) {
-    return qs_export_items_exclude(&x->items, module, err);
+    return qs_export_items_exclude(&x->c.items, module, err);
 }
 
 uint64_t qs_gptq_export_data_bytes(const qs_gptq_export *x) {
-    return qs_export_dir_data_bytes(x->d);
+    return qs_export_dir_data_bytes(x->c.d);
 }
 
 /* ---- streaming ----------------------------------------------------------------------- */
@@ -130,7 +101,7 @@ qs_status qs_gptq_export_add_linear(qs_gptq_export *x, const char *module,
     qs_export_item *it = NULL;
     qs_err pe = {0};
     qs_pack_bytes sz;
-    QS_CHECK(qs_export_items_begin_add(&x->items, x->d, x->finished, module, 1, &it, err));
+    QS_CHECK(qs_export_items_begin_add(&x->c.items, x->c.d, x->c.finished, module, 1, &it, err));
     const qs_gptq_scheme *s = &it->scheme;
     const int64_t d_out = it->d_out, d_in = it->d_in;
     if (it->has_bias != (q->bias != NULL))
@@ -157,16 +128,16 @@ qs_status qs_gptq_export_add_linear(qs_gptq_export *x, const char *module,
                      s->group_size, !x->opts.v2, qweight, qzeros, scales, g_idx, &pe) != QS_OK)
         QS_THROW(err, pe.code, "%s: %s", module, pe.msg);
     const int64_t t = it->t0;
-    QS_CHECK(qs_export_dir_put(x->d, t + 0, qweight, (size_t)sz.qweight, err));
-    QS_CHECK(qs_export_dir_put(x->d, t + 1, qzeros, (size_t)sz.qzeros, err));
-    QS_CHECK(qs_export_dir_put(x->d, t + 2, scales, (size_t)sz.scales, err));
-    QS_CHECK(qs_export_dir_put(x->d, t + 3, g_idx, (size_t)sz.g_idx, err));
+    QS_CHECK(qs_export_dir_put(x->c.d, t + 0, qweight, (size_t)sz.qweight, err));
+    QS_CHECK(qs_export_dir_put(x->c.d, t + 1, qzeros, (size_t)sz.qzeros, err));
+    QS_CHECK(qs_export_dir_put(x->c.d, t + 2, scales, (size_t)sz.scales, err));
+    QS_CHECK(qs_export_dir_put(x->c.d, t + 3, g_idx, (size_t)sz.g_idx, err));
     if (it->has_bias)
-        QS_CHECK(qs_export_dir_put(x->d, t + 4, q->bias,
-                                   (size_t)qs_export_dir_tensor_bytes(x->d, t + 4), err));
-    x->items.next++;
+        QS_CHECK(qs_export_dir_put(x->c.d, t + 4, q->bias,
+                                   (size_t)qs_export_dir_tensor_bytes(x->c.d, t + 4), err));
+    x->c.items.next++;
 done:
-    if (st != QS_OK && it) x->items.failed = 1;
+    if (st != QS_OK && it) x->c.items.failed = 1;
     free(qweight);
     free(qzeros);
     free(scales);
@@ -176,14 +147,7 @@ done:
 
 qs_status qs_gptq_export_add_tensor(qs_gptq_export *x, const char *name, const void *data,
                                     size_t nbytes, qs_err *err) {
-    qs_status st = QS_OK;
-    qs_export_item *it = NULL;
-    QS_CHECK(qs_export_items_begin_add(&x->items, x->d, x->finished, name, 0, &it, err));
-    QS_CHECK(qs_export_dir_put(x->d, it->t0, data, nbytes, err));
-    x->items.next++;
-done:
-    if (st != QS_OK && it) x->items.failed = 1;
-    return st;
+    return qs_export_core_add_tensor(&x->c, name, data, nbytes, err);
 }
 
 /* ---- quantization_config ------------------------------------------------------------- */
@@ -210,8 +174,8 @@ static cJSON *scheme_json(const qs_gptq_scheme *s) {
 
 /* The quantization_config object (also the body of quantize_config.json). */
 static qs_status quant_config(const qs_gptq_export *x, cJSON **out, qs_err *err) {
-    const qs_export_items *its = &x->items;
-    const char *dir = qs_export_dir_path(x->d);
+    const qs_export_items *its = &x->c.items;
+    const char *dir = qs_export_dir_path(x->c.d);
     qs_status st = QS_OK;
     cJSON *o = NULL;
     *out = NULL;
@@ -291,24 +255,17 @@ done:
 qs_status qs_gptq_export_finish(qs_gptq_export *x, qs_err *err) {
     qs_status st = QS_OK;
     cJSON *qc = NULL;
-    const char *dir = qs_export_dir_path(x->d);
-    if (x->items.failed) QS_THROW(err, QS_ERR_INTERNAL, "%s: export finished after an error", dir);
-    if (x->finished) QS_THROW(err, QS_ERR_INTERNAL, "%s: export finished twice", dir);
-    QS_CHECK(qs_export_items_fix(&x->items, x->d, err));
-    QS_CHECK(qs_export_items_all_written(&x->items, err));
+    QS_CHECK(qs_export_core_check_complete(&x->c, err));
     QS_CHECK(quant_config(x, &qc, err));
-    QS_CHECK(qs_export_dir_write_json(x->d, "quantize_config.json", qc, err));
-    QS_CHECK(qs_export_dir_finish(x->d, qc, err));
-    x->finished = 1;
+    QS_CHECK(qs_export_core_commit(&x->c, qc, "quantize_config.json", err));
 done:
-    if (st != QS_OK && !x->finished) x->items.failed = 1;
+    if (st != QS_OK) x->c.items.failed = 1;
     cJSON_Delete(qc);
     return st;
 }
 
 void qs_gptq_export_free(qs_gptq_export *x) {
     if (!x) return;
-    qs_export_dir_free(x->d); /* removes the temporary directory before a finish */
-    qs_export_items_free(&x->items);
+    qs_export_core_free(&x->c);
     free(x);
 }
