@@ -315,14 +315,16 @@ def main(tmp):
         hdr = json.loads(blob[8:8 + n].decode().rstrip())
         name = [k for k in hdr if k.endswith(".g_idx")][0]
         hdr[name]["dtype"] = "F32"  # same byte count, wrong dtype
-        text = json.dumps(hdr).encode()
+        # compact separators, as the writer: the same length, padded with spaces (a header
+        # that no longer fits would leave the check unrun: that is a failure, not a skip)
+        text = json.dumps(hdr, separators=(",", ":")).encode()
         text += b" " * (n - len(text))
-        if len(text) == n:
-            open(st, "wb").write(bytes(blob[:8]) + text + bytes(blob[8 + n:]))
-            r = Q.run([Q.QS, "verify", exp])
-            lines = r.stderr.strip().splitlines()
-            check(r.returncode == 2 and len(lines) == 1 and os.path.basename(st) in lines[0],
-                  f"verify tampered export: rc {r.returncode} {r.stderr}")
+        check(len(text) == n, f"the tampered header does not fit: {len(text)} vs {n} bytes")
+        open(st, "wb").write(bytes(blob[:8]) + text[:n] + bytes(blob[8 + n:]))
+        r = Q.run([Q.QS, "verify", exp])
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 2 and len(lines) == 1 and os.path.basename(st) in lines[0],
+              f"verify tampered export: rc {r.returncode} {r.stderr}")
         os.remove(os.path.join(rdA, "out", "index.json"))
         r = Q.run([Q.QS, "verify", rdA])
         lines = r.stderr.strip().splitlines()
