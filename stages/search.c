@@ -9,8 +9,8 @@
  * together, the loss increase of each (layer, Hessian group) unit quantized alone at the
  * probe candidate (lib/evaluator.h on calibration windows), cached in
  * search/sensitivity.json — only for the units with a choice (an item with more than one
- * allowed candidate after pins, allow rules, serving restrictions and the budget); with
- * nothing to choose no probe runs (docs/search.md).
+ * allowed candidate after pins, allow rules and serving restrictions); with nothing to
+ * choose no probe runs (docs/search.md).
  * Outputs (rank 0, temp -> rename; one unit): search/allocation.json, allocation.md,
  * pareto.csv, summary.json (+ sensitivity.json), optimum-<objective>.json.
  */
@@ -132,27 +132,18 @@ static int probe_candidate(const qs_search_tables *t) {
 static int lin_unit_group(int k) { return k <= 2 ? 0 : k == 3 ? 1 : k <= 5 ? 2 : 3; }
 
 /* Rank 0: which units have a choice. probe_u[u] = 1 when unit u = (layer, group) holds an
- * item with more than one live choice: allowed, not excluded by a pin, and fitting the
- * budget with every other item at its smallest live size (lo = the sum of those). Items lie
- * inside one group (tied q/k/v, tied gate/up, or one linear). Returns the count. */
-static int choice_units(const qs_search_items *it, int64_t budget, int64_t lo,
-                        unsigned char *probe_u, int U) {
+ * item with more than one live choice: allowed (layout, serve, allow rules) and not
+ * excluded by a pin. These hold at every budget; the run's budget does not count, since
+ * pareto.csv prices every item's choices at 24 other budgets. Items lie inside one group
+ * (tied q/k/v, tied gate/up, or one linear). Returns the count. */
+static int choice_units(const qs_search_items *it, unsigned char *probe_u, int U) {
     const int C = it->ncand;
     int n = 0;
     memset(probe_u, 0, (size_t)U);
     for (int i = 0; i < it->n; ++i) {
-        int64_t mn = INT64_MAX;
-        for (int c = 0; c < C; ++c) {
-            const size_t x = (size_t)i * C + c;
-            if (it->allowed[x] && (it->pinned[i] < 0 || it->pinned[i] == c) && it->size[x] < mn)
-                mn = it->size[x];
-        }
         int live = 0;
-        for (int c = 0; c < C; ++c) {
-            const size_t x = (size_t)i * C + c;
-            live += it->allowed[x] && (it->pinned[i] < 0 || it->pinned[i] == c) &&
-                    it->size[x] - mn <= budget - lo;
-        }
+        for (int c = 0; c < C; ++c)
+            live += it->allowed[(size_t)i * C + c] && (it->pinned[i] < 0 || it->pinned[i] == c);
         int k = 0;
         while (k < NLIN - 1 && !(it->lin_mask[i] & (1 << k))) ++k;
         const int u = it->layer[i] * NGRP + lin_unit_group(k);
@@ -593,7 +584,7 @@ static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err
             memset(s->probe_u, 1, (size_t)U); /* debug knob: probe every unit */
             s->nprobe = U;
         } else {
-            s->nprobe = choice_units(&s->it, s->budget, s->lo, s->probe_u, U);
+            s->nprobe = choice_units(&s->it, s->probe_u, U);
         }
         qs_sha256 h;
         qs_sha256_init(&h);
@@ -631,11 +622,11 @@ static qs_status search_sensitivity(const qs_stage_ctx *ctx, search_state *s, qs
         if (s->nprobe == 0)
             snprintf(why, sizeof(why),
                      "no item has a choice (one allowed candidate each after pins, allow "
-                     "rules, serving restrictions and the budget)");
+                     "rules and serving restrictions)");
         else
             snprintf(why, sizeof(why),
                      "%d of %d (layer, group) units have no choice (one allowed candidate "
-                     "each after pins, allow rules, serving restrictions and the budget)",
+                     "each after pins, allow rules and serving restrictions)",
                      U - s->nprobe, U);
         qs_stage_skipped(ctx, "search", "sensitivity probe evaluations",
                          (int64_t)(U + 1) - (s->nprobe > 0 ? s->nprobe + 1 : 0), U + 1, why);
