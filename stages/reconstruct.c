@@ -653,19 +653,16 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, recon_state *s, qs_err *
             QS_CHECK(final_copy_layer(ctx, s, l, err));
             ++written;
         }
-        if (!(todo && !copy) && !fwd) {
-            s->busy += qs_log_now() - t0;
-            if (!todo) continue;
-            goto layer_done;
+        if ((todo && !copy) || fwd) {
+            /* layer l's float weights from its owner to every rank (same layout everywhere) */
+            if (comm->rank == lown) {
+                qs_layer_f32_free(&q.lw);
+                st = qs_weights_load_layer(ctx->model, &s->d, l, &q.lw, err);
+            }
+            st = qs_comm_agree(comm, st, err);
+            if (st != QS_OK) goto done;
+            qs_comm_bcast(comm, q.lw.buf, sizeof(float) * (size_t)q.lw.nfloats, lown);
         }
-        /* layer l's float weights from its owner to every rank (same layout everywhere) */
-        if (comm->rank == lown) {
-            qs_layer_f32_free(&q.lw);
-            st = qs_weights_load_layer(ctx->model, &s->d, l, &q.lw, err);
-        }
-        st = qs_comm_agree(comm, st, err);
-        if (st != QS_OK) goto done;
-        qs_comm_bcast(comm, q.lw.buf, sizeof(float) * (size_t)q.lw.nfloats, lown);
         if (todo && !copy) {
             /* which linears get which candidates: [cfirst, cend) of the candidate list */
             int cfirst[NLIN], cend[NLIN], need[NGRP] = {0};
@@ -684,7 +681,6 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, recon_state *s, qs_err *
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) goto done;
         if (!todo) continue;
-    layer_done:
         qs_log_info(ctx->log, "reconstruct: %s layer %d done%s", ctx->dir, l,
                     copy ? " (copied from recon/)" : "");
         qs_progress_step(ctx->progress, l + 1, "layer %d/%d", l + 1, L);
