@@ -4,8 +4,9 @@ synthetic Llama (hidden 1024, `qshard synth-model` defaults otherwise: intermedi
 16 heads, vocab 512, bf16), 32 x 512 calibration tokens, one RTN candidate w4g-1,
 `reconstruct.inputs: quantized`, 1 rank, one BLAS thread — with the redundant work skipped
 (the default) and, with --no-skip, with the debug knob QS_NO_SKIP=all that does it anyway
-(docs/design.md "Work that is skipped"). Prints wall seconds per stage from the run's
-timings.json and what each stage skipped. Not a test (minutes of both cores).
+(docs/design.md "Work that is skipped"). Prints wall and CPU seconds per stage from the
+run's timings.json (CPU seconds are the fairer number on a shared machine) and what each
+stage skipped. Not a test (minutes of one core).
 Usage: bench_skips.py BUILD_DIR_OR_QSHARD [--no-skip] [--dir DIR] [--layers 8]
        [--hidden 1024] [--samples 32] [--seqlen 512]
 (env QS_MPIEXEC, default "mpiexec --oversubscribe")"""
@@ -59,8 +60,12 @@ if r.returncode != 0:
 tm = json.load(open(os.path.join(rd, "timings.json")))
 att = tm["attempts"][-1]
 print(f"{'no-skip (QS_NO_SKIP=all)' if a.no_skip else 'skips on (default)'}: {cfg}")
+print(f"  {'stage':<18} {'wall s':>8} {'cpu s':>8}")
+cpu = 0.0
 for s in att["stages"]:
     sk = s.get("skipped")
     what = f"  skipped {sk['count']} of {sk['of']} {sk['what']}" if sk else ""
-    print(f"  {s['name']:<18} {s['wall_s']:8.2f} s{what}")
-print(f"  {'total':<18} {att['total_s']:8.2f} s (process wall {wall:.2f} s)")
+    c = s["ranks"][0]["cpu_s"]
+    cpu += c
+    print(f"  {s['name']:<18} {s['wall_s']:8.2f} {c:8.2f}{what}")
+print(f"  {'total':<18} {att['total_s']:8.2f} {cpu:8.2f} (process wall {wall:.2f} s)")

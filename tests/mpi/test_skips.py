@@ -3,6 +3,10 @@
 that does it anyway (the debug knob QS_NO_SKIP, docs/design.md "Work that is skipped").
 Synthetic model (3 layers, hidden 128, intermediate 320, GQA; 12 windows of 64 tokens in
 chunks of 4), `mpiexec -n 2 qshard run`, reconstruct.inputs quantized.
+  (0) in both cases calibrate computes nothing (quantized inputs: reconstruct computes every
+      Hessian itself): no calib/layer-*.h5, calib/manifest.json lists no output,
+      timings.json: calibrate skipped 3 of 3 layers; the QS_NO_SKIP=all run writes them, and
+      recon/'s datasets are the same in both runs.
   (1) one candidate (RTN w4g-1, issue 22's shape): nothing to choose, so the search runs no
       sensitivity probe (summary.json probes 0 of 12 units, 0 evals; no sensitivity.json;
       timings.json: search skipped 13 of 13 evaluations) and the final pass solves no layer
@@ -66,12 +70,12 @@ def skipped(run_dir, name):
     return (k["count"], k["of"]) if k else (0, 0)
 
 
-def final_data(run_dir):
-    """final/'s datasets (meta/ left out: it hashes the run's config and allocation) and
+def layer_data(run_dir, sub="final"):
+    """sub/'s datasets (meta/ left out: it hashes the run's config and allocation) and
     root attributes per layer."""
     out = {}
     for l in range(NL):
-        p = Q.layer_path(run_dir, "final", l)
+        p = Q.layer_path(run_dir, sub, l)
         out.update(((l, k), v) for k, v in Q.h5_datasets(p, skip_prefix="meta/").items())
         out[(l, "attrs")] = Q.h5_attrs(p)
     return out
@@ -114,9 +118,17 @@ def compare_runs(a, b, label):
     check(len(ha) > 3 and "eval.json" in ha, f"{label}: outputs {sorted(ha)}")
     diff = sorted(k for k in set(ha) | set(hb) if ha.get(k) != hb.get(k))
     check(not diff, f"{label}: outputs differ from the run without skips: {diff[:4]}")
-    fa, fb = final_data(a), final_data(b)
-    diff = sorted(str(k) for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
-    check(not diff, f"{label}: final/ differs from the run without skips: {diff[:4]}")
+    for sub in ("recon", "final"):
+        fa, fb = layer_data(a, sub), layer_data(b, sub)
+        diff = sorted(str(k) for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+        check(not diff, f"{label}: {sub}/ differs from the run without skips: {diff[:4]}")
+    # calibrate: nothing computed with quantized inputs, everything with the knob
+    calib = [n for n in os.listdir(os.path.join(a, "calib")) if n.endswith(".h5")]
+    calib_b = [n for n in os.listdir(os.path.join(b, "calib")) if n.endswith(".h5")]
+    check(not calib and not Q.manifest(a, "calib").get("outputs") and len(calib_b) == NL,
+          f"{label}: calib/ layer files {calib} (without skips {calib_b})")
+    check(skipped(a, "calibrate") == (NL, NL) and skipped(b, "calibrate") == (0, 0),
+          f"{label}: calibrate skipped {skipped(a, 'calibrate')} / {skipped(b, 'calibrate')}")
     return la
 
 
