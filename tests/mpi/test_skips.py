@@ -23,6 +23,10 @@ chunks of 4), `mpiexec -n 2 qshard run`, reconstruct.inputs quantized.
       (timings.json: 2 of 3 layer solves skipped). Against QS_NO_SKIP=all: the same
       allocation, out/, export/, eval.json byte-identical; final/ datasets identical; final/
       redone in place with QS_NO_SKIP=final byte-identical.
+  (3) the plan's memory per rank (`qshard plan --ranks 1 --json`) counts calibrate only for
+      float inputs: with quantized inputs it is the same for 3 and 32 layers of one width
+      (reconstruct holds one layer at a time), with float inputs the 32-layer plan is larger
+      (calibrate holds every layer of its rank).
 Usage: test_skips.py  (env: QS_BIN, QS_MPIEXEC)"""
 import json
 import os
@@ -207,6 +211,38 @@ def part2(tmp, model):
     redo_final_in_place(a, cfg, "pinned")
 
 
+def plan_totals(cfg, inputs):
+    # no eval: eval holds its layers too
+    r = Q.run([Q.QS, "plan", cfg, "--ranks", "1", "--json", "--set",
+               f"reconstruct.inputs={inputs}", "--set", "eval.tokens="])
+    if not check(r.returncode == 0, f"plan {cfg} {inputs}: rc {r.returncode} {r.stderr}"):
+        return None
+    return [rk["memory_bytes"]["total"] for rk in json.loads(r.stdout)["ranks"]]
+
+
+def part3(tmp, model):
+    m32 = os.path.join(tmp, "m32")
+    if not Q.synth_model(m32, layers=32, hidden=128, intermediate=320, heads=4, kv_heads=2,
+                         vocab=300):
+        return
+    quant = {"method": "rtn", "bits": [4], "group_size": [-1]}
+    t = {}
+    for name, m in (("3", model), ("32", m32)):
+        cfg = write_config(os.path.join(tmp, f"plan{name}.yaml"), m, os.path.join(tmp, "p"),
+                           quant, {})
+        # the token file of the 3-layer model serves both (same vocabulary)
+        with open(cfg) as f:
+            text = f.read().replace(f"{m}/tokens.u32", f"{model}/tokens.u32")
+        with open(cfg, "w") as f:
+            f.write(text)
+        for inputs in ("quantized", "float"):
+            t[(name, inputs)] = plan_totals(cfg, inputs)
+    check(t[("3", "quantized")] == t[("32", "quantized")] and
+          t[("32", "float")][0] > t[("3", "float")][0] and
+          t[("32", "float")][0] > t[("32", "quantized")][0],
+          f"plan memory per rank (layers, inputs): {t}")
+
+
 def main(tmp):
     model = os.path.join(tmp, "m")
     if not Q.synth_model(model, layers=NL, hidden=128, intermediate=320, heads=4, kv_heads=2,
@@ -214,6 +250,7 @@ def main(tmp):
         return
     part1(tmp, model)
     part2(tmp, model)
+    part3(tmp, model)
 
 
 with Q.tempdir("qs_skips_") as d:
