@@ -298,6 +298,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     memset(&ctx, 0, sizeof(ctx));
     qs_log_init(&lg, comm->rank, opts->verbose, opts->quiet);
     double t_start = qs_log_now(), busy = 0.0;
+    qs_stage_skip skipped;
     qs_progress progress;
     qs_timings tm;
     int timed = 0; /* run directory prepared: timings.json is written on the way out */
@@ -323,6 +324,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     ctx.stop = qs_driver_stop_flag();
     ctx.progress = &progress;
     ctx.busy = &busy;
+    ctx.skipped = &skipped;
 
     /* 2. every input from outside the run directory, before anything is written */
     st = qs_stages_check_inputs(&ctx, err);
@@ -358,8 +360,10 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         qs_log_info(&lg, "%s: start", sg->name);
         qs_progress_start(&progress, &lg, sg->name);
         busy = 0.0;
+        memset(&skipped, 0, sizeof(skipped));
         st = run_stage(&ctx, sg, err);
         qs_timings_add(&tm, sg->name, st, qs_log_now() - t0, busy, qs_log_cpu_now() - c0);
+        qs_timings_skip(&tm, skipped.what, skipped.count, skipped.of, skipped.why);
         if (st != QS_OK) goto done;
         qs_log_info(&lg, "%s: done in %.2f s", sg->name, qs_log_now() - t0);
     }

@@ -34,6 +34,16 @@ void qs_timings_add(qs_timings *t, const char *name, qs_status status, double wa
     s->cpu_s = cpu_s;
 }
 
+void qs_timings_skip(qs_timings *t, const char *what, int64_t count, int64_t of,
+                     const char *why) {
+    if (t->n <= 0 || count <= 0) return;
+    qs_timing *s = &t->st[t->n - 1];
+    snprintf(s->skip_what, sizeof(s->skip_what), "%s", what);
+    snprintf(s->skip_why, sizeof(s->skip_why), "%s", why);
+    s->skip_count = count;
+    s->skip_of = of;
+}
+
 
 /* run_dir/<dir>/layer-NNN.h5 */
 static void layer_path(char *out, size_t n, const char *run_dir, const char *dir, int layer) {
@@ -107,6 +117,13 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
                     cJSON_AddNullToObject(o, "busy_s");
                 cJSON_AddNumberToObject(o, "cpu_s", x[2]);
                 cJSON_AddItemToArray(rk, o);
+            }
+            if (t->st[i].skip_what[0]) {
+                cJSON *k = cJSON_AddObjectToObject(s, "skipped");
+                cJSON_AddStringToObject(k, "what", t->st[i].skip_what);
+                cJSON_AddNumberToObject(k, "count", (double)t->st[i].skip_count);
+                cJSON_AddNumberToObject(k, "of", (double)t->st[i].skip_of);
+                cJSON_AddStringToObject(k, "why", t->st[i].skip_why);
             }
             cJSON_AddItemToArray(stages, s);
         }
@@ -373,6 +390,17 @@ static void section_timings(FILE *f, const char *run_dir) {
             ++r;
         }
         fputs("\n\n", f);
+        /* work the stages left out because no output needs it */
+        int nsk = 0;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItem(a, "stages")) {
+            const cJSON *k = cJSON_GetObjectItem(s, "skipped");
+            if (!cJSON_IsObject(k)) continue;
+            if (!nsk++) fputs("Skipped (no output needs it):\n\n", f);
+            fprintf(f, "- %s: %.0f of %.0f %s (%s)\n", jstr(s, "name", "?"),
+                    jnum(k, "count", 0), jnum(k, "of", 0), jstr(k, "what", "?"),
+                    jstr(k, "why", "?"));
+        }
+        if (nsk) fputs("\n", f);
     }
 out:
     cJSON_Delete(root);

@@ -1,7 +1,10 @@
 /* calibrate.c (stage): fp32 forward of the calibration windows through the decoder, layer
  * by layer, accumulating per linear group (q/k/v, o, gate/up, down) the GPTQ Hessian
  * H = 2/N sum x x^T, per-channel absmax and mean square. Output: run/calib/layer-NNN.h5
- * per layer (one unit each, written by its owner) (docs/calibrate.md).
+ * per layer (one unit each, written by its owner) (docs/calibrate.md). Only reconstruct's
+ * float inputs read these files; with reconstruct.inputs quantized (the default)
+ * reconstruct computes every Hessian from quantized inputs, so the stage computes nothing
+ * and writes only its manifest (debug knob QS_NO_SKIP=calibrate: the files anyway).
  *
  * Schedule: the unit of work is (layer l, chunk c) where a chunk is calib.chunk_samples
  * windows (the last may be shorter). Layers are owned in contiguous ranges (run/plan/
@@ -260,6 +263,7 @@ typedef struct calib_state {
     qs_model_dims d;
     qs_stage_windows win;
     qs_plan plan;
+    int skip;                   /* reconstruct.inputs quantized: nothing reads calib/ */
 } calib_state;
 
 static void calib_close(void *vs) {
@@ -283,7 +287,10 @@ static qs_status calib_open(const qs_stage_ctx *ctx, int pass, void **state, qs_
     QS_CHECK(qs_stage_plan_read(ctx, &s->plan, err));
     QS_CHECK(qs_manifest_add_input(&o->inputs, "model", ctx->model_hash, err));
     QS_CHECK(qs_manifest_add_input(&o->inputs, "windows", s->win.hash, err));
-    QS_CHECK(qs_stage_set_units(o, (int)s->d.nlayers, QS_UNIT_LAYER, err));
+    /* no units: the manifest records the inputs and no outputs */
+    s->skip = ctx->cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED &&
+              !qs_stage_no_skip("calibrate");
+    if (!s->skip) QS_CHECK(qs_stage_set_units(o, (int)s->d.nlayers, QS_UNIT_LAYER, err));
 done:
     return st;
 }
@@ -468,6 +475,12 @@ static qs_status calib_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
     memset(&r, 0, sizeof(r));
     memset(&pipe, 0, sizeof(pipe));
     openblas_set_num_threads(1);
+    if (s->skip) {
+        qs_stage_skipped(ctx, "calibrate", "layers", s->d.nlayers, s->d.nlayers,
+                         "reconstruct.inputs quantized: reconstruct computes every Hessian "
+                         "from quantized inputs and nothing reads calib/'s layer files");
+        return QS_OK;
+    }
     int ntodo = 0;
     for (int l = 0; l < ctx->units->n; ++l) ntodo += ctx->units->todo[l];
     if (ntodo == 0) return QS_OK;

@@ -181,3 +181,28 @@ int qs_stage_stop_after(const char *name) {
     const char *s = getenv(name);
     return s && *s ? atoi(s) : 0;
 }
+
+void qs_stage_skipped(const qs_stage_ctx *ctx, const char *label, const char *what,
+                      int64_t count, int64_t of, const char *why) {
+    if (count <= 0) return;
+    qs_log_info(ctx->log, "%s: skipped %lld of %lld %s: %s", label, (long long)count,
+                (long long)of, what, why);
+    if (!ctx->skipped) return;
+    snprintf(ctx->skipped->what, sizeof(ctx->skipped->what), "%s", what);
+    snprintf(ctx->skipped->why, sizeof(ctx->skipped->why), "%s", why);
+    ctx->skipped->count = count;
+    ctx->skipped->of = of;
+}
+
+int qs_stage_no_skip(const char *what) {
+    const char *s = getenv("QS_NO_SKIP");
+    const size_t n = strlen(what);
+    while (s && *s) {
+        const char *e = strchr(s, ',');
+        const size_t len = e ? (size_t)(e - s) : strlen(s);
+        if ((len == 3 && strncmp(s, "all", 3) == 0) || (len == n && strncmp(s, what, n) == 0))
+            return 1;
+        s = e ? e + 1 : NULL;
+    }
+    return 0;
+}

@@ -55,6 +55,17 @@ qs_status qs_stage_hash_rel(const qs_stage_ctx *ctx, const char *rel, const char
 void qs_stage_rss_report(const qs_stage_ctx *ctx, qs_mem_stage stage, int first, int count,
                          long long start_rss, double seconds);
 
+/* Work left out (docs/design.md "Work that is skipped"): records it in ctx->skipped (the
+ * driver writes it to timings.json) and logs "LABEL: skipped COUNT of OF WHAT: WHY".
+ * Call with the same values on every rank. Nothing is recorded when count is 0. */
+void qs_stage_skipped(const qs_stage_ctx *ctx, const char *label, const char *what,
+                      int64_t count, int64_t of, const char *why);
+
+/* 1 when the debug knob QS_NO_SKIP (environment; a comma-separated list of "calibrate",
+ * "probes", "final", or "all") asks to do the work named `what` although nothing needs it,
+ * for comparisons with the skipping run (tests, tests/bench/bench_skips.py). */
+int qs_stage_no_skip(const char *what);
+
 /* Collective: logs every rank's busy seconds (rank 0) and adds them to ctx->busy. */
 qs_status qs_stage_report_busy(const qs_stage_ctx *ctx, double busy, qs_err *err);
 

@@ -563,18 +563,76 @@ done:
     return st;
 }
 
+/* Final pass, quantized inputs: the last layer whose final results are the measure pass's
+ * (-1: none). Up to the first layer whose allocation differs from the propagate candidate
+ * (that layer included) the inputs are the measure pass's, hence the Hessians, and the
+ * measure pass quantized every candidate under them: the allocated candidates' results
+ * are in recon/ bit for bit. QS_NO_SKIP=final (debug knob) solves every layer. */
+static int final_reuse_upto(const recon_state *s) {
+    const int L = (int)s->d.nlayers;
+    if (!s->final || !s->quantized || qs_stage_no_skip("final")) return -1;
+    for (int l = 0; l < L; ++l)
+        for (int k = 0; k < NLIN; ++k)
+            if (s->sel[l * NLIN + k] != s->cs.propagate) return l;
+    return L - 1;
+}
+
+/* Final pass, layer l <= final_reuse_upto: its plan owner writes final/layer-NNN.h5 from
+ * recon/layer-NNN.h5 (the allocated candidates' datasets and table columns). Collective. */
+static qs_status final_copy_layer(const qs_stage_ctx *ctx, const recon_state *s, int l,
+                                  qs_err *err) {
+    qs_status st = QS_OK;
+    if (ctx->comm->rank == s->plan.layer_rank[l]) {
+        char rel[64], src[QS_PATH_MAX];
+        const char *rels[1] = {rel};
+        const qs_recon_file f = {ctx->rd, ctx->dir, ctx->config_hash, s->input_hash, 1};
+        qs_rundir_layer_rel(rel, sizeof(rel), QS_DIR_RECON, l);
+        st = qs_rundir_path(ctx->rd, rel, src, sizeof(src), err);
+        if (st == QS_OK)
+            st = qs_recon_layer_write_from(&f, l, src, s->win.hash, &s->d, &s->cs,
+                                           s->sel + (size_t)l * NLIN, err);
+        qs_rundir_layer_rel(rel, sizeof(rel), ctx->dir, l);
+        if (st == QS_OK) st = qs_stage_unit_done(ctx, l, rels, 1, err);
+    }
+    return qs_comm_agree(ctx->comm, st, err);
+}
+
 /* Sequential GPTQ over the layers (both passes). sel NULL: every candidate of every linear,
  * the propagate candidate feeds the next layer (pass 0). s->sel (L, NLIN): layer l's linear
  * k is quantized with candidate sel[l * NLIN + k] only (-1 = stays float) and these
- * candidates feed the next layer (pass 1). Layers whose unit is reused are propagated only. */
+ * candidates feed the next layer (pass 1); the final pass copies the layers up to
+ * final_reuse_upto from recon/. Layers whose unit is reused are propagated only, and a
+ * layer is propagated only when a later layer is solved (its activations are not needed
+ * otherwise): with nothing to solve there is no forward at all. */
 static qs_status run_quantized(const qs_stage_ctx *ctx, recon_state *s, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = ctx->comm;
     const int L = (int)s->d.nlayers, stop_after = env_stop_after();
     const qs_cands *cs = &s->cs;
+    const int reuse = final_reuse_upto(s);
     seq_rank q;
-    int written = 0;
+    int written = 0, last_solve = -1, ncopy = 0, ntodo = 0;
     memset(&q, 0, sizeof(q));
+    for (int l = 0; l < L; ++l) {
+        ntodo += ctx->units->todo[l];
+        if (ctx->units->todo[l] && l > reuse) last_solve = l;
+        if (ctx->units->todo[l] && l <= reuse) ++ncopy;
+    }
+    if (ncopy > 0) {
+        char why[256];
+        if (reuse == L - 1)
+            snprintf(why, sizeof(why),
+                     "the allocation is the propagate candidate %s on every layer: the "
+                     "measure pass's results (recon/) are the final ones, copied",
+                     cs->name[cs->propagate]);
+        else
+            snprintf(why, sizeof(why),
+                     "layers 0..%d see the measure pass's inputs (the allocation is the "
+                     "propagate candidate %s before layer %d): their results are recon/'s, "
+                     "copied",
+                     reuse, cs->name[cs->propagate], reuse);
+        qs_stage_skipped(ctx, "reconstruct-final", "layer solves", ncopy, ntodo, why);
+    }
     q.ctx = ctx;
     q.s = s;
     q.T = s->win.seqlen;
@@ -583,22 +641,29 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, recon_state *s, qs_err *
     q.nchunks = (q.S + q.CS - 1) / q.CS;
     q.nrounds = (q.nchunks + comm->size - 1) / comm->size;
     q.Hd = s->d.hidden;
-    st = seq_init(&q, err);
+    if (last_solve >= 0) st = seq_init(&q, err); /* activations only when a layer is solved */
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     for (int l = 0; l < L; ++l) {
         const double t0 = qs_log_now();
         const int lown = s->plan.layer_rank[l], todo = ctx->units->todo[l];
+        const int copy = l <= reuse, fwd = l < last_solve;
         const int *lsel = s->sel ? s->sel + (size_t)l * NLIN : NULL;
-        /* layer l's float weights from its owner to every rank (same layout everywhere) */
-        if (comm->rank == lown) {
-            qs_layer_f32_free(&q.lw);
-            st = qs_weights_load_layer(ctx->model, &s->d, l, &q.lw, err);
+        if (todo && copy) {
+            QS_CHECK(final_copy_layer(ctx, s, l, err));
+            ++written;
         }
-        st = qs_comm_agree(comm, st, err);
-        if (st != QS_OK) goto done;
-        qs_comm_bcast(comm, q.lw.buf, sizeof(float) * (size_t)q.lw.nfloats, lown);
-        if (todo) {
+        if ((todo && !copy) || fwd) {
+            /* layer l's float weights from its owner to every rank (same layout everywhere) */
+            if (comm->rank == lown) {
+                qs_layer_f32_free(&q.lw);
+                st = qs_weights_load_layer(ctx->model, &s->d, l, &q.lw, err);
+            }
+            st = qs_comm_agree(comm, st, err);
+            if (st != QS_OK) goto done;
+            qs_comm_bcast(comm, q.lw.buf, sizeof(float) * (size_t)q.lw.nfloats, lown);
+        }
+        if (todo && !copy) {
             /* which linears get which candidates: [cfirst, cend) of the candidate list */
             int cfirst[NLIN], cend[NLIN], need[NGRP] = {0};
             for (int k = 0; k < NLIN; ++k) {
@@ -611,12 +676,13 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, recon_state *s, qs_err *
             QS_CHECK(seq_solve(&q, l, cfirst, cend, lsel, err));
             ++written;
         }
-        st = seq_propagate(&q, l, lsel, err);
+        if (fwd) st = seq_propagate(&q, l, lsel, err);
         s->busy += qs_log_now() - t0;
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) goto done;
         if (!todo) continue;
-        qs_log_info(ctx->log, "reconstruct: %s layer %d done", ctx->dir, l);
+        qs_log_info(ctx->log, "reconstruct: %s layer %d done%s", ctx->dir, l,
+                    copy ? " (copied from recon/)" : "");
         qs_progress_step(ctx->progress, l + 1, "layer %d/%d", l + 1, L);
         int want_stop = *ctx->stop || (stop_after > 0 && written >= stop_after);
         if (l + 1 < L && qs_comm_any(comm, want_stop)) {

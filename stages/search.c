@@ -6,8 +6,11 @@
  * search.target_bpw or search.max_bytes (minus the unquantized tensors' bytes from the
  * safetensors headers), and solves exactly (quant/mckp.c); the allocation is re-summed in
  * int64 and never above the budget. Objective sensitivity first measures, on every rank
- * together, the loss increase of each layer quantized alone at the probe candidate
- * (lib/evaluator.h on calibration windows), cached in search/sensitivity.json.
+ * together, the loss increase of each (layer, Hessian group) unit quantized alone at the
+ * probe candidate (lib/evaluator.h on calibration windows), cached in
+ * search/sensitivity.json — only for the units with a choice (an item with more than one
+ * allowed candidate after pins, allow rules and serving restrictions); with nothing to
+ * choose no probe runs (docs/search.md).
  * Outputs (rank 0, temp -> rename; one unit): search/allocation.json, allocation.md,
  * pareto.csv, summary.json (+ sensitivity.json), optimum-<objective>.json.
  */
@@ -128,12 +131,34 @@ static int probe_candidate(const qs_search_tables *t) {
 #define NGRP 4
 static int lin_unit_group(int k) { return k <= 2 ? 0 : k == 3 ? 1 : k <= 5 ? 2 : 3; }
 
+/* Rank 0: which units have a choice. probe_u[u] = 1 when unit u = (layer, group) holds an
+ * item with more than one live choice: allowed (layout, serve, allow rules) and not
+ * excluded by a pin. These hold at every budget; the run's budget does not count, since
+ * pareto.csv prices every item's choices at 24 other budgets. Items lie inside one group
+ * (tied q/k/v, tied gate/up, or one linear). Returns the count. */
+static int choice_units(const qs_search_items *it, unsigned char *probe_u, int U) {
+    const int C = it->ncand;
+    int n = 0;
+    memset(probe_u, 0, (size_t)U);
+    for (int i = 0; i < it->n; ++i) {
+        int live = 0;
+        for (int c = 0; c < C; ++c)
+            live += it->allowed[(size_t)i * C + c] && (it->pinned[i] < 0 || it->pinned[i] == c);
+        int k = 0;
+        while (k < NLIN - 1 && !(it->lin_mask[i] & (1 << k))) ++k;
+        const int u = it->layer[i] * NGRP + lin_unit_group(k);
+        if (live > 1 && !probe_u[u]) probe_u[u] = 1, ++n;
+    }
+    return n;
+}
+
 /* Per unit (layer l, group g) loss increase (mean NLL on the probe windows) with only that
- * unit quantized at the probe candidate. loss[l * 4 + g] for the U = 4L units, loss[U] =
- * float. Collective; rank 0 caches the values in search/sensitivity.json after each probe
- * (resume continues). */
+ * unit quantized at the probe candidate, for the units with probe_u[u] set (the others stay
+ * NaN). loss[l * 4 + g] for the U = 4L units, loss[U] = float. Collective; rank 0 caches
+ * the values in search/sensitivity.json after each probe (resume continues). */
 static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char *probe,
-                                     const char *key, double *loss, qs_err *err) {
+                                     const char *key, const unsigned char *probe_u,
+                                     double *loss, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = ctx->comm;
     const qs_config *cfg = ctx->cfg;
@@ -177,17 +202,21 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     qs_comm_bcast(comm, loss, sizeof(double) * (size_t)(U + 1), 0);
-    int todo = 0;
-    for (int u = 0; u <= U; ++u) todo += isnan(loss[u]) ? 1 : 0;
+    int todo = 0, need = 1;
+    for (int u = 0; u < U; ++u) {
+        if (!probe_u[u]) loss[u] = NAN; /* no choice: not probed */
+        need += probe_u[u];
+    }
+    for (int u = 0; u <= U; ++u) todo += isnan(loss[u]) && (u == U || probe_u[u]) ? 1 : 0;
     if (todo)
         qs_log_info(ctx->log,
                     "search: sensitivity probes: %d of %d evals (probe %s, %lld windows x %lld "
                     "tokens of calib.tokens)",
-                    todo, U + 1, probe, (long long)env.max_windows, (long long)env.seqlen);
+                    todo, need, probe, (long long)env.max_windows, (long long)env.seqlen);
     QS_CHECK(qs_alloc_init(&al, L, err));
     for (int j = 0; j <= U; ++j) {
         const int u = j == 0 ? U : j - 1; /* float first */
-        if (!isnan(loss[u])) continue;
+        if (!isnan(loss[u]) || (u < U && !probe_u[u])) continue;
         if (qs_comm_any(comm, *ctx->stop)) {
             st = QS_FAIL(err, QS_STOPPED, "stopped during the sensitivity probes");
             goto done;
@@ -245,14 +274,16 @@ done:
 }
 
 /* cost[l, k, c] = error[l, k, c] * s_u / sum_{k' in u} error[l, k', probe] for the unit u
- * = (l, group of k), s_u = the unit's loss increase (floored at 1e-3 of the largest); the
- * plain error when no probe raised the loss. */
+ * = (l, group of k), s_u = the unit's loss increase (floored at 1e-3 of the largest probed
+ * one); the plain error when no probe raised the loss. A unit without a choice (probe_u[u]
+ * = 0, not probed) costs 0: its one choice is fixed, so its cost changes no decision, and
+ * the predicted total is the loss increase of the units that were chosen. */
 static void sensitivity_costs(const qs_search_tables *t, int probe, const double *loss,
-                              double *cost, double *scale_out) {
+                              const unsigned char *probe_u, double *cost, double *scale_out) {
     const int L = t->nlayers, C = t->ncand, U = L * NGRP;
     double mx = 0.0;
     for (int u = 0; u < U; ++u)
-        if (loss[u] - loss[U] > mx) mx = loss[u] - loss[U];
+        if (probe_u[u] && loss[u] - loss[U] > mx) mx = loss[u] - loss[U];
     for (int u = 0; u < U; ++u) {
         const int l = u / NGRP, g = u % NGRP;
         double s = loss[u] - loss[U];
@@ -261,7 +292,7 @@ static void sensitivity_costs(const qs_search_tables *t, int probe, const double
         for (int k = 0; k < NLIN; ++k)
             if (lin_unit_group(k) == g) e += t->error[((size_t)l * NLIN + k) * C + probe];
         /* no probe raised the loss: nothing to scale by, the plain error stays */
-        const double f = mx > 0.0 ? (e > 0.0 ? s / e : s) : 1.0;
+        const double f = !probe_u[u] ? 0.0 : mx > 0.0 ? (e > 0.0 ? s / e : s) : 1.0;
         scale_out[u] = f;
         for (int k = 0; k < NLIN; ++k) {
             if (lin_unit_group(k) != g) continue;
@@ -384,8 +415,10 @@ done:
     return st;
 }
 
+/* sens_units < 0: objective without probes; else the probe record of objective
+ * sensitivity (units, units probed). */
 static qs_status write_summary(const qs_stage_ctx *ctx, const qs_alloc *al, const char *vpath,
-                               qs_err *err) {
+                               int sens_units, int nprobe, qs_err *err) {
     qs_status st = QS_OK;
     char *text = NULL;
     cJSON *o = cJSON_CreateObject();
@@ -398,6 +431,13 @@ static qs_status write_summary(const qs_stage_ctx *ctx, const qs_alloc *al, cons
     cJSON_AddNumberToObject(o, "quantized_weights", (double)al->quantized_weights);
     cJSON_AddNumberToObject(o, "predicted", al->predicted);
     cJSON_AddStringToObject(o, "engines", vpath);
+    if (sens_units >= 0) {
+        /* the probes the costs rest on: units with a choice + the float baseline */
+        cJSON *p = cJSON_AddObjectToObject(o, "probes");
+        cJSON_AddNumberToObject(p, "units", sens_units);
+        cJSON_AddNumberToObject(p, "probed", nprobe);
+        cJSON_AddNumberToObject(p, "evals", nprobe > 0 ? nprobe + 1 : 0);
+    }
     text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (summary.json)");
@@ -460,6 +500,8 @@ typedef struct search_state {
     int fixed;
     char probe[QS_QUANT_NAME_MAX]; /* sensitivity: the probe candidate */
     char key[65];               /* sensitivity: the cache key of the probes */
+    unsigned char *probe_u;     /* (L * 4) sensitivity: units with a choice (probed) */
+    int nprobe;                 /* sensitivity: their count */
 } search_state;
 
 static void search_close(void *vs) {
@@ -467,6 +509,7 @@ static void search_close(void *vs) {
     if (!s) return;
     free(s->cost);
     free(s->names);
+    free(s->probe_u);
     qs_search_items_free(&s->it);
     qs_search_tables_free(&s->t);
     free(s);
@@ -491,6 +534,10 @@ static qs_status search_open(const qs_stage_ctx *ctx, int pass, void **state, qs
                  "windows)");
     if (s->sens && cfg->calib.seqlen < 2)
         QS_THROW(err, QS_ERR_INPUT, "search.objective: sensitivity needs calib.seqlen >= 2");
+    if (s->sens) {
+        s->probe_u = qs_calloc((size_t)s->L * NGRP, 1, err, "probe units");
+        if (!s->probe_u) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (probe units)");
+    }
     QS_CHECK(qs_manifest_add_input(&o->inputs, "model", ctx->model_hash, err));
     QS_CHECK(qs_manifest_add_input(&o->inputs, "recon", s->recon_hash, err));
     QS_CHECK(qs_stage_set_units(o, 1, "search", err));
@@ -531,7 +578,14 @@ static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err
     QS_CHECK(qs_search_budget(cfg->search.target_bpw, cfg->search.max_bytes, s->it.nweights,
                               s->unq, s->lo, s->fixed, list, &s->budget, err));
     if (s->sens) {
+        const int U = s->L * NGRP;
         snprintf(s->probe, sizeof(s->probe), "%s", s->t.name[probe_candidate(&s->t)]);
+        if (qs_stage_no_skip("probes")) {
+            memset(s->probe_u, 1, (size_t)U); /* debug knob: probe every unit */
+            s->nprobe = U;
+        } else {
+            s->nprobe = choice_units(&s->it, s->probe_u, U);
+        }
         qs_sha256 h;
         qs_sha256_init(&h);
         qs_sha256_update(&h, s->recon_hash, 64);
@@ -540,27 +594,48 @@ static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err
         qs_sha256_update(&h, knobs, sizeof(knobs));
         const qs_token_source csrc = qs_config_calib_source(cfg);
         qs_sha256_update(&h, qs_token_source_path(&csrc), strlen(qs_token_source_path(&csrc)));
+        /* a cache of some units only is keyed by which (every unit: the key as before) */
+        if (s->nprobe < U) qs_sha256_update(&h, s->probe_u, (size_t)U);
         qs_sha256_final_hex(&h, s->key);
     }
 done:
     return st;
 }
 
-/* Objective sensitivity: the per-(layer, group) probes on every rank; rank 0 scales the
- * costs by them. Collective. */
+/* Objective sensitivity: the per-(layer, group) probes of the units with a choice on every
+ * rank (none when nothing is chosen); rank 0 scales the costs by them. Collective. */
 static qs_status search_sensitivity(const qs_stage_ctx *ctx, search_state *s, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = ctx->comm;
+    const int U = s->L * NGRP;
     double *loss = NULL, *scale = NULL;
     qs_comm_bcast(comm, s->probe, sizeof(s->probe), 0);
     qs_comm_bcast(comm, s->key, sizeof(s->key), 0);
-    loss = qs_malloc(sizeof(double) * (size_t)(s->L * NGRP + 1), err, "sensitivity");
-    scale = qs_malloc(sizeof(double) * (size_t)(s->L * NGRP), err, "sensitivity");
+    qs_comm_bcast(comm, &s->nprobe, sizeof(s->nprobe), 0);
+    qs_comm_bcast(comm, s->probe_u, (size_t)U, 0);
+    loss = qs_malloc(sizeof(double) * (size_t)(U + 1), err, "sensitivity");
+    scale = qs_malloc(sizeof(double) * (size_t)U, err, "sensitivity");
     st = qs_comm_agree(comm, loss && scale ? QS_OK : QS_ERR_RUNTIME, err);
     if (st != QS_OK) goto done;
-    QS_CHECK(measure_sensitivity(ctx, s->L, s->probe, s->key, loss, err));
+    if (s->nprobe < U) {
+        char why[256];
+        if (s->nprobe == 0)
+            snprintf(why, sizeof(why),
+                     "no item has a choice (one allowed candidate each after pins, allow "
+                     "rules and serving restrictions)");
+        else
+            snprintf(why, sizeof(why),
+                     "%d of %d (layer, group) units have no choice (one allowed candidate "
+                     "each after pins, allow rules and serving restrictions)",
+                     U - s->nprobe, U);
+        qs_stage_skipped(ctx, "search", "sensitivity probe evaluations",
+                         (int64_t)(U + 1) - (s->nprobe > 0 ? s->nprobe + 1 : 0), U + 1, why);
+    }
+    for (int u = 0; u <= U; ++u) loss[u] = NAN;
+    if (s->nprobe > 0)
+        QS_CHECK(measure_sensitivity(ctx, s->L, s->probe, s->key, s->probe_u, loss, err));
     if (comm->rank == 0) {
-        sensitivity_costs(&s->t, probe_candidate(&s->t), loss, s->cost, scale);
+        sensitivity_costs(&s->t, probe_candidate(&s->t), loss, s->probe_u, s->cost, scale);
         qs_search_items_set_cost(&s->it, &s->t, s->cost);
     }
 done:
@@ -593,12 +668,12 @@ static qs_status search_outputs(const qs_stage_ctx *ctx, search_state *s, qs_err
     QS_CHECK(qs_alloc_write_json(&al, path, err));
     QS_CHECK(write_markdown(ctx, &s->t, s->cost, s->names, &al, vpath, err));
     QS_CHECK(write_pareto(ctx, &s->it, &s->t, &p, s->lo, s->hi, err));
-    QS_CHECK(write_summary(ctx, &al, vpath, err));
+    QS_CHECK(write_summary(ctx, &al, vpath, s->sens ? s->L * NGRP : -1, s->nprobe, err));
     outs[nout++] = QS_REL_ALLOCATION;
     outs[nout++] = "search/allocation.md";
     outs[nout++] = "search/pareto.csv";
     outs[nout++] = "search/summary.json";
-    if (s->sens) outs[nout++] = "search/sensitivity.json";
+    if (s->sens && s->nprobe > 0) outs[nout++] = "search/sensitivity.json";
     /* the optimum of every objective whose costs are at hand, for comparisons (the
      * objective study, docs/search.md); the chosen one equals allocation.json */
     for (int o = 0; o < (s->sens ? 3 : 2); ++o) {

@@ -16,6 +16,8 @@
 #ifndef QS_STAGE_H
 #define QS_STAGE_H
 
+#include <stdint.h>
+
 #include "comm.h"
 #include "config.h"
 #include "hf_model.h"
@@ -25,6 +27,15 @@
 
 #define QS_UNIT_NAME_MAX 64
 #define QS_UNIT_LAYER "layer-%03d" /* the unit name of a per-layer stage */
+
+/* Work a stage left out because no output needs it (docs/design.md "Work that is
+ * skipped"): recorded in timings.json ("skipped") and logged in one line. */
+typedef struct qs_stage_skip {
+    char what[64];              /* what was not done, a plural noun ("layer solves") */
+    int64_t count;              /* how many were not done (0: nothing skipped) */
+    int64_t of;                 /* of how many the full work has */
+    char why[256];              /* the reason, one clause */
+} qs_stage_skip;
 
 /* The units of one stage run (driver-owned arrays). */
 typedef struct qs_stage_units {
@@ -45,6 +56,8 @@ typedef struct qs_stage_ctx {
     const volatile int *stop;   /* set (by the driver's signal handler) to request a stop */
     qs_progress *progress;      /* driver-owned, may be NULL: qs_progress_begin/step at unit
                                    boundaries (rank 0 prints, with ETA) */
+    qs_stage_skip *skipped;     /* driver-owned, zeroed per stage, may be NULL: filled by
+                                   qs_stage_skipped (common.h) */
     double *busy;               /* driver-owned, may be NULL: a stage may add this rank's
                                    compute seconds (timings.json "busy_s") */
     /* set by the driver for the stage being run */

@@ -50,6 +50,14 @@ qs_add_script(test_search_mpi MPI LABELS "mpi;search" TIMEOUT 900
 qs_add_script(test_objective_study MPI LABELS "mpi;search" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/study/objective_study.py --miniature)
 
+# work no output needs (docs/design.md "Work that is skipped"; stages/search.c,
+# stages/reconstruct.c, stages/calibrate.c)
+#  - test_skips: probes only for units with a choice (none with one candidate), final pass
+#    layers copied from recon/ up to the first that differs, recorded in timings.json and
+#    summary.json; out/, export/, eval.json, final/ byte-identical to QS_NO_SKIP runs
+qs_add_script(test_skips MPI LABELS "mpi;search;recon" TIMEOUT 900
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_skips.py)
+
 # write (stages/write.c over mpi/h5par.c), `qshard verify`, eval of the written files
 # (export/qsource.c); docs/write.md
 #  - test_write_mpi: shards byte-identical at 1, 2, 3 ranks; h5dump -H; a numpy shard reader,

@@ -153,11 +153,14 @@ qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, i
 
 qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int rank,
                                 int nranks, int first, int count) {
+    /* calibrate computes only for reconstruct's float inputs (stages/calibrate.c) */
     qs_mem_estimate m =
-        qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_CALIBRATE);
-    qs_mem_estimate r =
         qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_RECONSTRUCT);
-    if (r.total > m.total) m = r;
+    if (!cfg || cfg->reconstruct.inputs == QS_INPUTS_FLOAT) {
+        qs_mem_estimate c =
+            qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_CALIBRATE);
+        if (c.total > m.total) m = c;
+    }
     const qs_token_source esrc = cfg ? qs_config_eval_source(cfg) : (qs_token_source){0};
     if (cfg && qs_token_source_given(&esrc)) {
         qs_mem_estimate e = qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_EVAL);

@@ -343,21 +343,37 @@ done:
     return st;
 }
 
+static qs_status layer_write(const qs_recon_file *f, int layer, const qs_recon_layer *lr,
+                             const qs_cands *cs, const int *sel, void *const tab[NTABLES],
+                             qs_err *err);
+
 /* Writes run/<dir>/layer-NNN.h5 (layout in docs/reconstruct.md). sel NULL: every candidate,
  * tables (7, C); sel[k] = the candidate of linear k or -1 (float, no datasets): tables
  * (7, 1) and table/bits, table/group_size per linear (7), 0 for a float linear. */
 qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer *lr,
                                const qs_cands *cs, const int *sel, qs_err *err) {
+    void *tab[NTABLES]; /* (NLIN, C) each, TABLES[i]'s element type */
+    const int C = sel ? 1 : cs->n;
+    qs_status st = tables_alloc(tab, (size_t)(NLIN * C), err);
+    if (st == QS_OK) st = tables_fill(lr, cs, sel, C, tab, err);
+    if (st == QS_OK) st = layer_write(f, layer, lr, cs, sel, tab, err);
+    tables_free(tab);
+    return st;
+}
+
+/* The layer file from results lr (the rows of every candidate sel names, or of all) and
+ * the summary tables tab ((NLIN, C) each, filled). */
+static qs_status layer_write(const qs_recon_file *f, int layer, const qs_recon_layer *lr,
+                             const qs_cands *cs, const int *sel, void *const tab[NTABLES],
+                             qs_err *err) {
     qs_status st = QS_OK;
     qs_h5 h;
     const int C = sel ? 1 : cs->n;
     char rel[64], path[QS_PATH_MAX];
-    void *tab[NTABLES]; /* (NLIN, C) each, TABLES[i]'s element type */
     int32_t bits[MAX_CAND > NLIN ? MAX_CAND : NLIN], groups[MAX_CAND > NLIN ? MAX_CAND : NLIN];
     int64_t dout[NLIN], din[NLIN];
     char *cands = NULL, lins[128] = "";
     memset(&h, 0, sizeof(h));
-    QS_CHECK(tables_alloc(tab, (size_t)(NLIN * C), err));
     cands = qs_malloc((size_t)(cs->n > NLIN ? cs->n : NLIN) * (QS_QUANT_NAME_MAX + 1) + 1, err,
                       "candidate names");
     if (!cands) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer table)");
@@ -368,7 +384,6 @@ qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer
         if (k) strcat(lins, ",");
         strcat(lins, qs_linear_key((qs_linear_kind)k));
     }
-    QS_CHECK(tables_fill(lr, cs, sel, C, tab, err));
     qs_rundir_layer_rel(rel, sizeof(rel), f->dir, layer);
     QS_CHECK(qs_rundir_path(f->rd, rel, path, sizeof(path), err));
     QS_CHECK(qs_h5_create(&h, path, err));
@@ -395,9 +410,78 @@ qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer
     QS_CHECK(qs_h5_commit(&h, err));
 done:
     if (st != QS_OK) qs_h5_abandon(&h);
-    tables_free(tab);
     free(cands);
     return st;
 }
 
-/* 1 if the layer file exists and was written by this run (config and input hashes). */
+qs_status qs_recon_layer_write_from(const qs_recon_file *f, int layer, const char *src,
+                                    const char *src_input_hash, const qs_model_dims *d,
+                                    const qs_cands *cs, const int *sel, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_h5 h;
+    qs_recon_layer lr;
+    void *tab[NTABLES];                    /* (NLIN, 1) each: the selected columns */
+    void *all = NULL;                      /* (NLIN, ncand) one table of src */
+    char name[128], hash[2][64];
+    int32_t bits[MAX_CAND], groups[MAX_CAND];
+    const int n = cs->n;
+    memset(&h, 0, sizeof(h));
+    memset(&lr, 0, sizeof(lr));
+    for (int i = 0; i < NTABLES; ++i) tab[i] = NULL;
+    QS_ASSERT(err, sel != NULL && n <= MAX_CAND);
+    QS_CHECK(qs_recon_layer_init(&lr, d, cs, err));
+    QS_CHECK(tables_alloc(tab, NLIN, err));
+    QS_CHECK(qs_h5_open(&h, src, err));
+    /* this run's measure pass: the same config and inputs, the same candidates in order */
+    QS_CHECK(qs_h5_read_into(&h, "meta/config_hash", QS_H5_U8, 64, hash[0], 1, err));
+    QS_CHECK(qs_h5_read_into(&h, "meta/input_hash", QS_H5_U8, 64, hash[1], 1, err));
+    QS_CHECK(qs_h5_read_into(&h, "table/bits", QS_H5_I32, n, bits, sizeof(int32_t), err));
+    QS_CHECK(qs_h5_read_into(&h, "table/group_size", QS_H5_I32, n, groups, sizeof(int32_t),
+                             err));
+    if (memcmp(hash[0], f->config_hash, 64) != 0 || memcmp(hash[1], src_input_hash, 64) != 0)
+        QS_THROW(err, QS_ERR_INPUT, "%s: written for another config or other inputs", src);
+    for (int c = 0; c < n; ++c)
+        if (bits[c] != cs->p[c].bits || groups[c] != cs->p[c].group_size)
+            QS_THROW(err, QS_ERR_INPUT, "%s: candidates differ from the config's", src);
+    /* the selected column of every table */
+    for (int i = 0; i < NTABLES; ++i) {
+        const size_t el = TABLES[i].elem;
+        free(all);
+        all = NULL;
+        QS_CHECK(qs_h5_read_n(&h, TABLES[i].name, TABLES[i].type, (int64_t)NLIN * n, &all,
+                              err));
+        for (int k = 0; k < NLIN; ++k)
+            if (sel[k] >= 0)
+                memcpy((char *)tab[i] + (size_t)k * el,
+                       (const char *)all + ((size_t)k * n + (size_t)sel[k]) * el, el);
+    }
+    /* the selected candidates' codes, scales, zeros, g_idx */
+    for (int k = 0; k < NLIN; ++k) {
+        const int c = sel[k];
+        if (c < 0) continue;
+        qs_recon_lin *o = qs_recon_layer_get(&lr, k, c, err);
+        if (!o) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer results)");
+        const int64_t G = lr.G[k * n + c];
+        const char *lk = qs_linear_key((qs_linear_kind)k);
+        snprintf(name, sizeof(name), "%s/%s/codes", lk, cs->name[c]);
+        QS_CHECK(qs_h5_read_into(&h, name, QS_H5_U8, lr.d_out[k] * lr.d_in[k], o->codes, 1,
+                                 err));
+        snprintf(name, sizeof(name), "%s/%s/scales", lk, cs->name[c]);
+        QS_CHECK(qs_h5_read_into(&h, name, QS_H5_U16, lr.d_out[k] * G, o->scales,
+                                 sizeof(uint16_t), err));
+        snprintf(name, sizeof(name), "%s/%s/zeros", lk, cs->name[c]);
+        QS_CHECK(qs_h5_read_into(&h, name, QS_H5_I32, lr.d_out[k] * G, o->zeros,
+                                 sizeof(int32_t), err));
+        snprintf(name, sizeof(name), "%s/%s/g_idx", lk, cs->name[c]);
+        QS_CHECK(qs_h5_read_into(&h, name, QS_H5_I32, lr.d_in[k], o->g_idx, sizeof(int32_t),
+                                 err));
+    }
+    qs_h5_abandon(&h);
+    QS_CHECK(layer_write(f, layer, &lr, cs, sel, tab, err));
+done:
+    qs_h5_abandon(&h);
+    free(all);
+    tables_free(tab);
+    qs_recon_layer_free(&lr);
+    return st;
+}

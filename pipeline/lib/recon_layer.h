@@ -103,4 +103,15 @@ typedef struct qs_recon_file {
 qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer *lr,
                                const qs_cands *cs, const int *sel, qs_err *err);
 
+/* Writes run/<dir>/layer-NNN.h5 for the selection sel (as qs_recon_layer_write) from the
+ * measure pass's layer file src (every candidate of cs): the selected candidates' codes,
+ * scales, zeros, g_idx and table columns are read back and written by the same writer, so
+ * the file's bytes equal what qs_recon_layer_write gives for results equal to src's — the
+ * final pass's results of a layer whose inputs equal the measure pass's. src must carry
+ * f->config_hash and src_input_hash (64 hex) and cs's candidates in order (QS_ERR_INPUT
+ * otherwise). d: the model's dimensions. */
+qs_status qs_recon_layer_write_from(const qs_recon_file *f, int layer, const char *src,
+                                    const char *src_input_hash, const qs_model_dims *d,
+                                    const qs_cands *cs, const int *sel, qs_err *err);
+
 #endif /* QS_RECON_LAYER_H */

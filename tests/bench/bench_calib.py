@@ -46,7 +46,9 @@ for n in (1, 2):
     cfg = os.path.join(tmp, f"cfg{n}.yaml")
     with open(cfg, "w") as f:
         f.write(f"model: {model}\nrun_dir: {rd}\ncalib:\n  tokens: {model}/tokens.u32\n"
-                f"  nsamples: {a.samples}\n  seqlen: {a.seqlen}\n  chunk_samples: {a.chunk}\n")
+                f"  nsamples: {a.samples}\n  seqlen: {a.seqlen}\n  chunk_samples: {a.chunk}\n"
+                # calibrate computes for reconstruct's float inputs only
+                "reconstruct:\n  inputs: float\n")
     t0 = time.time()
     r = subprocess.run(mpiexec + ["-n", str(n), qs, "run", cfg, "--verbose"],
                        capture_output=True, text=True, env=env)

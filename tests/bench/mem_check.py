@@ -11,7 +11,8 @@ RAM, ~3 GB of disk per run); run by hand:
 
 --stage reconstruct reads run/recon/rss/rank-NNN.json (the reconstruct stage resets the
 peak RSS when its work starts, so the number is its own); the config has one candidate
-w4g128 and reconstruct.inputs from --inputs.
+w4g128 and reconstruct.inputs from --inputs (float for --stage calibrate: the stage computes
+for float inputs only).
 
 1. Synthetic Llama models of the same width (hidden 2048, intermediate 5504, 16 heads,
    16 kv heads, vocab 32000, bf16, untied): a 3-layer baseline model and the two checked
@@ -80,7 +81,8 @@ def run(mdir, n):
         f.write(f"model: {mdir}\nrun_dir: {rd}\ncalib:\n  tokens: {mdir}/tokens.u32\n"
                 f"  nsamples: {a.nsamples}\n  seqlen: 128\n  chunk_samples: {a.chunk}\n"
                 f"quant:\n  bits: [4]\n  group_size: [128]\n"
-                f"reconstruct:\n  inputs: {a.inputs}\n")
+                # calibrate computes for float inputs only
+                f"reconstruct:\n  inputs: {'float' if a.stage == 'calibrate' else a.inputs}\n")
     r = subprocess.run(mpiexec + ["-n", str(n), qs, "run", cfg], env=env,
                        capture_output=True, text=True)
     if r.returncode != 0:
@@ -91,8 +93,10 @@ def run(mdir, n):
     for rk in range(n):
         parts = {}
         for st, sub in (("calibrate", "calib"), ("reconstruct", "recon")):
-            with open(os.path.join(rd, sub, "rss", f"rank-{rk:03d}.json")) as f:
-                parts[st] = json.load(f)
+            p = os.path.join(rd, sub, "rss", f"rank-{rk:03d}.json")
+            if os.path.exists(p):  # calibrate runs for float inputs only
+                with open(p) as f:
+                    parts[st] = json.load(f)
         formula = int(plan["ranks"][rk]["memory_bytes"]["total"])
         peak_formula = max(parts[s]["formula_bytes"] for s in parts)
         if formula != peak_formula:

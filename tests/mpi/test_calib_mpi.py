@@ -34,6 +34,8 @@ def write_config(path, model, run_dir, tokens=None, every=2, with_eval=False):
                    calib={"tokens": tokens or f"{model}/tokens.u32", "nsamples": 42,
                           "seqlen": 64, "chunk_samples": 4, "checkpoint_every": every,
                           "seed": 7},
+                   # calibrate computes its layer files for reconstruct's float inputs only
+                   reconstruct={"inputs": "float"},
                    # intermediate 320 is not a multiple of the default group 128: shards only
                    output={"gptq_export": False},
                    eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 10}

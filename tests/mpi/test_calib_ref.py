@@ -47,7 +47,9 @@ def main(tmp):
     rd = os.path.join(tmp, "run")
     cfg = Q.write_config(os.path.join(tmp, "cfg.yaml"), model, rd,
                          calib={"tokens": f"{model}/tokens.u32", "nsamples": S, "seqlen": T,
-                                "chunk_samples": 16, "sampling": "consecutive"})
+                                "chunk_samples": 16, "sampling": "consecutive"},
+                         # calibrate computes its layer files for float inputs only
+                         reconstruct={"inputs": "float"})
     r = Q.qs(2, "run", cfg)
     if not check(r.returncode == 0, f"run: {r.returncode} {r.stderr}"):
         return

@@ -3,8 +3,9 @@
 without Slurm (docs/slurm.md).
   1. `mpiexec -n 2 qshard run` (3 layers, candidates w3g64 w4g64, search target_bpw 3.5,
      eval): timings.json has one attempt (2 ranks, done) with the stages in order, a wall
-     time per rank and busy seconds for calibrate and reconstruct;
-  2. report.md has every section; report/error_per_layer.svg parses as XML and holds 3
+     time per rank and busy seconds for reconstruct; calibrate (quantized inputs) records
+     its 3 of 3 layers skipped and no busy time;
+  2. report.md has every section and the line of what calibrate skipped; report/error_per_layer.svg parses as XML and holds 3
      points per candidate whose data-y equal the summed table/error of the recon files, an
      "allocation" series (the allocation's candidates) and a "final" series (final/ tables
      of the final reconstruct pass); bits_per_layer.svg has 3 bars equal
@@ -90,9 +91,13 @@ def main(tmp):
     for s in a[0]["stages"]:
         check(len(s["ranks"]) == 2 and all(x["wall_s"] >= 0 and x["cpu_s"] >= 0
                                             for x in s["ranks"]), f"{s['name']}: per-rank times")
-        if s["name"] in ("calibrate", "reconstruct"):
+        if s["name"] == "reconstruct":
             check(all(isinstance(x["busy_s"], float) and x["busy_s"] > 0 for x in s["ranks"]),
                   f"{s['name']}: busy seconds on every rank: {s['ranks']}")
+        if s["name"] == "calibrate":  # quantized inputs: nothing to compute, recorded
+            check(s.get("skipped", {}).get("count") == NL and
+                  all(x["busy_s"] is None for x in s["ranks"]),
+                  f"calibrate: skipped {s.get('skipped')}, busy {s['ranks']}")
     check(len(a[0]["peak_rss_bytes"]) == 2 and min(a[0]["peak_rss_bytes"]) > 1e6,
           "timings: peak RSS per rank")
     check(close(tm["total_s"], a[0]["total_s"]), "timings: total_s = the attempt's")
@@ -103,6 +108,7 @@ def main(tmp):
                 "## Perplexity", "## Pareto frontier", "## Config"):
         check(sec in md, f"report.md has {sec}")
     check("not run" not in md, "report.md: every section filled")
+    check(f"- calibrate: {NL} of {NL} layers (" in md, "report.md: what calibrate skipped")
     ppl = Q.eval_json(rd)["ppl"]
     check(f"{ppl:.6f}" in md, "report.md: the perplexity of eval.json")
     t = tables(rd)

@@ -51,6 +51,8 @@ def write_config(path, d, run_dir):
         f.write(f"model: {d}\nrun_dir: {run_dir}\n"
                 f"calib:\n  tokens: {d}/tokens.u32\n  nsamples: 4\n  seqlen: 16\n"
                 f"quant:\n  group_size: [16]\n"
+                # calibrate computes its layer files for reconstruct's float inputs only
+                f"reconstruct:\n  inputs: float\n"
                 f"eval:\n  tokens: {d}/tokens.u32\n  seqlen: 32\n")
 
 

@@ -132,6 +132,8 @@ def write_config(path, model, run_dir, nsamples, chunk=4, every=1):
     Q.write_config(path, model, run_dir,
                    calib={"tokens": tokens, "nsamples": nsamples, "seqlen": 128,
                           "chunk_samples": chunk, "checkpoint_every": every, "seed": 7},
+                   # calibrate (its checkpoints, its layer files) runs for float inputs only
+                   reconstruct={"inputs": "float"},
                    output={"gptq_export": False},
                    eval={"tokens": tokens, "seqlen": 128, "max_windows": 8})
 
