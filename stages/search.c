@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "candidates.h"
 #include "common.h"
 #include "evaluator.h"
 #include "h5store.h"
@@ -100,6 +101,31 @@ done:
     qs_h5_abandon(&h);
     if (st != QS_OK) qs_search_tables_free(t);
     return st;
+}
+
+/* Rank 0: servable[(l, k, c)] = 1 if the run's output formats and serving engine take table
+ * candidate c for linear k of layer l (lib/candidates.h; candidates matched by name). */
+static qs_status servable_mask(const qs_config *cfg, const qs_search_tables *t, uint8_t **out,
+                               qs_err *err) {
+    qs_cands cs;
+    const int C = t->ncand;
+    qs_status st = qs_cands_from_config(cfg, &cs, err);
+    if (st != QS_OK) return st;
+    *out = malloc((size_t)t->nlayers * NLIN * (size_t)C);
+    if (!*out) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (search)");
+    for (int c = 0; c < C; ++c) {
+        const int ci = qs_cands_find(&cs, t->name[c]);
+        if (ci < 0)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "recon/: candidate %s is not a candidate of this config", t->name[c]);
+        for (int l = 0; l < t->nlayers; ++l)
+            for (int k = 0; k < NLIN; ++k) {
+                const size_t i = (size_t)l * NLIN + k;
+                (*out)[i * C + c] = (uint8_t)qs_cand_servable(&cs, ci, t->d_out[i], t->d_in[i],
+                                                              cfg, NULL, 0);
+            }
+    }
+    return QS_OK;
 }
 
 /* ---- sensitivity ----------------------------------------------------------------------- */
@@ -448,6 +474,7 @@ typedef struct search_state {
     qs_search_tables t;         /* rank 0 */
     qs_search_items it;         /* rank 0 */
     double *cost;               /* (L, 7, ncand) rank 0: the objective's costs */
+    uint8_t *servable;          /* (L, 7, ncand) rank 0: formats and engine take it */
     char (*names)[QS_QUANT_NAME_MAX]; /* (L * 7) rank 0 */
     int64_t budget, lo, hi, unq;
     int fixed;
@@ -459,6 +486,7 @@ static void search_close(void *vs) {
     search_state *s = vs;
     if (!s) return;
     free(s->cost);
+    free(s->servable);
     free(s->names);
     qs_search_items_free(&s->it);
     qs_search_tables_free(&s->t);
@@ -497,7 +525,7 @@ static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err
     qs_search_rules rules;
     char list[512] = {0};
     memset(&rules, 0, sizeof(rules));
-    rules.tie_fused = cfg->search.tie_fused;
+    rules.tie_fused = qs_cands_tie_fused(cfg);
     rules.serve_marlin = cfg->search.serve && strcmp(cfg->search.serve, "marlin") == 0;
     rules.need_export = cfg->output.gptq_export;
     rules.sym = cfg->quant.sym;
@@ -507,13 +535,17 @@ static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err
     rules.nallow = cfg->search.nallow;
     QS_CHECK(read_tables(ctx, s->L, &s->t, err));
     const size_t n = (size_t)s->L * NLIN * (size_t)s->t.ncand;
+    QS_CHECK(servable_mask(cfg, &s->t, &s->servable, err));
+    rules.servable = s->servable;
+    rules.serve_what = qs_serve_of(cfg) != QS_SERVE_NONE ? qs_serve_name(qs_serve_of(cfg))
+                                                          : "the output formats";
     s->cost = malloc(sizeof(double) * n);
     s->names = calloc((size_t)s->L * NLIN, sizeof(*s->names));
     if (!s->cost || !s->names) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (search)");
     memcpy(s->cost, cfg->search.objective == QS_OBJECTIVE_RELATIVE ? s->t.relative : s->t.error,
            sizeof(double) * n);
     QS_CHECK(qs_search_items_build(&s->t, s->cost, &rules, &s->it, err));
-    s->unq = qs_model_unquantized_bytes(ctx->model);
+    s->unq = qs_cands_unquantized_bytes(ctx->model, qs_cands_budget_format(cfg));
     qs_search_items_range(&s->it, &s->lo, &s->hi, &s->fixed);
     size_t len = 0;
     for (int c = 0; c < s->t.ncand && len < sizeof(list); ++c)
