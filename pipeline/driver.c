@@ -336,7 +336,8 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         &qs_stage_plan,   &qs_stage_calibrate,          &qs_stage_reconstruct, &qs_stage_search,
         &qs_stage_reconstruct_final, &qs_stage_write, &qs_stage_eval,
     };
-    const int have_eval = cfg.eval.tokens && cfg.eval.tokens[0];
+    const qs_token_source esrc = qs_config_eval_source(&cfg);
+    const int have_eval = qs_token_source_given(&esrc);
     for (size_t i = 0; i < sizeof(stages) / sizeof(stages[0]); ++i) {
         const qs_stage *sg = stages[i];
         if (sg->needs_eval && !have_eval) continue;

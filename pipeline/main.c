@@ -719,7 +719,8 @@ static int cmd_eval(int argc, char **argv) {
     if (st == QS_OK) {
         qs_progress progress;
         qs_progress_start(&progress, &lg, "eval");
-        qs_eval_env env = {&cfg, &comm, &rd, &model, &lg, &progress, NULL, 0, 0};
+        qs_eval_env env = {.cfg = &cfg, .comm = &comm, .rd = &rd, .model = &model, .log = &lg,
+                           .progress = &progress};
         qs_eval_result res;
         qs_eval_env_for_eval(&env, &cfg);
         st = qs_eval_perplexity(&env, &which, &res, &err);

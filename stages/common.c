@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sha256.h"
+#include "text_tokens.h"
 
 qs_status qs_stage_set_units(qs_stage_open *o, int n, const char *pattern, qs_err *err) {
     free(o->unit_name);
@@ -48,12 +49,14 @@ qs_status qs_stage_windows_open(const qs_stage_ctx *ctx, const char *why,
     memset(w, 0, sizeof(*w));
     w->nsamples = cfg->calib.nsamples;
     w->seqlen = cfg->calib.seqlen;
-    if (!cfg->calib.tokens || !cfg->calib.tokens[0])
-        return QS_FAIL(err, QS_ERR_INPUT, "calib.tokens: a token file is required for %s", why);
+    const qs_token_source src = qs_config_calib_source(cfg);
+    if (!qs_token_source_given(&src))
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "calib.tokens or calib.text: calibration tokens are required for %s", why);
     if (w->seqlen <= 0 || w->nsamples <= 0 || cfg->calib.chunk_samples <= 0)
         return QS_FAIL(err, QS_ERR_INPUT,
                        "calib: nsamples, seqlen and chunk_samples must be positive");
-    qs_status st = qs_tokens_open(&w->tok, cfg->calib.tokens, ctx->model->hf.vocab_size, err);
+    qs_status st = qs_token_source_open(&src, ctx->model->hf.vocab_size, &w->tok, err);
     if (st != QS_OK) return st;
     w->offs = qs_malloc(sizeof(int64_t) * (size_t)w->nsamples, err, "window offsets");
     if (!w->offs) return QS_ERR_RUNTIME;
@@ -79,18 +82,19 @@ qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, qs_err *err) {
             qs_log_info(ctx->log,
                         "warning: calib: %lld windows x %lld tokens = %.0f tokens from %s, which "
                         "holds %lld: calibration reads the same tokens %.1f times on average",
-                        (long long)w.nsamples, (long long)w.seqlen, need, cfg->calib.tokens,
+                        (long long)w.nsamples, (long long)w.seqlen, need, w.tok.path,
                         (long long)w.tok.count, need / (double)w.tok.count);
     }
     qs_stage_windows_close(&w);
-    if (st != QS_OK || !cfg->eval.tokens || !cfg->eval.tokens[0]) return st;
+    const qs_token_source esrc = qs_config_eval_source(cfg);
+    if (st != QS_OK || !qs_token_source_given(&esrc)) return st;
     qs_tokens tok;
     memset(&tok, 0, sizeof(tok));
     if (cfg->eval.seqlen < 2) return QS_FAIL(err, QS_ERR_INPUT, "eval.seqlen must be >= 2");
-    st = qs_tokens_open(&tok, cfg->eval.tokens, ctx->model->hf.vocab_size, err);
+    st = qs_token_source_open(&esrc, ctx->model->hf.vocab_size, &tok, err);
     if (st == QS_OK && tok.count / cfg->eval.seqlen == 0)
         st = QS_FAIL(err, QS_ERR_INPUT, "%s: %lld tokens, shorter than one window of %lld",
-                     cfg->eval.tokens, (long long)tok.count, (long long)cfg->eval.seqlen);
+                     tok.path, (long long)tok.count, (long long)cfg->eval.seqlen);
     qs_tokens_close(&tok);
     return st;
 }

@@ -11,6 +11,7 @@
 #include "common.h"
 #include "evaluator.h"
 #include "sha256.h"
+#include "text_tokens.h"
 #include "tokens.h"
 
 /* SHA-256 of the evaluation windows: seqlen, then the token ids (u32 LE) of every whole
@@ -21,7 +22,8 @@ static qs_status eval_windows_hash(const qs_stage_ctx *ctx, char hex[65], qs_err
     memset(&tok, 0, sizeof(tok));
     if (cfg->eval.seqlen < 2)
         return QS_FAIL(err, QS_ERR_INPUT, "eval.seqlen must be >= 2");
-    qs_status st = qs_tokens_open(&tok, cfg->eval.tokens, ctx->model->hf.vocab_size, err);
+    const qs_token_source src = qs_config_eval_source(cfg);
+    qs_status st = qs_token_source_open(&src, ctx->model->hf.vocab_size, &tok, err);
     if (st != QS_OK) return st;
     int64_t n = tok.count / cfg->eval.seqlen;
     if (cfg->eval.max_windows > 0 && n > cfg->eval.max_windows) n = cfg->eval.max_windows;
@@ -60,8 +62,8 @@ done:
 /* Evaluates `w` and writes its result file (unit u). Collective. */
 static qs_status eval_unit(const qs_stage_ctx *ctx, int u, const qs_eval_weights *w,
                            const char *rel, qs_err *err) {
-    qs_eval_env env = {ctx->cfg, ctx->comm, ctx->rd, ctx->model, ctx->log, ctx->progress,
-                       NULL, 0, 0};
+    qs_eval_env env = {.cfg = ctx->cfg, .comm = ctx->comm, .rd = ctx->rd,
+                       .model = ctx->model, .log = ctx->log, .progress = ctx->progress};
     qs_eval_result res;
     qs_eval_env_for_eval(&env, ctx->cfg);
     qs_status st = qs_eval_perplexity(&env, w, &res, err);

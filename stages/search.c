@@ -164,8 +164,15 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
     const qs_comm *comm = ctx->comm;
     const qs_config *cfg = ctx->cfg;
     /* the probe windows: the first search.probe_windows windows of calib.tokens */
-    const qs_eval_env env = {cfg, comm, ctx->rd, ctx->model, ctx->log, ctx->progress,
-                             cfg->calib.tokens, cfg->calib.seqlen, cfg->search.probe_windows};
+    const qs_eval_env env = {cfg,
+                             comm,
+                             ctx->rd,
+                             ctx->model,
+                             ctx->log,
+                             ctx->progress,
+                             qs_config_calib_source(cfg),
+                             cfg->calib.seqlen,
+                             cfg->search.probe_windows};
     qs_alloc al;
     char path[QS_PATH_MAX];
     char *text = NULL;
@@ -505,9 +512,11 @@ static qs_status search_open(const qs_stage_ctx *ctx, int pass, void **state, qs
     s->sens = cfg->search.objective == QS_OBJECTIVE_SENSITIVITY;
     QS_CHECK(qs_stage_hash_rel(ctx, QS_DIR_RECON "/manifest.json",
                                "run the reconstruct stage before search", s->recon_hash, err));
-    if (s->sens && (!cfg->calib.tokens || !cfg->calib.tokens[0]))
+    const qs_token_source csrc = qs_config_calib_source(cfg);
+    if (s->sens && !qs_token_source_given(&csrc))
         QS_THROW(err, QS_ERR_INPUT,
-                 "search.objective: sensitivity needs calib.tokens (the probe windows)");
+                 "search.objective: sensitivity needs calib.tokens or calib.text (the probe "
+                 "windows)");
     if (s->sens && cfg->calib.seqlen < 2)
         QS_THROW(err, QS_ERR_INPUT, "search.objective: sensitivity needs calib.seqlen >= 2");
     QS_CHECK(qs_manifest_add_input(&o->inputs, "model", ctx->model_hash, err));
@@ -561,7 +570,8 @@ static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err
         qs_sha256_update(&h, s->probe, strlen(s->probe));
         int64_t knobs[2] = {cfg->search.probe_windows, cfg->calib.seqlen};
         qs_sha256_update(&h, knobs, sizeof(knobs));
-        qs_sha256_update(&h, cfg->calib.tokens, strlen(cfg->calib.tokens));
+        const qs_token_source csrc = qs_config_calib_source(cfg);
+        qs_sha256_update(&h, qs_token_source_path(&csrc), strlen(qs_token_source_path(&csrc)));
         qs_sha256_final_hex(&h, s->key);
     }
 done:

@@ -1,8 +1,21 @@
-# io tests: half conversions, safetensors validation (incl. a sparse >4 GiB file), config.json
-# parsing, synthetic models, the broken-model suite (tests/data/make_bad_models.py) and the
-# real fixture (label shared).
-qs_add_unit(test_safetensors unit/test_safetensors.c LABELS io)
-qs_add_unit(test_hf_config unit/test_hf_config.c LABELS io)
+# tests/io.cmake: pipeline/io (safetensors, st_writer, hf_config, hf_model, tokens, h5store,
+# synth).
+#  - test_safetensors: the reader on hand-made files, a sparse file beyond 4 GiB, checkpoints
+#  - test_hf_config: config.json parsing (defaults, RoPE layouts, errors)
+#  - test_tokens: token files and calibration windows
+#  - test_synth: synthetic models and tokens (layouts, determinism, pinned SHA-256, errors)
+#  - test_make_bad_models: the broken-model generator's self test (its defect-free bases
+#    pass an independent strict validator, every case fails it)
+#  - test_model_io: synthetic models through qs_model_open and every broken model of
+#    tests/data/make_bad_models.py (written by the fixture io_make_bad_models);
+#    test_model_io_shared: the real fixture (label shared)
+set(QS_ROOM io)
+qs_add_unit(test_safetensors LINK qs_io LABELS io)
+qs_add_unit(test_hf_config LINK qs_io LABELS io)
+qs_add_unit(test_tokens LINK qs_io LABELS io)
+qs_add_unit(test_synth LINK qs_io LABELS io)
+qs_add_script(test_make_bad_models LABELS "io" TIMEOUT 120
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/data/make_bad_models.py --selftest)
 
 set(QS_IO_BAD_DIR ${CMAKE_CURRENT_BINARY_DIR}/io_bad_models)
 add_test(NAME io_make_bad_models
@@ -10,7 +23,7 @@ add_test(NAME io_make_bad_models
 set_tests_properties(io_make_bad_models PROPERTIES LABELS "io" FIXTURES_SETUP io_bad_models
   ENVIRONMENT "${QS_TEST_ENV}")
 
-qs_add_unit(test_model_io unit/test_model_io.c LABELS io ARGS --bad ${QS_IO_BAD_DIR})
+qs_add_unit(test_model_io LINK qs_io LABELS io ARGS --bad ${QS_IO_BAD_DIR})
 set_tests_properties(test_model_io PROPERTIES FIXTURES_REQUIRED io_bad_models)
 
 add_test(NAME test_model_io_shared COMMAND test_model_io --shared ${QS_SHARED_DIR})

@@ -75,12 +75,21 @@ static const cfg_key cfg_schema[] = {
      "model directory (Hugging Face layout: config.json, *.safetensors); required"},
     {"run_dir", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(run_dir), 0, 1, 0,
      "run directory holding every stage's outputs; required"},
+    {"tokenizer", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(tokenizer), 0, 0, 0,
+     "the model's tokenizer (tokenizer.json, or a directory holding it and "
+     "tokenizer_config.json) for calib.text / eval.text; \"\" = the model directory"},
     {"threads", CFG_INT, 0, 4096, 0, 0, 0, "0", NULL, OFF(threads), 0, 0, 1,
      "threads per rank; 0 = SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else 1 "
      "(does not change results)"},
 
     {"calib.tokens", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(calib.tokens), 0, 0, 0,
-     "calibration token file (.u32 / .u16); required by the calibrate stage"},
+     "calibration token file (.u32 / .u16); this or calib.text is required"},
+    {"calib.text", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(calib.text), 0, 0, 0,
+     "calibration text instead of calib.tokens: a .txt file (documents separated by blank "
+     "lines), a .jsonl file (one document per line in calib.text_field) or a directory of "
+     "them; tokenized with `tokenizer`, documents joined as docs/text.md says"},
+    {"calib.text_field", CFG_STRING, 0, 0, 0, 0, 0, "text", NULL, OFF(calib.text_field), 0, 0,
+     0, "the field of a .jsonl document that holds its text"},
     {"calib.nsamples", CFG_I64, 1, BIG, 0, 0, 0, "128", NULL, OFF(calib.nsamples), 0, 0, 0,
      "number of calibration windows"},
     {"calib.seqlen", CFG_I64, 1, (int64_t)1 << 24, 0, 0, 0, "2048", NULL, OFF(calib.seqlen), 0,
@@ -186,7 +195,11 @@ static const cfg_key cfg_schema[] = {
      0, 0, 0, "size limit of one output shard (70GB, 12GiB or plain bytes)"},
 
     {"eval.tokens", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(eval.tokens), 0, 0, 0,
-     "evaluation token file; \"\" = skip the eval stage"},
+     "evaluation token file; \"\" (and no eval.text) = skip the eval stage"},
+    {"eval.text", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(eval.text), 0, 0, 0,
+     "evaluation text instead of eval.tokens (as calib.text)"},
+    {"eval.text_field", CFG_STRING, 0, 0, 0, 0, 0, "text", NULL, OFF(eval.text_field), 0, 0, 0,
+     "the field of a .jsonl document that holds its text"},
     {"eval.seqlen", CFG_I64, 1, (int64_t)1 << 24, 0, 0, 0, "2048", NULL, OFF(eval.seqlen), 0, 0,
      0, "evaluation window length"},
     {"eval.max_windows", CFG_I64, 0, BIG, 0, 0, 0, "0", NULL, OFF(eval.max_windows), 0, 0, 0,
@@ -928,6 +941,27 @@ done:
 /* ---------------------------------------------------------------------------------- */
 /* public API                                                                           */
 
+static qs_token_source source(const char *key, const char *tokens, const char *text,
+                              const char *field, const qs_config *cfg) {
+    qs_token_source s = {key,  tokens ? tokens : "", text ? text : "", field ? field : "text",
+                         cfg->tokenizer ? cfg->tokenizer : "", cfg->model ? cfg->model : ""};
+    return s;
+}
+
+qs_token_source qs_config_calib_source(const qs_config *cfg) {
+    return source("calib", cfg->calib.tokens, cfg->calib.text, cfg->calib.text_field, cfg);
+}
+
+qs_token_source qs_config_eval_source(const qs_config *cfg) {
+    return source("eval", cfg->eval.tokens, cfg->eval.text, cfg->eval.text_field, cfg);
+}
+
+int qs_token_source_given(const qs_token_source *s) { return s->tokens[0] || s->text[0]; }
+
+const char *qs_token_source_path(const qs_token_source *s) {
+    return s->tokens[0] ? s->tokens : s->text;
+}
+
 void qs_config_free(qs_config *cfg) {
     if (!cfg) return;
     free(cfg->source_path);
@@ -1075,6 +1109,15 @@ qs_status qs_config_validate(const qs_config *cfg, qs_err *err) {
         return QS_FAIL(err, QS_ERR_INPUT,
                        "%s: search.target_bpw and search.max_bytes are both set; set only one",
                        file);
+    for (int e = 0; e < 2; ++e) {
+        const qs_token_source src = e ? qs_config_eval_source(cfg) : qs_config_calib_source(cfg);
+        if (src.tokens[0] && src.text[0])
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "%s: %s.tokens and %s.text are both set; set only one", file,
+                           src.key, src.key);
+        if (src.text[0] && !src.text_field[0])
+            return QS_FAIL(err, QS_ERR_INPUT, "%s: %s.text_field is empty", file, src.key);
+    }
     static const char *const FORMATS[] = {"gptq", "gguf", "compressed-tensors", "hdf5"};
     for (int i = 0; i < cfg->output.nformats; ++i) {
         int known = 0;

@@ -60,10 +60,14 @@ typedef struct qs_config {
     /* top level */
     char *model;           /* model directory (Hugging Face layout); required */
     char *run_dir;         /* run directory; required */
+    char *tokenizer;       /* tokenizer.json or a directory holding it ("" = the model directory):
+                              tokenizes calib.text / eval.text */
     int threads;           /* threads per rank (0 = from SLURM_CPUS_PER_TASK/OMP_NUM_THREADS, else 1) */
 
     struct {
-        char *tokens;          /* token file (.u32 / .u16); required for calibrate */
+        char *tokens;          /* token file (.u32 / .u16); this or calib.text is required */
+        char *text;            /* calibration text (.txt, .jsonl, a directory of them) */
+        char *text_field;      /* the text field of .jsonl documents (default "text") */
         int64_t nsamples;      /* number of windows (default 128) */
         int64_t seqlen;        /* tokens per window (default 2048) */
         qs_calib_sampling sampling;
@@ -123,12 +127,32 @@ typedef struct qs_config {
     } output;
 
     struct {
-        char *tokens;        /* evaluation token file ("" = skip eval) */
+        char *tokens;        /* evaluation token file ("" and no eval.text = skip eval) */
+        char *text;          /* evaluation text (.txt, .jsonl, a directory of them) */
+        char *text_field;    /* the text field of .jsonl documents (default "text") */
         int64_t seqlen;      /* window length (default 2048) */
         int64_t max_windows; /* 0 = all */
         int eval_float;      /* the eval stage also evaluates the float model (default true) */
     } eval;
 } qs_config;
+
+/* Where a stream of token ids comes from: a token file, or text tokenized with the model's
+ * tokenizer (lib/text_tokens.h opens it). Borrows the config's strings. */
+typedef struct qs_token_source {
+    const char *key;        /* "calib" or "eval": names the keys in messages */
+    const char *tokens;     /* token file, or "" */
+    const char *text;       /* text file or directory, or "" */
+    const char *text_field; /* .jsonl field */
+    const char *tokenizer;  /* tokenizer.json or a directory ("" = the model directory) */
+    const char *model;      /* the model directory */
+} qs_token_source;
+
+qs_token_source qs_config_calib_source(const qs_config *cfg);
+qs_token_source qs_config_eval_source(const qs_config *cfg);
+/* 1 when the source names a token file or text. */
+int qs_token_source_given(const qs_token_source *s);
+/* The file or directory the ids come from (for messages and result files). */
+const char *qs_token_source_path(const qs_token_source *s);
 
 /* Fills `cfg` with every default (strings allocated, possibly ""). */
 qs_status qs_config_init_defaults(qs_config *cfg, qs_err *err);

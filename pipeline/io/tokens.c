@@ -15,6 +15,18 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+/* Every id < vocab (named by the first bad one). */
+static qs_status check_ids(const qs_tokens *t, int64_t vocab, qs_err *err) {
+    for (int64_t i = 0; i < t->count; ++i) {
+        uint32_t id = qs_tokens_get(t, i);
+        if ((int64_t)id >= vocab)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "%s: token id %u at index %lld is >= vocab size %lld", t->path, id,
+                           (long long)i, (long long)vocab);
+    }
+    return QS_OK;
+}
+
 qs_status qs_tokens_open(qs_tokens *t, const char *path, int64_t vocab, qs_err *err) {
     qs_status st = QS_OK;
     int fd = -1;
@@ -47,20 +59,34 @@ qs_status qs_tokens_open(qs_tokens *t, const char *path, int64_t vocab, qs_err *
     if (m == MAP_FAILED) QS_THROW(err, QS_ERR_RUNTIME, "%s: mmap: %s", path, strerror(errno));
     t->map = m;
     t->count = (int64_t)(t->map_size / (uint64_t)t->width);
-    for (int64_t i = 0; i < t->count; ++i) {
-        uint32_t id = qs_tokens_get(t, i);
-        if ((int64_t)id >= vocab)
-            QS_THROW(err, QS_ERR_INPUT, "%s: token id %u at index %lld is >= vocab size %lld",
-                     path, id, (long long)i, (long long)vocab);
-    }
+    QS_CHECK(check_ids(t, vocab, err));
 done:
     if (fd >= 0) close(fd);
     if (st != QS_OK) qs_tokens_close(t);
     return st;
 }
 
+qs_status qs_tokens_from_ids(qs_tokens *t, const char *name, uint32_t *ids, int64_t n,
+                             int64_t vocab, qs_err *err) {
+    memset(t, 0, sizeof(*t));
+    t->owned = ids;
+    t->map = (const unsigned char *)ids;
+    t->width = 4;
+    t->count = n;
+    t->map_size = (uint64_t)n * 4;
+    size_t plen = strlen(name) + 1;
+    t->path = qs_malloc(plen, err, "token source name");
+    qs_status st = t->path ? QS_OK : QS_ERR_RUNTIME;
+    if (st == QS_OK) memcpy(t->path, name, plen);
+    if (st == QS_OK && n == 0) st = QS_FAIL(err, QS_ERR_INPUT, "%s: no token ids", name);
+    if (st == QS_OK) st = check_ids(t, vocab, err);
+    if (st != QS_OK) qs_tokens_close(t);
+    return st;
+}
+
 void qs_tokens_close(qs_tokens *t) {
-    if (t->map) munmap((void *)t->map, (size_t)t->map_size);
+    if (t->owned) free(t->owned);
+    else if (t->map) munmap((void *)t->map, (size_t)t->map_size);
     free(t->path);
     memset(t, 0, sizeof(*t));
 }

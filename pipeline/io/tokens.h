@@ -24,12 +24,19 @@ typedef struct qs_tokens {
     const unsigned char *map;   /* (count * width,) */
     uint64_t map_size;
     int64_t count;              /* number of token ids */
+    uint32_t *owned;            /* ids held in memory (qs_tokens_from_ids), else NULL */
 } qs_tokens;
 
 /* Opens and validates `path`: known extension, non-empty, size a multiple of the width,
  * every id < vocab. Errors name the file and the cause (first bad id and its index). */
 qs_status qs_tokens_open(qs_tokens *t, const char *path, int64_t vocab, qs_err *err);
 void qs_tokens_close(qs_tokens *t);
+
+/* The same object over ids already in memory (e.g. tokenized text): takes ownership of
+ * `ids` (n, malloc'd) whatever the outcome; `name` names it in messages. Every id is
+ * checked against the vocabulary as qs_tokens_open does. */
+qs_status qs_tokens_from_ids(qs_tokens *t, const char *name, uint32_t *ids, int64_t n,
+                             int64_t vocab, qs_err *err);
 
 /* Token id at index i (0 <= i < count). */
 uint32_t qs_tokens_get(const qs_tokens *t, int64_t i);

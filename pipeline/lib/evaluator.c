@@ -14,13 +14,14 @@
 #include "layerpipe.h"
 #include "qsource.h"
 #include "quant.h"
+#include "text_tokens.h"
 #include "tokens.h"
 #include "weights.h"
 
 _Static_assert(QS_EVAL_NAME_MAX == QS_QUANT_NAME_MAX, "candidate name sizes agree");
 
 void qs_eval_env_for_eval(qs_eval_env *env, const qs_config *cfg) {
-    env->tokens = cfg->eval.tokens;
+    env->src = qs_config_eval_source(cfg);
     env->seqlen = cfg->eval.seqlen;
     env->max_windows = cfg->eval.max_windows;
 }
@@ -253,18 +254,19 @@ static void eval_rank_free(eval_rank *r) {
 static qs_status open_windows(eval_rank *r, qs_err *err) {
     const qs_eval_env *env = r->env;
     const int64_t T = env->seqlen;
-    if (!env->tokens || !env->tokens[0])
-        return QS_FAIL(err, QS_ERR_INPUT, "eval.tokens: a token file is required for eval");
+    if (!qs_token_source_given(&env->src))
+        return QS_FAIL(err, QS_ERR_INPUT, "%s.tokens or %s.text: tokens are required for eval",
+                       env->src.key, env->src.key);
     if (T < 2 || env->cfg->calib.chunk_samples <= 0)
         return QS_FAIL(err, QS_ERR_INPUT,
                        "eval.seqlen must be >= 2 and calib.chunk_samples > 0");
-    qs_status st = qs_tokens_open(&r->tok, env->tokens, r->d.vocab, err);
+    qs_status st = qs_token_source_open(&env->src, r->d.vocab, &r->tok, err);
     if (st != QS_OK) return st;
     r->nwin = r->tok.count / T;
     if (env->max_windows > 0 && r->nwin > env->max_windows) r->nwin = env->max_windows;
     if (r->nwin == 0)
         return QS_FAIL(err, QS_ERR_INPUT, "%s: %lld tokens, shorter than one window of %lld",
-                       env->tokens, (long long)r->tok.count, (long long)T);
+                       r->tok.path, (long long)r->tok.count, (long long)T);
     return QS_OK;
 }
 
@@ -425,7 +427,7 @@ qs_status qs_eval_write_json(const qs_eval_env *env, const qs_eval_weights *whic
             cJSON_AddNumberToObject(o, "tokens", (double)res->tokens);
             cJSON_AddNumberToObject(o, "windows", (double)res->windows);
             cJSON_AddNumberToObject(o, "seqlen", (double)res->seqlen);
-            cJSON_AddStringToObject(o, "tokens_file", env->tokens);
+            cJSON_AddStringToObject(o, "tokens_file", qs_token_source_path(&env->src));
             text = cJSON_Print(o);
             cJSON_Delete(o);
         }

@@ -62,7 +62,7 @@ typedef struct qs_eval_env {
     const qs_model *model;    /* the float checkpoint (opened on every rank) */
     const qs_log *log;        /* may be NULL: no log line */
     qs_progress *progress;    /* may be NULL: no progress lines */
-    const char *tokens;       /* token file (.u32/.u16) */
+    qs_token_source src;      /* the token ids: a file or text (config.h) */
     int64_t seqlen;           /* window length T >= 2 */
     int64_t max_windows;      /* 0 = every whole window of the file */
 } qs_eval_env;

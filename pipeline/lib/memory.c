@@ -164,7 +164,8 @@ qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, in
     qs_mem_estimate r =
         qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_RECONSTRUCT);
     if (r.total > m.total) m = r;
-    if (cfg && cfg->eval.tokens && cfg->eval.tokens[0]) {
+    const qs_token_source esrc = cfg ? qs_config_eval_source(cfg) : (qs_token_source){0};
+    if (cfg && qs_token_source_given(&esrc)) {
         qs_mem_estimate e = qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_EVAL);
         if (e.total > m.total) m = e;
     }

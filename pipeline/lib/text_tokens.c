@@ -127,3 +127,29 @@ done:
     qs_ids_free(&ids);
     return st;
 }
+
+qs_status qs_token_source_open(const qs_token_source *src, int64_t vocab, qs_tokens *out,
+                               qs_err *err) {
+    qs_status st = QS_OK;
+    qs_tokenizer *tok = NULL;
+    qs_corpus corpus;
+    qs_ids ids;
+    memset(&corpus, 0, sizeof(corpus));
+    memset(&ids, 0, sizeof(ids));
+    memset(out, 0, sizeof(*out));
+    if (src->tokens[0]) return qs_tokens_open(out, src->tokens, vocab, err);
+    if (!src->text[0])
+        return QS_FAIL(err, QS_ERR_INPUT, "%s.tokens or %s.text: a token file or text is required",
+                       src->key, src->key);
+    const char *inputs[1] = {src->text};
+    QS_CHECK(qs_tokenizer_load(src->tokenizer[0] ? src->tokenizer : src->model, &tok, err));
+    QS_CHECK(qs_corpus_open(&corpus, inputs, 1, src->text_field, err));
+    QS_CHECK(qs_corpus_tokenize(&corpus, tok, &ids, err));
+    st = qs_tokens_from_ids(out, src->text, ids.v, (int64_t)ids.n, vocab, err);
+    ids.v = NULL; /* owned by out now, whatever the outcome */
+done:
+    qs_ids_free(&ids);
+    qs_corpus_close(&corpus);
+    qs_tokenizer_free(tok);
+    return st;
+}

@@ -17,9 +17,11 @@
 #include <stdint.h>
 
 #include "comm.h"
+#include "config.h"
 #include "corpus.h"
 #include "status.h"
 #include "tokenizer.h"
+#include "tokens.h"
 
 #define QS_TEXT_BLOCK_BYTES ((uint64_t)1 << 20)
 
@@ -36,5 +38,13 @@ typedef struct qs_text_tokens_stats {
  * every rank (tokens on rank 0 only). */
 qs_status qs_text_tokens_write(const qs_comm *c, qs_tokenizer *t, const qs_corpus *corpus,
                                const char *out_path, qs_text_tokens_stats *stats, qs_err *err);
+
+/* Local: the token ids of a source (config.h): its token file (io/tokens.h), or its text
+ * tokenized in memory with its tokenizer (the model directory when none is named), serially
+ * on the calling rank — every rank gets the same ids. For a corpus of many megabytes, make
+ * a token file once with `qshard tokenize` (parallel over ranks) instead. QS_ERR_INPUT when
+ * the source names nothing, or for a bad file, tokenizer or text (one line). */
+qs_status qs_token_source_open(const qs_token_source *src, int64_t vocab, qs_tokens *out,
+                               qs_err *err);
 
 #endif /* QS_TEXT_TOKENS_H */

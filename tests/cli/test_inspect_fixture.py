@@ -5,32 +5,20 @@ reports LlamaForCausalLM, 4 layers, hidden 256, GQA 4/2 heads, 3,410,176 paramet
 Skips (77) without ../shared unless QS_REQUIRE_SHARED=1."""
 import json
 import os
-import struct
-import subprocess
 import sys
 
-QS = os.environ["QS_BIN"]
-shared = os.environ.get("QS_SHARED_DIR", "")
-model = os.path.join(shared, "fixtures", "tinyllama-a")
-if not os.path.isdir(model):
-    if os.environ.get("QS_REQUIRE_SHARED") == "1":
-        print(f"fixture missing: {model}", file=sys.stderr)
-        sys.exit(1)
-    print("skip: no shared fixtures")
-    sys.exit(77)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check  # noqa: E402
 
-ok = True
-r = subprocess.run([QS, "inspect", model, "--json"], capture_output=True, text=True)
+model = os.path.join(Q.need_shared(), "tinyllama-a")
+r = Q.run([Q.QS, "inspect", model, "--json"])
 info = json.loads(r.stdout) if r.returncode == 0 else {}
 want = {"architecture": "LlamaForCausalLM", "num_hidden_layers": 4, "hidden_size": 256,
         "num_attention_heads": 4, "num_key_value_heads": 2, "parameters": 3410176}
 for k, v in want.items():
-    if info.get(k) != v:
-        print(f"FAIL: {k} = {info.get(k)}, want {v}", file=sys.stderr)
-        ok = False
-with open(os.path.join(model, "model.safetensors"), "rb") as f:
-    n = struct.unpack("<Q", f.read(8))[0]
-    header = json.loads(f.read(n))
+    check(info.get(k) == v, f"{k} = {info.get(k)}, want {v}")
+header, _ = Q.safetensors_header(os.path.join(model, "model.safetensors"))
 total = 0
 for name, t in header.items():
     if name == "__metadata__":
@@ -39,17 +27,11 @@ for name, t in header.items():
     for d in t["shape"]:
         c *= d
     total += c
-if total != info.get("parameters"):
-    print(f"FAIL: header count {total} != {info.get('parameters')}", file=sys.stderr)
-    ok = False
-if len(info.get("tensors", [])) != len([k for k in header if k != "__metadata__"]):
-    print("FAIL: tensor table size", file=sys.stderr)
-    ok = False
-r = subprocess.run([QS, "inspect", model], capture_output=True, text=True)
+check(total == info.get("parameters"), f"header count {total} != {info.get('parameters')}")
+check(len(info.get("tensors", [])) == len([k for k in header if k != "__metadata__"]),
+      "tensor table size")
+r = Q.run([Q.QS, "inspect", model])
 for s in ("LlamaForCausalLM", "3,410,176", "4 heads, 2 kv heads (GQA)", "layers:       4",
           "hidden:       256"):
-    if s not in r.stdout:
-        print(f"FAIL: text output lacks '{s}'", file=sys.stderr)
-        ok = False
-print("inspect fixture:", "ok" if ok else "FAILED")
-sys.exit(0 if ok else 1)
+    check(s in r.stdout, f"text output lacks '{s}'")
+Q.finish()

@@ -14,75 +14,50 @@ File bytes are compared too and reported (not failed): see docs/calibrate.md.
 Usage: test_calib_mpi.py  (env: QS_BIN, QS_MPIEXEC)"""
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
-import h5py
 import numpy as np
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check  # noqa: E402
+
 GROUPS = {"qkv": 128, "o": 128, "gate_up": 128, "down": 320}
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=e)
 
 
 def qs_run(n, cfg, *extra, env=None):
-    return run(MPIEXEC + ["-n", str(n), QS, "run", cfg, "--quiet", *extra], env=env)
+    return Q.qs(n, "run", cfg, *extra, env=env)
 
 
 def write_config(path, model, run_dir, tokens=None, every=2, with_eval=False):
-    tokens = tokens or f"{model}/tokens.u32"
-    text = (f"model: {model}\nrun_dir: {run_dir}\n"
-            f"calib:\n  tokens: {tokens}\n  nsamples: 42\n  seqlen: 64\n"
-            f"  chunk_samples: 4\n  checkpoint_every: {every}\n  seed: 7\n"
-            # intermediate 320 is not a multiple of the default group 128: shards only
-            f"output:\n  gptq_export: false\n")
-    if with_eval:
-        text += f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 10\n"
-    with open(path, "w") as f:
-        f.write(text)
+    Q.write_config(path, model, run_dir,
+                   calib={"tokens": tokens or f"{model}/tokens.u32", "nsamples": 42,
+                          "seqlen": 64, "chunk_samples": 4, "checkpoint_every": every,
+                          "seed": 7},
+                   # intermediate 320 is not a multiple of the default group 128: shards only
+                   output={"gptq_export": False},
+                   eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 10}
+                   if with_eval else None)
 
 
 def layer_data(run_dir, nlayers=3):
-    """{(layer, dataset): bytes} + attributes, for every layer file."""
+    """{(layer, dataset): (dtype, shape, bytes)} + attributes, for every layer file."""
     out = {}
     for l in range(nlayers):
-        p = os.path.join(run_dir, "calib", f"layer-{l:03d}.h5")
-        with h5py.File(p, "r") as f:
-            for g in f:
-                for k in f[g]:
-                    a = f[g][k][()]
-                    out[(l, f"{g}/{k}")] = (a.dtype.str, a.shape, a.tobytes())
-            out[(l, "attrs")] = sorted((k, int(v)) for k, v in f.attrs.items())
+        p = Q.layer_path(run_dir, "calib", l)
+        out.update(((l, k), v) for k, v in Q.h5_datasets(p).items())
+        out[(l, "attrs")] = Q.h5_attrs(p, int)
     return out
 
 
 def file_bytes(run_dir, nlayers=3):
-    return [open(os.path.join(run_dir, "calib", f"layer-{l:03d}.h5"), "rb").read()
-            for l in range(nlayers)]
+    return [open(Q.layer_path(run_dir, "calib", l), "rb").read() for l in range(nlayers)]
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix="qs_calib_")
+def main(tmp):
     model = os.path.join(tmp, "m")
-    r = run([QS, "synth-model", "--arch", "llama", "--layers", "3", "--hidden", "128",
-             "--intermediate", "320", "--heads", "4", "--kv-heads", "2", "--vocab", "300",
-             "--tokens", "20000", model])
-    check(r.returncode == 0, f"synth-model: {r.stderr}")
-    if r.returncode != 0:
+    if not Q.synth_model(model, layers=3, hidden=128, intermediate=320, heads=4, kv_heads=2,
+                         vocab=300, tokens=20000):
         return
 
     # (b) determinism over rank counts, with the eval stage at the end
@@ -106,14 +81,14 @@ def main():
                   f"{[k for k in ref if data.get(k) != ref[k]][:4]}")
             fb = file_bytes(rd) == file_bytes(refdir)
             print(f"note: layer files byte-identical at {n} vs 1 ranks: {fb}")
-        ev = json.load(open(os.path.join(rd, "eval.json")))
+        ev = Q.eval_json(rd)
         check(ev["windows"] == 10 and ev["tokens"] == 630 and ev["weights"] == "h5",
               f"eval.json fields: {ev}")
-        evf = json.load(open(os.path.join(rd, "eval-float.json")))
+        evf = Q.eval_json(rd, "eval-float.json")
         check(evf["windows"] == 10 and evf["tokens"] == 630 and evf["weights"] == "float",
               f"eval-float.json fields: {evf}")
         ppl[n] = ev["ppl"]
-        man = json.load(open(os.path.join(rd, "calib", "manifest.json")))
+        man = Q.manifest(rd, "calib")
         check(json.dumps(man).count("layer-") == 3, f"manifest lists 3 layer files: {man}")
         check(os.listdir(os.path.join(rd, "calib", "ckpt")) == [],
               "checkpoint directory emptied after completion")
@@ -135,12 +110,10 @@ def main():
             check(np.all(am ** 2 >= ms * (1 - 1e-6)), f"{g}: absmax^2 >= meansq")
         check(dict(ref[(1, "attrs")])["tokens"] == 42 * 64, f"tokens attr {ref[(1, 'attrs')]}")
         # --resume with everything done skips calibrate: files untouched
-        before = [os.stat(os.path.join(refdir, "calib", f"layer-{l:03d}.h5")).st_mtime_ns
-                  for l in range(3)]
+        before = [os.stat(Q.layer_path(refdir, "calib", l)).st_mtime_ns for l in range(3)]
         r = qs_run(2, os.path.join(tmp, "cfg1.yaml"), "--resume")
         check(r.returncode == 0, f"resume of a finished run: {r.stderr}")
-        after = [os.stat(os.path.join(refdir, "calib", f"layer-{l:03d}.h5")).st_mtime_ns
-                 for l in range(3)]
+        after = [os.stat(Q.layer_path(refdir, "calib", l)).st_mtime_ns for l in range(3)]
         check(before == after, "finished calibrate skipped on --resume")
 
     # (d) kill at a checkpoint boundary, resume at the same / another rank count
@@ -153,7 +126,7 @@ def main():
         st_path = os.path.join(rd, "calib", "ckpt", "state.json")
         check(os.path.exists(st_path), "state.json written at the stop")
         if os.path.exists(st_path):
-            st = json.load(open(st_path))
+            st = Q.read_json(st_path)
             check(st["chunk"] == 6, f"stopped at the first boundary after 5 chunks: {st}")
             ck = sorted(os.listdir(os.path.join(rd, "calib", "ckpt")))
             check(ck == [f"layer-{l:03d}.c000006.h5" for l in range(3)] + ["state.json"],
@@ -176,13 +149,11 @@ def main():
         cfg = os.path.join(tmp, f"badcfg{n}.yaml")
         write_config(cfg, model, rd, tokens=bad)
         r = qs_run(n, cfg)
-        lines = [l for l in r.stderr.splitlines() if l.startswith("qshard:")]
+        lines = Q.qshard_lines(r)
         check(r.returncode == 2, f"bad tokens n={n}: rc {r.returncode} {r.stderr}")
         check(len(lines) == 1 and "bad.u32" in lines[0], f"one error line naming the file: {lines}")
 
 
-main()
-if failures:
-    print(f"{len(failures)} failure(s)", file=sys.stderr)
-    sys.exit(1)
-print("ok")
+with Q.tempdir("qs_calib_") as d:
+    main(d)
+Q.finish()

@@ -6,25 +6,22 @@ Layer 0's q/k/v input is rmsnorm(embed(tokens)), computed here in float64 from t
 read with a small safetensors reader; the stored qkv/hessian must be within 1e-6 relative
 Frobenius of 2/N X^T X, meansq and absmax within 1e-5 relative.
 Usage: test_calib_ref.py  (env: QS_BIN, QS_MPIEXEC)"""
-import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check  # noqa: E402
+
 H, T, S = 512, 512, 64
 
 
 def read_safetensors(path, names):
+    header, base = Q.safetensors_header(path)
     with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-        base = 8 + n
         out = {}
         for name in names:
             t = header[name]
@@ -42,28 +39,19 @@ def read_safetensors(path, names):
     return out
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix="qs_calref_")
+def main(tmp):
     model = os.path.join(tmp, "m")
-    r = subprocess.run([QS, "synth-model", "--arch", "llama", "--layers", "1", "--hidden",
-                        str(H), "--intermediate", "1024", "--heads", "8", "--kv-heads", "4",
-                        "--vocab", "512", "--tokens", str(S * T + 100), model],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        print("FAIL: synth-model:", r.stderr, file=sys.stderr)
-        return 1
+    if not Q.synth_model(model, layers=1, hidden=H, intermediate=1024, heads=8, kv_heads=4,
+                         vocab=512, tokens=S * T + 100):
+        return
     rd = os.path.join(tmp, "run")
-    cfg = os.path.join(tmp, "cfg.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {rd}\ncalib:\n  tokens: {model}/tokens.u32\n"
-                f"  nsamples: {S}\n  seqlen: {T}\n  chunk_samples: 16\n"
-                f"  sampling: consecutive\n")
-    r = subprocess.run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--quiet"], capture_output=True,
-                       text=True, timeout=600)
-    if r.returncode != 0:
-        print("FAIL: run:", r.returncode, r.stderr, file=sys.stderr)
-        return 1
-    cfgj = json.load(open(os.path.join(model, "config.json")))
+    cfg = Q.write_config(os.path.join(tmp, "cfg.yaml"), model, rd,
+                         calib={"tokens": f"{model}/tokens.u32", "nsamples": S, "seqlen": T,
+                                "chunk_samples": 16, "sampling": "consecutive"})
+    r = Q.qs(2, "run", cfg)
+    if not check(r.returncode == 0, f"run: {r.returncode} {r.stderr}"):
+        return
+    cfgj = Q.read_json(os.path.join(model, "config.json"))
     eps = cfgj["rms_norm_eps"]
     w = read_safetensors(os.path.join(model, "model.safetensors"),
                          ["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight"])
@@ -73,7 +61,7 @@ def main():
     x = x * w["model.layers.0.input_layernorm.weight"][None, :]
     N = x.shape[0]
     Href = (2.0 / N) * (x.T @ x)
-    with h5py.File(os.path.join(rd, "calib", "layer-000.h5"), "r") as f:
+    with h5py.File(Q.layer_path(rd, "calib", 0), "r") as f:
         Hq = f["qkv/hessian"][()].astype(np.float64)
         ms = f["qkv/meansq"][()]
         am = f["qkv/absmax"][()].astype(np.float64)
@@ -83,11 +71,10 @@ def main():
     rel_am = np.max(np.abs(am - np.max(np.abs(x), axis=0)) / np.max(np.abs(x), axis=0))
     print(f"N={N} d={H}: qkv Hessian rel Frobenius {rel:.3g}, meansq {rel_ms:.3g}, "
           f"absmax {rel_am:.3g}")
-    ok = tokens == N and rel < 1e-6 and rel_ms < 1e-5 and rel_am < 1e-5
-    if not ok:
-        print("FAIL: tolerance (1e-6 Frobenius, 1e-5 stats) or token count", tokens,
-              file=sys.stderr)
-    return 0 if ok else 1
+    check(tokens == N and rel < 1e-6 and rel_ms < 1e-5 and rel_am < 1e-5,
+          f"tolerance (1e-6 Frobenius, 1e-5 stats) or token count {tokens}")
 
 
-sys.exit(main())
+with Q.tempdir("qs_calref_") as d:
+    main(d)
+Q.finish()

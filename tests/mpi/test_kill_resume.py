@@ -11,7 +11,8 @@
      again. Files completed before this kill are recorded with (inode, mtime_ns, size);
   4. `--resume` at 2 ranks: exit 0; no stale temp file is left; every file of every stage
      (plan, calib, recon, search, eval.json, manifests, run.json, config) is byte-identical to
-     REF, except measurements (timings.json, the report, <stage>/rss/ peak RSS records), and
+     REF, except measurements (timings.json, the report, <stage>/rss/ peak RSS records) and
+     the run directory's lock file (it names the PID and host of the last run holding it), and
      the set of files is the same; every file completed before the second kill still has its
      inode, mtime and size (not recomputed, not rewritten); timings.json has exactly one
      attempt (the killed ones left none) marked resume; report.md exists.
@@ -21,51 +22,38 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check  # noqa: E402
+
 NL = 8
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr, flush=True)
-    return cond
 
 
 def write_config(path, model, run_dir):
-    with open(path, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 48\n  seqlen: 128\n"
-                f"  chunk_samples: 4\n  checkpoint_every: 2\n  seed: 5\n"
-                f"quant:\n  bits: [3, 4]\n  group_size: [64]\n  row_block: 64\n"
-                f"reconstruct:\n  inputs: quantized\n"
-                f"search:\n  target_bpw: 3.6\n"
-                f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 128\n  max_windows: 8\n")
+    Q.write_config(path, model, run_dir,
+                   calib={"tokens": f"{model}/tokens.u32", "nsamples": 48, "seqlen": 128,
+                          "chunk_samples": 4, "checkpoint_every": 2, "seed": 5},
+                   quant={"bits": [3, 4], "group_size": [64], "row_block": 64},
+                   reconstruct={"inputs": "quantized"},
+                   search={"target_bpw": 3.6},
+                   eval={"tokens": f"{model}/tokens.u32", "seqlen": 128, "max_windows": 8})
 
 
-IGNORED = ("timings.json", "report.md")
+IGNORED = ("timings.json", "report.md", "lock")  # lock: PID and host of the last holder
 MEASURED = ("report",)  # times, and every stage's rss/ peak RSS records: not results
 
 
+def measured(rel):
+    """Measurements, not results: timings, the report, every stage's rss/ records."""
+    return (rel in IGNORED or any(rel.startswith(m + os.sep) for m in MEASURED) or
+            "rss" in rel.split(os.sep)[:-1])
+
+
 def tree(root):
-    """{relative path: bytes} of every file except measurements (timings, report, calibrate's
-    per-rank peak RSS records)."""
-    out = {}
-    for d, _, files in os.walk(root):
-        for n in files:
-            p = os.path.join(d, n)
-            rel = os.path.relpath(p, root)
-            if (rel in IGNORED or any(rel.startswith(m + os.sep) for m in MEASURED) or
-                    "rss" in rel.split(os.sep)[:-1]):
-                continue
-            with open(p, "rb") as f:
-                out[rel] = f.read()
-    return out
+    """{relative path: bytes} of every file except measurements."""
+    return Q.tree_bytes(root, skip=measured)
 
 
 def children(pid):
@@ -101,11 +89,10 @@ def rank_pids(launcher_pid):
     return found
 
 
-def run_and_kill(nargs, cfg, extra, ready, what):
-    """Starts mpiexec NARGS qshard run CFG EXTRA; once ready() holds, SIGKILLs one rank and
+def run_and_kill(nranks, cfg, extra, ready, what):
+    """Starts mpiexec -n NRANKS qshard run CFG EXTRA; once ready() holds, SIGKILLs one rank and
     waits for mpiexec to end. Returns True when a rank was killed and mpiexec failed."""
-    p = subprocess.Popen(MPIEXEC + nargs + [QS, "run", cfg, "--quiet"] + extra,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = Q.qs_start(nranks, "run", cfg, *extra)
     killed = None
     end = time.time() + 300
     while time.time() < end and p.poll() is None:
@@ -132,11 +119,8 @@ def run_and_kill(nargs, cfg, extra, ready, what):
 
 def main(tmp):
     model = os.path.join(tmp, "model")
-    r = subprocess.run([QS, "synth-model", "--arch", "llama", "--layers", str(NL), "--hidden",
-                        "256", "--intermediate", "704", "--heads", "4", "--kv-heads", "2",
-                        "--vocab", "512", "--tokens", "65536", model],
-                       capture_output=True, text=True)
-    if not check(r.returncode == 0, f"synth-model: {r.stderr}"):
+    if not Q.synth_model(model, layers=NL, hidden=256, intermediate=704, heads=4, kv_heads=2,
+                         vocab=512, tokens=65536):
         return
     run_dir = os.path.join(tmp, "run")
     ref_dir = os.path.join(tmp, "ref")
@@ -145,8 +129,7 @@ def main(tmp):
 
     # 1. reference, uninterrupted, then moved aside
     t0 = time.time()
-    r = subprocess.run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--quiet"], capture_output=True,
-                       text=True, timeout=600)
+    r = Q.qs(2, "run", cfg)
     if not check(r.returncode == 0, f"reference run: rc {r.returncode}: {r.stderr}"):
         return
     os.rename(run_dir, ref_dir)
@@ -160,7 +143,7 @@ def main(tmp):
             return 0
 
     # 2. killed in calibrate (2 ranks)
-    if not run_and_kill(["-n", "2"], cfg, [],
+    if not run_and_kill(2, cfg, [],
                         lambda: state_chunk() > 0 and
                         not os.path.exists(os.path.join(run_dir, "calib", "manifest.json")),
                         "a calibrate checkpoint"):
@@ -170,7 +153,7 @@ def main(tmp):
     print(f"killed in calibrate at checkpoint chunk {state_chunk()} of 12", flush=True)
 
     # 3. resumed at 3 ranks, killed in reconstruct
-    if not run_and_kill(["-n", "3"], cfg, ["--resume"],
+    if not run_and_kill(3, cfg, ["--resume"],
                         lambda: os.path.exists(os.path.join(run_dir, "recon", "layer-000.h5")),
                         "the first recon layer file"):
         return
@@ -194,8 +177,7 @@ def main(tmp):
 
     # 4. resume at 2 ranks to the end
     time.sleep(0.05)  # mtime granularity: a rewrite would show a later time
-    r = subprocess.run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--resume", "--quiet"],
-                       capture_output=True, text=True, timeout=600)
+    r = Q.qs(2, "run", cfg, "--resume")
     if not check(r.returncode == 0, f"resume at 2 ranks: rc {r.returncode}: {r.stderr}"):
         return
     got, ref = tree(run_dir), tree(ref_dir)
@@ -217,8 +199,7 @@ def main(tmp):
         check((s.st_ino, s.st_mtime_ns, s.st_size) == was,
               f"{n}: finished before the kill, not recomputed (inode/mtime/size {was} -> "
               f"{(s.st_ino, s.st_mtime_ns, s.st_size)})")
-    with open(os.path.join(run_dir, "timings.json")) as f:
-        tm = json.load(f)
+    tm = Q.read_json(os.path.join(run_dir, "timings.json"))
     atts = tm.get("attempts", [])
     check(len(atts) == 1 and atts[0].get("resume") == 1 and atts[0].get("ranks") == 2 and
           atts[0].get("status") == "done",
@@ -227,9 +208,6 @@ def main(tmp):
     print(f"reference {t_ref:.1f} s; files compared: {len(ref)}", flush=True)
 
 
-with tempfile.TemporaryDirectory(prefix="qs_kill_resume_") as d:
+with Q.tempdir("qs_kill_resume_") as d:
     main(d)
-if failures:
-    print(f"{len(failures)} failure(s)", file=sys.stderr)
-    sys.exit(1)
-print("ok")
+Q.finish()

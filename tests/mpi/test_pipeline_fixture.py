@@ -10,48 +10,38 @@ measure pass propagates wBg128, as the twin does). The perplexity of each is mea
 `qshard eval --weights gptq` on the written GPTQ export (all of eval.u32 in 256-token
 windows). Checks: mixed total bytes <= the twin's; at 3 bits the mixed perplexity is strictly
 lower, at 4 bits not higher; each export passes `qshard verify`.
-Prints a table (docs/search.md records it).
+Prints a table (docs/search.md records it) and the SHA-256 of every run's outputs (out/,
+export/, eval.json), as `python3 tests/qstest.py hash RUN_DIR` does.
 Usage: test_pipeline_fixture.py  (env: QS_BIN, QS_MPIEXEC, QS_SHARED_DIR, QS_REQUIRE_SHARED)"""
-import json
 import os
-import subprocess
 import sys
-import tempfile
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
-SHARED = os.environ.get("QS_SHARED_DIR", "")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check  # noqa: E402
+
 RANKS = 2
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
 
 
 def qs(n, *args):
-    return subprocess.run(MPIEXEC + ["-n", str(n), QS, *args, "--quiet"], capture_output=True,
-                          text=True, timeout=1800)
+    return Q.qs(n, *args, timeout=1800)
 
 
-def write_config(path, fx, rd, bits, groups, extra):
-    with open(path, "w") as f:
-        f.write(f"model: {fx}/tinyllama-a\nrun_dir: {rd}\n"
-                f"calib:\n  tokens: {fx}/tokens/calib.u32\n  nsamples: 128\n"
-                f"  seqlen: 256\n  sampling: file\n"
-                f"  offsets_file: {fx}/tokens/calib_offsets_128x256.txt\n"
-                f"quant:\n  method: gptq\n  bits: {bits}\n  group_size: {groups}\n"
-                f"  sym: false\n  act_order: false\n  damp: 0.01\n"
-                f"{extra}"
-                f"eval:\n  tokens: {fx}/tokens/eval.u32\n  seqlen: 256\n")
+def write_config(path, fx, rd, bits, groups, reconstruct, search=None):
+    Q.write_config(path, f"{fx}/tinyllama-a", rd,
+                   calib={"tokens": f"{fx}/tokens/calib.u32", "nsamples": 128, "seqlen": 256,
+                          "sampling": "file",
+                          "offsets_file": f"{fx}/tokens/calib_offsets_128x256.txt"},
+                   quant={"method": "gptq", "bits": bits, "group_size": groups, "sym": False,
+                          "act_order": False, "damp": 0.01},
+                   reconstruct=reconstruct, search=search,
+                   eval={"tokens": f"{fx}/tokens/eval.u32", "seqlen": 256})
 
 
-def run_one(tmp, fx, name, bits, groups, extra):
+def run_one(tmp, fx, name, bits, groups, reconstruct, search=None):
     rd = os.path.join(tmp, name)
     cfg = os.path.join(tmp, name + ".yaml")
-    write_config(cfg, fx, rd, bits, groups, extra)
+    write_config(cfg, fx, rd, bits, groups, reconstruct, search)
     r = qs(RANKS, "run", cfg, "--set", "eval.tokens=")
     check(r.returncode == 0, f"run {name}: {r.stderr.strip()}")
     if r.returncode != 0:
@@ -60,33 +50,26 @@ def run_one(tmp, fx, name, bits, groups, extra):
     check(r.returncode == 0, f"eval {name}: {r.stderr.strip()}")
     if r.returncode != 0:
         return None
-    v = subprocess.run([QS, "verify", rd], capture_output=True, text=True)
+    v = Q.run([Q.QS, "verify", rd])
     check(v.returncode == 0, f"verify {name}: {v.stderr.strip()}")
-    ev = json.load(open(os.path.join(rd, "eval.json")))
-    sm = json.load(open(os.path.join(rd, "search", "summary.json")))
-    al = json.load(open(os.path.join(rd, "search", "allocation.json")))
+    ev = Q.eval_json(rd)
+    sm = Q.read_json(os.path.join(rd, "search", "summary.json"))
+    al = Q.read_json(os.path.join(rd, "search", "allocation.json"))
+    for rel, h in Q.output_hashes(rd).items():
+        print(f"{h}  {name}/{rel}")
     return {"ppl": ev["ppl"], "total": sm["total_bytes"], "payload": sm["payload_bytes"],
             "bpw": sm["bpw"], "vllm": sm.get("engines", ""), "layers": al["layers"]}
 
 
-def main():
-    fx = os.path.join(SHARED, "fixtures")
-    if not SHARED or not os.path.isdir(fx):
-        if os.environ.get("QS_REQUIRE_SHARED") == "1":
-            print("FAIL: shared fixtures missing", file=sys.stderr)
-            sys.exit(1)
-        print("skip: no shared fixtures")
-        sys.exit(77)
-    tmp = tempfile.mkdtemp(prefix="qs_pipe_fx_")
+def main(fx, tmp):
     rows = []
     for b in (3, 4):
-        u = run_one(tmp, fx, f"uniform{b}", f"[{b}]", "[128]",
-                    "reconstruct:\n  inputs: quantized\n")
+        u = run_one(tmp, fx, f"uniform{b}", [b], [128], {"inputs": "quantized"})
         if u is None:
             continue
-        m = run_one(tmp, fx, f"mixed{b}", "[2, 3, 4, 8]", "[32, 128]",
-                    f"reconstruct:\n  inputs: quantized\n  propagate: w{b}g128\n"
-                    f"search:\n  max_bytes: {u['total']}\n")
+        m = run_one(tmp, fx, f"mixed{b}", [2, 3, 4, 8], [32, 128],
+                    {"inputs": "quantized", "propagate": f"w{b}g128"},
+                    {"max_bytes": u["total"]})
         if m is None:
             continue
         rows.append((b, u, m))
@@ -109,9 +92,7 @@ def main():
     check(len(rows) == 2, "not every run finished")
 
 
-if __name__ == "__main__":
-    main()
-    if failures:
-        print(f"{len(failures)} failure(s)", file=sys.stderr)
-        sys.exit(1)
-    print("ok")
+fixtures = Q.need_shared("fixtures")
+with Q.tempdir("qs_pipe_fx_") as d:
+    main(fixtures, d)
+Q.finish()

@@ -5,27 +5,15 @@ lm_head on the last layer): every layer owned by exactly one rank, ranges contig
 largest per-rank cost equal to the brute-force optimum; `qshard plan --ranks N --json`
 gives the same plan; the run directory refuses a second run without --resume, skips the
 plan with --resume, and redoes only the plan on another rank count.
-Usage: test_plan_mpi.py  (env: QS_BIN, MPIEXEC)"""
+Usage: test_plan_mpi.py  (env: QS_BIN, QS_MPIEXEC)"""
 import itertools
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check  # noqa: E402
 
 
 def brute_force(costs, nranks):
@@ -40,30 +28,26 @@ def brute_force(costs, nranks):
 
 
 def write_config(path, model, run_dir):
-    with open(path, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 4\n  seqlen: 64\n"
-                # hidden 64 < the default group 128: no GPTQ export of these shapes
-                f"output:\n  gptq_export: false\n")
+    Q.write_config(path, model, run_dir,
+                   calib={"tokens": f"{model}/tokens.u32", "nsamples": 4, "seqlen": 64},
+                   # hidden 64 < the default group 128: no GPTQ export of these shapes
+                   output={"gptq_export": False})
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix="qs_plan_")
+def main(tmp):
     for nlayers in (4, 9):
         model = os.path.join(tmp, f"m{nlayers}")
-        r = run([QS, "synth-model", "--arch", "llama", "--layers", str(nlayers), "--hidden", "64",
-                 "--intermediate", "160", "--heads", "4", "--kv-heads", "2", "--vocab", "4096",
-                 "--tokens", "4096", model])
-        check(r.returncode == 0, f"synth-model: {r.stderr}")
+        Q.synth_model(model, layers=nlayers, hidden=64, intermediate=160, heads=4, kv_heads=2,
+                      vocab=4096, tokens=4096)
         for nranks in (1, 2, 3, 7):
             run_dir = os.path.join(tmp, f"run{nlayers}_{nranks}")
             cfg = os.path.join(tmp, f"cfg{nlayers}_{nranks}.yaml")
             write_config(cfg, model, run_dir)
-            r = run(MPIEXEC + ["-n", str(nranks), QS, "run", cfg, "--quiet"])
+            r = Q.qs(nranks, "run", cfg, timeout=300)
             check(r.returncode == 0, f"run L={nlayers} N={nranks}: rc {r.returncode} {r.stderr}")
             if r.returncode != 0:
                 continue
-            plan = json.load(open(os.path.join(run_dir, "plan", "plan.json")))
+            plan = Q.read_json(os.path.join(run_dir, "plan", "plan.json"))
             check(plan["nranks"] == nranks and plan["nlayers"] == nlayers, "plan sizes")
             costs = [l["cost"] for l in plan["layers"]]
             check(len(set(costs)) > 1, f"layer costs are unequal: {costs}")
@@ -83,7 +67,7 @@ def main():
             actual = max(sum(costs[rk["first"]:rk["first"] + rk["count"]]) for rk in plan["ranks"])
             check(abs(actual - best) <= 1e-9 * best, f"L={nlayers} N={nranks}: max {actual} optimum {best}")
             # the sizing command gives the same plan without running
-            r2 = run([QS, "plan", cfg, "--ranks", str(nranks), "--json"])
+            r2 = Q.run([Q.QS, "plan", cfg, "--ranks", str(nranks), "--json"], timeout=300)
             check(r2.returncode == 0 and json.loads(r2.stdout) == plan,
                   f"qshard plan --ranks {nranks} --json equals the run's plan.json")
     # run directory guard and resume on the 9-layer model
@@ -92,25 +76,20 @@ def main():
     cfg = os.path.join(tmp, "cfg9_3.yaml")
     manifest = os.path.join(run_dir, "plan", "manifest.json")
     before = open(manifest).read()
-    r = run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--quiet"])
+    r = Q.qs(2, "run", cfg, timeout=300)
     lines = r.stderr.strip().splitlines()
     check(r.returncode == 2 and lines and lines[0].startswith("qshard: error: ")
           and "--resume" in lines[0], f"existing run needs --resume: {r.returncode} {r.stderr}")
-    r = run(MPIEXEC + ["-n", "3", QS, "run", cfg, "--resume", "--quiet"])
+    r = Q.qs(3, "run", cfg, "--resume", timeout=300)
     check(r.returncode == 0 and open(manifest).read() == before, "resume on same ranks skips plan")
-    r = run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--resume", "--quiet"])
-    plan = json.load(open(os.path.join(run_dir, "plan", "plan.json")))
+    r = Q.qs(2, "run", cfg, "--resume", timeout=300)
+    plan = Q.read_json(os.path.join(run_dir, "plan", "plan.json"))
     check(r.returncode == 0 and plan["nranks"] == 2, "resume on 2 ranks redoes the plan")
     # another config in the same run directory is refused
-    r = run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--resume", "--quiet", "--set", "calib.nsamples=8"])
+    r = Q.qs(2, "run", cfg, "--resume", "--set", "calib.nsamples=8", timeout=300)
     check(r.returncode == 2 and "different config" in r.stderr, f"other config refused: {r.stderr}")
-    subprocess.run(["rm", "-rf", tmp])
-    if failures:
-        print(f"{len(failures)} failure(s)", file=sys.stderr)
-        return 1
-    print("plan over MPI: all checks passed")
-    return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+with Q.tempdir("qs_plan_") as d:
+    main(d)
+Q.finish()

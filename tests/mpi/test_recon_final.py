@@ -28,17 +28,17 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check, qs  # noqa: E402
+
 NL = 3
-LINS = ["q", "k", "v", "o", "gate", "up", "down"]
+LINS = Q.LINS
 CANDS = ["w4g32", "w4g48", "w8g32", "w8g48"]
 PROP = "w4g32"
 MIXED = [["w4g48", "w8g32", "", "w4g32", "w8g48", "w4g32", "w8g32"],
@@ -46,37 +46,19 @@ MIXED = [["w4g48", "w8g32", "", "w4g32", "w8g48", "w4g32", "w8g32"],
          ["w4g32", "w4g48", "w8g48", "w8g32", "", "w4g32", "w4g48"]]
 TABLES = ["error", "wnorm", "relative", "error_rtn", "bytes", "can_serve", "damp", "damp_abs",
           "damp_raised", "fp64", "ndead"]
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=e)
-
-
-def qs(n, *args, env=None):
-    return run(MPIEXEC + ["-n", str(n), QS, *args, "--quiet"], env=env)
 
 
 def write_config(path, model, run_dir, inputs):
-    with open(path, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 20\n  seqlen: 64\n"
-                f"  chunk_samples: 3\n  checkpoint_every: 100\n  seed: 3\n"
-                f"quant:\n  bits: [4, 8]\n  group_size: [32, 48]\n  row_block: 32\n"
-                f"  block_size: 32\n"
-                f"reconstruct:\n  inputs: {inputs}\n  propagate: {PROP}\n"
-                f"search:\n  max_bytes: 1GB\n"
-                # untied q/k/v and group 48 (not servable): shards yes, GPTQ export no
-                f"output:\n  gptq_export: false\n"
-                f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 8\n")
+    Q.write_config(path, model, run_dir,
+                   calib={"tokens": f"{model}/tokens.u32", "nsamples": 20, "seqlen": 64,
+                          "chunk_samples": 3, "checkpoint_every": 100, "seed": 3},
+                   quant={"bits": [4, 8], "group_size": [32, 48], "row_block": 32,
+                          "block_size": 32},
+                   reconstruct={"inputs": inputs, "propagate": PROP},
+                   search={"max_bytes": "1GB"},
+                   # untied q/k/v and group 48 (not servable): shards yes, GPTQ export no
+                   output={"gptq_export": False},
+                   eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 8})
 
 
 def write_alloc(run_dir, layers):
@@ -100,23 +82,20 @@ def write_alloc(run_dir, layers):
 
 
 def data(run_dir, sub):
+    """{(layer, dataset): (dtype, shape, bytes)} + attributes of every layer file of sub;
+    meta/ holds this run's config and input hashes (the config names its run_dir)."""
     out = {}
     for l in range(NL):
-        with h5py.File(os.path.join(run_dir, sub, f"layer-{l:03d}.h5"), "r") as f:
-            def visit(name, obj):
-                # meta/ holds this run's config and input hashes (the config names its run_dir)
-                if isinstance(obj, h5py.Dataset) and not name.startswith("meta/"):
-                    a = obj[()]
-                    out[(l, name)] = (a.dtype.str, a.shape, a.tobytes())
-            f.visititems(visit)
-            out[(l, "attrs")] = sorted((k, str(v)) for k, v in f.attrs.items())
+        p = Q.layer_path(run_dir, sub, l)
+        out.update(((l, k), v) for k, v in Q.h5_datasets(p, skip_prefix="meta/").items())
+        out[(l, "attrs")] = Q.h5_attrs(p)
     return out
 
 
 def same_as_recon(rd, layer, alloc_row, label):
     """final layer `layer` == recon's for the candidates of alloc_row (datasets, tables)."""
-    with h5py.File(os.path.join(rd, "final", f"layer-{layer:03d}.h5"), "r") as fin, \
-            h5py.File(os.path.join(rd, "recon", f"layer-{layer:03d}.h5"), "r") as rec:
+    with h5py.File(Q.layer_path(rd, "final", layer), "r") as fin, \
+            h5py.File(Q.layer_path(rd, "recon", layer), "r") as rec:
         for k, lin in enumerate(alloc_row):
             if not lin:
                 continue
@@ -130,18 +109,14 @@ def same_as_recon(rd, layer, alloc_row, label):
 
 
 def ppl(rd):
-    ev = json.load(open(os.path.join(rd, "eval.json")))
+    ev = Q.eval_json(rd)
     return ev["weights"], ev["ppl"], ev["nll_sum"]
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix="qs_recon_final_")
+def main(tmp):
     model = os.path.join(tmp, "m")
-    r = run([QS, "synth-model", "--arch", "llama", "--layers", str(NL), "--hidden", "128",
-             "--intermediate", "320", "--heads", "4", "--kv-heads", "2", "--vocab", "300",
-             "--tokens", "20000", model])
-    check(r.returncode == 0, f"synth-model: {r.stderr}")
-    if r.returncode != 0:
+    if not Q.synth_model(model, layers=NL, hidden=128, intermediate=320, heads=4, kv_heads=2,
+                         vocab=300, tokens=20000):
         return
     rd = os.path.join(tmp, "q")
     cfg = os.path.join(tmp, "q.yaml")
@@ -167,7 +142,7 @@ def main():
             check(not diff, f"final at {n} ranks differs from 1 rank: {sorted(diff)[:4]}")
     if ref is None:
         return
-    man = json.load(open(os.path.join(rd, "final", "manifest.json")))
+    man = Q.manifest(rd, "final")
     check(len(man.get("outputs", [])) == NL, f"final manifest outputs {man.get('outputs')}")
     check(ahash in json.dumps(man.get("inputs")), f"final manifest inputs lack the allocation hash: {man.get('inputs')}")
     for l in range(NL):
@@ -176,7 +151,7 @@ def main():
             names = {n for (ll, n) in ref if ll == l and n.startswith(lin + "/")}
             want = {f"{lin}/{cand}/{x}" for x in ("codes", "scales", "zeros", "g_idx")} if cand else set()
             check(names == want, f"final l{l} {lin}: datasets {sorted(names)} != {sorted(want)}")
-        with h5py.File(os.path.join(rd, "final", f"layer-{l:03d}.h5"), "r") as f:
+        with h5py.File(Q.layer_path(rd, "final", l), "r") as f:
             bits = list(f["table/bits"][()])
             check(bits == [int(c[1]) if c else 0 for c in MIXED[l]], f"final l{l}: table/bits {bits}")
             check(f["table/error"].shape == (7, 1), f"final l{l}: table shape {f['table/error'].shape}")
@@ -185,8 +160,8 @@ def main():
     check(r.returncode == 0 and data(rd, "final") == ref, f"--resume rerun: rc {r.returncode}")
     # (2) layer 0 as recon; layer 2 not
     same_as_recon(rd, 0, MIXED[0], "mixed l0")
-    with h5py.File(os.path.join(rd, "final", "layer-002.h5"), "r") as fin, \
-            h5py.File(os.path.join(rd, "recon", "layer-002.h5"), "r") as rec:
+    with h5py.File(Q.layer_path(rd, "final", 2), "r") as fin, \
+            h5py.File(Q.layer_path(rd, "recon", 2), "r") as rec:
         check(not np.array_equal(fin["q/w4g32/codes"][()], rec["q/w4g32/codes"][()]),
               "final layer 2 equals recon: the allocation did not propagate")
     # eval of the final weights: same at 1 and 3 ranks
@@ -201,7 +176,7 @@ def main():
     shutil.rmtree(os.path.join(rd, "final"))
     r = qs(2, "run", cfg, "--set", "eval.tokens=", "--resume", env={"QS_TEST_STOP_AFTER_LAYERS": "1"})
     check(r.returncode == 3, f"stop: rc {r.returncode} {r.stderr}")
-    have = [l for l in range(NL) if os.path.exists(os.path.join(rd, "final", f"layer-{l:03d}.h5"))]
+    have = [l for l in range(NL) if os.path.exists(Q.layer_path(rd, "final", l))]
     check(0 < len(have) < NL and not os.path.exists(os.path.join(rd, "final", "manifest.json")),
           f"stop: final layer files {have}")
     r = qs(3, "run", cfg, "--set", "eval.tokens=", "--resume")
@@ -228,8 +203,7 @@ def main():
     bad[1][2] = "w3g128"
     write_alloc(rd, bad)
     r = qs(2, "run", cfg, "--set", "eval.tokens=", "--resume")
-    lines = [x for x in r.stderr.splitlines() if x.startswith("qshard")]
-    check(r.returncode == 2 and len(lines) == 1 and "allocation.json" in lines[0] and "w3g128" in lines[0],
+    check(Q.one_error(r, "allocation.json", "w3g128"),
           f"bad allocation: rc {r.returncode}, stderr {r.stderr!r}")
     # (6) inputs float: final/ only records the allocation and recon/
     rf = os.path.join(tmp, "f")
@@ -241,7 +215,7 @@ def main():
     r = qs(2, "run", cfgf, "--set", "eval.tokens=", "--resume")
     check(r.returncode == 0, f"float final: rc {r.returncode} {r.stderr}")
     if r.returncode == 0:
-        man = json.load(open(os.path.join(rf, "final", "manifest.json")))
+        man = Q.manifest(rf, "final")
         rh = hashlib.sha256(open(os.path.join(rf, "recon", "manifest.json"), "rb").read()).hexdigest()
         txt = json.dumps(man.get("inputs"))
         check(fh in txt and rh in txt and not man.get("outputs"),
@@ -252,9 +226,6 @@ def main():
         check(r.returncode == 0 and ppl(rf)[0] == "final", f"float eval final: {r.stderr}")
 
 
-if __name__ == "__main__":
-    main()
-    if failures:
-        print(f"{len(failures)} failure(s)", file=sys.stderr)
-        sys.exit(1)
-    print("ok")
+with Q.tempdir("qs_recon_final_") as d:
+    main(d)
+Q.finish()

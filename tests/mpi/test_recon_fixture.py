@@ -6,57 +6,38 @@ perplexity on all of eval.u32 in 256-token windows. Reconstruct runs on 2 ranks,
 Checks: every perplexity at most 0.3% above the reference, GPTQ below RTN at 4 and 3 bits,
 and the mean over (layer, linear) of error / RTN error under the same Hessian <= 0.56.
 Usage: test_recon_fixture.py  (env: QS_BIN, QS_MPIEXEC, QS_SHARED_DIR, QS_REQUIRE_SHARED)"""
-import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
-SHARED = os.environ.get("QS_SHARED_DIR", "")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check  # noqa: E402
+
 REF = {("rtn", 4): 4.6493, ("gptq", 4): 4.6251, ("rtn", 3): 5.0105, ("gptq", 3): 4.8197}
 FP = 4.5833
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
 
 
 def qs(n, *args):
-    return subprocess.run(MPIEXEC + ["-n", str(n), QS, *args, "--quiet"], capture_output=True,
-                          text=True, timeout=900)
+    return Q.qs(n, *args, timeout=900)
 
 
-def main():
-    fx = os.path.join(SHARED, "fixtures")
-    if not SHARED or not os.path.isdir(fx):
-        if os.environ.get("QS_REQUIRE_SHARED") == "1":
-            print("FAIL: shared fixtures missing", file=sys.stderr)
-            sys.exit(1)
-        print("skip: no shared fixtures")
-        sys.exit(77)
-    tmp = tempfile.mkdtemp(prefix="qs_recon_fx_")
+def main(fx, tmp):
     ppl, ratio = {}, {}
     for method in ("gptq", "rtn"):
         for bits in (4, 3):
             rd = os.path.join(tmp, f"{method}{bits}")
-            cfg = os.path.join(tmp, f"{method}{bits}.yaml")
-            with open(cfg, "w") as f:
-                f.write(f"model: {fx}/tinyllama-a\nrun_dir: {rd}\n"
-                        f"calib:\n  tokens: {fx}/tokens/calib.u32\n  nsamples: 128\n"
-                        f"  seqlen: 256\n  sampling: file\n"
-                        f"  offsets_file: {fx}/tokens/calib_offsets_128x256.txt\n"
-                        f"quant:\n  method: {method}\n  bits: [{bits}]\n  group_size: [128]\n"
-                        f"  sym: false\n  act_order: false\n  damp: 0.01\n"
-                        f"reconstruct:\n  inputs: quantized\n"
-                        f"eval:\n  tokens: {fx}/tokens/eval.u32\n  seqlen: 256\n")
+            cfg = Q.write_config(
+                os.path.join(tmp, f"{method}{bits}.yaml"), f"{fx}/tinyllama-a", rd,
+                calib={"tokens": f"{fx}/tokens/calib.u32", "nsamples": 128, "seqlen": 256,
+                       "sampling": "file",
+                       "offsets_file": f"{fx}/tokens/calib_offsets_128x256.txt"},
+                quant={"method": method, "bits": [bits], "group_size": [128], "sym": False,
+                       "act_order": False, "damp": 0.01},
+                reconstruct={"inputs": "quantized"},
+                eval={"tokens": f"{fx}/tokens/eval.u32", "seqlen": 256})
             r = qs(2, "run", cfg, "--set", "eval.tokens=")
             check(r.returncode == 0, f"run {method} w{bits}: {r.stderr}")
             if r.returncode != 0:
@@ -65,11 +46,11 @@ def main():
             check(r.returncode == 0, f"eval {method} w{bits}: {r.stderr}")
             if r.returncode != 0:
                 continue
-            p = json.load(open(os.path.join(rd, "eval.json")))["ppl"]
+            p = Q.eval_json(rd)["ppl"]
             ppl[(method, bits)] = p
             rs = []
             for l in range(4):
-                with h5py.File(os.path.join(rd, "recon", f"layer-{l:03d}.h5"), "r") as f:
+                with h5py.File(Q.layer_path(rd, "recon", l), "r") as f:
                     t = f["table"]
                     rs += list(t["error"][:, 0] / t["error_rtn"][:, 0])
             ratio[(method, bits)] = float(np.mean(rs))
@@ -86,9 +67,7 @@ def main():
     check(len(ppl) == 4, "not every run finished")
 
 
-if __name__ == "__main__":
-    main()
-    if failures:
-        print(f"{len(failures)} failure(s)", file=sys.stderr)
-        sys.exit(1)
-    print("ok")
+fixtures = Q.need_shared("fixtures")
+with Q.tempdir("qs_recon_fx_") as d:
+    main(fixtures, d)
+Q.finish()

@@ -16,65 +16,45 @@ group 48 does not divide 128 (packable, not servable).
   (4) eval --weights recon:w4g32 gives the same perplexity at 1 and 3 ranks, differs from
       float; a malformed or unknown candidate is exit 2 with one error line.
 Usage: test_recon_mpi.py  (env: QS_BIN, QS_MPIEXEC)"""
-import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check, qs  # noqa: E402
+
 NL = 3
-LINS = ["q", "k", "v", "o", "gate", "up", "down"]
+LINS = Q.LINS
 SHAPES = {"q": (128, 128), "k": (64, 128), "v": (64, 128), "o": (128, 128),
           "gate": (320, 128), "up": (320, 128), "down": (128, 320)}
 CANDS = [(4, 32), (4, 48), (5, 32), (5, 48)]
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=e)
-
-
-def qs(n, *args, env=None):
-    return run(MPIEXEC + ["-n", str(n), QS, *args, "--quiet"], env=env)
 
 
 def write_config(path, model, run_dir, inputs):
-    with open(path, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 20\n  seqlen: 64\n"
-                f"  chunk_samples: 3\n  checkpoint_every: 100\n  seed: 3\n"
-                f"quant:\n  bits: [4, 5]\n  group_size: [32, 48]\n  row_block: 32\n"
-                f"  block_size: 32\n"
-                f"reconstruct:\n  inputs: {inputs}\n"
-                f"search:\n  max_bytes: 1GB\n"  # a budget (several candidates); leaves propagate alone
-                f"output:\n  checkpoint_format: gptq\n"  # v1: zero points >= 1 (auto is v2 for asym)
-                f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 8\n")
+    Q.write_config(path, model, run_dir,
+                   calib={"tokens": f"{model}/tokens.u32", "nsamples": 20, "seqlen": 64,
+                          "chunk_samples": 3, "checkpoint_every": 100, "seed": 3},
+                   quant={"bits": [4, 5], "group_size": [32, 48], "row_block": 32,
+                          "block_size": 32},
+                   reconstruct={"inputs": inputs},
+                   # a budget (several candidates); leaves propagate alone
+                   search={"max_bytes": "1GB"},
+                   # v1: zero points >= 1 (auto is v2 for asym)
+                   output={"checkpoint_format": "gptq"},
+                   eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 8})
 
 
 def recon_data(run_dir):
+    """{(layer, dataset): (dtype, shape, bytes)} + attributes of every recon layer file;
+    meta/ holds this run's config and input hashes (the config names its run_dir)."""
     out = {}
     for l in range(NL):
-        with h5py.File(os.path.join(run_dir, "recon", f"layer-{l:03d}.h5"), "r") as f:
-            def visit(name, obj):
-                # meta/ holds this run's config and input hashes (the config names its run_dir)
-                if isinstance(obj, h5py.Dataset) and not name.startswith("meta/"):
-                    a = obj[()]
-                    out[(l, name)] = (a.dtype.str, a.shape, a.tobytes())
-            f.visititems(visit)
-            out[(l, "attrs")] = sorted((k, str(v)) for k, v in f.attrs.items())
+        p = Q.layer_path(run_dir, "recon", l)
+        out.update(((l, k), v) for k, v in Q.h5_datasets(p, skip_prefix="meta/").items())
+        out[(l, "attrs")] = Q.h5_attrs(p)
     return out
 
 
@@ -88,7 +68,7 @@ def gptq_bytes(d_out, d_in, bits, group):
 
 def check_tables(run_dir, label):
     for l in range(NL):
-        with h5py.File(os.path.join(run_dir, "recon", f"layer-{l:03d}.h5"), "r") as f:
+        with h5py.File(Q.layer_path(run_dir, "recon", l), "r") as f:
             t = f["table"]
             err, wn, rel, rtn = (t[k][()] for k in ("error", "wnorm", "relative", "error_rtn"))
             check(err.shape == (7, 4), f"{label} l{l}: table shape {err.shape}")
@@ -115,14 +95,10 @@ def check_tables(run_dir, label):
             check(np.all(t["damp"][()] >= 0.01), f"{label} l{l}: damp")
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix="qs_recon_")
+def main(tmp):
     model = os.path.join(tmp, "m")
-    r = run([QS, "synth-model", "--arch", "llama", "--layers", str(NL), "--hidden", "128",
-             "--intermediate", "320", "--heads", "4", "--kv-heads", "2", "--vocab", "300",
-             "--tokens", "20000", model])
-    check(r.returncode == 0, f"synth-model: {r.stderr}")
-    if r.returncode != 0:
+    if not Q.synth_model(model, layers=NL, hidden=128, intermediate=320, heads=4, kv_heads=2,
+                         vocab=300, tokens=20000):
         return
     refs = {}
     for inputs in ("float", "quantized"):
@@ -139,7 +115,7 @@ def main():
             if ref is None:
                 ref = data
                 check_tables(rd, f"{inputs} n=1")
-                man = json.load(open(os.path.join(rd, "recon", "manifest.json")))
+                man = Q.manifest(rd, "recon")
                 check(len(man.get("outputs", [])) == NL, f"{inputs}: manifest outputs {man.get('outputs')}")
                 r2 = qs(n, "run", cfg, "--set", "eval.tokens=", "--resume")
                 check(r2.returncode == 0 and recon_data(rd) == ref, f"{inputs}: --resume rerun")
@@ -161,7 +137,7 @@ def main():
         write_config(cfg, model, rd, inputs)
         r = qs(n1, "run", cfg, "--set", "eval.tokens=", env={"QS_TEST_STOP_AFTER_LAYERS": "1"})
         check(r.returncode == 3, f"kill {inputs}: rc {r.returncode} {r.stderr}")
-        have = [l for l in range(NL) if os.path.exists(os.path.join(rd, "recon", f"layer-{l:03d}.h5"))]
+        have = [l for l in range(NL) if os.path.exists(Q.layer_path(rd, "recon", l))]
         check(0 < len(have) < NL and not os.path.exists(os.path.join(rd, "recon", "manifest.json")),
               f"kill {inputs}: layer files {have}")
         r = qs(n2, "run", cfg, "--set", "eval.tokens=", "--resume")
@@ -176,24 +152,19 @@ def main():
         r = qs(n, "eval", cfg, "--weights", "recon:w4g32")
         check(r.returncode == 0, f"eval n={n}: {r.stderr}")
         if r.returncode == 0:
-            ev = json.load(open(os.path.join(tmp, "quantized1", "eval.json")))
+            ev = Q.eval_json(os.path.join(tmp, "quantized1"))
             check(ev["weights"] == "recon:w4g32", f"eval.json weights {ev['weights']}")
             ppl[n] = (ev["ppl"], ev["nll_sum"])
     check(len(ppl) == 2 and ppl[1] == ppl[3], f"eval recon ppl differs over ranks: {ppl}")
     r = qs(1, "eval", cfg)
     if r.returncode == 0 and 1 in ppl:
-        fl = json.load(open(os.path.join(tmp, "quantized1", "eval.json")))["ppl"]
+        fl = Q.eval_json(os.path.join(tmp, "quantized1"))["ppl"]
         check(fl != ppl[1][0] and abs(fl - ppl[1][0]) / fl < 0.5, f"float {fl} vs recon {ppl[1][0]}")
     for bad in ("recon:w9g32", "recon:x", "recon:w4g64", "int4"):
         r = qs(2, "eval", cfg, "--weights", bad)
-        lines = [x for x in r.stderr.splitlines() if x.startswith("qshard")]
-        check(r.returncode == 2 and len(lines) == 1 and "error" in lines[0],
-              f"--weights {bad}: rc {r.returncode}, stderr {r.stderr!r}")
+        check(Q.one_error(r), f"--weights {bad}: rc {r.returncode}, stderr {r.stderr!r}")
 
 
-if __name__ == "__main__":
-    main()
-    if failures:
-        print(f"{len(failures)} failure(s)", file=sys.stderr)
-        sys.exit(1)
-    print("ok")
+with Q.tempdir("qs_recon_") as d:
+    main(d)
+Q.finish()

@@ -22,33 +22,19 @@ without Slurm (docs/slurm.md).
      total_bytes, bpw = the recon tables' payload bits per weight) and one missing row.
 Usage: test_report.py  (env: QS_BIN, QS_MPIEXEC)"""
 import csv
-import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 
 import h5py
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check  # noqa: E402
+
 NS = "{http://www.w3.org/2000/svg}"
 NL = 3
-LINS = ["q", "k", "v", "o", "gate", "up", "down"]
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr, flush=True)
-    return cond
-
-
-def run(cmd):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def svg(path):
@@ -67,7 +53,7 @@ def svg(path):
 def tables(run_dir):
     out = []
     for l in range(NL):
-        with h5py.File(os.path.join(run_dir, "recon", f"layer-{l:03d}.h5"), "r") as f:
+        with h5py.File(Q.layer_path(run_dir, "recon", l), "r") as f:
             out.append({k: f["table/" + k][()] for k in
                         ("error", "bytes", "bits", "group_size", "d_out", "d_in")})
     return out
@@ -79,26 +65,22 @@ def close(a, b):
 
 def main(tmp):
     model = os.path.join(tmp, "model")
-    r = run([QS, "synth-model", "--arch", "llama", "--layers", str(NL), "--hidden", "128",
-             "--intermediate", "384", "--heads", "4", "--kv-heads", "2", "--vocab", "512",
-             "--tokens", "32768", model])
-    if not check(r.returncode == 0, f"synth-model: {r.stderr}"):
+    if not Q.synth_model(model, layers=NL, hidden=128, intermediate=384, heads=4, kv_heads=2,
+                         vocab=512, tokens=32768):
         return
     tokens = os.path.join(model, "tokens.u32")
-    base = (f"calib:\n  tokens: {tokens}\n  nsamples: 8\n  seqlen: 64\n  chunk_samples: 4\n"
-            f"quant:\n  bits: [3, 4]\n  group_size: [64]\n  row_block: 64\n"
-            f"search:\n  target_bpw: 3.5\n"
-            f"eval:\n  tokens: {tokens}\n  seqlen: 64\n  max_windows: 4\n")
+    base = {"calib": {"tokens": tokens, "nsamples": 8, "seqlen": 64, "chunk_samples": 4},
+            "quant": {"bits": [3, 4], "group_size": [64], "row_block": 64},
+            "search": {"target_bpw": 3.5},
+            "eval": {"tokens": tokens, "seqlen": 64, "max_windows": 4}}
     rd = os.path.join(tmp, "run")
-    cfg = os.path.join(tmp, "cfg.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {rd}\n" + base)
-    r = run(MPIEXEC + ["-n", "2", QS, "run", cfg, "--quiet"])
+    cfg = Q.write_config(os.path.join(tmp, "cfg.yaml"), model, rd, **base)
+    r = Q.qs(2, "run", cfg)
     if not check(r.returncode == 0, f"run: rc {r.returncode}: {r.stderr}"):
         return
 
     # 1. timings
-    tm = json.load(open(os.path.join(rd, "timings.json")))
+    tm = Q.read_json(os.path.join(rd, "timings.json"))
     a = tm["attempts"]
     check(len(a) == 1 and a[0]["ranks"] == 2 and a[0]["status"] == "done" and
           a[0]["resume"] == 0, f"timings: one attempt at 2 ranks, done: {a}")
@@ -121,12 +103,12 @@ def main(tmp):
                 "## Perplexity", "## Pareto frontier", "## Config"):
         check(sec in md, f"report.md has {sec}")
     check("not run" not in md, "report.md: every section filled")
-    ppl = json.load(open(os.path.join(rd, "eval.json")))["ppl"]
+    ppl = Q.eval_json(rd)["ppl"]
     check(f"{ppl:.6f}" in md, "report.md: the perplexity of eval.json")
     t = tables(rd)
     cands = [f"w{b}g{g}" for b, g in zip(t[0]["bits"], t[0]["group_size"])]
     check(cands == ["w3g64", "w4g64"], f"candidates {cands}")
-    al = json.load(open(os.path.join(rd, "search", "allocation.json")))
+    al = Q.read_json(os.path.join(rd, "search", "allocation.json"))
     alloc = al["layers"]
     check(len(alloc) == NL and all(len(x) == 7 and all(c in cands for c in x) for x in alloc),
           f"allocation {alloc}")
@@ -135,7 +117,7 @@ def main(tmp):
           f"error plot series {sorted(pts)}")
     want_f = []
     for l in range(NL):
-        with h5py.File(os.path.join(rd, "final", f"layer-{l:03d}.h5"), "r") as f:
+        with h5py.File(Q.layer_path(rd, "final", l), "r") as f:
             want_f.append(float(f["table/error"][()].sum()))
     got_f = [y for _, y in pts.get("final", [])]
     check(len(got_f) == NL and all(close(g, w) for g, w in zip(got_f, want_f)),
@@ -169,7 +151,7 @@ def main(tmp):
     check(len(prow) > 1 and len(got) == len(prow) and
           all(close(g[0], p[0]) and close(g[1], p[1]) for g, p in zip(got, prow)),
           f"pareto frontier points {got} vs {prow}")
-    sm = json.load(open(os.path.join(rd, "search", "summary.json")))
+    sm = Q.read_json(os.path.join(rd, "search", "summary.json"))
     ch = pts.get("chosen", [])
     check(len(ch) == 1 and close(ch[0][0], sm["bpw"]) and close(ch[0][1], sm["predicted"]),
           f"pareto chosen point {ch} vs summary {sm}")
@@ -182,7 +164,7 @@ def main(tmp):
     for n in os.listdir(rd2):
         if n.startswith("eval") and n.endswith(".json"):
             os.remove(os.path.join(rd2, n))
-    r = run([QS, "report", rd2])
+    r = Q.run([Q.QS, "report", rd2])
     check(r.returncode == 0, f"qshard report: rc {r.returncode}: {r.stderr}")
     md = open(os.path.join(rd2, "report.md")).read()
     for sec in ("Allocation", "Pareto frontier", "Perplexity"):
@@ -194,14 +176,10 @@ def main(tmp):
 
     # 3b. a stopped run (exit 3) gets a report; its resume adds a second attempt
     rd3 = os.path.join(tmp, "run-stop")
-    cfg3 = os.path.join(tmp, "cfg-stop.yaml")
-    with open(cfg3, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {rd3}\n" + base)
-    e = dict(os.environ, QS_TEST_STOP_AFTER_LAYERS="1")
-    r = subprocess.run(MPIEXEC + ["-n", "2", QS, "run", cfg3, "--quiet"], capture_output=True,
-                       text=True, timeout=600, env=e)
+    cfg3 = Q.write_config(os.path.join(tmp, "cfg-stop.yaml"), model, rd3, **base)
+    r = Q.qs(2, "run", cfg3, env={"QS_TEST_STOP_AFTER_LAYERS": "1"})
     check(r.returncode == 3, f"stopped run: rc {r.returncode}: {r.stderr}")
-    a = json.load(open(os.path.join(rd3, "timings.json")))["attempts"]
+    a = Q.read_json(os.path.join(rd3, "timings.json"))["attempts"]
     check(len(a) == 1 and a[0]["status"] == "stopped" and
           a[0]["stages"][-1] == dict(a[0]["stages"][-1], name="reconstruct", status="stopped"),
           f"stopped attempt: {a}")
@@ -209,9 +187,9 @@ def main(tmp):
         os.path.join(rd3, "report.md")) else ""
     check("of 3 layer file(s) (the rest not written yet)" in md,
           "report of the stopped run: error table of the layers written so far")
-    r = run(MPIEXEC + ["-n", "3", QS, "run", cfg3, "--resume", "--quiet"])
+    r = Q.qs(3, "run", cfg3, "--resume")
     check(r.returncode == 0, f"resumed run: rc {r.returncode}: {r.stderr}")
-    tm3 = json.load(open(os.path.join(rd3, "timings.json")))
+    tm3 = Q.read_json(os.path.join(rd3, "timings.json"))
     a = tm3["attempts"]
     check([(x["ranks"], x["resume"], x["status"]) for x in a] == [(2, 0, "stopped"),
                                                                 (3, 1, "done")],
@@ -221,44 +199,42 @@ def main(tmp):
           "report: both attempts")
 
     # 4. not a run directory
-    r = run([QS, "report", tmp])
+    r = Q.run([Q.QS, "report", tmp])
     check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and tmp in r.stderr,
           f"report of a non-run dir: rc {r.returncode}, {r.stderr!r}")
 
     # 5. sweep + collect without Slurm
-    with open(os.path.join(tmp, "base.yaml"), "w") as f:
-        f.write(base.replace("bits: [3, 4]", "bits: [4]").replace("target_bpw: 3.5", "objective: error"))
+    Q.write_config(os.path.join(tmp, "base.yaml"), None, None,
+                   **dict(base, quant=dict(base["quant"], bits=[4]),
+                          search={"objective": "error"}))
     sw = os.path.join(tmp, "sw.yaml")
     with open(sw, "w") as f:
         f.write(f"base: base.yaml\nset: {{model: {model}}}\ngrid: {{quant.bits: [[3], [4]]}}\n")
-    r = run([QS, "sweep", sw])
+    r = Q.run([Q.QS, "sweep", sw])
     out = os.path.join(tmp, "sw")
     check(r.returncode == 0 and os.path.exists(os.path.join(out, "points", "001.yaml")),
           f"sweep: rc {r.returncode}: {r.stderr}")
     check("#SBATCH --array=0-1%4" in open(os.path.join(out, "sweep.sbatch")).read(),
           "sweep.sbatch: default parallel 4")
-    r = run(MPIEXEC + ["-n", "2", QS, "run", os.path.join(out, "points", "000.yaml"), "--quiet"])
+    r = Q.qs(2, "run", os.path.join(out, "points", "000.yaml"))
     check(r.returncode == 0, f"point 0: rc {r.returncode}: {r.stderr}")
-    r = run([QS, "collect", out])
+    r = Q.run([Q.QS, "collect", out])
     check(r.returncode == 0, f"collect: rc {r.returncode}: {r.stderr}")
     rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
     check([x["status"] for x in rows] == ["done", "missing"], f"collect statuses {rows}")
     if rows:
         b = w = 0
         for l in range(NL):
-            with h5py.File(os.path.join(out, "runs", "000", "recon", f"layer-{l:03d}.h5")) as f:
+            with h5py.File(Q.layer_path(os.path.join(out, "runs", "000"), "recon", l), "r") as f:
                 b += int(f["table/bytes"][()].sum())
                 w += int((f["table/d_out"][()] * f["table/d_in"][()]).sum())
-        sm = json.load(open(os.path.join(out, "runs", "000", "search", "summary.json")))
+        sm = Q.read_json(os.path.join(out, "runs", "000", "search", "summary.json"))
         check(rows[0]["size_bytes"] == str(sm["total_bytes"]) and sm["payload_bytes"] == b and
               abs(float(rows[0]["bpw"]) - 8 * b / w) < 1e-3,
               f"point 0 size {rows[0]['size_bytes']} / bpw {rows[0]['bpw']} vs {sm} / {b} / {w}")
         check(rows[1]["size_bytes"] == "" and rows[1]["ppl_float"] == "", "missing row empty")
 
 
-with tempfile.TemporaryDirectory(prefix="qs_report_") as d:
+with Q.tempdir("qs_report_") as d:
     main(d)
-if failures:
-    print(f"{len(failures)} failure(s)", file=sys.stderr)
-    sys.exit(1)
-print("ok")
+Q.finish()

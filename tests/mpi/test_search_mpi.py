@@ -24,49 +24,30 @@ import itertools
 import json
 import math
 import os
-import struct
-import subprocess
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check, qs  # noqa: E402
+
 NL = 3
-LINS = ["q", "k", "v", "o", "gate", "up", "down"]
+LINS = Q.LINS
 CANDS = ["w2g32", "w3g32", "w4g32", "w8g32"]
 OUTS = ["allocation.json", "allocation.md", "pareto.csv", "summary.json"]
-failures = []
 
 
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=e)
-
-
-def qs(n, *args):
-    return run(MPIEXEC + ["-n", str(n), QS, *args, "--quiet"])
-
-
-def write_config(path, model, run_dir, search, bits="[2, 3, 4, 8]", sym="false"):
-    with open(path, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 12\n  seqlen: 64\n"
-                f"  chunk_samples: 4\n  seed: 5\n"
-                f"quant:\n  bits: {bits}\n  group_size: [32]\n  row_block: 32\n  block_size: 32\n"
-                f"  sym: {sym}\n"
-                f"reconstruct:\n  inputs: float\n"
-                f"search:\n{search}"
-                f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 6\n")
+def write_config(path, model, run_dir, search, bits=(2, 3, 4, 8), sym=False, output=None):
+    Q.write_config(path, model, run_dir,
+                   calib={"tokens": f"{model}/tokens.u32", "nsamples": 12, "seqlen": 64,
+                          "chunk_samples": 4, "seed": 5},
+                   quant={"bits": list(bits), "group_size": [32], "row_block": 32,
+                          "block_size": 32, "sym": sym},
+                   reconstruct={"inputs": "float"},
+                   search=search, output=output,
+                   eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 6})
 
 
 def outputs(run_dir, extra=()):
@@ -80,7 +61,7 @@ def outputs(run_dir, extra=()):
 def tables(run_dir):
     err, rel, size = [], [], []
     for l in range(NL):
-        with h5py.File(os.path.join(run_dir, "recon", f"layer-{l:03d}.h5"), "r") as f:
+        with h5py.File(Q.layer_path(run_dir, "recon", l), "r") as f:
             err.append(f["table/error"][()])
             rel.append(f["table/relative"][()])
             size.append(f["table/bytes"][()])
@@ -89,9 +70,7 @@ def tables(run_dir):
 
 
 def unquantized_bytes(model):
-    with open(os.path.join(model, "model.safetensors"), "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        hdr = json.loads(f.read(n))
+    hdr, _ = Q.safetensors_header(os.path.join(model, "model.safetensors"))
     tot = 0
     for name, t in hdr.items():
         if name == "__metadata__":
@@ -143,21 +122,12 @@ def brute_min(its, budget, pinned=None):
     return out
 
 
-def one_error_line(r):
-    lines = [x for x in r.stderr.splitlines() if x.startswith("qshard")]
-    return r.returncode == 2 and len(lines) == 1 and lines[0].startswith("qshard: error:"), lines
-
-
-def main():
-    tmp = tempfile.mkdtemp(prefix="qs_search_")
+def main(tmp):
     model = os.path.join(tmp, "m")
-    r = run([QS, "synth-model", "--arch", "llama", "--layers", str(NL), "--hidden", "128",
-             "--intermediate", "320", "--heads", "4", "--kv-heads", "2", "--vocab", "300",
-             "--tokens", "20000", model])
-    check(r.returncode == 0, f"synth-model: {r.stderr}")
-    if r.returncode != 0:
+    if not Q.synth_model(model, layers=NL, hidden=128, intermediate=320, heads=4, kv_heads=2,
+                         vocab=300, tokens=20000):
         return
-    base = '  target_bpw: 4.5\n  objective: error\n  pin: ["layers.0.o=w8g32"]\n'
+    base = {"target_bpw": 4.5, "objective": "error", "pin": ["layers.0.o=w8g32"]}
 
     # (1) rank-count determinism and the checks of one allocation
     ref = None
@@ -219,13 +189,13 @@ def main():
         check(len(b[4].split()) == 12, "pareto allocation column")
     md = ref["allocation.md"].decode()
     check(md.count("\n| ") == NL + 1 and "| 0 | " in md, "allocation.md table")
-    man = json.load(open(os.path.join(rd, "search", "manifest.json")))
+    man = Q.manifest(rd, "search")
     opt = ["optimum-error.json", "optimum-relative.json"]
     check(sorted(man.get("outputs", {})) == sorted("search/" + x for x in OUTS + opt),
           f"manifest outputs {man.get('outputs')}")
     check(set(man.get("inputs", {})) == {"model", "recon"}, f"manifest inputs {man.get('inputs')}")
-    oe = json.load(open(os.path.join(rd, "search", "optimum-error.json")))
-    orel = json.load(open(os.path.join(rd, "search", "optimum-relative.json")))
+    oe = Q.read_json(os.path.join(rd, "search", "optimum-error.json"))
+    orel = Q.read_json(os.path.join(rd, "search", "optimum-relative.json"))
     check(oe["layers"] == al["layers"] and oe["predicted"] == al["predicted"], "optimum-error = allocation")
     check(orel["objective"] == "relative" and orel["payload_bytes"] <= budget and orel["layers"][0][3] == "w8g32",
           "optimum-relative: budget and pin")
@@ -235,22 +205,23 @@ def main():
     # (2) max_bytes, relative, untied, sensitivity
     rdm = os.path.join(tmp, "mb")
     cfg = os.path.join(tmp, "mb.yaml")
-    write_config(cfg, model, rdm, f"  max_bytes: {al['total_bytes']}\n  objective: error\n")
+    write_config(cfg, model, rdm, {"max_bytes": al["total_bytes"], "objective": "error"})
     r = qs(2, "run", cfg, "--set", "eval.tokens=")
     check(r.returncode == 0, f"max_bytes run: {r.stderr}")
     if r.returncode == 0:
-        a2 = json.load(open(os.path.join(rdm, "search", "allocation.json")))
+        a2 = Q.read_json(os.path.join(rdm, "search", "allocation.json"))
         check(a2["total_bytes"] <= al["total_bytes"] and a2["budget_bytes"] == al["total_bytes"] - unq,
               f"max_bytes: total {a2['total_bytes']} budget {a2['budget_bytes']}")
         want = brute_min(its, al["total_bytes"] - unq)
         check(abs(a2["predicted"] - want) <= 1e-9 * want, f"max_bytes predicted {a2['predicted']} != {want}")
     rdr = os.path.join(tmp, "rel")
     cfg = os.path.join(tmp, "rel.yaml")
-    write_config(cfg, model, rdr, "  target_bpw: 4.0\n  objective: relative\n  tie_fused: false\noutput:\n  gptq_export: false\n")
+    write_config(cfg, model, rdr, {"target_bpw": 4.0, "objective": "relative", "tie_fused": False},
+                 output={"gptq_export": False})
     r = qs(3, "run", cfg, "--set", "eval.tokens=")
     check(r.returncode == 0, f"relative run: {r.stderr}")
     if r.returncode == 0:
-        a3 = json.load(open(os.path.join(rdr, "search", "allocation.json")))
+        a3 = Q.read_json(os.path.join(rdr, "search", "allocation.json"))
         b = math.floor(4.0 * nw / 8)
         check(a3["objective"] == "relative" and a3["payload_bytes"] <= b, "relative: budget")
         rows = open(os.path.join(rdr, "search", "pareto.csv")).read().splitlines()
@@ -261,7 +232,8 @@ def main():
     for n in (1, 3):
         rds = os.path.join(tmp, f"sens{n}")
         cfg = os.path.join(tmp, f"sens{n}.yaml")
-        write_config(cfg, model, rds, "  target_bpw: 4.0\n  objective: sensitivity\n  probe_windows: 3\n")
+        write_config(cfg, model, rds,
+                     {"target_bpw": 4.0, "objective": "sensitivity", "probe_windows": 3})
         r = qs(n, "run", cfg, "--set", "eval.tokens=")
         check(r.returncode == 0, f"sensitivity n={n}: {r.stderr}")
         if r.returncode == 0:
@@ -300,37 +272,34 @@ def main():
         r = qs(n, "eval", cfg, "--weights", w)
         check(r.returncode == 0, f"eval {w} n={n}: {r.stderr}")
         if r.returncode == 0:
-            ev = json.load(open(os.path.join(rd, "eval.json")))
+            ev = Q.eval_json(rd)
             res[(n, w[:5])] = ev["nll_sum"]
     check(len(set(res.values())) == 1 and len(res) == 3, f"eval alloc/final differ: {res}")
     r = qs(2, "eval", cfg, "--weights", f"alloc:{tmp}/nope.json")
-    ok, lines = one_error_line(r)
-    check(ok and "not found" in lines[0], f"eval missing alloc: {r.returncode} {lines}")
+    check(Q.one_error(r, "not found"), f"eval missing alloc: {r.returncode} {Q.qshard_lines(r)}")
 
     # (4) error cases: exit 2 with one line
     cases = [
-        ("infeasible_bpw", "  target_bpw: 2.0\n", {}, ">= "),
-        ("infeasible_bytes", "  max_bytes: 1000\n", {}, "search.max_bytes >="),
-        ("marlin_asym", '  target_bpw: 4.5\n  serve: "marlin"\n', {}, "quant.sym"),
-        ("marlin_none", '  target_bpw: 3.5\n  serve: "marlin"\n', {"bits": "[2, 3]", "sym": "true"},
+        ("infeasible_bpw", {"target_bpw": 2.0}, {}, ">= "),
+        ("infeasible_bytes", {"max_bytes": 1000}, {}, "search.max_bytes >="),
+        ("marlin_asym", {"target_bpw": 4.5, "serve": "marlin"}, {}, "quant.sym"),
+        ("marlin_none", {"target_bpw": 3.5, "serve": "marlin"}, {"bits": (2, 3), "sym": True},
          "no candidate is servable"),
-        ("pin_nomatch", '  target_bpw: 4.5\n  pin: ["layer.0.*=w4g32"]\n', {}, "matches no linear"),
-        ("pin_unknown", '  target_bpw: 4.5\n  pin: ["layers.0.*=w5g32"]\n', {}, "not a candidate"),
-        ("pin_tied", '  target_bpw: 4.5\n  pin: ["layers.1.q=w4g32", "layers.1.v=w8g32"]\n', {}, "tied"),
-        ("pin_syntax", '  target_bpw: 4.5\n  pin: ["layers.1.q"]\n', {}, "PATTERN=CAND"),
-        ("no_budget", "  objective: error\n", {}, "search.target_bpw or search.max_bytes"),
+        ("pin_nomatch", {"target_bpw": 4.5, "pin": ["layer.0.*=w4g32"]}, {}, "matches no linear"),
+        ("pin_unknown", {"target_bpw": 4.5, "pin": ["layers.0.*=w5g32"]}, {}, "not a candidate"),
+        ("pin_tied", {"target_bpw": 4.5, "pin": ["layers.1.q=w4g32", "layers.1.v=w8g32"]}, {},
+         "tied"),
+        ("pin_syntax", {"target_bpw": 4.5, "pin": ["layers.1.q"]}, {}, "PATTERN=CAND"),
+        ("no_budget", {"objective": "error"}, {}, "search.target_bpw or search.max_bytes"),
     ]
     for name, search, kw, needle in cases:
         cfg = os.path.join(tmp, f"bad_{name}.yaml")
         write_config(cfg, model, os.path.join(tmp, f"bad_{name}"), search, **kw)
         r = qs(2, "run", cfg, "--set", "eval.tokens=")
-        ok, lines = one_error_line(r)
-        check(ok and needle in lines[0], f"{name}: rc {r.returncode}, {lines} (want '{needle}')")
+        check(Q.one_error(r, needle),
+              f"{name}: rc {r.returncode}, {Q.qshard_lines(r)} (want '{needle}')")
 
 
-if __name__ == "__main__":
-    main()
-    if failures:
-        print(f"{len(failures)} failure(s)", file=sys.stderr)
-        sys.exit(1)
-    print("ok")
+with Q.tempdir("qs_search_") as d:
+    main(d)
+Q.finish()

@@ -19,26 +19,25 @@ D sym / no act-order / v1.
   (5) eval --weights h5 / gptq / final give the same nll_sum (bit for bit) at 1 and 3 ranks;
   (6) a --resume run skips the write stage (manifest matches, shards untouched).
 Usage: test_write_mpi.py  (env: QS_BIN, QS_MPIEXEC, QS_SOURCE_DIR)"""
-import filecmp
 import glob
 import hashlib
 import importlib.util
 import json
 import os
 import re
-import subprocess
+import shutil
 import sys
-import tempfile
 import time
 
 import h5py
 import numpy as np
 
-QS = os.environ["QS_BIN"]
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec").split()
-SRC = os.environ.get("QS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check, qs  # noqa: E402
+
 NL = 2
-LINS = ["q", "k", "v", "o", "gate", "up", "down"]
+LINS = Q.LINS
 HF = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
       "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
       "down": "mlp.down_proj"}
@@ -47,42 +46,23 @@ FUSED = {"q": "qkv_proj", "k": "qkv_proj", "v": "qkv_proj", "gate": "gate_up_pro
 # mixed allocation: every bit width, both group sizes, q/k/v and gate/up tied, one float
 ALLOC = [["w2g32", "w2g32", "w2g32", "w8g64", "w3g32", "w3g32", "w4g64"],
          ["w4g32", "w4g32", "w4g32", "", "w8g32", "w8g32", "w3g64"]]
-failures = []
 
 spec = importlib.util.spec_from_file_location(
-    "gptq_decode", os.path.join(SRC, "tests", "ref", "gptq_decode.py"))
+    "gptq_decode", os.path.join(Q.SRC, "tests", "ref", "gptq_decode.py"))
 gd = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gd)
 
 
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
-    return cond
-
-
-def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=e)
-
-
-def qs(n, *args):
-    return run(MPIEXEC + ["-n", str(n), QS, *args, "--quiet"])
-
-
 def write_config(path, model, run_dir, sym, act, fmt, shard_bytes, inputs="float"):
-    with open(path, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 8\n  seqlen: 64\n"
-                f"  chunk_samples: 4\n  seed: 3\n"
-                f"quant:\n  bits: [2, 3, 4, 8]\n  group_size: [32, 64]\n  row_block: 64\n"
-                f"  block_size: 32\n  sym: {sym}\n  act_order: {act}\n"
-                f"reconstruct:\n  inputs: {inputs}\n  propagate: w4g32\n"
-                f"search:\n  pin: [\"layers.*.*=w4g32\"]\n"
-                f"output:\n  checkpoint_format: {fmt}\n  shard_bytes: {shard_bytes}\n"
-                f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 6\n")
+    Q.write_config(path, model, run_dir,
+                   calib={"tokens": f"{model}/tokens.u32", "nsamples": 8, "seqlen": 64,
+                          "chunk_samples": 4, "seed": 3},
+                   quant={"bits": [2, 3, 4, 8], "group_size": [32, 64], "row_block": 64,
+                          "block_size": 32, "sym": sym, "act_order": act},
+                   reconstruct={"inputs": inputs, "propagate": "w4g32"},
+                   search={"pin": ["layers.*.*=w4g32"]},
+                   output={"checkpoint_format": fmt, "shard_bytes": shard_bytes},
+                   eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 6})
 
 
 def write_alloc(run_dir):
@@ -95,7 +75,7 @@ def write_alloc(run_dir):
                    "payload_bytes": 0, "total_bytes": 0, "quantized_weights": 0, "bpw": 0,
                    "predicted": 0, "linears": LINS, "layers": ALLOC}, f)
     mpath = os.path.join(run_dir, "search", "manifest.json")
-    man = json.load(open(mpath))
+    man = Q.read_json(mpath)
     man["outputs"]["search/allocation.json"] = hashlib.sha256(open(path, "rb").read()).hexdigest()
     json.dump(man, open(mpath, "w"), indent=1)
 
@@ -106,7 +86,7 @@ def unpack(words, count, bits):
 
 def shard_linears(out_dir):
     """numpy reader of run/out/: {module: float32 weight}, {tensor: raw bytes}, schemes."""
-    idx = json.load(open(os.path.join(out_dir, "index.json")))
+    idx = Q.read_json(os.path.join(out_dir, "index.json"))
     check(idx["format"] == "qshard-shards-1", "index format")
     lin, plain, schemes = {}, {}, {}
     for name, fn in idx["weight_map"].items():
@@ -134,7 +114,7 @@ def shard_linears(out_dir):
 def recon_weights(run_dir, sub):
     out = {}
     for l in range(NL):
-        with h5py.File(os.path.join(run_dir, sub, f"layer-{l:03d}.h5"), "r") as f:
+        with h5py.File(Q.layer_path(run_dir, sub, l), "r") as f:
             for i, lin in enumerate(LINS):
                 c = ALLOC[l][i]
                 if not c:
@@ -152,14 +132,13 @@ def checkpoint_tensors(model):
     """The source model's tensors {name: (dtype, shape, raw bytes)} (single file or shards)."""
     out = {}
     for p in sorted(glob.glob(os.path.join(model, "*.safetensors"))):
+        hdr, base = Q.safetensors_header(p)
         blob = open(p, "rb").read()
-        n = int.from_bytes(blob[:8], "little")
-        hdr = json.loads(blob[8:8 + n])
         for k, e in hdr.items():
             if k == "__metadata__":
                 continue
             a, b = e["data_offsets"]
-            out[k] = (e["dtype"], e["shape"], blob[8 + n + a:8 + n + b])
+            out[k] = (e["dtype"], e["shape"], blob[base + a:base + b])
     return out
 
 
@@ -168,7 +147,7 @@ def check_variant(label, model, rd, sym, act, sub):
     shards = sorted(glob.glob(os.path.join(out, "model-*.h5")))
     check(len(shards) >= 1, f"{label}: no shards")
     for s in shards:
-        r = run(["h5dump", "-H", s])
+        r = Q.run(["h5dump", "-H", s])
         check(r.returncode == 0, f"{label}: h5dump -H {s}: {r.stderr[:200]}")
     lin, plain, schemes = shard_linears(out)
     rec = recon_weights(rd, sub)
@@ -179,8 +158,8 @@ def check_variant(label, model, rd, sym, act, sub):
     # the export through the independent decoder
     exp = os.path.join(rd, "export")
     ts, nsh = gd.read_checkpoint(exp)
-    cfg = json.load(open(os.path.join(exp, "config.json")))["quantization_config"]
-    qc = json.load(open(os.path.join(exp, "quantize_config.json")))
+    cfg = Q.read_json(os.path.join(exp, "config.json"))["quantization_config"]
+    qc = Q.read_json(os.path.join(exp, "quantize_config.json"))
     check(qc == cfg, f"{label}: quantize_config.json != config.json quantization_config")
     v2 = cfg["checkpoint_format"] == "gptq_v2"
     check(bool(cfg["sym"]) == bool(sym) and bool(cfg["desc_act"]) == bool(act),
@@ -244,22 +223,19 @@ def nll(rd, cfgp, n, weights):
     r = qs(n, "eval", cfgp, "--weights", weights)
     if not check(r.returncode == 0, f"eval {weights} n={n}: {r.stderr}"):
         return None
-    return json.load(open(os.path.join(rd, "eval.json")))["nll_sum"]
+    return Q.eval_json(rd)["nll_sum"]
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix="qs_write_")
+def main(tmp):
     model = os.path.join(tmp, "m")
-    r = run([QS, "synth-model", "--arch", "llama", "--layers", str(NL), "--hidden", "128",
-             "--intermediate", "256", "--heads", "4", "--kv-heads", "2", "--vocab", "256",
-             "--tokens", "8000", model])
-    if not check(r.returncode == 0, f"synth-model: {r.stderr}"):
+    if not Q.synth_model(model, layers=NL, hidden=128, intermediate=256, heads=4, kv_heads=2,
+                         vocab=256, tokens=8000):
         return
-    variants = [("A", "false", "false", "gptq", 1 << 30, (1, 2, 3), "float"),
-                ("B", "true", "true", "gptq_v2", 1 << 30, (2,), "float"),
-                ("C", "false", "true", "gptq_v2", 60000, (3,), "float"),
-                ("D", "true", "false", "gptq", 1 << 30, (1,), "float"),
-                ("E", "false", "false", "gptq", 1 << 30, (1, 3), "quantized")]
+    variants = [("A", False, False, "gptq", 1 << 30, (1, 2, 3), "float"),
+                ("B", True, True, "gptq_v2", 1 << 30, (2,), "float"),
+                ("C", False, True, "gptq_v2", 60000, (3,), "float"),
+                ("D", True, False, "gptq", 1 << 30, (1,), "float"),
+                ("E", False, False, "gptq", 1 << 30, (1, 3), "quantized")]
     for label, sym, act, fmt, sb, ranks, inputs in variants:
         ref = None
         for n in ranks:
@@ -281,14 +257,13 @@ def main():
             data = shard_bytes(rd)
             if ref is None:
                 ref = data
-                nexp, nh5 = check_variant(f"{label} n={n}", model, rd, sym == "true",
-                                          act == "true",
+                nexp, nh5 = check_variant(f"{label} n={n}", model, rd, sym, act,
                                           "final" if inputs == "quantized" else "recon")
                 if label == "C":
                     check(nh5 > 1 and nexp > 1, f"C: expected several shards ({nh5}, {nexp})")
-                r = run([QS, "verify", rd])
+                r = Q.run([Q.QS, "verify", rd])
                 check(r.returncode == 0, f"{label}: verify run dir: {r.stderr}")
-                r = run([QS, "verify", os.path.join(rd, "export")])
+                r = Q.run([Q.QS, "verify", os.path.join(rd, "export")])
                 check(r.returncode == 0, f"{label}: verify export: {r.stderr}")
             else:
                 check(data.keys() == ref.keys() and all(data[k] == ref[k] for k in ref),
@@ -311,14 +286,13 @@ def main():
         r = qs(1, "eval", cfgA, "--weights", "gptq:" + os.path.join(rd3, "export"))
         check(r.returncode == 0, f"eval gptq:DIR: {r.stderr}")
         # the ends come from the written files too: a changed final norm changes the result
-        import shutil
         exp2 = os.path.join(tmp, "exp2")
         shutil.copytree(os.path.join(rdA, "export"), exp2)
         st2 = os.path.join(exp2, "model.safetensors")
+        hdr2, base2 = Q.safetensors_header(st2)
         blob = bytearray(open(st2, "rb").read())
-        n = int.from_bytes(blob[:8], "little")
-        a = json.loads(blob[8:8 + n])["model.norm.weight"]["data_offsets"][0]
-        blob[8 + n + a + 1] ^= 0x80  # sign of the first element (bf16 high byte)
+        a = hdr2["model.norm.weight"]["data_offsets"][0]
+        blob[base2 + a + 1] ^= 0x80  # sign of the first element (bf16 high byte)
         open(st2, "wb").write(bytes(blob))
         base = nll(rdA, cfgA, 1, "final")
         changed = nll(rdA, cfgA, 1, "gptq:" + exp2)
@@ -329,7 +303,7 @@ def main():
         blob = bytearray(open(shard, "rb").read())
         blob[len(blob) // 2] ^= 0xFF
         open(shard, "wb").write(bytes(blob))
-        r = run([QS, "verify", rd3])
+        r = Q.run([Q.QS, "verify", rd3])
         lines = r.stderr.strip().splitlines()
         check(r.returncode == 2 and len(lines) == 1 and os.path.basename(shard) in lines[0],
               f"verify tampered shard: rc {r.returncode} {r.stderr}")
@@ -345,37 +319,30 @@ def main():
         text += b" " * (n - len(text))
         if len(text) == n:
             open(st, "wb").write(bytes(blob[:8]) + text + bytes(blob[8 + n:]))
-            r = run([QS, "verify", exp])
+            r = Q.run([Q.QS, "verify", exp])
             lines = r.stderr.strip().splitlines()
             check(r.returncode == 2 and len(lines) == 1 and os.path.basename(st) in lines[0],
                   f"verify tampered export: rc {r.returncode} {r.stderr}")
         os.remove(os.path.join(rdA, "out", "index.json"))
-        r = run([QS, "verify", rdA])
+        r = Q.run([Q.QS, "verify", rdA])
         lines = r.stderr.strip().splitlines()
         check(r.returncode == 2 and len(lines) == 1 and "index.json" in lines[0],
               f"verify missing file: rc {r.returncode} {r.stderr}")
         shutil.rmtree(os.path.join(tmp, "D1", "export"), ignore_errors=True)
         r = qs(1, "eval", os.path.join(tmp, "D1.yaml"), "--weights", "gptq")
-        ours = [l for l in r.stderr.splitlines() if l.startswith("qshard:")]
-        check(r.returncode == 2 and len(ours) == 1 and "export" in ours[0],
-              f"eval of a missing export: rc {r.returncode} {r.stderr}")
+        check(Q.one_error(r, "export"), f"eval of a missing export: rc {r.returncode} {r.stderr}")
         # an allocation naming a candidate the reconstruct files do not hold: exit 2, one line
         saved = [row[:] for row in ALLOC]
         ALLOC[1][6] = "w4g48"
         write_alloc(os.path.join(tmp, "D1"))
         ALLOC[:] = saved
         r = qs(2, "run", os.path.join(tmp, "D1.yaml"), "--resume", "--set", "eval.tokens=")
-        ours = [l for l in r.stderr.splitlines() if l.startswith("qshard:")]
-        check(r.returncode == 2 and len(ours) == 1 and "w4g48" in ours[0],
-              f"unknown candidate: rc {r.returncode} {r.stderr}")
-        r = run([QS, "verify", tmp])
+        check(Q.one_error(r, "w4g48"), f"unknown candidate: rc {r.returncode} {r.stderr}")
+        r = Q.run([Q.QS, "verify", tmp])
         check(r.returncode == 2, f"verify of a plain directory: rc {r.returncode}")
     check(not gd.failures, f"gptq_decode reported: {gd.failures}")
-    if failures:
-        print(f"{len(failures)} failure(s)", file=sys.stderr)
-        sys.exit(1)
-    print("ok")
 
 
-if __name__ == "__main__":
-    main()
+with Q.tempdir("qs_write_") as d:
+    main(d)
+Q.finish()

@@ -6,61 +6,32 @@ the daemons it started once no test uses them); jobs submitted through it are ca
 (exit 77) unless QS_REQUIRE_SLURM=1 (CI), which makes them a failure.
 Also: a synthetic model + config writer, an uninterrupted reference run with mpiexec, and
 the comparison of two run directories (layer datasets via h5py, eval.json, manifests).
+check/failures/finish/run/tempdir are tests/qstest.py's (one failure list per test).
 Environment: QS_BIN, QS_SOURCE_DIR, QS_MPIEXEC (CTest sets them)."""
 import contextlib
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-import h5py
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+from qstest import check, failures, finish, run, tempdir  # noqa: E402,F401 (for the tests)
 
-QS = os.environ["QS_BIN"]
-SRC = os.environ.get("QS_SOURCE_DIR") or os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))))
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
-CLUSTER_SH = os.path.join(SRC, "tests", "slurm", "cluster.sh")
-TEMPLATE = os.path.join(SRC, "slurm", "qshard.sbatch")
-SKIP = 77
-
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, file=sys.stderr, flush=True)
-    return cond
+QS = Q.QS
+MPIEXEC = Q.MPIEXEC
+CLUSTER_SH = os.path.join(Q.SRC, "tests", "slurm", "cluster.sh")
+TEMPLATE = os.path.join(Q.SRC, "slurm", "qshard.sbatch")
 
 
 def log(msg):
     print(msg, flush=True)
 
 
-def finish():
-    if failures:
-        print(f"{len(failures)} failure(s)", file=sys.stderr)
-        sys.exit(1)
-    print("ok")
-    sys.exit(0)
-
-
 def skip_or_fail(why):
-    if os.environ.get("QS_REQUIRE_SLURM") == "1":
-        print(f"FAIL: {why} (QS_REQUIRE_SLURM=1)", file=sys.stderr)
-        sys.exit(1)
-    print(f"skip: {why}")
-    sys.exit(SKIP)
-
-
-def run(cmd, env=None, timeout=300):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+    Q.skip_or_fail(why, "QS_REQUIRE_SLURM")
 
 
 class Cluster:
@@ -148,39 +119,26 @@ def cluster():
         c.close()
 
 
-@contextlib.contextmanager
-def tempdir(prefix):
-    d = tempfile.mkdtemp(prefix=prefix)
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def make_model(tmp, layers=4, hidden=256, inter=704, tokens=65536):
     model = os.path.join(tmp, "model")
-    r = run([QS, "synth-model", "--arch", "llama", "--layers", str(layers), "--hidden",
-             str(hidden), "--intermediate", str(inter), "--heads", "4", "--kv-heads", "2",
-             "--vocab", "512", "--tokens", str(tokens), model])
-    if r.returncode != 0:
-        raise RuntimeError(f"synth-model: {r.stderr}")
+    if not Q.synth_model(model, layers=layers, hidden=hidden, intermediate=inter, heads=4,
+                         kv_heads=2, vocab=512, tokens=tokens):
+        raise RuntimeError("synth-model failed")
     return model
 
 
 def write_config(path, model, run_dir, nsamples, chunk=4, every=1):
     tokens = os.path.join(model, "tokens.u32")
-    with open(path, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {run_dir}\n"
-                f"calib:\n  tokens: {tokens}\n  nsamples: {nsamples}\n  seqlen: 128\n"
-                f"  chunk_samples: {chunk}\n  checkpoint_every: {every}\n  seed: 7\n"
-                f"output:\n  gptq_export: false\n"
-                f"eval:\n  tokens: {tokens}\n  seqlen: 128\n  max_windows: 8\n")
+    Q.write_config(path, model, run_dir,
+                   calib={"tokens": tokens, "nsamples": nsamples, "seqlen": 128,
+                          "chunk_samples": chunk, "checkpoint_every": every, "seed": 7},
+                   output={"gptq_export": False},
+                   eval={"tokens": tokens, "seqlen": 128, "max_windows": 8})
 
 
 def reference_run(cfg, n=2):
     """Popen of an uninterrupted `mpiexec -n N qshard run CFG --quiet`."""
-    return subprocess.Popen(MPIEXEC + ["-n", str(n), QS, "run", cfg, "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return Q.qs_start(n, "run", cfg)
 
 
 def layer_data(run_dir):
@@ -189,13 +147,9 @@ def layer_data(run_dir):
     cdir = os.path.join(run_dir, "calib")
     names = sorted(n for n in os.listdir(cdir) if re.fullmatch(r"layer-\d+\.h5", n))
     for n in names:
-        with h5py.File(os.path.join(cdir, n), "r") as f:
-            def visit(name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    a = obj[()]
-                    out[(n, name)] = (a.dtype.str, a.shape, a.tobytes())
-            f.visititems(visit)
-            out[(n, "attrs")] = sorted((k, int(v)) for k, v in f.attrs.items())
+        p = os.path.join(cdir, n)
+        out.update(((n, k), v) for k, v in Q.h5_datasets(p).items())
+        out[(n, "attrs")] = Q.h5_attrs(p, int)
     return out
 
 
@@ -211,8 +165,7 @@ def compare_runs(got, ref, nlayers):
     check(not diff, f"layer datasets identical to the uninterrupted run: differ {diff[:6]}")
 
     def load(d, rel):
-        with open(os.path.join(d, rel)) as f:
-            return json.load(f)
+        return Q.read_json(os.path.join(d, rel))
     check(load(got, "eval.json") == load(ref, "eval.json"),
           f"eval.json: {load(got, 'eval.json')} vs {load(ref, 'eval.json')}")
     # config_hash covers run_dir (which differs on purpose); the inputs must match
@@ -224,6 +177,22 @@ def compare_runs(got, ref, nlayers):
     for d in (got, ref):
         ck = os.path.join(d, "calib", "ckpt")
         check(not os.path.isdir(ck) or os.listdir(ck) == [], f"{ck} emptied at the end")
+
+
+def run_test(prefix, main, on_failure=None):
+    """The frame of a Slurm test: a temp directory and the cluster (released at the end),
+    main(cluster, tmp); an exception counts as a failure; when anything failed,
+    on_failure(tmp) prints what helps (job output, logs) while tmp still exists; finish()."""
+    with tempdir(prefix) as tmp, cluster() as c:
+        try:
+            main(c, tmp)
+        except BaseException:
+            failures.append("exception")
+            raise
+        finally:
+            if failures and on_failure:
+                on_failure(tmp)
+    finish()
 
 
 def job_output(jobdir, jid):

@@ -125,14 +125,10 @@ def main(c, tmp):
         f"reference done {t_ref - t0:.1f} s")
 
 
-with S.tempdir("qs_slurm_requeue_") as tmpdir, S.cluster() as cl:
-    try:
-        main(cl, tmpdir)
-    except BaseException:
-        S.failures.append("exception")
-        raise
-    finally:
-        if JOBS and S.failures:
-            print(f"--- job output (qshard-{JOBS[0]}.out) ---\n"
-                  f"{S.job_output(tmpdir, JOBS[0])}", file=sys.stderr)
-S.finish()
+def dump(tmp):
+    if JOBS:
+        print(f"--- job output (qshard-{JOBS[0]}.out) ---\n{S.job_output(tmp, JOBS[0])}",
+              file=sys.stderr)
+
+
+S.run_test("qs_slurm_requeue_", main, dump)

@@ -88,15 +88,10 @@ def main(c, tmp):
     log(f"timing: all done {time.time() - t0:.1f} s after submit")
 
 
-with S.tempdir("qs_slurm_submit_") as tmpdir, S.cluster() as cl:
-    try:
-        main(cl, tmpdir)
-    except BaseException:
-        S.failures.append("exception")
-        raise
-    finally:
-        if S.failures:
-            for nm, j in JOBS.items():
-                print(f"--- {nm} job output (qshard-{j}.out) ---\n{S.job_output(tmpdir, j)}",
-                      file=sys.stderr)
-S.finish()
+def dump(tmp):
+    for nm, j in JOBS.items():
+        print(f"--- {nm} job output (qshard-{j}.out) ---\n{S.job_output(tmp, j)}",
+              file=sys.stderr)
+
+
+S.run_test("qs_slurm_submit_", main, dump)

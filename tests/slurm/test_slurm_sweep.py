@@ -19,7 +19,6 @@ unless QS_REQUIRE_SLURM=1."""
 import csv
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -149,15 +148,10 @@ def main(c, tmp):
     check(not os.path.exists(os.path.join(tmp, "bad")), "bad sweep: nothing written")
 
 
-with S.tempdir("qs_slurm_sweep_") as tmpdir, S.cluster() as cl:
-    try:
-        main(cl, tmpdir)
-    except BaseException:
-        S.failures.append("exception")
-        raise
-    finally:
-        if S.failures:
-            logs = os.path.join(tmpdir, "sweep", "logs")
-            for n in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
-                print(f"--- {n} ---\n{open(os.path.join(logs, n)).read()}", file=sys.stderr)
-S.finish()
+def dump(tmp):
+    logs = os.path.join(tmp, "sweep", "logs")
+    for n in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+        print(f"--- {n} ---\n{open(os.path.join(logs, n)).read()}", file=sys.stderr)
+
+
+S.run_test("qs_slurm_sweep_", main, dump)

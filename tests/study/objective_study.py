@@ -23,22 +23,20 @@ import json
 import math
 import os
 import random
-import subprocess
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-QS = os.environ.get("QS_BIN", "qshard")
-MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+
 OBJECTIVES = ["error", "relative", "sensitivity"]
 GROUPS_TIED = [(0, 1, 2), (3,), (4, 5), (6,)]
 
 
 def qs(ranks, *args):
-    r = subprocess.run(MPIEXEC + ["-n", str(ranks), QS, *args, "--quiet"], capture_output=True,
-                       text=True)
+    r = Q.qs(ranks, *args, timeout=None)
     if r.returncode != 0:
         sys.exit(f"objective_study: qshard {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
     return r
@@ -61,7 +59,7 @@ def load_run(run_dir):
     err, rel, size = [], [], []
     names = None
     for l in range(L):
-        with h5py.File(os.path.join(run_dir, "recon", f"layer-{l:03d}.h5"), "r") as f:
+        with h5py.File(Q.layer_path(run_dir, "recon", l), "r") as f:
             err.append(f["table/error"][()])
             rel.append(f["table/relative"][()])
             size.append(f["table/bytes"][()])
@@ -207,31 +205,25 @@ def study(config, n, seed, ranks, out_dir, eval_windows=0):
     return rows, ppls
 
 
-def miniature():
-    tmp = tempfile.mkdtemp(prefix="qs_study_")
+def miniature(tmp):
     model = os.path.join(tmp, "m")
-    r = subprocess.run([QS, "synth-model", "--arch", "llama", "--layers", "3", "--hidden", "128",
-                        "--intermediate", "320", "--heads", "4", "--kv-heads", "2", "--vocab", "300",
-                        "--tokens", "20000", model], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"synth-model: {r.stderr}")
-    cfg = os.path.join(tmp, "study.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {tmp}/run\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 12\n  seqlen: 64\n  chunk_samples: 4\n"
-                f"quant:\n  bits: [2, 3, 4, 8]\n  group_size: [32]\n  row_block: 32\n  block_size: 32\n"
-                f"reconstruct:\n  inputs: float\n"
-                f"search:\n  target_bpw: 4.0\n  objective: sensitivity\n  probe_windows: 3\n"
-                f"eval:\n  tokens: {model}/tokens.u32\n  seqlen: 64\n  max_windows: 4\n")
+    if not Q.synth_model(model, layers=3, hidden=128, intermediate=320, heads=4, kv_heads=2,
+                         vocab=300, tokens=20000):
+        return
+    cfg = Q.write_config(
+        os.path.join(tmp, "study.yaml"), model, f"{tmp}/run",
+        calib={"tokens": f"{model}/tokens.u32", "nsamples": 12, "seqlen": 64, "chunk_samples": 4},
+        quant={"bits": [2, 3, 4, 8], "group_size": [32], "row_block": 32, "block_size": 32},
+        reconstruct={"inputs": "float"},
+        search={"target_bpw": 4.0, "objective": "sensitivity", "probe_windows": 3},
+        eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 4})
     rows, ppls = study(cfg, 3, 1, 2, os.path.join(tmp, "study"))
     ok = [o for o, _, _, _ in rows] == OBJECTIVES and len(ppls) == 3
     ok = ok and all(math.isfinite(p) and p > 1 for _, _, p, _ in rows) and all(p > 1 for p in ppls)
     ok = ok and all(math.isnan(r) or -1.0 - 1e-12 <= r <= 1.0 + 1e-12 for _, r, _, _ in rows)
     ok = ok and all(b <= 4.0 + 1e-12 for _, _, _, b in rows)
     ok = ok and open(os.path.join(tmp, "study", "study.md")).read().count("\n| ") == 4
-    if not ok:
-        sys.exit(f"objective_study miniature: unexpected result {rows} {ppls}")
-    print("ok")
+    Q.check(ok, f"objective_study miniature: unexpected result {rows} {ppls}")
 
 
 def main():
@@ -246,7 +238,9 @@ def main():
     ap.add_argument("--miniature", action="store_true")
     a = ap.parse_args()
     if a.miniature:
-        return miniature()
+        with Q.tempdir("qs_study_") as d:
+            miniature(d)
+        Q.finish()
     if not a.config:
         ap.error("--config or --miniature")
     out = a.out or os.path.join(read_yaml_run_dir(a.config), "study")

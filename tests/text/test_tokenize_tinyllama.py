@@ -6,8 +6,10 @@ tokenizer/tok512.model (SentencePiece BPE). The paragraphs are decoded with `sen
 into a .jsonl file, tok512.model is written as tokenizer.json (spm_to_hf.py, checked first:
 the `tokenizers` library on it gives SentencePiece's own ids for every paragraph), and
 `qshard tokenize` of that text must give calib.u32 byte for byte (BOS per document from
-tokenizer_config.json's add_bos_token), at 1 and 2 ranks. Skips (77) without the shared
-fixtures unless QS_REQUIRE_SHARED=1.
+tokenizer_config.json's add_bos_token), at 1 and 2 ranks. Then tinyllama-a end to end: a run
+calibrated from the text (calib.text + tokenizer) writes the same shards and GPTQ export,
+byte for byte, as a run calibrated from calib.u32. Skips (77) without the shared fixtures
+unless QS_REQUIRE_SHARED=1.
 """
 import json
 import os
@@ -91,9 +93,50 @@ def main():
             ok &= same
             print(f"{len(texts)} paragraphs, {sum(map(len, texts))} characters -> {len(ids)} ids at "
                   f"{n} rank(s): {'identical to calib.u32' if same else 'DIFFERENT from calib.u32'}")
+        ok &= end_to_end(shared, tmp, d, src)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1
+
+
+def written(run):
+    """SHA-256 of every written file but the manifest (which hashes the config)."""
+    import hashlib
+    out = {}
+    for sub in ("out", "export"):
+        for name in sorted(os.listdir(os.path.join(run, sub))):
+            if name != "manifest.json":
+                with open(os.path.join(run, sub, name), "rb") as f:
+                    out[f"{sub}/{name}"] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def end_to_end(shared, tmp, tokdir, text):
+    """The pipeline from calib.text equals the pipeline from calib.u32."""
+    fx = os.path.join(shared, "fixtures")
+    base = (f"model: {fx}/tinyllama-a\n"
+            "calib:\n  nsamples: 16\n  seqlen: 256\n  chunk_samples: 4\n  seed: 3\n"
+            "quant:\n  bits: [4]\n  group_size: [128]\n  sym: true\n"
+            "reconstruct:\n  inputs: quantized\nsearch:\n  objective: error\n")
+    runs = {}
+    for name, calib in (("tokens", f"  tokens: {fx}/tokens/calib.u32\n"),
+                        ("text", f"  text: {text}\ntokenizer: {tokdir}\n")):
+        cfg = os.path.join(tmp, name + ".yaml")
+        rd = os.path.join(tmp, "run-" + name)
+        with open(cfg, "w") as f:
+            f.write(base.replace("calib:\n", "calib:\n" + calib.split("tokenizer:")[0]) +
+                    (f"tokenizer: {tokdir}\n" if name == "text" else "") +
+                    f"run_dir: {rd}\n")
+        r = subprocess.run([*MPIEXEC, "-n", "2", QS_BIN, "run", cfg, "--quiet"],
+                           capture_output=True, text=True, timeout=1800)
+        if r.returncode != 0:
+            print(f"FAIL: run from {name}: exit {r.returncode}: {r.stderr.strip()[:300]}")
+            return False
+        runs[name] = written(rd)
+    same = runs["tokens"] == runs["text"] and len(runs["tokens"]) >= 3
+    print(f"tinyllama-a calibrated from text vs calib.u32: {len(runs['text'])} written files "
+          f"{'identical' if same else 'DIFFERENT'}")
+    return same
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 /* export_testutil.h: helpers shared by the exporter tests (test_gptq_export.c,
- * test_ct_export.c): a CHECK macro, a deterministic generator, temporary directories, a
+ * test_ct_export.c): a deterministic generator (check.h's xorshift32), temporary directories, a
  * source model directory with side files, and random RTN-quantized linears. Header-only
  * (static functions): each test is one translation unit. */
 #ifndef QS_EXPORT_TESTUTIL_H
@@ -13,52 +13,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "export_items.h"
 #include "quant.h"
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                                \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);    \
-            fprintf(stderr, __VA_ARGS__);                                               \
-            fprintf(stderr, "\n");                                                      \
-            g_fail++;                                                                   \
-        }                                                                               \
-    } while (0)
-
 static uint32_t g_rng = 2024u;
-static inline uint32_t rnd(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
-}
+static inline uint32_t rnd(void) { return qs_test_xorshift32(&g_rng); }
 static inline float rndf(void) { return (float)(rnd() >> 8) / 16777216.0f * 2.0f - 1.0f; }
 
 /* ---- files ----------------------------------------------------------------------------- */
-
-static inline int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-static inline void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static inline void write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL, "cannot write %s", path);
-    if (!f) return;
-    CHECK(fwrite(data, 1, n, f) == n, "short write %s", path);
-    fclose(f);
-}
-
-static inline int exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
 
 /* Number of entries of dir (without . and ..); `needle` (may be NULL) counts names
  * containing it into *with. */
@@ -98,16 +61,16 @@ static inline void make_src(const char *src) {
                       "\"hidden_size\": 64, \"rms_norm_eps\": 1e-05, \"torch_dtype\": "
                       "\"bfloat16\", \"quantization_config\": {\"stale\": true}}";
     snprintf(p, sizeof(p), "%s/config.json", src);
-    write_file(p, cfg, strlen(cfg));
+    qs_test_write_file(p, cfg, strlen(cfg));
     for (size_t i = 0; i < sizeof(k_copied) / sizeof(k_copied[0]); ++i) {
         char body[128];
         snprintf(body, sizeof(body), "{\"file\": \"%s\", \"x\": %u}\n", k_copied[i], rnd());
         snprintf(p, sizeof(p), "%s/%s", src, k_copied[i]);
-        write_file(p, body, strlen(body));
+        qs_test_write_file(p, body, strlen(body));
     }
     for (size_t i = 0; i < sizeof(k_not_copied) / sizeof(k_not_copied[0]); ++i) {
         snprintf(p, sizeof(p), "%s/%s", src, k_not_copied[i]);
-        write_file(p, "junk", 4);
+        qs_test_write_file(p, "junk", 4);
     }
 }
 

@@ -1,20 +1,12 @@
 /* test_alloc.c: allocation JSON round trip, uniform allocations, and rejected inputs
  * (format tag, linear list, layer count, names). */
 #include <stdio.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
-
-static int failures = 0;
-#define CHECK(cond, msg)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, msg); \
-            ++failures;                                                   \
-        }                                                                 \
-    } while (0)
+#include "check.h"
 
 static int rejects(const char *text, int64_t expect) {
     qs_alloc a;
@@ -70,7 +62,5 @@ int main(void) {
     qs_alloc_free(&a);
     qs_alloc_free(&b);
     remove(path);
-    if (failures) return 1;
-    printf("test_alloc: ok\n");
-    return 0;
+    return qs_test_finish("test_alloc");
 }

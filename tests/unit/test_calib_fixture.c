@@ -4,12 +4,11 @@
  * logits_eval_window0.f32 (256 x 512). Also checks that a wrong shape or missing tensor is a
  * QS_ERR_INPUT naming the tensor.
  * Usage: test_calib_fixture SHARED_DIR. Skips (77) without it unless QS_REQUIRE_SHARED=1. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "check.h"
 #include "hf_model.h"
 #include "layer.h"
 #include "weights.h"
@@ -26,17 +25,8 @@ int main(int argc, char **argv) {
     const char *shared = argc > 1 ? argv[1] : "";
     char dir[4096], path[4096];
     snprintf(dir, sizeof(dir), "%s/fixtures/tinyllama-a", shared);
-    struct stat sb;
-    if (stat(dir, &sb) != 0) {
-        const char *req = getenv("QS_REQUIRE_SHARED");
-        if (req && strcmp(req, "1") == 0) {
-            fprintf(stderr, "fixture missing: %s\n", dir);
-            return 1;
-        }
-        printf("skip: no shared fixtures\n");
-        return 77;
-    }
-    int fails = 0;
+    int need = qs_test_need_dir(dir);
+    if (need != 0) return need;
     qs_err err = {0};
     qs_model m;
     qs_model_dims d;
@@ -69,10 +59,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "FAIL: ends: %s\n", err.msg);
         return 1;
     }
-    if (ends.lm_head == ends.embed) {
-        fprintf(stderr, "FAIL: fixture has an untied lm_head\n");
-        ++fails;
-    }
+    CHECK(ends.lm_head != ends.embed, "fixture has an untied lm_head");
     snprintf(path, sizeof(path), "%s/fixtures/tokens/eval.u32", shared);
     if (read_all(path, tok, sizeof(uint32_t) * T) != 0) return 1;
     snprintf(path, sizeof(path), "%s/fixtures/tinyllama-a/logits_eval_window0.f32", shared);
@@ -83,33 +70,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "FAIL: forward: %s\n", err.msg);
         return 1;
     }
-    double maxerr = 0.0;
-    for (int64_t i = 0; i < (int64_t)T * V; ++i) {
-        double e = fabs((double)logits[i] - (double)ref[i]);
-        if (!(e <= maxerr)) maxerr = e; /* NaN propagates */
-    }
+    double maxerr = qs_test_max_abs_diff(logits, ref, (int64_t)T * V); /* NaN propagates */
     printf("logits window 0: max abs error %.3g (tolerance 2e-3)\n", maxerr);
-    if (!(maxerr <= 2e-3)) {
-        fprintf(stderr, "FAIL: logits max abs error %g > 2e-3\n", maxerr);
-        ++fails;
-    }
+    CHECK(maxerr <= 2e-3, "logits max abs error %g > 2e-3", maxerr);
     /* a layer that does not exist is an input error naming the tensor */
     qs_layer_f32 bad;
     qs_err e2 = {0};
-    if (qs_weights_load_layer(&m, &d, (int)d.nlayers, &bad, &e2) != QS_ERR_INPUT ||
-        !strstr(e2.msg, "model.layers.4.input_layernorm.weight")) {
-        fprintf(stderr, "FAIL: missing layer: '%s'\n", e2.msg);
-        ++fails;
-    }
+    CHECK(qs_weights_load_layer(&m, &d, (int)d.nlayers, &bad, &e2) == QS_ERR_INPUT &&
+              strstr(e2.msg, "model.layers.4.input_layernorm.weight"),
+          "missing layer: '%s'", e2.msg);
     /* wrong shape from a config that disagrees with the checkpoint */
     qs_model_dims d2 = d;
     d2.inter = d.inter + 1;
     qs_err e3 = {0};
-    if (qs_weights_load_layer(&m, &d2, 0, &bad, &e3) != QS_ERR_INPUT ||
-        !strstr(e3.msg, "mlp.gate_proj.weight")) {
-        fprintf(stderr, "FAIL: wrong shape: '%s'\n", e3.msg);
-        ++fails;
-    }
+    CHECK(qs_weights_load_layer(&m, &d2, 0, &bad, &e3) == QS_ERR_INPUT &&
+              strstr(e3.msg, "mlp.gate_proj.weight"),
+          "wrong shape: '%s'", e3.msg);
     for (int64_t l = 0; l < d.nlayers; ++l) qs_layer_f32_free(&lw[l]);
     free(lw);
     free(lws);
@@ -119,5 +95,5 @@ int main(int argc, char **argv) {
     free(tok);
     free(ref);
     free(logits);
-    return fails ? 1 : 0;
+    return qs_test_finish("test_calib_fixture");
 }

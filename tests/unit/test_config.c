@@ -7,20 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "config.h"
 
-static int failures = 0;
 static char g_dir[256];
-
-#define CHECK(cond, ...)                                           \
-    do {                                                           \
-        if (!(cond)) {                                             \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);   \
-            fprintf(stderr, __VA_ARGS__);                          \
-            fputc('\n', stderr);                                   \
-            ++failures;                                            \
-        }                                                          \
-    } while (0)
 
 /* Writes `text` to g_dir/name; returns the path in a static buffer (one at a time). */
 static const char *write_yaml(const char *name, const char *text) {
@@ -49,12 +39,10 @@ static void expect_err(int line, const char *text, const char *const *sets, int 
     memset(&cfg, 0, sizeof(cfg));
     qs_err err = {0};
     qs_status st = qs_config_load(&cfg, path, sets, nset, &err);
-    if (st != QS_ERR_INPUT || strncmp(err.msg, prefix, strlen(prefix)) != 0 ||
-        !strstr(err.msg, needle)) {
-        fprintf(stderr, "FAIL %s:%d: status %d msg '%s' (want prefix '%s' and '%s')\n",
-                __FILE__, line, (int)st, err.msg, prefix, needle);
-        ++failures;
-    }
+    CHECK_AT(__FILE__, line,
+             st == QS_ERR_INPUT && strncmp(err.msg, prefix, strlen(prefix)) == 0 &&
+                 strstr(err.msg, needle),
+             "status %d msg '%s' (want prefix '%s' and '%s')", (int)st, err.msg, prefix, needle);
     qs_config_free(&cfg);
 }
 #define EXPECT_ERR(text, suffix, needle) expect_err(__LINE__, text, NULL, 0, suffix, needle)
@@ -62,17 +50,13 @@ static void expect_err(int line, const char *text, const char *const *sets, int 
 static void expect_set_err(int line, const char *assign, const char *msg_start) {
     qs_config cfg;
     qs_err err = {0};
-    if (qs_config_init_defaults(&cfg, &err) != QS_OK) {
-        fprintf(stderr, "FAIL defaults: %s\n", err.msg);
-        ++failures;
-        return;
-    }
+    qs_status st0 = qs_config_init_defaults(&cfg, &err);
+    CHECK_AT(__FILE__, line, st0 == QS_OK, "defaults: %s", err.msg);
+    if (st0 != QS_OK) return;
     qs_status st = qs_config_set(&cfg, assign, &err);
-    if (st != QS_ERR_INPUT || strncmp(err.msg, msg_start, strlen(msg_start)) != 0) {
-        fprintf(stderr, "FAIL %s:%d: --set '%s': status %d msg '%s' (want '%s...')\n", __FILE__,
-                line, assign, (int)st, err.msg, msg_start);
-        ++failures;
-    }
+    CHECK_AT(__FILE__, line,
+             st == QS_ERR_INPUT && strncmp(err.msg, msg_start, strlen(msg_start)) == 0,
+             "--set '%s': status %d msg '%s' (want '%s...')", assign, (int)st, err.msg, msg_start);
     qs_config_free(&cfg);
 }
 #define EXPECT_SET_ERR(a, m) expect_set_err(__LINE__, a, m)
@@ -555,12 +539,7 @@ static void test_shipped_configs(const char *docs_path) {
 }
 
 int main(int argc, char **argv) {
-    char tmpl[] = "/tmp/qs_config_XXXXXX";
-    if (!mkdtemp(tmpl)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(g_dir, sizeof(g_dir), "%s", tmpl);
+    qs_test_tmpdir(g_dir, sizeof(g_dir), "config");
 
     test_defaults();
     test_full_file();
@@ -575,17 +554,9 @@ int main(int argc, char **argv) {
         test_docs(argv[1]);
         test_shipped_configs(argv[1]);
     } else {
-        fprintf(stderr, "FAIL: pass docs/config.md as the first argument\n");
-        ++failures;
+        CHECK(argc > 1, "pass docs/config.md as the first argument");
     }
 
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", g_dir);
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_config: all passed\n");
-    return 0;
+    qs_test_rm_rf(g_dir);
+    return qs_test_finish("test_config");
 }

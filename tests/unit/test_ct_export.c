@@ -237,13 +237,13 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
             snprintf(p, sizeof(p), "m%03d.f32", i);
             cJSON_AddStringToObject(j, "file", p);
             snprintf(p, sizeof(p), "%s/m%03d.f32", exp, i);
-            write_file(p, t.wq, (size_t)(it->d_out * it->d_in) * sizeof(float));
+            qs_test_write_file(p, t.wq, (size_t)(it->d_out * it->d_in) * sizeof(float));
             if (it->bias) {
                 snprintf(p, sizeof(p), "b%03d.bin", i);
                 cJSON_AddStringToObject(j, "bias_file", p);
                 cJSON_AddStringToObject(j, "bias_dtype", "BF16");
                 snprintf(p, sizeof(p), "%s/b%03d.bin", exp, i);
-                write_file(p, bias, (size_t)it->d_out * 2);
+                qs_test_write_file(p, bias, (size_t)it->d_out * 2);
             }
             tlin_free(&t);
         } else {
@@ -261,7 +261,7 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
             for (int k = 0; k < it->ndim; ++k)
                 cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)it->shape[k]));
             snprintf(p, sizeof(p), "%s/t%03d.bin", exp, i);
-            write_file(p, buf, nb);
+            qs_test_write_file(p, buf, nb);
             free(buf);
         }
     }
@@ -282,7 +282,7 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
             if (shard_bytes <= 0) {
                 CHECK(system(cmd) == 0, "%s: qshard convert differs from the API", label);
                 snprintf(p, sizeof(p), "%s/cli", base);
-                rm_tree(p);
+                qs_test_rm_rf(p);
             }
         }
     }
@@ -302,7 +302,7 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
         cJSON_AddItemToArray(cp, cJSON_CreateString(k_copied[i]));
     char *text = cJSON_Print(ex);
     snprintf(p, sizeof(p), "%s/expect.json", exp);
-    write_file(p, text, strlen(text));
+    qs_test_write_file(p, text, strlen(text));
     cJSON_free(text);
     cJSON_Delete(ex);
 
@@ -314,7 +314,7 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
              g_script, out, exp);
     int rc = system(cmd);
     CHECK(rc == 0, "%s: ct_decode.py failed (rc %d); kept %s", label, rc, base);
-    if (rc == 0) rm_tree(base);
+    if (rc == 0) qs_test_rm_rf(base);
 }
 
 static void test_exports(void) {
@@ -352,7 +352,7 @@ static qs_ct_export *begin_in(const char *base, int static_groups, qs_err *e) {
     char src[300], out[300];
     snprintf(src, sizeof(src), "%s/src", base);
     snprintf(out, sizeof(out), "%s/out", base);
-    if (!exists(src)) make_src(src);
+    if (!qs_test_exists(src)) make_src(src);
     qs_ct_export_opts o;
     qs_ct_export_opts_default(&o);
     o.static_groups = static_groups;
@@ -470,7 +470,7 @@ static void test_errors(void) {
     qs_err_clear(&e);
     CHECK(one_linear(base, 0, &w4act, &w4act, 0, &e) == QS_OK, "act-order ok: %s", e.msg);
     check_clean(base, "unfinished");
-    rm_tree(base);
+    qs_test_rm_rf(base);
 }
 
 /* `qshard convert` of a GPTQ export with a 3-bit linear: exit 2, one line naming the module,
@@ -510,13 +510,13 @@ static void test_cli_errors(void) {
               strchr(msg, '\n') == msg + n - 1,
           "convert w3: stderr '%s'", msg);
     snprintf(p, sizeof(p), "%s/ct", base);
-    CHECK(!exists(p), "convert w3: output left behind");
+    CHECK(!qs_test_exists(p), "convert w3: output left behind");
     snprintf(cmd, sizeof(cmd), "%s convert --to gguf %s %s/ct 2>&1 | grep -q -- '--to must be'",
              g_qshard, gdir, base);
     CHECK(system(cmd) == 0, "convert --to gguf: not refused as a usage error");
     int tmp = 0;
     CHECK(count_entries(base, ".tmp.", &tmp) == 3 && tmp == 0, "convert: leftovers in %s", base);
-    rm_tree(base);
+    qs_test_rm_rf(base);
 }
 
 int main(int argc, char **argv) {
@@ -529,10 +529,5 @@ int main(int argc, char **argv) {
     test_errors();
     if (g_qshard) test_cli_errors();
     test_exports();
-    if (g_fail) {
-        fprintf(stderr, "test_ct_export: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_ct_export: OK\n");
-    return 0;
+    return qs_test_finish("test_ct_export");
 }

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "engines.h"
 
-static int g_fail = 0;
 
 typedef struct row {
     const char *label;
@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
             if (strcmp(cell_kind(&v[e]), w->want[e]) != 0) {
                 fprintf(stderr, "%s: %s says %s (%s), the facts say %s\n", w->label,
                         qs_engine_name((qs_engine)e), cell_kind(&v[e]), v[e].why, w->want[e]);
-                g_fail++;
+                qs_test_failures++;
             }
     }
     /* the summary line of a mixed allocation by candidate names */
@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
     if (strcmp(line, "loads in GPTQModel; not in vLLM (w4 asym), vLLM-CPU (w4 asym), "
                      "transformers (no dynamic map)") != 0) {
         fprintf(stderr, "line: %s\n", line);
-        g_fail++;
+        qs_test_failures++;
     }
     /* docs/export.md holds exactly this table */
     char want[8192];
@@ -120,20 +120,15 @@ int main(int argc, char **argv) {
     const char *b = strstr(doc, "<!-- engines:begin -->\n"), *e = strstr(doc, "<!-- engines:end -->");
     if (!n || !b || !e || e < b) {
         fprintf(stderr, "%s: no engines table markers; the table is:\n%s", argv[1], want);
-        g_fail++;
+        qs_test_failures++;
     } else {
         b += strlen("<!-- engines:begin -->\n");
         if ((size_t)(e - b) != strlen(want) || memcmp(b, want, strlen(want)) != 0) {
             fprintf(stderr, "%s: the engines table differs from engines.c; it should be:\n%s",
                     argv[1], want);
-            g_fail++;
+            qs_test_failures++;
         }
     }
     free(doc);
-    if (g_fail) {
-        fprintf(stderr, "test_engines: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_engines: OK (%d rows)\n", NROWS);
-    return 0;
+    return qs_test_finish("test_engines");
 }

@@ -19,20 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "gguf_file.h"
 #include "gguf_model.h"
 #include "half.h"
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                                \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);    \
-            fprintf(stderr, __VA_ARGS__);                                               \
-            fprintf(stderr, "\n");                                                      \
-            g_fail = 1;                                                                 \
-        }                                                                               \
-    } while (0)
 
 static char g_dir[256];
 
@@ -505,7 +496,5 @@ int main(void) {
     test_encode();
     test_model_helpers();
     rmdir(g_dir);
-    if (g_fail) fprintf(stderr, "test_gguf_file: FAILED\n");
-    else printf("test_gguf_file: ok\n");
-    return g_fail;
+    return qs_test_finish("test_gguf_file");
 }

@@ -13,19 +13,10 @@
 
 #include <cblas.h>
 
+#include "check.h"
 #include "gguf_quant.h"
 #include "gguf_testdata.h"
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            g_fail++;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 /* named tolerances, blocked solve vs its twin. With parameters fixed up front the two agree
  * on every weight here (float32 GPTQ is chaotic at half steps, so not in general). With
@@ -293,10 +284,5 @@ int main(void) {
     test_configs();
     test_diagonal_is_rtn();
     test_bad();
-    if (g_fail) {
-        fprintf(stderr, "test_gguf_gptq: %d failure(s)\n", g_fail);
-        return 1;
-    }
-    printf("test_gguf_gptq: ok\n");
-    return 0;
+    return qs_test_finish("test_gguf_gptq");
 }

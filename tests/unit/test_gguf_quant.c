@@ -10,21 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "gguf_internal.h"
 #include "gguf_quant.h"
 #include "gguf_testdata.h"
 #include "sha256.h"
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            g_fail++;                                                                              \
-        }                                                                                          \
-    } while (0)
 
 static const qs_gguf_type k_types[] = {QS_GGUF_Q4_0, QS_GGUF_Q4_1, QS_GGUF_Q5_0, QS_GGUF_Q5_1,
                                        QS_GGUF_Q8_0, QS_GGUF_Q2_K, QS_GGUF_Q3_K, QS_GGUF_Q4_K,
@@ -302,10 +293,5 @@ int main(void) {
     test_row_split();
     test_accuracy();
     test_bad_input();
-    if (g_fail) {
-        fprintf(stderr, "test_gguf_quant: %d failure(s)\n", g_fail);
-        return 1;
-    }
-    printf("test_gguf_quant: ok\n");
-    return 0;
+    return qs_test_finish("test_gguf_quant");
 }

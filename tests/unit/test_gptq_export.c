@@ -10,8 +10,6 @@
  * a full disk (RLIMIT_FSIZE) -- each leaving no file behind.
  * Usage: test_gptq_export <path of gptq_decode.py>. Fails via exit code.
  */
-#include <dirent.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +20,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "check.h"
 #include "gptq_export.h"
 #include "st_writer.h"
 #include "pack.h"
@@ -150,7 +149,7 @@ static int expected_shards(const tmodel *m, int64_t shard_bytes) {
 static void run_export(const char *label, const tmodel *m, int v2, int64_t shard_bytes,
                        int mixed) {
     char base[256], src[300], out[300], exp[300], p[512], cmd[2048];
-    make_base(base, sizeof(base));
+    qs_test_tmpdir(base, sizeof(base), "gptq_export");
     snprintf(src, sizeof(src), "%s/src", base);
     snprintf(out, sizeof(out), "%s/out", base);
     snprintf(exp, sizeof(exp), "%s/expect", base);
@@ -196,13 +195,13 @@ static void run_export(const char *label, const tmodel *m, int v2, int64_t shard
             snprintf(p, sizeof(p), "m%03d.f32", i);
             cJSON_AddStringToObject(j, "file", p);
             snprintf(p, sizeof(p), "%s/m%03d.f32", exp, i);
-            write_file(p, t.wq, (size_t)(it->d_out * it->d_in) * sizeof(float));
+            qs_test_write_file(p, t.wq, (size_t)(it->d_out * it->d_in) * sizeof(float));
             if (it->bias) {
                 snprintf(p, sizeof(p), "b%03d.bin", i);
                 cJSON_AddStringToObject(j, "bias_file", p);
                 cJSON_AddStringToObject(j, "bias_dtype", "BF16");
                 snprintf(p, sizeof(p), "%s/b%03d.bin", exp, i);
-                write_file(p, bias, (size_t)it->d_out * 2);
+                qs_test_write_file(p, bias, (size_t)it->d_out * 2);
             }
             tlin_free(&t);
         } else {
@@ -220,7 +219,7 @@ static void run_export(const char *label, const tmodel *m, int v2, int64_t shard
             for (int d = 0; d < it->ndim; ++d)
                 cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)it->shape[d]));
             snprintf(p, sizeof(p), "%s/t%03d.bin", exp, i);
-            write_file(p, buf, nb);
+            qs_test_write_file(p, buf, nb);
             free(buf);
         }
     }
@@ -248,19 +247,18 @@ static void run_export(const char *label, const tmodel *m, int v2, int64_t shard
         cJSON_AddItemToArray(ncp, cJSON_CreateString(k_not_copied[i]));
     char *text = cJSON_Print(ex);
     snprintf(p, sizeof(p), "%s/expect.json", exp);
-    write_file(p, text, strlen(text));
+    qs_test_write_file(p, text, strlen(text));
     cJSON_free(text);
     cJSON_Delete(ex);
 
-    int tmp_left = 0;
-    CHECK(count_entries(base, ".tmp.", &tmp_left) == 3 && tmp_left == 0,
+    CHECK(qs_test_count_entries(base, NULL) == 3 && qs_test_count_entries(base, ".tmp.") == 0,
           "%s: base should hold src, out, expect only", label);
     const char *py = getenv("QS_PYTHON");
     snprintf(cmd, sizeof(cmd), "%s %s %s --expect %s", py && py[0] ? py : "/usr/bin/python3",
              g_script, out, exp);
     int rc = system(cmd);
     CHECK(rc == 0, "%s: gptq_decode.py failed (rc %d); kept %s", label, rc, base);
-    if (rc == 0) rm_tree(base);
+    if (rc == 0) qs_test_rm_rf(base);
 }
 
 static void test_exports(void) {
@@ -303,7 +301,7 @@ static qs_gptq_export *begin_in(const char *base, qs_err *e) {
     char src[300], out[300];
     snprintf(src, sizeof(src), "%s/src", base);
     snprintf(out, sizeof(out), "%s/out", base);
-    if (!exists(src)) make_src(src);
+    if (!qs_test_exists(src)) make_src(src);
     qs_gptq_export_opts o;
     qs_gptq_export_opts_default(&o);
     qs_gptq_export *x = NULL;
@@ -313,14 +311,13 @@ static qs_gptq_export *begin_in(const char *base, qs_err *e) {
 
 /* After a failed export only src remains in base. */
 static void check_clean(const char *base, const char *what) {
-    int tmp = 0;
-    int n = count_entries(base, ".tmp.", &tmp);
+    int n = qs_test_count_entries(base, NULL), tmp = qs_test_count_entries(base, ".tmp.");
     CHECK(n == 1 && tmp == 0, "%s: %d entries (%d temporary) left in %s", what, n, tmp, base);
 }
 
 static void test_errors(void) {
     char base[256], p[512];
-    make_base(base, sizeof(base));
+    qs_test_tmpdir(base, sizeof(base), "gptq_export");
     qs_err e = {0};
     const qs_gptq_scheme w4 = {4, 32, 0, 0}, w3 = {3, 32, 0, 0}, w5 = {5, 32, 0, 0};
     const qs_gptq_scheme w4act = {4, 32, 0, 1};
@@ -452,7 +449,7 @@ static void test_errors(void) {
     snprintf(src, sizeof(src), "%s/src", base);
     mkdir(out, 0755);
     snprintf(p, sizeof(p), "%s/stale.txt", out);
-    write_file(p, "old", 3);
+    qs_test_write_file(p, "old", 3);
     qs_gptq_export_opts o;
     qs_gptq_export_opts_default(&o);
     x = NULL;
@@ -469,17 +466,17 @@ static void test_errors(void) {
     CHECK(qs_gptq_export_finish(x, &e) == QS_OK, "overwrite: %s", e.msg);
     qs_gptq_export_free(x);
     snprintf(p, sizeof(p), "%s/model.safetensors", out);
-    CHECK(exists(p), "overwrite: no model.safetensors");
+    CHECK(qs_test_exists(p), "overwrite: no model.safetensors");
     snprintf(p, sizeof(p), "%s/stale.txt", out);
-    CHECK(!exists(p), "overwrite: old file kept");
-    CHECK(count_entries(base, NULL, NULL) == 2, "overwrite: leftovers in %s", base);
+    CHECK(!qs_test_exists(p), "overwrite: old file kept");
+    CHECK(qs_test_count_entries(base, NULL) == 2, "overwrite: leftovers in %s", base);
     tlin_free(&t);
-    rm_tree(base);
+    qs_test_rm_rf(base);
 }
 
 static void test_st_writer(void) {
     char base[256], path[512], tmp[600];
-    make_base(base, sizeof(base));
+    qs_test_tmpdir(base, sizeof(base), "gptq_export");
     snprintf(path, sizeof(path), "%s/x.safetensors", base);
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
     qs_err e = {0};
@@ -498,13 +495,13 @@ static void test_st_writer(void) {
     CHECK(qs_st_writer_data_bytes(w) == 76, "data bytes %llu",
           (unsigned long long)qs_st_writer_data_bytes(w));
     CHECK(qs_st_writer_begin(w, &e) == QS_OK, "%s", e.msg);
-    CHECK(!exists(path) && exists(tmp), "temporary name while writing");
+    CHECK(!qs_test_exists(path) && qs_test_exists(tmp), "temporary name while writing");
     qs_st_writer_put(w, "a", a, 20, &e);
     qs_st_writer_put(w, "a", a + 5, 40, &e);
     qs_st_writer_put(w, "b\"q", b, 16, &e);
     CHECK(qs_st_writer_finish(w, &e) == QS_OK, "%s", e.msg);
     qs_st_writer_free(w);
-    CHECK(exists(path) && !exists(tmp), "renamed");
+    CHECK(qs_test_exists(path) && !qs_test_exists(tmp), "renamed");
     FILE *f = fopen(path, "rb");
     unsigned char hdr[256] = {0};
     size_t got = f ? fread(hdr, 1, sizeof(hdr), f) : 0;
@@ -530,7 +527,7 @@ static void test_st_writer(void) {
     CHECK(qs_st_writer_put(w, "b", b, 16, &e) == QS_ERR_INPUT && strstr(e.msg, "'a'"),
           "order: %s", e.msg);
     qs_st_writer_free(w);
-    CHECK(count_entries(base, NULL, NULL) == 0, "order: file left");
+    CHECK(qs_test_count_entries(base, NULL) == 0, "order: file left");
     qs_err_clear(&e);
     qs_st_writer_open(&w, path, 0, &e);
     qs_st_writer_declare(w, "a", QS_DTYPE_F32, 2, s2, &e);
@@ -546,7 +543,7 @@ static void test_st_writer(void) {
     CHECK(qs_st_writer_finish(w, &e) == QS_ERR_INPUT && strstr(e.msg, "incomplete"),
           "incomplete: %s", e.msg);
     qs_st_writer_free(w);
-    CHECK(count_entries(base, NULL, NULL) == 0, "incomplete: file left");
+    CHECK(qs_test_count_entries(base, NULL) == 0, "incomplete: file left");
 
     /* a full disk (file size limit): a runtime error naming the file, nothing left */
     qs_err_clear(&e);
@@ -567,8 +564,8 @@ static void test_st_writer(void) {
     CHECK(st == QS_ERR_RUNTIME && strstr(e.msg, "x.safetensors"), "disk full: %s", e.msg);
     qs_st_writer_free(w);
     free(zero);
-    CHECK(count_entries(base, NULL, NULL) == 0, "disk full: file left");
-    rm_tree(base);
+    CHECK(qs_test_count_entries(base, NULL) == 0, "disk full: file left");
+    qs_test_rm_rf(base);
 }
 
 int main(int argc, char **argv) {
@@ -580,10 +577,5 @@ int main(int argc, char **argv) {
     test_st_writer();
     test_errors();
     test_exports();
-    if (g_fail) {
-        fprintf(stderr, "test_gptq_export: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_gptq_export: OK\n");
-    return 0;
+    return qs_test_finish("test_gptq_export");
 }

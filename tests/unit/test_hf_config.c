@@ -7,18 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "hf_config.h"
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            ++g_fail;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
 
 static char g_path[600];
 
@@ -307,21 +297,13 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    const char *t = getenv("TMPDIR");
     char dir[512];
-    snprintf(dir, sizeof(dir), "%s/qs_hf_config_XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    qs_test_tmpdir(dir, sizeof(dir), "hf_config");
     snprintf(g_path, sizeof(g_path), "%s/config.json", dir);
     test_llama();
     test_rope();
     test_mistral_qwen2();
     test_errors();
-    unlink(g_path);
-    rmdir(dir);
-    if (g_fail) fprintf(stderr, "%d check(s) failed\n", g_fail);
-    else printf("test_hf_config: ok\n");
-    return g_fail ? 1 : 0;
+    qs_test_rm_rf(dir);
+    return qs_test_finish("test_hf_config");
 }

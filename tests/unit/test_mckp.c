@@ -8,27 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "check.h"
 #include "mckp.h"
 #include "test_mckp_llama.h"
 
-static int failures = 0;
-#define CHECK(cond, ...)                                         \
-    do {                                                         \
-        if (!(cond)) {                                           \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                        \
-            fputc('\n', stderr);                                 \
-            ++failures;                                          \
-        }                                                        \
-    } while (0)
-
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnext(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+static uint64_t rnext(void) { return qs_test_xorshift64(&rng_state); }
 static int rint_(int lo, int hi) { return lo + (int)(rnext() % (uint64_t)(hi - lo + 1)); }
 static double runif(void) { return (double)(rnext() >> 11) / 9007199254740992.0; }
 
@@ -435,10 +420,5 @@ int main(void) {
     test_pareto();
     test_medium_vs_glpk();
     test_llama70b();
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_mckp: all passed\n");
-    return 0;
+    return qs_test_finish("test_mckp");
 }

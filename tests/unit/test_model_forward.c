@@ -13,23 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "hessian.h"
 #include "layer.h"
 
 #define TOL_ABS 1e-4      /* layer outputs, hook inputs, logits (values are O(1)) */
 #define TOL_NLL 1e-4      /* per-position NLL */
 #define TOL_HESS_REL 1e-5 /* Hessian from hook inputs vs fp64 from the reference's inputs */
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
-            fprintf(stderr, __VA_ARGS__);                         \
-            fprintf(stderr, "\n");                                \
-            g_fail = 1;                                           \
-        }                                                         \
-    } while (0)
 
 /* deterministic uniform [-1, 1) */
 static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
@@ -222,25 +212,10 @@ static qs_status hook_fn(void *vctx, qs_linear_group g, const float *x, int64_t 
     return QS_OK;
 }
 
-static double max_abs_diff(const float *a, const float *b, int64_t n) {
-    double m = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        double e = fabs((double)a[i] - (double)b[i]);
-        if (!(e <= m)) m = e; /* NaN counts as failure */
-    }
-    return m;
-}
-
-static void rm_dir(const char *dir) {
-    char cmd[1200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
-}
-
 static void run_case(const tcase *c, const char *script, const char *python) {
     const qs_model_dims *d = &c->d;
     const int64_t rows = (int64_t)c->nseq * c->seqlen, H = d->hidden, V = d->vocab;
-    char dir[] = "/tmp/qs_test_model_XXXXXX";
+    char dir[512];
     tmodel m;
     hook_ctx hk;
     memset(&hk, 0, sizeof(hk));
@@ -251,10 +226,7 @@ static void run_case(const tcase *c, const char *script, const char *python) {
     double *nll = NULL, *ref_nll = NULL;
     uint32_t *tokens = NULL;
 
-    if (!mkdtemp(dir)) {
-        CHECK(0, "%s: mkdtemp failed", c->name);
-        return;
-    }
+    qs_test_tmpdir(dir, sizeof(dir), "test_model");
     make_model(&m, c, dir);
     write_spec(c, dir);
     x_in = rand_buf(rows * H, 1.0f, 0.0f);
@@ -284,7 +256,7 @@ static void run_case(const tcase *c, const char *script, const char *python) {
     ref = read_file(dir, "ref_layer_out.f32", (size_t)(rows * H) * 4);
     CHECK(ref != NULL, "%s: no ref_layer_out", c->name);
     if (ref) {
-        double e = max_abs_diff(x, ref, rows * H);
+        double e = qs_test_max_abs_diff(x, ref, rows * H);
         CHECK(e <= TOL_ABS, "%s: layer output max abs err %.3g", c->name, e);
         printf("%-12s layer out   max abs err %.3g\n", c->name, e);
     }
@@ -306,7 +278,7 @@ static void run_case(const tcase *c, const char *script, const char *python) {
         ref = read_file(dir, name, (size_t)(rows * din[g]) * 4);
         CHECK(ref != NULL, "%s: no %s", c->name, name);
         if (!ref) continue;
-        double e = max_abs_diff(hk.copy[g], ref, rows * din[g]);
+        double e = qs_test_max_abs_diff(hk.copy[g], ref, rows * din[g]);
         CHECK(e <= TOL_ABS, "%s: hook %d input max abs err %.3g", c->name, g, e);
         /* H_ref = 2/N X^T X in f64 from the reference's inputs */
         double num = 0.0, den = 0.0;
@@ -338,7 +310,7 @@ static void run_case(const tcase *c, const char *script, const char *python) {
     ref_nll = (double *)read_file(dir, "ref_nll.f64", (size_t)(c->nseq * (c->seqlen - 1)) * 8);
     CHECK(ref && ref_nll, "%s: no ref logits / nll", c->name);
     if (st == QS_OK && ref && ref_nll) {
-        double e = max_abs_diff(logits, ref, rows * V);
+        double e = qs_test_max_abs_diff(logits, ref, rows * V);
         CHECK(e <= TOL_ABS, "%s: logits max abs err %.3g", c->name, e);
         double en = 0.0;
         for (int64_t i = 0; i < (int64_t)c->nseq * (c->seqlen - 1); ++i) {
@@ -370,7 +342,7 @@ done:
     free(ref);
     free(ref_nll);
     free(tokens);
-    rm_dir(dir);
+    qs_test_rm_rf(dir);
 }
 
 static qs_model_dims base_dims(int64_t H, int64_t Ni, int64_t heads, int64_t kv, int64_t hd,
@@ -469,6 +441,5 @@ int main(int argc, char **argv) {
     cases[4].seqlen = 67;
 
     for (int i = 0; i < 5; ++i) run_case(&cases[i], argv[1], python);
-    if (g_fail) fprintf(stderr, "test_model_forward: FAILED\n");
-    return g_fail ? 1 : 0;
+    return qs_test_finish("test_model_forward");
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "hessian.h"
 
 #define N_TOK 32768
@@ -17,17 +18,6 @@
 #define TOL_HESS_REL 1e-6  /* relative Frobenius error vs fp64 (brief requirement) */
 #define TOL_REF_CHECK 1e-12 /* dsyrk reference vs naive fp64 sums on sampled entries */
 #define TOL_SUMSQ_REL 1e-12
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
-            fprintf(stderr, __VA_ARGS__);                         \
-            fprintf(stderr, "\n");                                \
-            g_fail = 1;                                           \
-        }                                                         \
-    } while (0)
 
 static uint64_t g_rng = 0x243F6A8885A308D3ULL;
 static double urand(void) { /* [0, 1) */
@@ -205,6 +195,5 @@ int main(void) {
     free(acc2);
     free(tile);
     free(tiles);
-    if (g_fail) fprintf(stderr, "test_model_hessian: FAILED\n");
-    return g_fail ? 1 : 0;
+    return qs_test_finish("test_model_hessian");
 }

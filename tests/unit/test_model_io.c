@@ -6,7 +6,6 @@
  *   --shared runs only the fixture check and exits 77 when the fixture is absent
  *   (unless QS_REQUIRE_SHARED=1). */
 #include <ctype.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "check.h"
 #include "half.h"
 #include "hf_model.h"
 #include "synth.h"
@@ -26,40 +26,9 @@
 #define QS_FIXTURE_Q0 (-0.00080108642578125f)
 #define QS_FIXTURE_QLAST (-0.01556396484375f)
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                 \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            ++g_fail;                                                    \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fprintf(stderr, "\n");                                       \
-        }                                                                \
-    } while (0)
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-static void rm_rf(const char *p) { nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
-
 static char g_tmp[512];
 
 static void sub(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", g_tmp, name); }
-
-/* Whole-file byte comparison; 1 when equal. */
-static int same_file(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = 0;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
 
 static int contains_ci(const char *hay, const char *needle) {
     size_t n = strlen(needle);
@@ -215,7 +184,7 @@ static void test_synth_determinism(void) {
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); ++i) {
         snprintf(pa, sizeof(pa), "%s/%s", a, files[i]);
         snprintf(pb, sizeof(pb), "%s/%s", b, files[i]);
-        CHECK(same_file(pa, pb), "%s differs between equal runs", files[i]);
+        CHECK(qs_test_files_equal(pa, pb), "%s differs between equal runs", files[i]);
     }
     /* tokens in range */
     {
@@ -238,7 +207,7 @@ static void test_synth_determinism(void) {
     CHECK(qs_synth_write(&o, b, &err) == QS_OK, "%s", err.msg);
     snprintf(pa, sizeof(pa), "%s/model-00002-of-00002.safetensors", a);
     snprintf(pb, sizeof(pb), "%s/model-00002-of-00002.safetensors", b);
-    CHECK(!same_file(pa, pb), "seed has no effect");
+    CHECK(!qs_test_files_equal(pa, pb), "seed has no effect");
 
     /* f32 single file vs bf16 sharded, same seed: bf16 = round(f32) elementwise; the
      * single file written over the sharded one is what a reader now opens */
@@ -312,16 +281,8 @@ static void test_bad_cases(const char *dir) {
 static int test_shared(const char *shared) {
     char dir[1024];
     snprintf(dir, sizeof(dir), "%s/fixtures/tinyllama-a", shared);
-    struct stat sb;
-    if (stat(dir, &sb) != 0) {
-        const char *req = getenv("QS_REQUIRE_SHARED");
-        if (req && strcmp(req, "1") == 0) {
-            fprintf(stderr, "fixture missing: %s\n", dir);
-            return 1;
-        }
-        printf("skip: no fixture at %s\n", dir);
-        return 77;
-    }
+    int need = qs_test_need_dir(dir);
+    if (need != 0) return need;
     qs_err err = {0};
     qs_model m;
     qs_status st = qs_model_open(&m, dir, &err);
@@ -352,7 +313,7 @@ static int test_shared(const char *shared) {
     CHECK(w[0] == QS_FIXTURE_Q0 && w[256 * 256 - 1] == QS_FIXTURE_QLAST, "q_proj ends");
     free(w);
     qs_model_close(&m);
-    return g_fail ? 1 : 0;
+    return qs_test_finish("test_model_io --shared");
 }
 
 int main(int argc, char **argv) {
@@ -362,17 +323,10 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--shared") == 0) shared = argv[i + 1];
     }
     if (shared) return test_shared(shared);
-    const char *t = getenv("TMPDIR");
-    snprintf(g_tmp, sizeof(g_tmp), "%s/qs_model_io_XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    qs_test_tmpdir(g_tmp, sizeof(g_tmp), "model_io");
     test_synth_models();
     test_synth_determinism();
     if (bad) test_bad_cases(bad);
-    rm_rf(g_tmp);
-    if (g_fail) fprintf(stderr, "%d check(s) failed\n", g_fail);
-    else printf("test_model_io: ok\n");
-    return g_fail ? 1 : 0;
+    qs_test_rm_rf(g_tmp);
+    return qs_test_finish("test_model_io");
 }

@@ -10,21 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "kernels.h"
 #include "layer.h"
 
 #define TOL_REL_F32 2e-6 /* f32 op-by-op vs double closed form */
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
-            fprintf(stderr, __VA_ARGS__);                         \
-            fprintf(stderr, "\n");                                \
-            g_fail = 1;                                           \
-        }                                                         \
-    } while (0)
 
 static void test_rope_freqs(void) {
     enum { HD = 128, HALF = HD / 2 };
@@ -35,8 +25,7 @@ static void test_rope_freqs(void) {
     qs_rope_inv_freq(&p, HD, def);
     for (int i = 0; i < HALF; ++i) {
         double want = 1.0 / pow(500000.0, (double)(2 * i) / HD);
-        CHECK(fabs(def[i] - want) <= TOL_REL_F32 * want, "default inv_freq[%d] %g vs %g", i,
-              def[i], want);
+        CHECK_NEAR(def[i], want, TOL_REL_F32 * want, "default inv_freq[%d]", i);
     }
     p.scaling = QS_ROPE_SCALING_LINEAR;
     p.factor = 4.0;
@@ -67,8 +56,7 @@ static void test_rope_freqs(void) {
             want = (1.0 - s) * f / 8.0 + s * f;
             n_mid++;
         }
-        CHECK(fabs(l3[i] - want) <= 4 * TOL_REL_F32 * want, "llama3 inv_freq[%d] %g vs %g", i,
-              l3[i], want);
+        CHECK_NEAR(l3[i], want, 4 * TOL_REL_F32 * want, "llama3 inv_freq[%d]", i);
     }
     CHECK(n_high > 0 && n_mid > 0 && n_low > 0, "llama3 bands not all exercised (%d %d %d)",
           n_high, n_mid, n_low);
@@ -101,7 +89,7 @@ static void test_rope_apply(void) {
     /* position 1, pair 0: angle inv[0] = 1 */
     const float *r1 = x + NH * HD, *o1 = x0 + NH * HD;
     double want = o1[0] * cos(1.0) - o1[HALF] * sin(1.0);
-    CHECK(fabs(r1[0] - want) <= 1e-6, "RoPE rotate-half sign/convention: %g vs %g", r1[0], want);
+    CHECK_NEAR(r1[0], want, 1e-6, "RoPE rotate-half sign/convention");
 }
 
 static void test_attention(void) {
@@ -205,6 +193,5 @@ int main(void) {
     test_attention();
     test_small_kernels();
     test_contracts();
-    if (g_fail) fprintf(stderr, "test_model_kernels: FAILED\n");
-    return g_fail ? 1 : 0;
+    return qs_test_finish("test_model_kernels");
 }

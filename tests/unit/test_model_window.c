@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "check.h"
 #include "hf_model.h"
 #include "layer.h"
 #include "weights.h"
@@ -24,16 +25,6 @@
  * a layer with the wrong type, moves the logits by > 1e-2 on every case. */
 #define TOL_ABS 1e-4
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            ++g_fail;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
 
 /* The whole file `dir/name` into a new buffer of exactly n bytes, or NULL. Caller frees. */
 static void *read_exact(const char *dir, const char *name, size_t n) {
@@ -215,6 +206,5 @@ int main(int argc, char **argv) {
     }
     static const char *const cases[] = {"mistral_w5", "qwen2_mwl", "qwen2_types", "qwen2_off"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) run_case(argv[1], cases[i]);
-    if (g_fail) fprintf(stderr, "test_model_window: FAILED (%d checks)\n", g_fail);
-    return g_fail ? 1 : 0;
+    return qs_test_finish("test_model_window");
 }

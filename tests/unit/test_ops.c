@@ -6,18 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "log.h"
 #include "rundir.h"
 #include "svg.h"
-
-static int failures = 0;
-#define EXPECT(c)                                                         \
-    do {                                                                  \
-        if (!(c)) {                                                       \
-            fprintf(stderr, "%s:%d: FAIL: %s\n", __FILE__, __LINE__, #c); \
-            ++failures;                                                   \
-        }                                                                 \
-    } while (0)
 
 static int count(const char *hay, const char *needle) {
     int n = 0;
@@ -25,20 +17,15 @@ static int count(const char *hay, const char *needle) {
     return n;
 }
 
-static char *slurp(const char *path) {
-    char *t = NULL;
-    qs_err e = {0};
-    if (qs_read_file(path, &t, NULL, &e) != QS_OK) return NULL;
-    return t;
-}
+static char *slurp(const char *path) { return (char *)qs_test_read_file(path, NULL); }
 
 int main(void) {
     char b[32];
-    EXPECT(strcmp(qs_progress_fmt_time(5.2, b, sizeof(b)), "5s") == 0);
-    EXPECT(strcmp(qs_progress_fmt_time(59.6, b, sizeof(b)), "1m00s") == 0);
-    EXPECT(strcmp(qs_progress_fmt_time(62, b, sizeof(b)), "1m02s") == 0);
-    EXPECT(strcmp(qs_progress_fmt_time(3725, b, sizeof(b)), "1h02m") == 0);
-    EXPECT(strcmp(qs_progress_fmt_time(-3, b, sizeof(b)), "0s") == 0);
+    CHECK(strcmp(qs_progress_fmt_time(5.2, b, sizeof(b)), "5s") == 0, "fmt_time 5.2 s");
+    CHECK(strcmp(qs_progress_fmt_time(59.6, b, sizeof(b)), "1m00s") == 0, "fmt_time 59.6 s");
+    CHECK(strcmp(qs_progress_fmt_time(62, b, sizeof(b)), "1m02s") == 0, "fmt_time 62 s");
+    CHECK(strcmp(qs_progress_fmt_time(3725, b, sizeof(b)), "1h02m") == 0, "fmt_time 3725 s");
+    CHECK(strcmp(qs_progress_fmt_time(-3, b, sizeof(b)), "0s") == 0, "fmt_time of -3 s");
 
     /* progress: NULL is a no-op; a quiet logger records the position without printing */
     qs_progress_begin(NULL, 10, 0);
@@ -48,12 +35,12 @@ int main(void) {
     qs_progress p;
     qs_progress_start(&p, &lg, "calibrate");
     qs_progress_begin(&p, 16, 4);
-    EXPECT(p.total == 16 && p.done0 == 4 && p.done == 4);
+    CHECK(p.total == 16 && p.done0 == 4 && p.done == 4, "progress_begin bookkeeping");
     qs_progress_step(&p, 5, "chunk %d/%d", 5, 16);
-    EXPECT(p.done == 5);
+    CHECK(p.done == 5, "progress_step position");
 
-    char dir[] = "/tmp/qs_test_ops_XXXXXX";
-    EXPECT(mkdtemp(dir) != NULL);
+    char dir[512];
+    qs_test_tmpdir(dir, sizeof(dir), "test_ops");
     char path[QS_PATH_MAX];
     qs_err err = {0};
 
@@ -61,12 +48,13 @@ int main(void) {
     snprintf(path, sizeof(path), "%s/bars.svg", dir);
     const double xs[5] = {0, 1, 2, 3, 4}, ys[5] = {4.0, 3.5, 8.0, 2.0, 4.25};
     qs_svg_chart c = {"bits <per> layer & \"more\"", "layer", "bits", 0};
-    EXPECT(qs_svg_bars(path, &c, xs, ys, 5, &err) == QS_OK);
+    CHECK(qs_svg_bars(path, &c, xs, ys, 5, &err) == QS_OK, "svg_bars: %s", err.msg);
     char *t = slurp(path);
-    EXPECT(t && count(t, "class=\"bar\"") == 5);
-    EXPECT(t && strstr(t, "data-x=\"2\" data-y=\"8\"") != NULL);
-    EXPECT(t && strstr(t, "bits &lt;per&gt; layer &amp; &quot;more&quot;") != NULL);
-    EXPECT(t && strstr(t, "</svg>") != NULL);
+    CHECK(t && count(t, "class=\"bar\"") == 5, "one bar per value");
+    CHECK(t && strstr(t, "data-x=\"2\" data-y=\"8\"") != NULL, "bar data attributes");
+    CHECK(t && strstr(t, "bits &lt;per&gt; layer &amp; &quot;more&quot;") != NULL,
+          "title escaped");
+    CHECK(t && strstr(t, "</svg>") != NULL, "document closed");
     free(t);
 
     /* lines on a log axis: points of every series, a value <= 0 kept in data-y */
@@ -74,47 +62,36 @@ int main(void) {
     const double x2[3] = {0, 1, 2}, a[3] = {1e-3, 0.5, 20.0}, z[3] = {0.0, 1.0, 2.0};
     qs_svg_series s[2] = {{"a<b", x2, a, 3, 1}, {"z", x2, z, 3, 0}};
     qs_svg_chart c2 = {"error", "layer", "error", 1};
-    EXPECT(qs_svg_lines(path, &c2, s, 2, &err) == QS_OK);
+    CHECK(qs_svg_lines(path, &c2, s, 2, &err) == QS_OK, "svg_lines: %s", err.msg);
     t = slurp(path);
-    EXPECT(t && count(t, "class=\"point\"") == 6);
-    EXPECT(t && count(t, "class=\"line\"") == 1); /* series z has markers only */
-    EXPECT(t && count(t, "data-series=\"a&lt;b\"") >= 4);
-    EXPECT(t && strstr(t, "data-x=\"0\" data-y=\"0\"") != NULL);
-    EXPECT(t && strstr(t, "nan") == NULL && strstr(t, "inf") == NULL);
+    CHECK(t && count(t, "class=\"point\"") == 6, "points of every series");
+    CHECK(t && count(t, "class=\"line\"") == 1, "one line: series z has markers only");
+    CHECK(t && count(t, "data-series=\"a&lt;b\"") >= 4, "series name escaped");
+    CHECK(t && strstr(t, "data-x=\"0\" data-y=\"0\"") != NULL, "a value <= 0 kept in data-y");
+    CHECK(t && strstr(t, "nan") == NULL && strstr(t, "inf") == NULL, "no nan/inf written");
     free(t);
 
     /* stale temp files: removed two levels deep, nothing else */
     qs_rundir rd = {0};
-    EXPECT(qs_rundir_init(&rd, dir, &err) == QS_OK);
-    EXPECT(qs_rundir_mkdir(&rd, "recon", &err) == QS_OK);
+    CHECK(qs_rundir_init(&rd, dir, &err) == QS_OK, "rundir_init: %s", err.msg);
+    CHECK(qs_rundir_mkdir(&rd, "recon", &err) == QS_OK, "rundir_mkdir: %s", err.msg);
     const char *files[] = {"recon/layer-001.h5.tmp.1234", "recon/layer-000.h5", "run.json.tmp.7",
                            "recon/x.tmp.12a", "recon/notes.tmp."};
     for (int i = 0; i < 5; ++i) {
         snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
         FILE *f = fopen(path, "w");
-        EXPECT(f != NULL);
+        CHECK(f != NULL, "create %s", path);
         if (f) fclose(f);
     }
     int n = -1;
-    EXPECT(qs_rundir_remove_temps(&rd, &n, &err) == QS_OK);
-    EXPECT(n == 2);
+    CHECK(qs_rundir_remove_temps(&rd, &n, &err) == QS_OK, "remove_temps: %s", err.msg);
+    CHECK(n == 2, "two stale temp files removed (n = %d)", n);
     for (int i = 0; i < 5; ++i) {
         snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        EXPECT(qs_path_exists(path) == (i == 1 || i == 3 || i == 4));
+        CHECK(qs_path_exists(path) == (i == 1 || i == 3 || i == 4), "%s: removed iff stale", path);
         unlink(path);
     }
     qs_rundir_free(&rd);
-    snprintf(path, sizeof(path), "%s/bars.svg", dir);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/lines.svg", dir);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/recon", dir);
-    rmdir(path);
-    rmdir(dir);
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    qs_test_rm_rf(dir);
+    return qs_test_finish("test_ops");
 }

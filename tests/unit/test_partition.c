@@ -5,18 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "partition.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                  \
-    do {                                                  \
-        if (!(cond)) {                                    \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                 \
-            fputc('\n', stderr);                          \
-            ++failures;                                   \
-        }                                                 \
-    } while (0)
 
 /* Brute force over all ways to cut n items into nparts contiguous (possibly empty) ranges. */
 static void brute(const double *cost, int n, int nparts, int p, int start, double cur_max,
@@ -122,10 +112,5 @@ int main(void) {
         }
         for (int k = 0; k < p; ++k) CHECK(load[k] <= total / p + mxc + 1e-12, "lpt bound");
     }
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("partition: all checks passed\n");
-    return 0;
+    return qs_test_finish("test_partition");
 }

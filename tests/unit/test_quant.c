@@ -1,4 +1,4 @@
-/* test_quant.c: shared quantization numerics and RTN: fp16 rounding, names, the group rule,
+/* test_quant.c: shared quantization numerics and RTN: names, the group rule,
  * RTN against its scalar twin, dequantization through g_idx, edge cases (all-zero groups,
  * constant rows, NaN/Inf weights, partial last group, zero_min1). Fails via exit code. */
 #include <math.h>
@@ -6,31 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "quant.h"
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fprintf(stderr, "\n");                                        \
-            g_fail++;                                                     \
-        }                                                                 \
-    } while (0)
-
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static double urand(void) { /* splitmix64 -> [0, 1) */
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-static float nrand(void) {
-    double u1 = urand(), u2 = urand();
-    return (float)(sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2));
-}
+static float nrand(void) { return qs_test_nrand(&g_rng); }
 
 typedef struct bufs {
     uint8_t *codes;
@@ -57,39 +37,6 @@ static void bufs_free(bufs *b) {
 static qs_quant_out as_out(bufs *b) {
     qs_quant_out o = {b->codes, b->scales, b->zeros, b->wq};
     return o;
-}
-
-static void test_fp16(void) {
-    CHECK(qs_f32_to_f16(1.0f) == 0x3c00, "1.0");
-    CHECK(qs_f32_to_f16(-2.0f) == 0xc000, "-2.0");
-    CHECK(qs_f32_to_f16(65504.0f) == 0x7bff, "max");
-    CHECK(qs_f32_to_f16(65519.0f) == 0x7bff, "below the inf threshold");
-    CHECK(qs_f32_to_f16(65520.0f) == 0x7c00, "rounds to inf");
-    CHECK(qs_f32_to_f16(ldexpf(1.0f, -24)) == 0x0001, "smallest subnormal");
-    CHECK(qs_f32_to_f16(ldexpf(1.0f, -25)) == 0x0000, "half of it ties to even 0");
-    CHECK(qs_f32_to_f16(ldexpf(3.0f, -25)) == 0x0002, "1.5 units ties to 2");
-    CHECK(qs_f32_to_f16(1.0f + ldexpf(1.0f, -11)) == 0x3c00, "tie to even (down)");
-    CHECK(qs_f32_to_f16(1.0f + ldexpf(3.0f, -11)) == 0x3c02, "tie to even (up)");
-    CHECK(qs_f32_to_f16(ldexpf(1023.5f, -24)) == 0x0400, "subnormal carry to normal");
-    int bad = 0;
-    for (uint32_t h = 0; h < 65536; ++h) {
-        float f = qs_f16_to_f32((uint16_t)h);
-        if (isnan(f)) continue;
-        if (qs_f32_to_f16(f) != h) bad++;
-    }
-    CHECK(bad == 0, "%d half values do not round-trip", bad);
-    /* against the float nearest: every float between two halves goes to the nearer */
-    for (int i = 0; i < 100000; ++i) {
-        float f = (float)((urand() - 0.5) * 200.0);
-        uint16_t h = qs_f32_to_f16(f);
-        float a = qs_f16_to_f32(h);
-        float lo = qs_f16_to_f32((uint16_t)(h - 1)), hi = qs_f16_to_f32((uint16_t)(h + 1));
-        if (fabsf(f - a) > fabsf(f - lo) || fabsf(f - a) > fabsf(f - hi)) {
-            bad++;
-            break;
-        }
-    }
-    CHECK(bad == 0, "fp16 rounding is not to nearest");
 }
 
 static void test_params(void) {
@@ -261,16 +208,10 @@ static void test_nonfinite(void) {
 }
 
 int main(void) {
-    test_fp16();
     test_params();
     test_group_rule();
     test_rtn();
     test_edge_rows();
     test_nonfinite();
-    if (g_fail) {
-        fprintf(stderr, "test_quant: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_quant: ok\n");
-    return 0;
+    return qs_test_finish("test_quant");
 }

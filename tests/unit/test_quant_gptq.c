@@ -11,19 +11,10 @@
 
 #include <cblas.h>
 
+#include "check.h"
 #include "quant.h"
 
-static int g_fail = 0;
 static int64_t g_same = 0, g_total = 0; /* codes compared with the twin, over all cases */
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fprintf(stderr, "\n");                                        \
-            g_fail++;                                                     \
-        }                                                                 \
-    } while (0)
 
 /* named tolerances */
 #define CODE_AGREEMENT 0.999 /* fraction of codes the blocked kernel shares with its twin,
@@ -34,17 +25,7 @@ static int64_t g_same = 0, g_total = 0; /* codes compared with the twin, over al
 #define ERR_REL_TOL 1e-4     /* relative difference of layer errors, blocked vs twin */
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
-static double urand(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-static float nrand(void) {
-    double u1 = urand(), u2 = urand();
-    return (float)(sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2));
-}
+static float nrand(void) { return qs_test_nrand(&g_rng); }
 
 /* H = 2/N X^T X for N token rows of correlated inputs with varied channel scales. (n, n) */
 static float *make_hessian(int64_t n, int64_t N) {
@@ -132,7 +113,7 @@ static double check_case(const float *H, const float *W, int64_t rows, int64_t n
     g_total += rows * n;
     ea = layer_error(H, n, W, a.wq, rows, NULL);
     double eb = layer_error(H, n, W, b.wq, rows, NULL);
-    CHECK(fabs(ea - eb) <= ERR_REL_TOL * fabs(eb), "%s: error %.9g vs twin %.9g", what, ea, eb);
+    CHECK_NEAR(ea, eb, ERR_REL_TOL * fabs(eb), "%s: error vs twin", what);
     /* dequantization through g_idx is bit-for-bit the quantizer's wq */
     float *wq2 = malloc((size_t)(rows * n) * sizeof(float));
     qs_gptq_g_idx(&f, p, a.g_idx);
@@ -435,10 +416,8 @@ static void test_error_twin(void) {
     CHECK(qs_quant_error_rows(H, n, W, Q, rows, 8, e1, a1, &e) == QS_OK, "%s", e.msg);
     CHECK(qs_quant_error_rows_ref(H, n, W, Q, rows, e2, a2, &e) == QS_OK, "%s", e.msg);
     for (int64_t r = 0; r < rows; ++r) {
-        CHECK(fabs(e1[r] - e2[r]) <= ERR_REL_TOL * e2[r], "row %lld error %g vs %g", (long long)r,
-              e1[r], e2[r]);
-        CHECK(fabs(a1[r] - a2[r]) <= ERR_REL_TOL * a2[r], "row %lld norm %g vs %g", (long long)r,
-              a1[r], a2[r]);
+        CHECK_NEAR(e1[r], e2[r], ERR_REL_TOL * e2[r], "row %lld error", (long long)r);
+        CHECK_NEAR(a1[r], a2[r], ERR_REL_TOL * a2[r], "row %lld norm", (long long)r);
     }
     CHECK(qs_quant_relative(1.0, 0.0) == 0.0, "relative of zero norm");
     free(H);
@@ -456,10 +435,5 @@ int main(void) {
     test_damping();
     test_dead_and_bad();
     test_error_twin();
-    if (g_fail) {
-        fprintf(stderr, "test_quant_gptq: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_quant_gptq: ok\n");
-    return 0;
+    return qs_test_finish("test_quant_gptq");
 }

@@ -5,27 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "pack.h"
 #include "quant.h"
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fprintf(stderr, "\n");                                        \
-            g_fail++;                                                     \
-        }                                                                 \
-    } while (0)
-
 static uint32_t g_rng = 12345u;
-static uint32_t rnd(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
-}
+static uint32_t rnd(void) { return qs_test_xorshift32(&g_rng); }
 
 static void test_sizes(void) {
     qs_pack_bytes s;
@@ -225,10 +210,5 @@ int main(void) {
             for (int v1 = 0; v1 <= 1; ++v1) round_trip(bits[b], gss[gi], v1);
     test_v1_zeros();
     test_quantized_round_trip();
-    if (g_fail) {
-        fprintf(stderr, "test_quant_pack: %d check(s) failed\n", g_fail);
-        return 1;
-    }
-    printf("test_quant_pack: ok\n");
-    return 0;
+    return qs_test_finish("test_quant_pack");
 }

@@ -1,32 +1,12 @@
 /* test_rundir.c: SHA-256 known answers, durable writes, manifests (match, mismatch,
  * tampered output), and that no temp file is left behind after a failed write. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "check.h"
 #include "rundir.h"
 #include "sha256.h"
-
-static int failures = 0;
-#define CHECK(cond, msg)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, msg); \
-            ++failures;                                                   \
-        }                                                                 \
-    } while (0)
-
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.') ++n;
-    if (d) closedir(d);
-    return n;
-}
 
 int main(void) {
     char hex[65];
@@ -52,9 +32,8 @@ int main(void) {
               "sha256 million a");
     }
 
-    char tmpl[] = "/tmp/qs_rundir_XXXXXX";
-    char *root = mkdtemp(tmpl);
-    CHECK(root != NULL, "mkdtemp");
+    char root[512];
+    qs_test_tmpdir(root, sizeof(root), "rundir");
     qs_err err = {0};
     qs_rundir rd;
     CHECK(qs_rundir_init(&rd, root, &err) == QS_OK, "init");
@@ -70,7 +49,7 @@ int main(void) {
     {
         char plan_dir[QS_PATH_MAX];
         qs_rundir_path(&rd, "plan", plan_dir, sizeof(plan_dir), &err);
-        CHECK(count_entries(plan_dir) == 2, "no temp file left (out.txt + sub)");
+        CHECK(qs_test_count_entries(plan_dir, NULL) == 2, "no temp file left (out.txt + sub)");
     }
     /* abandoned write leaves nothing */
     {
@@ -83,7 +62,7 @@ int main(void) {
         CHECK(!qs_path_exists(p2), "abandoned target absent");
         char plan_dir[QS_PATH_MAX];
         qs_rundir_path(&rd, "plan", plan_dir, sizeof(plan_dir), &err);
-        CHECK(count_entries(plan_dir) == 2, "abandoned temp removed");
+        CHECK(qs_test_count_entries(plan_dir, NULL) == 2, "abandoned temp removed");
     }
     /* writing into a missing directory is an error naming the file */
     {
@@ -124,12 +103,6 @@ int main(void) {
     CHECK(qs_manifest_read(&have, &rd, "calib", &found, &err) == QS_OK && !found, "absent");
     qs_manifest_free(&have);
     qs_rundir_free(&rd);
-    {
-        char cmd[256];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-        if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
-    }
-    if (failures) return 1;
-    printf("rundir: all checks passed\n");
-    return 0;
+    qs_test_rm_rf(root);
+    return qs_test_finish("test_rundir");
 }

@@ -1,7 +1,6 @@
-/* test_safetensors.c: f16/bf16 conversions (exhaustive widening, rounding at every
- * midpoint), the safetensors reader on hand-made files (valid forms and edge cases), a
- * sparse file whose second tensor starts beyond 4 GiB, and checkpoints (symlinked shards,
- * single file preferred over an index). */
+/* test_safetensors.c: the safetensors reader on hand-made files (valid forms and edge
+ * cases), a sparse file whose second tensor starts beyond 4 GiB, and checkpoints (symlinked
+ * shards, single file preferred over an index). The f16/bf16 conversions: test_half.c. */
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
@@ -11,96 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "half.h"
 #include "safetensors.h"
 #include "synth.h"
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            ++g_fail;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fprintf(stderr, "\n");                                          \
-        }                                                                   \
-    } while (0)
-
 static char g_tmp[512];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-/* ---- half ---- */
-
-/* Reference widening by arithmetic (ldexp), independent of the bit tricks. */
-static double f16_ref(uint16_t h) {
-    int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
-    double v;
-    if (e == 31) v = m ? NAN : INFINITY;
-    else if (e == 0) v = ldexp((double)m, -24);
-    else v = ldexp(1024.0 + m, e - 25);
-    return s ? -v : v;
-}
-
-static void test_half(void) {
-    int bad = 0;
-    for (uint32_t h = 0; h < 65536; ++h) {
-        float f = qs_f16_to_f32((uint16_t)h);
-        double r = f16_ref((uint16_t)h);
-        if (isnan(r)) {
-            if (!isnan(f)) ++bad;
-            /* payload kept: narrowing gives back the same NaN (quiet bit set) */
-            if ((qs_f32_to_f16(f) & 0x7dffu) != (h & 0x7dffu)) ++bad;
-            continue;
-        }
-        if ((double)f != r || !signbit(f) != !signbit(r)) ++bad;
-        if (qs_f32_to_f16(f) != h) ++bad; /* exact values round-trip */
-    }
-    CHECK(bad == 0, "%d f16 widening/round-trip mismatches", bad);
-
-    /* rounding: midpoints between consecutive f16 values go to the even one, and a hair
-     * above/below goes up/down; this covers subnormals and the normal range */
-    bad = 0;
-    for (uint32_t h = 0; h < 0x7bff; ++h) {
-        double a = f16_ref((uint16_t)h), b = f16_ref((uint16_t)(h + 1));
-        float mid = (float)((a + b) / 2); /* exact in f32 */
-        uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
-        if (qs_f32_to_f16(mid) != even) ++bad;
-        if (qs_f32_to_f16(-mid) != (uint16_t)(even | 0x8000)) ++bad;
-        if (qs_f32_to_f16(nextafterf(mid, 0.0f)) != h && mid > 0) ++bad;
-        if (qs_f32_to_f16(nextafterf(mid, INFINITY)) != h + 1) ++bad;
-    }
-    CHECK(bad == 0, "%d f16 rounding mismatches", bad);
-    CHECK(qs_f32_to_f16(65504.0f) == 0x7bff, "max");
-    CHECK(qs_f32_to_f16(65519.99f) == 0x7bff, "below the inf midpoint");
-    CHECK(qs_f32_to_f16(65520.0f) == 0x7c00, "inf midpoint rounds to inf");
-    CHECK(qs_f32_to_f16(1e30f) == 0x7c00 && qs_f32_to_f16(-INFINITY) == 0xfc00, "inf");
-    CHECK(qs_f32_to_f16(ldexpf(1.0f, -25)) == 0, "2^-25 ties to even zero");
-    CHECK(qs_f32_to_f16(nextafterf(ldexpf(1.0f, -25), 1.0f)) == 1, "above 2^-25");
-    CHECK(qs_f32_to_f16(1e-30f) == 0 && qs_f32_to_f16(-1e-30f) == 0x8000, "underflow");
-
-    /* bf16: widening is a shift; narrowing rounds to nearest even */
-    bad = 0;
-    for (uint32_t b = 0; b < 65536; ++b) {
-        float f = qs_bf16_to_f32((uint16_t)b);
-        if (qs_f32_bits(f) != b << 16) ++bad;
-        if (!isnan(f) && qs_f32_to_bf16(f) != b) ++bad;
-        if (isnan(f) && !isnan(qs_bf16_to_f32(qs_f32_to_bf16(f)))) ++bad;
-        if ((b & 0x7fff) < 0x7f7f) { /* midpoint to the next one */
-            uint32_t mid = (b << 16) | 0x8000u;
-            uint16_t even = (b & 1) ? (uint16_t)(b + 1) : (uint16_t)b;
-            if (qs_f32_to_bf16(qs_f32_from_bits(mid)) != even) ++bad;
-            if (qs_f32_to_bf16(qs_f32_from_bits(mid + 1)) != (uint16_t)(b + 1)) ++bad;
-            if (qs_f32_to_bf16(qs_f32_from_bits(mid - 1)) != (uint16_t)b) ++bad;
-        }
-    }
-    CHECK(bad == 0, "%d bf16 mismatches", bad);
-    CHECK(qs_f32_to_bf16(qs_f32_from_bits(0x7f7fffffu)) == 0x7f80, "bf16 overflow to inf");
-    CHECK(qs_f32_to_bf16(qs_f32_from_bits(0x7f800001u)) == 0x7fc0, "bf16 signalling nan quieted");
-}
 
 /* ---- hand-made files ---- */
 
@@ -370,19 +285,11 @@ static void test_checkpoints(void) {
 }
 
 int main(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(g_tmp, sizeof(g_tmp), "%s/qs_st_XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    test_half();
+    qs_test_tmpdir(g_tmp, sizeof(g_tmp), "st");
     test_valid_files();
     test_bad_headers();
     test_sparse_big();
     test_checkpoints();
-    nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    if (g_fail) fprintf(stderr, "%d check(s) failed\n", g_fail);
-    else printf("test_safetensors: ok\n");
-    return g_fail ? 1 : 0;
+    qs_test_rm_rf(g_tmp);
+    return qs_test_finish("test_safetensors");
 }

@@ -8,31 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "mckp.h"
 #include "search_items.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                 \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);         \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fputc('\n', stderr);                                         \
-            ++failures;                                                  \
-        }                                                                \
-    } while (0)
 
 /* d_out, d_in of q k v o gate up down for a tiny model (hidden 64, kv 32, inter 96). */
 static const int64_t DO[7] = {64, 32, 32, 64, 96, 96, 64};
 static const int64_t DI[7] = {64, 64, 64, 64, 64, 64, 96};
 
 static uint64_t rng = 88172645463325252ull;
-static uint64_t next_u64(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+static uint64_t next_u64(void) { return qs_test_xorshift64(&rng); }
 static double unif(void) { return (double)(next_u64() >> 11) / 9007199254740992.0; }
 
 /* Candidates w2g32 w4g32 w5g32 w8g32; w5 has no layout (-1), w8 of `down` not servable. */
@@ -290,8 +275,7 @@ static void test_solve(void) {
                   res.proof == QS_MCKP_OPTIMAL,
               "solve: %s", err.msg);
         double want = brute(&it, budget);
-        CHECK(fabs(res.total_cost - want) <= 1e-9 * want, "trial %d: cost %.17g != brute %.17g",
-              trial, res.total_cost, want);
+        CHECK_NEAR(res.total_cost, want, 1e-9 * want, "trial %d: cost vs brute force", trial);
         char names[14][QS_QUANT_NAME_MAX];
         int64_t payload = 0;
         qs_search_expand(&it, &t, res.choice, names, &payload);
@@ -325,10 +309,5 @@ int main(void) {
     test_items();
     test_budget();
     test_solve();
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_search: ok\n");
-    return 0;
+    return qs_test_finish("test_search");
 }

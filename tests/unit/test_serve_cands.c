@@ -3,30 +3,15 @@
  * search.serve, and the config-time refusals of qs_cands_check_model (exit-2 lines naming
  * the candidate, linear, format or engine). The model is a tinyllama-a-shaped config.json
  * written into a mkdtemp directory (hidden 256, intermediate 768, 4 heads, 2 KV heads of 64). */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
 #include "candidates.h"
+#include "check.h"
 #include "config.h"
 #include "ct_export.h"
 #include "gguf_types.h"
 #include "hf_config.h"
 #include "pack.h"
 
-static int failures = 0;
 static char g_dir[256];
-
-#define CHECK(cond, ...)                                           \
-    do {                                                           \
-        if (!(cond)) {                                             \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);   \
-            fprintf(stderr, __VA_ARGS__);                          \
-            fputc('\n', stderr);                                   \
-            ++failures;                                            \
-        }                                                          \
-    } while (0)
 
 static const char *write_file(const char *name, const char *text) {
     static char path[512];
@@ -58,11 +43,8 @@ static void expect_refused(int line, const char *body, const char *needle) {
     qs_err err = {0};
     qs_status st = load(&cfg, body, &err);
     if (st == QS_OK) st = qs_cands_check_model(&g_hf, &cfg, &err);
-    if (st != QS_ERR_INPUT || !strstr(err.msg, needle)) {
-        fprintf(stderr, "FAIL %s:%d: status %d msg '%s' (want '%s')\n", __FILE__, line,
-                (int)st, err.msg, needle);
-        ++failures;
-    }
+    CHECK_AT(__FILE__, line, st == QS_ERR_INPUT && strstr(err.msg, needle),
+             "status %d msg '%s' (want '%s')", (int)st, err.msg, needle);
     qs_config_free(&cfg);
 }
 #define REFUSED(body, needle) expect_refused(__LINE__, body, needle)
@@ -72,10 +54,7 @@ static void expect_ok(int line, const char *body) {
     qs_err err = {0};
     qs_status st = load(&cfg, body, &err);
     if (st == QS_OK) st = qs_cands_check_model(&g_hf, &cfg, &err);
-    if (st != QS_OK) {
-        fprintf(stderr, "FAIL %s:%d: refused: %s\n", __FILE__, line, err.msg);
-        ++failures;
-    }
+    CHECK_AT(__FILE__, line, st == QS_OK, "refused: %s", err.msg);
     qs_config_free(&cfg);
 }
 #define ACCEPTED(body) expect_ok(__LINE__, body)
@@ -266,11 +245,7 @@ static void test_refusals(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof(g_dir), "/tmp/qs_serve_cands_XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    qs_test_tmpdir(g_dir, sizeof(g_dir), "serve_cands");
     const char *cj = write_file(
         "config.json",
         "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
@@ -287,13 +262,6 @@ int main(void) {
     test_budget_formats();
     test_servable();
     test_refusals();
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    qs_test_rm_rf(g_dir);
+    return qs_test_finish("test_serve_cands");
 }

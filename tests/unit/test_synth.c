@@ -2,8 +2,8 @@
  * shards: the files exist, every safetensors header is valid (parsed here independently of
  * the reader), tensor names and shapes match the config, the index agrees with the shards;
  * equal options give identical bytes, a pinned SHA-256 guards cross-machine determinism;
- * value statistics are as documented; the f32 -> f16/bf16 encoders round every half value
- * and every midpoint correctly; errors name the file; tokens have the right size and range. */
+ * value statistics are as documented; errors name the file; tokens have the right size and
+ * range. (The f32 -> f16/bf16 encoders the models are written with: test_half.c.) */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "half.h"
 #include "synth.h"
 #include "sha256.h"
@@ -22,75 +23,13 @@
 /* SHA-256 of model.safetensors for llama, 1 layer, hidden 64, vocab 32, bf16, seed 7 */
 #define QS_SYNTH_PINNED_SHA "cdd60d82eb6b48dcc706283e399e95947c6283da53474ef47b48892dd65979f7"
 
-static int failures = 0;
-#define CHECK(cond, ...)                                              \
-    do {                                                              \
-        if (!(cond)) {                                                \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
-            fprintf(stderr, __VA_ARGS__);                             \
-            fputc('\n', stderr);                                      \
-            ++failures;                                               \
-        }                                                             \
-    } while (0)
-
-/* Whole file into memory (caller frees); NULL if unreadable. */
-static unsigned char *slurp(const char *path, size_t *len) {
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc(n > 0 ? (size_t)n + 1 : 1);
-    if (p && n > 0 && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p) {
-        p[n > 0 ? n : 0] = 0;
-        *len = (size_t)(n > 0 ? n : 0);
-    }
-    return p;
-}
-
 static cJSON *read_json(const char *path) {
     size_t n;
-    unsigned char *p = slurp(path, &n);
+    unsigned char *p = qs_test_read_file(path, &n);
     if (!p) return NULL;
     cJSON *j = cJSON_Parse((const char *)p);
     free(p);
     return j;
-}
-
-static int files_equal(const char *a, const char *b) {
-    size_t na, nb;
-    unsigned char *pa = slurp(a, &na), *pb = slurp(b, &nb);
-    int eq = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
-    free(pa);
-    free(pb);
-    return eq;
-}
-
-static int exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-static int count_tmp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) ++n;
-    if (d) closedir(d);
-    return n;
-}
-
-static void rm_rf(const char *dir) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
 }
 
 static int64_t jint(const cJSON *o, const char *key) {
@@ -102,7 +41,7 @@ static int64_t jint(const cJSON *o, const char *key) {
  * to `seen` (duplicates across files are a failure). Returns the tensor count or -1. */
 static int check_st_file(const char *path, const char *fname, const char *dtype, cJSON *seen) {
     size_t n;
-    unsigned char *p = slurp(path, &n);
+    unsigned char *p = qs_test_read_file(path, &n);
     int count = -1;
     cJSON *h = NULL;
     CHECK(p != NULL, "%s: unreadable", path);
@@ -241,14 +180,14 @@ static void check_model(const qs_synth_opts *o, const char *dir) {
     int total = 0;
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     if (o->shards == 1) {
-        CHECK(!exists(path), "%s: index must not exist for one shard", path);
+        CHECK(!qs_test_exists(path), "%s: index must not exist for one shard", path);
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
         total = check_st_file(path, "model.safetensors", dts, seen);
     } else {
         cJSON *idx = read_json(path);
         CHECK(idx != NULL, "%s: missing or invalid", path);
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        CHECK(!exists(path), "%s: must not exist when sharded", path);
+        CHECK(!qs_test_exists(path), "%s: must not exist when sharded", path);
         uint64_t bytes = 0;
         for (long long k = 1; k <= o->shards; ++k) {
             snprintf(fname, sizeof fname, "model-%05lld-of-%05lld.safetensors", k, o->shards);
@@ -257,7 +196,7 @@ static void check_model(const qs_synth_opts *o, const char *dir) {
             CHECK(c >= 1, "%s: shard has no tensors", path);
             total += c;
             size_t sz;
-            unsigned char *p = slurp(path, &sz);
+            unsigned char *p = qs_test_read_file(path, &sz);
             if (p && sz >= 8) {
                 uint64_t hl = 0;
                 for (int b = 0; b < 8; ++b) hl |= (uint64_t)p[b] << (8 * b);
@@ -297,66 +236,6 @@ static void check_model(const qs_synth_opts *o, const char *dir) {
 }
 
 /* Decoders for the statistics check and the encoder round trips. */
-static float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static float f16_to_f32(uint16_t h) {
-    uint32_t s = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    float f;
-    if (e == 0) {
-        f = (float)m * (1.0f / 16777216.0f);
-        return s ? -f : f;
-    }
-    uint32_t u = e == 31 ? (s | 0x7f800000u | (m << 13)) : (s | ((e + 112u) << 23) | (m << 13));
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static void test_encoders(void) {
-    /* every non-NaN half round-trips; every midpoint rounds to the even neighbour */
-    for (uint32_t h = 0; h < 0x10000; ++h) {
-        uint16_t x = (uint16_t)h;
-        if ((x & 0x7c00) == 0x7c00 && (x & 0x3ff)) continue;
-        float f = f16_to_f32(x);
-        CHECK(qs_f32_to_f16(f) == x, "f16 round trip %04x", h);
-        uint16_t y = (uint16_t)(x + 1);
-        if ((x & 0x7fff) >= 0x7c00 || (y & 0x7fff) == 0) continue;
-        if ((x & 0x7fff) == 0x7bff) continue; /* midpoint to inf checked below */
-        double mid = ((double)f + (double)f16_to_f32(y)) * 0.5;
-        uint16_t even = (x & 1) ? y : x;
-        CHECK(qs_f32_to_f16((float)mid) == even, "f16 midpoint after %04x", h);
-        float above = nextafterf((float)mid, (float)mid * 2.0f + (mid > 0 ? 1.0f : -1.0f));
-        if (fabs(above) > fabs(mid))
-            CHECK(qs_f32_to_f16(above) == y, "f16 above midpoint after %04x", h);
-    }
-    CHECK(qs_f32_to_f16(65504.0f) == 0x7bff, "f16 max");
-    CHECK(qs_f32_to_f16(65519.99f) == 0x7bff, "f16 below overflow");
-    CHECK(qs_f32_to_f16(65520.0f) == 0x7c00, "f16 overflow tie");
-    CHECK(qs_f32_to_f16(-1e9f) == 0xfc00, "f16 -inf");
-    CHECK(qs_f32_to_f16(ldexpf(1.0f, -25)) == 0x0000, "f16 2^-25 ties to 0");
-    CHECK(qs_f32_to_f16(ldexpf(1.5f, -25)) == 0x0001, "f16 1.5*2^-25");
-    CHECK(qs_f32_to_f16(-0.0f) == 0x8000, "f16 -0");
-    CHECK((qs_f32_to_f16(NAN) & 0x7fff) > 0x7c00, "f16 NaN");
-    for (uint32_t h = 0; h < 0x10000; ++h) {
-        uint16_t x = (uint16_t)h;
-        if ((x & 0x7f80) == 0x7f80 && (x & 0x7f)) {
-            CHECK((qs_f32_to_bf16(bf16_to_f32(x)) & 0x7fff) > 0x7f80, "bf16 NaN %04x", h);
-            continue;
-        }
-        CHECK(qs_f32_to_bf16(bf16_to_f32(x)) == x, "bf16 round trip %04x", h);
-        if ((x & 0x7fff) >= 0x7f7f) continue;
-        uint32_t mid = ((uint32_t)x << 16) | 0x8000u; /* exact midpoint to x+1 */
-        float fm;
-        memcpy(&fm, &mid, 4);
-        uint16_t even = (x & 1) ? (uint16_t)(x + 1) : x;
-        CHECK(qs_f32_to_bf16(fm) == even, "bf16 midpoint after %04x", h);
-    }
-}
-
 static void test_values(const char *root) {
     /* statistics of one f32 model: linear std ~ 1/sqrt(d_in) with outlier columns,
      * norms ~ 1, biases small, no NaN */
@@ -373,7 +252,7 @@ static void test_values(const char *root) {
     CHECK(qs_synth_write(&o, dir, &err) == QS_OK, "values write: %s", err.msg);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     size_t n;
-    unsigned char *p = slurp(path, &n);
+    unsigned char *p = qs_test_read_file(path, &n);
     CHECK(p != NULL, "values model");
     if (!p) return;
     uint64_t hl = 0;
@@ -446,7 +325,7 @@ static void test_tokens(const char *root) {
     CHECK(qs_synth_write_tokens(&o, dir, n, &err) == QS_OK, "tokens: %s", err.msg);
     snprintf(path, sizeof path, "%s/tokens.u32", dir);
     size_t len;
-    unsigned char *p = slurp(path, &len);
+    unsigned char *p = qs_test_read_file(path, &len);
     CHECK(p && len == (size_t)n * 4, "tokens: size %zu, want %lld", len, (long long)n * 4);
     int hist[1000] = {0};
     if (p && len == (size_t)n * 4) {
@@ -463,11 +342,12 @@ static void test_tokens(const char *root) {
     free(p);
     CHECK(qs_synth_write_tokens(&o, dir2, n, &err) == QS_OK, "tokens 2: %s", err.msg);
     snprintf(path2, sizeof path2, "%s/tokens.u32", dir2);
-    CHECK(files_equal(path, path2), "tokens: not deterministic");
+    CHECK(qs_test_files_equal(path, path2), "tokens: not deterministic");
     o.seed = 1;
     CHECK(qs_synth_write_tokens(&o, dir2, n, &err) == QS_OK, "tokens 3: %s", err.msg);
-    CHECK(!files_equal(path, path2), "tokens: seed has no effect");
-    CHECK(count_tmp_files(dir) == 0 && count_tmp_files(dir2) == 0, "tokens: temp files left");
+    CHECK(!qs_test_files_equal(path, path2), "tokens: seed has no effect");
+    CHECK(qs_test_count_entries(dir, ".tmp.") == 0 && qs_test_count_entries(dir2, ".tmp.") == 0,
+          "tokens: temp files left");
     qs_err e2 = {0};
     CHECK(qs_synth_write_tokens(&o, dir, 0, &e2) == QS_ERR_INPUT, "tokens: n = 0 accepted");
 }
@@ -499,7 +379,7 @@ static void test_errors(const char *root) {
         CHECK(qs_synth_write(&big, dir, &e0) == QS_OK, "fsize first write: %s", e0.msg);
         snprintf(st, sizeof st, "%s/model.safetensors", dir);
         size_t before = 0;
-        unsigned char *old = slurp(st, &before);
+        unsigned char *old = qs_test_read_file(st, &before);
         struct rlimit lim, saved;
         getrlimit(RLIMIT_FSIZE, &saved);
         lim = saved;
@@ -512,9 +392,9 @@ static void test_errors(const char *root) {
             setrlimit(RLIMIT_FSIZE, &saved);
             CHECK(s == QS_ERR_RUNTIME, "fsize: status %d (%s)", s, ef.msg);
             CHECK(strstr(ef.msg, "model.safetensors") != NULL, "fsize: message %s", ef.msg);
-            CHECK(count_tmp_files(dir) == 0, "fsize: temp file left");
+            CHECK(qs_test_count_entries(dir, ".tmp.") == 0, "fsize: temp file left");
             size_t after = 0;
-            unsigned char *now = slurp(st, &after);
+            unsigned char *now = qs_test_read_file(st, &after);
             CHECK(old && now && before == after && memcmp(old, now, after) == 0,
                   "fsize: the previous model.safetensors changed");
             free(now);
@@ -544,7 +424,7 @@ static void test_errors(const char *root) {
     o.shards = 1;
     o.sliding_window = 16;
     CHECK(qs_synth_write(&o, sub, &e4) == QS_ERR_INPUT, "window on llama: %s", e4.msg);
-    CHECK(!exists(sub), "a failed validation created the directory");
+    CHECK(!qs_test_exists(sub), "a failed validation created the directory");
     /* parse helpers */
     qs_arch a = QS_ARCH_LLAMA;
     qs_dtype d = QS_DTYPE_F32;
@@ -585,7 +465,7 @@ static void test_defaults(const char *root) {
     CHECK(qs_synth_write(&o, dir, &err) == QS_OK, "pinned write: %s", err.msg);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     size_t n;
-    unsigned char *p = slurp(path, &n);
+    unsigned char *p = qs_test_read_file(path, &n);
     char hex[65] = {0};
     if (p) qs_sha256_hex(p, n, hex);
     free(p);
@@ -594,11 +474,8 @@ static void test_defaults(const char *root) {
 }
 
 int main(void) {
-    char tmpl[] = "/tmp/qs_synth_XXXXXX";
-    char *root = mkdtemp(tmpl);
-    CHECK(root != NULL, "mkdtemp");
-    if (!root) return 1;
-    test_encoders();
+    char root[256];
+    qs_test_tmpdir(root, sizeof(root), "synth");
     const qs_arch archs[] = {QS_ARCH_LLAMA, QS_ARCH_MISTRAL, QS_ARCH_QWEN2};
     const qs_dtype dts[] = {QS_DTYPE_BF16, QS_DTYPE_F16, QS_DTYPE_F32};
     const long long shards[] = {1, 3};
@@ -627,7 +504,7 @@ int main(void) {
                 qs_err err2 = {0};
                 CHECK(qs_synth_write(&o, dir2, &err2) == QS_OK, "%s: %s", dir2, err2.msg);
                 check_model(&o, dir);
-                CHECK(count_tmp_files(dir) == 0, "%s: temp files left", dir);
+                CHECK(qs_test_count_entries(dir, ".tmp.") == 0, "%s: temp files left", dir);
                 DIR *dd = opendir(dir);
                 struct dirent *e;
                 int nfiles = 0;
@@ -636,7 +513,7 @@ int main(void) {
                     ++nfiles;
                     snprintf(fa, sizeof fa, "%s/%s", dir, e->d_name);
                     snprintf(fb, sizeof fb, "%s/%s", dir2, e->d_name);
-                    CHECK(files_equal(fa, fb), "%s differs between two equal writes", fa);
+                    CHECK(qs_test_files_equal(fa, fb), "%s differs between two equal writes", fa);
                 }
                 if (dd) closedir(dd);
                 CHECK(nfiles == (s ? 5 : 2), "%s: %d files", dir, nfiles);
@@ -657,7 +534,7 @@ int main(void) {
         CHECK(qs_synth_write(&o, dir2, &err) == QS_OK, "seed1: %s", err.msg);
         snprintf(fa, sizeof fa, "%s/model-00001-of-00002.safetensors", dir);
         snprintf(fb, sizeof fb, "%s/model-00001-of-00002.safetensors", dir2);
-        CHECK(!files_equal(fa, fb), "seed has no effect");
+        CHECK(!qs_test_files_equal(fa, fb), "seed has no effect");
         o.shards = 1;
         CHECK(qs_synth_write(&o, dir, &err) == QS_OK, "rewrite: %s", err.msg);
         check_model(&o, dir);
@@ -666,8 +543,7 @@ int main(void) {
     test_tokens(root);
     test_errors(root);
     test_defaults(root);
-    if (failures == 0) rm_rf(root);
+    if (qs_test_failures == 0) qs_test_rm_rf(root);
     else fprintf(stderr, "kept %s\n", root);
-    printf("test_synth: %d failures\n", failures);
-    return failures ? 1 : 0;
+    return qs_test_finish("test_synth");
 }

@@ -7,22 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "bpe.h"
 #include "comm.h"
 #include "nfc.h"
 #include "utf8.h"
 
-static int failures;
 
-#define CHECK(cond, ...)                                 \
-    do {                                                 \
-        if (!(cond)) {                                   \
-            ++failures;                                  \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                \
-            fputc('\n', stderr);                         \
-        }                                                \
-    } while (0)
 
 static void test_utf8(void) {
     static const struct { const char *in; size_t n; const char *want; } cases[] = {
@@ -171,10 +162,5 @@ int main(void) {
     test_nfc();
     test_bpe();
     test_ordered_sink();
-    if (failures) {
-        fprintf(stderr, "%d failures\n", failures);
-        return 1;
-    }
-    printf("text: all checks passed\n");
-    return 0;
+    return qs_test_finish("test_text");
 }

@@ -4,42 +4,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "check.h"
 #include "tokens.h"
-
-static int failures = 0;
-#define CHECK(cond, msg)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, msg); \
-            ++failures;                                                   \
-        }                                                                 \
-    } while (0)
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) exit(2);
-    if (n) fwrite(data, 1, n, f);
-    fclose(f);
-}
 
 static void expect_input_error(const char *path, int64_t vocab, const char *word) {
     qs_tokens t;
     qs_err err = {0};
     qs_status st = qs_tokens_open(&t, path, vocab, &err);
-    CHECK(st == QS_ERR_INPUT, path);
+    CHECK(st == QS_ERR_INPUT, "%s", path);
     CHECK(strstr(err.msg, path) != NULL, "message names the file");
-    if (!strstr(err.msg, word)) {
-        fprintf(stderr, "FAIL: '%s' lacks '%s'\n", err.msg, word);
-        ++failures;
-    }
+    CHECK(strstr(err.msg, word), "'%s' lacks '%s'", err.msg, word);
     qs_tokens_close(&t);
 }
 
 int main(void) {
-    char dir[] = "/tmp/qs_tokens_XXXXXX";
-    if (!mkdtemp(dir)) return 2;
+    char dir[256];
+    qs_test_tmpdir(dir, sizeof(dir), "tokens");
     char p[512];
     qs_err err = {0};
 
@@ -47,7 +28,7 @@ int main(void) {
     uint32_t ids[1000];
     for (int i = 0; i < 1000; ++i) ids[i] = (uint32_t)(i * 7 % 300);
     snprintf(p, sizeof(p), "%s/good.u32", dir);
-    write_bytes(p, ids, sizeof(ids));
+    qs_test_write_file(p, ids, sizeof(ids));
     qs_tokens t;
     CHECK(qs_tokens_open(&t, p, 300, &err) == QS_OK && t.count == 1000, "open u32");
     CHECK(qs_tokens_get(&t, 999) == ids[999], "get u32");
@@ -80,7 +61,7 @@ int main(void) {
     {
         char op[512];
         snprintf(op, sizeof(op), "%s/off.txt", dir);
-        write_bytes(op, "0\n# comment\n10\n\n900\n", 20);
+        qs_test_write_file(op, "0\n# comment\n10\n\n900\n", 20);
         CHECK(qs_tokens_windows(&t, QS_SAMPLING_FILE, 3, 100, 0, op, off, &err) == QS_OK &&
                   off[0] == 0 && off[1] == 10 && off[2] == 900,
               "offsets file");
@@ -88,12 +69,12 @@ int main(void) {
         CHECK(qs_tokens_windows(&t, QS_SAMPLING_FILE, 4, 100, 0, op, off, &e) == QS_ERR_INPUT &&
                   strstr(e.msg, "off.txt"),
               "too few offsets");
-        write_bytes(op, "5\nabc\n", 6);
+        qs_test_write_file(op, "5\nabc\n", 6);
         qs_err e2 = {0};
         CHECK(qs_tokens_windows(&t, QS_SAMPLING_FILE, 2, 100, 0, op, off, &e2) == QS_ERR_INPUT &&
                   strstr(e2.msg, "off.txt:2"),
               "bad offset names file:line");
-        write_bytes(op, "901\n", 4);
+        qs_test_write_file(op, "901\n", 4);
         qs_err e3 = {0};
         CHECK(qs_tokens_windows(&t, QS_SAMPLING_FILE, 1, 100, 0, op, off, &e3) == QS_ERR_INPUT &&
                   strstr(e3.msg, "past the end"),
@@ -104,7 +85,7 @@ int main(void) {
     /* .u16 */
     uint16_t s16[5] = {1, 2, 65535, 4, 5};
     snprintf(p, sizeof(p), "%s/small.u16", dir);
-    write_bytes(p, s16, sizeof(s16));
+    qs_test_write_file(p, s16, sizeof(s16));
     CHECK(qs_tokens_open(&t, p, 70000, &err) == QS_OK && t.count == 5 &&
               qs_tokens_get(&t, 2) == 65535,
           "open u16");
@@ -113,24 +94,20 @@ int main(void) {
 
     /* bad files */
     snprintf(p, sizeof(p), "%s/empty.u32", dir);
-    write_bytes(p, "", 0);
+    qs_test_write_file(p, "", 0);
     expect_input_error(p, 300, "empty");
     snprintf(p, sizeof(p), "%s/odd.u32", dir);
-    write_bytes(p, ids, 6);
+    qs_test_write_file(p, ids, 6);
     expect_input_error(p, 300, "multiple of 4");
     snprintf(p, sizeof(p), "%s/ids.bin", dir);
-    write_bytes(p, ids, 8);
+    qs_test_write_file(p, ids, 8);
     expect_input_error(p, 300, "unknown token file type");
     snprintf(p, sizeof(p), "%s/big.u32", dir);
-    write_bytes(p, ids, sizeof(ids));
+    qs_test_write_file(p, ids, sizeof(ids));
     expect_input_error(p, 100, "index");
     snprintf(p, sizeof(p), "%s/missing.u32", dir);
     expect_input_error(p, 300, "cannot open");
 
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
-    if (failures) return 1;
-    printf("tokens: all checks passed\n");
-    return 0;
+    qs_test_rm_rf(dir);
+    return qs_test_finish("test_tokens");
 }

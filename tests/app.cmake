@@ -1,0 +1,29 @@
+# tests/app.cmake: the top of pipeline/ (main.c and the CLI, driver, report, summary, svg,
+# sweep): whole runs through the driver, resume, reports, bad input at the command line.
+#  - test_ops (unit): progress bookkeeping/time format, the SVG writer, stale temp removal
+#  - test_bad_inputs (mpi): every broken model and config through `qshard inspect|run|plan`:
+#    exit 2 and one stderr line naming the file and the cause
+#  - test_inspect_fixture (shared): `qshard inspect` on the real fixture
+#  - test_kill_resume (mpi): SIGKILL of one rank mid-calibrate and mid-reconstruct, --resume
+#    at another rank count: every output byte-identical to an uninterrupted run, finished
+#    layer files untouched
+#  - test_report (mpi): report.md + SVGs after a run (bars/points counted from the XML),
+#    "not run" sections, allocation/pareto plots via `qshard report`; sweep/collect without
+#    Slurm (points, bad keys exit 2, missing/done rows)
+#  - test_pipeline_fixture (shared): the whole pipeline on tinyllama-a, sequential GPTQ, mixed
+#    allocation vs its uniform twin at the sizes of w3g128 and w4g128, perplexity on the
+#    written GPTQ export (issue 12's acceptance; nosan: four full pipelines on a real model;
+#    the sanitizer build covers the same code through test_search_mpi, test_recon_final and
+#    test_write_mpi on synthetic models)
+set(QS_ROOM app)
+qs_add_unit(test_ops LINK qs_app LABELS ops)
+qs_add_script(test_bad_inputs MPI LABELS "mpi" TIMEOUT 900
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_bad_inputs.py)
+qs_add_script(test_inspect_fixture LABELS "shared"
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_inspect_fixture.py)
+foreach(t test_kill_resume test_report)
+  qs_add_script(${t} MPI LABELS "mpi;ops" TIMEOUT 900
+    COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/${t}.py)
+endforeach()
+qs_add_script(test_pipeline_fixture MPI LABELS "shared;mpi;pipeline;nosan" TIMEOUT 2400
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_pipeline_fixture.py)

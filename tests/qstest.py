@@ -1,0 +1,252 @@
+"""qstest.py: what the Python tests of qshard share (tests/mpi, tests/cli, tests/slurm,
+tests/study); Debian's python3 with numpy and h5py. A test script starts with
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import qstest as Q
+
+and ends with Q.finish(). Environment (CTest sets it, tests/CMakeLists.txt): QS_BIN (the
+qshard executable), QS_MPIEXEC (the launcher, default "mpiexec --oversubscribe"),
+QS_SOURCE_DIR, QS_SHARED_DIR, QS_REQUIRE_SHARED. QS_KEEP_TMP=1 keeps temp directories.
+
+Failures: check(cond, msg) records a failure and prints "FAIL: msg" (the test goes on);
+finish() exits 1 when anything failed, else prints "ok" and exits 0. skip_or_fail(why)
+exits 77 (CTest's skip) unless the named QS_REQUIRE_* variable is 1 (then 1).
+
+Runs: run(cmd) (captured text, a timeout), mpirun(n, *cmd), qs(n, *args) for
+`mpiexec -n N qshard ARGS --quiet`, qs_start(...) (a Popen of the same), synth_model(...).
+Files: write_config (a run config from Python values), tempdir, layer_path, read_json,
+eval_json, manifest, h5_datasets / h5_attrs (an HDF5 file's datasets as comparable
+(dtype, shape, bytes) values), safetensors_header, tree_bytes, output_hashes (the SHA-256
+of a run directory's outputs: out/, export/, eval.json, without manifests).
+
+Also a command: `python3 tests/qstest.py hash RUN_DIR...` prints those output hashes.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+QS = os.environ.get("QS_BIN", "qshard")
+SRC = os.environ.get("QS_SOURCE_DIR") or os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))
+MPIEXEC = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
+SHARED = os.environ.get("QS_SHARED_DIR", "")
+SKIP = 77
+LINS = ["q", "k", "v", "o", "gate", "up", "down"]
+
+failures = []
+
+
+# ---- failures, skips, the end ----
+
+def check(cond, msg):
+    """Records a failure (and prints it) when cond is false; returns cond."""
+    if not cond:
+        failures.append(msg)
+        print("FAIL:", msg, file=sys.stderr, flush=True)
+    return cond
+
+
+def finish():
+    """Exit 1 with the number of failures, or print "ok" and exit 0."""
+    if failures:
+        print(f"{len(failures)} failure(s)", file=sys.stderr)
+        sys.exit(1)
+    print("ok")
+    sys.exit(0)
+
+
+def skip_or_fail(why, require="QS_REQUIRE_SHARED"):
+    """Exit 77 (skip), or 1 when the environment variable `require` is 1 (CI)."""
+    if os.environ.get(require) == "1":
+        print(f"FAIL: {why} ({require}=1)", file=sys.stderr)
+        sys.exit(1)
+    print(f"skip: {why}")
+    sys.exit(SKIP)
+
+
+def need_shared(sub=os.path.join("fixtures", "tinyllama-a")):
+    """The fixtures directory of ../shared; skips (or fails) when SHARED/sub is absent."""
+    path = os.path.join(SHARED, sub)
+    if not SHARED or not os.path.isdir(path):
+        skip_or_fail(f"no shared fixtures ({path})")
+    return os.path.join(SHARED, "fixtures")
+
+
+# ---- processes ----
+
+def run(cmd, env=None, timeout=600):
+    """subprocess.run with text output captured; env adds to the environment."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def mpirun(n, *cmd, env=None, timeout=600):
+    """`mpiexec -n N CMD...` through QS_MPIEXEC."""
+    return run(MPIEXEC + ["-n", str(n), *cmd], env=env, timeout=timeout)
+
+
+def qs(n, *args, env=None, timeout=600, quiet=True):
+    """`mpiexec -n N qshard ARGS... [--quiet]`: every MPI command goes through the launcher
+    (a singleton MPI process crashes LeakSanitizer's tracer at exit in the sanitizer build)."""
+    return mpirun(n, QS, *args, *(["--quiet"] if quiet else []), env=env, timeout=timeout)
+
+
+def qs_start(n, *args, quiet=True):
+    """Popen of `mpiexec -n N qshard ARGS... [--quiet]` (pipes for stdout and stderr)."""
+    return subprocess.Popen(MPIEXEC + ["-n", str(n), QS, *args] + (["--quiet"] if quiet else []),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def synth_model(path, arch="llama", **opts):
+    """`qshard synth-model --arch ARCH --key value ... PATH` (layers=3 -> --layers 3,
+    kv_heads=2 -> --kv-heads 2); records a failure when it fails. Returns success."""
+    cmd = [QS, "synth-model", "--arch", arch]
+    for k, v in opts.items():
+        cmd += ["--" + k.replace("_", "-"), str(v)]
+    r = run(cmd + [path])
+    return check(r.returncode == 0, f"synth-model {path}: rc {r.returncode} {r.stderr}")
+
+
+def qshard_lines(r):
+    """The lines of a process's stderr that qshard wrote (the launcher adds its own)."""
+    return [x for x in r.stderr.splitlines() if x.startswith("qshard")]
+
+
+def one_error(r, *needles, code=2):
+    """True when r exited `code` with exactly one line of qshard's on stderr, an error line
+    ("qshard: error: ...") that contains every needle."""
+    lines = qshard_lines(r)
+    return (r.returncode == code and len(lines) == 1 and
+            lines[0].startswith("qshard: error: ") and all(n in lines[0] for n in needles))
+
+
+# ---- files ----
+
+def yaml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(json.dumps(x) if isinstance(x, str) else yaml_value(x)
+                               for x in v) + "]"
+    return str(v)
+
+
+def write_config(path, model, run_dir, **sections):
+    """A run config: model, run_dir (each left out when None), then one block per keyword in
+    order, each a dict of keys (calib={"nsamples": 4, "seqlen": 64}; None: no block);
+    values are Python values (True -> true, [2, 3] -> [2, 3], ["a=b"] -> ["a=b"]) or
+    strings written as they are. Returns path."""
+    lines = [f"{k}: {v}" for k, v in (("model", model), ("run_dir", run_dir)) if v is not None]
+    for name, keys in sections.items():
+        if keys is None:
+            continue
+        lines.append(f"{name}:")
+        lines += [f"  {k}: {yaml_value(v)}" for k, v in keys.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def tempdir(prefix):
+    """A temp directory, removed at the end (kept and named when QS_KEEP_TMP=1)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield d
+    finally:
+        if os.environ.get("QS_KEEP_TMP") == "1":
+            print(f"kept {d}", file=sys.stderr)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def layer_path(run_dir, sub, layer):
+    """run_dir/sub/layer-NNN.h5 (sub: calib, recon, final)."""
+    return os.path.join(run_dir, sub, f"layer-{layer:03d}.h5")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def eval_json(run_dir, name="eval.json"):
+    return read_json(os.path.join(run_dir, name))
+
+
+def manifest(run_dir, stage):
+    """run_dir/<stage>/manifest.json (stage: plan, calib, recon, search, final, out)."""
+    return read_json(os.path.join(run_dir, stage, "manifest.json"))
+
+
+def h5_datasets(path, skip_prefix=None):
+    """{dataset name: (dtype, shape, raw bytes)} of every dataset in an HDF5 file, except
+    names starting with skip_prefix (e.g. "meta/": this run's config and input hashes)."""
+    import h5py
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            skip = skip_prefix and name.startswith(skip_prefix)
+            if isinstance(obj, h5py.Dataset) and not skip:
+                a = obj[()]
+                out[name] = (a.dtype.str, a.shape, a.tobytes())
+        f.visititems(visit)
+    return out
+
+
+def h5_attrs(path, conv=str):
+    """[(name, conv(value))] of the root attributes, sorted."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        return sorted((k, conv(v)) for k, v in f.attrs.items())
+
+
+def safetensors_header(path):
+    """(header dict, offset of the data) of a .safetensors file."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n)), 8 + n
+
+
+def tree_bytes(root, skip=lambda rel: False):
+    """{relative path: bytes} of every file below root whose relative path skip() refuses."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for n in files:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            if not skip(rel):
+                with open(p, "rb") as f:
+                    out[rel] = f.read()
+    return out
+
+
+def output_hashes(run_dir, parts=("out", "export", "eval.json")):
+    """{relative path: SHA-256} of a run directory's outputs (the files below each part),
+    without manifest.json: a manifest records the config hash, and the config names the run
+    directory, so two runs of one config in two directories differ there only."""
+    out = {}
+    for part in parts:
+        p = os.path.join(run_dir, part)
+        if os.path.isfile(p):
+            files = {part: open(p, "rb").read()}
+        else:
+            mine = tree_bytes(p, skip=lambda rel: os.path.basename(rel) == "manifest.json")
+            files = {os.path.join(part, k): v for k, v in mine.items()}
+        out.update((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())
+    return dict(sorted(out.items()))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] != "hash":
+        sys.exit("usage: qstest.py hash RUN_DIR... (SHA-256 of out/, export/, eval.json, "
+                 "manifests left out)")
+    for rd in sys.argv[2:]:
+        for rel, h in output_hashes(rd).items():
+            print(f"{h}  {os.path.join(rd, rel)}")
