@@ -510,7 +510,7 @@ static qs_status seq_solve(seq_rank *q, int l, const int *cfirst, const int *cen
                          : QS_ERR_RUNTIME;
                 continue;
             }
-            st = qs_recon_lin_alloc(&q->tmpres, r0, r1 - r0, i, q->lr.G[k * cs->n + c], err);
+            st = qs_recon_layer_alloc_rows(&q->lr, k, c, &q->tmpres, r0, r1 - r0, err);
             if (st == QS_OK)
                 st = qs_recon_solve_piece(cs, c, q->Hf[gk], f, W, o, i, r0, r1, &q->tmpres, err);
             if (st == QS_OK) {

@@ -64,15 +64,21 @@ static qs_status read_tables(const qs_stage_ctx *ctx, int L, qs_search_tables *t
         QS_CHECK(qs_h5_read_n(&h, "table/group_size", QS_H5_I32, C, &a, err));
         if (l == 0) {
             memcpy(t->group, a, sizeof(int) * (size_t)C);
-            for (int c = 0; c < C; ++c) {
-                qs_quant_params p;
-                qs_quant_params_default(&p);
-                p.bits = t->bits[c];
-                p.group_size = t->group[c];
-                qs_quant_name(&p, t->name[c], QS_QUANT_NAME_MAX);
-            }
         } else if (memcmp(t->group, a, sizeof(int) * (size_t)C) != 0) {
             QS_THROW(err, QS_ERR_INPUT, "%s: candidates differ from layer 0's", path);
+        }
+        free(a);
+        a = NULL;
+        /* GGUF columns (table/gguf_type, written only when the run has GGUF candidates) */
+        if (qs_h5_has(&h, "table/gguf_type"))
+            QS_CHECK(qs_h5_read_n(&h, "table/gguf_type", QS_H5_I32, C, &a, err));
+        for (int c = 0; c < C; ++c) {
+            char nm[QS_QUANT_NAME_MAX];
+            qs_cand_column_name(t->bits[c], t->group[c], a ? ((int32_t *)a)[c] : -1, nm,
+                                sizeof(nm));
+            if (l == 0) memcpy(t->name[c], nm, sizeof(nm));
+            else if (strcmp(t->name[c], nm) != 0)
+                QS_THROW(err, QS_ERR_INPUT, "%s: candidates differ from layer 0's", path);
         }
         free(a);
         a = NULL;
@@ -104,11 +110,14 @@ done:
 }
 
 /* Rank 0: servable[(l, k, c)] = 1 if the run's output formats and serving engine take table
- * candidate c for linear k of layer l (lib/candidates.h; candidates matched by name). */
-static qs_status servable_mask(const qs_config *cfg, const qs_search_tables *t, uint8_t **out,
+ * candidate c for linear k of layer l (lib/candidates.h; candidates matched by name), and
+ * t->bytes set to the exact bytes of the format the budget counts (qs_cands_budget_format;
+ * -1 where it has no layout). */
+static qs_status servable_mask(const qs_config *cfg, qs_search_tables *t, uint8_t **out,
                                qs_err *err) {
     qs_cands cs;
     const int C = t->ncand;
+    const unsigned fmt = qs_cands_budget_format(cfg);
     qs_status st = qs_cands_from_config(cfg, &cs, err);
     if (st != QS_OK) return st;
     *out = malloc((size_t)t->nlayers * NLIN * (size_t)C);
@@ -121,8 +130,13 @@ static qs_status servable_mask(const qs_config *cfg, const qs_search_tables *t, 
         for (int l = 0; l < t->nlayers; ++l)
             for (int k = 0; k < NLIN; ++k) {
                 const size_t i = (size_t)l * NLIN + k;
+                int64_t b = -1;
+                qs_err e = {0};
                 (*out)[i * C + c] = (uint8_t)qs_cand_servable(&cs, ci, t->d_out[i], t->d_in[i],
                                                               cfg, NULL, 0);
+                if (qs_cand_bytes(&cs, ci, t->d_out[i], t->d_in[i], fmt, cfg, &b, &e) != QS_OK)
+                    b = -1;
+                t->bytes[i * C + c] = b;
             }
     }
     return QS_OK;

@@ -149,6 +149,43 @@ int qs_cand_gguf_type(const qs_cands *cs, int c) {
     return qs_cand_gguf_image(cs, c, &t) ? (int)t : -1;
 }
 
+int qs_gguf_nominal_bits(qs_gguf_type t) {
+    switch (t) {
+    case QS_GGUF_Q2_K: return 2;
+    case QS_GGUF_Q3_K: return 3;
+    case QS_GGUF_Q4_0:
+    case QS_GGUF_Q4_1:
+    case QS_GGUF_Q4_K: return 4;
+    case QS_GGUF_Q5_0:
+    case QS_GGUF_Q5_1:
+    case QS_GGUF_Q5_K: return 5;
+    case QS_GGUF_Q6_K: return 6;
+    case QS_GGUF_Q8_0: return 8;
+    default: return 16;
+    }
+}
+
+int qs_cand_bits(const qs_cands *cs, int c) {
+    return cs->kind[c] == QS_CAND_GGUF ? qs_gguf_nominal_bits(cs->g[c].type) : cs->p[c].bits;
+}
+
+int qs_cand_group(const qs_cands *cs, int c) {
+    return cs->kind[c] == QS_CAND_GGUF ? (int)qs_gguf_block_elems(cs->g[c].type)
+                                       : cs->p[c].group_size;
+}
+
+void qs_cand_column_name(int bits, int group_size, int gguf_type, char *buf, size_t n) {
+    if (gguf_type >= 0) {
+        snprintf(buf, n, "%s", qs_gguf_type_name((qs_gguf_type)gguf_type));
+        return;
+    }
+    qs_quant_params p;
+    qs_quant_params_default(&p);
+    p.bits = bits;
+    p.group_size = group_size;
+    qs_quant_name(&p, buf, n);
+}
+
 /* The scheme of integer candidate c as the exports write it. */
 static qs_gptq_scheme scheme_of(const qs_cands *cs, int c) {
     const qs_quant_params *p = &cs->p[c];

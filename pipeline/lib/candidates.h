@@ -79,6 +79,16 @@ int qs_cand_gguf_image(const qs_cands *cs, int c, qs_gguf_type *t);
  * -1 when it has none. */
 int qs_cand_gguf_type(const qs_cands *cs, int c);
 
+/* The nominal bits of GGUF type t (Q2_K 2, Q3_K 3, Q4_* 4, Q5_* 5, Q6_K 6, Q8_0 8). */
+int qs_gguf_nominal_bits(qs_gguf_type t);
+/* What the layer tables record for candidate c: bits (integer) or the nominal bits of its
+ * GGUF type; group size (integer) or the type's block of weights (32, 256). */
+int qs_cand_bits(const qs_cands *cs, int c);
+int qs_cand_group(const qs_cands *cs, int c);
+/* The name of a table column: gguf_type >= 0 -> the type's name ("Q4_K"), else "w<bits>g<group>"
+ * as qs_quant_name. */
+void qs_cand_column_name(int bits, int group_size, int gguf_type, char *buf, size_t n);
+
 /* Exact bytes of candidate c for a (d_out, d_in) linear in output format fmt (one QS_OUT_*
  * bit): QS_OUT_GPTQ the four GPTQ tensors (pack.h); QS_OUT_CT the compressed-tensors
  * tensors (ct_export.h, act-order g_idx unless static groups); QS_OUT_GGUF d_out x the row
