@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ct_export.h"
 #include "gguf_model.h"
 #include "pack.h"
+#include "rundir.h"
 #include "weights.h"
 
 static const char *const MOD[QS_LIN_COUNT] = {
@@ -241,8 +243,7 @@ unsigned qs_cands_budget_format(const qs_config *cfg) {
     return QS_OUT_HDF5;
 }
 
-/* The GGUF type of the checkpoint's float tensors (BF16 / F16 / F32). */
-static qs_gguf_type float_type_of(const qs_model *m) {
+qs_gguf_type qs_model_gguf_float_type(const qs_model *m) {
     const qs_st_tensor *t = qs_ckpt_find(&m->ckpt, "model.embed_tokens.weight");
     if (t && t->dtype == QS_DTYPE_F32) return QS_GGUF_F32;
     if (t && t->dtype == QS_DTYPE_F16) return QS_GGUF_F16;
@@ -254,7 +255,7 @@ int64_t qs_cands_unquantized_bytes(const qs_model *m, unsigned fmt) {
     qs_gguf_model_tensor *t = NULL;
     int64_t n = 0, s = 0;
     qs_err e = {0};
-    if (qs_gguf_model_tensors(&m->hf, float_type_of(m), &t, &n, &e) != QS_OK)
+    if (qs_gguf_model_tensors(&m->hf, qs_model_gguf_float_type(m), &t, &n, &e) != QS_OK)
         return qs_model_unquantized_bytes(m);
     for (int64_t i = 0; i < n; ++i) {
         if (t[i].linear >= 0 && !t[i].bias) continue;
@@ -409,6 +410,24 @@ static qs_status check_formats(const qs_cands *cs, const qs_config *cfg, const c
                        "%s: search.serve: llamacpp needs gguf in output.formats (llama.cpp "
                        "loads GGUF files)",
                        file);
+    if (fm & QS_OUT_GGUF) {
+        /* the GGUF file needs a vocabulary (llama.cpp loads none without one) */
+        const char *tok = cfg->output.gguf_tokenizer && cfg->output.gguf_tokenizer[0]
+                              ? cfg->output.gguf_tokenizer
+                              : cfg->model;
+        struct stat sb;
+        char p1[4200], p2[4200];
+        snprintf(p1, sizeof(p1), "%s/tokenizer.model", tok);
+        snprintf(p2, sizeof(p2), "%s/tokenizer.json", tok);
+        const int ok = stat(tok, &sb) == 0 &&
+                       (!S_ISDIR(sb.st_mode) || qs_path_exists(p1) || qs_path_exists(p2));
+        if (!ok)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "%s: output.formats has gguf but %s holds no tokenizer.model or "
+                           "tokenizer.json (the GGUF file needs a vocabulary); set "
+                           "output.gguf_tokenizer",
+                           file, tok);
+    }
     if (sv == QS_SERVE_VLLM && (fm & QS_OUT_CT) && cfg->quant.act_order &&
         !cfg->quant.static_groups)
         return QS_FAIL(err, QS_ERR_INPUT,
@@ -456,6 +475,18 @@ qs_status qs_cands_check_model(const qs_hf_config *hf, const qs_config *cfg, qs_
     if (st != QS_OK) return st;
     QS_CHECK(check_formats(&cs, cfg, file, err));
     qs_model_dims_from_hf(&d, hf);
+    /* a GGUF candidate is quantized for every linear: its blocks must divide every input */
+    for (int c = 0; c < cs.n; ++c)
+        for (int k = 0; k < QS_LIN_COUNT && cs.kind[c] == QS_CAND_GGUF; ++k) {
+            int64_t d_out, d_in;
+            qs_linear_shape(&d, (qs_linear_kind)k, &d_out, &d_in);
+            if (qs_gguf_row_bytes(cs.g[c].type, d_in) < 0)
+                QS_THROW(err, QS_ERR_INPUT,
+                         "%s: quant.gguf_types: %s cannot hold %s (%lld x %lld): its input size "
+                         "is not a multiple of the type's block of %lld weights",
+                         file, cs.name[c], MOD[k], (long long)d_out, (long long)d_in,
+                         (long long)qs_gguf_block_elems(cs.g[c].type));
+        }
     const unsigned fm = qs_config_formats(cfg);
     const qs_serve sv = qs_serve_of(cfg);
     const int exporting = (fm & QS_OUT_GPTQ) != 0;

@@ -104,6 +104,10 @@ qs_status qs_cand_bytes(const qs_cands *cs, int c, int64_t d_out, int64_t d_in, 
  * HDF5. */
 unsigned qs_cands_budget_format(const qs_config *cfg);
 
+/* The GGUF float type of the checkpoint's tensors (its embeddings' dtype: BF16, F16, F32),
+ * in which a GGUF file keeps its 2-D float tensors (llama.cpp's converter's default). */
+qs_gguf_type qs_model_gguf_float_type(const qs_model *m);
+
 /* Bytes of the tensors that stay unquantized (embeddings, norms, head, biases, and GGUF's
  * generated rope_freqs) as format fmt writes them: GGUF -> 1-D tensors F32 and 2-D ones in
  * the checkpoint's float type (llama.cpp's converter); every other format -> the checkpoint's

@@ -26,12 +26,14 @@ static const char *write_file(const char *name, const char *text) {
     return path;
 }
 
-static qs_hf_config g_hf;
+static qs_hf_config g_hf, g_hf640; /* intermediate 768 / 640 */
+static const qs_hf_config *g_model = &g_hf;
 
 /* Loads HEAD + body + sets into cfg; returns the status. */
 static qs_status load(qs_config *cfg, const char *body, qs_err *err) {
     char text[2048];
-    snprintf(text, sizeof(text), "model: /m\nrun_dir: /r\n%s", body);
+    /* the model directory is g_dir: config.json and a (stand-in) tokenizer.model */
+    snprintf(text, sizeof(text), "model: %s\nrun_dir: /r\n%s", g_dir, body);
     memset(cfg, 0, sizeof(*cfg));
     return qs_config_load(cfg, write_file("c.yaml", text), NULL, 0, err);
 }
@@ -42,7 +44,7 @@ static void expect_refused(int line, const char *body, const char *needle) {
     qs_config cfg;
     qs_err err = {0};
     qs_status st = load(&cfg, body, &err);
-    if (st == QS_OK) st = qs_cands_check_model(&g_hf, &cfg, &err);
+    if (st == QS_OK) st = qs_cands_check_model(g_model, &cfg, &err);
     CHECK_AT(__FILE__, line, st == QS_ERR_INPUT && strstr(err.msg, needle),
              "status %d msg '%s' (want '%s')", (int)st, err.msg, needle);
     qs_config_free(&cfg);
@@ -53,7 +55,7 @@ static void expect_ok(int line, const char *body) {
     qs_config cfg;
     qs_err err = {0};
     qs_status st = load(&cfg, body, &err);
-    if (st == QS_OK) st = qs_cands_check_model(&g_hf, &cfg, &err);
+    if (st == QS_OK) st = qs_cands_check_model(g_model, &cfg, &err);
     CHECK_AT(__FILE__, line, st == QS_OK, "refused: %s", err.msg);
     qs_config_free(&cfg);
 }
@@ -235,8 +237,16 @@ static void test_refusals(void) {
             "no candidate can be served by vLLM for self_attn.q_proj (256 x 256) (vLLM loads "
             "4/8-bit symmetric");
     REFUSED("quant:\n  bits: [4]\nsearch:\n  serve: vllm\n", "; set quant.sym: true)");
-    /* a GGUF type whose block does not divide every input size: tinyllama's inputs are 256
-     * and 768, so a K-quant fits; a hidden of 128 would not (checked through bytes above) */
+    /* the GGUF file needs a vocabulary: g_dir has a tokenizer.model, g_dir/empty none */
+    char body[512];
+    snprintf(body, sizeof(body),
+             "quant:\n  gguf_types: [Q4_K]\nsearch:\n  serve: llamacpp\n"
+             "output:\n  formats: [gguf]\n  gguf_tokenizer: %s/empty\n", g_dir);
+    REFUSED(body, "/empty holds no tokenizer.model or tokenizer.json");
+    snprintf(body, sizeof(body),
+             "quant:\n  gguf_types: [Q4_K]\nsearch:\n  serve: llamacpp\n"
+             "output:\n  formats: [gguf]\n  gguf_tokenizer: %s/tokenizer.model\n", g_dir);
+    ACCEPTED(body);
     REFUSED("quant:\n  gguf_types: [Q4_K, Q4_K]\n", "quant.gguf_types: 'Q4_K' is listed twice");
     REFUSED("output:\n  formats: [gguf, llamafile]\n",
             "output.formats: 'llamafile' is not a format");
@@ -244,8 +254,25 @@ static void test_refusals(void) {
             "search.tie_fused: false cannot be written as compressed-tensors");
 }
 
+/* A GGUF candidate is quantized for every linear: a type whose block does not divide some
+ * input size (down_proj's 640 inputs and the K-quants' 256) is refused naming both. */
+static void test_block_shapes(void) {
+    g_model = &g_hf640;
+    REFUSED("quant:\n  gguf_types: [Q4_0, Q4_K]\nsearch:\n  serve: llamacpp\n"
+            "output:\n  formats: [gguf]\n",
+            "quant.gguf_types: Q4_K cannot hold mlp.down_proj (256 x 640): its input size is not "
+            "a multiple of the type's block of 256 weights");
+    ACCEPTED("quant:\n  gguf_types: [Q4_0, Q8_0]\nsearch:\n  serve: llamacpp\n"
+             "output:\n  formats: [gguf]\n");
+    g_model = &g_hf;
+}
+
 int main(void) {
     qs_test_tmpdir(g_dir, sizeof(g_dir), "serve_cands");
+    write_file("tokenizer.model", "stand-in: only its presence is checked here");
+    char empty[300];
+    snprintf(empty, sizeof(empty), "%s/empty", g_dir);
+    mkdir(empty, 0755);
     const char *cj = write_file(
         "config.json",
         "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
@@ -262,6 +289,15 @@ int main(void) {
     test_budget_formats();
     test_servable();
     test_refusals();
+    const char *cj640 = write_file(
+        "config640.json",
+        "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+        "\"hidden_size\": 256, \"intermediate_size\": 640, \"num_attention_heads\": 4, "
+        "\"num_key_value_heads\": 2, \"head_dim\": 64, \"num_hidden_layers\": 2, "
+        "\"vocab_size\": 512, \"rms_norm_eps\": 1e-5, \"max_position_embeddings\": 1024, "
+        "\"tie_word_embeddings\": false}");
+    CHECK(qs_hf_config_read(&g_hf640, cj640, &err) == QS_OK, "config640.json: %s", err.msg);
+    test_block_shapes();
     qs_test_rm_rf(g_dir);
     return qs_test_finish("test_serve_cands");
 }
