@@ -30,6 +30,22 @@ done:
     return st;
 }
 
+/* A GGUF file: header, tensor infos and every tensor decoded. */
+static qs_status verify_gguf(const char *file, char *summary, size_t n, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_qsource s;
+    int64_t nl = 0, nt = 0;
+    memset(&s, 0, sizeof(s));
+    QS_CHECK(qs_qsource_open_gguf(&s, file, err));
+    QS_CHECK(qs_qsource_verify(&s, &nl, &nt, err));
+    snprintf(summary + strlen(summary), n - strlen(summary),
+             "%s: GGUF file ok (%lld quantized tensors, %lld float tensors)\n", file,
+             (long long)nl, (long long)nt);
+done:
+    qs_qsource_close(&s);
+    return st;
+}
+
 qs_status qs_verify_dir(const char *dir, char *summary, size_t n, qs_err *err) {
     qs_status st = QS_OK;
     qs_rundir rd;
@@ -46,6 +62,11 @@ qs_status qs_verify_dir(const char *dir, char *summary, size_t n, qs_err *err) {
     snprintf(idx_path, sizeof(idx_path), "%s/model.safetensors.index.json", dir);
     if (qs_path_exists(st_path) || qs_path_exists(idx_path)) {
         st = verify_export(dir, summary, n, err);
+        goto done;
+    }
+    const size_t dl = strlen(dir);
+    if (dl > 5 && strcmp(dir + dl - 5, ".gguf") == 0 && !is_dir(dir)) {
+        st = verify_gguf(dir, summary, n, err);
         goto done;
     }
     QS_CHECK(qs_rundir_init(&rd, dir, err));
@@ -74,6 +95,8 @@ qs_status qs_verify_dir(const char *dir, char *summary, size_t n, qs_err *err) {
     }
     QS_CHECK(qs_rundir_path(&rd, QS_DIR_EXPORT, path, sizeof(path), err));
     if (is_dir(path)) QS_CHECK(verify_export(path, summary, n, err));
+    QS_CHECK(qs_rundir_path(&rd, QS_REL_GGUF, path, sizeof(path), err));
+    if (qs_path_exists(path)) QS_CHECK(verify_gguf(path, summary, n, err));
 done:
     qs_qsource_close(&s);
     qs_manifest_free(&m);
