@@ -631,10 +631,15 @@ static qs_status search_outputs(const qs_stage_ctx *ctx, search_state *s, qs_err
                          s->names, &al, err));
     /* which engines load the GPTQ export of this allocation (export/engines.h) */
     char vline[256];
-    const char *vpath = qs_engines_line_names(
-        s->names, (int64_t)s->L * NLIN, cfg->quant.sym, cfg->quant.act_order,
-        cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2 ? QS_FORMAT_GPTQ_V2 : QS_FORMAT_GPTQ_V1,
-        vline, sizeof(vline));
+    const char *vpath =
+        !(qs_config_formats(cfg) & QS_OUT_GPTQ)
+            ? "not written (output.formats)"
+            : qs_engines_line_names(s->names, (int64_t)s->L * NLIN, cfg->quant.sym,
+                                    cfg->quant.act_order,
+                                    cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2
+                                        ? QS_FORMAT_GPTQ_V2
+                                        : QS_FORMAT_GPTQ_V1,
+                                    vline, sizeof(vline));
     QS_CHECK(qs_rundir_path(ctx->rd, QS_REL_ALLOCATION, path, sizeof(path), err));
     QS_CHECK(qs_alloc_write_json(&al, path, err));
     QS_CHECK(write_markdown(ctx, &s->t, s->cost, s->names, &al, vpath, err));

@@ -137,7 +137,8 @@ static const cfg_key cfg_schema[] = {
      OFF(quant.gguf_chooser), 0, 0, 0,
      "how GGUF block scales/mins are chosen: search (llama.cpp's importance fit, then a search "
      "of the K-quants' sub-block codes), imatrix (llama.cpp's rule with diag(H) as importance), "
-     "ref (llama.cpp's rule without importance)"},
+     "ref (llama.cpp's rule without importance); quant.method rtn: llama.cpp's quantizer with "
+     "importance diag(H), or without for ref"},
 
     {"reconstruct.inputs", CFG_ENUM, 0, 0, 0, 0, 0, "quantized", k_inputs,
      OFF(reconstruct.inputs), 0, 0, 0,
