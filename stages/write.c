@@ -10,7 +10,8 @@
  *   run/export/  the GPTQ checkpoint (gptq; export/gptq_export.c) and run/export-ct/ the
  *       compressed-tensors one (compressed-tensors; export/ct_export.c), each streamed by
  *       rank 0 one item at a time from the same codes;
- *   run/gguf/model.gguf  the GGUF file (gguf; write_gguf.h), written by every rank in parallel.
+ *   run/gguf/model.gguf  the GGUF file (gguf; write_gguf.h), written by every rank in parallel;
+ *   qshard-checksums.json beside each export's tensor files (export/checksums.h).
  * One unit: every file of out/, export/, export-ct/ and gguf/ (out/manifest.json, written by
  * the driver, lists them all with their SHA-256).
  */
@@ -24,6 +25,7 @@
 
 #include "alloc.h"
 #include "candidates.h"
+#include "checksums.h"
 #include "common.h"
 #include "ct_export.h"
 #include "gguf_quant.h"
@@ -688,6 +690,15 @@ static qs_status write_rest(const qs_stage_ctx *ctx, const wr_state *ws, qs_err 
         t1 = qs_log_now();
         QS_CHECK(write_export(ctx, ws, 1, err));
         qs_log_info(ctx->log, "write: compressed-tensors export in %.3f s", qs_log_now() - t1);
+    }
+    /* qshard-checksums.json beside each export's tensor files (qshard verify EXPORT_DIR) */
+    static const unsigned CK_FMT[3] = {QS_OUT_GPTQ, QS_OUT_CT, QS_OUT_GGUF};
+    static const char *const CK_DIR[3] = {QS_DIR_EXPORT, QS_DIR_EXPORT_CT, QS_DIR_GGUF};
+    for (int i = 0; i < 3; ++i) {
+        char dir[QS_PATH_MAX];
+        if (!(fm & CK_FMT[i])) continue;
+        QS_CHECK(qs_rundir_path(ctx->rd, CK_DIR[i], dir, sizeof(dir), err));
+        QS_CHECK(qs_checksums_write(dir, err));
     }
     QS_CHECK(list_dir_outputs(ctx->rd, QS_DIR_OUT, &rels, &n, &cap, err));
     if (fm & QS_OUT_GPTQ) QS_CHECK(list_dir_outputs(ctx->rd, QS_DIR_EXPORT, &rels, &n, &cap, err));

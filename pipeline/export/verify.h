@@ -2,7 +2,8 @@
  * directory (every output of out/manifest.json present with its SHA-256, the HDF5 shards'
  * shapes and dtypes, and run/export and run/gguf/model.gguf when present), a GPTQ export
  * (index, shapes, schemes resolved through `dynamic`) or a *.gguf file (header, tensor infos,
- * every tensor decoded). docs/write.md.
+ * every tensor decoded); an export directory's qshard-checksums.json (export/checksums.h)
+ * first, when present (a compressed-tensors export: only that). docs/write.md.
  */
 #ifndef QS_VERIFY_H
 #define QS_VERIFY_H

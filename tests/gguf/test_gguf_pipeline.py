@@ -26,7 +26,8 @@ tests/ref/ (gptq_decode.py, ct_decode.py).
   (C) Llama with integer candidates w4g32 / w8g32 symmetric and output.formats [gptq, gguf,
       compressed-tensors]: the GGUF linears are Q4_0 / Q8_0 images whose dequantization equals
       bit for bit the GPTQ export's (gptq_decode.py) and the compressed-tensors export's
-      (ct_decode.py); eval of the GGUF file equals eval of the GPTQ export exactly.
+      (ct_decode.py); eval of the GGUF file equals eval of the GPTQ export exactly; `qshard
+      verify` checks each export's qshard-checksums.json and names a file with a flipped byte.
 Usage: test_gguf_pipeline.py GGUF_DEQUANT  (env: QS_BIN, QS_MPIEXEC; the test venv's python)
 """
 import hashlib
@@ -289,6 +290,19 @@ def test_integer_images(tmp):
     check(ev["weights"] == "gptq", f"eval.json weights {ev['weights']}")
     g = eval_nll(cfg, rd, "gguf")
     check(g is not None and g == ev["nll_sum"], f"eval gguf {g} != gptq {ev['nll_sum']}")
+    # qshard-checksums.json beside every export's tensor files: verify checks them
+    v = Q.run([Q.QS, "verify", rd])
+    check(v.returncode == 0 and v.stdout.count("match qshard-checksums.json") == 3,
+          f"verify {rd}: {v.stdout} {v.stderr}")
+    for rel in ("gguf/model.gguf", "export-ct/model.safetensors"):
+        f = os.path.join(rd, rel)
+        blob = bytearray(open(f, "rb").read())
+        blob[len(blob) - 7] ^= 0x01
+        open(f, "wb").write(bytes(blob))
+        target = f if rel.endswith(".gguf") else os.path.dirname(f)
+        r = Q.run([Q.QS, "verify", target])
+        check(Q.one_error(r, rel.split("/")[1], "SHA-256 differs from qshard-checksums.json"),
+              f"verify {rel} with a flipped byte: rc {r.returncode} {r.stderr}")
 
 
 def main():
