@@ -113,7 +113,8 @@ static const char *const USAGE_EVAL =
     "the decoder layers are split over the ranks; the result does not depend on N.\n"
     "\n"
     "  --weights float       the unquantized checkpoint (default)\n"
-    "  --weights recon:CAND  every linear of every layer as candidate CAND (e.g. recon:w4g128)\n"
+    "  --weights recon:CAND  every linear of every layer as candidate CAND (e.g. recon:w4g128,\n"
+    "                        recon:Q4_K)\n"
     "                        from the reconstruct stage's RUN_DIR/recon/\n"
     "  --weights final       the run's searched allocation (RUN_DIR/search/allocation.json)\n"
     "                        from RUN_DIR/final/ (sequential inputs) or RUN_DIR/recon/\n"
@@ -121,6 +122,8 @@ static const char *const USAGE_EVAL =
     "                        search/allocation.json), from RUN_DIR/final/ or RUN_DIR/recon/\n"
     "  --weights h5          the written HDF5 shards (RUN_DIR/out/), dequantized\n"
     "  --weights gptq[:DIR]  a GPTQ export (default RUN_DIR/export/), dequantized\n"
+    "  --weights gguf[:FILE] a GGUF file (default RUN_DIR/gguf/model.gguf), dequantized as\n"
+    "                        llama.cpp does, q/k rows un-permuted\n"
     "  --set key.path=value  override one config key (repeatable)\n";
 
 static const char *const USAGE_REPORT =

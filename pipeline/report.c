@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "candidates.h"
 #include "h5store.h"
 #include "log.h"
 #include "layer_plan.h"
@@ -193,6 +194,7 @@ typedef struct recon_tab {
     int32_t *fp64;     /* (7, C) */
     int32_t *bits;     /* (C) */
     int32_t *gsize;    /* (C) */
+    int32_t *gguf;     /* (C) GGML type of a GGUF column, -1 integer; NULL: no GGUF column */
     int64_t *d_out;    /* (7) */
     int64_t *d_in;     /* (7) */
 } recon_tab;
@@ -204,6 +206,7 @@ static void recon_free(recon_tab *t) {
     free(t->fp64);
     free(t->bits);
     free(t->gsize);
+    free(t->gguf);
     free(t->d_out);
     free(t->d_in);
     memset(t, 0, sizeof(*t));
@@ -230,6 +233,9 @@ static void recon_read(const char *run_dir, int layer, recon_tab *t) {
     ok = ok && qs_h5_read(&h, "table/fp64", QS_H5_I32, &nd, dims, (void **)&t->fp64, &e) == QS_OK;
     ok = ok && qs_h5_read(&h, "table/d_out", QS_H5_I64, &nd, dims, (void **)&t->d_out, &e) == QS_OK;
     ok = ok && qs_h5_read(&h, "table/d_in", QS_H5_I64, &nd, dims, (void **)&t->d_in, &e) == QS_OK;
+    if (ok && qs_h5_has(&h, "table/gguf_type"))
+        ok = qs_h5_read_n(&h, "table/gguf_type", QS_H5_I32, cdims[0], (void **)&t->gguf, &e) ==
+             QS_OK;
     qs_h5_abandon(&h);
     if (!ok) {
         recon_free(t);
@@ -240,7 +246,10 @@ static void recon_read(const char *run_dir, int layer, recon_tab *t) {
 }
 
 static void cand_name(const recon_tab *t, int c, char *buf, size_t n) {
-    snprintf(buf, n, "w%dg%d", t->bits[c], t->gsize[c] < 1 ? -1 : t->gsize[c]);
+    if (t->gguf && t->gguf[c] >= 0)
+        qs_cand_column_name(0, 0, t->gguf[c], buf, n);
+    else
+        snprintf(buf, n, "w%dg%d", t->bits[c], t->gsize[c] < 1 ? -1 : t->gsize[c]);
 }
 
 static int cand_index(const recon_tab *t, const char *name) {
@@ -252,11 +261,13 @@ static int cand_index(const recon_tab *t, const char *name) {
     return -1;
 }
 
-/* Nominal bits of a candidate name "w<bits>g<gs>" (0 for "" = float, i.e. 16). */
+/* Nominal bits of a candidate name "w<bits>g<gs>" or a GGUF type (16 for "" = float). */
 static double nominal_bits(const char *name) {
     int b = 0;
+    qs_gguf_type t;
     if (!name[0]) return 16.0;
     if (sscanf(name, "w%d", &b) == 1) return b;
+    if (qs_gguf_type_parse(name, &t) == 0) return qs_gguf_nominal_bits(t);
     return 0;
 }
 

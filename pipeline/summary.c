@@ -75,9 +75,19 @@ void qs_summary_print(FILE *out, const qs_rundir *rd, const qs_model *model) {
     if (ev)
         fprintf(out, "  perplexity: %.0f windows x %.0f tokens of %s\n", num(ev, "windows", 0),
                 num(ev, "seqlen", 0), str(ev, "tokens_file") ? str(ev, "tokens_file") : "?");
-    fprintf(out, "  outputs: %s/export (GPTQ checkpoint), %s/out (HDF5 shards), "
-                 "%s/search/allocation.md, %s/report.md\n",
-            rd->root, rd->root, rd->root, rd->root);
+    /* the written formats (output.formats) that are there */
+    static const char *const REL[3] = {QS_DIR_EXPORT, QS_DIR_EXPORT_CT, QS_REL_GGUF};
+    static const char *const WHAT[3] = {"GPTQ checkpoint", "compressed-tensors checkpoint",
+                                        "GGUF file"};
+    fprintf(out, "  outputs:");
+    for (int i = 0; i < 3; ++i) {
+        char p[QS_PATH_MAX];
+        qs_err pe = {0};
+        if (qs_rundir_path(rd, REL[i], p, sizeof(p), &pe) == QS_OK && qs_path_exists(p))
+            fprintf(out, " %s (%s),", p, WHAT[i]);
+    }
+    fprintf(out, " %s/out (HDF5 shards), %s/search/allocation.md, %s/report.md\n", rd->root,
+            rd->root, rd->root);
     fflush(out);
     cJSON_Delete(sm);
     cJSON_Delete(ev);

@@ -1,5 +1,7 @@
-/* eval.c (stage): perplexity of the written model (the GPTQ export when output.gptq_export,
- * else the HDF5 shards) on eval.tokens -> run/eval.json, and with eval.float of the float
+/* eval.c (stage): perplexity of the written model — the served format's file: the GGUF file
+ * with search.serve llamacpp, else the GPTQ export when written, else the GGUF file when
+ * written, else the HDF5 shards (the compressed-tensors export holds the GPTQ export's codes
+ * and has no reader) — on eval.tokens -> run/eval.json, and with eval.float of the float
  * checkpoint -> run/eval-float.json: two units. The evaluation itself is
  * lib/evaluator.h. Inputs: the model fingerprint, the written files (out/manifest.json)
  * and the eval windows (their content's SHA-256).
@@ -8,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "candidates.h"
 #include "common.h"
 #include "evaluator.h"
 #include "sha256.h"
@@ -77,7 +80,11 @@ static qs_status eval_run(const qs_stage_ctx *ctx, void *state, qs_err *err) {
     qs_status st = QS_OK;
     qs_eval_weights w;
     memset(&w, 0, sizeof(w));
-    w.source = ctx->cfg->output.gptq_export ? QS_EVAL_SRC_GPTQ : QS_EVAL_SRC_H5;
+    const unsigned fm = qs_config_formats(ctx->cfg);
+    if (qs_serve_of(ctx->cfg) == QS_SERVE_LLAMACPP) w.source = QS_EVAL_SRC_GGUF;
+    else if (fm & QS_OUT_GPTQ) w.source = QS_EVAL_SRC_GPTQ;
+    else if (fm & QS_OUT_GGUF) w.source = QS_EVAL_SRC_GGUF;
+    else w.source = QS_EVAL_SRC_H5;
     if (ctx->units->todo[0]) st = eval_unit(ctx, 0, &w, QS_REL_EVAL, err);
     if (st == QS_OK && ctx->units->n > 1 && ctx->units->todo[1]) {
         w = QS_EVAL_FLOAT;

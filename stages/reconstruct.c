@@ -109,7 +109,7 @@ static qs_status solve_group_job(const qs_stage_ctx *ctx, const qs_model_dims *d
     snprintf(name, sizeof(name), "%s/hessian", GROUP_NAMES[g]);
     QS_CHECK(qs_h5_read_n(&h, name, QS_H5_F32, n * n, (void **)&H, err)); // (n, n)
     qs_h5_abandon(&h);
-    if (cs->gptq) QS_CHECK(qs_gptq_prepare(H, n, &cs->p[0], &f, err));
+    if (cs->gptq) QS_CHECK(qs_gptq_prepare(H, n, &cs->fp, &f, err));
     for (int k = 0; k < NLIN; ++k) {
         if ((int)qs_linear_group_of((qs_linear_kind)k) != g) continue;
         const int64_t d_out = lr->d_out[k], d_in = lr->d_in[k];
@@ -457,11 +457,11 @@ static qs_status seq_factors(seq_rank *q, const int *need, qs_err *err) {
     if (!cs->gptq) return QS_OK;
     for (int g = 0; g < NGRP && st == QS_OK; ++g)
         if (need[g] && g % comm->size == comm->rank)
-            st = qs_gptq_prepare(q->Hf[g], q->dg[g], &cs->p[0], &q->fac[g], err);
+            st = qs_gptq_prepare(q->Hf[g], q->dg[g], &cs->fp, &q->fac[g], err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) return st;
     for (int g = 0; g < NGRP; ++g)
-        if (need[g]) bcast_factor(comm, &q->fac[g], q->dg[g], cs->p[0].act_order, g % comm->size, err);
+        if (need[g]) bcast_factor(comm, &q->fac[g], q->dg[g], cs->fp.act_order, g % comm->size, err);
     return QS_OK;
 }
 
@@ -510,7 +510,7 @@ static qs_status seq_solve(seq_rank *q, int l, const int *cfirst, const int *cen
                          : QS_ERR_RUNTIME;
                 continue;
             }
-            st = qs_recon_lin_alloc(&q->tmpres, r0, r1 - r0, i, q->lr.G[k * cs->n + c], err);
+            st = qs_recon_layer_alloc_rows(&q->lr, k, c, &q->tmpres, r0, r1 - r0, err);
             if (st == QS_OK)
                 st = qs_recon_solve_piece(cs, c, q->Hf[gk], f, W, o, i, r0, r1, &q->tmpres, err);
             if (st == QS_OK) {

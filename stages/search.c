@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "candidates.h"
 #include "common.h"
 #include "evaluator.h"
 #include "h5store.h"
@@ -66,15 +67,21 @@ static qs_status read_tables(const qs_stage_ctx *ctx, int L, qs_search_tables *t
         QS_CHECK(qs_h5_read_n(&h, "table/group_size", QS_H5_I32, C, &a, err));
         if (l == 0) {
             memcpy(t->group, a, sizeof(int) * (size_t)C);
-            for (int c = 0; c < C; ++c) {
-                qs_quant_params p;
-                qs_quant_params_default(&p);
-                p.bits = t->bits[c];
-                p.group_size = t->group[c];
-                qs_quant_name(&p, t->name[c], QS_QUANT_NAME_MAX);
-            }
         } else if (memcmp(t->group, a, sizeof(int) * (size_t)C) != 0) {
             QS_THROW(err, QS_ERR_INPUT, "%s: candidates differ from layer 0's", path);
+        }
+        free(a);
+        a = NULL;
+        /* GGUF columns (table/gguf_type, written only when the run has GGUF candidates) */
+        if (qs_h5_has(&h, "table/gguf_type"))
+            QS_CHECK(qs_h5_read_n(&h, "table/gguf_type", QS_H5_I32, C, &a, err));
+        for (int c = 0; c < C; ++c) {
+            char nm[QS_QUANT_NAME_MAX];
+            qs_cand_column_name(t->bits[c], t->group[c], a ? ((int32_t *)a)[c] : -1, nm,
+                                sizeof(nm));
+            if (l == 0) memcpy(t->name[c], nm, sizeof(nm));
+            else if (strcmp(t->name[c], nm) != 0)
+                QS_THROW(err, QS_ERR_INPUT, "%s: candidates differ from layer 0's", path);
         }
         free(a);
         a = NULL;
@@ -103,6 +110,39 @@ done:
     qs_h5_abandon(&h);
     if (st != QS_OK) qs_search_tables_free(t);
     return st;
+}
+
+/* Rank 0: servable[(l, k, c)] = 1 if the run's output formats and serving engine take table
+ * candidate c for linear k of layer l (lib/candidates.h; candidates matched by name), and
+ * t->bytes set to the exact bytes of the format the budget counts (qs_cands_budget_format;
+ * -1 where it has no layout). */
+static qs_status servable_mask(const qs_config *cfg, qs_search_tables *t, uint8_t **out,
+                               qs_err *err) {
+    qs_cands cs;
+    const int C = t->ncand;
+    const unsigned fmt = qs_cands_budget_format(cfg);
+    qs_status st = qs_cands_from_config(cfg, &cs, err);
+    if (st != QS_OK) return st;
+    *out = malloc((size_t)t->nlayers * NLIN * (size_t)C);
+    if (!*out) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (search)");
+    for (int c = 0; c < C; ++c) {
+        const int ci = qs_cands_find(&cs, t->name[c]);
+        if (ci < 0)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "recon/: candidate %s is not a candidate of this config", t->name[c]);
+        for (int l = 0; l < t->nlayers; ++l)
+            for (int k = 0; k < NLIN; ++k) {
+                const size_t i = (size_t)l * NLIN + k;
+                int64_t b = -1;
+                qs_err e = {0};
+                (*out)[i * C + c] = (uint8_t)qs_cand_servable(&cs, ci, t->d_out[i], t->d_in[i],
+                                                              cfg, NULL, 0);
+                if (qs_cand_bytes(&cs, ci, t->d_out[i], t->d_in[i], fmt, cfg, &b, &e) != QS_OK)
+                    b = -1;
+                t->bytes[i * C + c] = b;
+            }
+    }
+    return QS_OK;
 }
 
 /* ---- sensitivity ----------------------------------------------------------------------- */
@@ -495,6 +535,7 @@ typedef struct search_state {
     qs_search_tables t;         /* rank 0 */
     qs_search_items it;         /* rank 0 */
     double *cost;               /* (L, 7, ncand) rank 0: the objective's costs */
+    uint8_t *servable;          /* (L, 7, ncand) rank 0: formats and engine take it */
     char (*names)[QS_QUANT_NAME_MAX]; /* (L * 7) rank 0 */
     int64_t budget, lo, hi, unq;
     int fixed;
@@ -508,6 +549,7 @@ static void search_close(void *vs) {
     search_state *s = vs;
     if (!s) return;
     free(s->cost);
+    free(s->servable);
     free(s->names);
     free(s->probe_u);
     qs_search_items_free(&s->it);
@@ -553,7 +595,7 @@ static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err
     qs_search_rules rules;
     char list[512] = {0};
     memset(&rules, 0, sizeof(rules));
-    rules.tie_fused = cfg->search.tie_fused;
+    rules.tie_fused = qs_cands_tie_fused(cfg);
     rules.serve_marlin = cfg->search.serve && strcmp(cfg->search.serve, "marlin") == 0;
     rules.need_export = cfg->output.gptq_export;
     rules.sym = cfg->quant.sym;
@@ -563,13 +605,17 @@ static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err
     rules.nallow = cfg->search.nallow;
     QS_CHECK(read_tables(ctx, s->L, &s->t, err));
     const size_t n = (size_t)s->L * NLIN * (size_t)s->t.ncand;
+    QS_CHECK(servable_mask(cfg, &s->t, &s->servable, err));
+    rules.servable = s->servable;
+    rules.serve_what = qs_serve_of(cfg) != QS_SERVE_NONE ? qs_serve_name(qs_serve_of(cfg))
+                                                          : "the output formats";
     s->cost = malloc(sizeof(double) * n);
     s->names = calloc((size_t)s->L * NLIN, sizeof(*s->names));
     if (!s->cost || !s->names) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (search)");
     memcpy(s->cost, cfg->search.objective == QS_OBJECTIVE_RELATIVE ? s->t.relative : s->t.error,
            sizeof(double) * n);
     QS_CHECK(qs_search_items_build(&s->t, s->cost, &rules, &s->it, err));
-    s->unq = qs_model_unquantized_bytes(ctx->model);
+    s->unq = qs_cands_unquantized_bytes(ctx->model, qs_cands_budget_format(cfg));
     qs_search_items_range(&s->it, &s->lo, &s->hi, &s->fixed);
     size_t len = 0;
     for (int c = 0; c < s->t.ncand && len < sizeof(list); ++c)
@@ -660,10 +706,15 @@ static qs_status search_outputs(const qs_stage_ctx *ctx, search_state *s, qs_err
                          s->names, &al, err));
     /* which engines load the GPTQ export of this allocation (export/engines.h) */
     char vline[256];
-    const char *vpath = qs_engines_line_names(
-        s->names, (int64_t)s->L * NLIN, cfg->quant.sym, cfg->quant.act_order,
-        cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2 ? QS_FORMAT_GPTQ_V2 : QS_FORMAT_GPTQ_V1,
-        vline, sizeof(vline));
+    const char *vpath =
+        !(qs_config_formats(cfg) & QS_OUT_GPTQ)
+            ? "not written (output.formats)"
+            : qs_engines_line_names(s->names, (int64_t)s->L * NLIN, cfg->quant.sym,
+                                    cfg->quant.act_order,
+                                    cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2
+                                        ? QS_FORMAT_GPTQ_V2
+                                        : QS_FORMAT_GPTQ_V1,
+                                    vline, sizeof(vline));
     QS_CHECK(qs_rundir_path(ctx->rd, QS_REL_ALLOCATION, path, sizeof(path), err));
     QS_CHECK(qs_alloc_write_json(&al, path, err));
     QS_CHECK(write_markdown(ctx, &s->t, s->cost, s->names, &al, vpath, err));

@@ -1,15 +1,19 @@
 /* write.c: the write stage (docs/write.md). From the run's allocation
  * (search/allocation.json) and the quantized codes of final/ (reconstruct.inputs quantized)
- * or recon/ (float), writes
- *   run/out/model-0000k-of-0000n.h5  parallel HDF5 shards (mpi/h5par.c): every rank creates
- *       every dataset collectively in one fixed order, then writes the items it owns (the
- *       plan's layer owners; embeddings with layer 0, the final norm / head with the last
- *       layer) with independent transfers;
+ * or recon/ (float), writes what output.formats names:
+ *   run/out/model-0000k-of-0000n.h5  parallel HDF5 shards (mpi/h5par.c), always: every rank
+ *       creates every dataset collectively in one fixed order, then writes the items it owns
+ *       (the plan's layer owners; embeddings with layer 0, the final norm / head with the last
+ *       layer) with independent transfers; a GGUF candidate's linear is its blocks
+ *       (<module>/blocks (d_out, row_bytes) u8, attributes gguf_type, ...);
  *   run/out/index.json  item -> shard;
- *   run/export/  the GPTQ checkpoint (export/gptq_export.c), streamed by rank 0 one item at
- *       a time from the same codes (output.gptq_export).
- * One unit: every file of out/ and export/ (out/manifest.json, written by the driver, lists
- * them all with their SHA-256).
+ *   run/export/  the GPTQ checkpoint (gptq; export/gptq_export.c) and run/export-ct/ the
+ *       compressed-tensors one (compressed-tensors; export/ct_export.c), each streamed by
+ *       rank 0 one item at a time from the same codes;
+ *   run/gguf/model.gguf  the GGUF file (gguf; write_gguf.h), written by every rank in parallel;
+ *   qshard-checksums.json beside each export's tensor files (export/checksums.h).
+ * One unit: every file of out/, export/, export-ct/ and gguf/ (out/manifest.json, written by
+ * the driver, lists them all with their SHA-256).
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -20,7 +24,11 @@
 #include <cjson/cJSON.h>
 
 #include "alloc.h"
+#include "candidates.h"
+#include "checksums.h"
 #include "common.h"
+#include "ct_export.h"
+#include "gguf_quant.h"
 #include "gptq_export.h"
 #include "h5store.h"
 #include "qsource.h"
@@ -30,6 +38,7 @@
 #include "quant.h"
 #include "sha256.h"
 #include "stage.h"
+#include "write_gguf.h"
 
 #define WR_NAME_MAX 256
 
@@ -40,7 +49,10 @@ typedef struct wr_item {
     int layer;                  /* -1: not in a decoder layer */
     int lin;                    /* qs_linear_kind (quantized) */
     char cand[QS_QUANT_NAME_MAX];
-    int bits, group_size;
+    int cand_index;             /* in the config's candidates (quantized) */
+    int bits, group_size;       /* GGUF: the type's nominal bits and block (qs_cand_bits) */
+    int gguf_type;              /* GGUF candidate: its GGML type; -1 integer */
+    int64_t row_bytes;          /* GGUF candidate: bytes of one row of blocks */
     int64_t d_out, d_in;
     double error;               /* the reconstruct table's error of this candidate */
     const qs_st_tensor *t;      /* plain: the checkpoint tensor; quantized: its bias or NULL */
@@ -56,12 +68,8 @@ typedef struct wr_state {
     int64_t n;
     int nshards;
     const char *src;            /* "final" or "recon" */
+    qs_cands cs;                /* the config's candidates */
 } wr_state;
-
-static int parse_cand(const char *c, int *bits, int *group) {
-    char tail;
-    return sscanf(c, "w%dg%d%c", bits, group, &tail) == 2;
-}
 
 static int layer_of(const char *name) {
     if (strncmp(name, "model.layers.", 13) != 0) return -1;
@@ -72,12 +80,13 @@ static int layer_of(const char *name) {
 
 static int64_t tensor_bytes(const qs_st_tensor *t) { return (int64_t)t->nbytes; }
 
-/* Error of candidate (bits, group) of linear `lin` from a reconstruct layer file. */
-static qs_status read_error(const char *path, int lin, int bits, int group, double *out,
-                            qs_err *err) {
+/* Error of candidate (bits, group, GGUF type or -1) of linear `lin` from a reconstruct layer
+ * file (table/gguf_type only in files of runs with GGUF candidates). */
+static qs_status read_error(const char *path, int lin, int bits, int group, int gtype,
+                            double *out, qs_err *err) {
     qs_status st = QS_OK;
     qs_h5 h;
-    void *e = NULL, *b = NULL, *g = NULL;
+    void *e = NULL, *b = NULL, *g = NULL, *t = NULL;
     int nd = 0;
     int64_t de[8], db[8], dg[8];
     memset(&h, 0, sizeof(h));
@@ -86,27 +95,34 @@ static qs_status read_error(const char *path, int lin, int bits, int group, doub
     QS_CHECK(qs_h5_read(&h, "table/error", QS_H5_F64, &nd, de, &e, err));
     QS_CHECK(qs_h5_read(&h, "table/bits", QS_H5_I32, &nd, db, &b, err));
     QS_CHECK(qs_h5_read(&h, "table/group_size", QS_H5_I32, &nd, dg, &g, err));
+    if (qs_h5_has(&h, "table/gguf_type"))
+        QS_CHECK(qs_h5_read_n(&h, "table/gguf_type", QS_H5_I32, db[0], &t, err));
     const int64_t C = de[1];
+#define COL_IS(i) (((int32_t *)b)[i] == bits && ((int32_t *)g)[i] == group && \
+                   (t ? ((int32_t *)t)[i] : -1) == gtype)
     if (db[0] == C) {
         /* recon/: one column per candidate, table/bits and group_size per candidate */
         for (int64_t c = 0; c < C; ++c)
-            if (((int32_t *)b)[c] == bits && ((int32_t *)g)[c] == group) {
+            if (COL_IS(c)) {
                 *out = ((double *)e)[lin * C + c];
                 goto done;
             }
     } else if (C == 1 && db[0] == QS_LIN_COUNT) {
         /* final/: one column, table/bits and group_size per linear (its allocated candidate) */
-        if (((int32_t *)b)[lin] == bits && ((int32_t *)g)[lin] == group) {
+        if (COL_IS(lin)) {
             *out = ((double *)e)[lin];
             goto done;
         }
     }
-    QS_THROW(err, QS_ERR_INPUT, "%s: has no candidate w%dg%d (the allocation names it)", path,
-             bits, group);
+#undef COL_IS
+    char nm[QS_QUANT_NAME_MAX];
+    qs_cand_column_name(bits, group, gtype, nm, sizeof(nm));
+    QS_THROW(err, QS_ERR_INPUT, "%s: has no candidate %s (the allocation names it)", path, nm);
 done:
     free(e);
     free(b);
     free(g);
+    free(t);
     qs_h5_abandon(&h);
     return st;
 }
@@ -141,6 +157,7 @@ static qs_status build_items(const qs_stage_ctx *ctx, const qs_alloc *al, const 
                                      qs_ckpt_file_of(ck, name), name, L);
             wr_item *it = &ws->items[ws->n++];
             memset(it, 0, sizeof(*it));
+            it->gguf_type = -1;
             it->layer = layer;
             it->t = t;
             int quant_k = -1;
@@ -162,23 +179,31 @@ static qs_status build_items(const qs_stage_ctx *ctx, const qs_alloc *al, const 
                 it->bytes = tensor_bytes(t);
             } else {
                 char bn[WR_NAME_MAX];
-                qs_pack_bytes sz;
                 qs_err pe = {0};
                 it->quant = 1;
                 it->lin = quant_k;
                 snprintf(it->name, sizeof(it->name), "%.*s", (int)(strlen(name) - 7), name);
                 snprintf(it->cand, sizeof(it->cand), "%s", al->cand[layer][quant_k]);
-                if (!parse_cand(it->cand, &it->bits, &it->group_size))
+                const int c = qs_cands_find(&ws->cs, it->cand);
+                if (c < 0)
                     QS_THROW(err, QS_ERR_INPUT, "search/allocation.json: '%s' (layer %d) is not "
-                             "a candidate name", it->cand, layer);
+                             "a candidate of this config", it->cand, layer);
+                it->cand_index = c;
+                it->bits = qs_cand_bits(&ws->cs, c);
+                it->group_size = qs_cand_group(&ws->cs, c);
+                it->gguf_type = ws->cs.kind[c] == QS_CAND_GGUF ? (int)ws->cs.g[c].type : -1;
                 qs_linear_dims(&m->hf, (qs_linear_kind)quant_k, &it->d_out, &it->d_in);
-                if (qs_pack_sizes(it->d_out, it->d_in, it->bits, it->group_size, &sz, &pe) != QS_OK)
+                /* the shards hold GPTQ tensors (integer) or the GGUF blocks */
+                if (qs_cand_bytes(&ws->cs, c, it->d_out, it->d_in, QS_OUT_HDF5, cfg, &it->bytes,
+                                  &pe) != QS_OK)
                     QS_THROW(err, QS_ERR_INPUT, "search/allocation.json: %s at %s: %s", it->name,
                              it->cand, pe.msg);
-                it->bytes = sz.total;
+                if (it->gguf_type >= 0)
+                    it->row_bytes = qs_gguf_row_bytes((qs_gguf_type)it->gguf_type, it->d_in);
                 qs_linear_tensor_name(bn, sizeof(bn), layer, (qs_linear_kind)quant_k, 1);
                 it->t = qs_ckpt_find(ck, bn);
-                QS_CHECK(read_error(lpath, quant_k, it->bits, it->group_size, &it->error, err));
+                QS_CHECK(read_error(lpath, quant_k, it->bits, it->group_size, it->gguf_type,
+                                    &it->error, err));
             }
             int ref_layer = layer >= 0 ? layer : (pass == 0 ? 0 : L - 1);
             it->owner = plan->layer_rank[ref_layer];
@@ -242,6 +267,26 @@ done:
     return st;
 }
 
+/* The GGUF blocks (d_out, row_bytes) of a quantized GGUF item from its layer file (the
+ * caller frees *blocks). */
+static qs_status load_blocks(const qs_stage_ctx *ctx, const wr_state *ws, const wr_item *it,
+                             uint8_t **blocks, qs_err *err) {
+    qs_status st = QS_OK;
+    char rel[64], path[QS_PATH_MAX], name[128];
+    qs_h5 h;
+    memset(&h, 0, sizeof(h));
+    h.file = -1;
+    *blocks = NULL;
+    qs_rundir_layer_rel(rel, sizeof(rel), ws->src, it->layer);
+    QS_CHECK(qs_rundir_path(ctx->rd, rel, path, sizeof(path), err));
+    QS_CHECK(qs_h5_open(&h, path, err));
+    snprintf(name, sizeof(name), "%s/%s/blocks", qs_alloc_linear_name(it->lin), it->cand);
+    QS_CHECK(qs_h5_read_n(&h, name, QS_H5_U8, it->d_out * it->row_bytes, (void **)blocks, err));
+done:
+    qs_h5_abandon(&h);
+    return st;
+}
+
 static qs_h5_type plain_type(qs_dtype dt) {
     return dt == QS_DTYPE_F32 ? QS_H5_F32 : dt == QS_DTYPE_I32 ? QS_H5_I32 : QS_H5_U16;
 }
@@ -259,6 +304,20 @@ static void declare_item(qs_h5par *h, const qs_config *cfg, const wr_item *it) {
         return;
     }
     char n[WR_NAME_MAX + 16];
+    if (it->gguf_type >= 0) { /* the GGUF tensor's rows of blocks, as the GGUF file holds them */
+        int64_t bd[2] = {it->d_out, it->row_bytes};
+        snprintf(n, sizeof(n), "%s/blocks", it->name);
+        qs_h5par_dataset(h, n, QS_H5_U8, 2, bd);
+        qs_h5par_attr_str(h, it->name, "gguf_type", qs_gguf_type_name((qs_gguf_type)it->gguf_type));
+        qs_h5par_attr_i64(h, it->name, "gguf_type_id", it->gguf_type);
+        qs_h5par_attr_i64(h, it->name, "d_out", it->d_out);
+        qs_h5par_attr_i64(h, it->name, "d_in", it->d_in);
+        qs_h5par_attr_f64(h, it->name, "error", it->error);
+        qs_h5par_attr_str(h, it->name, "method",
+                          cfg->quant.method == QS_METHOD_RTN ? "rtn" : "gptq");
+        qs_h5par_attr_str(h, it->name, "candidate", it->cand);
+        return;
+    }
     const int64_t b = it->bits, G = qs_quant_ngroups(it->d_in, it->group_size);
     int64_t qw[2] = {it->d_in * b / 32, it->d_out}, qz[2] = {G, it->d_out * b / 32},
             sc[2] = {G, it->d_out}, gi[1] = {it->d_in};
@@ -298,6 +357,12 @@ static qs_status write_item(const qs_stage_ctx *ctx, const wr_state *ws, qs_h5pa
     qs_pack_bytes sz;
     qs_err pe = {0};
     char n[WR_NAME_MAX + 16];
+    if (it->gguf_type >= 0) {
+        QS_CHECK(load_blocks(ctx, ws, it, &codes, err));
+        snprintf(n, sizeof(n), "%s/blocks", it->name);
+        QS_CHECK(qs_h5par_write_rows(h, n, QS_H5_U8, 0, it->d_out, codes, 0, err));
+        goto done;
+    }
     const int v1 = ctx->cfg->output.checkpoint_format != QS_CKPT_GPTQ_V2;
     const int64_t G = qs_quant_ngroups(it->d_in, it->group_size);
     QS_CHECK(load_codes(ctx, ws, it, &codes, &scales, &zeros, &g_idx, err));
@@ -376,53 +441,79 @@ done:
     return st;
 }
 
-/* Rank 0: the GPTQ checkpoint from the same items, one at a time. */
-static qs_status write_export(const qs_stage_ctx *ctx, const wr_state *ws, qs_err *err) {
+/* Rank 0: the GPTQ checkpoint (ct 0, run/export/) or the compressed-tensors one (ct 1,
+ * run/export-ct/) from the same items, one at a time (integer candidates only: a GGUF
+ * candidate with these formats is refused at config time). */
+static qs_status write_export(const qs_stage_ctx *ctx, const wr_state *ws, int ct, qs_err *err) {
     qs_status st = QS_OK;
     const qs_config *cfg = ctx->cfg;
-    qs_gptq_export *x = NULL;
-    qs_gptq_export_opts o;
+    qs_gptq_export *gx = NULL;
+    qs_ct_export *cx = NULL;
     char dir[QS_PATH_MAX];
     uint8_t *codes = NULL;
     uint16_t *scales = NULL;
     int32_t *zeros = NULL, *g_idx = NULL;
-    qs_gptq_export_opts_default(&o);
-    o.shard_bytes = cfg->output.shard_bytes;
-    o.v2 = cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2;
-    o.static_groups = cfg->quant.static_groups;
-    o.true_sequential = cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED;
-    o.damp_percent = cfg->quant.damp;
-    o.overwrite = 1;
-    QS_CHECK(qs_rundir_path(ctx->rd, QS_DIR_EXPORT, dir, sizeof(dir), err));
-    QS_CHECK(qs_gptq_export_begin(&x, dir, cfg->model, &o, err));
+    QS_CHECK(qs_rundir_path(ctx->rd, ct ? QS_DIR_EXPORT_CT : QS_DIR_EXPORT, dir, sizeof(dir),
+                            err));
+    if (ct) {
+        qs_ct_export_opts o;
+        qs_ct_export_opts_default(&o);
+        o.shard_bytes = cfg->output.shard_bytes;
+        o.static_groups = cfg->quant.static_groups;
+        o.overwrite = 1;
+        QS_CHECK(qs_ct_export_begin(&cx, dir, cfg->model, &o, err));
+    } else {
+        qs_gptq_export_opts o;
+        qs_gptq_export_opts_default(&o);
+        o.shard_bytes = cfg->output.shard_bytes;
+        o.v2 = cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2;
+        o.static_groups = cfg->quant.static_groups;
+        o.true_sequential = cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED;
+        o.damp_percent = cfg->quant.damp;
+        o.overwrite = 1;
+        QS_CHECK(qs_gptq_export_begin(&gx, dir, cfg->model, &o, err));
+    }
     for (int64_t i = 0; i < ws->n; ++i) {
         const wr_item *it = &ws->items[i];
         if (it->bias_of_quant) continue;
+        if (it->quant && it->gguf_type >= 0)
+            QS_THROW(err, QS_ERR_INTERNAL, "%s: GGUF candidate %s in a %s export", it->name,
+                     it->cand, ct ? "compressed-tensors" : "GPTQ");
         if (it->float_linear) {
             char module[WR_NAME_MAX];
             snprintf(module, sizeof(module), "%.*s", (int)(strlen(it->name) - 7), it->name);
-            QS_CHECK(qs_gptq_export_exclude(x, module, err));
+            QS_CHECK(ct ? qs_ct_export_exclude(cx, module, err)
+                        : qs_gptq_export_exclude(gx, module, err));
         }
         if (it->quant) {
             qs_gptq_scheme s = {it->bits, it->group_size, cfg->quant.sym, cfg->quant.act_order};
-            QS_CHECK(qs_gptq_export_declare_linear(x, it->name, it->d_out, it->d_in, &s,
-                                                   it->t != NULL,
-                                                   it->t ? it->t->dtype : QS_DTYPE_F32, err));
+            const int hb = it->t != NULL;
+            const qs_dtype bd = it->t ? it->t->dtype : QS_DTYPE_F32;
+            QS_CHECK(ct ? qs_ct_export_declare_linear(cx, it->name, it->d_out, it->d_in, &s, hb,
+                                                      bd, err)
+                        : qs_gptq_export_declare_linear(gx, it->name, it->d_out, it->d_in, &s,
+                                                        hb, bd, err));
         } else {
-            QS_CHECK(qs_gptq_export_declare_tensor(x, it->name, it->t->dtype, it->t->ndim,
-                                                   it->t->shape, err));
+            QS_CHECK(ct ? qs_ct_export_declare_tensor(cx, it->name, it->t->dtype, it->t->ndim,
+                                                      it->t->shape, err)
+                        : qs_gptq_export_declare_tensor(gx, it->name, it->t->dtype,
+                                                        it->t->ndim, it->t->shape, err));
         }
     }
     for (int64_t i = 0; i < ws->n; ++i) {
         const wr_item *it = &ws->items[i];
         if (it->bias_of_quant) continue;
         if (!it->quant) {
-            QS_CHECK(qs_gptq_export_add_tensor(x, it->name, it->t->data, (size_t)it->t->nbytes, err));
+            QS_CHECK(ct ? qs_ct_export_add_tensor(cx, it->name, it->t->data,
+                                                  (size_t)it->t->nbytes, err)
+                        : qs_gptq_export_add_tensor(gx, it->name, it->t->data,
+                                                    (size_t)it->t->nbytes, err));
             continue;
         }
         QS_CHECK(load_codes(ctx, ws, it, &codes, &scales, &zeros, &g_idx, err));
         qs_gptq_linear q = {codes, scales, zeros, g_idx, it->t ? it->t->data : NULL};
-        QS_CHECK(qs_gptq_export_add_linear(x, it->name, &q, err));
+        QS_CHECK(ct ? qs_ct_export_add_linear(cx, it->name, &q, err)
+                    : qs_gptq_export_add_linear(gx, it->name, &q, err));
         free(codes);
         free(scales);
         free(zeros);
@@ -431,13 +522,14 @@ static qs_status write_export(const qs_stage_ctx *ctx, const wr_state *ws, qs_er
         scales = NULL;
         zeros = g_idx = NULL;
     }
-    QS_CHECK(qs_gptq_export_finish(x, err));
+    QS_CHECK(ct ? qs_ct_export_finish(cx, err) : qs_gptq_export_finish(gx, err));
 done:
     free(codes);
     free(scales);
     free(zeros);
     free(g_idx);
-    qs_gptq_export_free(x);
+    qs_gptq_export_free(gx);
+    qs_ct_export_free(cx);
     return st;
 }
 
@@ -525,6 +617,7 @@ static qs_status write_open(const qs_stage_ctx *ctx, int pass, void **state, qs_
     }
     QS_CHECK(qs_rundir_path(ctx->rd, QS_REL_ALLOCATION, path, sizeof(path), err));
     QS_CHECK(qs_alloc_read_json(&s->al, path, L, err));
+    QS_CHECK(qs_cands_from_config(cfg, &s->ws.cs, err));
     QS_CHECK(qs_plan_compute(&ctx->model->hf, cfg, ctx->comm->size, &s->plan, err));
     QS_CHECK(build_items(ctx, &s->al, &s->plan, &s->ws, err));
     QS_CHECK(qs_manifest_add_input(&o->inputs, "model", ctx->model_hash, err));
@@ -556,7 +649,7 @@ static qs_status write_shards(const qs_stage_ctx *ctx, const wr_state *ws, qs_er
         for (int64_t i = 0; i < ws->n; ++i)
             if (ws->items[i].shard == s) {
                 data += ws->items[i].bytes;
-                nd += ws->items[i].quant ? 4 : 1;
+                nd += ws->items[i].quant && ws->items[i].gguf_type < 0 ? 4 : 1;
             }
         QS_CHECK(qs_h5par_create(&h, comm, path, qs_h5par_reserve_bytes(data, nd), err));
         qs_h5par_attr_str(&h, NULL, "format", "qshard-shards-1");
@@ -585,16 +678,33 @@ static qs_status write_rest(const qs_stage_ctx *ctx, const wr_state *ws, qs_err 
     char **rels = NULL;
     int n = 0, cap = 0;
     double t1 = qs_log_now();
+    const unsigned fm = qs_config_formats(cfg);
     QS_CHECK(write_index(ctx, ws, err));
-    if (cfg->output.gptq_export) {
-        QS_CHECK(write_export(ctx, ws, err));
+    if (fm & QS_OUT_GPTQ) {
+        QS_CHECK(write_export(ctx, ws, 0, err));
         qs_log_info(ctx->log, "write: GPTQ export (%s) in %.3f s",
                     cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2 ? "gptq_v2" : "gptq",
                     qs_log_now() - t1);
     }
+    if (fm & QS_OUT_CT) {
+        t1 = qs_log_now();
+        QS_CHECK(write_export(ctx, ws, 1, err));
+        qs_log_info(ctx->log, "write: compressed-tensors export in %.3f s", qs_log_now() - t1);
+    }
+    /* qshard-checksums.json beside each export's tensor files (qshard verify EXPORT_DIR) */
+    static const unsigned CK_FMT[3] = {QS_OUT_GPTQ, QS_OUT_CT, QS_OUT_GGUF};
+    static const char *const CK_DIR[3] = {QS_DIR_EXPORT, QS_DIR_EXPORT_CT, QS_DIR_GGUF};
+    for (int i = 0; i < 3; ++i) {
+        char dir[QS_PATH_MAX];
+        if (!(fm & CK_FMT[i])) continue;
+        QS_CHECK(qs_rundir_path(ctx->rd, CK_DIR[i], dir, sizeof(dir), err));
+        QS_CHECK(qs_checksums_write(dir, err));
+    }
     QS_CHECK(list_dir_outputs(ctx->rd, QS_DIR_OUT, &rels, &n, &cap, err));
-    if (cfg->output.gptq_export)
-        QS_CHECK(list_dir_outputs(ctx->rd, QS_DIR_EXPORT, &rels, &n, &cap, err));
+    if (fm & QS_OUT_GPTQ) QS_CHECK(list_dir_outputs(ctx->rd, QS_DIR_EXPORT, &rels, &n, &cap, err));
+    if (fm & QS_OUT_CT)
+        QS_CHECK(list_dir_outputs(ctx->rd, QS_DIR_EXPORT_CT, &rels, &n, &cap, err));
+    if (fm & QS_OUT_GGUF) QS_CHECK(list_dir_outputs(ctx->rd, QS_DIR_GGUF, &rels, &n, &cap, err));
     QS_CHECK(qs_stage_unit_done(ctx, 0, (const char *const *)rels, n, err));
 done:
     for (int i = 0; i < n; ++i) free(rels[i]);
@@ -624,6 +734,13 @@ static qs_status write_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
     qs_log_info(ctx->log, "write: %d shard(s), %.2f MiB in %.3f s (%.1f MiB/s) on %d rank(s)",
                 s->ws.nshards, (double)total / 1048576.0, t_shards,
                 t_shards > 0 ? (double)total / 1048576.0 / t_shards : 0.0, comm->size);
+    if (qs_config_formats(ctx->cfg) & QS_OUT_GGUF) {
+        const double t1 = qs_log_now();
+        st = qs_write_gguf_file(ctx, &s->ws.cs, &s->al, &s->plan, s->ws.src, err);
+        if (st != QS_OK) goto done;
+        qs_log_info(ctx->log, "write: GGUF file %s in %.3f s on %d rank(s)", QS_REL_GGUF,
+                    qs_log_now() - t1, comm->size);
+    }
     if (comm->rank == 0) st = write_rest(ctx, &s->ws, err);
     st = qs_comm_agree(comm, st, err);
 done:

@@ -15,6 +15,11 @@
 #    written GPTQ export (issue 12's acceptance; nosan: four full pipelines on a real model;
 #    the sanitizer build covers the same code through test_search_mpi, test_recon_final and
 #    test_write_mpi on synthetic models)
+#  - test_gguf_pipeline (pypi, mpi): issue 18's served formats through whole runs: every GGUF
+#    type with search.serve llamacpp, byte-identical model.gguf at 1, 2, 3 ranks, read back with
+#    gguf-py (GGUFReader, quants.dequantize/quantize) bit for bit against qshard's reader and
+#    the reconstruct's blocks; llama.cpp RTN bytes for method rtn; Q4_0/Q8_0 images equal to the
+#    GPTQ and compressed-tensors exports (tests/gguf/test_gguf_pipeline.py)
 set(QS_ROOM app)
 qs_add_unit(test_ops LINK qs_app LABELS ops)
 qs_add_script(test_bad_inputs MPI LABELS "mpi;san" TIMEOUT 900
@@ -31,3 +36,6 @@ qs_add_script(test_report MPI LABELS "mpi;ops;san" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_report.py)
 qs_add_script(test_pipeline_fixture MPI LABELS "shared;mpi;pipeline;nosan" TIMEOUT 2400
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_pipeline_fixture.py)
+qs_add_script(test_gguf_pipeline MPI LABELS "pypi;mpi;export" TIMEOUT 1800
+  COMMAND ${QS_PYPI} ${CMAKE_CURRENT_SOURCE_DIR}/gguf/test_gguf_pipeline.py
+          $<TARGET_FILE:gguf_dequant>)

@@ -55,7 +55,8 @@ static const char *const k_sampling[] = {"random", "consecutive", "file", NULL};
 static const char *const k_method[] = {"gptq", "rtn", NULL};
 static const char *const k_inputs[] = {"float", "quantized", NULL};
 static const char *const k_objective[] = {"error", "relative", "sensitivity", NULL};
-static const char *const k_serve[] = {"", "marlin", NULL};
+static const char *const k_serve[] = {"", "marlin", "llamacpp", "vllm", "gptqmodel", NULL};
+static const char *const k_chooser[] = {"search", "imatrix", "ref", NULL};
 static const char *const k_format[] = {"gptq", "gptq_v2", "auto", NULL};
 
 _Static_assert(sizeof(qs_calib_sampling) == sizeof(int), "enum stored as int");
@@ -128,6 +129,16 @@ static const cfg_key cfg_schema[] = {
      "GPTQ lazy-update column block"},
     {"quant.row_block", CFG_INT, 1, (int64_t)1 << 20, 0, 0, 0, "256", NULL, OFF(quant.row_block),
      0, 0, 0, "rows per fixed solve tile (results do not depend on ranks or threads)"},
+    {"quant.gguf_types", CFG_STRLIST, 0, 0, 0, 0, 0, "[]", NULL, OFF(quant.gguf_types),
+     OFF(quant.ngguf_types), 0, 0,
+     "GGUF candidates by GGML type name (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K), "
+     "quantized into llama.cpp's block formats by quant.method (docs/export.md)"},
+    {"quant.gguf_chooser", CFG_STRENUM, 0, 0, 0, 0, 0, "search", k_chooser,
+     OFF(quant.gguf_chooser), 0, 0, 0,
+     "how GGUF block scales/mins are chosen: search (llama.cpp's importance fit, then a search "
+     "of the K-quants' sub-block codes), imatrix (llama.cpp's rule with diag(H) as importance), "
+     "ref (llama.cpp's rule without importance); quant.method rtn: llama.cpp's quantizer with "
+     "importance diag(H), or without for ref"},
 
     {"reconstruct.inputs", CFG_ENUM, 0, 0, 0, 0, 0, "quantized", k_inputs,
      OFF(reconstruct.inputs), 0, 0, 0,
@@ -151,8 +162,9 @@ static const cfg_key cfg_schema[] = {
     {"search.tie_fused", CFG_BOOL, 0, 0, 0, 0, 0, "true", NULL, OFF(search.tie_fused), 0, 0, 0,
      "give fused projections (q/k/v, gate/up) the same candidate"},
     {"search.serve", CFG_STRENUM, 0, 0, 0, 0, 0, "\"\"", k_serve, OFF(search.serve), 0, 0, 0,
-     "restrict candidates to a serving kernel: \"\" (none) or marlin (4/8-bit symmetric "
-     "candidates that vLLM's gptq_marlin kernel loads)"},
+     "restrict candidates (and fused ties) to what an engine loads: \"\" (none), llamacpp "
+     "(GGUF candidates only, no ties), vllm (4/8-bit symmetric; compressed-tensors also 4-bit "
+     "asymmetric), gptqmodel (any GPTQ layout), marlin (4/8-bit symmetric for gptq_marlin)"},
     {"search.pin", CFG_STRLIST, 0, 0, 0, 0, 0, "[]", NULL, OFF(search.pin), OFF(search.npin), 0,
      0,
      "pinned linears: \"PATTERN=CAND\" strings; PATTERN is a glob over layers.<l>.<lin> "
@@ -166,12 +178,20 @@ static const cfg_key cfg_schema[] = {
      "objective sensitivity: calibration windows (calib.tokens, calib.seqlen, consecutive from "
      "0) per layer probe"},
 
+    {"output.formats", CFG_STRLIST, 0, 0, 0, 0, 0, "[gptq, hdf5]", NULL, OFF(output.formats),
+     OFF(output.nformats), 0, 0,
+     "files the write stage produces: any of gptq, gguf, compressed-tensors, hdf5 (the HDF5 "
+     "shards are always written)"},
     {"output.checkpoint_format", CFG_ENUM, 0, 0, 0, 0, 0, "auto", k_format,
      OFF(output.checkpoint_format), 0, 0, 0,
      "GPTQ export format: gptq (v1, zeros stored minus one), gptq_v2, or auto (gptq_v2 when "
      "quant.sym is false, else gptq)"},
     {"output.gptq_export", CFG_BOOL, 0, 0, 0, 0, 0, "true", NULL, OFF(output.gptq_export), 0, 0,
-     0, "write the GPTQ safetensors export"},
+     0, "false: no GPTQ export even when output.formats lists gptq (older spelling)"},
+    {"output.gguf_tokenizer", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(output.gguf_tokenizer),
+     0, 0, 0,
+     "tokenizer.model, tokenizer.json or a directory holding them, for the GGUF vocabulary; "
+     "\"\" = the model directory's"},
     {"output.shard_bytes", CFG_SIZE, 1, INT64_MAX, 0, 0, 0, "4GiB", NULL, OFF(output.shard_bytes),
      0, 0, 0, "size limit of one output shard (70GB, 12GiB or plain bytes)"},
 
@@ -1099,7 +1119,33 @@ qs_status qs_config_validate(const qs_config *cfg, qs_err *err) {
         if (src.text[0] && !src.text_field[0])
             return QS_FAIL(err, QS_ERR_INPUT, "%s: %s.text_field is empty", file, src.key);
     }
-    if (!cfg->search.tie_fused && cfg->output.gptq_export)
+    static const char *const FORMATS[] = {"gptq", "gguf", "compressed-tensors", "hdf5"};
+    for (int i = 0; i < cfg->output.nformats; ++i) {
+        int known = 0;
+        for (int f = 0; f < 4; ++f) known |= strcmp(cfg->output.formats[i], FORMATS[f]) == 0;
+        if (!known)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "%s: output.formats: '%s' is not a format (gptq, gguf, "
+                           "compressed-tensors, hdf5)",
+                           file, cfg->output.formats[i]);
+        for (int j = 0; j < i; ++j)
+            if (strcmp(cfg->output.formats[i], cfg->output.formats[j]) == 0)
+                return QS_FAIL(err, QS_ERR_INPUT, "%s: output.formats: '%s' is listed twice",
+                               file, cfg->output.formats[i]);
+    }
+    for (int i = 0; i < cfg->quant.ngguf_types; ++i)
+        for (int j = 0; j < i; ++j)
+            if (strcmp(cfg->quant.gguf_types[i], cfg->quant.gguf_types[j]) == 0)
+                return QS_FAIL(err, QS_ERR_INPUT, "%s: quant.gguf_types: '%s' is listed twice",
+                               file, cfg->quant.gguf_types[i]);
+    const unsigned fm = qs_config_formats(cfg);
+    if (!cfg->search.tie_fused && (fm & QS_OUT_CT))
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "%s: search.tie_fused: false cannot be written as compressed-tensors "
+                       "(vLLM loads q/k/v and gate/up as one fused linear with one scheme); "
+                       "drop compressed-tensors from output.formats",
+                       file);
+    if (!cfg->search.tie_fused && (fm & QS_OUT_GPTQ))
         return QS_FAIL(err, QS_ERR_INPUT,
                        "%s: search.tie_fused: false needs output.gptq_export: false (vLLM loads "
                        "q/k/v and gate/up as one fused linear with one scheme; the HDF5 shards "
@@ -1124,6 +1170,17 @@ qs_status qs_config_validate(const qs_config *cfg, qs_err *err) {
         return QS_FAIL(err, QS_ERR_INPUT, "%s: quant.damp_max (%g) is below quant.damp (%g)",
                        file, cfg->quant.damp_max, cfg->quant.damp);
     return QS_OK;
+}
+
+unsigned qs_config_formats(const qs_config *cfg) {
+    unsigned m = QS_OUT_HDF5;
+    for (int i = 0; i < cfg->output.nformats; ++i) {
+        const char *f = cfg->output.formats[i];
+        if (strcmp(f, "gptq") == 0 && cfg->output.gptq_export) m |= QS_OUT_GPTQ;
+        if (strcmp(f, "gguf") == 0) m |= QS_OUT_GGUF;
+        if (strcmp(f, "compressed-tensors") == 0) m |= QS_OUT_CT;
+    }
+    return m;
 }
 
 /* Reads the file into cfg (defaults already in place). */

@@ -19,6 +19,13 @@
 
 #define QS_MAX_CANDIDATE_LIST 16
 
+/* The files the write stage produces (qs_config_formats, from output.formats): HDF5 shards
+ * always; the GPTQ export unless output.gptq_export is false. */
+#define QS_OUT_GPTQ 0x1 /* "gptq": GPTQ safetensors checkpoint (run/export/) */
+#define QS_OUT_GGUF 0x2 /* "gguf": one GGUF file for llama.cpp (run/gguf/model.gguf) */
+#define QS_OUT_CT 0x4   /* "compressed-tensors": vLLM pack-quantized (run/export-ct/) */
+#define QS_OUT_HDF5 0x8 /* "hdf5": the pipeline's own shards (run/out/), always */
+
 typedef enum qs_calib_sampling {
     QS_SAMPLING_RANDOM = 0,      /* random window offsets from calib.seed (as GPTQ) */
     QS_SAMPLING_CONSECUTIVE = 1, /* windows back to back from offset 0 */
@@ -83,6 +90,10 @@ typedef struct qs_config {
         double damp_max;     /* cap for automatic raising (default 1.0) */
         int block_size;      /* GPTQ lazy column block (default 128) */
         int row_block;       /* rows per fixed solve tile (default 256) */
+        char *gguf_types[QS_MAX_CANDIDATE_LIST]; /* (ngguf_types) GGUF candidates by GGML
+                                                    name ("Q4_K"); default [] */
+        int ngguf_types;
+        char *gguf_chooser;  /* "search" (default) | "imatrix" | "ref": block parameters */
     } quant;
 
     struct {
@@ -95,7 +106,7 @@ typedef struct qs_config {
         int64_t max_bytes;   /* 0 = unset */
         qs_objective objective;
         int tie_fused;       /* default true */
-        char *serve;         /* "" or "marlin" */
+        char *serve;         /* "" | "marlin" | "llamacpp" | "vllm" | "gptqmodel" */
         char *pin[QS_MAX_CANDIDATE_LIST];   /* (npin) "PATTERN=CAND" (docs/search.md) */
         int npin;
         char *allow[QS_MAX_CANDIDATE_LIST]; /* (nallow) "PATTERN=CAND,CAND,..." */
@@ -104,8 +115,14 @@ typedef struct qs_config {
     } search;
 
     struct {
+        char *formats[QS_MAX_CANDIDATE_LIST]; /* (nformats) "gptq" "gguf" "compressed-tensors"
+                                                 "hdf5" (default [gptq, hdf5]) */
+        int nformats;
         qs_ckpt_format checkpoint_format; /* default auto: v2 if asymmetric, else v1 */
-        int gptq_export;     /* write the GPTQ safetensors export (default true) */
+        int gptq_export;     /* false: no GPTQ export even if formats has gptq (the old
+                                spelling; default true) */
+        char *gguf_tokenizer; /* tokenizer.model / tokenizer.json / a directory for the GGUF
+                                 vocabulary ("" = the model directory's) */
         int64_t shard_bytes; /* shard size limit for outputs (default 4 GiB) */
     } output;
 
@@ -151,6 +168,9 @@ qs_status qs_config_load(qs_config *cfg, const char *path, const char *const *se
 /* Applies one "key.path=value" override (value parsed as a YAML scalar or flow list, with
  * the file's type rules; "key=" sets a string key to ""). Errors read "--set key: cause". */
 qs_status qs_config_set(qs_config *cfg, const char *assignment, qs_err *err);
+
+/* The QS_OUT_* mask of cfg's output.formats and output.gptq_export (hdf5 always). */
+unsigned qs_config_formats(const qs_config *cfg);
 
 /* Writes the resolved config as YAML (every key, documented order). `include_runtime`
  * = 0 leaves out keys that must not change results (threads), for the config hash. */

@@ -30,6 +30,9 @@
 #define QS_DIR_FINAL "final"
 #define QS_DIR_OUT "out"
 #define QS_DIR_EXPORT "export"
+#define QS_DIR_EXPORT_CT "export-ct" /* compressed-tensors export (output.formats) */
+#define QS_DIR_GGUF "gguf"           /* the GGUF file (output.formats) */
+#define QS_REL_GGUF "gguf/model.gguf"
 #define QS_REL_RUN_JSON "run.json"
 #define QS_REL_CONFIG "config.resolved.yaml"
 #define QS_REL_PLAN "plan/plan.json"

@@ -42,6 +42,23 @@ int qs_ct_scheme_supported(const qs_gptq_scheme *s, qs_err *why) {
     return 0;
 }
 
+qs_status qs_ct_linear_bytes(int64_t d_out, int64_t d_in, const qs_gptq_scheme *scheme,
+                             int static_groups, int64_t *bytes, qs_err *err) {
+    qs_err why = {0};
+    *bytes = -1;
+    if (!qs_ct_scheme_supported(scheme, &why)) return QS_FAIL(err, QS_ERR_INPUT, "%s", why.msg);
+    if (!qs_pack_can_serve(d_out, d_in, scheme->bits, scheme->group_size, &why))
+        return QS_FAIL(err, QS_ERR_INPUT, "(%lld, %lld) at w%dg%d has no packed layout: %s",
+                       (long long)d_out, (long long)d_in, scheme->bits, scheme->group_size,
+                       why.msg);
+    const int64_t b = scheme->bits, G = qs_quant_ngroups(d_in, scheme->group_size);
+    int64_t n = d_out * (d_in * b / 32) * 4 + d_out * G * 2 + 2 * 8;
+    if (!scheme->sym) n += (d_out * b / 32) * G * 4;
+    if (scheme->desc_act && !static_groups) n += d_in * 4;
+    *bytes = n;
+    return QS_OK;
+}
+
 qs_status qs_ct_export_begin(qs_ct_export **out, const char *dir, const char *src_model_dir,
                              const qs_ct_export_opts *opts, qs_err *err) {
     *out = NULL;

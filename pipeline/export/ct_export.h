@@ -48,6 +48,13 @@ void qs_ct_export_opts_default(qs_ct_export_opts *o);
  * (may be NULL) gets a one-line reason. */
 int qs_ct_scheme_supported(const qs_gptq_scheme *s, qs_err *why);
 
+/* Exact bytes of the tensors a quantized linear (d_out, d_in) of `scheme` takes in the
+ * export (weight_packed, weight_scale, weight_zero_point when asymmetric, weight_shape,
+ * weight_g_idx with act-order unless static_groups; no bias). QS_ERR_INPUT with the reason
+ * (as declare_linear) when the writer does not take the scheme or the shape. */
+qs_status qs_ct_linear_bytes(int64_t d_out, int64_t d_in, const qs_gptq_scheme *scheme,
+                             int static_groups, int64_t *bytes, qs_err *err);
+
 typedef struct qs_ct_export qs_ct_export;
 
 /* Creates `<dir>.tmp.<pid>/`; `src_model_dir` holds config.json and the tokenizer files. */

@@ -8,6 +8,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "gguf_model.h"
+#include "gguf_quant.h"
 #include "h5store.h"
 #include "half.h"
 #include "pack.h"
@@ -45,7 +47,29 @@ void qs_qsource_close(qs_qsource *s) {
     for (int i = 0; i < s->ndyn; ++i) free(s->dyn[i].pattern);
     free(s->dyn);
     qs_ckpt_close(&s->ck);
+    qs_gguf_reader_close(&s->gr);
     memset(s, 0, sizeof(*s));
+}
+
+qs_status qs_qsource_open_gguf(qs_qsource *s, const char *path, qs_err *err) {
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "%s", path);
+    s->gguf = 1;
+    return qs_gguf_reader_open(&s->gr, path, err);
+}
+
+/* GGUF: Hugging Face tensor `name` as f32 into out (count); *found = 0 when the file has
+ * no such tensor (e.g. output.weight of tied embeddings). */
+static qs_status gguf_tensor(const qs_qsource *s, const char *name, float *out, int64_t count,
+                             int *found, qs_err *err) {
+    char gn[QS_GGUF_NAME_MAX];
+    *found = 0;
+    if (qs_gguf_tensor_name(name, gn, sizeof(gn)) != 0) return QS_OK;
+    const int64_t i = qs_gguf_reader_find(&s->gr, gn);
+    if (i < 0) return QS_OK;
+    qs_status st = qs_gguf_reader_f32(&s->gr, i, out, count, err);
+    *found = st == QS_OK;
+    return st;
 }
 
 qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
@@ -424,12 +448,40 @@ static qs_status h5_linear(qs_h5 *h, const char *module, int64_t d_out, int64_t 
     qs_status st = QS_OK;
     packed4 p;
     char what[9000];
+    int64_t gt = -1;
+    qs_err probe = {0};
+    uint8_t *blocks = NULL;
     memset(&p, 0, sizeof(p));
+    if (qs_h5_read_attr_i64(h, module, "gguf_type_id", &gt, &probe) == QS_OK) {
+        /* a GGUF candidate's linear: <module>/blocks (d_out, row_bytes) */
+        int64_t a_out = 0, a_in = 0;
+        char name[1100];
+        QS_CHECK(qs_h5_read_attr_i64(h, module, "d_out", &a_out, err));
+        QS_CHECK(qs_h5_read_attr_i64(h, module, "d_in", &a_in, err));
+        if (d_out < 0) d_out = a_out;
+        if (d_in < 0) d_in = a_in;
+        if (a_out != d_out || a_in != d_in)
+            QS_THROW(err, QS_ERR_INPUT, "%s: %s is (%lld, %lld), the model expects (%lld, %lld)",
+                     h->path, module, (long long)a_out, (long long)a_in, (long long)d_out,
+                     (long long)d_in);
+        const int64_t rb = qs_gguf_type_known((int)gt) && qs_gguf_quant_supported((qs_gguf_type)gt)
+                               ? qs_gguf_row_bytes((qs_gguf_type)gt, d_in)
+                               : -1;
+        if (rb <= 0)
+            QS_THROW(err, QS_ERR_INPUT, "%s: %s: GGUF type %lld cannot hold %lld inputs", h->path,
+                     module, (long long)gt, (long long)d_in);
+        int64_t shape[2] = {d_out, rb};
+        snprintf(name, sizeof(name), "%s/blocks", module);
+        QS_CHECK(read_shaped(h, name, QS_H5_U8, 2, shape, (void **)&blocks, err));
+        if (w) QS_CHECK(qs_gguf_dequantize_rows((qs_gguf_type)gt, blocks, d_out, d_in, w, err));
+        goto done;
+    }
     QS_CHECK(h5_packed(h, module, &d_out, &d_in, &p, err));
     snprintf(what, sizeof(what), "%s: %s", h->path, module);
     QS_CHECK(dequant(&p, what, d_out, d_in, w, err));
 done:
     packed4_free(&p);
+    free(blocks);
     return st;
 }
 
@@ -459,7 +511,20 @@ qs_status qs_qsource_linear(const qs_qsource *s, const char *module, int64_t d_o
     memset(&h, 0, sizeof(h));
     h.file = -1;
     *found = 0;
-    if (s->gptq) {
+    if (s->gguf) {
+        char hf[1100], gn[QS_GGUF_NAME_MAX];
+        snprintf(hf, sizeof(hf), "%s.weight", module);
+        const int64_t i = qs_gguf_tensor_name(hf, gn, sizeof(gn)) == 0
+                              ? qs_gguf_reader_find(&s->gr, gn)
+                              : -1;
+        if (i < 0) goto done;
+        const qs_gguf_rtensor *t = &s->gr.t[i];
+        if (t->ndim != 2 || t->shape[0] != d_out || t->shape[1] != d_in)
+            QS_THROW(err, QS_ERR_INPUT, "%s: %s is not (%lld, %lld)", s->dir, gn,
+                     (long long)d_out, (long long)d_in);
+        QS_CHECK(qs_gguf_reader_f32(&s->gr, i, w, d_out * d_in, err));
+        *found = 1;
+    } else if (s->gptq) {
         QS_CHECK(gptq_linear(s, module, d_out, d_in, w, found, err));
     } else {
         int64_t i = find_name(s, module);
@@ -484,6 +549,7 @@ qs_status qs_qsource_tensor(const qs_qsource *s, const char *name, float *out, i
     memset(&h, 0, sizeof(h));
     h.file = -1;
     *found = 0;
+    if (s->gguf) return gguf_tensor(s, name, out, count, found, err);
     if (s->gptq) {
         const qs_st_tensor *t = qs_ckpt_find(&s->ck, name);
         if (!t) return QS_OK;
@@ -526,6 +592,20 @@ qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *nte
     memset(&h, 0, sizeof(h));
     h.file = -1;
     *nlinears = *ntensors = 0;
+    if (s->gguf) { /* every tensor decoded (blocks dequantized, q/k un-permuted) */
+        for (int64_t i = 0; i < s->gr.ntensors; ++i) {
+            const qs_gguf_rtensor *t = &s->gr.t[i];
+            const int64_t numel = t->rows * t->shape[t->ndim - 1];
+            float *w = qs_malloc(sizeof(float) * (size_t)numel, err, "GGUF tensor");
+            if (!w) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (%s)", t->name);
+            st = qs_gguf_reader_f32(&s->gr, i, w, numel, err);
+            free(w);
+            if (st != QS_OK) goto done;
+            if (qs_gguf_quant_supported(t->type)) (*nlinears)++;
+            else (*ntensors)++;
+        }
+        goto done;
+    }
     if (s->gptq) {
         for (int64_t e = 0; e < s->ck.nentries; ++e) {
             const char *n = s->ck.entries[e].name;
@@ -546,7 +626,8 @@ qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *nte
         QS_CHECK(qs_h5_open(&h, path, err));
         int64_t bits = 0;
         qs_err probe = {0};
-        if (qs_h5_read_attr_i64(&h, s->names[i], "bits", &bits, &probe) == QS_OK) {
+        if (qs_h5_read_attr_i64(&h, s->names[i], "bits", &bits, &probe) == QS_OK ||
+            qs_h5_read_attr_i64(&h, s->names[i], "gguf_type_id", &bits, &probe) == QS_OK) {
             QS_CHECK(h5_linear(&h, s->names[i], -1, -1, NULL, err));
             (*nlinears)++;
         } else {

@@ -1,8 +1,10 @@
 /* qsource.h: reads quantized linears back from what the write stage wrote — the HDF5
- * shards of run/out/ (docs/write.md) or a GPTQ checkpoint directory (docs/export.md) — and
- * dequantizes them exactly like the quantizer (unpack with quant/pack.c, v1 zero+1, g_idx
- * for act-order, then qs_quant_dequant_rows), so eval of the written files equals eval of
- * the run's allocation bit for bit. Also the structural checks of `qshard verify`.
+ * shards of run/out/ (docs/write.md), a GPTQ checkpoint directory (docs/export.md) or a GGUF
+ * file (gguf_read.h) — and dequantizes them exactly like the quantizer (unpack with
+ * quant/pack.c, v1 zero+1, g_idx for act-order, then qs_quant_dequant_rows; GGUF blocks and
+ * the shards' GGUF linears with qs_gguf_dequantize_rows, q/k rows un-permuted), so eval of
+ * the written files equals eval of the run's allocation bit for bit. Also the structural
+ * checks of `qshard verify`.
  *
  * GPTQ schemes are resolved like the loaders: the top-level quantization_config, then the
  * "dynamic" map in order, first start-anchored regex match wins ("-:" = not quantized,
@@ -18,6 +20,7 @@
 #include <stdint.h>
 
 #include "export_items.h" /* qs_gptq_scheme */
+#include "gguf_read.h"
 #include "safetensors.h"
 #include "status.h"
 
@@ -28,7 +31,9 @@ typedef struct qs_qsource_dyn {
 } qs_qsource_dyn;
 
 typedef struct qs_qsource {
-    int gptq;                 /* 0: HDF5 shards, 1: GPTQ export */
+    int gptq;                 /* 0: HDF5 shards, 1: GPTQ export (see gguf) */
+    int gguf;                 /* 1: a GGUF file (gr); gptq is then 0 */
+    qs_gguf_reader gr;        /* GGUF */
     char dir[4096];
     /* HDF5: out/index.json weight_map (names[i] lives in shard files[i]) */
     char **names, **files;    /* (n,) owned */
@@ -45,6 +50,8 @@ typedef struct qs_qsource {
 qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err);
 /* Opens a GPTQ export (config.json quantization_config, safetensors + index). */
 qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err);
+/* Opens a GGUF file (Hugging Face names are mapped with qs_gguf_tensor_name). */
+qs_status qs_qsource_open_gguf(qs_qsource *s, const char *path, qs_err *err);
 void qs_qsource_close(qs_qsource *s);
 
 /* Full GPTQ scheme (bits, group, sym, desc_act) of `module` after the dynamic map;

@@ -3,8 +3,12 @@
 
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "checksums.h"
 #include "qsource.h"
 #include "rundir.h"
 #include "sha256.h"
@@ -15,16 +19,62 @@ static int is_dir(const char *p) {
     return d != NULL;
 }
 
+/* 1 if dir/config.json names quant_method "compressed-tensors". */
+static int is_compressed_tensors(const char *dir) {
+    char path[QS_PATH_MAX + 16], *text = NULL;
+    qs_err e = {0};
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    if (qs_read_file(path, &text, NULL, &e) != QS_OK) return 0;
+    cJSON *o = cJSON_Parse(text);
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(o, "quantization_config");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
+    const int ct = cJSON_IsString(m) && strcmp(m->valuestring, "compressed-tensors") == 0;
+    cJSON_Delete(o);
+    free(text);
+    return ct;
+}
+
 static qs_status verify_export(const char *dir, char *summary, size_t n, qs_err *err) {
     qs_status st = QS_OK;
     qs_qsource s;
     int64_t nl = 0, nt = 0;
     memset(&s, 0, sizeof(s));
+    int64_t nck = 0;
+    QS_CHECK(qs_checksums_verify(dir, &nck, err));
+    if (is_compressed_tensors(dir)) { /* no reader of its layout here: the checksums only */
+        snprintf(summary + strlen(summary), n - strlen(summary),
+                 "%s: compressed-tensors export: %lld file(s) match %s\n", dir, (long long)nck,
+                 QS_CHECKSUMS_FILE);
+        goto done;
+    }
     QS_CHECK(qs_qsource_open_gptq(&s, dir, err));
     QS_CHECK(qs_qsource_verify(&s, &nl, &nt, err));
     snprintf(summary + strlen(summary), n - strlen(summary),
-             "%s: GPTQ export ok (%lld quantized linears, %lld tensors)\n", dir, (long long)nl,
-             (long long)nt);
+             "%s: GPTQ export ok (%lld quantized linears, %lld tensors, %lld file(s) match %s)\n",
+             dir, (long long)nl, (long long)nt, (long long)nck, QS_CHECKSUMS_FILE);
+done:
+    qs_qsource_close(&s);
+    return st;
+}
+
+/* A GGUF file: header, tensor infos and every tensor decoded. */
+static qs_status verify_gguf(const char *file, char *summary, size_t n, qs_err *err) {
+    qs_status st = QS_OK;
+    qs_qsource s;
+    int64_t nl = 0, nt = 0;
+    int64_t nck = 0;
+    char dir[QS_PATH_MAX];
+    memset(&s, 0, sizeof(s));
+    snprintf(dir, sizeof(dir), "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    QS_CHECK(qs_checksums_verify(slash ? dir : ".", &nck, err));
+    QS_CHECK(qs_qsource_open_gguf(&s, file, err));
+    QS_CHECK(qs_qsource_verify(&s, &nl, &nt, err));
+    snprintf(summary + strlen(summary), n - strlen(summary),
+             "%s: GGUF file ok (%lld quantized tensors, %lld float tensors, %lld file(s) match "
+             "%s)\n",
+             file, (long long)nl, (long long)nt, (long long)nck, QS_CHECKSUMS_FILE);
 done:
     qs_qsource_close(&s);
     return st;
@@ -46,6 +96,11 @@ qs_status qs_verify_dir(const char *dir, char *summary, size_t n, qs_err *err) {
     snprintf(idx_path, sizeof(idx_path), "%s/model.safetensors.index.json", dir);
     if (qs_path_exists(st_path) || qs_path_exists(idx_path)) {
         st = verify_export(dir, summary, n, err);
+        goto done;
+    }
+    const size_t dl = strlen(dir);
+    if (dl > 5 && strcmp(dir + dl - 5, ".gguf") == 0 && !is_dir(dir)) {
+        st = verify_gguf(dir, summary, n, err);
         goto done;
     }
     QS_CHECK(qs_rundir_init(&rd, dir, err));
@@ -74,6 +129,10 @@ qs_status qs_verify_dir(const char *dir, char *summary, size_t n, qs_err *err) {
     }
     QS_CHECK(qs_rundir_path(&rd, QS_DIR_EXPORT, path, sizeof(path), err));
     if (is_dir(path)) QS_CHECK(verify_export(path, summary, n, err));
+    QS_CHECK(qs_rundir_path(&rd, QS_DIR_EXPORT_CT, path, sizeof(path), err));
+    if (is_dir(path)) QS_CHECK(verify_export(path, summary, n, err));
+    QS_CHECK(qs_rundir_path(&rd, QS_REL_GGUF, path, sizeof(path), err));
+    if (qs_path_exists(path)) QS_CHECK(verify_gguf(path, summary, n, err));
 done:
     qs_qsource_close(&s);
     qs_manifest_free(&m);

@@ -1,7 +1,9 @@
 /* verify.h: `qshard verify DIR`: checks what qshard wrote, without MPI. DIR is a run
  * directory (every output of out/manifest.json present with its SHA-256, the HDF5 shards'
- * shapes and dtypes, and run/export when present) or a GPTQ export (index, shapes,
- * schemes resolved through `dynamic`). docs/write.md.
+ * shapes and dtypes, and run/export and run/gguf/model.gguf when present), a GPTQ export
+ * (index, shapes, schemes resolved through `dynamic`) or a *.gguf file (header, tensor infos,
+ * every tensor decoded); an export directory's qshard-checksums.json (export/checksums.h)
+ * first, when present (a compressed-tensors export: only that). docs/write.md.
  */
 #ifndef QS_VERIFY_H
 #define QS_VERIFY_H

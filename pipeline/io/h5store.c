@@ -162,6 +162,10 @@ qs_status qs_h5_attr_str(qs_h5 *h, const char *object, const char *name, const c
     return st;
 }
 
+int qs_h5_has(qs_h5 *h, const char *name) {
+    return H5Lexists((hid_t)h->file, name, H5P_DEFAULT) > 0;
+}
+
 qs_status qs_h5_read(qs_h5 *h, const char *name, qs_h5_type type, int *ndim, int64_t *dims,
                      void **data, qs_err *err) {
     *data = NULL;

@@ -46,6 +46,9 @@ qs_status qs_h5_attr_f64(qs_h5 *h, const char *object, const char *name, double 
 qs_status qs_h5_attr_str(qs_h5 *h, const char *object, const char *name, const char *v,
                          qs_err *err);
 
+/* 1 if dataset (or group) `name` exists; "a/b/c" needs its groups to exist too. */
+int qs_h5_has(qs_h5 *h, const char *name);
+
 /* Reads a whole dataset: shape into dims (up to 8), element count into *n; data malloc'd
  * and converted to `type`. A missing dataset or a type HDF5 cannot convert is an error
  * naming the file and the dataset. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_quant.h"
 #include "kernels.h"
 #include "layer_plan.h"
 #include "layerpipe.h"
@@ -40,6 +41,15 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
         out->source = QS_EVAL_SRC_H5;
         return QS_OK;
     }
+    if (s && (strcmp(s, "gguf") == 0 || strncmp(s, "gguf:", 5) == 0)) {
+        out->source = QS_EVAL_SRC_GGUF;
+        if (s[4] == ':') {
+            if (!s[5] || strlen(s + 5) >= sizeof(out->gguf_file))
+                return QS_FAIL(err, QS_ERR_INPUT, "--weights: '%s': expected gguf:FILE", s);
+            snprintf(out->gguf_file, sizeof(out->gguf_file), "%s", s + 5);
+        }
+        return QS_OK;
+    }
     if (s && (strcmp(s, "gptq") == 0 || strncmp(s, "gptq:", 5) == 0)) {
         out->source = QS_EVAL_SRC_GPTQ;
         if (s[4] == ':') {
@@ -61,9 +71,14 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
             ok = end != g + 1 && *end == '\0' && (group == -1 || group >= 1) &&
                  strlen(c) < QS_EVAL_NAME_MAX;
         }
+        qs_gguf_type gt;
+        if (!ok && qs_gguf_type_parse(c, &gt) == 0 && qs_gguf_quant_supported(gt) &&
+            strcmp(c, qs_gguf_type_name(gt)) == 0)
+            ok = 1; /* a GGUF candidate, e.g. recon:Q4_K */
         if (!ok)
             return QS_FAIL(err, QS_ERR_INPUT,
-                           "--weights: '%s': expected recon:w<bits>g<group> (e.g. recon:w4g128)",
+                           "--weights: '%s': expected recon:w<bits>g<group> or recon:<GGUF type> (e.g. "
+                           "recon:w4g128, recon:Q4_K)",
                            s);
         out->source = QS_EVAL_SRC_RECON;
         snprintf(out->candidate, sizeof(out->candidate), "%s", c);
@@ -82,7 +97,7 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
                    "'final' (the run's searched allocation), 'recon:CANDIDATE' (a candidate "
                    "of the reconstruct stage, e.g. recon:w4g128), 'alloc:PATH' (an "
                    "allocation file), 'h5' (the written shards), 'gptq' or 'gptq:DIR' (a GPTQ "
-                   "export)",
+                   "export), 'gguf' or 'gguf:FILE' (a GGUF file)",
                    s ? s : "");
 }
 
@@ -99,6 +114,8 @@ const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) 
         snprintf(buf, n, "h5");
     else if (w->source == QS_EVAL_SRC_GPTQ)
         snprintf(buf, n, w->gptq_dir[0] ? "gptq:%s" : "gptq", w->gptq_dir);
+    else if (w->source == QS_EVAL_SRC_GGUF)
+        snprintf(buf, n, w->gguf_file[0] ? "gguf:%s" : "gguf", w->gguf_file);
     else
         snprintf(buf, n, "float");
     return buf;
@@ -120,7 +137,8 @@ static qs_status load_layer(const qs_eval_env *env, const qs_eval_weights *which
                             qs_layer_f32 *lw, qs_err *err) {
     qs_status st = qs_weights_load_layer(env->model, d, layer, lw, err);
     if (st != QS_OK || which->source == QS_EVAL_SRC_FLOAT) return st;
-    if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ) {
+    if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ ||
+        which->source == QS_EVAL_SRC_GGUF) {
         /* the written files: every linear they hold in quantized form, dequantized */
         for (int k = 0; k < QS_LIN_COUNT && st == QS_OK; ++k) {
             char module[256];
@@ -210,6 +228,16 @@ static qs_status resolve_source(const qs_eval_env *env, qs_eval_weights *which, 
                          : "run the write stage first (needs search/allocation.json)");
         QS_CHECK(which->source == QS_EVAL_SRC_H5 ? qs_qsource_open_h5(qsrc, path, err)
                                                  : qs_qsource_open_gptq(qsrc, path, err));
+    } else if (which->source == QS_EVAL_SRC_GGUF) {
+        if (which->gguf_file[0])
+            snprintf(path, sizeof(path), "%s", which->gguf_file);
+        else
+            QS_CHECK(qs_rundir_path(env->rd, QS_REL_GGUF, path, sizeof(path), err));
+        if (!qs_path_exists(path))
+            QS_THROW(err, QS_ERR_INPUT, "%s: missing; %s", path,
+                     which->gguf_file[0] ? "--weights gguf:FILE needs a GGUF file"
+                                         : "run the write stage with gguf in output.formats");
+        QS_CHECK(qs_qsource_open_gguf(qsrc, path, err));
     }
     if (which->source == QS_EVAL_SRC_ALLOC && (!which->alloc || which->alloc->nlayers != L))
         QS_THROW(err, QS_ERR_INTERNAL, "eval: allocation missing or of the wrong size");
@@ -291,7 +319,8 @@ static qs_status load_rank(eval_rank *r, const qs_eval_weights *which, const qs_
         QS_CHECK(load_layer(r->env, which, qsrc, d, r->first_layer + i, &r->lw[i], err));
     if (is_first || is_last)
         QS_CHECK(qs_weights_load_ends(r->env->model, d, is_first, is_last, &r->ends, err));
-    if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ) {
+    if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ ||
+        which->source == QS_EVAL_SRC_GGUF) {
         /* embeddings, final norm and head as written */
         qs_ends_f32 *e = &r->ends;
         if (e->embed)

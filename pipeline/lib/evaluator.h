@@ -9,8 +9,8 @@
  *
  * A weight source only changes how a rank fills its layers' f32 buffers: the float
  * checkpoint, one candidate of run/recon/ (uniform), an allocation over run/recon/ or
- * run/final/, the run's searched allocation, the written HDF5 shards or a GPTQ export
- * (norms, biases, embeddings and head as written, for the last two).
+ * run/final/, the run's searched allocation, the written HDF5 shards, a GPTQ export or a
+ * GGUF file (norms, biases, embeddings and head as written, for the last three).
  *
  * Used by the eval stage, the search stage's sensitivity probes and `qshard eval`.
  * Ownership: every pointer in qs_eval_env and qs_eval_weights is borrowed.
@@ -35,7 +35,9 @@ typedef enum qs_eval_source {
     QS_EVAL_SRC_FINAL = 3, /* the run's allocation (search/allocation.json): from final/
                               (reconstruct.inputs quantized) or recon/ (float) */
     QS_EVAL_SRC_H5 = 4,    /* the written HDF5 shards (run/out/, docs/write.md) */
-    QS_EVAL_SRC_GPTQ = 5   /* a GPTQ export directory (gptq_dir; "" = run/export) */
+    QS_EVAL_SRC_GPTQ = 5,  /* a GPTQ export directory (gptq_dir; "" = run/export) */
+    QS_EVAL_SRC_GGUF = 6   /* a GGUF file (gguf_file; "" = run/gguf/model.gguf): the weights
+                              llama.cpp loads (blocks dequantized as it does, q/k un-permuted) */
 } qs_eval_source;
 
 #define QS_EVAL_NAME_MAX 32 /* = QS_QUANT_NAME_MAX */
@@ -49,10 +51,11 @@ typedef struct qs_eval_weights {
     char alloc_path[QS_PATH_MAX];     /* QS_EVAL_SRC_ALLOC with alloc NULL: read this file
                                          (--weights alloc:PATH); dir from reconstruct.inputs */
     char gptq_dir[QS_PATH_MAX];       /* QS_EVAL_SRC_GPTQ: export directory ("" = run/export) */
+    char gguf_file[QS_PATH_MAX];      /* QS_EVAL_SRC_GGUF: the file ("" = run/gguf/model.gguf) */
 } qs_eval_weights;
 
 /* The float source as an expression (qs_eval_weights w = QS_EVAL_FLOAT;). */
-#define QS_EVAL_FLOAT ((qs_eval_weights){QS_EVAL_SRC_FLOAT, {0}, NULL, {0}, {0}, {0}})
+#define QS_EVAL_FLOAT ((qs_eval_weights){QS_EVAL_SRC_FLOAT, {0}, NULL, {0}, {0}, {0}, {0}})
 
 /* What an evaluation runs on and with (all borrowed). */
 typedef struct qs_eval_env {
@@ -78,9 +81,10 @@ typedef struct qs_eval_result {
     int64_t seqlen;
 } qs_eval_result;
 
-/* Parses a --weights value: "float", "final", "recon:CANDIDATE" (e.g. recon:w4g128),
- * "alloc:PATH.json" (an allocation file, qshard-allocation-1), "h5" (run/out/ shards),
- * "gptq" or "gptq:DIR" (a GPTQ export); anything else is a QS_ERR_INPUT saying what exists. */
+/* Parses a --weights value: "float", "final", "recon:CANDIDATE" (e.g. recon:w4g128,
+ * recon:Q4_K), "alloc:PATH.json" (an allocation file, qshard-allocation-1), "h5" (run/out/
+ * shards), "gptq" or "gptq:DIR" (a GPTQ export), "gguf" or "gguf:FILE" (a GGUF file);
+ * anything else is a QS_ERR_INPUT saying what exists. */
 qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err);
 
 /* Writes the --weights spelling of w into buf ("float", "recon:w4g128"); returns buf. */

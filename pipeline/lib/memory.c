@@ -55,8 +55,14 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
     if (qs_cands_from_config(cfg, &cs, &e) != QS_OK) /* a bad grid is refused elsewhere */
         qs_cands_from_config(NULL, &cs, &e);
     for (int k = 0; k < 7; ++k) {
-        for (int c = 0; c < cs.n; ++c)
-            res += result_bytes(d_out[k], d_in[k], cs.p[c].group_size);
+        for (int c = 0; c < cs.n; ++c) {
+            const int t = qs_cand_gguf_type(&cs, c);
+            /* a GGUF candidate keeps its blocks (d_out, row_bytes) and the per-row values */
+            if (cs.kind[c] == QS_CAND_GGUF && qs_gguf_row_bytes((qs_gguf_type)t, d_in[k]) > 0)
+                res += d_out[k] * qs_gguf_row_bytes((qs_gguf_type)t, d_in[k]) + d_out[k] * 24;
+            else
+                res += result_bytes(d_out[k], d_in[k], cs.p[c].group_size);
+        }
         if (d_out[k] * d_in[k] > lin_max) lin_max = d_out[k] * d_in[k];
     }
     /* one piece's solve (solve_piece): its dequantized rows (f32) + the largest of the GPTQ

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_quant.h"
 #include "h5store.h"
 #include "pack.h"
 #include "weights.h"
@@ -21,6 +22,7 @@ void qs_recon_lin_free(qs_recon_lin *o) {
     free(o->scales);
     free(o->zeros);
     free(o->g_idx);
+    free(o->blocks);
     free(o->err);
     free(o->wnorm);
     free(o->err_rtn);
@@ -44,6 +46,21 @@ qs_status qs_recon_lin_alloc(qs_recon_lin *o, int64_t base, int64_t n, int64_t k
     return QS_ERR_RUNTIME;
 }
 
+qs_status qs_recon_layer_alloc_rows(const qs_recon_layer *lr, int lin, int c, qs_recon_lin *o,
+                                    int64_t base, int64_t n, qs_err *err) {
+    const int64_t rb = lr->rb[lin * lr->ncand + c];
+    if (rb == 0) return qs_recon_lin_alloc(o, base, n, lr->d_in[lin], lr->G[lin * lr->ncand + c], err);
+    memset(o, 0, sizeof(*o));
+    o->base = base;
+    o->blocks = qs_calloc((size_t)(n * rb), 1, err, "GGUF blocks");
+    o->err = qs_calloc((size_t)n, sizeof(double), err, "row errors");
+    o->wnorm = qs_calloc((size_t)n, sizeof(double), err, "row norms");
+    o->err_rtn = qs_calloc((size_t)n, sizeof(double), err, "row RTN errors");
+    if (o->blocks && o->err && o->wnorm && o->err_rtn) return QS_OK;
+    qs_recon_lin_free(o);
+    return QS_ERR_RUNTIME;
+}
+
 void qs_recon_layer_free(qs_recon_layer *lr) {
     if (lr->lc)
         for (int i = 0; i < NLIN * lr->ncand; ++i) qs_recon_lin_free(&lr->lc[i]);
@@ -57,8 +74,18 @@ qs_status qs_recon_layer_init(qs_recon_layer *lr, const qs_model_dims *d, const 
     lr->ncand = cs->n;
     for (int k = 0; k < NLIN; ++k) {
         qs_linear_shape(d, (qs_linear_kind)k, &lr->d_out[k], &lr->d_in[k]);
-        for (int c = 0; c < cs->n; ++c)
+        for (int c = 0; c < cs->n; ++c) {
+            if (cs->kind[c] == QS_CAND_GGUF) {
+                /* shapes were checked at config time (qs_cands_check_model) */
+                const int64_t rb = qs_gguf_row_bytes(cs->g[c].type, lr->d_in[k]);
+                if (rb <= 0)
+                    return QS_FAIL(err, QS_ERR_INPUT, "%s: input size %lld is not a multiple "
+                                   "of its block", cs->name[c], (long long)lr->d_in[k]);
+                lr->rb[k * cs->n + c] = rb;
+                continue;
+            }
             lr->G[k * cs->n + c] = qs_quant_ngroups(lr->d_in[k], cs->p[c].group_size);
+        }
     }
     lr->lc = qs_calloc((size_t)(NLIN * cs->n), sizeof(qs_recon_lin), err, "layer results");
     return lr->lc ? QS_OK : QS_ERR_RUNTIME;
@@ -67,9 +94,8 @@ qs_status qs_recon_layer_init(qs_recon_layer *lr, const qs_model_dims *d, const 
 /* Allocates all rows of (lin, c) if not yet done. */
 qs_recon_lin *qs_recon_layer_get(qs_recon_layer *lr, int lin, int c, qs_err *err) {
     qs_recon_lin *o = &lr->lc[lin * lr->ncand + c];
-    if (o->codes) return o;
-    if (qs_recon_lin_alloc(o, 0, lr->d_out[lin], lr->d_in[lin], lr->G[lin * lr->ncand + c], err) != QS_OK)
-        return NULL;
+    if (o->codes || o->blocks) return o;
+    if (qs_recon_layer_alloc_rows(lr, lin, c, o, 0, lr->d_out[lin], err) != QS_OK) return NULL;
     return o;
 }
 
@@ -78,6 +104,8 @@ qs_recon_lin *qs_recon_layer_get(qs_recon_layer *lr, int lin, int c, qs_err *err
 size_t qs_recon_piece_bytes(const qs_recon_layer *lr, const qs_recon_piece *pc) {
     const int64_t rows = pc->r1 - pc->r0, k = lr->d_in[pc->lin];
     const int64_t G = lr->G[pc->lin * lr->ncand + pc->cand];
+    const int64_t rb = lr->rb[pc->lin * lr->ncand + pc->cand];
+    if (rb > 0) return (size_t)(rows * rb + rows * 8 * 3 + 5 * 8);
     return (size_t)(rows * k + rows * G * 2 + rows * G * 4 + rows * 8 * 3 + k * 4 + 5 * 8);
 }
 
@@ -87,19 +115,33 @@ void qs_recon_piece_io(qs_recon_lin *o, const qs_recon_layer *lr, const qs_recon
     const int64_t rows = pc->r1 - pc->r0, k = lr->d_in[pc->lin];
     const int64_t G = lr->G[pc->lin * lr->ncand + pc->cand];
     const int64_t r = pc->r0 - o->base; /* first row of the qs_recon_piece in o */
+    const int64_t rb = lr->rb[pc->lin * lr->ncand + pc->cand];
     struct {
         void *p;
         size_t n;
-    } parts[7] = {
-        {o->codes + r * k, (size_t)(rows * k)},
-        {o->scales + r * G, (size_t)(rows * G) * 2},
-        {o->zeros + r * G, (size_t)(rows * G) * 4},
-        {o->err + r, (size_t)rows * 8},
-        {o->wnorm + r, (size_t)rows * 8},
-        {o->err_rtn + r, (size_t)rows * 8},
-        {o->g_idx, (size_t)k * 4},
-    };
+    } parts[7];
+    if (rb > 0) { /* GGUF: the block rows instead of codes/scales/zeros, no g_idx */
+        parts[0].p = o->blocks + r * rb;
+        parts[0].n = (size_t)(rows * rb);
+        parts[1].n = parts[2].n = parts[6].n = 0;
+    } else {
+        parts[0].p = o->codes + r * k;
+        parts[0].n = (size_t)(rows * k);
+        parts[1].p = o->scales + r * G;
+        parts[1].n = (size_t)(rows * G) * 2;
+        parts[2].p = o->zeros + r * G;
+        parts[2].n = (size_t)(rows * G) * 4;
+        parts[6].p = o->g_idx;
+        parts[6].n = (size_t)k * 4;
+    }
+    parts[3].p = o->err + r;
+    parts[3].n = (size_t)rows * 8;
+    parts[4].p = o->wnorm + r;
+    parts[4].n = (size_t)rows * 8;
+    parts[5].p = o->err_rtn + r;
+    parts[5].n = (size_t)rows * 8;
     for (int i = 0; i < 7; ++i) {
+        if (parts[i].n == 0) continue;
         if (pack)
             memcpy(buf, parts[i].p, parts[i].n);
         else
@@ -124,6 +166,47 @@ void qs_recon_piece_io(qs_recon_lin *o, const qs_recon_layer *lr, const qs_recon
     }
 }
 
+/* The GGUF side of qs_recon_solve_piece (candidate c a GGUF type). */
+static qs_status solve_gguf_piece(const qs_cands *cs, int c, const float *H,
+                                  const qs_gptq_factor *f, const float *W, int64_t d_out,
+                                  int64_t d_in, int64_t r0, int64_t r1, qs_recon_lin *o,
+                                  qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_gguf_params *g = &cs->g[c];
+    const int64_t rows = r1 - r0, rb = qs_gguf_row_bytes(g->type, d_in);
+    const int64_t tile = cs->fp.row_block;
+    const float *Wr = W + r0 * d_in; // (rows, d_in)
+    const int64_t r = r0 - o->base;  /* first row of the piece in o */
+    uint8_t *dst = o->blocks + r * rb; // (rows, rb)
+    float *wq = qs_malloc(sizeof(float) * (size_t)(rows * d_in), err, "dequantized rows");
+    float *imp = qs_malloc(sizeof(float) * (size_t)d_in, err, "importance"); // (d_in,)
+    uint8_t *b2 = NULL; // (rows, rb) llama.cpp's RTN blocks
+    if (!wq || !imp) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (GGUF piece)");
+    for (int64_t j = 0; j < d_in; ++j) imp[j] = H[j * d_in + j]; /* diag(H), llama's imatrix */
+    if (cs->gptq) {
+        QS_CHECK(qs_gguf_gptq_quantize_rows(f, g, imp, Wr, d_out, r0, r1, dst, wq, err));
+        o->info = f->info;
+    } else {
+        const float *ri = g->chooser == QS_GGUF_CHOOSE_REF ? NULL : imp;
+        QS_CHECK(qs_gguf_quantize_rows(g->type, Wr, rows, d_in, ri, dst, err));
+        QS_CHECK(qs_gguf_dequantize_rows(g->type, dst, rows, d_in, wq, err));
+        memset(&o->info, 0, sizeof(o->info));
+    }
+    QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, tile, o->err + r, o->wnorm + r, err));
+    /* the baseline: llama.cpp's quantizer with importance diag(H), as llama-quantize
+     * --imatrix writes the type */
+    b2 = qs_malloc((size_t)(rows * rb), err, "RTN blocks");
+    if (!b2) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (GGUF RTN baseline)");
+    QS_CHECK(qs_gguf_quantize_rows(g->type, Wr, rows, d_in, imp, b2, err));
+    QS_CHECK(qs_gguf_dequantize_rows(g->type, b2, rows, d_in, wq, err));
+    QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, tile, o->err_rtn + r, NULL, err));
+done:
+    free(wq);
+    free(imp);
+    free(b2);
+    return st;
+}
+
 /* Quantizes rows [r0, r1) of W (d_out, d_in) with candidate c into o (which holds rows from
  * o->base <= r0), then the
  * per-row errors with row tiles of row_block rows from r0 (r0 is a tile boundary), and the
@@ -131,6 +214,8 @@ void qs_recon_piece_io(qs_recon_lin *o, const qs_recon_layer *lr, const qs_recon
 qs_status qs_recon_solve_piece(const qs_cands *cs, int c, const float *H, const qs_gptq_factor *f,
                              const float *W, int64_t d_out, int64_t d_in, int64_t r0,
                              int64_t r1, qs_recon_lin *o, qs_err *err) {
+    if (cs->kind[c] == QS_CAND_GGUF)
+        return solve_gguf_piece(cs, c, H, f, W, d_out, d_in, r0, r1, o, err);
     qs_status st = QS_OK;
     const qs_quant_params *p = &cs->p[c];
     const int64_t rows = r1 - r0, G = qs_quant_ngroups(d_in, p->group_size);
@@ -259,19 +344,22 @@ static qs_status tables_alloc(void *tab[NTABLES], size_t nt, qs_err *err) {
 /* Column j's bits and group size (the candidates, or with sel the linears' selected ones, 0
  * for a float linear) and the root attribute "candidates" (names joined by ','). */
 static void cand_columns(const qs_cands *cs, const int *sel, int32_t *bits, int32_t *groups,
-                         char *cands) {
+                         int32_t *types, char *cands) {
     cands[0] = '\0';
     if (sel) {
         for (int k = 0; k < NLIN; ++k) {
-            bits[k] = sel[k] >= 0 ? cs->p[sel[k]].bits : 0;
-            groups[k] = sel[k] >= 0 ? cs->p[sel[k]].group_size : 0;
+            bits[k] = sel[k] >= 0 ? qs_cand_bits(cs, sel[k]) : 0;
+            groups[k] = sel[k] >= 0 ? qs_cand_group(cs, sel[k]) : 0;
+            types[k] = sel[k] >= 0 && cs->kind[sel[k]] == QS_CAND_GGUF ? (int)cs->g[sel[k]].type
+                                                                       : -1;
             if (k) strcat(cands, ",");
             if (sel[k] >= 0) strcat(cands, cs->name[sel[k]]);
         }
     } else {
         for (int c = 0; c < cs->n; ++c) {
-            bits[c] = cs->p[c].bits;
-            groups[c] = cs->p[c].group_size;
+            bits[c] = qs_cand_bits(cs, c);
+            groups[c] = qs_cand_group(cs, c);
+            types[c] = cs->kind[c] == QS_CAND_GGUF ? (int)cs->g[c].type : -1;
             if (c) strcat(cands, ",");
             strcat(cands, cs->name[c]);
         }
@@ -293,7 +381,7 @@ static qs_status tables_fill(const qs_recon_layer *lr, const qs_cands *cs, const
             const size_t i = (size_t)(k * C + j);
             if (c < 0) continue; /* float linear: zeros */
             const qs_recon_lin *o = &lr->lc[k * cs->n + c];
-            QS_ASSERT(err, o->codes != NULL && o->base == 0);
+            QS_ASSERT(err, (o->codes != NULL || o->blocks != NULL) && o->base == 0);
             t_err[i] = qs_quant_sum(o->err, lr->d_out[k]);
             t_wn[i] = qs_quant_sum(o->wnorm, lr->d_out[k]);
             t_rel[i] = qs_quant_relative(t_err[i], t_wn[i]);
@@ -303,6 +391,11 @@ static qs_status tables_fill(const qs_recon_layer *lr, const qs_cands *cs, const
             t_nraise[i] = o->info.nraise;
             t_fp64[i] = o->info.fp64;
             t_ndead[i] = o->info.ndead;
+            if (cs->kind[c] == QS_CAND_GGUF) { /* any shape its blocks divide */
+                t_bytes[i] = lr->d_out[k] * lr->rb[k * cs->n + c];
+                t_serve[i] = 1;
+                continue;
+            }
             qs_pack_bytes pb;
             qs_err why = {0};
             t_bytes[i] = qs_pack_sizes(lr->d_out[k], lr->d_in[k], cs->p[c].bits,
@@ -327,6 +420,14 @@ static qs_status results_write(qs_h5 *h, const qs_recon_layer *lr, const qs_cand
             if (c < 0) continue;
             const qs_recon_lin *o = &lr->lc[k * cs->n + c];
             const int64_t G = lr->G[k * cs->n + c];
+            if (cs->kind[c] == QS_CAND_GGUF) {
+                int64_t db[2] = {lr->d_out[k], lr->rb[k * cs->n + c]};
+                snprintf(name, sizeof(name), "%s/%s/blocks", qs_linear_key((qs_linear_kind)k),
+                         cs->name[c]);
+                QS_CHECK(qs_h5_write(h, name, QS_H5_U8, 2, db, o->blocks, err));
+                QS_CHECK(qs_h5_attr_i64(h, name, "gguf_type", (int64_t)cs->g[c].type, err));
+                continue;
+            }
             int64_t dc[2] = {lr->d_out[k], lr->d_in[k]}, dg[2] = {lr->d_out[k], G},
                     di[1] = {lr->d_in[k]};
             const char *lk = qs_linear_key((qs_linear_kind)k);
@@ -371,13 +472,14 @@ static qs_status layer_write(const qs_recon_file *f, int layer, const qs_recon_l
     const int C = sel ? 1 : cs->n;
     char rel[64], path[QS_PATH_MAX];
     int32_t bits[MAX_CAND > NLIN ? MAX_CAND : NLIN], groups[MAX_CAND > NLIN ? MAX_CAND : NLIN];
+    int32_t types[MAX_CAND > NLIN ? MAX_CAND : NLIN];
     int64_t dout[NLIN], din[NLIN];
     char *cands = NULL, lins[128] = "";
     memset(&h, 0, sizeof(h));
     cands = qs_malloc((size_t)(cs->n > NLIN ? cs->n : NLIN) * (QS_QUANT_NAME_MAX + 1) + 1, err,
                       "candidate names");
     if (!cands) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer table)");
-    cand_columns(cs, sel, bits, groups, cands);
+    cand_columns(cs, sel, bits, groups, types, cands);
     for (int k = 0; k < NLIN; ++k) {
         dout[k] = lr->d_out[k];
         din[k] = lr->d_in[k];
@@ -393,6 +495,8 @@ static qs_status layer_write(const qs_recon_file *f, int layer, const qs_recon_l
         QS_CHECK(qs_h5_write(&h, "meta/input_hash", QS_H5_U8, 1, hd, f->input_hash, err));
         QS_CHECK(qs_h5_write(&h, "table/bits", QS_H5_I32, 1, cd, bits, err));
         QS_CHECK(qs_h5_write(&h, "table/group_size", QS_H5_I32, 1, cd, groups, err));
+        if (cs->ngguf > 0) /* integer-only runs keep their files' bytes */
+            QS_CHECK(qs_h5_write(&h, "table/gguf_type", QS_H5_I32, 1, cd, types, err));
         QS_CHECK(qs_h5_write(&h, "table/d_out", QS_H5_I64, 1, ld, dout, err));
         QS_CHECK(qs_h5_write(&h, "table/d_in", QS_H5_I64, 1, ld, din, err));
         for (int i = 0; i < NTABLES; ++i)

@@ -1,6 +1,6 @@
 /* recon_layer.h: one layer's reconstruction results and how they move and land: per
- * linear x candidate the codes, fp16 scales, zeros, g_idx, per-row errors and the GPTQ
- * damping record (qs_recon_layer), a piece of it (a row range of one linear x candidate,
+ * linear x candidate the codes, fp16 scales, zeros, g_idx (integer candidates) or the GGUF
+ * block bytes (GGUF candidates), per-row errors and the GPTQ damping record (qs_recon_layer), a piece of it (a row range of one linear x candidate,
  * the unit of work that ranks compute and send to the layer's writer), the solve of one
  * piece (GPTQ or RTN, the error under H and the RTN baseline), the exchange of pieces
  * between ranks, and the layer file run/<dir>/layer-NNN.h5 (layout: docs/reconstruct.md).
@@ -28,10 +28,11 @@
  * time). */
 typedef struct qs_recon_lin {
     int64_t base;     /* first row held */
-    uint8_t *codes;   /* (n, d_in) */
-    uint16_t *scales; /* (n, G) fp16 bits */
-    int32_t *zeros;   /* (n, G) */
-    int32_t *g_idx;   /* (d_in) */
+    uint8_t *codes;   /* (n, d_in) integer candidate; NULL for a GGUF one */
+    uint16_t *scales; /* (n, G) fp16 bits; integer */
+    int32_t *zeros;   /* (n, G); integer */
+    int32_t *g_idx;   /* (d_in); integer */
+    uint8_t *blocks;  /* (n, row_bytes) GGUF candidate: its GGUF tensor rows; else NULL */
     double *err;      /* (n) per-row dW H dW^T */
     double *wnorm;    /* (n) per-row W H W^T */
     double *err_rtn;  /* (n) per-row error of RTN under the same H */
@@ -40,14 +41,19 @@ typedef struct qs_recon_lin {
 
 typedef struct qs_recon_layer {
     int64_t d_out[QS_LIN_COUNT], d_in[QS_LIN_COUNT], G[QS_LIN_COUNT * QS_CANDS_MAX];
+    int64_t rb[QS_LIN_COUNT * QS_CANDS_MAX]; /* [lin * ncand + c]: GGUF row bytes, 0 for an
+                                                integer candidate */
     int ncand;
     qs_recon_lin *lc; /* (NLIN * ncand), [lin * ncand + c], arrays allocated on demand */
 } qs_recon_layer;
 
 void qs_recon_lin_free(qs_recon_lin *o);
-/* Rows [base, base + n) of a linear with k inputs and G groups per row. */
+/* Rows [base, base + n) of a linear with k inputs and G groups per row (integer candidate). */
 qs_status qs_recon_lin_alloc(qs_recon_lin *o, int64_t base, int64_t n, int64_t k, int64_t G,
                              qs_err *err);
+/* Rows [base, base + n) of linear lin x candidate c of lr, of either kind. */
+qs_status qs_recon_layer_alloc_rows(const qs_recon_layer *lr, int lin, int c, qs_recon_lin *o,
+                                    int64_t base, int64_t n, qs_err *err);
 
 /* Shapes and group counts of a layer for the candidates cs (result arrays not yet made). */
 qs_status qs_recon_layer_init(qs_recon_layer *lr, const qs_model_dims *d, const qs_cands *cs,
@@ -73,7 +79,11 @@ void qs_recon_piece_io(qs_recon_lin *o, const qs_recon_layer *lr, const qs_recon
 /* Quantizes rows [r0, r1) of W (d_out, d_in) with candidate c into o (which holds rows from
  * o->base <= r0), then the per-row errors with row tiles of row_block rows from r0 (r0 is a
  * tile boundary), and the RTN error under the same H (gptq method). f is the prepared
- * factor (gptq) or NULL. */
+ * factor (gptq) or NULL. A GGUF candidate: GPTQ on the type's block grid
+ * (qs_gguf_gptq_quantize_rows) or llama.cpp's RTN (qs_gguf_quantize_rows, importance diag(H)
+ * unless quant.gguf_chooser is ref); err is the error of the bytes written; err_rtn is always
+ * llama.cpp's RTN with importance diag(H) under the same H (the per-linear comparison of
+ * GPTQ-into-GGUF with what llama-quantize --imatrix writes). */
 qs_status qs_recon_solve_piece(const qs_cands *cs, int c, const float *H,
                                const qs_gptq_factor *f, const float *W, int64_t d_out,
                                int64_t d_in, int64_t r0, int64_t r1, qs_recon_lin *o,
@@ -99,7 +109,11 @@ typedef struct qs_recon_file {
 
 /* Writes run/<dir>/layer-NNN.h5 durably. sel NULL: every candidate, tables (7, C); sel[k] =
  * the candidate of linear k or -1 (float, no datasets): tables (7, 1) and table/bits,
- * table/group_size per linear (7), 0 for a float linear. */
+ * table/group_size per linear (7), 0 for a float linear. A GGUF candidate's results are
+ * <lin>/<cand>/blocks (d_out, row_bytes) u8 (attribute gguf_type); its table/bits and
+ * table/group_size are the type's nominal bits and block (qs_cand_bits); and, only when the
+ * run has GGUF candidates (so files of integer-only runs keep their bytes), table/gguf_type
+ * holds the GGML type id per column (-1: integer candidate, or float). */
 qs_status qs_recon_layer_write(const qs_recon_file *f, int layer, qs_recon_layer *lr,
                                const qs_cands *cs, const int *sel, qs_err *err);
 

@@ -28,6 +28,7 @@ static void release_mapped(const qs_st_tensor *t) {
     (void)madvise((void *)a, (size_t)(b - a), MADV_DONTNEED);
 }
 
+#include "gguf_quant.h"
 #include "h5store.h"
 #include "quant.h"
 
@@ -259,8 +260,18 @@ const float *qs_linear_weight(const qs_layer_weights *w, qs_linear_kind k) {
     }
 }
 
-/* The group size a candidate name carries (w<bits>g<group>); 0 if the name is malformed. */
+/* The GGUF type a candidate name spells ("Q4_K", as candidates.c names them); -1 if none. */
+static int cand_gguf_type(const char *candidate) {
+    qs_gguf_type t;
+    if (qs_gguf_type_parse(candidate, &t) != 0 || !qs_gguf_quant_supported(t)) return -1;
+    return strcmp(candidate, qs_gguf_type_name(t)) == 0 ? (int)t : -1;
+}
+
+/* The group size a candidate name carries (w<bits>g<group>); 0 if the name is malformed
+ * (a GGUF type name: its block, for the checks below). */
 static int cand_group_size(const char *candidate) {
+    const int t = cand_gguf_type(candidate);
+    if (t >= 0) return (int)qs_gguf_block_elems((qs_gguf_type)t);
     const char *g = strchr(candidate, 'g');
     char *end = NULL;
     long v = g ? strtol(g + 1, &end, 10) : 0;
@@ -272,8 +283,8 @@ qs_status qs_weights_apply_recon(qs_layer_f32 *lw, const qs_model_dims *d, const
                                  const char *candidate, qs_err *err) {
     char cands[QS_LIN_COUNT][QS_QUANT_NAME_MAX];
     if (strlen(candidate) >= QS_QUANT_NAME_MAX || !cand_group_size(candidate))
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: '%s' is not a candidate name (like w4g128)", path,
-                       candidate);
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: '%s' is not a candidate name (like w4g128 or Q4_K)",
+                       path, candidate);
     for (int k = 0; k < QS_LIN_COUNT; ++k) strcpy(cands[k], candidate);
     return qs_weights_apply_recon_lins(lw, d, path, (const char(*)[QS_QUANT_NAME_MAX])cands, err);
 }
@@ -286,8 +297,9 @@ qs_status qs_weights_apply_recon_lins(qs_layer_f32 *lw, const qs_model_dims *d, 
     memset(&h, 0, sizeof(h));
     for (int lin = 0; lin < QS_LIN_COUNT; ++lin)
         if (cands[lin][0] && !cand_group_size(cands[lin]))
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: '%s' is not a candidate name (like w4g128)",
-                           path, cands[lin]);
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "%s: '%s' is not a candidate name (like w4g128 or Q4_K)", path,
+                           cands[lin]);
     QS_CHECK(qs_h5_open(&h, path, err));
     for (int lin = 0; lin < QS_LIN_COUNT; ++lin) {
         if (!cands[lin][0]) continue; /* stays float */
@@ -299,6 +311,19 @@ qs_status qs_weights_apply_recon_lins(qs_layer_f32 *lw, const qs_model_dims *d, 
         const int64_t G = qs_quant_ngroups(d_in, group_size);
         float *dst = qs_layer_f32_mut(lw, qs_linear_weight(&lw->w, (qs_linear_kind)lin)); // (d_out, d_in)
         QS_ASSERT(err, dst != NULL);
+        const int gt = cand_gguf_type(candidate);
+        if (gt >= 0) { /* GGUF blocks (d_out, row_bytes), dequantized as llama.cpp does */
+            const int64_t rb = qs_gguf_row_bytes((qs_gguf_type)gt, d_in);
+            if (rb <= 0)
+                QS_THROW(err, QS_ERR_INPUT, "%s: %s: input size %lld is not a multiple of its "
+                         "block", path, candidate, (long long)d_in);
+            snprintf(name, sizeof(name), "%s/%s/blocks", LINEAR_KEYS[lin], candidate);
+            QS_CHECK(qs_h5_read_n(&h, name, QS_H5_U8, d_out * rb, &codes, err));
+            QS_CHECK(qs_gguf_dequantize_rows((qs_gguf_type)gt, codes, d_out, d_in, dst, err));
+            free(codes);
+            codes = NULL;
+            continue;
+        }
         snprintf(name, sizeof(name), "%s/%s/codes", LINEAR_KEYS[lin], candidate);
         QS_CHECK(qs_h5_read_n(&h, name, QS_H5_U8, d_out * d_in, &codes, err));
         snprintf(name, sizeof(name), "%s/%s/scales", LINEAR_KEYS[lin], candidate);

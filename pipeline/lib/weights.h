@@ -79,9 +79,10 @@ void qs_linear_shape(const qs_model_dims *d, qs_linear_kind k, int64_t *d_out, i
 const float *qs_linear_weight(const qs_layer_weights *w, qs_linear_kind k);
 
 /* Replaces the seven linears of lw by the dequantized weights of `candidate` (e.g.
- * "w4g128") stored in a reconstruct layer file (run/recon/layer-NNN.h5: datasets
- * <linear>/<candidate>/{codes,scales,zeros,g_idx}, docs/reconstruct.md). Dequantization is
- * qs_quant_dequant_rows, bit for bit the quantizer's own wq. A missing dataset or a shape
+ * "w4g128" or "Q4_K") stored in a reconstruct layer file (run/recon/layer-NNN.h5: datasets
+ * <linear>/<candidate>/{codes,scales,zeros,g_idx}, or <linear>/<candidate>/blocks for a GGUF
+ * type, docs/reconstruct.md). Dequantization is qs_quant_dequant_rows (GGUF:
+ * qs_gguf_dequantize_rows, llama.cpp's), bit for bit the quantizer's own wq. A missing dataset or a shape
  * that does not match d is QS_ERR_INPUT naming the file and the dataset. */
 qs_status qs_weights_apply_recon(qs_layer_f32 *lw, const qs_model_dims *d, const char *path,
                                  const char *candidate, qs_err *err);

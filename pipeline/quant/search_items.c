@@ -150,6 +150,7 @@ static qs_status allow_by_layout(const qs_search_tables *t, const qs_search_rule
             const size_t x = (size_t)i * C + c;
             int a = t->bytes[x] >= 0;
             if (r->need_export) a = a && t->can_serve[x];
+            if (r->servable) a = a && r->servable[x];
             if (r->serve_marlin) a = a && marlin_serves(t, c, r->sym, t->can_serve[x]);
             lr->ok[x] = (uint8_t)a;
             any_serve |= a;
@@ -304,8 +305,10 @@ static qs_status item_fill(const qs_search_tables *t, const qs_search_rules *r,
     if (nallowed == 0)
         return QS_FAIL(err, QS_ERR_INPUT,
                        "search: %s: no candidate is allowed (search.allow, search.serve, GPTQ "
-                       "layout%s%s); candidates: %s",
+                       "layout%s%s%s%s%s); candidates: %s",
                        name, r->tie_fused && mask != (mask & -mask) ? ", tied linears" : "",
+                       r->serve_what ? ", what " : "", r->serve_what ? r->serve_what : "",
+                       r->serve_what ? " takes" : "",
                        r->need_export ? ", the GPTQ export's input size a multiple of the "
                                         "group size (output.gptq_export)"
                                       : "",

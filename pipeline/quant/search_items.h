@@ -46,6 +46,9 @@ typedef struct qs_search_rules {
     int need_export;         /* only candidates the GPTQ export can hold for the shape
                                 (can_serve: input size a multiple of the group size) */
     int sym;                 /* quant.sym of the run (all candidates share it) */
+    const uint8_t *servable; /* (nlayers, 7, ncand) or NULL: 0 where the run's output formats
+                                or serving engine cannot take the candidate for the linear */
+    const char *serve_what;  /* what servable stands for in messages ("llama.cpp"), or NULL */
     const char *const *pin;  /* (npin) "PATTERN=CAND" */
     int npin;
     const char *const *allow; /* (nallow) "PATTERN=CAND,CAND,..." */
@@ -68,7 +71,8 @@ typedef struct qs_search_items {
 } qs_search_items;
 
 /* Builds the items from the tables. `cost` is (nlayers, 7, ncand), the objective's per-linear
- * cost (>= 0, finite). Rules, in order: bytes == -1 is not allowed; serve_marlin keeps
+ * cost (>= 0, finite). Rules, in order: bytes == -1 is not allowed; servable == 0 is not
+ * allowed; serve_marlin keeps
  * bits 4/8 with sym and can_serve; every matching allow rule intersects a linear's set; a
  * pin fixes a linear (a pin on one linear of a tied item pins the item). Errors
  * (QS_ERR_INPUT, one line): a rule naming an unknown candidate or matching no linear, two

@@ -16,6 +16,13 @@ GGML_NATIVE=OFF; ~1 h on a shared 2-core machine) and reused afterwards. Files w
 F32/F16/BF16 GGUFs of the checkpoint and a Q8_0 one whose linear-layer bytes come from
 gguf-py's quantizer. Prints one line per file: perplexity, the fixture's float reference
 (reference.json, transformers fp32 on the bf16 weights) and the relative difference.
+
+    python3 tests/clients/gguf_llamacpp_ppl.py --files A.gguf,B.gguf [--windows N]
+        [--qshard build/qshard]
+measures GGUF files qshard's pipeline wrote (e.g. RUN/gguf/model.gguf of
+tests/study/gguf_study.py) instead, each beside qshard's own eval of the same file on the
+same windows (`qshard eval --weights gguf:FILE` with eval.max_windows N, in a scratch run
+directory), and prints the relative difference.
 """
 import argparse
 import json
@@ -62,6 +69,34 @@ def perplexity(path, tokens, window, nwin):
     return math.exp(nll / count), count
 
 
+def qshard_ppl(a, fx, model, path, window, nwin, tmp):
+    """qshard's eval of GGUF file `path` on the first nwin windows (a scratch run dir)."""
+    rd = os.path.join(tmp, "run-" + os.path.basename(os.path.dirname(os.path.dirname(path))))
+    cfg = os.path.join(tmp, "eval.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"model: {model}\nrun_dir: {rd}\neval:\n  tokens: {fx}/tokens/eval.u32\n"
+                f"  seqlen: {window}\n  max_windows: {nwin}\n")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OPENBLAS_NUM_THREADS="1")
+    subprocess.run(["mpiexec", "-n", "1", a.qshard, "eval", cfg, "--weights", "gguf:" + path,
+                    "--quiet"], check=True, env=env)
+    with open(os.path.join(rd, "eval.json")) as f:
+        return json.load(f)["ppl"]
+
+
+def compare_files(a, fx, model, tokens, window, nwin, version):
+    print(f"llama-cpp-python {version}, {nwin} windows of {window} "
+          f"({nwin * (window - 1)} predictions)")
+    print("| file | bytes | llama.cpp ppl | qshard eval of the file | difference |")
+    print("|---|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="qs-gguf-llamacpp-") as tmp:
+        for path in a.files.split(","):
+            ppl, _ = perplexity(path, tokens, window, nwin)
+            mine = qshard_ppl(a, fx, model, path, window, nwin, tmp)
+            print(f"| {path} | {os.path.getsize(path):,} | {ppl:.6f} | {mine:.6f} | "
+                  f"{ppl / mine - 1:+.2e} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(TOP, "build"))
@@ -70,6 +105,8 @@ def main():
     ap.add_argument("--venv", default="/work/venv-llama")
     ap.add_argument("--windows", type=int, default=0, help="0 = all windows")
     ap.add_argument("--types", default="F32,F16,BF16,Q8_0")
+    ap.add_argument("--files", default="", help="GGUF files written by qshard's pipeline")
+    ap.add_argument("--qshard", default=os.path.join(TOP, "build", "qshard"))
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if not a.inside:
@@ -86,8 +123,11 @@ def main():
     nwin = len(tokens) // window
     if a.windows:
         nwin = min(nwin, a.windows)
-    tool = os.path.join(a.build, "tests", "gguf_write")
     import llama_cpp
+    if a.files:
+        compare_files(a, fx, model, tokens, window, nwin, llama_cpp.__version__)
+        return
+    tool = os.path.join(a.build, "tests", "gguf_write")
     print(f"llama-cpp-python {llama_cpp.__version__}, {nwin} windows of {window} "
           f"({nwin * (window - 1)} predictions); float reference {ref['eval_ppl']:.6f}")
     with tempfile.TemporaryDirectory(prefix="qs-gguf-llamacpp-") as tmp:

@@ -366,7 +366,7 @@ static void test_set_errors(void) {
     EXPECT_SET_ERR("search.max_bytes=99999999999TB", "--set search.max_bytes: 99999999999TB is out of range");
     EXPECT_SET_ERR("output.shard_bytes=0", "--set output.shard_bytes: 0 is out of range");
     EXPECT_SET_ERR("quant.bits=\"4\"", "--set quant.bits: expected an integer, got the string");
-    EXPECT_SET_ERR("search.serve=exllama", "--set search.serve: invalid value 'exllama' (valid: '', 'marlin')");
+    EXPECT_SET_ERR("search.serve=exllama", "--set search.serve: invalid value 'exllama' (valid: '', 'marlin', 'llamacpp', 'vllm', 'gptqmodel')");
 }
 
 static void test_file_errors(void) {
