@@ -51,9 +51,17 @@ void qs_qsource_close(qs_qsource *s) {
     memset(s, 0, sizeof(*s));
 }
 
-qs_status qs_qsource_open_gguf(qs_qsource *s, const char *path, qs_err *err) {
+/* Every open starts here: s cleared, s->dir = dir, then (name not NULL) dir/name parsed as
+ * JSON into *root (path receives its file name). */
+static qs_status open_begin(qs_qsource *s, const char *dir, const char *name, char *path,
+                            size_t n, cJSON **root, qs_err *err) {
     memset(s, 0, sizeof(*s));
-    snprintf(s->dir, sizeof(s->dir), "%s", path);
+    snprintf(s->dir, sizeof(s->dir), "%s", dir);
+    return name ? read_json(dir, name, path, n, root, err) : QS_OK;
+}
+
+qs_status qs_qsource_open_gguf(qs_qsource *s, const char *path, qs_err *err) {
+    open_begin(s, path, NULL, NULL, 0, NULL, err);
     s->gguf = 1;
     return qs_gguf_reader_open(&s->gr, path, err);
 }
@@ -76,9 +84,7 @@ qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
     qs_status st = QS_OK;
     char path[4200];
     cJSON *root = NULL;
-    memset(s, 0, sizeof(*s));
-    snprintf(s->dir, sizeof(s->dir), "%s", out_dir);
-    QS_CHECK(read_json(out_dir, "index.json", path, sizeof(path), &root, err));
+    QS_CHECK(open_begin(s, out_dir, "index.json", path, sizeof(path), &root, err));
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "qshard-shards-1") != 0 ||
@@ -117,10 +123,8 @@ qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
     qs_status st = QS_OK;
     char path[4200];
     cJSON *root = NULL;
-    memset(s, 0, sizeof(*s));
+    QS_CHECK(open_begin(s, dir, "config.json", path, sizeof(path), &root, err));
     s->gptq = 1;
-    snprintf(s->dir, sizeof(s->dir), "%s", dir);
-    QS_CHECK(read_json(dir, "config.json", path, sizeof(path), &root, err));
     const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
     const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
     if (!cJSON_IsObject(qc) || !cJSON_IsString(qm) || strcmp(qm->valuestring, "gptq") != 0)
