@@ -567,10 +567,14 @@ done:
  * (-1: none). Up to the first layer whose allocation differs from the propagate candidate
  * (that layer included) the inputs are the measure pass's, hence the Hessians, and the
  * measure pass quantized every candidate under them: the allocated candidates' results
- * are in recon/ bit for bit. QS_NO_SKIP=final (debug knob) solves every layer. */
+ * are in recon/ bit for bit. QS_NO_SKIP=final (debug knob) solves every layer, as does a
+ * run with GGUF candidates. */
 static int final_reuse_upto(const recon_state *s) {
     const int L = (int)s->d.nlayers;
     if (!s->final || !s->quantized || qs_stage_no_skip("final")) return -1;
+    /* qs_recon_layer_write_from copies integer candidates' codes; GGUF candidates' blocks
+     * are not copied yet: runs with GGUF candidates solve every layer of the final pass */
+    if (s->cs.ngguf > 0) return -1;
     for (int l = 0; l < L; ++l)
         for (int k = 0; k < NLIN; ++k)
             if (s->sel[l * NLIN + k] != s->cs.propagate) return l;
