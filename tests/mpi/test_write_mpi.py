@@ -307,8 +307,19 @@ def main(tmp):
         lines = r.stderr.strip().splitlines()
         check(r.returncode == 2 and len(lines) == 1 and os.path.basename(shard) in lines[0],
               f"verify tampered shard: rc {r.returncode} {r.stderr}")
-        # tampered export: scales of one module reshaped in the header is hard; drop a tensor
+        # a flipped data byte in a copy of the export: verify EXPORT_DIR checks every file
+        # against the qshard-checksums.json the export carries
         exp = os.path.join(rd3, "export")
+        flipped = os.path.join(tmp, "export-flipped")
+        shutil.copytree(exp, flipped)
+        st = sorted(glob.glob(os.path.join(flipped, "*.safetensors")))[-1]
+        blob = bytearray(open(st, "rb").read())
+        blob[-3] ^= 0x01
+        open(st, "wb").write(bytes(blob))
+        r = Q.run([Q.QS, "verify", flipped])
+        check(Q.one_error(r, os.path.basename(st), "SHA-256"),
+              f"verify of an export with a flipped data byte: rc {r.returncode} {r.stderr}")
+        # tampered export: scales of one module reshaped in the header is hard; drop a tensor
         st = glob.glob(os.path.join(exp, "*.safetensors"))[0]
         blob = bytearray(open(st, "rb").read())
         n = int.from_bytes(blob[:8], "little")
