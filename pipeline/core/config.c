@@ -79,8 +79,8 @@ static const cfg_key cfg_schema[] = {
      "the model's tokenizer (tokenizer.json, or a directory holding it and "
      "tokenizer_config.json) for calib.text / eval.text; \"\" = the model directory"},
     {"threads", CFG_INT, 0, 4096, 0, 0, 0, "0", NULL, OFF(threads), 0, 0, 1,
-     "threads per rank; 0 = SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else 1 "
-     "(does not change results)"},
+     "threads per rank, read as 0 = SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else 1; "
+     "not used yet: in this build every stage runs one thread per rank (docs/slurm.md)"},
 
     {"calib.tokens", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(calib.tokens), 0, 0, 0,
      "calibration token file (.u32 / .u16); this or calib.text is required"},
