@@ -18,7 +18,7 @@ one rank.
      objective sensitivity), against the best uniform GGUF that fits (from 1).
 
 Usage: gguf_study.py [--out DIR] [--bpw 3.5] [--types Q4_0,Q4_K,Q3_K,Q2_K]
-       [--methods gptq,imatrix,ref] [--max-windows 0]
+       [--methods gptq,imatrix,ref] [--max-windows 0] [--probe-windows 8]
 Prints a Markdown table and writes OUT_DIR/gguf_study.md and .json. Runs are resumed
 (`qshard run --resume`), so a stopped study continues. About 3 minutes per run on one core.
 Env: QS_BIN (qshard), QS_MPIEXEC, QS_SHARED_DIR (default ../shared of the repository)."""
@@ -82,6 +82,11 @@ def main():
     ap.add_argument("--types", default="Q4_0,Q4_K,Q3_K,Q2_K")
     ap.add_argument("--methods", default="gptq,imatrix,ref")
     ap.add_argument("--max-windows", type=int, default=0)
+    ap.add_argument("--probe-windows", type=int, default=8,
+                    help="search.probe_windows of the mixed run (8 = the default)")
+    ap.add_argument("--mixed-types", default=",".join(MIXED_TYPES),
+                    help="the mixed run's candidates")
+    ap.add_argument("--objective", default="sensitivity", help="the mixed run's objective")
     a = ap.parse_args()
     shared = os.environ.get("QS_SHARED_DIR") or os.path.join(Q.SRC, "..", "shared")
     fx = os.path.join(shared, "fixtures")
@@ -100,11 +105,15 @@ def main():
             res[name] = result(rd)
             print(f"{name}: ppl {res[name]['ppl']:.6f}, {res[name]['gguf_bytes']} bytes",
                   flush=True)
-    name = f"mixed-{a.bpw}"
+    mixed = a.mixed_types.split(",")
+    name = f"mixed-{a.bpw}" + ("" if a.probe_windows == 8 else f"-pw{a.probe_windows}") + \
+        ("" if mixed == MIXED_TYPES else "-" + "-".join(mixed)) + \
+        ("" if a.objective == "sensitivity" else "-" + a.objective)
     rd = os.path.join(a.out, name)
     cfg = config(os.path.join(a.out, name + ".yaml"), fx, rd,
-                 {"gguf_types": MIXED_TYPES, "method": "gptq"}, {"target_bpw": a.bpw},
-                 "quantized", a.max_windows)
+                 {"gguf_types": mixed, "method": "gptq"},
+                 {"target_bpw": a.bpw, "probe_windows": a.probe_windows,
+                  "objective": a.objective}, "quantized", a.max_windows)
     run(cfg)
     res[name] = result(rd)
     print(f"{name}: ppl {res[name]['ppl']:.6f}, {res[name]['gguf_bytes']} bytes", flush=True)
@@ -121,7 +130,10 @@ def main():
             if k.endswith("-gptq") and res[k]["bpw"] <= a.bpw]
     lines += ["", "| allocation | perplexity | GGUF file bytes | linear bytes (bpw) | budget |",
               "|---|---:|---:|---:|---:|",
-              f"| mixed {'/'.join(r['types'])} at {a.bpw} bpw (GPTQ) | {r['ppl']:.4f} | "
+              f"| mixed at {a.bpw} bpw (GPTQ; candidates {'/'.join(mixed)}; objective "
+              f"{a.objective}" + (f" on {a.probe_windows} probe windows" if a.objective ==
+                                  "sensitivity" else "") + f"; used {'/'.join(r['types'])}) | "
+              f"{r['ppl']:.4f} | "
               f"{r['gguf_bytes']:,} | {r['payload_bytes']:,} ({r['bpw']:.4f}) | "
               f"{r['budget_bytes']:,} |"]
     if fits:
