@@ -79,11 +79,68 @@ def need_shared(sub=os.path.join("fixtures", "tinyllama-a")):
 
 # ---- processes ----
 
+def _tree_states(root):
+    """[(pid, state, command)] of root and its descendants, from /proc."""
+    kids, info = {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        comm_end = s.rindex(")")
+        fields = s[comm_end + 2:].split()
+        pid = int(d)
+        info[pid] = (fields[0], s[s.index("(") + 1:comm_end])
+        kids.setdefault(int(fields[1]), []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        if p in info:
+            out.append((p, *info[p]))
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def _run_once(cmd, e, timeout):
+    """(CompletedProcess, None), or (None, process states) after a timeout, when the whole
+    process group (the launcher and its ranks) has been killed."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(cmd, p.returncode, out, err), None
+    except subprocess.TimeoutExpired:
+        states = _tree_states(p.pid)
+        try:
+            os.killpg(p.pid, 9)
+        except ProcessLookupError:
+            pass
+        p.communicate()
+        return None, states
+
+
 def run(cmd, env=None, timeout=600):
-    """subprocess.run with text output captured; env adds to the environment."""
+    """subprocess.run with text output captured; env adds to the environment. The command
+    runs in its own process group, killed whole on a timeout (which raises TimeoutExpired
+    naming the state of every process). In the sanitizer build (QS_SANITIZED=1) a timeout
+    with a process in ptrace stop (state t: LeakSanitizer's stop-the-world at exit, which
+    deadlocks now and then, google/sanitizers#1330) is printed and the command run once
+    more."""
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+    r, states = _run_once(cmd, e, timeout)
+    if r is None and os.environ.get("QS_SANITIZED") == "1" and any(s[1] == "t" for s in states):
+        print(f"note: LeakSanitizer stop-the-world deadlock after {timeout} s, run again: "
+              f"{' '.join(cmd)}; processes {states}", file=sys.stderr, flush=True)
+        r, states = _run_once(cmd, e, timeout)
+    if r is None:
+        print(f"timeout after {timeout} s: {' '.join(cmd)}; processes {states}", file=sys.stderr,
+              flush=True)
+        raise subprocess.TimeoutExpired(cmd, timeout)
+    return r
 
 
 def mpirun(n, *cmd, env=None, timeout=600):

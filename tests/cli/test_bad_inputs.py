@@ -91,7 +91,7 @@ def main(tmp):
 
     def one(job):
         name, cmd, expect_file, expect_substr, launcher, run_dir = job
-        p = Q.run(cmd, timeout=300)
+        p = Q.run(cmd, timeout=120)
         one_line_error(name, p, expect_file, expect_substr, launcher)
         if run_dir:
             check(not os.path.exists(run_dir), f"{name}: run directory was created")
