@@ -830,8 +830,8 @@ static int cmd_report(int argc, char **argv) {
 
 static int cmd_convert(int argc, char **argv) {
     const char *to = NULL, *in = NULL, *out = NULL;
-    qs_ct_export_opts o;
-    qs_ct_export_opts_default(&o);
+    qs_qexport_opts o;
+    qs_qexport_opts_default(&o);
     for (int i = 2; i < argc; ++i) {
         const char *a = argv[i];
         if (is_help(a)) {

@@ -447,73 +447,54 @@ done:
 static qs_status write_export(const qs_stage_ctx *ctx, const wr_state *ws, int ct, qs_err *err) {
     qs_status st = QS_OK;
     const qs_config *cfg = ctx->cfg;
-    qs_gptq_export *gx = NULL;
-    qs_ct_export *cx = NULL;
+    const qs_qexport_format *fmt = ct ? &qs_ct_format : &qs_gptq_format;
+    qs_qexport *x = NULL;
+    qs_qexport_opts o;
     char dir[QS_PATH_MAX];
     uint8_t *codes = NULL;
     uint16_t *scales = NULL;
     int32_t *zeros = NULL, *g_idx = NULL;
     QS_CHECK(qs_rundir_path(ctx->rd, ct ? QS_DIR_EXPORT_CT : QS_DIR_EXPORT, dir, sizeof(dir),
                             err));
-    if (ct) {
-        qs_ct_export_opts o;
-        qs_ct_export_opts_default(&o);
-        o.shard_bytes = cfg->output.shard_bytes;
-        o.static_groups = cfg->quant.static_groups;
-        o.overwrite = 1;
-        QS_CHECK(qs_ct_export_begin(&cx, dir, cfg->model, &o, err));
-    } else {
-        qs_gptq_export_opts o;
-        qs_gptq_export_opts_default(&o);
-        o.shard_bytes = cfg->output.shard_bytes;
-        o.v2 = cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2;
-        o.static_groups = cfg->quant.static_groups;
-        o.true_sequential = cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED;
-        o.damp_percent = cfg->quant.damp;
-        o.overwrite = 1;
-        QS_CHECK(qs_gptq_export_begin(&gx, dir, cfg->model, &o, err));
-    }
+    qs_qexport_opts_default(&o);
+    o.shard_bytes = cfg->output.shard_bytes;
+    o.v2 = cfg->output.checkpoint_format == QS_CKPT_GPTQ_V2;
+    o.static_groups = cfg->quant.static_groups;
+    o.true_sequential = cfg->reconstruct.inputs == QS_INPUTS_QUANTIZED;
+    o.damp_percent = cfg->quant.damp;
+    o.overwrite = 1;
+    QS_CHECK(qs_qexport_begin(&x, fmt, dir, cfg->model, &o, err));
     for (int64_t i = 0; i < ws->n; ++i) {
         const wr_item *it = &ws->items[i];
         if (it->bias_of_quant) continue;
         if (it->quant && it->gguf_type >= 0)
             QS_THROW(err, QS_ERR_INTERNAL, "%s: GGUF candidate %s in a %s export", it->name,
-                     it->cand, ct ? "compressed-tensors" : "GPTQ");
+                     it->cand, fmt->name);
         if (it->float_linear) {
             char module[WR_NAME_MAX];
             snprintf(module, sizeof(module), "%.*s", (int)(strlen(it->name) - 7), it->name);
-            QS_CHECK(ct ? qs_ct_export_exclude(cx, module, err)
-                        : qs_gptq_export_exclude(gx, module, err));
+            QS_CHECK(qs_qexport_exclude(x, module, err));
         }
         if (it->quant) {
             qs_gptq_scheme s = {it->bits, it->group_size, cfg->quant.sym, cfg->quant.act_order};
-            const int hb = it->t != NULL;
-            const qs_dtype bd = it->t ? it->t->dtype : QS_DTYPE_F32;
-            QS_CHECK(ct ? qs_ct_export_declare_linear(cx, it->name, it->d_out, it->d_in, &s, hb,
-                                                      bd, err)
-                        : qs_gptq_export_declare_linear(gx, it->name, it->d_out, it->d_in, &s,
-                                                        hb, bd, err));
+            QS_CHECK(qs_qexport_declare_linear(x, it->name, it->d_out, it->d_in, &s,
+                                               it->t != NULL,
+                                               it->t ? it->t->dtype : QS_DTYPE_F32, err));
         } else {
-            QS_CHECK(ct ? qs_ct_export_declare_tensor(cx, it->name, it->t->dtype, it->t->ndim,
-                                                      it->t->shape, err)
-                        : qs_gptq_export_declare_tensor(gx, it->name, it->t->dtype,
-                                                        it->t->ndim, it->t->shape, err));
+            QS_CHECK(qs_qexport_declare_tensor(x, it->name, it->t->dtype, it->t->ndim,
+                                               it->t->shape, err));
         }
     }
     for (int64_t i = 0; i < ws->n; ++i) {
         const wr_item *it = &ws->items[i];
         if (it->bias_of_quant) continue;
         if (!it->quant) {
-            QS_CHECK(ct ? qs_ct_export_add_tensor(cx, it->name, it->t->data,
-                                                  (size_t)it->t->nbytes, err)
-                        : qs_gptq_export_add_tensor(gx, it->name, it->t->data,
-                                                    (size_t)it->t->nbytes, err));
+            QS_CHECK(qs_qexport_add_tensor(x, it->name, it->t->data, (size_t)it->t->nbytes, err));
             continue;
         }
         QS_CHECK(load_codes(ctx, ws, it, &codes, &scales, &zeros, &g_idx, err));
         qs_gptq_linear q = {codes, scales, zeros, g_idx, it->t ? it->t->data : NULL};
-        QS_CHECK(ct ? qs_ct_export_add_linear(cx, it->name, &q, err)
-                    : qs_gptq_export_add_linear(gx, it->name, &q, err));
+        QS_CHECK(qs_qexport_add_linear(x, it->name, &q, err));
         free(codes);
         free(scales);
         free(zeros);
@@ -522,14 +503,13 @@ static qs_status write_export(const qs_stage_ctx *ctx, const wr_state *ws, int c
         scales = NULL;
         zeros = g_idx = NULL;
     }
-    QS_CHECK(ct ? qs_ct_export_finish(cx, err) : qs_gptq_export_finish(gx, err));
+    QS_CHECK(qs_qexport_finish(x, err));
 done:
     free(codes);
     free(scales);
     free(zeros);
     free(g_idx);
-    qs_gptq_export_free(gx);
-    qs_ct_export_free(cx);
+    qs_qexport_free(x);
     return st;
 }
 

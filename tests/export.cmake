@@ -1,6 +1,7 @@
-# tests/export.cmake: pipeline/export, the quantized-model writers (gptq_export.c, ct_export.c
-# on export_dir.c / export_items.c and io/st_writer.c), each checked by an independent numpy
-# reader that the C test runs (tests/ref/gptq_decode.py, tests/ref/ct_decode.py); the engines'
+# tests/export.cmake: pipeline/export, the quantized-model writer (qexport.c with the formats
+# gptq_export.c and ct_export.c, on export_dir.c / export_items.c and io/st_writer.c), each
+# checked by an independent numpy reader that the C test runs (tests/ref/gptq_decode.py,
+# tests/ref/ct_decode.py); the engines'
 # verdicts (engines.c) against docs/export.md; GGUF files (gguf_file.c, gguf_model.c,
 # gguf_vocab.c): the C unit test (layout, header bytes, positional writes, errors) and
 # tests/gguf/test_gguf.py, which writes files through tests/tools/gguf_write.c and reads them

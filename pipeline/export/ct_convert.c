@@ -42,20 +42,20 @@ static cv_kind kind_of(const qs_qsource *s, const char *name, char *module, size
 }
 
 qs_status qs_ct_export_from_gptq(const char *gptq_dir, const char *out_dir,
-                                 const qs_ct_export_opts *opts, int64_t *nlinears,
+                                 const qs_qexport_opts *opts, int64_t *nlinears,
                                  qs_err *err) {
     qs_status st = QS_OK;
     qs_qsource s;
-    qs_ct_export *x = NULL;
+    qs_qexport *x = NULL;
     qs_qsource_codes c;
     char module[1100], name[1200];
     memset(&s, 0, sizeof(s));
     memset(&c, 0, sizeof(c));
     *nlinears = 0;
     QS_CHECK(qs_qsource_open_gptq(&s, gptq_dir, err));
-    qs_ct_export_opts o = *opts;
+    qs_qexport_opts o = *opts;
     o.static_groups = s.static_groups;
-    QS_CHECK(qs_ct_export_begin(&x, out_dir, gptq_dir, &o, err));
+    QS_CHECK(qs_qexport_begin(&x, &qs_ct_format, out_dir, gptq_dir, &o, err));
     /* pass 0 declares, pass 1 writes; tensors in file order (shards, then offsets) */
     for (int pass = 0; pass < 2; ++pass) {
         for (int f = 0; f < s.ck.nshards; ++f) {
@@ -66,11 +66,11 @@ qs_status qs_ct_export_from_gptq(const char *gptq_dir, const char *out_dir,
                 if (k == CV_PART) continue;
                 if (k != CV_LINEAR) {
                     if (pass == 1) {
-                        QS_CHECK(qs_ct_export_add_tensor(x, t->name, t->data, (size_t)t->nbytes,
+                        QS_CHECK(qs_qexport_add_tensor(x, t->name, t->data, (size_t)t->nbytes,
                                                          err));
                     } else {
-                        if (k == CV_FLOAT_WEIGHT) QS_CHECK(qs_ct_export_exclude(x, module, err));
-                        QS_CHECK(qs_ct_export_declare_tensor(x, t->name, t->dtype, t->ndim,
+                        if (k == CV_FLOAT_WEIGHT) QS_CHECK(qs_qexport_exclude(x, module, err));
+                        QS_CHECK(qs_qexport_declare_tensor(x, t->name, t->dtype, t->ndim,
                                                              t->shape, err));
                     }
                     continue;
@@ -88,7 +88,7 @@ qs_status qs_ct_export_from_gptq(const char *gptq_dir, const char *out_dir,
                     if (!gi || gi->ndim != 1 || t->ndim != 2)
                         QS_THROW(err, QS_ERR_INPUT, "%s: %s has no g_idx or a wrong rank",
                                  qs_ckpt_file_of(&s.ck, t->name), module);
-                    QS_CHECK(qs_ct_export_declare_linear(x, module, t->shape[1], gi->shape[0],
+                    QS_CHECK(qs_qexport_declare_linear(x, module, t->shape[1], gi->shape[0],
                                                          &sc, bias != NULL,
                                                          bias ? bias->dtype : QS_DTYPE_F32, err));
                     (*nlinears)++;
@@ -96,16 +96,16 @@ qs_status qs_ct_export_from_gptq(const char *gptq_dir, const char *out_dir,
                     QS_CHECK(qs_qsource_codes_of(&s, module, &c, &found, err));
                     qs_gptq_linear q = {c.codes, c.scales, c.zeros, c.g_idx,
                                         bias ? bias->data : NULL};
-                    QS_CHECK(qs_ct_export_add_linear(x, module, &q, err));
+                    QS_CHECK(qs_qexport_add_linear(x, module, &q, err));
                 }
                 qs_qsource_codes_free(&c);
             }
         }
     }
-    QS_CHECK(qs_ct_export_finish(x, err));
+    QS_CHECK(qs_qexport_finish(x, err));
 done:
     qs_qsource_codes_free(&c);
-    qs_ct_export_free(x);
+    qs_qexport_free(x);
     qs_qsource_close(&s);
     return st;
 }

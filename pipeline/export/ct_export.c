@@ -1,6 +1,6 @@
-/* ct_export.c: compressed-tensors "pack-quantized" checkpoint (tensors, quantization_config).
- * The directory is export_dir.c's; items, module regexes and fused ties export_items.c's;
- * the bit streams pack.c's. */
+/* ct_export.c: the compressed-tensors "pack-quantized" format of the checkpoint writer
+ * (qexport.h): the tensors of a quantized linear, their packing (bit streams: pack.c) and
+ * the quantization_config. The directory, items and the rest are qexport.c's. */
 #include "ct_export.h"
 
 #include <stdio.h>
@@ -12,22 +12,12 @@
 #include "pack.h"
 #include "quant.h"
 
-struct qs_ct_export {
-    qs_ct_export_opts opts;
-    qs_export_core c; /* directory, items, finished: export_items.h */
-};
-
 /* What the writer records for a scheme's act-order: "group" writes weight_g_idx. */
 typedef enum ct_actorder { CT_ACT_NONE = 0, CT_ACT_WEIGHT = 1, CT_ACT_GROUP = 2 } ct_actorder;
 
-static ct_actorder actorder_of(const qs_ct_export *x, const qs_gptq_scheme *s) {
+static ct_actorder actorder_of(const qs_qexport_opts *o, const qs_gptq_scheme *s) {
     if (!s->desc_act) return CT_ACT_NONE;
-    return x->opts.static_groups ? CT_ACT_WEIGHT : CT_ACT_GROUP;
-}
-
-void qs_ct_export_opts_default(qs_ct_export_opts *o) {
-    memset(o, 0, sizeof(*o));
-    o->shard_bytes = (int64_t)4 << 30;
+    return o->static_groups ? CT_ACT_WEIGHT : CT_ACT_GROUP;
 }
 
 int qs_ct_scheme_supported(const qs_gptq_scheme *s, qs_err *why) {
@@ -59,90 +49,46 @@ qs_status qs_ct_linear_bytes(int64_t d_out, int64_t d_in, const qs_gptq_scheme *
     return QS_OK;
 }
 
-qs_status qs_ct_export_begin(qs_ct_export **out, const char *dir, const char *src_model_dir,
-                             const qs_ct_export_opts *opts, qs_err *err) {
-    *out = NULL;
-    qs_ct_export *x = qs_calloc(1, sizeof(*x), err, "compressed-tensors exporter");
-    if (!x) return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", dir);
-    x->opts = *opts;
-    qs_status st = qs_export_core_begin(&x->c, dir, src_model_dir, opts->shard_bytes,
-                                        opts->overwrite, err);
-    if (st == QS_OK) *out = x;
-    else qs_ct_export_free(x);
-    return st;
-}
+/* ---- declarations -------------------------------------------------------------------- */
 
-qs_status qs_ct_export_declare_linear(qs_ct_export *x, const char *module, int64_t d_out,
-                                      int64_t d_in, const qs_gptq_scheme *scheme, int has_bias,
-                                      qs_dtype bias_dtype, qs_err *err) {
-    qs_status st = QS_OK;
+static qs_status ct_check(const char *module, int64_t d_out, int64_t d_in,
+                          const qs_gptq_scheme *s, const qs_qexport_opts *o, qs_err *err) {
+    int64_t bytes = 0;
     qs_err why = {0};
-    char name[QS_EXPORT_KEY_MAX];
-    qs_export_item *it = NULL;
-    if (!qs_ct_scheme_supported(scheme, &why)) QS_THROW(err, QS_ERR_INPUT, "%s: %s", module, why.msg);
-    /* the same packing units as GPTQ at 4 and 8 bits: whole 32-bit words along both dims */
-    if (!qs_pack_can_serve(d_out, d_in, scheme->bits, scheme->group_size, &why))
-        QS_THROW(err, QS_ERR_INPUT, "%s: (%lld, %lld) at w%dg%d has no packed layout: %s",
-                 module, (long long)d_out, (long long)d_in, scheme->bits, scheme->group_size,
-                 why.msg);
-    QS_CHECK(qs_export_core_linear_begin(&x->c, module, scheme, d_out, d_in, has_bias, bias_dtype,
-                                         32, &it, err));
-    const int64_t b = scheme->bits, G = qs_quant_ngroups(d_in, scheme->group_size);
-    int64_t sh[2];
-    sh[0] = d_out;
-    sh[1] = d_in * b / 32;
-    snprintf(name, sizeof(name), "%s.weight_packed", module);
-    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I32, 2, sh, NULL, err));
-    sh[0] = d_out;
-    sh[1] = G;
-    snprintf(name, sizeof(name), "%s.weight_scale", module);
-    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_F16, 2, sh, NULL, err));
-    if (!scheme->sym) {
-        sh[0] = d_out * b / 32;
-        sh[1] = G;
-        snprintf(name, sizeof(name), "%s.weight_zero_point", module);
-        QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I32, 2, sh, NULL, err));
-    }
-    sh[0] = 2;
-    snprintf(name, sizeof(name), "%s.weight_shape", module);
-    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I64, 1, sh, NULL, err));
-    if (actorder_of(x, scheme) == CT_ACT_GROUP) {
-        sh[0] = d_in;
-        snprintf(name, sizeof(name), "%s.weight_g_idx", module);
-        QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I32, 1, sh, NULL, err));
-    }
-    QS_CHECK(qs_export_core_linear_end(&x->c, module, it, err));
-done:
-    if (st != QS_OK && it) x->c.items.failed = 1; /* half-declared: the exporter is unusable */
-    return st;
+    if (qs_ct_linear_bytes(d_out, d_in, s, o->static_groups, &bytes, &why) != QS_OK)
+        return QS_FAIL(err, why.code, "%s: %s", module, why.msg);
+    return QS_OK;
 }
 
-qs_status qs_ct_export_declare_tensor(qs_ct_export *x, const char *name, qs_dtype dt, int ndim,
-                                      const int64_t *shape, qs_err *err) {
-    return qs_export_core_declare_tensor(&x->c, name, dt, ndim, shape, err);
-}
-
-qs_status qs_ct_export_exclude(qs_ct_export *x, const char *module, qs_err *err) {
-    return qs_export_items_exclude(&x->c.items, module, err);
+/* weight_packed (O, I*b/32) I32, weight_scale (O, G) F16, weight_zero_point (O*b/32, G) I32
+ * if asymmetric, weight_shape (2,) I64, weight_g_idx (I,) I32 with actorder "group" */
+static int ct_parts(int64_t d_out, int64_t d_in, const qs_gptq_scheme *s,
+                    const qs_qexport_opts *o, qs_qexport_part *out) {
+    const int64_t b = s->bits, G = qs_quant_ngroups(d_in, s->group_size);
+    int n = 0;
+    out[n++] = (qs_qexport_part){"weight_packed", QS_DTYPE_I32, 2, {d_out, d_in * b / 32}};
+    out[n++] = (qs_qexport_part){"weight_scale", QS_DTYPE_F16, 2, {d_out, G}};
+    if (!s->sym)
+        out[n++] = (qs_qexport_part){"weight_zero_point", QS_DTYPE_I32, 2, {d_out * b / 32, G}};
+    out[n++] = (qs_qexport_part){"weight_shape", QS_DTYPE_I64, 1, {2, 0}};
+    if (actorder_of(o, s) == CT_ACT_GROUP)
+        out[n++] = (qs_qexport_part){"weight_g_idx", QS_DTYPE_I32, 1, {d_in, 0}};
+    return n;
 }
 
 /* ---- streaming ----------------------------------------------------------------------- */
 
-qs_status qs_ct_export_add_linear(qs_ct_export *x, const char *module, const qs_gptq_linear *q,
-                                  qs_err *err) {
+static qs_status ct_put(qs_export_dir *d, const qs_export_item *it, const qs_gptq_linear *q,
+                        const qs_qexport_opts *o, qs_err *err) {
     qs_status st = QS_OK;
     uint32_t *packed = NULL, *zp = NULL, *row = NULL;
-    qs_export_item *it = NULL;
-    QS_CHECK(qs_export_items_begin_add(&x->c.items, x->c.d, x->c.finished, module, 1, &it, err));
+    const char *module = it->name;
     const qs_gptq_scheme *s = &it->scheme;
     const int64_t d_out = it->d_out, d_in = it->d_in, b = s->bits;
     const int64_t G = qs_quant_ngroups(d_in, s->group_size);
     const int32_t maxq = (1 << s->bits) - 1, zsym = 1 << (s->bits - 1);
-    const ct_actorder act = actorder_of(x, s);
+    const ct_actorder act = actorder_of(o, s);
     const int64_t wrow = d_in * b / 32, zrows = d_out * b / 32;
-    if (it->has_bias != (q->bias != NULL))
-        QS_THROW(err, QS_ERR_INPUT, "%s: bias %s but %s declared", module,
-                 q->bias ? "given" : "missing", it->has_bias ? "one was" : "none was");
     for (int64_t j = 0; j < d_in; ++j)
         if (q->g_idx[j] < 0 || q->g_idx[j] >= G)
             QS_THROW(err, QS_ERR_INPUT, "%s: g_idx[%lld] = %d is outside [0, %lld)", module,
@@ -185,35 +131,24 @@ qs_status qs_ct_export_add_linear(qs_ct_export *x, const char *module, const qs_
     }
     const int64_t shape[2] = {d_out, d_in};
     int64_t t = it->t0;
-    QS_CHECK(qs_export_dir_put(x->c.d, t++, packed, (size_t)(d_out * wrow) * 4, err));
-    QS_CHECK(qs_export_dir_put(x->c.d, t++, q->scales, (size_t)(d_out * G) * 2, err));
-    if (!s->sym) QS_CHECK(qs_export_dir_put(x->c.d, t++, zp, (size_t)(zrows * G) * 4, err));
-    QS_CHECK(qs_export_dir_put(x->c.d, t++, shape, sizeof(shape), err));
-    if (act == CT_ACT_GROUP)
-        QS_CHECK(qs_export_dir_put(x->c.d, t++, q->g_idx, (size_t)d_in * 4, err));
-    if (it->has_bias)
-        QS_CHECK(qs_export_dir_put(x->c.d, t, q->bias, (size_t)qs_export_dir_tensor_bytes(x->c.d, t),
-                                   err));
-    x->c.items.next++;
+    QS_CHECK(qs_export_dir_put(d, t++, packed, (size_t)(d_out * wrow) * 4, err));
+    QS_CHECK(qs_export_dir_put(d, t++, q->scales, (size_t)(d_out * G) * 2, err));
+    if (!s->sym) QS_CHECK(qs_export_dir_put(d, t++, zp, (size_t)(zrows * G) * 4, err));
+    QS_CHECK(qs_export_dir_put(d, t++, shape, sizeof(shape), err));
+    if (act == CT_ACT_GROUP) QS_CHECK(qs_export_dir_put(d, t, q->g_idx, (size_t)d_in * 4, err));
 done:
-    if (st != QS_OK && it) x->c.items.failed = 1;
     free(packed);
     free(zp);
     free(row);
     return st;
 }
 
-qs_status qs_ct_export_add_tensor(qs_ct_export *x, const char *name, const void *data,
-                                  size_t nbytes, qs_err *err) {
-    return qs_export_core_add_tensor(&x->c, name, data, nbytes, err);
-}
-
 /* ---- quantization_config ------------------------------------------------------------- */
 
 /* The "weights" object of a scheme (compressed-tensors QuantizationArgs). */
-static cJSON *weights_json(const qs_ct_export *x, const qs_gptq_scheme *s) {
+static cJSON *weights_json(const qs_qexport_opts *opts, const qs_gptq_scheme *s) {
     static const char *const act_names[] = {NULL, "weight", "group"};
-    const ct_actorder act = actorder_of(x, s);
+    const ct_actorder act = actorder_of(opts, s);
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     int ok = cJSON_AddNumberToObject(o, "num_bits", s->bits) &&
@@ -233,10 +168,9 @@ static cJSON *weights_json(const qs_ct_export *x, const qs_gptq_scheme *s) {
     return o;
 }
 
-static qs_status quant_config(const qs_ct_export *x, cJSON **out, qs_err *err) {
+static qs_status ct_config(const qs_export_items *its, const char *dir,
+                           const qs_qexport_opts *opts, cJSON **out, qs_err *err) {
     qs_status st = QS_OK;
-    const qs_export_items *its = &x->c.items;
-    const char *dir = qs_export_dir_path(x->c.d);
     cJSON *o = cJSON_CreateObject(), *groups = NULL, *ign = NULL;
     char key[QS_EXPORT_KEY_MAX];
     *out = NULL;
@@ -261,7 +195,7 @@ static qs_status quant_config(const qs_ct_export *x, cJSON **out, qs_err *err) {
                 break;
             }
         if (first != i) continue;
-        cJSON *g = NULL, *targets = NULL, *w = weights_json(x, &a->scheme);
+        cJSON *g = NULL, *targets = NULL, *w = weights_json(opts, &a->scheme);
         char gname[32];
         snprintf(gname, sizeof(gname), "group_%d", ngroups++);
         ok = w && (g = cJSON_AddObjectToObject(groups, gname)) != NULL &&
@@ -309,20 +243,12 @@ done:
     return st;
 }
 
-qs_status qs_ct_export_finish(qs_ct_export *x, qs_err *err) {
-    qs_status st = QS_OK;
-    cJSON *qc = NULL;
-    QS_CHECK(qs_export_core_check_complete(&x->c, err));
-    QS_CHECK(quant_config(x, &qc, err));
-    QS_CHECK(qs_export_core_commit(&x->c, qc, NULL, err));
-done:
-    if (st != QS_OK) x->c.items.failed = 1;
-    cJSON_Delete(qc);
-    return st;
-}
-
-void qs_ct_export_free(qs_ct_export *x) {
-    if (!x) return;
-    qs_export_core_free(&x->c);
-    free(x);
-}
+const qs_qexport_format qs_ct_format = {
+    .name = "compressed-tensors",
+    .suffix_room = 32, /* ".weight_zero_point" ... ".bias" */
+    .side_json = NULL,
+    .check = ct_check,
+    .parts = ct_parts,
+    .put = ct_put,
+    .config = ct_config,
+};

@@ -1,5 +1,7 @@
-/* ct_export.h: writes a compressed-tensors checkpoint directory (format "pack-quantized", the
- * weight-only INT layout vLLM loads as WNA16), layer by layer.
+/* ct_export.h: the compressed-tensors format of the checkpoint writer (qexport.h):
+ * qs_qexport_begin(&x, &qs_ct_format, ...) writes a checkpoint of format "pack-quantized"
+ * (the weight-only INT layout vLLM loads as WNA16), layer by layer; and the converter of a
+ * qshard GPTQ export into one.
  *
  * Per quantized linear <m> with O outputs, I inputs, b bits, G groups (1 for channel),
  * in this order (docs/export.md has the details and the sources they were checked against):
@@ -21,8 +23,8 @@
  * Schemes: 4-bit symmetric and asymmetric, 8-bit symmetric (what vLLM's pack-quantized
  * loader takes on GPU; its CPU backend takes 4-bit only); anything else is refused.
  *
- * Use and ownership as gptq_export.h: begin -> declare everything -> add in declared order ->
- * finish -> free (always). Input buffers stay the caller's.
+ * Use, ownership and errors: qexport.h. Options used: static_groups (act-order with natural
+ * groups: actorder "weight", no g_idx; else actorder "group" with weight_g_idx).
  */
 #ifndef QS_CT_EXPORT_H
 #define QS_CT_EXPORT_H
@@ -30,19 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "export_items.h" /* qs_gptq_scheme, qs_gptq_linear */
-#include "safetensors.h"
-#include "status.h"
-
-typedef struct qs_ct_export_opts {
-    int64_t shard_bytes; /* data bytes per shard; <= 0 or total below it: one file */
-    int static_groups;   /* act-order (desc_act) with natural groups: actorder "weight", no
-                          * g_idx; 0: actorder "group" with weight_g_idx */
-    int overwrite;       /* replace an existing `dir` (else it is a QS_ERR_INPUT) */
-} qs_ct_export_opts;
-
-/* Defaults: 4 GiB shards, static_groups 0, no overwrite. */
-void qs_ct_export_opts_default(qs_ct_export_opts *o);
+#include "qexport.h"
 
 /* 1 if the writer takes the scheme (bits/sym only: 4 sym, 4 asym, 8 sym); else 0 and `why`
  * (may be NULL) gets a one-line reason. */
@@ -55,44 +45,12 @@ int qs_ct_scheme_supported(const qs_gptq_scheme *s, qs_err *why);
 qs_status qs_ct_linear_bytes(int64_t d_out, int64_t d_in, const qs_gptq_scheme *scheme,
                              int static_groups, int64_t *bytes, qs_err *err);
 
-typedef struct qs_ct_export qs_ct_export;
-
-/* Creates `<dir>.tmp.<pid>/`; `src_model_dir` holds config.json and the tokenizer files. */
-qs_status qs_ct_export_begin(qs_ct_export **x, const char *dir, const char *src_model_dir,
-                             const qs_ct_export_opts *opts, qs_err *err);
-
-/* Declares quantized linear `module` of shape (d_out, d_in). QS_ERR_INPUT naming the module
- * for a scheme the writer does not take, a shape without a packed layout (d_in and d_out
- * multiples of 32/b, d_in a multiple of the group size) or a repeated name. */
-qs_status qs_ct_export_declare_linear(qs_ct_export *x, const char *module, int64_t d_out,
-                                      int64_t d_in, const qs_gptq_scheme *scheme, int has_bias,
-                                      qs_dtype bias_dtype, qs_err *err);
-
-/* Declares a plain tensor (written as given). */
-qs_status qs_ct_export_declare_tensor(qs_ct_export *x, const char *name, qs_dtype dt, int ndim,
-                                      const int64_t *shape, qs_err *err);
-
-/* Marks `module` as left in float: its name pattern goes to "ignore" (for a fused member,
- * the whole fused group). Its weight is declared as a plain tensor. */
-qs_status qs_ct_export_exclude(qs_ct_export *x, const char *module, qs_err *err);
-
-/* Writes the next declared item, which must be linear `module`. The first add fixes the
- * layout and checks the fused ties. QS_ERR_INPUT naming the module on a code, zero point or
- * g_idx out of range, a symmetric zero point other than 2^(b-1), or a non-natural g_idx where
- * no g_idx is written (no desc_act, or static_groups). */
-qs_status qs_ct_export_add_linear(qs_ct_export *x, const char *module, const qs_gptq_linear *q,
-                                  qs_err *err);
-
-/* Writes the next declared item, which must be plain tensor `name` (nbytes must match). */
-qs_status qs_ct_export_add_tensor(qs_ct_export *x, const char *name, const void *data,
-                                  size_t nbytes, qs_err *err);
-
-/* Checks every item was written, writes the index (when sharded) and config.json, copies
- * the tokenizer files, fsyncs and renames the directory. */
-qs_status qs_ct_export_finish(qs_ct_export *x, qs_err *err);
-
-/* Releases; before a successful finish, removes the temporary directory. Safe on NULL. */
-void qs_ct_export_free(qs_ct_export *x);
+/* The format: declare_linear refuses (naming the module) a scheme it does not take or a
+ * shape without a packed layout (d_in and d_out multiples of 32/b, d_in a multiple of the
+ * group size); add_linear a code, zero point or g_idx out of range, a symmetric zero point
+ * other than 2^(b-1), or a non-natural g_idx where no g_idx is written (no desc_act, or
+ * static_groups). */
+extern const qs_qexport_format qs_ct_format;
 
 /* Converts a GPTQ export written by qshard (docs/export.md; v1 or v2, with or without a
  * dynamic map) into a compressed-tensors export at `out_dir`: the same codes, scales and
@@ -101,7 +59,7 @@ void qs_ct_export_free(qs_ct_export *x);
  * `gptq_dir`. opts->static_groups is taken from the GPTQ config. QS_ERR_INPUT naming the
  * module for a scheme compressed-tensors does not take here. */
 qs_status qs_ct_export_from_gptq(const char *gptq_dir, const char *out_dir,
-                                 const qs_ct_export_opts *opts, int64_t *nlinears,
+                                 const qs_qexport_opts *opts, int64_t *nlinears,
                                  qs_err *err);
 
 #endif /* QS_CT_EXPORT_H */

@@ -1,5 +1,5 @@
-/* export_items.h: what every quantized-model writer knows about the items it writes (GPTQ,
- * compressed-tensors): the quantization scheme of a linear, the module-name regex that the
+/* export_items.h: what the quantized-checkpoint writer (qexport.h) knows about the items it
+ * writes in every format (GPTQ, compressed-tensors): the quantization scheme of a linear, the module-name regex that the
  * loaders match (HF names and vLLM's fused names), the declared-order item table, the
  * fused-module ties and the float (excluded) modules. One home for these facts.
  *
@@ -111,46 +111,5 @@ qs_status qs_export_items_all_written(const qs_export_items *x, qs_err *err);
 int qs_export_items_lm_head(const qs_export_items *x);
 
 void qs_export_items_free(qs_export_items *x);
-
-/* ---- the writer core both checkpoint writers (GPTQ, compressed-tensors) stand on ------ */
-
-/* A checkpoint writer's directory, its item table and whether it finished. Ownership: the
- * core owns `d` and `items`; qs_export_core_free releases both (a directory never finished
- * is removed) and is safe on a zeroed core. */
-typedef struct qs_export_core {
-    qs_export_dir *d;
-    qs_export_items items;
-    int finished;
-} qs_export_core;
-
-/* Opens the export directory `dir` (export_dir.h: temp directory, side files of
- * src_model_dir, shards of at most shard_bytes); items.dir names it. */
-qs_status qs_export_core_begin(qs_export_core *c, const char *dir, const char *src_model_dir,
-                               int64_t shard_bytes, int overwrite, qs_err *err);
-/* Declares one unquantized tensor (an item of one tensor). */
-qs_status qs_export_core_declare_tensor(qs_export_core *c, const char *name, qs_dtype dt,
-                                        int ndim, const int64_t *shape, qs_err *err);
-/* Writes the next declared unquantized tensor's bytes. */
-qs_status qs_export_core_add_tensor(qs_export_core *c, const char *name, const void *data,
-                                    size_t nbytes, qs_err *err);
-/* Starts the item of a quantized linear: the bias dtype (F32/F16/BF16) and the module name's
- * length (`suffix_room`: the longest tensor-name suffix the writer appends) are checked
- * (QS_ERR_INPUT), the item is pushed with its dims, bias and first tensor index. */
-qs_status qs_export_core_linear_begin(qs_export_core *c, const char *module,
-                                      const qs_gptq_scheme *scheme, int64_t d_out, int64_t d_in,
-                                      int has_bias, qs_dtype bias_dtype, size_t suffix_room,
-                                      qs_export_item **out, qs_err *err);
-/* Ends it: declares "<module>.bias" (d_out,) when it has one and records its tensor count. */
-qs_status qs_export_core_linear_end(qs_export_core *c, const char *module, qs_export_item *it,
-                                    qs_err *err);
-/* Before a finish: not after an error, not twice (QS_ERR_INTERNAL), the layout fixed, every
- * declared item written (QS_ERR_INPUT naming the first missing one). */
-qs_status qs_export_core_check_complete(qs_export_core *c, qs_err *err);
-/* Commits the directory with quantization_config `qc` in config.json (and also as the file
- * `side_json` when not NULL, e.g. "quantize_config.json"); finished = 1. On an error the
- * writer is unusable. */
-qs_status qs_export_core_commit(qs_export_core *c, const cJSON *qc, const char *side_json,
-                                qs_err *err);
-void qs_export_core_free(qs_export_core *c);
 
 #endif /* QS_EXPORT_ITEMS_H */

@@ -1,6 +1,6 @@
-/* gptq_export.c: Hugging Face GPTQ checkpoint directory (tensors, quantization_config). The
- * directory itself (shards, index, config.json, side files) is export_dir.c's; items, module
- * regexes and fused ties are export_items.c's. */
+/* gptq_export.c: the GPTQ format of the checkpoint writer (qexport.h): the tensors of a
+ * quantized linear, their packing (pack.c) and the quantization_config. The directory, items
+ * and the rest of the writer are qexport.c's. */
 #include "gptq_export.h"
 
 #include <stdio.h>
@@ -13,100 +13,44 @@
 #include "quant.h"
 #include "st_writer.h"
 
-struct qs_gptq_export {
-    qs_gptq_export_opts opts;
-    qs_export_core c; /* directory, items, finished: export_items.h */
-};
-
-void qs_gptq_export_opts_default(qs_gptq_export_opts *o) {
-    memset(o, 0, sizeof(*o));
-    o->shard_bytes = (int64_t)4 << 30;
-    o->v2 = 0;
-    o->static_groups = 0;
-    o->true_sequential = 1;
-    o->damp_percent = 0.01;
-    o->overwrite = 0;
-}
-
 /* ---- declarations -------------------------------------------------------------------- */
 
-qs_status qs_gptq_export_begin(qs_gptq_export **out, const char *dir, const char *src_model_dir,
-                               const qs_gptq_export_opts *opts, qs_err *err) {
-    *out = NULL;
-    qs_gptq_export *x = qs_calloc(1, sizeof(*x), err, "GPTQ exporter");
-    if (!x) return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", dir);
-    x->opts = *opts;
-    qs_status st = qs_export_core_begin(&x->c, dir, src_model_dir, opts->shard_bytes,
-                                        opts->overwrite, err);
-    if (st == QS_OK) *out = x;
-    else qs_gptq_export_free(x);
-    return st;
-}
-
-qs_status qs_gptq_export_declare_linear(qs_gptq_export *x, const char *module, int64_t d_out,
-                                        int64_t d_in, const qs_gptq_scheme *scheme, int has_bias,
-                                        qs_dtype bias_dtype, qs_err *err) {
-    qs_status st = QS_OK;
+static qs_status gptq_check(const char *module, int64_t d_out, int64_t d_in,
+                            const qs_gptq_scheme *s, const qs_qexport_opts *o, qs_err *err) {
     qs_err why = {0};
-    char name[QS_EXPORT_KEY_MAX];
-    qs_export_item *it = NULL;
-    if (!qs_pack_can_serve(d_out, d_in, scheme->bits, scheme->group_size, &why))
-        QS_THROW(err, QS_ERR_INPUT, "%s: (%lld, %lld) at w%dg%d has no GPTQ layout: %s", module,
-                 (long long)d_out, (long long)d_in, scheme->bits, scheme->group_size, why.msg);
-    QS_CHECK(qs_export_core_linear_begin(&x->c, module, scheme, d_out, d_in, has_bias, bias_dtype,
-                                         16, &it, err));
-    const int64_t b = scheme->bits, G = qs_quant_ngroups(d_in, scheme->group_size);
-    int64_t sh[2];
-    sh[0] = d_in * b / 32;
-    sh[1] = d_out;
-    snprintf(name, sizeof(name), "%s.qweight", module);
-    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I32, 2, sh, NULL, err));
-    sh[0] = G;
-    sh[1] = d_out * b / 32;
-    snprintf(name, sizeof(name), "%s.qzeros", module);
-    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I32, 2, sh, NULL, err));
-    sh[0] = G;
-    sh[1] = d_out;
-    snprintf(name, sizeof(name), "%s.scales", module);
-    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_F16, 2, sh, NULL, err));
-    sh[0] = d_in;
-    snprintf(name, sizeof(name), "%s.g_idx", module);
-    QS_CHECK(qs_export_dir_declare(x->c.d, name, QS_DTYPE_I32, 1, sh, NULL, err));
-    QS_CHECK(qs_export_core_linear_end(&x->c, module, it, err));
-done:
-    if (st != QS_OK && it) x->c.items.failed = 1; /* half-declared: the exporter is unusable */
-    return st;
+    (void)o;
+    if (!qs_pack_can_serve(d_out, d_in, s->bits, s->group_size, &why))
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: (%lld, %lld) at w%dg%d has no GPTQ layout: %s",
+                       module, (long long)d_out, (long long)d_in, s->bits, s->group_size,
+                       why.msg);
+    return QS_OK;
 }
 
-qs_status qs_gptq_export_declare_tensor(qs_gptq_export *x, const char *name, qs_dtype dt,
-                                        int ndim, const int64_t *shape, qs_err *err) {
-    return qs_export_core_declare_tensor(&x->c, name, dt, ndim, shape, err);
+/* qweight (d_in*b/32, d_out) I32, qzeros (G, d_out*b/32) I32, scales (G, d_out) F16,
+ * g_idx (d_in,) I32 */
+static int gptq_parts(int64_t d_out, int64_t d_in, const qs_gptq_scheme *s,
+                      const qs_qexport_opts *o, qs_qexport_part *out) {
+    const int64_t b = s->bits, G = qs_quant_ngroups(d_in, s->group_size);
+    (void)o;
+    out[0] = (qs_qexport_part){"qweight", QS_DTYPE_I32, 2, {d_in * b / 32, d_out}};
+    out[1] = (qs_qexport_part){"qzeros", QS_DTYPE_I32, 2, {G, d_out * b / 32}};
+    out[2] = (qs_qexport_part){"scales", QS_DTYPE_F16, 2, {G, d_out}};
+    out[3] = (qs_qexport_part){"g_idx", QS_DTYPE_I32, 1, {d_in, 0}};
+    return 4;
 }
 
-qs_status qs_gptq_export_exclude(qs_gptq_export *x, const char *module, qs_err *err) {
-    return qs_export_items_exclude(&x->c.items, module, err);
-}
+/* ---- packing ------------------------------------------------------------------------- */
 
-uint64_t qs_gptq_export_data_bytes(const qs_gptq_export *x) {
-    return qs_export_dir_data_bytes(x->c.d);
-}
-
-/* ---- streaming ----------------------------------------------------------------------- */
-
-qs_status qs_gptq_export_add_linear(qs_gptq_export *x, const char *module,
-                                    const qs_gptq_linear *q, qs_err *err) {
+static qs_status gptq_put(qs_export_dir *d, const qs_export_item *it, const qs_gptq_linear *q,
+                          const qs_qexport_opts *o, qs_err *err) {
     qs_status st = QS_OK;
     int32_t *qweight = NULL, *qzeros = NULL, *g_idx = NULL;
     uint16_t *scales = NULL;
-    qs_export_item *it = NULL;
     qs_err pe = {0};
     qs_pack_bytes sz;
-    QS_CHECK(qs_export_items_begin_add(&x->c.items, x->c.d, x->c.finished, module, 1, &it, err));
+    const char *module = it->name;
     const qs_gptq_scheme *s = &it->scheme;
     const int64_t d_out = it->d_out, d_in = it->d_in;
-    if (it->has_bias != (q->bias != NULL))
-        QS_THROW(err, QS_ERR_INPUT, "%s: bias %s but %s declared", module,
-                 q->bias ? "given" : "missing", it->has_bias ? "one was" : "none was");
     if (!s->desc_act) {
         for (int64_t j = 0; j < d_in; ++j)
             if (q->g_idx[j] != (s->group_size < 1 ? 0 : (int32_t)(j / s->group_size)))
@@ -125,29 +69,19 @@ qs_status qs_gptq_export_add_linear(qs_gptq_export *x, const char *module,
         QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory packing %lld bytes", module,
                  (long long)sz.total);
     if (qs_pack_gptq(q->codes, q->scales, q->zeros, q->g_idx, d_out, d_in, s->bits,
-                     s->group_size, !x->opts.v2, qweight, qzeros, scales, g_idx, &pe) != QS_OK)
+                     s->group_size, !o->v2, qweight, qzeros, scales, g_idx, &pe) != QS_OK)
         QS_THROW(err, pe.code, "%s: %s", module, pe.msg);
     const int64_t t = it->t0;
-    QS_CHECK(qs_export_dir_put(x->c.d, t + 0, qweight, (size_t)sz.qweight, err));
-    QS_CHECK(qs_export_dir_put(x->c.d, t + 1, qzeros, (size_t)sz.qzeros, err));
-    QS_CHECK(qs_export_dir_put(x->c.d, t + 2, scales, (size_t)sz.scales, err));
-    QS_CHECK(qs_export_dir_put(x->c.d, t + 3, g_idx, (size_t)sz.g_idx, err));
-    if (it->has_bias)
-        QS_CHECK(qs_export_dir_put(x->c.d, t + 4, q->bias,
-                                   (size_t)qs_export_dir_tensor_bytes(x->c.d, t + 4), err));
-    x->c.items.next++;
+    QS_CHECK(qs_export_dir_put(d, t + 0, qweight, (size_t)sz.qweight, err));
+    QS_CHECK(qs_export_dir_put(d, t + 1, qzeros, (size_t)sz.qzeros, err));
+    QS_CHECK(qs_export_dir_put(d, t + 2, scales, (size_t)sz.scales, err));
+    QS_CHECK(qs_export_dir_put(d, t + 3, g_idx, (size_t)sz.g_idx, err));
 done:
-    if (st != QS_OK && it) x->c.items.failed = 1;
     free(qweight);
     free(qzeros);
     free(scales);
     free(g_idx);
     return st;
-}
-
-qs_status qs_gptq_export_add_tensor(qs_gptq_export *x, const char *name, const void *data,
-                                    size_t nbytes, qs_err *err) {
-    return qs_export_core_add_tensor(&x->c, name, data, nbytes, err);
 }
 
 /* ---- quantization_config ------------------------------------------------------------- */
@@ -173,9 +107,8 @@ static cJSON *scheme_json(const qs_gptq_scheme *s) {
 }
 
 /* The quantization_config object (also the body of quantize_config.json). */
-static qs_status quant_config(const qs_gptq_export *x, cJSON **out, qs_err *err) {
-    const qs_export_items *its = &x->c.items;
-    const char *dir = qs_export_dir_path(x->c.d);
+static qs_status gptq_config(const qs_export_items *its, const char *dir,
+                             const qs_qexport_opts *opts, cJSON **out, qs_err *err) {
     qs_status st = QS_OK;
     cJSON *o = NULL;
     *out = NULL;
@@ -215,12 +148,12 @@ static qs_status quant_config(const qs_gptq_export *x, cJSON **out, qs_err *err)
              cJSON_AddNumberToObject(o, "group_size", top->scheme.group_size) &&
              cJSON_AddBoolToObject(o, "desc_act", top->scheme.desc_act) &&
              cJSON_AddBoolToObject(o, "sym", top->scheme.sym) &&
-             cJSON_AddBoolToObject(o, "static_groups", x->opts.static_groups) &&
-             cJSON_AddBoolToObject(o, "true_sequential", x->opts.true_sequential) &&
-             cJSON_AddNumberToObject(o, "damp_percent", x->opts.damp_percent) &&
+             cJSON_AddBoolToObject(o, "static_groups", opts->static_groups) &&
+             cJSON_AddBoolToObject(o, "true_sequential", opts->true_sequential) &&
+             cJSON_AddNumberToObject(o, "damp_percent", opts->damp_percent) &&
              cJSON_AddBoolToObject(o, "lm_head", lm_head) &&
              cJSON_AddStringToObject(o, "quant_method", "gptq") &&
-             cJSON_AddStringToObject(o, "checkpoint_format", x->opts.v2 ? "gptq_v2" : "gptq");
+             cJSON_AddStringToObject(o, "checkpoint_format", opts->v2 ? "gptq_v2" : "gptq");
     if (!ok) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory (config)", dir);
     if (top_count < nlin || its->nexcl > 0) {
         /* mixed: one key per module or fused group, so every module resolves explicitly;
@@ -252,20 +185,12 @@ done:
     return st;
 }
 
-qs_status qs_gptq_export_finish(qs_gptq_export *x, qs_err *err) {
-    qs_status st = QS_OK;
-    cJSON *qc = NULL;
-    QS_CHECK(qs_export_core_check_complete(&x->c, err));
-    QS_CHECK(quant_config(x, &qc, err));
-    QS_CHECK(qs_export_core_commit(&x->c, qc, "quantize_config.json", err));
-done:
-    if (st != QS_OK) x->c.items.failed = 1;
-    cJSON_Delete(qc);
-    return st;
-}
-
-void qs_gptq_export_free(qs_gptq_export *x) {
-    if (!x) return;
-    qs_export_core_free(&x->c);
-    free(x);
-}
+const qs_qexport_format qs_gptq_format = {
+    .name = "GPTQ",
+    .suffix_room = 16, /* ".qweight" ... ".bias" */
+    .side_json = "quantize_config.json",
+    .check = gptq_check,
+    .parts = gptq_parts,
+    .put = gptq_put,
+    .config = gptq_config,
+};

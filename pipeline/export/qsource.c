@@ -51,17 +51,30 @@ void qs_qsource_close(qs_qsource *s) {
     memset(s, 0, sizeof(*s));
 }
 
-/* Every open starts here: s cleared, s->dir = dir, then (name not NULL) dir/name parsed as
- * JSON into *root (path receives its file name). */
-static qs_status open_begin(qs_qsource *s, const char *dir, const char *name, char *path,
-                            size_t n, cJSON **root, qs_err *err) {
+/* Every open starts here: s cleared, s->dir = dir. */
+static void open_begin(qs_qsource *s, const char *dir) {
     memset(s, 0, sizeof(*s));
     snprintf(s->dir, sizeof(s->dir), "%s", dir);
-    return name ? read_json(dir, name, path, n, root, err) : QS_OK;
+}
+
+/* The open of a source described by the JSON file dir/name: open_begin, then `parse` of the
+ * parsed file (path: its file name, for messages); on an error s is closed. */
+static qs_status open_json(qs_qsource *s, const char *dir, const char *name,
+                           qs_status (*parse)(qs_qsource *s, const cJSON *root,
+                                              const char *path, qs_err *err),
+                           qs_err *err) {
+    char path[4200];
+    cJSON *root = NULL;
+    open_begin(s, dir);
+    qs_status st = read_json(dir, name, path, sizeof(path), &root, err);
+    if (st == QS_OK) st = parse(s, root, path, err);
+    cJSON_Delete(root);
+    if (st != QS_OK) qs_qsource_close(s);
+    return st;
 }
 
 qs_status qs_qsource_open_gguf(qs_qsource *s, const char *path, qs_err *err) {
-    open_begin(s, path, NULL, NULL, 0, NULL, err);
+    open_begin(s, path);
     s->gguf = 1;
     return qs_gguf_reader_open(&s->gr, path, err);
 }
@@ -80,11 +93,9 @@ static qs_status gguf_tensor(const qs_qsource *s, const char *name, float *out, 
     return st;
 }
 
-qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
+/* out/index.json: the shard file of every tensor */
+static qs_status parse_h5_index(qs_qsource *s, const cJSON *root, const char *path, qs_err *err) {
     qs_status st = QS_OK;
-    char path[4200];
-    cJSON *root = NULL;
-    QS_CHECK(open_begin(s, out_dir, "index.json", path, sizeof(path), &root, err));
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "qshard-shards-1") != 0 ||
@@ -107,9 +118,11 @@ qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
             QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
     }
 done:
-    cJSON_Delete(root);
-    if (st != QS_OK) qs_qsource_close(s);
     return st;
+}
+
+qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
+    return open_json(s, out_dir, "index.json", parse_h5_index, err);
 }
 
 static int json_int(const cJSON *o, const char *k, int dflt) {
@@ -119,11 +132,10 @@ static int json_int(const cJSON *o, const char *k, int dflt) {
     return dflt;
 }
 
-qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
+/* config.json's quantization_config: the top-level scheme and the dynamic map */
+static qs_status parse_gptq_config(qs_qsource *s, const cJSON *root, const char *path,
+                                   qs_err *err) {
     qs_status st = QS_OK;
-    char path[4200];
-    cJSON *root = NULL;
-    QS_CHECK(open_begin(s, dir, "config.json", path, sizeof(path), &root, err));
     s->gptq = 1;
     const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
     const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
@@ -166,11 +178,13 @@ qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
             d->desc_act = json_int(e, "desc_act", -2);
         }
     }
-    QS_CHECK(qs_ckpt_open(&s->ck, dir, err));
+    QS_CHECK(qs_ckpt_open(&s->ck, s->dir, err));
 done:
-    cJSON_Delete(root);
-    if (st != QS_OK) qs_qsource_close(s);
     return st;
+}
+
+qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
+    return open_json(s, dir, "config.json", parse_gptq_config, err);
 }
 
 /* Python re.match: a match that starts at 0. */
@@ -268,12 +282,30 @@ static void packed4_free(packed4 *p) {
     memset(p, 0, sizeof(*p));
 }
 
+/* The attributes d_out, d_in of `module` in a layer file; a dim given as -1 is taken from
+ * them, any other must equal them (QS_ERR_INPUT naming the file and module). */
+static qs_status h5_dims(qs_h5 *h, const char *module, int64_t *d_out, int64_t *d_in,
+                         qs_err *err) {
+    int64_t a_out = 0, a_in = 0;
+    qs_status st = QS_OK;
+    QS_CHECK(qs_h5_read_attr_i64(h, module, "d_out", &a_out, err));
+    QS_CHECK(qs_h5_read_attr_i64(h, module, "d_in", &a_in, err));
+    if (*d_out < 0) *d_out = a_out;
+    if (*d_in < 0) *d_in = a_in;
+    if (a_out != *d_out || a_in != *d_in)
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s is (%lld, %lld), the model expects (%lld, %lld)",
+                 h->path, module, (long long)a_out, (long long)a_in, (long long)*d_out,
+                 (long long)*d_in);
+done:
+    return st;
+}
+
 /* HDF5: reads the group `module` of an open shard, checking shapes against its attributes.
  * *d_out_io / *d_in_io < 0: taken from the attributes. */
 static qs_status h5_packed(qs_h5 *h, const char *module, int64_t *d_out_io, int64_t *d_in_io,
                            packed4 *p, qs_err *err) {
     qs_status st = QS_OK;
-    int64_t bits = 0, group = 0, v2 = 0, a_out = 0, a_in = 0;
+    int64_t bits = 0, group = 0, v2 = 0;
     int64_t d_out = *d_out_io, d_in = *d_in_io;
     char name[1100];
     qs_pack_bytes sz;
@@ -282,14 +314,7 @@ static qs_status h5_packed(qs_h5 *h, const char *module, int64_t *d_out_io, int6
     QS_CHECK(qs_h5_read_attr_i64(h, module, "bits", &bits, err));
     QS_CHECK(qs_h5_read_attr_i64(h, module, "group_size", &group, err));
     QS_CHECK(qs_h5_read_attr_i64(h, module, "v2", &v2, err));
-    QS_CHECK(qs_h5_read_attr_i64(h, module, "d_out", &a_out, err));
-    QS_CHECK(qs_h5_read_attr_i64(h, module, "d_in", &a_in, err));
-    if (d_out < 0) d_out = a_out;
-    if (d_in < 0) d_in = a_in;
-    if (a_out != d_out || a_in != d_in)
-        QS_THROW(err, QS_ERR_INPUT, "%s: %s is (%lld, %lld), the model expects (%lld, %lld)",
-                 h->path, module, (long long)a_out, (long long)a_in, (long long)d_out,
-                 (long long)d_in);
+    QS_CHECK(h5_dims(h, module, &d_out, &d_in, err));
     if (qs_pack_sizes(d_out, d_in, (int)bits, (int)group, &sz, &pe) != QS_OK)
         QS_THROW(err, QS_ERR_INPUT, "%s: %s: %s", h->path, module, pe.msg);
     const int64_t G = qs_quant_ngroups(d_in, (int)group);
@@ -458,16 +483,8 @@ static qs_status h5_linear(qs_h5 *h, const char *module, int64_t d_out, int64_t 
     memset(&p, 0, sizeof(p));
     if (qs_h5_read_attr_i64(h, module, "gguf_type_id", &gt, &probe) == QS_OK) {
         /* a GGUF candidate's linear: <module>/blocks (d_out, row_bytes) */
-        int64_t a_out = 0, a_in = 0;
         char name[1100];
-        QS_CHECK(qs_h5_read_attr_i64(h, module, "d_out", &a_out, err));
-        QS_CHECK(qs_h5_read_attr_i64(h, module, "d_in", &a_in, err));
-        if (d_out < 0) d_out = a_out;
-        if (d_in < 0) d_in = a_in;
-        if (a_out != d_out || a_in != d_in)
-            QS_THROW(err, QS_ERR_INPUT, "%s: %s is (%lld, %lld), the model expects (%lld, %lld)",
-                     h->path, module, (long long)a_out, (long long)a_in, (long long)d_out,
-                     (long long)d_in);
+        QS_CHECK(h5_dims(h, module, &d_out, &d_in, err));
         const int64_t rb = qs_gguf_type_known((int)gt) && qs_gguf_quant_supported((qs_gguf_type)gt)
                                ? qs_gguf_row_bytes((qs_gguf_type)gt, d_in)
                                : -1;

@@ -171,26 +171,26 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
     mkdir(exp, 0755);
 
     /* via_gptq (1 = v1, 2 = v2): write a GPTQ export with the same calls, then convert it */
-    qs_gptq_export *gx = NULL;
-    qs_gptq_export_opts go;
-    qs_gptq_export_opts_default(&go);
+    qs_qexport *gx = NULL;
+    qs_qexport_opts go;
+    qs_qexport_opts_default(&go);
     go.v2 = via_gptq == 2;
     go.static_groups = static_groups;
     if (via_gptq)
-        CHECK(qs_gptq_export_begin(&gx, gdir, src, &go, &e0) == QS_OK, "%s: gptq begin: %s",
+        CHECK(qs_qexport_begin(&gx, &qs_gptq_format, gdir, src, &go, &e0) == QS_OK, "%s: gptq begin: %s",
               label, e0.msg);
 
-    qs_ct_export_opts o;
-    qs_ct_export_opts_default(&o);
+    qs_qexport_opts o;
+    qs_qexport_opts_default(&o);
     o.shard_bytes = shard_bytes;
     o.static_groups = static_groups;
-    qs_ct_export *x = NULL;
+    qs_qexport *x = NULL;
     qs_err e = {0};
     cJSON *ex = cJSON_CreateObject(), *mods = cJSON_AddObjectToObject(ex, "modules");
     cJSON *tens = cJSON_AddObjectToObject(ex, "tensors");
     cJSON *flt = cJSON_AddArrayToObject(ex, "float_modules");
     if (!via_gptq)
-        CHECK(qs_ct_export_begin(&x, out, src, &o, &e) == QS_OK, "%s: begin: %s", label, e.msg);
+        CHECK(qs_qexport_begin(&x, &qs_ct_format, out, src, &o, &e) == QS_OK, "%s: begin: %s", label, e.msg);
     const int go_on = via_gptq ? gx != NULL : x != NULL;
     for (int i = 0; go_on && i < m->n; ++i) {
         const titem *it = &m->items[i];
@@ -198,18 +198,18 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
         if (it->float_of) {
             char mod[128];
             snprintf(mod, sizeof(mod), "%.*s", (int)(strlen(it->name) - 7), it->name);
-            st = via_gptq ? qs_gptq_export_exclude(gx, mod, &e) : qs_ct_export_exclude(x, mod, &e);
+            st = via_gptq ? qs_qexport_exclude(gx, mod, &e) : qs_qexport_exclude(x, mod, &e);
             cJSON_AddItemToArray(flt, cJSON_CreateString(mod));
         }
         if (st == QS_OK && it->linear)
-            st = via_gptq ? qs_gptq_export_declare_linear(gx, it->name, it->d_out, it->d_in,
+            st = via_gptq ? qs_qexport_declare_linear(gx, it->name, it->d_out, it->d_in,
                                                           &it->s, it->bias, QS_DTYPE_BF16, &e)
-                          : qs_ct_export_declare_linear(x, it->name, it->d_out, it->d_in, &it->s,
+                          : qs_qexport_declare_linear(x, it->name, it->d_out, it->d_in, &it->s,
                                                         it->bias, QS_DTYPE_BF16, &e);
         else if (st == QS_OK)
-            st = via_gptq ? qs_gptq_export_declare_tensor(gx, it->name, it->dt, it->ndim,
+            st = via_gptq ? qs_qexport_declare_tensor(gx, it->name, it->dt, it->ndim,
                                                           it->shape, &e)
-                          : qs_ct_export_declare_tensor(x, it->name, it->dt, it->ndim, it->shape,
+                          : qs_qexport_declare_tensor(x, it->name, it->dt, it->ndim, it->shape,
                                                         &e);
         CHECK(st == QS_OK, "%s: declare %s: %s", label, it->name, e.msg);
     }
@@ -223,8 +223,8 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
             uint16_t bias[FF];
             for (int k = 0; k < FF; ++k) bias[k] = (uint16_t)rnd();
             qs_gptq_linear q = {t.codes, t.scales, t.zeros, t.g_idx, it->bias ? bias : NULL};
-            CHECK((via_gptq ? qs_gptq_export_add_linear(gx, it->name, &q, &e)
-                            : qs_ct_export_add_linear(x, it->name, &q, &e)) == QS_OK,
+            CHECK((via_gptq ? qs_qexport_add_linear(gx, it->name, &q, &e)
+                            : qs_qexport_add_linear(x, it->name, &q, &e)) == QS_OK,
                   "%s: add %s: %s", label, it->name, e.msg);
             cJSON *j = cJSON_AddObjectToObject(mods, it->name);
             cJSON_AddNumberToObject(j, "bits", it->s.bits);
@@ -250,8 +250,8 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
             size_t nb = (size_t)plain_bytes(it);
             unsigned char *buf = malloc(nb);
             for (size_t k = 0; k < nb; ++k) buf[k] = (unsigned char)rnd();
-            CHECK((via_gptq ? qs_gptq_export_add_tensor(gx, it->name, buf, nb, &e)
-                            : qs_ct_export_add_tensor(x, it->name, buf, nb, &e)) == QS_OK,
+            CHECK((via_gptq ? qs_qexport_add_tensor(gx, it->name, buf, nb, &e)
+                            : qs_qexport_add_tensor(x, it->name, buf, nb, &e)) == QS_OK,
                   "%s: add %s: %s", label, it->name, e.msg);
             cJSON *j = cJSON_AddObjectToObject(tens, it->name);
             snprintf(p, sizeof(p), "t%03d.bin", i);
@@ -266,11 +266,11 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
         }
     }
     if (x && e.code == QS_OK)
-        CHECK(qs_ct_export_finish(x, &e) == QS_OK, "%s: finish: %s", label, e.msg);
-    qs_ct_export_free(x);
+        CHECK(qs_qexport_finish(x, &e) == QS_OK, "%s: finish: %s", label, e.msg);
+    qs_qexport_free(x);
     if (gx && e.code == QS_OK) {
         int64_t nlin = 0;
-        CHECK(qs_gptq_export_finish(gx, &e) == QS_OK, "%s: gptq finish: %s", label, e.msg);
+        CHECK(qs_qexport_finish(gx, &e) == QS_OK, "%s: gptq finish: %s", label, e.msg);
         CHECK(qs_ct_export_from_gptq(gdir, out, &o, &nlin, &e) == QS_OK, "%s: convert: %s",
               label, e.msg);
         if (g_qshard) {
@@ -286,7 +286,7 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
             }
         }
     }
-    qs_gptq_export_free(gx);
+    qs_qexport_free(gx);
 
     int nshards = expected_shards(m, shard_bytes, static_groups);
     if (shard_bytes > 0 && shard_bytes < 1000000)
@@ -348,16 +348,16 @@ static void test_exports(void) {
 
 /* ---- error paths ----------------------------------------------------------------------- */
 
-static qs_ct_export *begin_in(const char *base, int static_groups, qs_err *e) {
+static qs_qexport *begin_in(const char *base, int static_groups, qs_err *e) {
     char src[300], out[300];
     snprintf(src, sizeof(src), "%s/src", base);
     snprintf(out, sizeof(out), "%s/out", base);
     if (!qs_test_exists(src)) make_src(src);
-    qs_ct_export_opts o;
-    qs_ct_export_opts_default(&o);
+    qs_qexport_opts o;
+    qs_qexport_opts_default(&o);
     o.static_groups = static_groups;
-    qs_ct_export *x = NULL;
-    CHECK(qs_ct_export_begin(&x, out, src, &o, e) == QS_OK, "begin: %s", e->msg);
+    qs_qexport *x = NULL;
+    CHECK(qs_qexport_begin(&x, &qs_ct_format, out, src, &o, e) == QS_OK, "begin: %s", e->msg);
     return x;
 }
 
@@ -371,16 +371,16 @@ static void check_clean(const char *base, const char *what) {
 static qs_status one_linear(const char *base, int static_groups, const qs_gptq_scheme *decl,
                             const qs_gptq_scheme *made, int zero_min1, qs_err *e) {
     const char *mod = "model.layers.0.mlp.down_proj";
-    qs_ct_export *x = begin_in(base, static_groups, e);
-    qs_status st = qs_ct_export_declare_linear(x, mod, 64, 64, decl, 0, QS_DTYPE_F16, e);
+    qs_qexport *x = begin_in(base, static_groups, e);
+    qs_status st = qs_qexport_declare_linear(x, mod, 64, 64, decl, 0, QS_DTYPE_F16, e);
     if (st == QS_OK) {
         tlin t;
         make_linear(64, 64, made, zero_min1, &t);
         qs_gptq_linear q = {t.codes, t.scales, t.zeros, t.g_idx, NULL};
-        st = qs_ct_export_add_linear(x, mod, &q, e);
+        st = qs_qexport_add_linear(x, mod, &q, e);
         tlin_free(&t);
     }
-    qs_ct_export_free(x);
+    qs_qexport_free(x);
     return st;
 }
 
@@ -396,56 +396,56 @@ static void test_errors(void) {
     const qs_gptq_scheme *bad[3] = {&w3, &w8a, &w2};
     for (int k = 0; k < 3; ++k) {
         qs_err_clear(&e);
-        qs_ct_export *x = begin_in(base, 0, &e);
-        CHECK(qs_ct_export_declare_linear(x, "model.layers.0.mlp.up_proj", 64, 64, bad[k], 0,
+        qs_qexport *x = begin_in(base, 0, &e);
+        CHECK(qs_qexport_declare_linear(x, "model.layers.0.mlp.up_proj", 64, 64, bad[k], 0,
                                           QS_DTYPE_F16, &e) == QS_ERR_INPUT &&
                   strstr(e.msg, "model.layers.0.mlp.up_proj") &&
                   strstr(e.msg, "compressed-tensors") && !strchr(e.msg, '\n'),
               "scheme w%d %s: %s", bad[k]->bits, bad[k]->sym ? "sym" : "asym", e.msg);
-        qs_ct_export_free(x);
+        qs_qexport_free(x);
         check_clean(base, "scheme");
     }
     /* shapes without a packed layout */
     qs_err_clear(&e);
-    qs_ct_export *x = begin_in(base, 0, &e);
-    CHECK(qs_ct_export_declare_linear(x, "model.layers.0.mlp.up_proj", 100, 64, &w4, 0,
+    qs_qexport *x = begin_in(base, 0, &e);
+    CHECK(qs_qexport_declare_linear(x, "model.layers.0.mlp.up_proj", 100, 64, &w4, 0,
                                       QS_DTYPE_F16, &e) == QS_ERR_INPUT &&
               strstr(e.msg, "up_proj") && strstr(e.msg, "output size"),
           "d_out 100: %s", e.msg);
     qs_err_clear(&e);
-    CHECK(qs_ct_export_declare_linear(x, "model.layers.0.mlp.gate_proj", 64, 80, &w4, 0,
+    CHECK(qs_qexport_declare_linear(x, "model.layers.0.mlp.gate_proj", 64, 80, &w4, 0,
                                       QS_DTYPE_F16, &e) == QS_ERR_INPUT &&
               strstr(e.msg, "group size"),
           "80 mod 32: %s", e.msg);
-    qs_ct_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "shape");
 
     /* q and k of one layer with different schemes: vLLM fuses them */
     qs_err_clear(&e);
     x = begin_in(base, 0, &e);
-    qs_ct_export_declare_linear(x, "model.layers.1.self_attn.q_proj", 64, 64, &w4, 0,
+    qs_qexport_declare_linear(x, "model.layers.1.self_attn.q_proj", 64, 64, &w4, 0,
                                 QS_DTYPE_F16, &e);
-    qs_ct_export_declare_linear(x, "model.layers.1.self_attn.k_proj", 32, 64, &w8s, 0,
+    qs_qexport_declare_linear(x, "model.layers.1.self_attn.k_proj", 32, 64, &w8s, 0,
                                 QS_DTYPE_F16, &e);
     CHECK(e.code == QS_OK, "declare: %s", e.msg);
     tlin t;
     make_linear(64, 64, &w4, 0, &t);
     qs_gptq_linear q = {t.codes, t.scales, t.zeros, t.g_idx, NULL};
-    CHECK(qs_ct_export_add_linear(x, "model.layers.1.self_attn.q_proj", &q, &e) == QS_ERR_INPUT &&
+    CHECK(qs_qexport_add_linear(x, "model.layers.1.self_attn.q_proj", &q, &e) == QS_ERR_INPUT &&
               strstr(e.msg, "model.layers.1.self_attn.k_proj") && strstr(e.msg, "fuses"),
           "fused mismatch: %s", e.msg);
-    qs_ct_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "fused mismatch");
     /* gate float, up quantized */
     qs_err_clear(&e);
     x = begin_in(base, 0, &e);
-    qs_ct_export_exclude(x, "model.layers.1.mlp.gate_proj", &e);
-    qs_ct_export_declare_linear(x, "model.layers.1.mlp.up_proj", 64, 64, &w4, 0, QS_DTYPE_F16,
+    qs_qexport_exclude(x, "model.layers.1.mlp.gate_proj", &e);
+    qs_qexport_declare_linear(x, "model.layers.1.mlp.up_proj", 64, 64, &w4, 0, QS_DTYPE_F16,
                                 &e);
-    CHECK(qs_ct_export_add_linear(x, "model.layers.1.mlp.up_proj", &q, &e) == QS_ERR_INPUT &&
+    CHECK(qs_qexport_add_linear(x, "model.layers.1.mlp.up_proj", &q, &e) == QS_ERR_INPUT &&
               strstr(e.msg, "up_proj") && strstr(e.msg, "float"),
           "fused float: %s", e.msg);
-    qs_ct_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "fused float");
     tlin_free(&t);
 
@@ -481,22 +481,22 @@ static void test_cli_errors(void) {
     snprintf(src, sizeof(src), "%s/src", base);
     snprintf(gdir, sizeof(gdir), "%s/gptq", base);
     make_src(src);
-    qs_gptq_export_opts go;
-    qs_gptq_export_opts_default(&go);
+    qs_qexport_opts go;
+    qs_qexport_opts_default(&go);
     go.v2 = 1;
-    qs_gptq_export *gx = NULL;
+    qs_qexport *gx = NULL;
     qs_err e = {0};
     const qs_gptq_scheme w3 = {3, 32, 1, 0};
     tlin t;
     make_linear(64, 64, &w3, 0, &t);
     qs_gptq_linear q = {t.codes, t.scales, t.zeros, t.g_idx, NULL};
-    CHECK(qs_gptq_export_begin(&gx, gdir, src, &go, &e) == QS_OK &&
-              qs_gptq_export_declare_linear(gx, "model.layers.0.mlp.down_proj", 64, 64, &w3, 0,
+    CHECK(qs_qexport_begin(&gx, &qs_gptq_format, gdir, src, &go, &e) == QS_OK &&
+              qs_qexport_declare_linear(gx, "model.layers.0.mlp.down_proj", 64, 64, &w3, 0,
                                             QS_DTYPE_F16, &e) == QS_OK &&
-              qs_gptq_export_add_linear(gx, "model.layers.0.mlp.down_proj", &q, &e) == QS_OK &&
-              qs_gptq_export_finish(gx, &e) == QS_OK,
+              qs_qexport_add_linear(gx, "model.layers.0.mlp.down_proj", &q, &e) == QS_OK &&
+              qs_qexport_finish(gx, &e) == QS_OK,
           "w3 gptq export: %s", e.msg);
-    qs_gptq_export_free(gx);
+    qs_qexport_free(gx);
     tlin_free(&t);
     snprintf(p, sizeof(p), "%s/err.txt", base);
     snprintf(cmd, sizeof(cmd), "%s convert --to compressed-tensors %s %s/ct 2> %s; test $? = 2",

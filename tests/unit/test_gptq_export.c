@@ -156,21 +156,21 @@ static void run_export(const char *label, const tmodel *m, int v2, int64_t shard
     make_src(src);
     mkdir(exp, 0755);
 
-    qs_gptq_export_opts o;
-    qs_gptq_export_opts_default(&o);
+    qs_qexport_opts o;
+    qs_qexport_opts_default(&o);
     o.shard_bytes = shard_bytes;
     o.v2 = v2;
-    qs_gptq_export *x = NULL;
+    qs_qexport *x = NULL;
     qs_err e = {0};
     cJSON *ex = cJSON_CreateObject(), *mods = cJSON_AddObjectToObject(ex, "modules");
     cJSON *tens = cJSON_AddObjectToObject(ex, "tensors");
-    CHECK(qs_gptq_export_begin(&x, out, src, &o, &e) == QS_OK, "%s: begin: %s", label, e.msg);
+    CHECK(qs_qexport_begin(&x, &qs_gptq_format, out, src, &o, &e) == QS_OK, "%s: begin: %s", label, e.msg);
     for (int i = 0; x && i < m->n; ++i) {
         const titem *it = &m->items[i];
         qs_status st = it->linear
-                           ? qs_gptq_export_declare_linear(x, it->name, it->d_out, it->d_in,
+                           ? qs_qexport_declare_linear(x, it->name, it->d_out, it->d_in,
                                                            &it->s, it->bias, QS_DTYPE_BF16, &e)
-                           : qs_gptq_export_declare_tensor(x, it->name, it->dt, it->ndim,
+                           : qs_qexport_declare_tensor(x, it->name, it->dt, it->ndim,
                                                            it->shape, &e);
         CHECK(st == QS_OK, "%s: declare %s: %s", label, it->name, e.msg);
     }
@@ -183,7 +183,7 @@ static void run_export(const char *label, const tmodel *m, int v2, int64_t shard
             uint16_t bias[H];
             for (int k = 0; k < H; ++k) bias[k] = (uint16_t)rnd();
             qs_gptq_linear q = {t.codes, t.scales, t.zeros, t.g_idx, it->bias ? bias : NULL};
-            CHECK(qs_gptq_export_add_linear(x, it->name, &q, &e) == QS_OK, "%s: add %s: %s",
+            CHECK(qs_qexport_add_linear(x, it->name, &q, &e) == QS_OK, "%s: add %s: %s",
                   label, it->name, e.msg);
             cJSON *j = cJSON_AddObjectToObject(mods, it->name);
             cJSON_AddNumberToObject(j, "bits", it->s.bits);
@@ -209,7 +209,7 @@ static void run_export(const char *label, const tmodel *m, int v2, int64_t shard
                         (size_t)(it->ndim == 2 ? it->shape[1] : 1);
             unsigned char *buf = malloc(nb);
             for (size_t k = 0; k < nb; ++k) buf[k] = (unsigned char)rnd();
-            CHECK(qs_gptq_export_add_tensor(x, it->name, buf, nb, &e) == QS_OK, "%s: add %s: %s",
+            CHECK(qs_qexport_add_tensor(x, it->name, buf, nb, &e) == QS_OK, "%s: add %s: %s",
                   label, it->name, e.msg);
             cJSON *j = cJSON_AddObjectToObject(tens, it->name);
             snprintf(p, sizeof(p), "t%03d.bin", i);
@@ -224,8 +224,8 @@ static void run_export(const char *label, const tmodel *m, int v2, int64_t shard
         }
     }
     if (x && e.code == QS_OK)
-        CHECK(qs_gptq_export_finish(x, &e) == QS_OK, "%s: finish: %s", label, e.msg);
-    qs_gptq_export_free(x);
+        CHECK(qs_qexport_finish(x, &e) == QS_OK, "%s: finish: %s", label, e.msg);
+    qs_qexport_free(x);
 
     int nshards = expected_shards(m, shard_bytes);
     if (shard_bytes > 0 && shard_bytes < 1000000)
@@ -297,15 +297,15 @@ static void test_exports(void) {
 
 /* ---- error paths ----------------------------------------------------------------------- */
 
-static qs_gptq_export *begin_in(const char *base, qs_err *e) {
+static qs_qexport *begin_in(const char *base, qs_err *e) {
     char src[300], out[300];
     snprintf(src, sizeof(src), "%s/src", base);
     snprintf(out, sizeof(out), "%s/out", base);
     if (!qs_test_exists(src)) make_src(src);
-    qs_gptq_export_opts o;
-    qs_gptq_export_opts_default(&o);
-    qs_gptq_export *x = NULL;
-    CHECK(qs_gptq_export_begin(&x, out, src, &o, e) == QS_OK, "begin: %s", e->msg);
+    qs_qexport_opts o;
+    qs_qexport_opts_default(&o);
+    qs_qexport *x = NULL;
+    CHECK(qs_qexport_begin(&x, &qs_gptq_format, out, src, &o, e) == QS_OK, "begin: %s", e->msg);
     return x;
 }
 
@@ -323,77 +323,77 @@ static void test_errors(void) {
     const qs_gptq_scheme w4act = {4, 32, 0, 1};
 
     /* shapes without a GPTQ layout are refused naming the module */
-    qs_gptq_export *x = begin_in(base, &e);
-    CHECK(qs_gptq_export_declare_linear(x, "model.layers.0.mlp.up_proj", 100, 64, &w4, 0,
+    qs_qexport *x = begin_in(base, &e);
+    CHECK(qs_qexport_declare_linear(x, "model.layers.0.mlp.up_proj", 100, 64, &w4, 0,
                                         QS_DTYPE_F16, &e) == QS_ERR_INPUT &&
               strstr(e.msg, "model.layers.0.mlp.up_proj") && strstr(e.msg, "output size"),
           "d_out 100: %s", e.msg);
     qs_err_clear(&e);
-    CHECK(qs_gptq_export_declare_linear(x, "model.layers.0.mlp.down_proj", 64, 96, &w5, 0,
+    CHECK(qs_qexport_declare_linear(x, "model.layers.0.mlp.down_proj", 64, 96, &w5, 0,
                                         QS_DTYPE_F16, &e) == QS_ERR_INPUT &&
               strstr(e.msg, "down_proj") && strstr(e.msg, "5 bits"),
           "5 bits: %s", e.msg);
     qs_err_clear(&e);
-    CHECK(qs_gptq_export_declare_linear(x, "model.layers.0.mlp.gate_proj", 64, 80, &w4, 0,
+    CHECK(qs_qexport_declare_linear(x, "model.layers.0.mlp.gate_proj", 64, 80, &w4, 0,
                                         QS_DTYPE_F16, &e) == QS_ERR_INPUT &&
               strstr(e.msg, "group size"),
           "80 mod 32: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "unpackable");
 
     /* q and k of one layer with different schemes: vLLM fuses them */
     qs_err_clear(&e);
     x = begin_in(base, &e);
-    qs_gptq_export_declare_linear(x, "model.layers.1.self_attn.q_proj", 64, 64, &w4, 0,
+    qs_qexport_declare_linear(x, "model.layers.1.self_attn.q_proj", 64, 64, &w4, 0,
                                   QS_DTYPE_F16, &e);
-    qs_gptq_export_declare_linear(x, "model.layers.1.self_attn.k_proj", 32, 64, &w3, 0,
+    qs_qexport_declare_linear(x, "model.layers.1.self_attn.k_proj", 32, 64, &w3, 0,
                                   QS_DTYPE_F16, &e);
-    qs_gptq_export_declare_linear(x, "model.layers.11.self_attn.v_proj", 32, 64, &w3, 0,
+    qs_qexport_declare_linear(x, "model.layers.11.self_attn.v_proj", 32, 64, &w3, 0,
                                   QS_DTYPE_F16, &e);
     CHECK(e.code == QS_OK, "declare: %s", e.msg);
     tlin t;
     make_linear(64, 64, &w4, 1, &t);
     qs_gptq_linear q = {t.codes, t.scales, t.zeros, t.g_idx, NULL};
-    CHECK(qs_gptq_export_add_linear(x, "model.layers.1.self_attn.q_proj", &q, &e) ==
+    CHECK(qs_qexport_add_linear(x, "model.layers.1.self_attn.q_proj", &q, &e) ==
                   QS_ERR_INPUT &&
               strstr(e.msg, "model.layers.1.self_attn.k_proj") && strstr(e.msg, "fuses"),
           "fused mismatch: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "fused mismatch");
 
     /* order: items must come in the declared order; byte counts must match */
     qs_err_clear(&e);
     x = begin_in(base, &e);
     int64_t sh[1] = {64};
-    qs_gptq_export_declare_tensor(x, "a.weight", QS_DTYPE_F32, 1, sh, &e);
-    qs_gptq_export_declare_linear(x, "model.layers.0.self_attn.o_proj", 64, 64, &w4, 0,
+    qs_qexport_declare_tensor(x, "a.weight", QS_DTYPE_F32, 1, sh, &e);
+    qs_qexport_declare_linear(x, "model.layers.0.self_attn.o_proj", 64, 64, &w4, 0,
                                   QS_DTYPE_F16, &e);
-    CHECK(qs_gptq_export_add_linear(x, "model.layers.0.self_attn.o_proj", &q, &e) ==
+    CHECK(qs_qexport_add_linear(x, "model.layers.0.self_attn.o_proj", &q, &e) ==
                   QS_ERR_INPUT && strstr(e.msg, "a.weight"),
           "order: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "order");
     qs_err_clear(&e);
     x = begin_in(base, &e);
-    qs_gptq_export_declare_tensor(x, "a.weight", QS_DTYPE_F32, 1, sh, &e);
+    qs_qexport_declare_tensor(x, "a.weight", QS_DTYPE_F32, 1, sh, &e);
     float buf[64] = {0};
-    CHECK(qs_gptq_export_add_tensor(x, "a.weight", buf, 100, &e) == QS_ERR_INPUT &&
+    CHECK(qs_qexport_add_tensor(x, "a.weight", buf, 100, &e) == QS_ERR_INPUT &&
               strstr(e.msg, "a.weight"),
           "byte count: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "byte count");
 
     /* finish before everything was written */
     qs_err_clear(&e);
     x = begin_in(base, &e);
-    qs_gptq_export_declare_linear(x, "model.layers.0.self_attn.o_proj", 64, 64, &w4, 0,
+    qs_qexport_declare_linear(x, "model.layers.0.self_attn.o_proj", 64, 64, &w4, 0,
                                   QS_DTYPE_F16, &e);
-    qs_gptq_export_declare_tensor(x, "a.weight", QS_DTYPE_F32, 1, sh, &e);
-    CHECK(qs_gptq_export_add_linear(x, "model.layers.0.self_attn.o_proj", &q, &e) == QS_OK,
+    qs_qexport_declare_tensor(x, "a.weight", QS_DTYPE_F32, 1, sh, &e);
+    CHECK(qs_qexport_add_linear(x, "model.layers.0.self_attn.o_proj", &q, &e) == QS_OK,
           "%s", e.msg);
-    CHECK(qs_gptq_export_finish(x, &e) == QS_ERR_INPUT && strstr(e.msg, "a.weight"),
+    CHECK(qs_qexport_finish(x, &e) == QS_ERR_INPUT && strstr(e.msg, "a.weight"),
           "incomplete finish: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "incomplete");
 
     /* desc_act false with a permuted g_idx */
@@ -401,13 +401,13 @@ static void test_errors(void) {
     tlin ta;
     make_linear(64, 64, &w4act, 1, &ta);
     x = begin_in(base, &e);
-    qs_gptq_export_declare_linear(x, "model.layers.2.mlp.down_proj", 64, 64, &w4, 0,
+    qs_qexport_declare_linear(x, "model.layers.2.mlp.down_proj", 64, 64, &w4, 0,
                                   QS_DTYPE_F16, &e);
     qs_gptq_linear qa = {ta.codes, ta.scales, ta.zeros, ta.g_idx, NULL};
-    CHECK(qs_gptq_export_add_linear(x, "model.layers.2.mlp.down_proj", &qa, &e) ==
+    CHECK(qs_qexport_add_linear(x, "model.layers.2.mlp.down_proj", &qa, &e) ==
                   QS_ERR_INPUT && strstr(e.msg, "down_proj") && strstr(e.msg, "desc_act"),
           "g_idx: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "g_idx");
     tlin_free(&ta);
 
@@ -416,13 +416,13 @@ static void test_errors(void) {
     tlin tz;
     make_linear(64, 64, &w4, 0, &tz); /* zero_min1 off: rows 0, 5, ... have zero 0 */
     x = begin_in(base, &e);
-    qs_gptq_export_declare_linear(x, "model.layers.3.mlp.up_proj", 64, 64, &w4, 0,
+    qs_qexport_declare_linear(x, "model.layers.3.mlp.up_proj", 64, 64, &w4, 0,
                                   QS_DTYPE_F16, &e);
     qs_gptq_linear qz = {tz.codes, tz.scales, tz.zeros, tz.g_idx, NULL};
-    CHECK(qs_gptq_export_add_linear(x, "model.layers.3.mlp.up_proj", &qz, &e) == QS_ERR_INPUT &&
+    CHECK(qs_qexport_add_linear(x, "model.layers.3.mlp.up_proj", &qz, &e) == QS_ERR_INPUT &&
               strstr(e.msg, "up_proj") && strstr(e.msg, "zero"),
           "v1 zero 0: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_free(x);
     check_clean(base, "v1 zero");
     tlin_free(&tz);
 
@@ -433,12 +433,12 @@ static void test_errors(void) {
     char saved[300];
     snprintf(saved, sizeof(saved), "%s/config.saved", base);
     rename(p, saved);
-    qs_gptq_export_declare_linear(x, "model.layers.0.self_attn.o_proj", 64, 64, &w4, 0,
+    qs_qexport_declare_linear(x, "model.layers.0.self_attn.o_proj", 64, 64, &w4, 0,
                                   QS_DTYPE_F16, &e);
-    qs_gptq_export_add_linear(x, "model.layers.0.self_attn.o_proj", &q, &e);
-    CHECK(qs_gptq_export_finish(x, &e) == QS_ERR_INPUT && strstr(e.msg, "config.json"),
+    qs_qexport_add_linear(x, "model.layers.0.self_attn.o_proj", &q, &e);
+    CHECK(qs_qexport_finish(x, &e) == QS_ERR_INPUT && strstr(e.msg, "config.json"),
           "no config: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_free(x);
     rename(saved, p);
     check_clean(base, "no config");
 
@@ -450,21 +450,21 @@ static void test_errors(void) {
     mkdir(out, 0755);
     snprintf(p, sizeof(p), "%s/stale.txt", out);
     qs_test_write_file(p, "old", 3);
-    qs_gptq_export_opts o;
-    qs_gptq_export_opts_default(&o);
+    qs_qexport_opts o;
+    qs_qexport_opts_default(&o);
     x = NULL;
-    CHECK(qs_gptq_export_begin(&x, out, src, &o, &e) == QS_ERR_INPUT && strstr(e.msg, "exists"),
+    CHECK(qs_qexport_begin(&x, &qs_gptq_format, out, src, &o, &e) == QS_ERR_INPUT && strstr(e.msg, "exists"),
           "exists: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_free(x);
     qs_err_clear(&e);
     o.overwrite = 1;
     x = NULL;
-    CHECK(qs_gptq_export_begin(&x, out, src, &o, &e) == QS_OK, "%s", e.msg);
-    qs_gptq_export_declare_linear(x, "model.layers.0.self_attn.o_proj", 64, 64, &w4, 0,
+    CHECK(qs_qexport_begin(&x, &qs_gptq_format, out, src, &o, &e) == QS_OK, "%s", e.msg);
+    qs_qexport_declare_linear(x, "model.layers.0.self_attn.o_proj", 64, 64, &w4, 0,
                                   QS_DTYPE_F16, &e);
-    qs_gptq_export_add_linear(x, "model.layers.0.self_attn.o_proj", &q, &e);
-    CHECK(qs_gptq_export_finish(x, &e) == QS_OK, "overwrite: %s", e.msg);
-    qs_gptq_export_free(x);
+    qs_qexport_add_linear(x, "model.layers.0.self_attn.o_proj", &q, &e);
+    CHECK(qs_qexport_finish(x, &e) == QS_OK, "overwrite: %s", e.msg);
+    qs_qexport_free(x);
     snprintf(p, sizeof(p), "%s/model.safetensors", out);
     CHECK(qs_test_exists(p), "overwrite: no model.safetensors");
     snprintf(p, sizeof(p), "%s/stale.txt", out);
