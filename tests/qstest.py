@@ -300,6 +300,31 @@ def output_hashes(run_dir, parts=("out", "export", "eval.json")):
     return dict(sorted(out.items()))
 
 
+# files of a run directory that may differ with the rank count or the directory: the plan
+# (layers to ranks), per-rank memory records, the report and timings (times, ranks), the
+# resolved config (it names the run directory), the lock file, logs
+RANK_DEPENDENT = ("config.resolved.yaml", "lock", "report.md", "timings.json", "plan/",
+                  "units/plan/")
+
+
+def run_file_hashes(run_dir):
+    """{relative path: SHA-256} of every file of a run directory that must be byte-identical
+    for any rank count and run directory: every HDF5 file, manifest, export, allocation and
+    eval record (everything but RANK_DEPENDENT, */rss/*, *.log)."""
+    out = {}
+    for rel, data in tree_bytes(run_dir).items():
+        if (rel in RANK_DEPENDENT or rel.startswith(tuple(p for p in RANK_DEPENDENT if p.endswith("/")))
+                or "/rss/" in rel or rel.endswith(".log")):
+            continue
+        out[rel] = hashlib.sha256(data).hexdigest()
+    return dict(sorted(out.items()))
+
+
+def diff_hashes(a, b):
+    """The relative paths whose hashes differ or that only one side has."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 3 or sys.argv[1] != "hash":
         sys.exit("usage: qstest.py hash RUN_DIR... (SHA-256 of out/, export/, eval.json, "

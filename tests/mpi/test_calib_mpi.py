@@ -81,8 +81,10 @@ def main(tmp):
             same = data == ref
             check(same, f"datasets at {n} ranks differ from 1 rank: "
                   f"{[k for k in ref if data.get(k) != ref[k]][:4]}")
-            fb = file_bytes(rd) == file_bytes(refdir)
-            print(f"note: layer files byte-identical at {n} vs 1 ranks: {fb}")
+            check(file_bytes(rd) == file_bytes(refdir),
+                  f"calibrate layer files byte-identical at {n} vs 1 ranks")
+            diff = Q.diff_hashes(Q.run_file_hashes(rd), Q.run_file_hashes(refdir))
+            check(not diff, f"run directory files at {n} ranks differ from 1 rank: {diff}")
         ev = Q.eval_json(rd)
         check(ev["windows"] == 10 and ev["tokens"] == 630 and ev["weights"] == "h5",
               f"eval.json fields: {ev}")

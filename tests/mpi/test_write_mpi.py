@@ -255,8 +255,13 @@ def main(tmp):
                 continue
             print(f"{label} n={n}: run {time.time() - t0:.1f} s")
             data = shard_bytes(rd)
+            hashes = Q.run_file_hashes(rd)
+            check(any(k.startswith("export/") for k in hashes) and
+                  any(k.startswith("final/" if inputs == "quantized" else "recon/") for k in hashes),
+                  f"{label} n={n}: run_file_hashes covers export/ and the layer files")
             if ref is None:
                 ref = data
+                ref_hashes = hashes
                 nexp, nh5 = check_variant(f"{label} n={n}", model, rd, sym, act,
                                           "final" if inputs == "quantized" else "recon")
                 if label == "C":
@@ -268,6 +273,9 @@ def main(tmp):
             else:
                 check(data.keys() == ref.keys() and all(data[k] == ref[k] for k in ref),
                       f"{label} n={n}: shards differ from n={ranks[0]}")
+                diff = Q.diff_hashes(hashes, ref_hashes)
+                check(not diff, f"{label} n={n}: run directory files (HDF5, manifests, "
+                      f"export) differ from n={ranks[0]}: {diff}")
     # (4) tampering, (5) eval, (6) resume on variant A
     rdA, cfgA = os.path.join(tmp, "A1"), os.path.join(tmp, "A1.yaml")
     rd3, cfg3 = os.path.join(tmp, "A3"), os.path.join(tmp, "A3.yaml")
