@@ -72,11 +72,9 @@ static int applies(const qs_recon_note *o, int what) {
     return what == DEAD ? o->ndead > 0 : what == RAISED ? o->nraise > 0 : o->fp64 != 0;
 }
 
-/* Linears a and b say the same thing about `what` and share a Hessian group. */
+/* Linears a and b say the same thing about `what`. */
 static int same(const qs_recon_notes *n, int a, int b, int what) {
     const qs_recon_note *x = &n->lin[a], *y = &n->lin[b];
-    if (qs_linear_group_of((qs_linear_kind)a) != qs_linear_group_of((qs_linear_kind)b))
-        return 0;
     return what == DEAD ? x->ndead == y->ndead && x->d_in == y->d_in
                         : what == RAISED ? x->damp == y->damp && x->nraise == y->nraise : 1;
 }

@@ -46,7 +46,7 @@ int qs_recon_note_any(const qs_recon_note *n);
  *   "dead input columns: q,k,v 16 of 64, gate,up 8 of 64 (no calibration token activated
  *    them; their weights quantized to zero); damping raised: down 0.01 -> 1 (raised 2
  *    times); fp64 factorization: down"
- * Linears of one Hessian group (q,k,v / gate,up) with equal notes are named together.
+ * Consecutive linears (qs_linear_kind order) with equal numbers are named together.
  * `damp_cfg` is quant.damp. Returns the number of linears with something to say (0: buf
  * is ""). */
 int qs_recon_notes_line(const qs_recon_notes *n, double damp_cfg, char *buf, size_t len);

@@ -3,8 +3,8 @@
  *    table (the largest value over the candidate columns per linear) and a (7, 1) final-pass
  *    table; a table of the wrong shape and a missing one are QS_ERR_INPUT naming the file;
  *  - qs_recon_notes_line: nothing to say -> 0 and ""; dead columns, raised damping and the
- *    fp64 fallback each in their clause, linears of one Hessian group with equal numbers
- *    named together (q,k,v), others apart; a short buffer stays NUL-terminated.
+ *    fp64 fallback each in their clause, consecutive linears with equal numbers named
+ *    together (q,k,v; up,down), others apart; a short buffer stays NUL-terminated.
  * Exit 0 on success. */
 #include <stdio.h>
 #include <string.h>
@@ -99,7 +99,7 @@ static void test_line(void) {
     CHECK(strcmp(buf, "dead input columns: q,k,v 16 of 64, gate,up 8 of 64 (no calibration "
                       "token activated them; their weights quantized to zero)") == 0,
           "dead line: '%s'", buf);
-    /* k differs: q and v are named apart; up and down are in different groups */
+    /* k differs: q and v are named apart; up and down (other groups, equal numbers) together */
     n.lin[1].ndead = 0;
     n.lin[4].ndead = 0;
     n.lin[6].ndead = 8;
@@ -108,10 +108,10 @@ static void test_line(void) {
     n.lin[6].damp = 1.0;
     n.lin[3].fp64 = 1;
     CHECK(qs_recon_notes_line(&n, 0.01, buf, sizeof(buf)) == 5, "q v o up down");
-    CHECK(strcmp(buf, "dead input columns: q 16 of 64, v 16 of 64, up 8 of 64, down 8 of 64 "
-                      "(no calibration token activated them; their weights quantized to "
-                      "zero); damping raised: down 0.01 -> 1 (raised 2 times); fp64 "
-                      "factorization: o") == 0,
+    CHECK(strcmp(buf, "dead input columns: q 16 of 64, v 16 of 64, up,down 8 of 64 (no "
+                      "calibration token activated them; their weights quantized to zero); "
+                      "damping raised: down 0.01 -> 1 (raised 2 times); fp64 factorization: "
+                      "o") == 0,
           "mixed line: '%s'", buf);
     char small[24];
     memset(small, 'x', sizeof(small));
