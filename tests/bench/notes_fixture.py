@@ -11,35 +11,33 @@ its first table row and the run's warning lines. Not a test (needs ../shared; ~2
 Usage: notes_fixture.py BUILD_DIR_OR_QSHARD [SHARED_DIR]  (env QS_MPIEXEC, default
 "mpiexec --oversubscribe")"""
 import os
-import subprocess
 import sys
 import tempfile
 
 build = sys.argv[1]
-qs = build if os.path.isfile(build) else os.path.join(build, "qshard")
+os.environ["QS_BIN"] = build if os.path.isfile(build) else os.path.join(build, "qshard")
+os.environ.update(OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+                  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
+
 fx = os.path.join(sys.argv[2] if len(sys.argv) > 2 else
                   os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
                                "shared"), "fixtures")
-mpiexec = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
-env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
-           OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-RUNS = [("offsets", "  nsamples: 128\n  seqlen: 256\n  sampling: file\n"
-                    f"  offsets_file: {fx}/tokens/calib_offsets_128x256.txt\n", 0.01),
-        ("short", "  nsamples: 1\n  seqlen: 64\n  sampling: random\n", 0.01),
-        ("short-d0", "  nsamples: 1\n  seqlen: 64\n  sampling: random\n", 0.0)]
+SHORT = {"nsamples": 1, "seqlen": 64, "sampling": "random"}
+RUNS = [("offsets", {"nsamples": 128, "seqlen": 256, "sampling": "file",
+                     "offsets_file": f"{fx}/tokens/calib_offsets_128x256.txt"}, 0.01),
+        ("short", SHORT, 0.01), ("short-d0", SHORT, 0.0)]
 work = tempfile.mkdtemp(prefix="qs_notes_fixture_")
 for name, calib, damp in RUNS:
     rd = os.path.join(work, name)
-    cfg = os.path.join(work, name + ".yaml")
-    with open(cfg, "w") as f:
-        f.write(f"model: {fx}/tinyllama-a\nrun_dir: {rd}\n"
-                f"calib:\n  tokens: {fx}/tokens/calib.u32\n{calib}"
-                f"quant:\n  bits: [4]\n  group_size: [128]\n  sym: false\n"
-                f"  act_order: false\n  damp: {damp}\n"
-                "reconstruct:\n  inputs: quantized\n"
-                "search:\n  objective: error\n  max_bytes: 1TB\n")
-    r = subprocess.run(mpiexec + ["-n", "2", qs, "run", cfg], capture_output=True, text=True,
-                       env=env)
+    cfg = Q.write_config(os.path.join(work, name + ".yaml"), f"{fx}/tinyllama-a", rd,
+                         calib=dict(calib, tokens=f"{fx}/tokens/calib.u32"),
+                         quant={"bits": [4], "group_size": [128], "sym": False,
+                                "act_order": False, "damp": damp},
+                         reconstruct={"inputs": "quantized"},
+                         search={"objective": "error", "max_bytes": "1TB"})
+    r = Q.qs(2, "run", cfg, quiet=False)
     if r.returncode != 0:
         raise SystemExit(f"{name}: qshard run failed ({r.returncode}): {r.stderr}")
     md = open(os.path.join(rd, "report.md")).read()
