@@ -11,9 +11,11 @@
 
 #include "alloc.h"
 #include "candidates.h"
+#include "config.h"
 #include "h5store.h"
 #include "log.h"
 #include "layer_plan.h"
+#include "recon_notes.h"
 #include "svg.h"
 
 /* ---- timings ------------------------------------------------------------------------ */
@@ -190,8 +192,6 @@ typedef struct recon_tab {
     int ncand;
     double *error;     /* (7, C) */
     int64_t *bytes;    /* (7, C) */
-    int32_t *raised;   /* (7, C) */
-    int32_t *fp64;     /* (7, C) */
     int32_t *bits;     /* (C) */
     int32_t *gsize;    /* (C) */
     int32_t *gguf;     /* (C) GGML type of a GGUF column, -1 integer; NULL: no GGUF column */
@@ -202,8 +202,6 @@ typedef struct recon_tab {
 static void recon_free(recon_tab *t) {
     free(t->error);
     free(t->bytes);
-    free(t->raised);
-    free(t->fp64);
     free(t->bits);
     free(t->gsize);
     free(t->gguf);
@@ -228,9 +226,6 @@ static void recon_read(const char *run_dir, int layer, recon_tab *t) {
     ok = ok && qs_h5_read(&h, "table/error", QS_H5_F64, &nd, dims, (void **)&t->error, &e) == QS_OK;
     ok = ok && nd == 2 && dims[0] == QS_LIN_COUNT && dims[1] == cdims[0];
     ok = ok && qs_h5_read(&h, "table/bytes", QS_H5_I64, &nd, dims, (void **)&t->bytes, &e) == QS_OK;
-    ok = ok && qs_h5_read(&h, "table/damp_raised", QS_H5_I32, &nd, dims, (void **)&t->raised,
-                          &e) == QS_OK;
-    ok = ok && qs_h5_read(&h, "table/fp64", QS_H5_I32, &nd, dims, (void **)&t->fp64, &e) == QS_OK;
     ok = ok && qs_h5_read(&h, "table/d_out", QS_H5_I64, &nd, dims, (void **)&t->d_out, &e) == QS_OK;
     ok = ok && qs_h5_read(&h, "table/d_in", QS_H5_I64, &nd, dims, (void **)&t->d_in, &e) == QS_OK;
     if (ok && qs_h5_has(&h, "table/gguf_type"))
@@ -618,36 +613,6 @@ static qs_status section_error(FILE *f, const char *run_dir, int nlayers, const 
         QS_CHECK(qs_svg_lines(path, &ch, ser, ns, err));
         fputs("![error per layer](report/error_per_layer.svg)\n\n", f);
     }
-    /* damping */
-    {
-        int nraised = 0, nfp64 = 0, total = 0;
-        for (int l = 0; l < nl; ++l)
-            for (int i = 0; i < QS_LIN_COUNT * C; ++i) {
-                ++total;
-                nraised += tabs[l].raised[i] > 0;
-                nfp64 += tabs[l].fp64[i] != 0;
-            }
-        fputs("### Damping\n\n", f);
-        fprintf(f, "%d of %d (layer, linear, candidate) solves raised the damping, %d used the "
-                   "fp64 fallback.\n\n",
-                nraised, total, nfp64);
-        if (nraised + nfp64 > 0) {
-            fputs("| layer | linear | candidate | raises (x10) | fp64 |\n|---:|---|---|---:|---|\n",
-                  f);
-            int shown = 0;
-            for (int l = 0; l < nl && shown < 50; ++l)
-                for (int j = 0; j < QS_LIN_COUNT && shown < 50; ++j)
-                    for (int c = 0; c < C && shown < 50; ++c) {
-                        const int i = j * C + c;
-                        if (tabs[l].raised[i] <= 0 && !tabs[l].fp64[i]) continue;
-                        fprintf(f, "| %d | %s | %s | %d | %s |\n", l, LIN[j], names[c],
-                                tabs[l].raised[i], tabs[l].fp64[i] ? "yes" : "no");
-                        ++shown;
-                    }
-            if (nraised + nfp64 > shown) fputs("\n(first 50 shown)\n", f);
-            fputs("\n", f);
-        }
-    }
 done:
     free(fin);
     free(xs);
@@ -655,6 +620,111 @@ done:
     free(ser);
     free(names);
     return st;
+}
+
+/* quant.damp and quant.method of the run (config.resolved.yaml); *damp < 0 when unreadable. */
+static void run_quant(const char *run_dir, double *damp, int *rtn) {
+    char path[QS_PATH_MAX];
+    qs_config c;
+    qs_err e = {0};
+    memset(&c, 0, sizeof(c));
+    *damp = -1.0;
+    *rtn = 0;
+    snprintf(path, sizeof(path), "%s/config.resolved.yaml", run_dir);
+    if (qs_path_exists(path) && qs_config_load(&c, path, NULL, 0, &e) == QS_OK) {
+        *damp = c.quant.damp;
+        *rtn = c.quant.method == QS_METHOD_RTN;
+    }
+    qs_config_free(&c);
+}
+
+#define NOTES_ROWS_MAX 100
+
+/* The GPTQ notes of the layer files of one folder (recon, final): per (layer, linear) with
+ * something to say a table row (up to *room rows), counted in cnt[4] = {pairs with dead
+ * columns, raised damping, fp64, pairs read}. Returns the layer files read. */
+static int notes_rows(FILE *f, const char *run_dir, const char *dir, int nlayers,
+                      double damp_cfg, int *room, int cnt[4]) {
+    char path[QS_PATH_MAX], cfgd[32];
+    int nl = 0;
+    if (damp_cfg >= 0)
+        snprintf(cfgd, sizeof(cfgd), "%g", damp_cfg);
+    else
+        snprintf(cfgd, sizeof(cfgd), "?");
+    for (int l = 0; l < nlayers; ++l) {
+        qs_recon_notes n;
+        qs_err e = {0};
+        layer_path(path, sizeof(path), run_dir, dir, l);
+        if (!qs_path_exists(path) || qs_recon_notes_read(path, &n, &e) != QS_OK) continue;
+        ++nl;
+        for (int k = 0; k < QS_LIN_COUNT; ++k) {
+            const qs_recon_note *o = &n.lin[k];
+            cnt[0] += o->ndead > 0;
+            cnt[1] += o->nraise > 0;
+            cnt[2] += o->fp64 != 0;
+            cnt[3] += 1;
+            if (!qs_recon_note_any(o) || *room <= 0) continue;
+            if (f)
+                fprintf(f, "| %s | %d | %s | %lld of %lld | %g | %s | %d | %s |\n", dir, l,
+                        LIN[k], (long long)o->ndead, (long long)o->d_in, o->damp, cfgd,
+                        o->nraise, o->fp64 ? "yes" : "no");
+            --*room;
+        }
+    }
+    return nl;
+}
+
+/* Dead input columns, raised damping and the fp64 fallback of every layer file of recon/ and
+ * final/ (lib/recon_notes.h): a sentence per folder; the table and what it means only when
+ * something happened. */
+static void section_notes(FILE *f, const char *run_dir, int nlayers) {
+    static const char *const DIRS[2] = {QS_DIR_RECON, QS_DIR_FINAL};
+    double damp_cfg;
+    int rtn, cnt[2][4] = {{0}}, nl[2], room = NOTES_ROWS_MAX, any = 0;
+    fputs("## Dead columns and damping (GPTQ)\n\n", f);
+    run_quant(run_dir, &damp_cfg, &rtn);
+    if (rtn) {
+        fputs("quant.method rtn: no Hessian is factored, nothing to report.\n\n", f);
+        return;
+    }
+    for (int d = 0; d < 2; ++d)
+        nl[d] = notes_rows(NULL, run_dir, DIRS[d], nlayers, damp_cfg, &room, cnt[d]);
+    if (nl[0] + nl[1] == 0) {
+        fputs("not run (no recon/layer-NNN.h5)\n\n", f);
+        return;
+    }
+    for (int d = 0; d < 2; ++d) {
+        if (nl[d] == 0) continue;
+        fprintf(f, "%s/ (%d layer file(s)): %d of %d (layer, linear) pairs had dead input columns, "
+                   "%d raised the damping, %d used the fp64 fallback.\n\n",
+                DIRS[d], nl[d], cnt[d][0], cnt[d][3], cnt[d][1], cnt[d][2]);
+        any += cnt[d][0] + cnt[d][1] + cnt[d][2];
+    }
+    if (!any) return;
+    fputs("| pass | layer | linear | dead columns | damping used | damping configured | raised | "
+          "fp64 |\n|---|---:|---|---:|---:|---:|---:|---|\n", f);
+    room = NOTES_ROWS_MAX;
+    for (int d = 0; d < 2; ++d) {
+        int c[4] = {0};
+        notes_rows(f, run_dir, DIRS[d], nlayers, damp_cfg, &room, c);
+    }
+    fputs("\n", f);
+    if (room <= 0)
+        fprintf(f, "(the first %d rows; every layer file holds its numbers in table/ndead, "
+                   "table/damp, table/damp_raised and table/fp64)\n\n", NOTES_ROWS_MAX);
+    fputs("What it means:\n\n"
+          "- *dead columns*: no calibration token gave these inputs of the linear a nonzero "
+          "activation (the Hessian's diagonal is 0 there), so GPTQ has nothing to fit them to "
+          "and sets their weights to zero, as the reference GPTQ does: the quantized linear "
+          "ignores those inputs. The calibration text never exercised them; calibrate on more, "
+          "and more varied, text (or check the model: a norm weight of zero does the same).\n"
+          "- *damping raised*: the damped Hessian (quant.damp x mean diag) was not positive "
+          "definite in fp32, so the damping was raised x10 at a time (from 0: straight to "
+          "quant.damp_max) up to quant.damp_max; "
+          "stronger damping moves GPTQ towards plain rounding for that linear (often: too few "
+          "calibration tokens for its width).\n"
+          "- *fp64*: fp32 failed at every damping up to quant.damp_max; the factorization ran in "
+          "fp64.\n\n", f);
 }
 
 static int name_cmp(const void *a, const void *b) {
@@ -800,6 +870,7 @@ qs_status qs_report_write(const char *run_dir, qs_err *err) {
     } else {
         fputs("## Error per layer\n\nnot run (no recon/layer-NNN.h5)\n\n", f);
     }
+    section_notes(f, run_dir, nlayers);
     section_eval(f, run_dir);
     QS_CHECK(section_pareto(f, run_dir, &al, have_alloc, err));
     fputs("## Config (config.resolved.yaml)\n\n", f);

@@ -3,8 +3,10 @@
  * SVG plots in run/report/ (docs/slurm.md "Run report").
  *
  * The report reads only files of the run directory (config.resolved.yaml, plan/plan.json,
- * timings.json, recon/layer-NNN.h5 tables, search/allocation.json, search/pareto.csv,
- * eval*.json); a section whose inputs are missing says "not run". It can be rebuilt at any
+ * timings.json, recon/ and final/ layer-NNN.h5 tables, search/allocation.json,
+ * search/pareto.csv, eval*.json); a section whose inputs are missing says "not run". The
+ * section "Dead columns and damping (GPTQ)" (lib/recon_notes.h) lists a table only when a
+ * layer file records dead input columns, raised damping or the fp64 fallback. It can be rebuilt at any
  * time with `qshard report RUN_DIR`.
  *
  * timings.json:

@@ -28,6 +28,9 @@
  * layer-NNN.h5 (one candidate per linear, tables (7, 1); inputs include the allocation's
  * SHA-256). Float inputs: the measured recon/ results are the final ones; the pass has no
  * units (its manifest records recon/'s manifest and the allocation).
+ * After each layer file a pass solves, rank 0 reads the file's GPTQ record back
+ * (lib/recon_notes.h) and logs one warning line when it has dead input columns, raised
+ * damping or the fp64 fallback (the report shows the same facts as a table).
  * Bytes never depend on the rank count: GPTQ and the error run on fixed row tiles of
  * quant.row_block rows, Hessian partials are added in chunk order, per-row values are summed
  * in row order. The stop flag is combined at batch / layer boundaries (QS_STOPPED). Test
@@ -51,6 +54,7 @@
 #include "partition.h"
 #include "quant.h"
 #include "recon_layer.h"
+#include "recon_notes.h"
 #include "sha256.h"
 #include "weights.h"
 
@@ -85,6 +89,27 @@ static qs_status layer_finish(const qs_stage_ctx *ctx, const recon_state *s, int
     qs_rundir_layer_rel(rel, sizeof(rel), ctx->dir, layer);
     if (st == QS_OK) st = qs_stage_unit_done(ctx, layer, rels, 1, err);
     return st;
+}
+
+/* Rank 0: one warning line when layer l's file, just written by this pass, records dead
+ * input columns, raised damping or the fp64 fallback (recon_notes.h). The facts are read
+ * back from the file, so the line is the same whichever rank solved or wrote the layer, and
+ * no other rank prints it (not even with --verbose). RTN runs have no factorization. */
+static void warn_layer(const qs_stage_ctx *ctx, const recon_state *s, int l) {
+    if (ctx->comm->rank != 0 || !s->cs.gptq || (ctx->log && ctx->log->quiet)) return;
+    const char *label = s->final ? "reconstruct-final" : "reconstruct";
+    char rel[64], path[QS_PATH_MAX], line[900];
+    qs_recon_notes n;
+    qs_err e = {0};
+    qs_rundir_layer_rel(rel, sizeof(rel), ctx->dir, l);
+    if (qs_rundir_path(ctx->rd, rel, path, sizeof(path), &e) != QS_OK ||
+        qs_recon_notes_read(path, &n, &e) != QS_OK) {
+        qs_log_info(ctx->log, "warning: %s: layer %d: cannot read its GPTQ record: %s", label,
+                    l, e.msg);
+        return;
+    }
+    if (qs_recon_notes_line(&n, ctx->cfg->quant.damp, line, sizeof(line)) > 0)
+        qs_log_info(ctx->log, "warning: %s: layer %d: %s", label, l, line);
 }
 
 /* ---- inputs: float ------------------------------------------------------------------- */
@@ -211,6 +236,7 @@ static qs_status run_float(const qs_stage_ctx *ctx, recon_state *s, qs_err *err)
     for (int b0 = 0; b0 < ntodo; b0 += P) {
         const int nl = ntodo - b0 < P ? ntodo - b0 : P;
         QS_CHECK(float_batch(ctx, s, todo + b0, nl, lrs, cost, owner, pcs, &written, err));
+        for (int i = 0; i < nl; ++i) warn_layer(ctx, s, todo[b0 + i]);
         qs_log_info(ctx->log, "reconstruct: layers %d..%d done", todo[b0], todo[b0 + nl - 1]);
         qs_progress_step(ctx->progress, L - ntodo + b0 + nl, "layer %d/%d", todo[b0 + nl - 1] + 1,
                          L);
@@ -678,6 +704,7 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, recon_state *s, qs_err *
             QS_CHECK(seq_hessians(&q, l, err));
             QS_CHECK(seq_factors(&q, need, err));
             QS_CHECK(seq_solve(&q, l, cfirst, cend, lsel, err));
+            warn_layer(ctx, s, l);
             ++written;
         }
         if (fwd) st = seq_propagate(&q, l, lsel, err);

@@ -5,7 +5,8 @@ without Slurm (docs/slurm.md).
      eval): timings.json has one attempt (2 ranks, done) with the stages in order, a wall
      time per rank and busy seconds for reconstruct; calibrate (quantized inputs) records
      its 3 of 3 layers skipped and no busy time;
-  2. report.md has every section and the line of what calibrate skipped; report/error_per_layer.svg parses as XML and holds 3
+  2. report.md has every section and the line of what calibrate skipped, and no dead-columns
+     table (one sentence per recon/ and final/: nothing happened); report/error_per_layer.svg parses as XML and holds 3
      points per candidate whose data-y equal the summed table/error of the recon files, an
      "allocation" series (the allocation's candidates) and a "final" series (final/ tables
      of the final reconstruct pass); bits_per_layer.svg has 3 bars equal
@@ -109,6 +110,11 @@ def main(tmp):
         check(sec in md, f"report.md has {sec}")
     check("not run" not in md, "report.md: every section filled")
     check(f"- calibrate: {NL} of {NL} layers (" in md, "report.md: what calibrate skipped")
+    for sub in ("recon", "final"):  # nothing happened: one sentence per folder, no table
+        check(f"{sub}/ ({NL} layer file(s)): 0 of {7 * NL} (layer, linear) pairs had dead input "
+              "columns, 0 raised the damping, 0 used the fp64 fallback." in md,
+              f"report.md: no dead columns or damping in {sub}/")
+    check("| pass | layer | linear |" not in md, "report.md: no dead-columns table")
     ppl = Q.eval_json(rd)["ppl"]
     check(f"{ppl:.6f}" in md, "report.md: the perplexity of eval.json")
     t = tables(rd)
