@@ -10,6 +10,11 @@
 #  - test_report (mpi): report.md + SVGs after a run (bars/points counted from the XML),
 #    "not run" sections, allocation/pareto plots via `qshard report`; sweep/collect without
 #    Slurm (points, bad keys exit 2, missing/done rows)
+#  - test_demo (mpi, ~20 s): `make demo` as the Makefile runs it (synth-model line and rank
+#    count read from it, configs/demo.yaml as it is) without --quiet: the summary table's
+#    numbers equal the run directory's records, README.md quotes the rows the current build
+#    prints (`make demo-readme` rewrites them), and the progress lines with ETA are there, one
+#    per unit, with consistent counts, percentages and ETAs (tests/mpi/test_demo.py)
 #  - test_pipeline_fixture (shared): the whole pipeline on tinyllama-a, sequential GPTQ, mixed
 #    allocation vs its uniform twin at the sizes of w3g128 and w4g128, perplexity on the
 #    written GPTQ export (issue 12's acceptance; nosan: four full pipelines on a real model;
@@ -34,6 +39,8 @@ qs_add_script(test_kill_resume MPI LABELS "mpi;ops" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_kill_resume.py)
 qs_add_script(test_report MPI LABELS "mpi;ops;san" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_report.py)
+qs_add_script(test_demo MPI LABELS "mpi;ops" TIMEOUT 900
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_demo.py)
 qs_add_script(test_pipeline_fixture MPI LABELS "shared;mpi;pipeline;nosan" TIMEOUT 2400
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_pipeline_fixture.py)
 qs_add_script(test_gguf_pipeline MPI LABELS "pypi;mpi;export" TIMEOUT 1800

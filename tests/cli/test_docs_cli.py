@@ -186,7 +186,8 @@ def main():
     check(len(cmds) >= 10, f"qshard --help: only {sorted(cmds)} found as commands")
     usages = {c: options(usage(c)) for c in sorted(cmds)}
     self_test(cmds, usages)
-    files = [os.path.join(Q.SRC, "README.md")] + sorted(glob.glob(os.path.join(Q.SRC, "docs", "*.md")))
+    files = [os.path.join(Q.SRC, "README.md")]
+    files += sorted(glob.glob(os.path.join(Q.SRC, "docs", "*.md")))
     nlines = npaths = 0
     for path in files:
         rel = os.path.relpath(path, Q.SRC)
