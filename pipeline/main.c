@@ -20,6 +20,7 @@
 #include "synth.h"
 #include "comm.h"
 #include "corpus.h"
+#include "h5store.h"
 #include "layer_plan.h"
 #include "report.h"
 #include "sweep.h"
@@ -238,14 +239,30 @@ static int comm_start(qs_comm *comm, int *argc, char ***argv) {
     return 1;
 }
 
+/* A command's end: every HDF5 identifier it opened must be closed (qs_h5_check_closed).
+ * Otherwise this process prints the internal error (rank < 0: a command without ranks)
+ * and exits 1 whatever the command's own status was; else returns rc. */
+static int h5_closed(int rank, int rc) {
+    qs_err err = {0};
+    if (qs_h5_check_closed(&err) == QS_OK) return rc;
+    if (rank >= 0)
+        fprintf(stderr, "qshard: internal error at %s:%d (rank %d): %s\n", err.file, err.line,
+                rank, err.msg);
+    else
+        fprintf(stderr, "qshard: internal error at %s:%d: %s\n", err.file, err.line, err.msg);
+    return qs_status_exit_code(QS_ERR_INTERNAL);
+}
+
 /* The end of a command that runs on ranks: rank 0 prints the one error line (a stop is not
- * an error), output is flushed, MPI finalized; returns st's exit code. */
+ * an error), every rank checks that its HDF5 identifiers are closed (before MPI_Finalize,
+ * which ends the HDF5 library), output is flushed, MPI finalized; returns the exit code. */
 static int comm_finish(qs_comm *comm, qs_status st, const qs_err *err) {
     if (st != QS_OK && st != QS_STOPPED && comm->rank == 0)
         fprintf(stderr, "qshard: error: %s\n", err->msg);
+    int rc = h5_closed(comm->rank, qs_status_exit_code(st));
     fflush(stdout);
     qs_comm_finalize(comm);
-    return qs_status_exit_code(st);
+    return rc;
 }
 
 /* ---- tokenize ---- */
@@ -902,17 +919,19 @@ int main(int argc, char **argv) {
         printf("qshard %s\n", QS_VERSION);
         return 0;
     }
+    /* commands on ranks (comm_finish checks their HDF5 identifiers before MPI ends) */
     if (strcmp(cmd, "run") == 0) return cmd_run(argc, argv);
-    if (strcmp(cmd, "plan") == 0) return cmd_plan(argc, argv);
-    if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc, argv);
-    if (strcmp(cmd, "synth-model") == 0) return cmd_synth(argc, argv);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
-    if (strcmp(cmd, "report") == 0) return cmd_report(argc, argv);
-    if (strcmp(cmd, "sweep") == 0) return cmd_sweep(argc, argv);
-    if (strcmp(cmd, "collect") == 0) return cmd_collect(argc, argv);
-    if (strcmp(cmd, "verify") == 0) return cmd_verify(argc, argv);
-    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc, argv);
+    /* commands without MPI */
+    if (strcmp(cmd, "plan") == 0) return h5_closed(-1, cmd_plan(argc, argv));
+    if (strcmp(cmd, "inspect") == 0) return h5_closed(-1, cmd_inspect(argc, argv));
+    if (strcmp(cmd, "synth-model") == 0) return h5_closed(-1, cmd_synth(argc, argv));
+    if (strcmp(cmd, "report") == 0) return h5_closed(-1, cmd_report(argc, argv));
+    if (strcmp(cmd, "sweep") == 0) return h5_closed(-1, cmd_sweep(argc, argv));
+    if (strcmp(cmd, "collect") == 0) return h5_closed(-1, cmd_collect(argc, argv));
+    if (strcmp(cmd, "verify") == 0) return h5_closed(-1, cmd_verify(argc, argv));
+    if (strcmp(cmd, "convert") == 0) return h5_closed(-1, cmd_convert(argc, argv));
     fprintf(stderr, "qshard: error: unknown command '%s' (see 'qshard --help')\n", cmd);
     return 2;
 }

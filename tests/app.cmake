@@ -13,6 +13,11 @@
 #  - test_dead_columns (mpi): dead Hessian columns (zero norm weights, an all-zero Hessian),
 #    raised damping and the fp64 fallback of GPTQ: the layer files' tables, zeroed weight
 #    columns, and report.md's "Dead columns and damping (GPTQ)" rows, equal at 1 and 2 ranks
+#  - test_demo (mpi, ~20 s): `make demo` as the Makefile runs it (synth-model line and rank
+#    count read from it, configs/demo.yaml as it is) without --quiet: the summary table's
+#    numbers equal the run directory's records, README.md quotes the rows the current build
+#    prints (`make demo-readme` rewrites them), and the progress lines with ETA are there, one
+#    per unit, with consistent counts, percentages and ETAs (tests/mpi/test_demo.py)
 #  - test_pipeline_fixture (shared): the whole pipeline on tinyllama-a, sequential GPTQ, mixed
 #    allocation vs its uniform twin at the sizes of w3g128 and w4g128, perplexity on the
 #    written GPTQ export (issue 12's acceptance; nosan: four full pipelines on a real model;
@@ -39,6 +44,8 @@ qs_add_script(test_report MPI LABELS "mpi;ops;san" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_report.py)
 qs_add_script(test_dead_columns MPI LABELS "mpi;ops" TIMEOUT 600
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_dead_columns.py)
+qs_add_script(test_demo MPI LABELS "mpi;ops" TIMEOUT 900
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_demo.py)
 qs_add_script(test_pipeline_fixture MPI LABELS "shared;mpi;pipeline;nosan" TIMEOUT 2400
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_pipeline_fixture.py)
 qs_add_script(test_gguf_pipeline MPI LABELS "pypi;mpi;export" TIMEOUT 1800

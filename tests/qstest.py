@@ -14,6 +14,8 @@ exits 77 (CTest's skip) unless the named QS_REQUIRE_* variable is 1 (then 1).
 
 Runs: run(cmd) (captured text, a timeout), mpirun(n, *cmd), qs(n, *args) for
 `mpiexec -n N qshard ARGS --quiet`, qs_start(...) (a Popen of the same), synth_model(...).
+Output: summary_table(stdout) (the table `qshard run` ends with, as values),
+progress_lines(stdout) (the progress lines with ETA, as values).
 Files: write_config (a run config from Python values), tempdir, layer_path, read_json,
 eval_json, manifest, h5_datasets / h5_attrs (an HDF5 file's datasets as comparable
 (dtype, shape, bytes) values), safetensors_header, tree_bytes, output_hashes (the SHA-256
@@ -25,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -181,6 +184,77 @@ def one_error(r, *needles, code=2):
     lines = qshard_lines(r)
     return (r.returncode == code and len(lines) == 1 and
             lines[0].startswith("qshard: error: ") and all(n in lines[0] for n in needles))
+
+
+# ---- what qshard prints ----
+
+SUMMARY_RE = {
+    "run_dir": r"summary \((.+)\)",
+    "header": r"  model +size +bpw +perplexity",
+    "float": r"  float checkpoint +(?P<mib>[\d.]+) MiB +(?P<bpw>\S+) +(?P<ppl>\S+)",
+    "quantized": r"  quantized \((?P<weights>[^)]+)\) +(?P<mib>[\d.]+) MiB +(?P<bpw>\S+) "
+                 r"+(?P<ppl>\S+)",
+    "allocation": r"  allocation: (?P<objective>\S+) objective, (?P<payload>\d+) of "
+                  r"(?P<budget>\d+) budget bytes \(payload\); GPTQ export (?P<engines>.+)",
+    "perplexity": r"  perplexity: (?P<windows>\d+) windows x (?P<seqlen>\d+) tokens of "
+                  r"(?P<tokens_file>.+)",
+    "outputs": r"  outputs: (?P<outputs>.+)",
+}
+
+
+def summary_table(text):
+    """The table `qshard run` ends with (pipeline/summary.c), from its "summary (RUN_DIR)"
+    line: {"lines": its 7 lines, "run_dir": RUN_DIR, "float": {mib, bpw, ppl}, "quantized":
+    {weights, mib, bpw, ppl}, "allocation": {objective, payload, budget, engines},
+    "perplexity": {windows, seqlen, tokens_file}, "outputs": {outputs}}, the values as the
+    strings printed; None when there is no such table or a line does not parse."""
+    lines = text.splitlines()
+    start = [i for i, x in enumerate(lines) if x.startswith("summary (")]
+    if len(start) != 1:
+        return None
+    block = lines[start[0]:start[0] + len(SUMMARY_RE)]
+    out = {"lines": block}
+    for (key, rx), line in zip(SUMMARY_RE.items(), block):
+        m = re.fullmatch(rx, line)
+        if not m:
+            return None
+        if key == "run_dir":
+            out[key] = m.group(1)
+        elif key != "header":
+            out[key] = m.groupdict()
+    return out if len(block) == len(SUMMARY_RE) else None
+
+
+PROGRESS_RE = (r"\[qshard +(?P<t>[\d.]+)s\] (?P<stage>[\w-]+): (?P<unit>\w+) (?P<i>\d+)/(?P<n>\d+) "
+               r"(?P<pct>\d+)% elapsed (?P<elapsed>\S+) ETA (?P<eta>\S+)")
+
+
+def duration(s):
+    """Seconds of a progress time ("7s", "4m52s", "2h05m"; pipeline/core/log.c); None if
+    it is none of these."""
+    for rx, f in ((r"(\d+)s", lambda m: int(m[1])),
+                  (r"(\d+)m(\d\d)s", lambda m: 60 * int(m[1]) + int(m[2])),
+                  (r"(\d+)h(\d\d)m", lambda m: 3600 * int(m[1]) + 60 * int(m[2]))):
+        m = re.fullmatch(rx, s)
+        if m:
+            return f(m)
+    return None
+
+
+def progress_lines(text):
+    """[{t, stage, unit, i, n, pct, elapsed, eta}] of every progress line in text (the log
+    line "[qshard  T s] STAGE: UNIT I/N P% elapsed E ETA R"): t in seconds (float), i, n,
+    pct ints, elapsed and eta in seconds (None when the time does not parse, "?" included)."""
+    out = []
+    for line in text.splitlines():
+        m = re.fullmatch(PROGRESS_RE, line)
+        if m:
+            d = m.groupdict()
+            out.append({"t": float(d["t"]), "stage": d["stage"], "unit": d["unit"],
+                        "i": int(d["i"]), "n": int(d["n"]), "pct": int(d["pct"]),
+                        "elapsed": duration(d["elapsed"]), "eta": duration(d["eta"]),
+                        "line": line})
+    return out
 
 
 # ---- files ----

@@ -279,3 +279,23 @@ qs_status qs_h5_read_n(qs_h5 *h, const char *name, qs_h5_type type, int64_t n, v
     return QS_FAIL(err, QS_ERR_INPUT, "%s: dataset '%s' has %lld elements, expected %lld",
                    h->path, name, (long long)total, (long long)n);
 }
+
+qs_status qs_h5_check_closed(qs_err *err) {
+    ssize_t n = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    if (n == 0) return QS_OK;
+    if (n < 0) return QS_FAIL(err, QS_ERR_INTERNAL, "HDF5: cannot count open identifiers");
+    static const unsigned kinds[5] = {H5F_OBJ_FILE, H5F_OBJ_DATASET, H5F_OBJ_GROUP,
+                                      H5F_OBJ_DATATYPE, H5F_OBJ_ATTR};
+    long long k[5];
+    for (int i = 0; i < 5; ++i) k[i] = (long long)H5Fget_obj_count(H5F_OBJ_ALL, kinds[i]);
+    char file[1024] = "?";
+    hid_t first = -1;
+    if (H5Fget_obj_ids(H5F_OBJ_ALL, H5F_OBJ_ALL, 1, &first) == 1 &&
+        H5Fget_name(first, file, sizeof(file)) < 0)
+        snprintf(file, sizeof(file), "?");
+    return QS_FAIL(err, QS_ERR_INTERNAL,
+                   "%lld HDF5 identifier%s still open at exit (files %lld, datasets %lld, "
+                   "groups %lld, datatypes %lld, attributes %lld; first in %s): a missing "
+                   "H5*close",
+                   (long long)n, n == 1 ? "" : "s", k[0], k[1], k[2], k[3], k[4], file);
+}

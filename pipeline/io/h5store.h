@@ -71,4 +71,12 @@ qs_status qs_h5_commit(qs_h5 *h, qs_err *err);
 /* Closes and (in write mode) removes the temp file. Safe on a zeroed struct. */
 void qs_h5_abandon(qs_h5 *h);
 
+/* Every HDF5 identifier this process opened is closed: QS_OK when
+ * H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) is 0 (no file, dataset, group, datatype or
+ * attribute open), otherwise QS_ERR_INTERNAL naming the count per kind and the first
+ * open object's file. qshard calls it as each command ends, before MPI_Finalize (which
+ * ends the HDF5 library and would close leaked identifiers silently). Dataspaces and
+ * property lists are not counted (HDF5 1.10 has no public count of them). */
+qs_status qs_h5_check_closed(qs_err *err);
+
 #endif /* QS_H5STORE_H */

@@ -13,8 +13,10 @@ group 48 does not divide 128 (packable, not servable).
       equals layer 0 of the float mode (calibrate's Hessian): same inputs, same chunk order.
   (3) kill/resume: QS_TEST_STOP_AFTER_LAYERS=1 stops after the first layer(s) (exit 3, the
       finished layer files stay), --resume at another rank count gives the same bytes.
-  (4) eval --weights recon:w4g32 gives the same perplexity at 1 and 3 ranks, differs from
-      float; a malformed or unknown candidate is exit 2 with one error line.
+  (4) eval --weights recon:w4g32 gives the same perplexity (ppl and nll_sum) from the run
+      reconstructed at 1 rank evaluated at 1 and 3 ranks and from the run reconstructed at
+      2 ranks evaluated at 2 ranks; it differs from float; a malformed or unknown candidate
+      is exit 2 with one error line.
 Usage: test_recon_mpi.py  (env: QS_BIN, QS_MPIEXEC)"""
 import os
 import sys
@@ -145,17 +147,19 @@ def main(tmp):
         if r.returncode == 0 and refs.get(inputs):
             diff = [k for k in refs[inputs] if recon_data(rd).get(k) != refs[inputs][k]]
             check(not diff, f"resume {inputs} {n1}->{n2}: differs {diff[:4]}")
-    # (4) eval of a candidate
+    # (4) eval of a candidate: (reconstruct ranks, eval ranks) -> (ppl, nll_sum)
     cfg = os.path.join(tmp, "quantized1.yaml")
     ppl = {}
-    for n in (1, 3):
-        r = qs(n, "eval", cfg, "--weights", "recon:w4g32")
-        check(r.returncode == 0, f"eval n={n}: {r.stderr}")
+    for rn, n in ((1, 1), (1, 3), (2, 2)):
+        r = qs(n, "eval", os.path.join(tmp, f"quantized{rn}.yaml"), "--weights", "recon:w4g32")
+        check(r.returncode == 0, f"eval of quantized{rn} n={n}: {r.stderr}")
         if r.returncode == 0:
-            ev = Q.eval_json(os.path.join(tmp, "quantized1"))
+            ev = Q.eval_json(os.path.join(tmp, f"quantized{rn}"))
             check(ev["weights"] == "recon:w4g32", f"eval.json weights {ev['weights']}")
             ppl[n] = (ev["ppl"], ev["nll_sum"])
-    check(len(ppl) == 2 and ppl[1] == ppl[3], f"eval recon ppl differs over ranks: {ppl}")
+    print(f"recon:w4g32 (ppl, nll_sum) by eval ranks (reconstructed at 1 rank: eval at 1, 3; "
+          f"at 2 ranks: eval at 2): {ppl}")
+    check(len(ppl) == 3 and ppl[1] == ppl[3] == ppl[2], f"eval recon ppl differs over ranks: {ppl}")
     r = qs(1, "eval", cfg)
     if r.returncode == 0 and 1 in ppl:
         fl = Q.eval_json(os.path.join(tmp, "quantized1"))["ppl"]
