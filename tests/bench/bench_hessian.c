@@ -58,13 +58,16 @@ static double frob_rel_upper(const double *a, const double *ref, int64_t d) {
  * Returns 0, or 1 when out of memory. */
 static int bench_one(bench_case c, double err[NBLOCKS], double gflops[NBLOCKS]) {
     const int64_t n = c.n, d = c.d;
-    float *x = malloc((size_t)(n * d) * sizeof(float));       // (n, d)
-    double *xd = malloc((size_t)(n * d) * sizeof(double));    // (n, d)
-    double *ref = calloc((size_t)(d * d), sizeof(double));    // (d, d)
-    double *acc = malloc((size_t)(d * d) * sizeof(double));   // (d, d)
-    float *tile = malloc((size_t)(d * d) * sizeof(float));    // (d, d)
-    int rc = 1;
-    if (!x || !xd || !ref || !acc || !tile) goto done;
+    float *fbuf = malloc((size_t)(n * d + d * d) * sizeof(float));       // x, tile
+    double *dbuf = calloc((size_t)(n * d + 2 * d * d), sizeof(double));  // xd, ref, acc
+    if (!fbuf || !dbuf) {
+        free(fbuf);
+        free(dbuf);
+        return 1;
+    }
+    float *x = fbuf, *tile = fbuf + n * d;          // (n, d), (d, d)
+    double *xd = dbuf, *ref = dbuf + n * d;         // (n, d), (d, d)
+    double *acc = ref + d * d;                      // (d, d)
     uint64_t state = 20261203ULL + (uint64_t)(n + d);
     for (int64_t r = 0; r < n; ++r)
         for (int64_t k = 0; k < d; ++k) {
@@ -89,22 +92,17 @@ static int bench_one(bench_case c, double err[NBLOCKS], double gflops[NBLOCKS]) 
         err[b] = frob_rel_upper(acc, ref, d);
         gflops[b] = (double)n * (double)d * (double)(d + 1) / t / 1e9;
     }
-    rc = 0;
-done:
-    free(x);
-    free(xd);
-    free(ref);
-    free(acc);
-    free(tile);
-    return rc;
+    free(fbuf);
+    free(dbuf);
+    return 0;
 }
 
 int main(int argc, char **argv) {
-    const int quick = argc > 1 && !strcmp(argv[1], "--quick");
-    if (argc > 2 || (argc == 2 && !quick)) {
+    if (argc > 2 || (argc == 2 && strcmp(argv[1], "--quick") != 0)) {
         fprintf(stderr, "usage: bench_hessian [--quick]\n");
         return 2;
     }
+    const int quick = argc == 2;
     openblas_set_num_threads(1);
     const bench_case full[] = {{32768, 512}, {32768, 1024}, {131072, 512}}, small[] = {{8192, 256}};
     const bench_case *cases = quick ? small : full;

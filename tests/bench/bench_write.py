@@ -18,30 +18,28 @@ Usage: bench_write.py BUILD_DIR [--work DIR] [--ranks 1 2 3] [--shard-bytes 0 40
   --hidden / --vocab make a quick check (not the docs' numbers).
 Env: QS_MPIEXEC (default "mpiexec --oversubscribe")."""
 import argparse
-import filecmp
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("build")
 p.add_argument("--work")
 p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3])
 p.add_argument("--shard-bytes", nargs="+", default=["0", "40MB"])
-p.add_argument("--layers", type=int, default=8)
-p.add_argument("--hidden", type=int, default=1024)
-p.add_argument("--intermediate", type=int, default=2816)
-p.add_argument("--kv-heads", type=int, default=4)
-p.add_argument("--vocab", type=int, default=32000)
+for dim, default in (("layers", 8), ("hidden", 1024), ("intermediate", 2816), ("kv-heads", 4),
+                     ("vocab", 32000)):  # the synthetic model
+    p.add_argument("--" + dim, type=int, default=default)
 a = p.parse_args()
-qs = os.path.abspath(os.path.join(a.build, "qshard"))
-mpiexec = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
-env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
-           OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+Q.QS = os.path.abspath(os.path.join(a.build, "qshard"))
+os.environ.update(OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+                  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 work = os.path.abspath(a.work or tempfile.mkdtemp(prefix="qs_bench_write_"))
 os.makedirs(work, exist_ok=True)
 model = os.path.join(work, "model")
@@ -49,18 +47,16 @@ RE_SHARDS = re.compile(r"write: (\d+) shard\(s\), ([\d.]+) MiB in ([\d.]+) s \((
 RE_EXPORT = re.compile(r"write: GPTQ export \(.*\) in ([\d.]+) s")
 
 
-def sh(cmd, **kw):
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
+def ok(r, what):
     if r.returncode != 0:
-        sys.exit(f"bench_write: {' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-2000:]}")
+        sys.exit(f"bench_write: {what}: exit {r.returncode}\n{r.stderr[-2000:]}")
     return r
 
 
-if not os.path.exists(os.path.join(model, "config.json")):
-    sh([qs, "synth-model", "--arch", "llama", "--layers", str(a.layers), "--hidden",
-        str(a.hidden), "--intermediate", str(a.intermediate), "--kv-heads", str(a.kv_heads),
-        "--vocab", str(a.vocab),
-        "--dtype", "bf16", "--tokens", "4096", model])
+if not os.path.exists(os.path.join(model, "config.json")) and not Q.synth_model(
+        model, layers=a.layers, hidden=a.hidden, intermediate=a.intermediate,
+        kv_heads=a.kv_heads, vocab=a.vocab, dtype="bf16", tokens=4096):
+    sys.exit("bench_write: synth-model failed")
 mbytes = sum(os.path.getsize(os.path.join(model, f)) for f in os.listdir(model)
              if f.endswith(".safetensors"))
 print(f"model: synthetic Llama, {a.layers} layers, hidden {a.hidden}, intermediate "
@@ -73,24 +69,21 @@ print("|---|---|---|---|---|")
 rows_ok = True
 for sb in a.shard_bytes:
     rd = os.path.join(work, f"run-{sb}")
-    cfg = os.path.join(work, f"run-{sb}.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"model: {model}\nrun_dir: {rd}\n"
-                f"calib:\n  tokens: {model}/tokens.u32\n  nsamples: 4\n  seqlen: 64\n"
-                f"  chunk_samples: 4\n"
-                f"quant:\n  method: rtn\n  bits: [4]\n  group_size: [128]\n"
-                f"reconstruct:\n  inputs: float\n"
-                + (f"output:\n  shard_bytes: {sb}\n" if sb != "0" else ""))
+    cfg = Q.write_config(
+        os.path.join(work, f"run-{sb}.yaml"), model, rd,
+        calib={"tokens": f"{model}/tokens.u32", "nsamples": 4, "seqlen": 64, "chunk_samples": 4},
+        quant={"method": "rtn", "bits": [4], "group_size": [128]},
+        reconstruct={"inputs": "float"}, output={"shard_bytes": sb} if sb != "0" else None)
     first = None
     for n in a.ranks:
         for sub in ("out", "export"):
             shutil.rmtree(os.path.join(rd, sub), ignore_errors=True)
-        r = sh(mpiexec + ["-n", str(n), qs, "run", cfg, "--resume"])
+        r = ok(Q.qs(n, "run", cfg, "--resume", quiet=False, timeout=None), f"run at {n} rank(s)")
         log = r.stdout + r.stderr
         m, e = RE_SHARDS.search(log), RE_EXPORT.search(log)
         tm = json.load(open(os.path.join(rd, "timings.json")))
         wall = [s["wall_s"] for s in tm["attempts"][-1]["stages"] if s["name"] == "write"]
-        v = sh([qs, "verify", rd])
+        v = ok(Q.run([Q.QS, "verify", rd]), "verify")
         nst = len([f for f in os.listdir(os.path.join(rd, "export")) if f.endswith(".safetensors")])
         shards = sorted(f for f in os.listdir(os.path.join(rd, "out")) if f.endswith(".h5"))
         if first is None:

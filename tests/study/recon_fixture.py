@@ -41,6 +41,9 @@ def qs(ranks, *args):
 
 
 def config(a, fx, name, method, bits, inputs, nsamples):
+    """Runs the pipeline for one table column entry; run directories are named by what they
+    hold (method, widths, mode, windows), so several invocations can share --out."""
+    name += "".join(map(str, bits)) + ("" if nsamples == 128 else f"-n{nsamples}")
     rd = os.path.join(a.out, name)
     cfg = Q.write_config(
         os.path.join(a.out, f"{name}.yaml"), f"{fx}/tinyllama-a", rd,
@@ -128,7 +131,7 @@ def main():
             res[(m, "rtn", b)] = {"ppl": ev["ppl"]}
     for m in a.inputs.split(","):
         for b in a.bits:
-            cfg, rd = config(a, fx, f"gptq{b}-{m}", "gptq", [b], m, a.nsamples)
+            cfg, rd = config(a, fx, f"gptq-{m}-", "gptq", [b], m, a.nsamples)
             ev = evaluate(a, cfg, rd, f"recon:w{b}g128")
             res[(m, "gptq", b)] = {"ppl": ev["ppl"], "ratio": error_ratio(rd, b)}
             notes.append(f"gptq w{b}g128, {m} inputs: reconstruct busy s per rank "
