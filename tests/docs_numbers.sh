@@ -42,7 +42,9 @@ MPI=${QS_MPIEXEC:-mpiexec --oversubscribe}
 export QS_BIN="$B/qshard" QS_SHARED_DIR="$shared" QS_MPIEXEC="$MPI" QS_SOURCE_DIR="$src"
 export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cd "$src" || exit 2
-[ $list = 1 ] || mkdir -p "$out"
+if [ $list = 0 ]; then
+    mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 2
+fi
 summary=$out/summary.txt
 [ $list = 1 ] || : > "$summary"
 nrun=0
