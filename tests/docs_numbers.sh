@@ -112,7 +112,7 @@ entry pareto-tinyllama fixtures "docs/search.md A Pareto frontier (+ pareto-tiny
 # --- docs/calibrate.md ---------------------------------------------------------------------
 entry calib-memory - "docs/calibrate.md Memory (mem_check table)" "3 min, 10 GiB RAM" \
     '$PY tests/bench/mem_check.py $B --work $O' \
-    '$PY tests/bench/mem_check.py $B --work $O --layers 4 --ranks 1 2'
+    '$PY tests/bench/mem_check.py $B --work $O --layers 3 --baseline-layers 2 --ranks 2'
 entry calib-bench - "docs/calibrate.md Benchmark (bench_calib)" "2 min" \
     '$PY tests/bench/bench_calib.py $B' \
     '$PY tests/bench/bench_calib.py $B --samples 4 --seqlen 128 --layers 2 --hidden 256'
@@ -126,7 +126,7 @@ entry recon-fixture fixtures "docs/reconstruct.md Results on the fixture (fixtur
     '$PY tests/study/recon_fixture.py --out $O --nsamples 8 --eval-windows 4'
 entry recon-memory - "docs/reconstruct.md Memory (mem_check --stage reconstruct)" "10 min, 3 GiB RAM" \
     '$PY tests/bench/mem_check.py $B --work $O/q --stage reconstruct --inputs quantized --nsamples 16 --chunk 2 --layers 4 && $PY tests/bench/mem_check.py $B --work $O/f --stage reconstruct --inputs float --nsamples 16 --chunk 2 --layers 4 && MALLOC_MMAP_THRESHOLD_=1048576 $PY tests/bench/mem_check.py $B --work $O/m --stage reconstruct --inputs float --nsamples 16 --chunk 2 --layers 4 --ranks 1' \
-    '$PY tests/bench/mem_check.py $B --work $O/q --stage reconstruct --inputs quantized --nsamples 4 --chunk 2 --layers 4 --baseline-layers 2 --ranks 1 3'
+    '$PY tests/bench/mem_check.py $B --work $O/q --stage reconstruct --inputs quantized --nsamples 4 --chunk 2 --layers 3 --baseline-layers 2 --ranks 2'
 
 # --- docs/search.md ------------------------------------------------------------------------
 entry objective-study fixtures "docs/search.md The objective study (fixtures)" "25 min" \

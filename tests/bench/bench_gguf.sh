@@ -3,7 +3,8 @@
 #
 # 1. Calibrates tinyllama-a (../shared/fixtures) on the 128 x 256-token windows of
 #    calib_offsets_128x256.txt with one rank (`qshard run` with quant.method rtn, so the other
-#    stages are quick): WORK_DIR/run/calib/layer-NNN.h5 hold the Hessians. Skipped when
+#    stages are quick; reconstruct.inputs float, for which calibrate writes its layer files):
+#    WORK_DIR/run/calib/layer-NNN.h5 hold the Hessians. Skipped when
 #    WORK_DIR/run/calib/manifest.json exists (the calibration is deterministic).
 # 2. bench_gguf errors: relative output error of every GGUF type and quantizer variant
 #    (--quick: Q4_0 only).
@@ -33,6 +34,8 @@ quant:
   method: rtn
   bits: [4]
   group_size: [128]
+reconstruct:
+  inputs: float        # calibrate writes its Hessians for float inputs only
 EOF
     ${QS_MPIEXEC:-mpiexec --oversubscribe} -n 1 "$build/qshard" run "$work/calib.yaml" --quiet
 fi
