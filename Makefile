@@ -5,7 +5,7 @@ NP    ?= 2
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MPIRUN_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 
-.PHONY: all build check test demo demo-readme asan bench clean rooms-graph
+.PHONY: all build check test demo demo-readme asan bench clean rooms-graph docs-numbers
 
 all: build
 
@@ -39,6 +39,15 @@ asan:
 
 clean:
 	rm -rf $(BUILD) build-asan demo-run
+
+# Reruns the committed command behind every table of numbers in README.md and docs/ (not in CI:
+# hours in full), each writing $(BUILD)/docs-numbers/NAME.txt; docs/ is never edited.
+# QUICK=1: every command at its smallest setting; ONLY="demo write": those entries;
+# `sh tests/docs_numbers.sh --list build` lists the entries and their commands.
+QUICK ?=
+ONLY  ?=
+docs-numbers: build
+	sh tests/docs_numbers.sh $(if $(QUICK),--quick) $(BUILD) $(ONLY)
 
 # The rooms' CMake target graph shown in docs/design.md.
 rooms-graph:

@@ -6,7 +6,7 @@
 #    layer_types) on the tiny checkpoints of tests/data/window/ vs transformers' logits
 #  - test_window_mpi: the same checkpoints through `qshard eval` / `qshard run` with the
 #    layers split over 1, 2, 3 ranks (each rank applies its layers' own windows)
-#  - bench_forward: benchmark executable only (not a test); see docs/model.md
+#  - bench_forward, bench_hessian: benchmark executables only (not tests); see docs/model.md
 set(QS_ROOM model)
 qs_add_unit(test_model_forward LINK qs_model LABELS model
             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/ref/forward_ref.py)
@@ -18,3 +18,4 @@ qs_add_script(test_window_mpi MPI LABELS "model;mpi;san"
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_window_mpi.py)
 
 qs_add_test_program(bench_forward bench/bench_forward.c qs_model)
+qs_add_test_program(bench_hessian bench/bench_hessian.c qs_model)

@@ -13,8 +13,14 @@ With inputs: float the evaluated weights are exactly those the export would hold
 
 Usage:
   objective_study.py --config RUN.yaml [--n 20] [--seed 0] [--ranks 2] [--out DIR]
-                     [--eval-windows K]
-      runs `qshard run RUN.yaml --resume` first (stages up to date are skipped)
+                     [--eval-windows K] [--probe-windows K] [--fixtures DIR] [--run-dir DIR]
+      runs `qshard run RUN.yaml --resume` first (stages up to date are skipped; without the
+      eval stage: the study evaluates what it needs). docs/search.md's run is the committed
+      tests/study/objective_tinyllama.yaml; --fixtures DIR gives its fixture paths (model,
+      calib.tokens, calib.offsets_file, eval.tokens) under another fixture directory than the
+      ../shared/fixtures the file names, --run-dir another run directory (both as --set on
+      every qshard call). --eval-windows K (evaluated windows) and --probe-windows K
+      (search.probe_windows) make a quick check, not the docs' numbers.
   objective_study.py --miniature
       CTest: a synthetic model, 3 allocations, checks the table's shape
 Env: QS_BIN (qshard), QS_MPIEXEC (default "mpiexec --oversubscribe")."""
@@ -32,10 +38,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import qstest as Q  # noqa: E402
 
 OBJECTIVES = ["error", "relative", "sensitivity"]
+SETS = []  # --set KEY=VALUE pairs of --fixtures / --run-dir, passed to every qshard call
+FIXTURE_FILES = {"model": "tinyllama-a", "calib.tokens": "tokens/calib.u32",
+                 "calib.offsets_file": "tokens/calib_offsets_128x256.txt",
+                 "eval.tokens": "tokens/eval.u32"}
 GROUPS_TIED = [(0, 1, 2), (3,), (4, 5), (6,)]
 
 
 def qs(ranks, *args):
+    args = args[:2] + tuple(SETS) + args[2:]  # command, config, the --set pairs, the rest
     r = Q.qs(ranks, *args, timeout=None)
     if r.returncode != 0:
         sys.exit(f"objective_study: qshard {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
@@ -44,7 +55,11 @@ def qs(ranks, *args):
 
 def read_yaml_run_dir(config):
     """run_dir of the resolved config (qshard writes it to config.resolved.yaml); we find it by
-    running `qshard run` first, so read it from the config text (a plain top-level key)."""
+    running `qshard run` first, so read it from the config text (a plain top-level key),
+    unless --run-dir set it."""
+    for v in SETS[1::2]:
+        if v.startswith("run_dir="):
+            return os.path.abspath(v.split("=", 1)[1])
     base = os.path.dirname(os.path.abspath(config))
     for line in open(config):
         if line.startswith("run_dir:"):
@@ -160,10 +175,11 @@ def eval_ppl(config, ranks, alloc_path, run_dir, sets=()):
     return json.load(open(os.path.join(run_dir, "eval.json")))["ppl"]
 
 
-def study(config, n, seed, ranks, out_dir, eval_windows=0):
-    qs(ranks, "run", config, "--resume")  # stages up to date are skipped
-    run_dir = read_yaml_run_dir(config)
+def study(config, n, seed, ranks, out_dir, eval_windows=0, probe_windows=0):
     sets = ("--set", f"eval.max_windows={eval_windows}") if eval_windows > 0 else ()
+    probes = ("--set", f"search.probe_windows={probe_windows}") if probe_windows > 0 else ()
+    qs(ranks, "run", config, "--resume", "--set", "eval.tokens=", *probes)  # up to date: skipped
+    run_dir = read_yaml_run_dir(config)
     qs(ranks, "eval", config, "--weights", "float", *sets)
     fl = json.load(open(os.path.join(run_dir, "eval.json")))["ppl"]
     al, err, rel, size, names, sens = load_run(run_dir)
@@ -236,8 +252,17 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--eval-windows", type=int, default=0,
                     help="evaluate at most this many windows (eval.max_windows; 0 = the config's)")
+    ap.add_argument("--probe-windows", type=int, default=0,
+                    help="search.probe_windows of the run (0 = the config's)")
+    ap.add_argument("--fixtures", help="the fixture directory of objective_tinyllama.yaml's paths")
+    ap.add_argument("--run-dir", help="run directory (--set run_dir=DIR)")
     ap.add_argument("--miniature", action="store_true")
     a = ap.parse_args()
+    if a.fixtures:
+        for key, rel in FIXTURE_FILES.items():
+            SETS.extend(["--set", f"{key}={os.path.join(os.path.abspath(a.fixtures), rel)}"])
+    if a.run_dir:
+        SETS.extend(["--set", f"run_dir={os.path.abspath(a.run_dir)}"])
     if a.miniature:
         with Q.tempdir("qs_study_") as d:
             miniature(d)
@@ -245,7 +270,7 @@ def main():
     if not a.config:
         ap.error("--config or --miniature")
     out = a.out or os.path.join(read_yaml_run_dir(a.config), "study")
-    study(a.config, a.n, a.seed, a.ranks, out, a.eval_windows)
+    study(a.config, a.n, a.seed, a.ranks, out, a.eval_windows, a.probe_windows)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@
 #include "quant.h"
 
 static int64_t g_same = 0, g_total = 0; /* codes compared with the twin, over all cases */
+static double g_worst = 1.0;             /* the lowest agreement of one case, and its name */
+static char g_worst_what[128] = "";
 
 /* named tolerances */
 #define CODE_AGREEMENT 0.999 /* fraction of codes the blocked kernel shares with its twin,
@@ -111,6 +113,10 @@ static double check_case(const float *H, const float *W, int64_t rows, int64_t n
     CHECK(agree >= CODE_AGREEMENT_CASE, "%s: codes agree on %.5f only", what, agree);
     g_same += same;
     g_total += rows * n;
+    if (agree < g_worst) {
+        g_worst = agree;
+        snprintf(g_worst_what, sizeof g_worst_what, "%s", what);
+    }
     ea = layer_error(H, n, W, a.wq, rows, NULL);
     double eb = layer_error(H, n, W, b.wq, rows, NULL);
     CHECK_NEAR(ea, eb, ERR_REL_TOL * fabs(eb), "%s: error vs twin", what);
@@ -163,7 +169,8 @@ static void test_against_twin(void) {
     CHECK(ncase > 200, "only %d cases", ncase);
     double pooled = (double)g_same / (double)g_total;
     CHECK(pooled >= CODE_AGREEMENT, "codes agree on %.5f over all cases", pooled);
-    printf("blocked vs twin: %d cases, codes agree on %.6f\n", ncase, pooled);
+    printf("blocked vs twin: %d cases, codes agree on %.6f; worst case %s: %.6f\n", ncase,
+           pooled, g_worst_what, g_worst);
     free(H);
     free(W);
 }
