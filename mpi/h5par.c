@@ -30,18 +30,21 @@ int64_t qs_h5par_reserve_bytes(int64_t data, int64_t ndatasets) {
     return data + 4096 * ndatasets + (1 << 20);
 }
 
-/* Rank 0: reserves n bytes of the file (a sparse or full disk fails here, not in HDF5). */
-static qs_status reserve_space(const char *path, int64_t n, qs_err *err) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+/* Rank 0: reserves n bytes of the temp file (a sparse or full disk fails here, not in
+ * HDF5); create = 1 creates (truncates) it first. A failure removes it and names the file
+ * being written. */
+static qs_status reserve_space(const qs_h5par *h, int64_t n, int create, qs_err *err) {
+    int fd = open(h->tmp, O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0), 0644);
     if (fd < 0)
-        return QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot open to reserve space: %s", path,
-                       strerror(errno));
+        return QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot create: %s", h->path, strerror(errno));
     int rc = posix_fallocate(fd, 0, (off_t)n);
     close(fd);
-    if (rc != 0)
-        return QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot reserve %.1f MiB: %s%s", path,
+    if (rc != 0) {
+        unlink(h->tmp);
+        return QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot reserve %.1f MiB: %s%s", h->path,
                        (double)n / 1048576.0, strerror(rc),
                        rc == ENOSPC ? " (disk full: free space and rerun with --resume)" : "");
+    }
     return QS_OK;
 }
 
@@ -57,6 +60,12 @@ qs_status qs_h5par_create(qs_h5par *h, const qs_comm *c, const char *path, int64
     if (k < 0 || (size_t)k >= sizeof(h->tmp) || strlen(path) >= sizeof(h->path))
         st = QS_FAIL(err, QS_ERR_INPUT, "%s: path too long", path);
     snprintf(h->path, sizeof(h->path), "%s", path);
+    st = qs_comm_agree(c, st, err);
+    if (st != QS_OK) return st;
+    /* 1. the space, before HDF5 has the file: once it has, a failed write inside its
+     * collective flush leaves the ranks in different barriers (a hang), and nothing can
+     * close the file cleanly */
+    if (reserve > 0 && c->rank == 0) st = reserve_space(h, reserve, 1, err);
     st = qs_comm_agree(c, st, err);
     if (st != QS_OK) return st;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported through qs_err */
@@ -82,15 +91,22 @@ qs_status qs_h5par_create(qs_h5par *h, const qs_comm *c, const char *path, int64
         qs_comm_abort(c, &e);
     }
     st = qs_comm_agree(c, st, err);
-    if (st != QS_OK) return st;
-    h->file = f;
-    if (reserve > 0 && c->rank == 0) st = reserve_space(h->tmp, reserve, err);
-    st = qs_comm_agree(c, st, err);
     if (st != QS_OK) {
-        qs_err e2 = {0};
-        qs_h5par_close(h, 0, &e2); /* removes the temp file */
+        if (c->rank == 0) unlink(h->tmp);
+        return st;
     }
-    return st;
+    h->file = f;
+    /* 2. H5Fcreate truncated the file: reserve again. Space taken by someone else in between
+     * cannot be handled by closing the file (step 1's reason): abort with file:line. */
+    if (reserve > 0 && c->rank == 0) st = reserve_space(h, reserve, 0, err);
+    if (qs_comm_any(c, st != QS_OK)) {
+        qs_err e = {0};
+        QS_FAIL(&e, QS_ERR_RUNTIME, "%s: the disk filled up while the file was created "
+                "(parallel HDF5 cannot close a file on a full disk): free space and rerun "
+                "with --resume", h->path);
+        qs_comm_abort(c, &e);
+    }
+    return QS_OK;
 }
 
 /* Creates the parent groups of "a/b/name" (or all of `name` when whole = 1). */

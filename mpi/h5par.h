@@ -35,7 +35,10 @@ typedef struct qs_h5par {
  * of disk for it (posix_fallocate on rank 0; 0 = no reservation). Reserving the whole file
  * up front is what keeps a full disk from failing inside HDF5's collective flush and close,
  * where ranks would hang or crash: it fails here instead, agreed, as QS_ERR_RUNTIME naming
- * the file, with nothing left behind. Agreed status. */
+ * the file, with nothing left behind. The space is reserved before HDF5 opens the file
+ * (a file HDF5 holds cannot be closed on a full disk) and again after H5Fcreate truncated
+ * it; should the disk fill up between the two, every rank aborts with file:line. Agreed
+ * status. */
 qs_status qs_h5par_create(qs_h5par *h, const qs_comm *c, const char *path, int64_t reserve,
                           qs_err *err);
 

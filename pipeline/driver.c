@@ -271,6 +271,7 @@ static qs_status run_stage(const qs_stage_ctx *base, const qs_stage *sg, qs_err 
         goto done;
     }
     if (units.n > 0) qs_comm_bcast(comm, units.todo, (size_t)units.n, 0);
+    qs_stage_test_hold(&ctx, "start"); /* a no-op unless a fault test asks (common.h) */
     st = sg->run(&ctx, state, err);
     if (st != QS_OK) goto done;
     if (comm->rank == 0) st = write_manifest(&ctx, &o.inputs, &units, err);

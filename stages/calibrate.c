@@ -437,7 +437,8 @@ static qs_status checkpoint(calib_rank *r, int64_t k, int want_stop, int *stop, 
         st = state_write(ctx->rd, k, ctx->config_hash, r->s->win.hash, r->nchunks, err);
     st = qs_comm_agree(ctx->comm, st, err);
     if (st != QS_OK) return st;
-    *stop = qs_comm_any(ctx->comm, want_stop);
+    qs_stage_test_hold(ctx, "checkpoint");
+    *stop = qs_comm_any(ctx->comm, want_stop || *ctx->stop);
     if (*stop)
         qs_log_info(ctx->log, "calibrate: stopped at checkpoint chunk %lld of %lld",
                     (long long)k, (long long)r->nchunks);

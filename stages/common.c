@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "sha256.h"
 #include "text_tokens.h"
@@ -25,8 +27,10 @@ qs_status qs_stage_unit_done(const qs_stage_ctx *ctx, int unit, const char *cons
                              int nrels, qs_err *err) {
     if (!ctx->units || unit < 0 || unit >= ctx->units->n)
         return QS_FAIL(err, QS_ERR_INTERNAL, "%s: unit %d does not exist", ctx->dir, unit);
-    return qs_unit_record_write(ctx->rd, ctx->dir, ctx->units->name[unit], ctx->unit_key, rels,
-                                nrels, err);
+    qs_status st = qs_unit_record_write(ctx->rd, ctx->dir, ctx->units->name[unit],
+                                        ctx->unit_key, rels, nrels, err);
+    if (st == QS_OK) qs_stage_test_hold(ctx, "unit");
+    return st;
 }
 
 /* SHA-256 of the chosen windows: seqlen, then every window's token ids (u32 LE). */
@@ -180,6 +184,20 @@ qs_status qs_stage_report_busy(const qs_stage_ctx *ctx, double busy, qs_err *err
 int qs_stage_stop_after(const char *name) {
     const char *s = getenv(name);
     return s && *s ? atoi(s) : 0;
+}
+
+void qs_stage_test_hold(const qs_stage_ctx *ctx, const char *point) {
+    const char *want = getenv("QS_TEST_HOLD"), *marks = getenv("QS_TEST_HOLD_DIR");
+    char here[128], path[4096];
+    if (!want || !marks || !ctx->dir) return;
+    snprintf(here, sizeof(here), "%s:%s", ctx->dir, point);
+    if (strcmp(want, here) != 0) return;
+    snprintf(path, sizeof(path), "%s/%s.%s.%d", marks, ctx->dir, point, ctx->comm->rank);
+    FILE *f = fopen(path, "w");
+    if (!f) return; /* no place to say so: the test, waiting for the file, fails */
+    fclose(f);
+    const struct timespec tick = {0, 10 * 1000 * 1000};
+    while (access(path, F_OK) == 0 && !(ctx->stop && *ctx->stop)) nanosleep(&tick, NULL);
 }
 
 void qs_stage_skipped(const qs_stage_ctx *ctx, const char *label, const char *what,

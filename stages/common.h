@@ -1,6 +1,7 @@
 /* common.h: the steps several stages share, written once: the calibration windows and
  * their hash, the plan of this run read back, memory and busy-time diagnostics, the test
- * knob that stops a stage after n units. (The unit helpers of stage.h live in common.c.)
+ * knobs that stop a stage after n units and hold a rank at a named point. (The unit
+ * helpers of stage.h live in common.c.)
  *
  * Ownership: qs_stage_windows owns its token mapping and offsets
  * (qs_stage_windows_close releases them; safe on a zeroed value).
@@ -72,5 +73,16 @@ qs_status qs_stage_report_busy(const qs_stage_ctx *ctx, double busy, qs_err *err
 /* Test knob: the value of environment variable `name` (e.g. QS_TEST_STOP_AFTER_LAYERS):
  * raise the stop flag once that many units were done by this process; 0 when unset. */
 int qs_stage_stop_after(const char *name);
+
+/* Test knob of the fault matrix (tests/faults): with QS_TEST_HOLD=DIR:POINT and
+ * QS_TEST_HOLD_DIR=MARKS in the environment, a rank that reaches POINT of the stage whose
+ * folder is DIR ("plan", "calib", "recon", "search", "final", "out", "eval") creates the
+ * file MARKS/DIR.POINT.RANK and waits while that file exists and no stop signal has come,
+ * so that a test can kill -9 a rank, fill the disk or signal the launcher at a known point.
+ * POINT is "start" (the driver, before the stage's run, on every rank), "unit" (after this
+ * rank recorded a finished unit), "checkpoint" (calibrate, after a durable checkpoint) or
+ * "shard" (write, after each output shard is closed, on every rank).
+ * Nothing happens when the knob is unset or names another place. Local. */
+void qs_stage_test_hold(const qs_stage_ctx *ctx, const char *point);
 
 #endif /* QS_STAGE_COMMON_H */

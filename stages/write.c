@@ -646,6 +646,7 @@ static qs_status write_shards(const qs_stage_ctx *ctx, const wr_state *ws, qs_er
         qs_status cst = qs_h5par_close(&h, st == QS_OK, err);
         if (st == QS_OK) st = cst;
         if (st != QS_OK) return st;
+        qs_stage_test_hold(ctx, "shard"); /* a no-op unless a fault test asks (common.h) */
     }
 done:
     return st;

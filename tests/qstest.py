@@ -16,6 +16,11 @@ Runs: run(cmd) (captured text, a timeout), mpirun(n, *cmd), qs(n, *args) for
 `mpiexec -n N qshard ARGS --quiet`, qs_start(...) (a Popen of the same), synth_model(...).
 Output: summary_table(stdout) (the table `qshard run` ends with, as values),
 progress_lines(stdout) (the progress lines with ETA, as values).
+Faults: Launch / qs_launch (a launch in the background, its ranks by rank number, killed
+whole on a timeout), rank_pids, kill_when (kill -9 one rank once a condition holds), the
+hold knob's environment and markers (hold_env, held, release: QS_TEST_HOLD, stages/common.h),
+poison_tensor (a NaN/Inf written into a checkpoint's tensor), damage (a flipped byte inside
+a dataset, a truncation, a deletion).
 Files: write_config (a run config from Python values), tempdir, layer_path, read_json,
 eval_json, manifest, h5_datasets / h5_attrs (an HDF5 file's datasets as comparable
 (dtype, shape, bytes) values), safetensors_header, tree_bytes, output_hashes (the SHA-256
@@ -32,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 QS = os.environ.get("QS_BIN", "qshard")
 SRC = os.environ.get("QS_SOURCE_DIR") or os.path.dirname(
@@ -161,6 +167,176 @@ def qs_start(n, *args, quiet=True):
     """Popen of `mpiexec -n N qshard ARGS... [--quiet]` (pipes for stdout and stderr)."""
     return subprocess.Popen(MPIEXEC + ["-n", str(n), QS, *args] + (["--quiet"] if quiet else []),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# ---- launches in the background: ranks, kills, holds ----
+
+def children(pid):
+    """Pids of the processes whose parent is pid."""
+    kids = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                kids.append(int(e))
+        except (OSError, IndexError, ValueError):
+            pass
+    return kids
+
+
+def rank_pids(launcher_pid):
+    """qshard processes below the launcher (mpiexec forks the ranks, maybe via a helper)."""
+    found, todo = [], [launcher_pid]
+    while todo:
+        for k in children(todo.pop()):
+            try:
+                with open(f"/proc/{k}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and os.path.basename(cmd[0].decode()) == "qshard":
+                found.append(k)
+            else:
+                todo.append(k)
+    return found
+
+
+def rank_of(pid):
+    """The MPI rank of a process started by Open MPI (OMPI_COMM_WORLD_RANK in its
+    environment), or None."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for kv in f.read().split(b"\0"):
+                if kv.startswith(b"OMPI_COMM_WORLD_RANK="):
+                    return int(kv.split(b"=", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class Launch:
+    """A command started in the background in its own process group (a launcher and its
+    ranks), stdout and stderr to temp files. wait() returns a CompletedProcess like run(), or
+    kills the whole group on a timeout (TimeoutExpired, naming every process's state)."""
+
+    def __init__(self, cmd, env=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        self.cmd = cmd
+        self._out = tempfile.TemporaryFile("w+")
+        self._err = tempfile.TemporaryFile("w+")
+        self.p = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, text=True, env=e,
+                                  start_new_session=True)
+        self.pid = self.p.pid
+
+    def ranks(self):
+        """{rank: pid} of the qshard processes below the launcher."""
+        out = {}
+        for pid in rank_pids(self.pid):
+            r = rank_of(pid)
+            if r is not None:
+                out[r] = pid
+        return out
+
+    def wait(self, timeout=600):
+        try:
+            self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            states = _tree_states(self.pid)
+            self.kill()
+            print(f"timeout after {timeout} s: {' '.join(self.cmd)}; processes {states}",
+                  file=sys.stderr, flush=True)
+            raise
+        self._out.seek(0)
+        self._err.seek(0)
+        return subprocess.CompletedProcess(self.cmd, self.p.returncode, self._out.read(),
+                                           self._err.read())
+
+    def kill(self):
+        """SIGKILL to the whole process group; reaps the launcher."""
+        try:
+            os.killpg(self.pid, 9)
+        except ProcessLookupError:
+            pass
+        self.p.wait()
+
+
+def qs_launch(n, *args, env=None, quiet=True):
+    """Launch of `mpiexec -n N qshard ARGS... [--quiet]` in the background."""
+    return Launch(MPIEXEC + ["-n", str(n), QS, *args] + (["--quiet"] if quiet else []), env=env)
+
+
+def wait_until(cond, timeout, what, alive=None):
+    """Polls cond() every 10 ms for up to timeout seconds (and while alive(), when given);
+    records a failure naming `what` when it never held. Returns whether it held."""
+    end = time.time() + timeout
+    while time.time() < end and (alive is None or alive()):
+        if cond():
+            return True
+        time.sleep(0.01)
+    if cond():
+        return True
+    return check(False, f"{what}: not reached within {timeout} s")
+
+
+def kill_when(launch, ready, victim, what, timeout=300):
+    """Once ready() holds, SIGKILL one rank of a Launch (victim: a rank number, or "max" for
+    the highest pid, as test_kill_resume does), then waits for the launcher. Returns
+    (killed rank or pid, the launcher's CompletedProcess), or (None, None) after recording a
+    failure."""
+    alive = lambda: launch.p.poll() is None  # noqa: E731
+    if not wait_until(ready, timeout, what, alive):
+        launch.kill()
+        return None, None
+    killed = None
+    end = time.time() + 60
+    while killed is None and time.time() < end and alive():
+        if victim == "max":
+            pids = rank_pids(launch.pid)
+            killed = max(pids) if pids else None
+            target = killed
+        else:
+            target = launch.ranks().get(victim)
+            killed = victim if target else None
+        if killed is None:
+            time.sleep(0.01)
+    if not check(killed is not None, f"{what}: found rank {victim} to kill (launcher rc "
+                 f"{launch.p.poll()})"):
+        launch.kill()
+        return None, None
+    os.kill(target, 9)
+    try:
+        r = launch.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        check(False, f"{what}: the launcher did not end within 120 s after a rank was killed")
+        return None, None
+    check(r.returncode != 0, f"{what}: the launcher reports the killed rank: rc {r.returncode}")
+    return killed, r
+
+
+def hold_env(point, marks):
+    """The environment of the hold knob (stages/common.h): ranks reaching POINT ("DIR:start",
+    "DIR:unit", "calib:checkpoint", "out:shard") create a marker in the directory `marks` and
+    wait while it exists."""
+    return {"QS_TEST_HOLD": point, "QS_TEST_HOLD_DIR": marks}
+
+
+def held(marks):
+    """The ranks holding now (their markers in `marks`)."""
+    try:
+        return sorted(int(n.rsplit(".", 1)[1]) for n in os.listdir(marks))
+    except OSError:
+        return []
+
+
+def release(marks):
+    """Lets every holding rank go on (removes the markers)."""
+    for n in os.listdir(marks):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(marks, n))
 
 
 def synth_model(path, arch="llama", **opts):
@@ -343,6 +519,75 @@ def safetensors_header(path):
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         return json.loads(f.read(n)), 8 + n
+
+
+NAN = {"BF16": b"\xc0\x7f", "F16": b"\x00\x7e", "F32": b"\x00\x00\xc0\x7f"}
+INF = {"BF16": b"\x80\x7f", "F16": b"\x00\x7c", "F32": b"\x00\x00\x80\x7f"}
+
+
+def poison_tensor(src, dst, name, values, elem):
+    """A copy of model directory src in dst with flat element `elem` of tensor `name` set to
+    values[dtype] (NAN or INF). Returns the shard file that holds it and the position text
+    qshard names ("(row, col)" of a matrix, "elem" of a vector)."""
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    for fn in sorted(os.listdir(dst)):
+        if not fn.endswith(".safetensors"):
+            continue
+        path = os.path.join(dst, fn)
+        hdr, base = safetensors_header(path)
+        if name not in hdr:
+            continue
+        t = hdr[name]
+        v = values[t["dtype"]]
+        with open(path, "r+b") as f:
+            f.seek(base + t["data_offsets"][0] + elem * len(v))
+            f.write(v)
+        shape = t["shape"]
+        at = f"({elem // shape[1]}, {elem % shape[1]})" if len(shape) == 2 else str(elem)
+        return path, at
+    raise SystemExit(f"no tensor {name} in {src}")
+
+
+def _data_offset(path):
+    """A byte offset inside the raw data of a dataset of an HDF5 file (the middle of its
+    largest contiguous dataset), or None."""
+    import h5py
+    best = [0, None]
+    with h5py.File(path, "r") as f:
+        def visit(_name, obj):
+            if isinstance(obj, h5py.Dataset) and obj.id.get_offset() is not None:
+                n = obj.id.get_storage_size()
+                if n > best[0]:
+                    best[:] = [n, obj.id.get_offset() + n // 2]
+        f.visititems(visit)
+    return best[1]
+
+
+def damage(path, how):
+    """Damages a file the way a disk or a person would: "flip" XORs one byte (inside a
+    dataset's data for an .h5 file, so that HDF5 still opens it; inside the tensor data of a
+    .safetensors file; the middle byte otherwise), "truncate" cuts it to half its size,
+    "delete" removes it. Returns what was done (for messages)."""
+    size = os.path.getsize(path)
+    if how == "delete":
+        os.unlink(path)
+        return f"deleted {path}"
+    if how == "truncate":
+        os.truncate(path, size // 2)
+        return f"truncated {path} from {size} to {size // 2} bytes"
+    at = size // 2
+    if path.endswith(".h5"):
+        at = _data_offset(path) or at
+    elif path.endswith(".safetensors"):
+        _, base = safetensors_header(path)
+        at = base + (size - base) // 2
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([b ^ 0x10]))
+    return f"flipped byte {at} of {path}"
 
 
 def tree_bytes(root, skip=lambda rel: False):

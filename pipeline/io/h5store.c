@@ -57,10 +57,16 @@ qs_status qs_h5_create(qs_h5 *h, const char *path, qs_err *err) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     /* fixed file format bounds: the bytes do not depend on the library's defaults */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
+    errno = 0;
     hid_t f = H5Fcreate(h->tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    const int e = errno;
     H5Pclose(fcpl);
     H5Pclose(fapl);
-    if (f < 0) return QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot create HDF5 file", h->tmp);
+    if (f < 0) {
+        unlink(h->tmp); /* a full disk may have let the file exist without its superblock */
+        return QS_FAIL(err, QS_ERR_RUNTIME, "%s: cannot create HDF5 file%s%s", h->path,
+                       e ? ": " : "", e ? strerror(e) : "");
+    }
     h->file = f;
     h->writing = 1;
     return QS_OK;

@@ -9,16 +9,13 @@ them, before it has written a calibration result. A clean copy of the same model
 exit 0 (so the failures are about the poison).
 Usage: test_nan_weights.py  (env: QS_BIN, QS_MPIEXEC)"""
 import os
-import shutil
-import struct
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import qstest as Q  # noqa: E402
 from qstest import check  # noqa: E402
 
-NAN = {"BF16": b"\xc0\x7f", "F16": b"\x00\x7e", "F32": struct.pack("<f", float("nan"))}
-INF = {"BF16": b"\x80\x7f", "F16": b"\x00\x7c", "F32": struct.pack("<f", float("inf"))}
+NAN, INF = Q.NAN, Q.INF
 ELEM = 38  # flat element poisoned: (0, 38) of a matrix, 38 of a vector (hidden 64)
 CASES = [  # (tensor, poison, where it is found: "early" = before the run directory exists)
     ("model.embed_tokens.weight", NAN, "calib"),
@@ -27,29 +24,6 @@ CASES = [  # (tensor, poison, where it is found: "early" = before the run direct
     ("model.norm.weight", NAN, "early"),
     ("lm_head.weight", INF, "early"),
 ]
-
-
-def poison(src, dst, name, values):
-    """A copy of model src with element ELEM of tensor `name` set to values[dtype]. Returns
-    the shard file that holds it and the expected position text."""
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
-    for fn in sorted(os.listdir(dst)):
-        if not fn.endswith(".safetensors"):
-            continue
-        path = os.path.join(dst, fn)
-        hdr, base = Q.safetensors_header(path)
-        if name not in hdr:
-            continue
-        t = hdr[name]
-        v = values[t["dtype"]]
-        with open(path, "r+b") as f:
-            f.seek(base + t["data_offsets"][0] + ELEM * len(v))
-            f.write(v)
-        shape = t["shape"]
-        at = f"({ELEM // shape[1]}, {ELEM % shape[1]})" if len(shape) == 2 else str(ELEM)
-        return path, at
-    raise SystemExit(f"no tensor {name} in {src}")
 
 
 def main(tmp):
@@ -74,7 +48,7 @@ def main(tmp):
         check(r.returncode == 0, f"{dtype} clean model: rc {r.returncode} {r.stderr[-400:]}")
         for name, values, when in CASES:
             bad = os.path.join(tmp, f"bad-{dtype}")
-            path, at = poison(model, bad, name, values)
+            path, at = Q.poison_tensor(model, bad, name, values, ELEM)
             kind = "NaN" if values is NAN else "Inf"
             cfg, rd = config(name, bad)
             r = Q.qs(2, "run", cfg, timeout=300)

@@ -22,8 +22,6 @@ kill inside calibrate and inside the sequential reconstruct of one run.
 Usage: test_kill_resume.py  (env: QS_BIN, QS_MPIEXEC)"""
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -59,65 +57,12 @@ def tree(root):
     return Q.tree_bytes(root, skip=measured)
 
 
-def children(pid):
-    """Pids of the processes whose parent is pid."""
-    kids = []
-    for e in os.listdir("/proc"):
-        if not e.isdigit():
-            continue
-        try:
-            with open(f"/proc/{e}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                kids.append(int(e))
-        except (OSError, IndexError, ValueError):
-            pass
-    return kids
-
-
-def rank_pids(launcher_pid):
-    """qshard processes below the launcher (mpiexec forks the ranks, maybe via a helper)."""
-    found, todo = [], [launcher_pid]
-    while todo:
-        for k in children(todo.pop()):
-            try:
-                with open(f"/proc/{k}/cmdline", "rb") as f:
-                    cmd = f.read().split(b"\0")
-            except OSError:
-                continue
-            if cmd and os.path.basename(cmd[0].decode()) == "qshard":
-                found.append(k)
-            else:
-                todo.append(k)
-    return found
-
-
 def run_and_kill(nranks, cfg, extra, ready, what):
     """Starts mpiexec -n NRANKS qshard run CFG EXTRA; once ready() holds, SIGKILLs one rank and
     waits for mpiexec to end. Returns True when a rank was killed and mpiexec failed."""
-    p = Q.qs_start(nranks, "run", cfg, *extra)
-    killed = None
-    end = time.time() + 300
-    while time.time() < end and p.poll() is None:
-        if ready():
-            pids = rank_pids(p.pid)
-            if pids:
-                killed = max(pids)
-                os.kill(killed, signal.SIGKILL)
-                break
-        time.sleep(0.01)
-    if not check(killed is not None, f"found a rank to kill after {what} appeared "
-                 f"(mpiexec rc {p.poll()})"):
-        p.kill()
-        p.communicate()
-        return False
-    try:
-        p.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        check(False, "mpiexec did not end within 120 s after a rank was killed")
-    return check(p.returncode != 0, f"mpiexec reports the killed rank: rc {p.returncode}")
+    killed, r = Q.kill_when(Q.qs_launch(nranks, "run", cfg, *extra), ready, "max",
+                            f"kill after {what} appeared")
+    return killed is not None and r.returncode != 0
 
 
 def main(tmp):
