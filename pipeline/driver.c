@@ -309,6 +309,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     st = qs_config_load(&cfg, opts->config_path, opts->sets, opts->nset, err);
     if (st == QS_OK) st = qs_model_open(&model, cfg.model, err);
     if (st == QS_OK) st = qs_cands_check_model(&model.hf, &cfg, err);
+    if (st == QS_OK) st = qs_cands_check_budget(&model, &cfg, err);
     if (st == QS_OK) st = qs_rundir_init(&rd, cfg.run_dir, err);
     if (st == QS_OK) st = config_hash(&cfg, ctx.config_hash, err);
     if (st == QS_OK) st = model_fingerprint(&model, cfg.model, ctx.model_hash, err);

@@ -473,6 +473,7 @@ static int cmd_plan(int argc, char **argv) {
         qs_status st = qs_config_load(&cfg, config_path, sets, nset, &err);
         if (st == QS_OK) st = qs_model_open(&model, cfg.model, &err);
         if (st == QS_OK) st = qs_cands_check_model(&model.hf, &cfg, &err);
+        if (st == QS_OK) st = qs_cands_check_budget(&model, &cfg, &err);
         if (st == QS_OK) st = qs_plan_compute(&model.hf, &cfg, (int)ranks, &plan, &err);
         if (st == QS_OK) {
             if (json) {

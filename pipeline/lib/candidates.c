@@ -12,6 +12,7 @@
 #include "gguf_model.h"
 #include "pack.h"
 #include "rundir.h"
+#include "search_items.h"
 #include "weights.h"
 
 static const char *const MOD[QS_LIN_COUNT] = {
@@ -464,9 +465,24 @@ static qs_status check_formats(const qs_cands *cs, const qs_config *cfg, const c
     return QS_OK;
 }
 
+/* The search's items of one layer as linear masks (bit k = linear k): q/k/v and gate/up
+ * tied (qs_cands_tie_fused), o and down alone; or every linear alone. Returns the count. */
+static int item_masks(const qs_config *cfg, int masks[QS_LIN_COUNT]) {
+    static const int ITEMS[4] = {0x07, 0x08, 0x30, 0x40};
+    int nm = 0;
+    for (int it = 0; it < 4; ++it) {
+        if (qs_cands_tie_fused(cfg)) {
+            masks[nm++] = ITEMS[it];
+        } else {
+            for (int k = 0; k < QS_LIN_COUNT; ++k)
+                if (ITEMS[it] & (1 << k)) masks[nm++] = 1 << k;
+        }
+    }
+    return nm;
+}
+
 qs_status qs_cands_check_model(const qs_hf_config *hf, const qs_config *cfg, qs_err *err) {
     /* the items the search ties (q/k/v, gate/up) must share one usable candidate */
-    static const int ITEMS[4] = {0x07, 0x08, 0x30, 0x40};
     const char *file =
         cfg->source_path && cfg->source_path[0] ? cfg->source_path : "config";
     qs_cands cs;
@@ -490,14 +506,9 @@ qs_status qs_cands_check_model(const qs_hf_config *hf, const qs_config *cfg, qs_
     const unsigned fm = qs_config_formats(cfg);
     const qs_serve sv = qs_serve_of(cfg);
     const int exporting = (fm & QS_OUT_GPTQ) != 0;
-    for (int it = 0; it < 4; ++it) {
-        int masks[QS_LIN_COUNT], nm = 0;
-        if (qs_cands_tie_fused(cfg)) {
-            masks[nm++] = ITEMS[it];
-        } else {
-            for (int k = 0; k < QS_LIN_COUNT; ++k)
-                if (ITEMS[it] & (1 << k)) masks[nm++] = 1 << k;
-        }
+    int masks[QS_LIN_COUNT];
+    const int nm = item_masks(cfg, masks);
+    {
         for (int m = 0; m < nm; ++m) {
             int usable = 0, bad_k = -1;
             char why[QS_ERR_MSG_MAX] = "";
@@ -534,4 +545,49 @@ qs_status qs_cands_check_model(const qs_hf_config *hf, const qs_config *cfg, qs_
     }
 done:
     return st;
+}
+
+qs_status qs_cands_check_budget(const qs_model *model, const qs_config *cfg, qs_err *err) {
+    const char *file =
+        cfg->source_path && cfg->source_path[0] ? cfg->source_path : "config";
+    if (cfg->search.target_bpw <= 0 && cfg->search.max_bytes <= 0) return QS_OK;
+    qs_cands cs;
+    qs_model_dims d;
+    qs_status st = qs_cands_from_config(cfg, &cs, err);
+    if (st != QS_OK) return st;
+    qs_model_dims_from_hf(&d, &model->hf);
+    const unsigned fmt = qs_cands_budget_format(cfg);
+    int masks[QS_LIN_COUNT];
+    const int nm = item_masks(cfg, masks);
+    int64_t lo = 0, w = 0; /* one layer: the smallest payload, the weights */
+    for (int m = 0; m < nm; ++m) {
+        int64_t best = -1;
+        for (int c = 0; c < cs.n; ++c) {
+            int64_t sum = 0;
+            int ok = 1;
+            for (int k = 0; k < QS_LIN_COUNT && ok; ++k) {
+                if (!(masks[m] & (1 << k))) continue;
+                int64_t o, i, b = 0;
+                qs_err e = {0};
+                qs_linear_shape(&d, (qs_linear_kind)k, &o, &i);
+                ok = qs_cand_servable(&cs, c, o, i, cfg, NULL, 0) &&
+                     qs_cand_bytes(&cs, c, o, i, fmt, cfg, &b, &e) == QS_OK;
+                sum += b;
+            }
+            if (ok && (best < 0 || sum < best)) best = sum;
+        }
+        if (best < 0) return QS_OK; /* no usable candidate: qs_cands_check_model says so */
+        lo += best;
+    }
+    for (int k = 0; k < QS_LIN_COUNT; ++k) {
+        int64_t o, i;
+        qs_linear_shape(&d, (qs_linear_kind)k, &o, &i);
+        w += o * i;
+    }
+    int64_t budget = 0;
+    qs_err e = {0};
+    st = qs_search_budget(cfg->search.target_bpw, cfg->search.max_bytes, w * d.nlayers,
+                          qs_cands_unquantized_bytes(model, fmt), lo * d.nlayers, 0, "", &budget,
+                          &e);
+    return st == QS_OK ? QS_OK : QS_FAIL(err, st, "%s: %s", file, e.msg);
 }

@@ -143,4 +143,13 @@ qs_status qs_cands_choose_propagate(const qs_config *cfg, const qs_model *model,
  * not after hours of reconstruction. */
 qs_status qs_cands_check_model(const qs_hf_config *hf, const qs_config *cfg, qs_err *err);
 
+/* With a budget (search.target_bpw or search.max_bytes): QS_ERR_INPUT naming the config file
+ * when it is below the smallest payload any allocation can have (every search item at its
+ * smallest servable candidate in the budget's format, tied q/k/v and gate/up sharing one;
+ * the search's own message and suggested value, qs_search_budget). Pins and allow rules
+ * can only raise that smallest payload: the search still checks the exact one. Called
+ * before any stage runs, so a budget no candidate can meet fails at once, not after the
+ * calibrate and reconstruct stages. */
+qs_status qs_cands_check_budget(const qs_model *model, const qs_config *cfg, qs_err *err);
+
 #endif /* QS_CANDIDATES_H */

@@ -54,6 +54,12 @@ YAML_CASES = [
     ("untied_export", "model: {model}\nrun_dir: {run}\nsearch:\n  tie_fused: false\n",
      "bad.yaml", "needs output.gptq_export: false"),
     ("model_missing_dir", "model: /nonexistent/qs-model\nrun_dir: {run}\n", "/nonexistent/qs-model", ""),
+    # a budget below every allocation: refused before any stage (it used to fail in search,
+    # after calibrate and reconstruct had run)
+    ("budget_too_low", "model: {model}\nrun_dir: {run}\nquant:\n  group_size: [32]\n"
+     "search:\n  target_bpw: 1.0\n", "bad.yaml", "below the smallest feasible allocation"),
+    ("max_bytes_too_low", "model: {model}\nrun_dir: {run}\nquant:\n  group_size: [32]\n"
+     "search:\n  max_bytes: 1000\n", "bad.yaml", "search.max_bytes 1000"),
 ]
 
 
@@ -79,7 +85,9 @@ def main(tmp):
         os.makedirs(os.path.dirname(cfg))
         with open(cfg, "w") as f:
             f.write(text.format(model=good, run=os.path.join(tmp, "run_" + name)))
-        jobs.append(("yaml/" + name, Q.MPIEXEC + ["-n", "2", Q.QS, "run", cfg], expect_file, expect_substr, True, None))
+        # refused before the run directory is touched
+        jobs.append(("yaml/" + name, Q.MPIEXEC + ["-n", "2", Q.QS, "run", cfg], expect_file, expect_substr, True,
+                     os.path.join(tmp, "run_" + name)))
         jobs.append(("plan/" + name, [Q.QS, "plan", cfg, "--ranks", "2"], expect_file, expect_substr, False, None))
     # usage errors and a missing config file
     jobs.append(("run/missing_config", Q.MPIEXEC + ["-n", "2", Q.QS, "run", os.path.join(tmp, "nope.yaml")],

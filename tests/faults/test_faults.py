@@ -202,7 +202,8 @@ def outputs(rd):
 
 def no_sanitizer_report(r):
     bad = [x for x in r.stderr.splitlines() if "Sanitizer" in x or "runtime error:" in x]
-    check(not bad, f"no sanitizer report: {bad[:3]}")
+    if not check(not bad, f"no sanitizer report: {bad[:3]}"):
+        print(r.stderr[-6000:], file=sys.stderr)
 
 
 def wait_held(M, L, n, what):
