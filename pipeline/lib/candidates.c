@@ -508,39 +508,37 @@ qs_status qs_cands_check_model(const qs_hf_config *hf, const qs_config *cfg, qs_
     const int exporting = (fm & QS_OUT_GPTQ) != 0;
     int masks[QS_LIN_COUNT];
     const int nm = item_masks(cfg, masks);
-    {
-        for (int m = 0; m < nm; ++m) {
-            int usable = 0, bad_k = -1;
-            char why[QS_ERR_MSG_MAX] = "";
-            for (int c = 0; c < cs.n && !usable; ++c) {
-                int ok = 1;
-                for (int k = 0; k < QS_LIN_COUNT && ok; ++k) {
-                    if (!(masks[m] & (1 << k))) continue;
-                    int64_t d_out, d_in;
-                    qs_linear_shape(&d, (qs_linear_kind)k, &d_out, &d_in);
-                    ok = qs_cand_servable(&cs, c, d_out, d_in, cfg, why, sizeof(why));
-                    if (!ok) bad_k = k;
-                }
-                usable = ok;
-            }
-            if (!usable) {
+    for (int m = 0; m < nm; ++m) {
+        int usable = 0, bad_k = -1;
+        char why[QS_ERR_MSG_MAX] = "";
+        for (int c = 0; c < cs.n && !usable; ++c) {
+            int ok = 1;
+            for (int k = 0; k < QS_LIN_COUNT && ok; ++k) {
+                if (!(masks[m] & (1 << k))) continue;
                 int64_t d_out, d_in;
-                const int k = bad_k < 0 ? 0 : bad_k;
                 qs_linear_shape(&d, (qs_linear_kind)k, &d_out, &d_in);
-                if (sv != QS_SERVE_NONE && sv != QS_SERVE_MARLIN)
-                    QS_THROW(err, QS_ERR_INPUT,
-                             "%s: no candidate can be served by %s for %s (%lld x %lld) (%s)",
-                             file, qs_serve_name(sv), MOD[k], (long long)d_out,
-                             (long long)d_in, why);
-                QS_THROW(err, QS_ERR_INPUT,
-                         "%s: no candidate of quant.bits x quant.group_size can be %s for "
-                         "%s (%lld x %lld) (%s)%s",
-                         file, exporting ? "exported as GPTQ" : "written", MOD[k],
-                         (long long)d_out, (long long)d_in, why,
-                         exporting ? "; choose a group size that divides the input size "
-                                     "or set output.gptq_export: false"
-                                   : "");
+                ok = qs_cand_servable(&cs, c, d_out, d_in, cfg, why, sizeof(why));
+                if (!ok) bad_k = k;
             }
+            usable = ok;
+        }
+        if (!usable) {
+            int64_t d_out, d_in;
+            const int k = bad_k < 0 ? 0 : bad_k;
+            qs_linear_shape(&d, (qs_linear_kind)k, &d_out, &d_in);
+            if (sv != QS_SERVE_NONE && sv != QS_SERVE_MARLIN)
+                QS_THROW(err, QS_ERR_INPUT,
+                         "%s: no candidate can be served by %s for %s (%lld x %lld) (%s)",
+                         file, qs_serve_name(sv), MOD[k], (long long)d_out,
+                         (long long)d_in, why);
+            QS_THROW(err, QS_ERR_INPUT,
+                     "%s: no candidate of quant.bits x quant.group_size can be %s for "
+                     "%s (%lld x %lld) (%s)%s",
+                     file, exporting ? "exported as GPTQ" : "written", MOD[k],
+                     (long long)d_out, (long long)d_in, why,
+                     exporting ? "; choose a group size that divides the input size "
+                                 "or set output.gptq_export: false"
+                               : "");
         }
     }
 done:
