@@ -51,6 +51,18 @@ def yaml_list(config, key):
     return [int(v) for v in m.group(1).split(",") if v.strip()]
 
 
+def seed_kl_cache(run_dir, siblings):
+    """A new mixed run starts with the newest sibling's search/kl.json: the search uses it
+    only where its key matches (same recon results, windows and choices: in quantized mode
+    budgets with the same propagate candidate), and measures afresh otherwise."""
+    have = [p for p in (os.path.join(d, "search", "kl.json") for d in siblings) if os.path.exists(p)]
+    if have and not os.path.exists(run_dir):
+        os.makedirs(os.path.join(run_dir, "search"))
+        src = max(have, key=os.path.getmtime)
+        with open(src, "rb") as f, open(os.path.join(run_dir, "search", "kl.json"), "wb") as g:
+            g.write(f.read())
+
+
 def run(ranks, config, sets, run_dir, extra):
     args = ["run", config, *sets, "--set", f"run_dir={run_dir}", *extra]
     if os.path.exists(os.path.join(run_dir, "run.json")):
@@ -111,6 +123,8 @@ def main():
             continue
         up, un = min(fits)
         tag = f"mixed-{B:.6g}-{a.objective}" + (f"-refine{a.refine}" if a.refine else "")
+        seed_kl_cache(os.path.join(out, tag), [os.path.join(out, d) for d in os.listdir(out)
+                                               if d.startswith("mixed-")])
         m = run(a.ranks, a.config, sets, os.path.join(out, tag),
                 ["--set", f"search.target_bpw={B!r}", "--set", f"search.objective={a.objective}",
                  "--set", f"search.refine={a.refine}"])
