@@ -573,6 +573,7 @@ typedef struct search_state {
     char klkey[65];             /* kl: the cache key of search/kl.json (rank 0) */
     int64_t nkl;                /* kl: (item, candidate) measurements */
     qs_kl_probe probe_kl;       /* kl or refine: the KL probe (every rank) */
+    qs_kl_probe probe_ref;      /* refine with its own window count (every rank) */
     int *choice;                /* (it.n) rank 0, refine: the refined allocation */
     qs_search_refine_result ref; /* refine: what it did */
 } search_state;
@@ -586,6 +587,7 @@ static void search_close(void *vs) {
     free(s->probe_u);
     free(s->choice);
     qs_kl_close(&s->probe_kl);
+    qs_kl_close(&s->probe_ref);
     qs_search_items_free(&s->it);
     qs_search_tables_free(&s->t);
     free(s);
@@ -711,7 +713,15 @@ static qs_status search_measured(const qs_stage_ctx *ctx, search_state *s, qs_er
                              ctx->model,   ctx->log,     ctx->progress,
                              qs_config_calib_source(cfg), cfg->calib.seqlen,
                              cfg->search.probe_windows};
-    QS_CHECK(qs_kl_open(&s->probe_kl, &env, "recon", err));
+    const int64_t rw = cfg->search.refine_windows > 0 ? cfg->search.refine_windows
+                                                      : cfg->search.probe_windows;
+    const int own = cfg->search.refine > 0 && (!s->kl || rw != cfg->search.probe_windows);
+    if (s->kl) QS_CHECK(qs_kl_open(&s->probe_kl, &env, "recon", err));
+    if (own) {
+        qs_eval_env renv = env;
+        renv.max_windows = rw;
+        QS_CHECK(qs_kl_open(&s->probe_ref, &renv, "recon", err));
+    }
     if (s->kl) {
         QS_CHECK(qs_search_kl_costs(ctx, &s->probe_kl, root ? &s->it : NULL, root ? &s->t : NULL,
                                     s->klkey, root ? s->cost : NULL, &s->nkl, err));
@@ -733,7 +743,8 @@ static qs_status search_measured(const qs_stage_ctx *ctx, search_state *s, qs_er
         }
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) goto done;
-        QS_CHECK(qs_search_refine(ctx, &s->probe_kl, root ? &s->it : NULL, root ? &s->t : NULL,
+        QS_CHECK(qs_search_refine(ctx, own ? &s->probe_ref : &s->probe_kl,
+                                  root ? &s->it : NULL, root ? &s->t : NULL,
                                   s->budget, s->choice, &s->ref, err));
     }
 done:

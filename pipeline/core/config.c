@@ -183,6 +183,10 @@ static const cfg_key cfg_schema[] = {
      "after the exact optimum, this many whole-model KL evaluations of neighbouring "
      "allocations at the same budget (one item a level up, others down until it fits), "
      "keeping any that lowers the measured KL; 0 = off (docs/search.md)"},
+    {"search.refine_windows", CFG_I64, 0, (int64_t)1 << 20, 0, 0, 0, "0", NULL,
+     OFF(search.refine_windows), 0, 0, 0,
+     "calibration windows each search.refine evaluation measures (0 = search.probe_windows); "
+     "more windows than the probes keep the refinement from fitting the probe windows' noise"},
     {"search.refine_seed", CFG_I64, 0, INT64_MAX, 0, 0, 0, "0", NULL, OFF(search.refine_seed),
      0, 0, 0, "seed of search.refine's neighbour choices"},
 

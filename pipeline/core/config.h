@@ -115,6 +115,7 @@ typedef struct qs_config {
         int64_t probe_windows; /* objectives sensitivity, kl and refine: windows per probe
                                   (default 8) */
         int64_t refine;        /* whole-model KL evaluations of neighbours (0 = off) */
+        int64_t refine_windows; /* windows of each refine evaluation (0 = probe_windows) */
         int64_t refine_seed;   /* seed of the neighbour choices */
     } search;
 

@@ -6,8 +6,9 @@
   stages is byte-identical at 1, 2 and 3 ranks;
 - the KL values are checked against an independent float64 numpy forward
   (tests/ref/forward_ref.py's layer) of the checkpoint and of recon's dequantized codes on
-  the probe windows: one (item, candidate) per layer and group, and the whole-model KL of the
-  exact optimum (refine.csv step 0) and of the returned allocation;
+  the probe windows: one (item, candidate) per layer and group, and on search.refine_windows
+  windows the whole-model KL of the exact optimum (refine.csv step 0) and of the returned
+  allocation;
 - the costs: allocation.json's `predicted` is the sum of kl.json's values of its choices; the
   optimum is the brute-force minimum of that sum within the budget (meet in the middle over
   the 12 items); refine keeps the best measured KL (non-increasing), never above the budget;
@@ -35,7 +36,7 @@ HF = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
 KEYS = {"q": "q_w", "k": "k_w", "v": "v_w", "o": "o_w", "gate": "gate_w", "up": "up_w",
         "down": "down_w"}
 GROUPS = [(0, 1, 2), (3,), (4, 5), (6,)]
-NL, SEQ, WIN = 3, 64, 3
+NL, SEQ, WIN, RWIN = 3, 64, 3, 4  # layers, seqlen, probe windows, refine windows
 
 
 def checkpoint(model):
@@ -56,7 +57,7 @@ def checkpoint(model):
 class Ref:
     """float64 forward of the checkpoint with some linears replaced by recon's codes."""
 
-    def __init__(self, model, run_dir):
+    def __init__(self, model, run_dir, windows=WIN):
         cfg = json.load(open(os.path.join(model, "config.json")))
         self.w = checkpoint(model)
         self.run_dir = run_dir
@@ -64,7 +65,8 @@ class Ref:
                      "head_dim": cfg["head_dim"], "eps": cfg["rms_norm_eps"],
                      "rope": {"type": "default", "theta": cfg["rope_theta"]}}
         toks = np.fromfile(os.path.join(model, "tokens.u32"), dtype="<u4").astype(np.int64)
-        self.tokens = toks[:WIN * SEQ].reshape(WIN, SEQ)
+        self.win = windows
+        self.tokens = toks[:windows * SEQ].reshape(windows, SEQ)
         self.ref_lp = self.logprobs({})
 
     def recon(self, l, lin, cand):
@@ -88,9 +90,9 @@ class Ref:
     def logprobs(self, quant):
         x = self.w["model.embed_tokens.weight"][self.tokens.reshape(-1)]
         for l in range(NL):
-            x = FR.layer_forward(self.spec, self.layer(l, quant), 0, x, WIN, SEQ)
+            x = FR.layer_forward(self.spec, self.layer(l, quant), 0, x, self.win, SEQ)
         x = FR.rmsnorm(x, self.w["model.norm.weight"], self.spec["eps"])
-        lg = (x @ self.w["lm_head.weight"].T).reshape(WIN, SEQ, -1)[:, :-1, :]
+        lg = (x @ self.w["lm_head.weight"].T).reshape(self.win, SEQ, -1)[:, :-1, :]
         m = lg.max(axis=-1, keepdims=True)
         return lg - (m + np.log(np.exp(lg - m).sum(axis=-1, keepdims=True)))
 
@@ -164,7 +166,9 @@ def check_values(model, rd):
         if i >= 0:
             best = min(best, e + best_b[i])
     check(pred <= best * (1 + 1e-9) + 1e-15, f"optimum-kl {pred} above the brute force {best}")
-    # refine: step 0 = the optimum's measured KL; best non-increasing; the result's KL
+    # refine (on its own RWIN windows): step 0 = the optimum's measured KL; best
+    # non-increasing; the result's KL
+    ref = Ref(model, rd, RWIN)
     rows = [ln.split(",") for ln in open(os.path.join(rd, "search", "refine.csv")).read().split("\n")[1:] if ln]
     check(len(rows) >= 2, f"refine.csv: {len(rows)} rows")
     close(float(rows[0][1]), ref.kl(alloc_quant(opt)), "refine step 0 = KL of the optimum")
@@ -196,7 +200,7 @@ def main():
                        "block_size": 32},
                 reconstruct={"inputs": "float"},
                 search={"target_bpw": 3.6, "objective": "kl", "probe_windows": WIN,
-                        "refine": 8, "refine_seed": 3},
+                        "refine": 8, "refine_seed": 3, "refine_windows": RWIN},
                 eval={"tokens": f"{model}/tokens.u32", "seqlen": SEQ, "max_windows": 4})
             r = Q.qs(n, "run", cfg)
             check(r.returncode == 0, f"run at {n} ranks: rc {r.returncode} {r.stderr[-800:]}")

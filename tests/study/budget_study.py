@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--uniform-sizes", action="store_true")
     ap.add_argument("--objective", default="kl")
     ap.add_argument("--refine", type=int, default=0)
+    ap.add_argument("--refine-windows", type=int, default=0)
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--eval-windows", type=int, default=0)
     ap.add_argument("--fixtures")
@@ -107,7 +108,8 @@ def main():
             name = f"w{b}g{g}"
             uni[name] = run(a.ranks, a.config, sets, os.path.join(out, f"uniform-{name}"),
                             ["--set", f"quant.bits=[{b}]", "--set", f"quant.group_size=[{g}]",
-                             "--set", "search.target_bpw=0", "--set", "search.refine=0"])
+                             "--set", "search.target_bpw=0", "--set", "search.refine=0",
+                             "--set", "search.refine_windows=0"])
             print(f"uniform {name}: bpw {uni[name]['bpw']:.4f} ppl {uni[name]['ppl']:.4f}",
                   file=sys.stderr)
     # 3. mixed
@@ -127,7 +129,8 @@ def main():
                                                if d.startswith("mixed-")])
         m = run(a.ranks, a.config, sets, os.path.join(out, tag),
                 ["--set", f"search.target_bpw={B!r}", "--set", f"search.objective={a.objective}",
-                 "--set", f"search.refine={a.refine}"])
+                 "--set", f"search.refine={a.refine}",
+                 "--set", f"search.refine_windows={a.refine_windows}"])
         gap = up - fl
         closed = (up - m["ppl"]) / gap if gap > 0 else float("nan")
         rows.append((B, un, uni[un]["bpw"], up, m["bpw"], m["ppl"], closed))

@@ -194,7 +194,7 @@ def eval_ppl(config, ranks, alloc_path, run_dir, sets=()):
 
 
 def study(config, n, seed, ranks, out_dir, eval_windows=0, probe_windows=0, budget_bpw=0.0,
-          refine=0):
+          refine=0, refine_windows=0):
     """One budget (the config's, or search.target_bpw = budget_bpw): the run with objective
     sensitivity and its twin with objective kl (and search.refine = refine), N random
     allocations measured against every objective's optimum."""
@@ -207,6 +207,8 @@ def study(config, n, seed, ranks, out_dir, eval_windows=0, probe_windows=0, budg
     probes += ("--set", f"run_dir={run_dir}")
     for rd, extra in ((run_dir, ()), (run_dir + "-kl", ("--set", "search.objective=kl",
                                                         "--set", f"search.refine={refine}",
+                                                        "--set",
+                                                        f"search.refine_windows={refine_windows}",
                                                         "--set", f"run_dir={run_dir}-kl"))):
         resume = ("--resume",) if os.path.exists(os.path.join(rd, "run.json")) else ()
         qs(ranks, "run", config, *resume, "--set", "eval.tokens=", *probes, *extra)
@@ -301,6 +303,8 @@ def main():
                          "(default: the config's budget)")
     ap.add_argument("--refine", type=int, default=0,
                     help="search.refine of the kl run (its allocation measured as a row)")
+    ap.add_argument("--refine-windows", type=int, default=0,
+                    help="search.refine_windows of the kl run (0 = the probe windows)")
     ap.add_argument("--miniature", action="store_true")
     a = ap.parse_args()
     if a.fixtures:
@@ -316,7 +320,8 @@ def main():
         ap.error("--config or --miniature")
     out = a.out or os.path.join(read_yaml_run_dir(a.config), "study")
     for b in [float(x) for x in a.budgets.split(",") if x] or [0.0]:
-        study(a.config, a.n, a.seed, a.ranks, out, a.eval_windows, a.probe_windows, b, a.refine)
+        study(a.config, a.n, a.seed, a.ranks, out, a.eval_windows, a.probe_windows, b, a.refine,
+              a.refine_windows)
 
 
 if __name__ == "__main__":
