@@ -284,6 +284,16 @@ done:
     return st;
 }
 
+/* The rank's threads by the config's rule (qs_config_threads) and their pool (none for one
+ * thread). Local. */
+static qs_status make_pool(const qs_config *cfg, qs_pool **pool, int *nthreads,
+                           const char **from, qs_err *err) {
+    qs_status st = qs_config_threads(cfg->threads, getenv("SLURM_CPUS_PER_TASK"),
+                                     getenv("OMP_NUM_THREADS"), nthreads, from, err);
+    if (st == QS_OK && *nthreads > 1) st = qs_pool_create(*nthreads, pool, err);
+    return st;
+}
+
 qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     qs_status st = QS_OK;
     qs_config cfg;
@@ -316,10 +326,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     if (st == QS_OK) st = qs_rundir_init(&rd, cfg.run_dir, err);
     if (st == QS_OK) st = config_hash(&cfg, ctx.config_hash, err);
     if (st == QS_OK) st = model_fingerprint(&model, cfg.model, ctx.model_hash, err);
-    if (st == QS_OK)
-        st = qs_config_threads(cfg.threads, getenv("SLURM_CPUS_PER_TASK"),
-                               getenv("OMP_NUM_THREADS"), &nthreads, &threads_from, err);
-    if (st == QS_OK && nthreads > 1) st = qs_pool_create(nthreads, &pool, err);
+    if (st == QS_OK) st = make_pool(&cfg, &pool, &nthreads, &threads_from, err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     qs_log_info(&lg, "qshard %s: %d rank(s), model %s (%s, %lld layers), run %s", QS_VERSION,

@@ -211,7 +211,8 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
                              ctx->progress,
                              qs_config_calib_source(cfg),
                              cfg->calib.seqlen,
-                             cfg->search.probe_windows};
+                             cfg->search.probe_windows,
+                             ctx->pool};
     qs_alloc al;
     char path[QS_PATH_MAX];
     char *text = NULL;

@@ -315,6 +315,7 @@ static qs_status load_rank(eval_rank *r, const qs_eval_weights *which, const qs_
         if (!r->logits || !r->nll) return QS_ERR_RUNTIME;
     }
     QS_CHECK(qs_layer_workspace_init(&r->ws, d, (int)CS, (int)T, err));
+    QS_CHECK(qs_layer_workspace_set_pool(&r->ws, r->env->pool, err));
     for (int i = 0; i < r->nown; ++i)
         QS_CHECK(load_layer(r->env, which, qsrc, d, r->first_layer + i, &r->lw[i], err));
     if (is_first || is_last)
