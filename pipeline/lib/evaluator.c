@@ -368,7 +368,7 @@ static qs_status chunk_compute(void *vr, int64_t c, int64_t s0, int64_t ns, floa
     if (st == QS_OK && r->logits) {
         if (!r->is_first) window_ids(r, s0, ns); /* the first rank filled them already */
         st = qs_model_head(r->ends.final_norm, r->ends.lm_head, &r->d, x, r->ids, (int)ns,
-                           (int)T, r->logits, NULL, r->nll, err);
+                           (int)T, r->logits, NULL, r->nll, r->env->pool, err);
         for (int64_t i = 0; i < ns * (T - 1) && st == QS_OK; ++i) r->nll_sum += r->nll[i];
     }
     if (st == QS_OK)

@@ -293,27 +293,52 @@ done:
     return st;
 }
 
+/* One head's tiles: (sequence, row tile of QS_ROW_TILE rows) each. */
+typedef struct head_tiles {
+    const float *lm_head; /* (vocab, hidden) */
+    const qs_model_dims *d;
+    const float *x;       /* (nseq * seqlen, hidden) normed */
+    const uint32_t *tokens;
+    int64_t seqlen, per_seq; /* row tiles per sequence */
+    float *logits_tile;   /* (seqlen, vocab): worker w's tile at rows w * QS_ROW_TILE */
+    float *logits;        /* (nseq * seqlen, vocab) or NULL */
+    double *nll;          /* (nseq, seqlen - 1) or NULL */
+} head_tiles;
+
+static qs_status head_task(void *vctx, int64_t task, int worker, qs_err *err) {
+    const head_tiles *h = vctx;
+    const int64_t H = h->d->hidden, V = h->d->vocab, T = h->seqlen;
+    const int64_t s = task / h->per_seq, t0 = (task % h->per_seq) * QS_ROW_TILE;
+    const int64_t R = T - t0 < QS_ROW_TILE ? T - t0 : QS_ROW_TILE;
+    const uint32_t *tok = h->tokens + s * T;  // (seqlen)
+    float *lg = h->logits ? h->logits + (s * T + t0) * V  // (R, vocab)
+                          : h->logits_tile + (int64_t)worker * QS_ROW_TILE * V;
+    qs_linear(h->x + (s * T + t0) * H, h->lm_head, NULL, lg, R, H, V);
+    if (!h->nll) return QS_OK;
+    for (int64_t t = t0; t < t0 + R && t + 1 < T; ++t) {
+        if ((int64_t)tok[t + 1] >= V)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "token id %u at index %lld is out of range for vocab size %lld",
+                           (unsigned)tok[t + 1], (long long)(s * T + t + 1), (long long)V);
+        h->nll[s * (T - 1) + t] = qs_nll_row(lg + (t - t0) * V, V, tok[t + 1]);
+    }
+    return QS_OK;
+}
+
 qs_status qs_model_head(const float *final_norm, const float *lm_head, const qs_model_dims *d,
                         float *x, const uint32_t *tokens, int nseq, int seqlen,
-                        float *logits_tile, float *logits, double *nll, qs_err *err) {
+                        float *logits_tile, float *logits, double *nll, qs_pool *pool,
+                        qs_err *err) {
     qs_status st = QS_OK;
     const int64_t H = d->hidden, V = d->vocab;
     QS_ASSERT(err, nseq > 0 && seqlen > 0 && V > 0);
     QS_ASSERT(err, logits || logits_tile);
     qs_rmsnorm(x, final_norm, x, (int64_t)nseq * seqlen, H, (float)d->eps);
-    for (int64_t s = 0; s < nseq; ++s) {
-        const uint32_t *tok = tokens + s * seqlen;  // (seqlen)
-        float *lg = logits ? logits + s * seqlen * V : logits_tile;  // (seqlen, vocab)
-        qs_linear(x + s * seqlen * H, lm_head, NULL, lg, seqlen, H, V);
-        if (!nll) continue;
-        for (int64_t t = 0; t + 1 < seqlen; ++t) {
-            if ((int64_t)tok[t + 1] >= V)
-                QS_THROW(err, QS_ERR_INPUT,
-                         "token id %u at index %lld is out of range for vocab size %lld",
-                         (unsigned)tok[t + 1], (long long)(s * seqlen + t + 1), (long long)V);
-            nll[s * (seqlen - 1) + t] = qs_nll_row(lg + t * V, V, tok[t + 1]);
-        }
-    }
+    const int64_t per_seq = (seqlen + QS_ROW_TILE - 1) / QS_ROW_TILE;
+    head_tiles ht = {lm_head, d, x, tokens, seqlen, per_seq, logits_tile, logits, nll};
+    /* without logits, each worker needs its own QS_ROW_TILE rows of logits_tile */
+    if (!logits && (int64_t)qs_pool_threads(pool) * QS_ROW_TILE > seqlen) pool = NULL;
+    QS_CHECK(qs_pool_run(pool, (int64_t)nseq * per_seq, head_task, &ht, err));
 done:
     return st;
 }
@@ -330,7 +355,7 @@ qs_status qs_model_forward(const qs_model_weights *w, const qs_model_dims *d,
         QS_CHECK(qs_layer_forward(&w->layers[l], d, (int)l, ws->x, nseq, seqlen, &ws->layer, NULL,
                                   err));
     QS_CHECK(qs_model_head(w->final_norm, w->lm_head, d, ws->x, tokens, nseq, seqlen, ws->logits,
-                           logits, nll, err));
+                           logits, nll, ws->layer.pool, err));
 done:
     return st;
 }

@@ -170,10 +170,15 @@ void qs_model_workspace_free(qs_model_workspace *ws);
  *   logits_tile: scratch (seqlen, vocab), used when logits is NULL.
  *   logits (nseq * seqlen, vocab) or NULL: all logits.
  *   nll (nseq, seqlen - 1) or NULL: nll[s][t] = -log p(tokens[s][t + 1] | tokens[s][..t]).
- * lm_head runs one sgemm per sequence (seqlen x hidden x vocab). */
+ *   pool: may be NULL (one thread).
+ * lm_head runs one sgemm per (sequence, row tile of QS_ROW_TILE rows) (tile x hidden x
+ * vocab), the tiles on pool; without logits, worker w uses rows [w, w + 1) x QS_ROW_TILE of
+ * logits_tile, so the tiles run on one thread when threads x QS_ROW_TILE > seqlen (the
+ * same bits either way). A token id >= vocab is the lowest such tile's QS_ERR_INPUT. */
 qs_status qs_model_head(const float *final_norm, const float *lm_head, const qs_model_dims *d,
                         float *x, const uint32_t *tokens, int nseq, int seqlen,
-                        float *logits_tile, float *logits, double *nll, qs_err *err);
+                        float *logits_tile, float *logits, double *nll, qs_pool *pool,
+                        qs_err *err);
 
 /* Whole model on a chunk: embedding -> layers -> final norm -> lm_head -> NLL.
  *   tokens (nseq, seqlen); logits (nseq * seqlen, vocab) or NULL;
