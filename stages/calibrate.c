@@ -65,7 +65,8 @@ static qs_status stats_hook(void *vctx, qs_linear_group g, const float *x, int64
                                      (long long)d, (long long)a->d[g]);
     qs_status st = qs_hess_partial_pool(h->pool, x, rows, d, h->tile, err);
     if (st != QS_OK) return st;
-    qs_hess_add(a->hess[g], h->tile, d);
+    st = qs_hess_add_pool(h->pool, a->hess[g], h->tile, d, err);
+    if (st != QS_OK) return st;
     st = qs_chan_stats_partial_pool(h->pool, x, rows, d, h->pabs, h->psq, err);
     if (st != QS_OK) return st;
     qs_chan_stats_add(a->absmax[g], a->sumsq[g], h->pabs, h->psq, d);

@@ -437,7 +437,7 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = q->ctx->comm;
     const int rank = comm->rank, P = comm->size;
-    part_ctx pctx;
+    part_ctx pctx; /* (qs_hess_add_pool below: its tasks cannot fail) */
     pctx.pool = q->ctx->pool;
     qs_layer_hooks hooks = {part_hook, &pctx};
     for (int g = 0; g < NGRP; ++g) {
@@ -462,14 +462,14 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
             for (int g = 0; g < NGRP; ++g) {
                 const int64_t n = q->dg[g];
                 if (src == 0 && rank == 0) {
-                    qs_hess_add(q->acc[g], q->part[g], n);
+                    (void)qs_hess_add_pool(q->ctx->pool, q->acc[g], q->part[g], n, err);
                 } else if (rank == src) {
                     qs_comm_send(comm, q->part[g], sizeof(float) * (size_t)(n * n), 0, HESS_TAG);
                 } else if (rank == 0) {
                     /* rank 0's own partial of this round (chunk k * P) is added */
                     qs_comm_recv(comm, q->part[g], sizeof(float) * (size_t)(n * n), src,
                                  HESS_TAG);
-                    qs_hess_add(q->acc[g], q->part[g], n);
+                    (void)qs_hess_add_pool(q->ctx->pool, q->acc[g], q->part[g], n, err);
                 }
             }
         }

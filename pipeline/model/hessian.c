@@ -62,6 +62,32 @@ void qs_hess_add(double *acc, const float *tile, int64_t d) {
     }
 }
 
+typedef struct hess_add_rows {
+    double *acc;       /* (d, d) */
+    const float *tile; /* (d, d) */
+    int64_t d;
+} hess_add_rows;
+
+static qs_status hess_add_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    (void)worker;
+    (void)err;
+    const hess_add_rows *h = vctx;
+    const int64_t d = h->d, i0 = t * QS_HESS_BLOCK;
+    const int64_t i1 = i0 + QS_HESS_BLOCK < d ? i0 + QS_HESS_BLOCK : d;
+    for (int64_t i = i0; i < i1; ++i) {
+        double *a = h->acc + i * d;       // row i
+        const float *s = h->tile + i * d; // row i
+        for (int64_t j = i; j < d; ++j) a[j] += (double)s[j];
+    }
+    return QS_OK;
+}
+
+qs_status qs_hess_add_pool(qs_pool *pool, double *acc, const float *tile, int64_t d,
+                           qs_err *err) {
+    hess_add_rows h = {acc, tile, d};
+    return qs_pool_run(pool, (d + QS_HESS_BLOCK - 1) / QS_HESS_BLOCK, hess_add_task, &h, err);
+}
+
 void qs_hess_add_f64(double *acc, const double *part, int64_t d) {
     for (int64_t i = 0; i < d; ++i) {
         double *a = acc + i * d;

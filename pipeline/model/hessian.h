@@ -45,6 +45,11 @@ qs_status qs_hess_partial_pool(qs_pool *pool, const float *x, int64_t rows, int6
 /* acc (d, d) f64 upper triangle += tile (d, d) f32 upper triangle. */
 void qs_hess_add(double *acc, const float *tile, int64_t d);
 
+/* qs_hess_add with rows of the triangle in blocks of QS_HESS_BLOCK as tasks on pool (may be
+ * NULL); element-wise, so the same bytes. */
+qs_status qs_hess_add_pool(qs_pool *pool, double *acc, const float *tile, int64_t d,
+                           qs_err *err);
+
 /* acc (d, d) f64 upper triangle += part (d, d) f64 upper triangle (for partials that were
  * shipped or summed as f64). */
 void qs_hess_add_f64(double *acc, const double *part, int64_t d);

@@ -37,7 +37,8 @@ static qs_status rec_hook(void *vctx, qs_linear_group g, const float *x, int64_t
                           int64_t d, qs_err *err) {
     hook_rec *h = vctx;
     qs_status st = qs_hess_partial_pool(h->pool, x, rows, d, h->part[g], err);
-    if (st == QS_OK) st = qs_chan_stats_partial_pool(h->pool, x, rows, d, h->absmax[g], h->sumsq[g], err);
+    if (st == QS_OK)
+        st = qs_chan_stats_partial_pool(h->pool, x, rows, d, h->absmax[g], h->sumsq[g], err);
     return st;
 }
 
@@ -105,7 +106,8 @@ static void outputs_alloc(outputs *o) {
 
 static void outputs_free(outputs *o) {
     free(o->x), free(o->nll), free(o->logits);
-    for (int g = 0; g < QS_GROUP_COUNT; ++g) free(o->h.part[g]), free(o->h.absmax[g]), free(o->h.sumsq[g]);
+    for (int g = 0; g < QS_GROUP_COUNT; ++g)
+        free(o->h.part[g]), free(o->h.absmax[g]), free(o->h.sumsq[g]);
 }
 
 /* Layer forward with the recording hook, then the head twice (logits tile, all logits). */

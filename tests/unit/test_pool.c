@@ -30,7 +30,8 @@ static qs_status count_task(void *vctx, int64_t t, int worker, qs_err *err) {
     double sum = 0.0;
     for (int i = 0; i < 64; ++i) sum += s[i] * s[i];
     c->out[t] = sum;
-    if (c->self) return qs_pool_run(c->self, 1, count_task, c, err) == QS_OK ? QS_OK : QS_ERR_RUNTIME;
+    if (c->self) /* reentrant: refused */
+        return qs_pool_run(c->self, 1, count_task, c, err) == QS_OK ? QS_OK : QS_ERR_RUNTIME;
     if (t >= c->fail_from && t % 2 == 1)
         return QS_FAIL(err, QS_ERR_INPUT, "task %lld failed", (long long)t);
     return QS_OK;
