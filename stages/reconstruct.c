@@ -512,11 +512,12 @@ static qs_status seq_solve_mine(seq_rank *q, int npc, int lown, qs_err *err) {
     const int rank = ctx->comm->rank, writer = rank == lown;
     const int batch = writer ? (npc > 0 ? npc : 1) : SOLVE_BATCH * qs_pool_threads(ctx->pool);
     qs_recon_task *tasks = qs_malloc(sizeof(qs_recon_task) * (size_t)batch, err, "solve tasks");
-    int *which = qs_malloc(sizeof(int) * (size_t)batch, err, "solve tasks");  // (batch)
+    /* (batch) a non-writer's pieces in flight: their results and piece indices */
     qs_recon_lin *tmp = writer ? NULL : qs_calloc((size_t)batch, sizeof(qs_recon_lin), err,
-                                                  "pieces in flight"); // (batch)
+                                                  "pieces in flight");
+    int *which = tmp ? (int *)qs_malloc(sizeof(int) * (size_t)batch, err, "pieces") : NULL;
     int nt = 0;
-    if (!tasks || !which || (!writer && !tmp)) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    if (!tasks || (!writer && (!tmp || !which))) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
     for (int p = 0; p < npc;) {
         for (nt = 0; p < npc && nt < batch; ++p) {
             const qs_recon_piece *pc = &q->pcs[p];
@@ -527,13 +528,14 @@ static qs_status seq_solve_mine(seq_rank *q, int npc, int lown, qs_err *err) {
             qs_recon_lin *res = writer ? qs_recon_layer_get(&q->lr, pc->lin, pc->cand, err)
                                        : &tmp[nt];
             if (!res) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer results)");
-            if (!writer)
+            if (!writer) {
                 QS_CHECK(qs_recon_layer_alloc_rows(&q->lr, pc->lin, pc->cand, res, pc->r0,
                                                    pc->r1 - pc->r0, err));
-            tasks[nt] = (qs_recon_task){pc->cand, q->Hf[gk], cs->gptq ? &q->fac[gk] : NULL,
-                                        qs_linear_weight(&q->lw.w, (qs_linear_kind)pc->lin),
-                                        o, i, pc->r0, pc->r1, res};
-            which[nt++] = p;
+                which[nt] = p;
+            }
+            tasks[nt++] = (qs_recon_task){pc->cand, q->Hf[gk], cs->gptq ? &q->fac[gk] : NULL,
+                                          qs_linear_weight(&q->lw.w, (qs_linear_kind)pc->lin),
+                                          o, i, pc->r0, pc->r1, res};
         }
         QS_CHECK(qs_recon_solve_pieces(ctx->pool, cs, tasks, nt, err));
         for (int t = 0; t < nt && !writer; ++t) {
@@ -546,11 +548,10 @@ static qs_status seq_solve_mine(seq_rank *q, int npc, int lown, qs_err *err) {
         }
     }
 done:
-    if (tmp)
-        for (int t = 0; t < batch; ++t) qs_recon_lin_free(&tmp[t]);
+    for (int t = 0; tmp && t < batch; ++t) qs_recon_lin_free(&tmp[t]);
     free(tmp);
-    free(tasks);
     free(which);
+    free(tasks);
     return st;
 }
 
