@@ -12,7 +12,7 @@ Hessian blocks), row_block 64 (many pieces), two candidates.
 The thread count comes from the rule of docs/config.md: threads 2 from SLURM_CPUS_PER_TASK,
 3 from OMP_NUM_THREADS, 1 written explicitly while SLURM_CPUS_PER_TASK=2 is set (explicit
 wins); timings.json records that count for every stage and rank. A bad SLURM_CPUS_PER_TASK
-is exit 2 with one line naming it.
+is exit 2 with one line naming it, before the run directory is made.
 Usage: test_threads_mpi.py  (env: QS_BIN, QS_MPIEXEC)"""
 import os
 import sys
@@ -94,6 +94,7 @@ def main(tmp):
     r = Q.qs(1, "run", cfg, env=env_for({"SLURM_CPUS_PER_TASK": "eight"}))
     check(Q.one_error(r, "SLURM_CPUS_PER_TASK: expected a thread count in 1..4096", "'eight'"),
           f"bad SLURM_CPUS_PER_TASK: rc {r.returncode} {r.stderr}")
+    check(not os.path.exists(rd), "bad SLURM_CPUS_PER_TASK: no run directory was made")
 
 
 if __name__ == "__main__":
