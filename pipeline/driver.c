@@ -345,7 +345,9 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     ctx.pool = pool;
 
     /* 2. every input from outside the run directory, before anything is written */
-    st = qs_stages_check_inputs(&ctx, err);
+    char warning[QS_TIMINGS_WARN_MAX];
+    st = qs_stages_check_inputs(&ctx, warning, sizeof(warning), err);
+    if (st == QS_OK && warning[0]) qs_timings_warn(&tm, warning);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
 

@@ -51,6 +51,10 @@ void qs_timings_skip(qs_timings *t, const char *what, int64_t count, int64_t of,
     s->skip_of = of;
 }
 
+void qs_timings_warn(qs_timings *t, const char *text) {
+    if (t->nwarn >= QS_TIMINGS_NWARN) return;
+    snprintf(t->warn[t->nwarn++], QS_TIMINGS_WARN_MAX, "%s", text);
+}
 
 /* run_dir/<dir>/layer-NNN.h5 */
 static void layer_path(char *out, size_t n, const char *run_dir, const char *dir, int layer) {
@@ -136,6 +140,11 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
                 cJSON_AddStringToObject(k, "why", t->st[i].skip_why);
             }
             cJSON_AddItemToArray(stages, s);
+        }
+        if (t->nwarn > 0) {
+            cJSON *w = cJSON_AddArrayToObject(a, "warnings");
+            for (int i = 0; i < t->nwarn; ++i)
+                cJSON_AddItemToArray(w, cJSON_CreateString(t->warn[i]));
         }
         cJSON_AddItemToArray(atts, a);
         double total = 0;
@@ -414,6 +423,14 @@ static void section_timings(FILE *f, const char *run_dir) {
                     jstr(k, "why", "?"));
         }
         if (nsk) fputs("\n", f);
+        /* what the input checks warned about (timings.json "warnings") */
+        int nw = 0;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItem(a, "warnings")) {
+            if (!cJSON_IsString(s)) continue;
+            if (!nw++) fputs("Warnings:\n\n", f);
+            fprintf(f, "- %s\n", s->valuestring);
+        }
+        if (nw) fputs("\n", f);
     }
 out:
     cJSON_Delete(root);

@@ -54,6 +54,10 @@ qs_add_script(test_recon_fixture MPI LABELS "shared;mpi;recon" TIMEOUT 1200
 #  - test_objective_study: a 3-allocation miniature of tests/study/objective_study.py
 qs_add_script(test_search_mpi MPI LABELS "mpi;search" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_search_mpi.py)
+#  - test_kl_search: objective kl and search.refine at 1, 2, 3 ranks: byte-identical, KL
+#    values against an independent float64 numpy forward, brute-force optimum, cache
+qs_add_script(test_kl_search MPI LABELS "mpi;search;san" TIMEOUT 900
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_kl_search.py)
 qs_add_script(test_objective_study MPI LABELS "mpi;search" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/study/objective_study.py --miniature)
 

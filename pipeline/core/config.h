@@ -51,7 +51,8 @@ typedef enum qs_ckpt_format {
 typedef enum qs_objective {
     QS_OBJECTIVE_ERROR = 0,     /* summed GPTQ error tr(dW H dW^T) */
     QS_OBJECTIVE_RELATIVE = 1,  /* error / tr(W H W^T) */
-    QS_OBJECTIVE_SENSITIVITY = 2 /* measured end-to-end sensitivity per layer x error */
+    QS_OBJECTIVE_SENSITIVITY = 2, /* measured end-to-end sensitivity per layer x error */
+    QS_OBJECTIVE_KL = 3           /* measured KL(float || quantized) per item and candidate */
 } qs_objective;
 
 typedef struct qs_config {
@@ -111,7 +112,11 @@ typedef struct qs_config {
         int npin;
         char *allow[QS_MAX_CANDIDATE_LIST]; /* (nallow) "PATTERN=CAND,CAND,..." */
         int nallow;
-        int64_t probe_windows; /* objective sensitivity: windows per layer probe (default 8) */
+        int64_t probe_windows; /* objectives sensitivity, kl and refine: windows per probe
+                                  (default 8) */
+        int64_t refine;        /* whole-model KL evaluations of neighbours (0 = off) */
+        int64_t refine_windows; /* windows of each refine evaluation (0 = probe_windows) */
+        int64_t refine_seed;   /* seed of the neighbour choices */
     } search;
 
     struct {
