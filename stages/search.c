@@ -212,7 +212,8 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
                              ctx->progress,
                              qs_config_calib_source(cfg),
                              cfg->calib.seqlen,
-                             cfg->search.probe_windows};
+                             cfg->search.probe_windows,
+                             ctx->pool};
     qs_alloc al;
     char path[QS_PATH_MAX];
     char *text = NULL;
@@ -712,7 +713,7 @@ static qs_status search_measured(const qs_stage_ctx *ctx, search_state *s, qs_er
     const qs_eval_env env = {cfg,          comm,         ctx->rd,
                              ctx->model,   ctx->log,     ctx->progress,
                              qs_config_calib_source(cfg), cfg->calib.seqlen,
-                             cfg->search.probe_windows};
+                             cfg->search.probe_windows, ctx->pool};
     const int64_t rw = cfg->search.refine_windows > 0 ? cfg->search.refine_windows
                                                       : cfg->search.probe_windows;
     const int own = cfg->search.refine > 0 && (!s->kl || rw != cfg->search.probe_windows);

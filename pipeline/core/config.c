@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -80,7 +81,8 @@ static const cfg_key cfg_schema[] = {
      "tokenizer_config.json) for calib.text / eval.text; \"\" = the model directory"},
     {"threads", CFG_INT, 0, 4096, 0, 0, 0, "0", NULL, OFF(threads), 0, 0, 1,
      "threads per rank, read as 0 = SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else 1; "
-     "not used yet: in this build every stage runs one thread per rank (docs/slurm.md)"},
+     "an explicit value wins; every heavy loop runs on these threads over fixed tiles, so "
+     "results do not depend on it (docs/slurm.md)"},
 
     {"calib.tokens", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(calib.tokens), 0, 0, 0,
      "calibration token file (.u32 / .u16); this or calib.text is required"},
@@ -1447,5 +1449,40 @@ qs_status qs_config_describe(FILE *out, qs_err *err) {
                 k->doc);
     }
     if (ferror(out)) return QS_FAIL(err, QS_ERR_RUNTIME, "cannot write the key table");
+    return QS_OK;
+}
+
+/* A positive thread count from an environment variable's value, up to the first ',' (an
+ * OpenMP list). */
+static qs_status env_threads(const char *name, const char *v, int *out, qs_err *err) {
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno != 0 || end == v || (*end != '\0' && *end != ',') || n < 1 || n > 4096 ||
+        !isdigit((unsigned char)v[0]))
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "%s: expected a thread count in 1..4096 (threads: 0 reads it), got '%s'",
+                       name, v);
+    *out = (int)n;
+    return QS_OK;
+}
+
+qs_status qs_config_threads(int threads, const char *slurm_cpus, const char *omp, int *out,
+                            const char **from, qs_err *err) {
+    *out = 1;
+    *from = "default";
+    if (threads > 0) {
+        *out = threads;
+        *from = "threads";
+        return QS_OK;
+    }
+    if (slurm_cpus && slurm_cpus[0]) {
+        *from = "SLURM_CPUS_PER_TASK";
+        return env_threads(*from, slurm_cpus, out, err);
+    }
+    if (omp && omp[0]) {
+        *from = "OMP_NUM_THREADS";
+        return env_threads(*from, omp, out, err);
+    }
     return QS_OK;
 }

@@ -194,6 +194,15 @@ const char *qs_config_key_name(int i);
 /* Writes one Markdown table row per key (key, type, default, range, meaning). */
 qs_status qs_config_describe(FILE *out, qs_err *err);
 
+/* Threads per rank from `threads` (the config value) and the environment: an explicit
+ * threads >= 1 wins; 0 reads SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS (its first entry
+ * when it is a list such as "8,2"), else 1. slurm_cpus and omp are the variables' values
+ * (NULL or "" = unset). *out is the count (1..4096), *from names where it came from
+ * ("threads", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS" or "default"). A set variable that
+ * is not an integer in 1..4096 is QS_ERR_INPUT naming it and its value. */
+qs_status qs_config_threads(int threads, const char *slurm_cpus, const char *omp, int *out,
+                            const char **from, qs_err *err);
+
 /* Releases every string the config owns and zeroes it. */
 void qs_config_free(qs_config *cfg);
 

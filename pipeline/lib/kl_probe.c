@@ -108,7 +108,8 @@ static qs_status kl_compute(void *vp, int64_t c, int64_t s0, int64_t ns, float *
     if (!(p->float_pass && p->first_layer == 0 && p->nown > 0)) kl_window_ids(p, s0, ns);
     for (int64_t s = 0; s < ns && st == QS_OK; ++s) {
         st = qs_model_head(p->ends.final_norm, p->ends.lm_head, &p->d, x + s * T * H,
-                           p->ids + s * T, 1, (int)T, p->logits, p->logits, NULL, err);
+                           p->ids + s * T, 1, (int)T, p->logits, p->logits, NULL, p->env.pool,
+                           err);
         if (st == QS_OK) kl_window(p, s0 + s);
     }
     return st;
@@ -175,6 +176,7 @@ static qs_status kl_load(qs_kl_probe *p, qs_err *err) {
         if (!p->lpf || !p->logits) return QS_ERR_RUNTIME;
     }
     QS_CHECK(qs_layer_workspace_init(&p->ws, d, (int)CS, (int)T, err));
+    QS_CHECK(qs_layer_workspace_set_pool(&p->ws, p->env.pool, err));
     for (int i = 0; i < p->nown; ++i) {
         QS_CHECK(qs_weights_load_layer(p->env.model, d, p->first_layer + i, &p->lwf[i], err));
         QS_CHECK(qs_layer_f32_alloc(d, &p->lww[i], err));
