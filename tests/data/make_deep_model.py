@@ -47,9 +47,9 @@ import sys
 import time
 
 SEQLEN = 256
-GEN_SEQS = 6144          # 6144 x 256 = 1.57M generated tokens
-GEN_BATCH = 128
-STEPS = 800
+GEN_SEQS = 4096          # 4096 x 256 = 1.05M generated tokens
+GEN_BATCH = 512
+STEPS = 600
 BATCH = 16
 LR = 1.5e-3
 WARMUP = 40
