@@ -5,7 +5,8 @@
 Usage (not run by CTest; needs the venv of tests/data/deep_setup.sh, ~40 min on one core):
     sh tests/data/deep_setup.sh /work/venv-torch
     /work/venv-torch/bin/python tests/data/make_deep_model.py --out build/deep-model
-or `make deep-model`. Run with another python, the script re-executes itself with
+or `make deep-model` (with --reuse: nothing is done when the directory already holds a
+finished model of this config and recipe). Run with another python, the script re-executes itself with
 VENV/bin/python (--venv, default /work/venv-torch) when torch is missing there.
 
 Inputs (--fixtures, default $QS_SHARED_DIR/fixtures, else ../shared/fixtures next to the
@@ -95,7 +96,26 @@ def parse_args():
     ap.add_argument("--gen-seqs", type=int, default=GEN_SEQS)
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--layers", type=int, default=STUDENT["num_hidden_layers"])
+    ap.add_argument("--reuse", action="store_true",
+                    help="do nothing when OUT already holds this recipe's model")
     return ap.parse_args()
+
+
+def already_made(args):
+    """True when OUT holds a finished model of this config and recipe (train_log.json is the
+    last file written)."""
+    try:
+        with open(os.path.join(args.out, "config.json")) as f:
+            cfg = json.load(f)
+        with open(os.path.join(args.out, "train_log.json")) as f:
+            tl = json.load(f)
+    except (OSError, ValueError):
+        return False
+    cfg.pop("transformers_version", None)
+    want = dict(STUDENT, num_hidden_layers=args.layers)
+    return (cfg == want and tl.get("gen_seqs") == args.gen_seqs and tl.get("steps") == args.steps
+            and all(os.path.exists(os.path.join(args.out, n)) for n in
+                    ("model.safetensors", "reference.json", "logits_eval_window0.f32")))
 
 
 def reexec_in_venv(venv):
@@ -245,6 +265,9 @@ def main():
         if not os.path.exists(p):
             print(f"make_deep_model: {p}: fixture missing (--fixtures DIR)", file=sys.stderr)
             sys.exit(2)
+    if args.reuse and already_made(args):
+        print(f"make_deep_model: {args.out} already holds this model (--reuse)")
+        return
     reexec_in_venv(args.venv)
     import torch
     import transformers
