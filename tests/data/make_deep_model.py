@@ -32,7 +32,8 @@ Recipe (every constant is below; all seeded; one torch thread, deterministic alg
      transformers' tensor names), reference.json (transformers fp32 compute on the bf16 weights:
      perplexity on all of eval.u32 in SEQLEN-token windows, the protocol of the fixtures'
      README), logits_eval_window0.f32 (SEQLEN x vocab float32 little-endian, window 0 of
-     eval.u32), train_log.json (losses and wall times; not deterministic in its times).
+     eval.u32), train_log.json (losses, wall times per phase and the process's CPU time;
+     not deterministic in its times).
 
 Reproducibility: the same command gives bitwise the same model.safetensors with the same torch
 build and CPU instruction set (one thread, fixed seeds, deterministic algorithms); other torch
@@ -310,6 +311,7 @@ def main():
                    "steps": args.steps, "batch": BATCH, "seqlen": SEQLEN,
                    "seconds": {"generate": round(t_gen, 1), "train": round(t_train, 1),
                                "reference": round(t_ref, 1)},
+                   "cpu_seconds": round(time.process_time(), 1),
                    "losses_hard_soft": losses}, f)
         f.write("\n")
     log(f"done: generate {t_gen:.0f} s, train {t_train:.0f} s, reference {t_ref:.0f} s")
