@@ -8,9 +8,9 @@ with that single candidate (GPTQ asymmetric, act_order off, damp 0.01, reconstru
 quantized, calibration on the 128 x 256-token windows of calib_offsets_128x256.txt of
 calib.u32), then `qshard eval --weights gptq` on the written GPTQ export over all of eval.u32 in
 256-token windows, as tests/mpi/test_pipeline_fixture.py does for tinyllama-a. Prints a table:
-candidate, total bytes, bits per weight (search/summary.json: the exact bytes of the quantized
-linears with their scales and zeros), perplexity, gap to the float perplexity of
-reference.json; writes OUT/uniform.md (the table) and OUT/uniform.json, and keeps each run
+candidate, total bytes (search/summary.json: the whole written model, quantized linears with
+their scales and zeros plus the unquantized tensors), bits per quantized weight (its bpw,
+overhead included), perplexity, gap to the float perplexity of reference.json; writes OUT/uniform.md (the table) and OUT/uniform.json, and keeps each run
 directory OUT/<candidate>/ (re-used when its eval.json exists and --fresh is not given).
 
 Usage: deep_uniform.py --model DIR --out DIR [--cands w2g128,w3g128] [--ranks N] [--fresh]
