@@ -5,7 +5,7 @@ NP    ?= 2
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MPIRUN_ENV = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 
-.PHONY: all build check test demo demo-readme asan bench clean rooms-graph docs-numbers
+.PHONY: all build check test demo demo-readme asan bench clean rooms-graph docs-numbers deep-model
 
 all: build
 
@@ -52,3 +52,15 @@ docs-numbers: build
 # The rooms' CMake target graph shown in docs/design.md.
 rooms-graph:
 	sh tests/rooms/graph.sh docs/rooms.dot
+
+# The 16-layer deep model for studies (docs/model.md, "A deeper trained model for studies"):
+# a torch venv (tests/data/deep_setup.sh, PyPI) and the generator, ~40 min on one core; nothing
+# is done when DEEP_MODEL_DIR already holds the model of this config and recipe. Needs the
+# fixtures in $(QS_SHARED_DIR)/fixtures (default ../shared).
+DEEP_MODEL_DIR ?= $(BUILD)/deep-model
+TORCH_VENV     ?= /work/venv-torch
+QS_SHARED_DIR  ?= $(CURDIR)/../shared
+deep-model:
+	sh tests/data/deep_setup.sh $(TORCH_VENV)
+	QS_SHARED_DIR=$(QS_SHARED_DIR) $(TORCH_VENV)/bin/python tests/data/make_deep_model.py \
+	    --reuse --venv $(TORCH_VENV) --out $(DEEP_MODEL_DIR)

@@ -13,7 +13,8 @@
 #   NAME...  only these entries (names as --list prints them)
 # Env: QS_SHARED_DIR (default ../shared next to the source tree: the fixtures of the entries
 # marked "fixtures"), QS_MPIEXEC (default "mpiexec --oversubscribe"),
-# QS_LLAMA_VENV (default /work/venv-llama), QS_VLLM_VENV (default /work/venv-vllm).
+# QS_LLAMA_VENV (default /work/venv-llama), QS_VLLM_VENV (default /work/venv-vllm),
+# QS_TORCH_VENV (default /work/venv-torch).
 # Exit 0 when every selected entry ran and exited 0; 1 otherwise (the summary says which).
 set -u
 quick=0
@@ -152,6 +153,14 @@ entry hessian - "docs/model.md Row blocking (bench_hessian)" "1 min" \
     '$B/tests/bench_hessian' '$B/tests/bench_hessian --quick'
 entry forward - "docs/model.md Performance (bench_forward)" "1 min" \
     '$B/tests/bench_forward' '$B/tests/bench_forward 256'
+
+torch=${QS_TORCH_VENV:-/work/venv-torch}
+entry deep-model fixtures "docs/model.md A deeper trained model: the model, float ppl, agreement (fixtures)" "45 min (+ venv)" \
+    "sh tests/data/deep_setup.sh $torch && $torch/bin/python tests/data/make_deep_model.py --reuse --venv $torch --out \$B/deep-model && \$PY tests/study/deep_check.py --model \$B/deep-model --build \$B" \
+    "sh tests/data/deep_setup.sh $torch && $torch/bin/python tests/data/make_deep_model.py --venv $torch --out \$O/model --gen-seqs 8 --steps 3 --layers 2 && \$PY tests/study/deep_check.py --model \$O/model --build \$B"
+entry deep-uniform "fixtures full:$B/deep-model/reference.json quick:$out/deep-model/model/reference.json" "docs/model.md A deeper trained model: uniform baselines (after deep-model)" "30 min" \
+    '$PY tests/study/deep_uniform.py --model $B/deep-model --out $O --build $B' \
+    '$PY tests/study/deep_uniform.py --model $OUT/deep-model/model --out $O --build $B --cands w4g128'
 
 # --- docs/quant.md -------------------------------------------------------------------------
 entry gptq - "docs/quant.md Performance (bench_gptq)" "1 min" \

@@ -3,7 +3,10 @@
  * on the first 256 tokens of tokens/eval.u32 give logits within 2e-3 max abs of transformers'
  * logits_eval_window0.f32 (256 x 512). Also checks that a wrong shape or missing tensor is a
  * QS_ERR_INPUT naming the tensor.
- * Usage: test_calib_fixture SHARED_DIR. Skips (77) without it unless QS_REQUIRE_SHARED=1. */
+ * Usage: test_calib_fixture SHARED_DIR [MODEL_DIR]. Skips (77) without it unless
+ * QS_REQUIRE_SHARED=1. MODEL_DIR (default SHARED_DIR/fixtures/tinyllama-a) is any model of the
+ * fixture's dimensions (vocab 512, untied lm_head) with its own logits_eval_window0.f32, e.g. the
+ * deep model of tests/data/make_deep_model.py (tests/study/deep_check.py runs it so). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +26,11 @@ static int read_all(const char *path, void *buf, size_t n) {
 
 int main(int argc, char **argv) {
     const char *shared = argc > 1 ? argv[1] : "";
-    char dir[4096], path[4096];
-    snprintf(dir, sizeof(dir), "%s/fixtures/tinyllama-a", shared);
+    char dir[4096], path[4200], missing[128]; // path: dir + a file name
+    if (argc > 2)
+        snprintf(dir, sizeof(dir), "%s", argv[2]);
+    else
+        snprintf(dir, sizeof(dir), "%s/fixtures/tinyllama-a", shared);
     int need = qs_test_need_dir(dir);
     if (need != 0) return need;
     qs_err err = {0};
@@ -46,6 +52,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     qs_model_dims_from_hf(&d, &m.hf);
+    if (d.vocab != V) {
+        fprintf(stderr, "FAIL: %s: vocab %lld, this test needs %d\n", dir, (long long)d.vocab, V);
+        return 1;
+    }
     lw = calloc((size_t)d.nlayers, sizeof(*lw));
     lws = calloc((size_t)d.nlayers, sizeof(*lws));
     for (int64_t l = 0; l < d.nlayers; ++l) {
@@ -62,7 +72,7 @@ int main(int argc, char **argv) {
     CHECK(ends.lm_head != ends.embed, "fixture has an untied lm_head");
     snprintf(path, sizeof(path), "%s/fixtures/tokens/eval.u32", shared);
     if (read_all(path, tok, sizeof(uint32_t) * T) != 0) return 1;
-    snprintf(path, sizeof(path), "%s/fixtures/tinyllama-a/logits_eval_window0.f32", shared);
+    snprintf(path, sizeof(path), "%s/logits_eval_window0.f32", dir);
     if (read_all(path, ref, sizeof(float) * T * V) != 0) return 1;
     qs_model_weights w = {ends.embed, lws, ends.final_norm, ends.lm_head};
     if (qs_model_workspace_init(&ws, &d, 1, T, &err) != QS_OK ||
@@ -76,8 +86,10 @@ int main(int argc, char **argv) {
     /* a layer that does not exist is an input error naming the tensor */
     qs_layer_f32 bad;
     qs_err e2 = {0};
+    snprintf(missing, sizeof(missing), "model.layers.%lld.input_layernorm.weight",
+             (long long)d.nlayers);
     CHECK(qs_weights_load_layer(&m, &d, (int)d.nlayers, &bad, &e2) == QS_ERR_INPUT &&
-              strstr(e2.msg, "model.layers.4.input_layernorm.weight"),
+              strstr(e2.msg, missing),
           "missing layer: '%s'", e2.msg);
     /* wrong shape from a config that disagrees with the checkpoint */
     qs_model_dims d2 = d;
