@@ -58,17 +58,34 @@ static void open_begin(qs_qsource *s, const char *dir) {
     snprintf(s->dir, sizeof(s->dir), "%s", dir);
 }
 
+/* config.json's quantization_config (*qc) when its quant_method is `method`; else
+ * QS_ERR_INPUT naming the file. */
+static qs_status quant_config(const cJSON *root, const char *path, const char *method,
+                              const cJSON **qc, qs_err *err) {
+    *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    const cJSON *qm = cJSON_GetObjectItemCaseSensitive(*qc, "quant_method");
+    if (!cJSON_IsObject(*qc) || !cJSON_IsString(qm) || strcmp(qm->valuestring, method) != 0)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: no quantization_config with quant_method %s",
+                       path, method);
+    return QS_OK;
+}
+
 /* The open of a source described by the JSON file dir/name: open_begin, then `parse` of the
- * parsed file (path: its file name, for messages); on an error s is closed. */
-static qs_status open_json(qs_qsource *s, const char *dir, const char *name,
+ * parsed file (path: its file name, for messages) — of its quantization_config when `method`
+ * is given (a checkpoint's config.json), which must name that quant_method; on an error s is
+ * closed. */
+static qs_status open_json(qs_qsource *s, const char *dir, const char *name, const char *method,
                            qs_status (*parse)(qs_qsource *s, const cJSON *root,
                                               const char *path, qs_err *err),
                            qs_err *err) {
     char path[4200];
     cJSON *root = NULL;
+    const cJSON *obj = NULL;
     open_begin(s, dir);
     qs_status st = read_json(dir, name, path, sizeof(path), &root, err);
-    if (st == QS_OK) st = parse(s, root, path, err);
+    obj = root;
+    if (st == QS_OK && method) st = quant_config(root, path, method, &obj, err);
+    if (st == QS_OK) st = parse(s, obj, path, err);
     cJSON_Delete(root);
     if (st != QS_OK) qs_qsource_close(s);
     return st;
@@ -123,7 +140,7 @@ done:
 }
 
 qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
-    return open_json(s, out_dir, "index.json", parse_h5_index, err);
+    return open_json(s, out_dir, "index.json", NULL, parse_h5_index, err);
 }
 
 static int json_int(const cJSON *o, const char *k, int dflt) {
@@ -134,14 +151,10 @@ static int json_int(const cJSON *o, const char *k, int dflt) {
 }
 
 /* config.json's quantization_config: the top-level scheme and the dynamic map */
-static qs_status parse_gptq_config(qs_qsource *s, const cJSON *root, const char *path,
+static qs_status parse_gptq_config(qs_qsource *s, const cJSON *qc, const char *path,
                                    qs_err *err) {
     qs_status st = QS_OK;
     s->gptq = 1;
-    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
-    const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
-    if (!cJSON_IsObject(qc) || !cJSON_IsString(qm) || strcmp(qm->valuestring, "gptq") != 0)
-        QS_THROW(err, QS_ERR_INPUT, "%s: no quantization_config with quant_method gptq", path);
     s->bits = json_int(qc, "bits", 0);
     s->group_size = json_int(qc, "group_size", -1);
     s->sym = json_int(qc, "sym", 1);
@@ -185,7 +198,7 @@ done:
 }
 
 qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
-    return open_json(s, dir, "config.json", parse_gptq_config, err);
+    return open_json(s, dir, "config.json", "gptq", parse_gptq_config, err);
 }
 
 /* A config group's "weights" (compressed-tensors QuantizationArgs) as a scheme: integer
@@ -236,19 +249,13 @@ static qs_status ct_entry(qs_qsource *s, const cJSON *v, int negative, const qs_
 }
 
 /* config.json's compressed-tensors quantization_config: ignore, then config_groups */
-static qs_status parse_ct_config(qs_qsource *s, const cJSON *root, const char *path,
+static qs_status parse_ct_config(qs_qsource *s, const cJSON *qc, const char *path,
                                  qs_err *err) {
     qs_status st = QS_OK;
     s->ct = 1;
-    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
-    const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(qc, "format");
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups");
     const cJSON *ign = cJSON_GetObjectItemCaseSensitive(qc, "ignore");
-    if (!cJSON_IsObject(qc) || !cJSON_IsString(qm) ||
-        strcmp(qm->valuestring, "compressed-tensors") != 0)
-        QS_THROW(err, QS_ERR_INPUT, "%s: no quantization_config with quant_method "
-                 "compressed-tensors", path);
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "pack-quantized") != 0 ||
         !cJSON_IsObject(groups))
         QS_THROW(err, QS_ERR_INPUT, "%s: compressed-tensors format '%s' without config_groups "
@@ -278,7 +285,7 @@ done:
 }
 
 qs_status qs_qsource_open_ct(qs_qsource *s, const char *dir, qs_err *err) {
-    return open_json(s, dir, "config.json", parse_ct_config, err);
+    return open_json(s, dir, "config.json", "compressed-tensors", parse_ct_config, err);
 }
 
 /* Python re.match: a match that starts at 0. */
