@@ -34,8 +34,10 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clientlib import (options, print_table, run, venv_python, worker_result,  # noqa: E402
+                       write_run_config)
+
 LINS = ["q", "k", "v", "o", "gate", "up", "down"]
 NL = 4  # tinyllama-a's layers
 
@@ -138,25 +140,10 @@ def worker(engine, export_dir, tokens_path, seqlen, windows, spm):
     return 0
 
 
-def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.stderr.write(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-2000:]}\n")
-    return r
-
-
 def write_config(path, fx, rd, bits, groups, sym, fmt, windows):
-    with open(path, "w") as f:
-        f.write(f"model: {fx}/tinyllama-a\nrun_dir: {rd}\n"
-                f"calib:\n  tokens: {fx}/tokens/calib.u32\n  nsamples: 128\n"
-                f"  seqlen: 256\n  sampling: file\n"
-                f"  offsets_file: {fx}/tokens/calib_offsets_128x256.txt\n"
-                f"quant:\n  method: gptq\n  bits: {bits}\n  group_size: {groups}\n"
-                f"  sym: {sym}\n  act_order: false\n  damp: 0.01\n"
-                f"search:\n  pin: [\"layers.*.*=w4g128\"]\n"
-                f"output:\n  checkpoint_format: {fmt}\n"
-                f"eval:\n  tokens: {fx}/tokens/eval.u32\n  seqlen: 256\n"
-                f"  max_windows: {windows}\n")
+    write_run_config(path, fx, rd, {"bits": bits, "group_size": groups, "sym": sym},
+                     f"search:\n  pin: [\"layers.*.*=w4g128\"]\n"
+                     f"output:\n  checkpoint_format: {fmt}\n", max_windows=windows)
 
 
 def write_alloc(rd, alloc):
@@ -205,19 +192,10 @@ def make_exports(opt, fx, work, qs):
 def main(argv):
     if len(argv) > 1 and argv[1] == "--worker":
         return worker(argv[2], argv[3], argv[4], int(argv[5]), int(argv[6]), argv[7])
-    opt = {"--venv": os.environ.get("QS_HF_VENV", "/work/venv-hf"), "--work": "/tmp/qs-hf-client",
-           "--qshard": os.path.join(TOP, "build", "qshard"),
-           "--fixtures": os.path.join(os.path.dirname(TOP), "shared", "fixtures"),
-           "--windows": "0", "--only": ""}
-    for k in list(opt):
-        if k in argv:
-            opt[k] = argv[argv.index(k) + 1]
-    if not os.path.isdir(opt["--fixtures"]):
-        opt["--fixtures"] = "/work/shared/fixtures"
-    py = os.path.join(opt["--venv"], "bin", "python")
-    if not os.path.exists(py):
-        print(f"hf_ppl: no venv at {opt['--venv']} (run tests/clients/hf_setup.sh)",
-              file=sys.stderr)
+    opt = options(argv, {"--venv": os.environ.get("QS_HF_VENV", "/work/venv-hf"),
+                         "--work": "/tmp/qs-hf-client", "--windows": "0", "--only": ""})
+    py = venv_python(opt["--venv"], "hf_ppl", "hf_setup.sh")
+    if not py:
         return 2
     fx, work, qs = opt["--fixtures"], os.path.abspath(opt["--work"]), opt["--qshard"]
     os.makedirs(work, exist_ok=True)
@@ -234,32 +212,16 @@ def main(argv):
                                capture_output=True, text=True,
                                env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                                         TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"))
-            log = os.path.join(work, f"{os.path.basename(os.path.dirname(d))}-{engine}.log")
-            with open(log, "w") as f:
-                f.write(r.stderr)
-            jl = [l for l in r.stdout.splitlines() if l.startswith("{")]
-            try:
-                res = json.loads(jl[-1])
-            except (ValueError, IndexError):
-                errs = [l for l in r.stderr.splitlines() if "Error" in l or "error:" in l]
-                res = {"ok": False, "error": (errs or ["see " + log])[-1].strip()[:300]}
+            res = worker_result(r, os.path.join(
+                work, f"{os.path.basename(os.path.dirname(d))}-{engine}.log"))
             res.update(label=label, engine=engine, qshard=ev["ppl"], wall=time.time() - t0)
             rows.append(res)
             print(json.dumps(res), file=sys.stderr)
     vers = next((r["version"] for r in rows if "version" in r), {})
-    print(f"versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
     nwin = next((e["windows"] for _, e in exports.values()), 0)
-    print(f"| export (tinyllama-a, eval.u32, {nwin} windows of 256 tokens) | engine | load "
-          f"| perplexity | qshard eval | difference |")
-    print("|---|---|---|---:|---:|---:|")
-    for r in rows:
-        eng = {"transformers": "transformers", "gptqmodel": "GPTQModel.load"}[r["engine"]]
-        if r["ok"]:
-            diff = (r["ppl"] - r["qshard"]) / r["qshard"]
-            print(f"| {r['label']} | {eng} | ok | {r['ppl']:.6f} | {r['qshard']:.6f} | "
-                  f"{100 * diff:+.4f}% |")
-        else:
-            print(f"| {r['label']} | {eng} | refused: {r['error']} | - | {r['qshard']:.6f} | - |")
+    names = {"transformers": "transformers", "gptqmodel": "GPTQModel.load"}
+    print_table(rows, f"{nwin} windows of 256 tokens", lambda r: names[r["engine"]], 4)
     return 0
 
 
