@@ -14,7 +14,7 @@ void qs_tokjson_free(qs_tokjson *tj) {
     free(tj->vocab);
     free(tj->merges);
     free(tj->added);
-    memset(tj, 0, sizeof(*tj));
+    *tj = (qs_tokjson){0};
 }
 
 /* An integral JSON number in [0, 2^31) into *v; 0 on success. */
