@@ -592,9 +592,11 @@ static qs_status ct_codes(const qs_qsource *s, const char *module, int64_t d_out
     qs_status st = QS_OK;
     char name[1100];
     qs_gptq_scheme sc;
-    int64_t *shape = NULL;                         /* (2,) [O, I] */
-    uint32_t *packed = NULL, *zp = NULL, *row = NULL;
-    int32_t *gi = NULL;
+    int64_t *shape = NULL;   /* (2,) [O, I] */
+    uint32_t *packed = NULL; /* (d_out, d_in*b/32) weight_packed */
+    uint32_t *zp = NULL;     /* (d_out*b/32, G) weight_zero_point, asymmetric only */
+    uint32_t *row = NULL;    /* (max(d_in, d_out),) one unpacked stream */
+    int32_t *gi = NULL;      /* (d_in,) weight_g_idx when written */
     qs_err why = {0};
     memset(c, 0, sizeof(*c));
     *found = 0;
@@ -630,7 +632,7 @@ static qs_status ct_codes(const qs_qsource *s, const char *module, int64_t d_out
     c->codes = malloc((size_t)(d_out * d_in));                       /* (d_out, d_in) */
     c->zeros = malloc(sizeof(int32_t) * (size_t)(d_out * G));        /* (d_out, G) */
     c->g_idx = malloc(sizeof(int32_t) * (size_t)d_in);               /* (d_in,) */
-    row = malloc(sizeof(uint32_t) * (size_t)(d_in > d_out ? d_in : d_out)); /* (max(I, O),) */
+    row = malloc(sizeof(uint32_t) * (size_t)(d_in > d_out ? d_in : d_out));
     if (!c->codes || !c->zeros || !c->g_idx || !row)
         QS_THROW(err, QS_ERR_RUNTIME, "%s: %s: out of memory", file, module);
     for (int64_t o = 0; o < d_out; ++o) {
