@@ -284,6 +284,16 @@ done:
     return st;
 }
 
+/* The rank's threads by the config's rule (qs_config_threads) and their pool (none for one
+ * thread). Local. */
+static qs_status make_pool(const qs_config *cfg, qs_pool **pool, int *nthreads,
+                           const char **from, qs_err *err) {
+    qs_status st = qs_config_threads(cfg->threads, getenv("SLURM_CPUS_PER_TASK"),
+                                     getenv("OMP_NUM_THREADS"), nthreads, from, err);
+    if (st == QS_OK && *nthreads > 1) st = qs_pool_create(*nthreads, pool, err);
+    return st;
+}
+
 qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     qs_status st = QS_OK;
     qs_config cfg;
@@ -292,6 +302,9 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     qs_log lg;
     qs_stage_ctx ctx;
     qs_rundir_lock lock = {-1};
+    qs_pool *pool = NULL;
+    int nthreads = 1;
+    const char *threads_from = "default";
     const char *where = ""; /* the stage a stop happened in or before */
     memset(&cfg, 0, sizeof(cfg));
     memset(&model, 0, sizeof(model));
@@ -313,11 +326,13 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     if (st == QS_OK) st = qs_rundir_init(&rd, cfg.run_dir, err);
     if (st == QS_OK) st = config_hash(&cfg, ctx.config_hash, err);
     if (st == QS_OK) st = model_fingerprint(&model, cfg.model, ctx.model_hash, err);
+    if (st == QS_OK) st = make_pool(&cfg, &pool, &nthreads, &threads_from, err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     qs_log_info(&lg, "qshard %s: %d rank(s), model %s (%s, %lld layers), run %s", QS_VERSION,
                 comm->size, cfg.model, model.hf.architecture,
                 (long long)model.hf.num_hidden_layers, cfg.run_dir);
+    qs_log_info(&lg, "threads: %d per rank (from %s)", nthreads, threads_from);
     ctx.cfg = &cfg;
     ctx.comm = comm;
     ctx.rd = &rd;
@@ -327,9 +342,12 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     ctx.progress = &progress;
     ctx.busy = &busy;
     ctx.skipped = &skipped;
+    ctx.pool = pool;
 
     /* 2. every input from outside the run directory, before anything is written */
-    st = qs_stages_check_inputs(&ctx, err);
+    char warning[QS_TIMINGS_WARN_MAX];
+    st = qs_stages_check_inputs(&ctx, warning, sizeof(warning), err);
+    if (st == QS_OK && warning[0]) qs_timings_warn(&tm, warning);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
 
@@ -365,6 +383,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         memset(&skipped, 0, sizeof(skipped));
         st = run_stage(&ctx, sg, err);
         qs_timings_add(&tm, sg->name, st, qs_log_now() - t0, busy, qs_log_cpu_now() - c0);
+        qs_timings_threads(&tm, nthreads);
         qs_timings_skip(&tm, skipped.what, skipped.count, skipped.of, skipped.why);
         if (st != QS_OK) goto done;
         qs_log_info(&lg, "%s: done in %.2f s", sg->name, qs_log_now() - t0);
@@ -389,6 +408,7 @@ done:
         if (s2 == QS_OK && st == QS_OK) qs_log_info(&lg, "report: %s/report.md", rd.root);
     }
     qs_rundir_lock_release(&lock);
+    qs_pool_free(pool);
     qs_model_close(&model);
     qs_rundir_free(&rd);
     qs_config_free(&cfg);

@@ -37,6 +37,10 @@ void qs_timings_add(qs_timings *t, const char *name, qs_status status, double wa
     s->cpu_s = cpu_s;
 }
 
+void qs_timings_threads(qs_timings *t, int threads) {
+    if (t->n > 0) t->st[t->n - 1].threads = threads;
+}
+
 void qs_timings_skip(qs_timings *t, const char *what, int64_t count, int64_t of,
                      const char *why) {
     if (t->n <= 0 || count <= 0) return;
@@ -47,6 +51,10 @@ void qs_timings_skip(qs_timings *t, const char *what, int64_t count, int64_t of,
     s->skip_of = of;
 }
 
+void qs_timings_warn(qs_timings *t, const char *text) {
+    if (t->nwarn >= QS_TIMINGS_NWARN) return;
+    snprintf(t->warn[t->nwarn++], QS_TIMINGS_WARN_MAX, "%s", text);
+}
 
 /* run_dir/<dir>/layer-NNN.h5 */
 static void layer_path(char *out, size_t n, const char *run_dir, const char *dir, int layer) {
@@ -58,11 +66,12 @@ static const char *status_word(qs_status st) {
     return st == QS_OK ? "done" : st == QS_STOPPED ? "stopped" : "failed";
 }
 
-/* Per rank: n stages x (wall, busy, cpu), then peak RSS and total wall: 3n + 2 doubles. */
+/* Per rank: n stages x (wall, busy, cpu, threads), then peak RSS and total wall: 4n + 2
+ * doubles. */
 qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_comm *comm,
                            const qs_rundir *rd, qs_err *err) {
     qs_status st = QS_OK;
-    const int n = t->n, per = 3 * n + 2;
+    const int n = t->n, per = 4 * n + 2;
     double *mine = NULL; /* (per,) */
     void *all = NULL;    /* (size, per) on rank 0 */
     size_t *counts = NULL;
@@ -74,12 +83,13 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     for (int i = 0; i < n; ++i) {
-        mine[3 * i] = t->st[i].wall_s;
-        mine[3 * i + 1] = t->st[i].busy_s;
-        mine[3 * i + 2] = t->st[i].cpu_s;
+        mine[4 * i] = t->st[i].wall_s;
+        mine[4 * i + 1] = t->st[i].busy_s;
+        mine[4 * i + 2] = t->st[i].cpu_s;
+        mine[4 * i + 3] = t->st[i].threads > 0 ? t->st[i].threads : 1;
     }
-    mine[3 * n] = (double)qs_log_peak_rss();
-    mine[3 * n + 1] = qs_log_now() - t->t_start;
+    mine[4 * n] = (double)qs_log_peak_rss();
+    mine[4 * n + 1] = qs_log_now() - t->t_start;
     QS_CHECK(qs_comm_gatherv(comm, mine, sizeof(double) * (size_t)per, 0, &all, &counts, err));
     if (comm->rank == 0) {
         const double *v = all; /* (size, per) */
@@ -99,10 +109,10 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
         cJSON_AddNumberToObject(a, "ranks", comm->size);
         cJSON_AddNumberToObject(a, "resume", t->resume);
         cJSON_AddStringToObject(a, "status", status_word(run_status));
-        cJSON_AddNumberToObject(a, "total_s", v[3 * n + 1]);
+        cJSON_AddNumberToObject(a, "total_s", v[4 * n + 1]);
         cJSON *rss = cJSON_AddArrayToObject(a, "peak_rss_bytes");
         for (int r = 0; r < comm->size; ++r)
-            cJSON_AddItemToArray(rss, cJSON_CreateNumber(v[(size_t)r * per + 3 * n]));
+            cJSON_AddItemToArray(rss, cJSON_CreateNumber(v[(size_t)r * per + 4 * n]));
         cJSON *stages = cJSON_AddArrayToObject(a, "stages");
         for (int i = 0; i < n; ++i) {
             cJSON *s = cJSON_CreateObject();
@@ -111,7 +121,7 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
             cJSON_AddNumberToObject(s, "wall_s", t->st[i].wall_s);
             cJSON *rk = cJSON_AddArrayToObject(s, "ranks");
             for (int r = 0; r < comm->size; ++r) {
-                const double *x = v + (size_t)r * per + 3 * i;
+                const double *x = v + (size_t)r * per + 4 * i;
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddNumberToObject(o, "wall_s", x[0]);
                 if (x[1] > 0)
@@ -119,6 +129,7 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
                 else
                     cJSON_AddNullToObject(o, "busy_s");
                 cJSON_AddNumberToObject(o, "cpu_s", x[2]);
+                cJSON_AddNumberToObject(o, "threads", x[3]);
                 cJSON_AddItemToArray(rk, o);
             }
             if (t->st[i].skip_what[0]) {
@@ -129,6 +140,11 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
                 cJSON_AddStringToObject(k, "why", t->st[i].skip_why);
             }
             cJSON_AddItemToArray(stages, s);
+        }
+        if (t->nwarn > 0) {
+            cJSON *w = cJSON_AddArrayToObject(a, "warnings");
+            for (int i = 0; i < t->nwarn; ++i)
+                cJSON_AddItemToArray(w, cJSON_CreateString(t->warn[i]));
         }
         cJSON_AddItemToArray(atts, a);
         double total = 0;
@@ -407,6 +423,14 @@ static void section_timings(FILE *f, const char *run_dir) {
                     jstr(k, "why", "?"));
         }
         if (nsk) fputs("\n", f);
+        /* what the input checks warned about (timings.json "warnings") */
+        int nw = 0;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItem(a, "warnings")) {
+            if (!cJSON_IsString(s)) continue;
+            if (!nw++) fputs("Warnings:\n\n", f);
+            fprintf(f, "- %s\n", s->valuestring);
+        }
+        if (nw) fputs("\n", f);
     }
 out:
     cJSON_Delete(root);

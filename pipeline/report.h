@@ -15,12 +15,16 @@
  *                     "total_s": x, "peak_rss_bytes": [per rank],
  *                     "stages": [ { "name": "calibrate", "status": "done", "wall_s": x,
  *                                   "ranks": [ { "wall_s": x, "busy_s": x|null,
- *                                                "cpu_s": x } ],
+ *                                                "cpu_s": x, "threads": n } ],
  *                                   "skipped": { "what": "layer solves", "count": N,
- *                                                "of": N, "why": "..." } } ] } ] }
+ *                                                "of": N, "why": "..." } } ],
+ *                     "warnings": [ "calib: ... reads the same tokens 2.0 times ..." ] } ] }
  * wall_s of a stage is rank 0's; busy_s is the compute time the stage measured on that rank
  * (null when the stage does not measure it); cpu_s is the process CPU time (MPI's busy
- * polling counts as CPU time). "skipped" (only when the stage left work out because no
+ * polling counts as CPU time); threads is the number of threads the rank ran the stage's heavy
+ * loops on (the resolved `threads`, docs/slurm.md). "warnings" (only when there are any): what
+ * the input checks found worth a warning but not a refusal, one sentence each; report.md lists
+ * them under "Warnings". "skipped" (only when the stage left work out because no
  * output needs it, stages/stage.h qs_stage_skip): what, how many of how many, and why. An attempt killed outright (kill -9) leaves no entry.
  *
  * Ownership: qs_timings is a plain value (fixed arrays) owned by the driver.
@@ -40,14 +44,20 @@ typedef struct qs_timing {
     double wall_s;
     double busy_s;     /* 0 = not measured by the stage */
     double cpu_s;
+    int threads;       /* threads of the rank's pool (1 without one) */
     char skip_what[64];    /* "" = nothing skipped */
     int64_t skip_count, skip_of;
     char skip_why[256];
 } qs_timing;
 
+#define QS_TIMINGS_WARN_MAX 512
+#define QS_TIMINGS_NWARN 4
+
 typedef struct qs_timings {
     int n;
     qs_timing st[QS_TIMINGS_MAX];
+    int nwarn;
+    char warn[QS_TIMINGS_NWARN][QS_TIMINGS_WARN_MAX]; /* (nwarn) warnings of this attempt */
     double t_start;    /* qs_log_now() when the driver started */
     int resume;
 } qs_timings;
@@ -56,10 +66,15 @@ void qs_timings_init(qs_timings *t, int resume);
 /* Records one stage (ignored beyond QS_TIMINGS_MAX). */
 void qs_timings_add(qs_timings *t, const char *name, qs_status status, double wall_s,
                     double busy_s, double cpu_s);
+/* Annotates the last recorded stage: it ran on `threads` threads on this rank. */
+void qs_timings_threads(qs_timings *t, int threads);
 /* Annotates the last recorded stage: it skipped `count` of `of` `what` because `why`
  * (rank 0's record is written). No-op when count <= 0 or nothing is recorded. */
 void qs_timings_skip(qs_timings *t, const char *what, int64_t count, int64_t of,
                      const char *why);
+/* Records a warning of this attempt (rank 0's are written; ignored beyond
+ * QS_TIMINGS_NWARN). */
+void qs_timings_warn(qs_timings *t, const char *text);
 /* Collective: gathers every rank's timings to rank 0, which appends this attempt to
  * run/timings.json (temp -> rename). `run_status` is the run's agreed status. */
 qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_comm *comm,

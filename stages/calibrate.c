@@ -54,6 +54,7 @@ typedef struct hook_ctx {
     float *pabs;     /* (dmax) */
     double *psq;     /* (dmax) */
     qs_layerpipe *pipe; /* poked between Hessian tiles */
+    qs_pool *pool;      /* borrowed, may be NULL: the partials' blocks */
 } hook_ctx;
 
 static qs_status stats_hook(void *vctx, qs_linear_group g, const float *x, int64_t rows,
@@ -62,9 +63,12 @@ static qs_status stats_hook(void *vctx, qs_linear_group g, const float *x, int64
     layer_acc *a = h->acc;
     if (d != a->d[g]) return QS_FAIL(err, QS_ERR_INTERNAL, "hook width %lld != %lld",
                                      (long long)d, (long long)a->d[g]);
-    qs_hess_partial(x, rows, d, h->tile);
-    qs_hess_add(a->hess[g], h->tile, d);
-    qs_chan_stats_partial(x, rows, d, h->pabs, h->psq);
+    qs_status st = qs_hess_partial_pool(h->pool, x, rows, d, h->tile, err);
+    if (st != QS_OK) return st;
+    st = qs_hess_add_pool(h->pool, a->hess[g], h->tile, d, err);
+    if (st != QS_OK) return st;
+    st = qs_chan_stats_partial_pool(h->pool, x, rows, d, h->pabs, h->psq, err);
+    if (st != QS_OK) return st;
     qs_chan_stats_add(a->absmax[g], a->sumsq[g], h->pabs, h->psq, d);
     /* let pending pipeline messages move while this rank computes */
     qs_layerpipe_poke(h->pipe);
@@ -346,6 +350,7 @@ static qs_status rank_init(calib_rank *r, qs_err *err) {
     if (!r->lw || !r->acc || !r->tile || !r->pabs || !r->psq || !r->ids || !r->ids32)
         return QS_ERR_RUNTIME;
     QS_CHECK(qs_layer_workspace_init(&r->ws, d, (int)CS, (int)T, err));
+    QS_CHECK(qs_layer_workspace_set_pool(&r->ws, r->ctx->pool, err));
     for (int i = 0; i < r->nown; ++i) QS_CHECK(acc_init(&r->acc[i], d, err));
     for (int i = 0; i < r->nown; ++i)
         QS_CHECK(qs_weights_load_layer(r->ctx->model, d, r->first + i, &r->lw[i], err));
@@ -500,7 +505,7 @@ static qs_status calib_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     r.nchunks = qs_layerpipe_nchunks(&pipe);
-    r.hctx = (hook_ctx){NULL, r.tile, r.pabs, r.psq, &pipe};
+    r.hctx = (hook_ctx){NULL, r.tile, r.pabs, r.psq, &pipe, ctx->pool};
     int64_t k0 = 0;
     QS_CHECK(resume_point(&r, &k0, err));
     qs_log_info(ctx->log,

@@ -77,8 +77,10 @@ void qs_stage_windows_close(qs_stage_windows *w) {
     qs_tokens_close(&w->tok);
 }
 
-qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, qs_err *err) {
+qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, char *warning, size_t n,
+                                 qs_err *err) {
     const qs_config *cfg = ctx->cfg;
+    if (n) warning[0] = '\0';
     /* the tensors first read late (search probes, eval, write): NaN/Inf found now, not after
      * calibrate and reconstruct; split over the ranks. The layers' own tensors and the
      * embeddings are checked as calibrate converts them, at its start. */
@@ -92,12 +94,14 @@ qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, qs_err *err) {
     qs_status st = qs_stage_windows_open(ctx, "calibrate", &w, err);
     if (st == QS_OK) {
         const double need = (double)w.nsamples * (double)w.seqlen;
-        if (need > (double)w.tok.count)
-            qs_log_info(ctx->log,
-                        "warning: calib: %lld windows x %lld tokens = %.0f tokens from %s, which "
-                        "holds %lld: calibration reads the same tokens %.1f times on average",
-                        (long long)w.nsamples, (long long)w.seqlen, need, w.tok.path,
-                        (long long)w.tok.count, need / (double)w.tok.count);
+        if (need > (double)w.tok.count) {
+            snprintf(warning, n,
+                     "calib: %lld windows x %lld tokens = %.0f tokens from %s, which holds "
+                     "%lld: calibration reads the same tokens %.1f times on average",
+                     (long long)w.nsamples, (long long)w.seqlen, need, w.tok.path,
+                     (long long)w.tok.count, need / (double)w.tok.count);
+            qs_log_info(ctx->log, "warning: %s", warning);
+        }
     }
     qs_stage_windows_close(&w);
     const qs_token_source esrc = qs_config_eval_source(cfg);

@@ -37,9 +37,11 @@ void qs_stage_windows_close(qs_stage_windows *w);
 /* Local: the inputs from outside the run directory that the stages of a run will read,
  * checked before any stage runs (a bad one is exit 2 at once, not after hours): the
  * calibration windows (token file, offsets, lengths), and with eval.tokens set at least one
- * whole evaluation window. Logs a warning when calibration reads the same tokens many
- * times (windows x seqlen above the file's length). */
-qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, qs_err *err);
+ * whole evaluation window. When calibration reads the same tokens many times (windows x
+ * seqlen above the file's length) it logs a warning and fills `warning` (n bytes; "" = no
+ * warning), which the driver records in timings.json and the report. */
+qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, char *warning, size_t n,
+                                 qs_err *err);
 
 /* Local: run/plan/plan.json, checked against this run's rank and layer counts. */
 qs_status qs_stage_plan_read(const qs_stage_ctx *ctx, qs_plan *plan, qs_err *err);

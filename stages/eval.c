@@ -66,7 +66,8 @@ done:
 static qs_status eval_unit(const qs_stage_ctx *ctx, int u, const qs_eval_weights *w,
                            const char *rel, qs_err *err) {
     qs_eval_env env = {.cfg = ctx->cfg, .comm = ctx->comm, .rd = ctx->rd,
-                       .model = ctx->model, .log = ctx->log, .progress = ctx->progress};
+                       .model = ctx->model, .log = ctx->log, .progress = ctx->progress,
+                       .pool = ctx->pool};
     qs_eval_result res;
     qs_eval_env_for_eval(&env, ctx->cfg);
     qs_status st = qs_eval_perplexity(&env, w, &res, err);

@@ -61,6 +61,7 @@
 #define NLIN QS_LIN_COUNT
 #define NGRP QS_GROUP_COUNT
 #define HESS_TAG 4243
+#define SOLVE_BATCH 4 /* pieces per thread in flight on a rank that is not the writer */
 
 static const char *const GROUP_NAMES[NGRP] = {"qkv", "o", "gate_up", "down"};
 
@@ -123,6 +124,7 @@ static qs_status solve_group_job(const qs_stage_ctx *ctx, const qs_model_dims *d
     qs_h5 h;
     qs_gptq_factor f;
     float *H = NULL, *W = NULL;
+    qs_recon_task *tasks = NULL; /* (ncand * row blocks) one linear's pieces */
     char rel[64], path[QS_PATH_MAX], name[64];
     memset(&h, 0, sizeof(h));
     memset(&f, 0, sizeof(f));
@@ -144,18 +146,27 @@ static qs_status solve_group_job(const qs_stage_ctx *ctx, const qs_model_dims *d
         char tname[256];
         qs_linear_tensor_name(tname, sizeof(tname), layer, (qs_linear_kind)k, 0);
         QS_CHECK(qs_weights_read(ctx->model, tname, d_out, d_in, W, err));
+        /* pieces of row_block rows (the same bytes as whole linears: quant.h), on the pool */
+        const int64_t rb = ctx->cfg->quant.row_block, nrb = (d_out + rb - 1) / rb;
+        free(tasks);
+        tasks = qs_malloc(sizeof(qs_recon_task) * (size_t)(cs->n * nrb), err, "solve tasks");
+        if (!tasks) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (solve tasks)");
+        int64_t nt = 0;
         for (int c = 0; c < cs->n; ++c) {
             qs_recon_lin *o = qs_recon_layer_get(lr, k, c, err);
             if (!o) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer results)");
-            QS_CHECK(qs_recon_solve_piece(cs, c, H, cs->gptq ? &f : NULL, W, d_out, d_in, 0, d_out, o,
-                                 err));
+            for (int64_t r0 = 0; r0 < d_out; r0 += rb)
+                tasks[nt++] = (qs_recon_task){c, H, cs->gptq ? &f : NULL, W, d_out, d_in, r0,
+                                              r0 + rb < d_out ? r0 + rb : d_out, o};
         }
+        QS_CHECK(qs_recon_solve_pieces(ctx->pool, cs, tasks, nt, err));
     }
 done:
     qs_h5_abandon(&h);
     qs_gptq_factor_free(&f);
     free(H);
     free(W);
+    free(tasks);
     return st;
 }
 
@@ -264,6 +275,7 @@ done:
 typedef struct part_ctx {
     float *part[NGRP]; /* (d_g, d_g) tiles of the current chunk */
     int64_t dg[NGRP];
+    qs_pool *pool;     /* borrowed, may be NULL: the partials' blocks */
 } part_ctx;
 
 static qs_status part_hook(void *vctx, qs_linear_group g, const float *x, int64_t rows,
@@ -272,8 +284,7 @@ static qs_status part_hook(void *vctx, qs_linear_group g, const float *x, int64_
     if (dd != p->dg[g])
         return QS_FAIL(err, QS_ERR_INTERNAL, "hook width %lld != %lld", (long long)dd,
                        (long long)p->dg[g]);
-    qs_hess_partial(x, rows, dd, p->part[g]);
-    return QS_OK;
+    return qs_hess_partial_pool(p->pool, x, rows, dd, p->part[g], err);
 }
 
 /* SHA-256 of the chosen windows: seqlen, then every window's token ids (u32 LE); the
@@ -310,7 +321,6 @@ typedef struct seq_rank {
     qs_layer_f32 lw, lq;        /* the layer (float) and its quantized copy */
     qs_gptq_factor fac[NGRP];
     qs_recon_layer lr;          /* the writer's whole layer */
-    qs_recon_lin tmpres;        /* a non-writer's piece in flight */
     float *X;                   /* (rows of my chunks, hidden) activations */
     float *tmp;                 /* (CS * T, hidden) one chunk's copy */
     float *part[NGRP];          /* (d_g, d_g) one chunk's partial */
@@ -333,7 +343,6 @@ static void seq_free(seq_rank *q) {
     }
     if (q->pbuf)
         for (int64_t i = 0; i < q->maxjobs * q->s->cs.n; ++i) free(q->pbuf[i]);
-    qs_recon_lin_free(&q->tmpres);
     qs_recon_layer_free(&q->lr);
     free(q->X);
     free(q->tmp);
@@ -400,6 +409,7 @@ static qs_status seq_init(seq_rank *q, qs_err *err) {
         if (!q->part[g] || !q->Hf[g] || (rank == 0 && !q->acc[g])) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (Hessians)");
     }
     QS_CHECK(qs_layer_workspace_init(&q->ws, d, (int)CS, (int)T, err));
+    QS_CHECK(qs_layer_workspace_set_pool(&q->ws, ctx->pool, err));
     QS_CHECK(qs_layer_f32_alloc(d, &q->lw, err));
     QS_CHECK(qs_layer_f32_alloc(d, &q->lq, err));
     if (q->nloc > 0) QS_CHECK(qs_weights_load_ends(ctx->model, d, 1, 0, &ends, err));
@@ -427,7 +437,8 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = q->ctx->comm;
     const int rank = comm->rank, P = comm->size;
-    part_ctx pctx;
+    part_ctx pctx; /* (qs_hess_add_pool below: its tasks cannot fail) */
+    pctx.pool = q->ctx->pool;
     qs_layer_hooks hooks = {part_hook, &pctx};
     for (int g = 0; g < NGRP; ++g) {
         pctx.dg[g] = q->dg[g];
@@ -451,14 +462,14 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
             for (int g = 0; g < NGRP; ++g) {
                 const int64_t n = q->dg[g];
                 if (src == 0 && rank == 0) {
-                    qs_hess_add(q->acc[g], q->part[g], n);
+                    (void)qs_hess_add_pool(q->ctx->pool, q->acc[g], q->part[g], n, err);
                 } else if (rank == src) {
                     qs_comm_send(comm, q->part[g], sizeof(float) * (size_t)(n * n), 0, HESS_TAG);
                 } else if (rank == 0) {
                     /* rank 0's own partial of this round (chunk k * P) is added */
                     qs_comm_recv(comm, q->part[g], sizeof(float) * (size_t)(n * n), src,
                                  HESS_TAG);
-                    qs_hess_add(q->acc[g], q->part[g], n);
+                    (void)qs_hess_add_pool(q->ctx->pool, q->acc[g], q->part[g], n, err);
                 }
             }
         }
@@ -491,6 +502,59 @@ static qs_status seq_factors(seq_rank *q, const int *need, qs_err *err) {
     return QS_OK;
 }
 
+/* My pieces of q->pcs[0..npc) solved on the pool: the writer's into its whole layer (one
+ * run), another rank's in batches of SOLVE_BATCH per thread, each piece packed into
+ * q->pbuf when its batch ends. Local. */
+static qs_status seq_solve_mine(seq_rank *q, int npc, int lown, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_stage_ctx *ctx = q->ctx;
+    const qs_cands *cs = &q->s->cs;
+    const int rank = ctx->comm->rank, writer = rank == lown;
+    const int batch = writer ? (npc > 0 ? npc : 1) : SOLVE_BATCH * qs_pool_threads(ctx->pool);
+    qs_recon_task *tasks = qs_malloc(sizeof(qs_recon_task) * (size_t)batch, err, "solve tasks");
+    /* (batch) a non-writer's pieces in flight: their results and piece indices */
+    qs_recon_lin *tmp = writer ? NULL : qs_calloc((size_t)batch, sizeof(qs_recon_lin), err,
+                                                  "pieces in flight");
+    int *which = tmp ? (int *)qs_malloc(sizeof(int) * (size_t)batch, err, "pieces") : NULL;
+    int nt = 0;
+    if (!tasks || (!writer && (!tmp || !which))) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    for (int p = 0; p < npc;) {
+        for (nt = 0; p < npc && nt < batch; ++p) {
+            const qs_recon_piece *pc = &q->pcs[p];
+            if (pc->owner != rank) continue;
+            int64_t o, i;
+            qs_linear_shape(&q->s->d, (qs_linear_kind)pc->lin, &o, &i);
+            const int gk = (int)qs_linear_group_of((qs_linear_kind)pc->lin);
+            qs_recon_lin *res = writer ? qs_recon_layer_get(&q->lr, pc->lin, pc->cand, err)
+                                       : &tmp[nt];
+            if (!res) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer results)");
+            if (!writer) {
+                QS_CHECK(qs_recon_layer_alloc_rows(&q->lr, pc->lin, pc->cand, res, pc->r0,
+                                                   pc->r1 - pc->r0, err));
+                which[nt] = p;
+            }
+            tasks[nt++] = (qs_recon_task){pc->cand, q->Hf[gk], cs->gptq ? &q->fac[gk] : NULL,
+                                          qs_linear_weight(&q->lw.w, (qs_linear_kind)pc->lin),
+                                          o, i, pc->r0, pc->r1, res};
+        }
+        QS_CHECK(qs_recon_solve_pieces(ctx->pool, cs, tasks, nt, err));
+        for (int t = 0; t < nt && !writer; ++t) {
+            const qs_recon_piece *pc = &q->pcs[which[t]];
+            const size_t nb = qs_recon_piece_bytes(&q->lr, pc);
+            q->pbuf[which[t]] = qs_malloc(nb, err, "packed piece");
+            if (!q->pbuf[which[t]]) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (pieces)");
+            qs_recon_piece_io(&tmp[t], &q->lr, pc, q->pbuf[which[t]], 1);
+            qs_recon_lin_free(&tmp[t]);
+        }
+    }
+done:
+    for (int t = 0; tmp && t < batch; ++t) qs_recon_lin_free(&tmp[t]);
+    free(tmp);
+    free(which);
+    free(tasks);
+    return st;
+}
+
 /* The solve of layer l: jobs of (linear, row block) with the linear's candidates
  * [cfirst[k], cend[k]) balanced over all ranks; the writer (the layer's plan owner) holds
  * the whole layer, any other rank packs each piece as it is computed. Then the pieces move
@@ -518,36 +582,14 @@ static qs_status seq_solve(seq_rank *q, int l, const int *cfirst, const int *cen
     }
     if (nj > 0) QS_CHECK(qs_partition_jobs(q->jcost, nj, comm->size, q->jowner, err));
     st = qs_recon_layer_init(&q->lr, &q->s->d, cs, err);
-    for (int j = 0; j < nj && st == QS_OK; ++j) {
-        const int k = q->jlin[j];
-        int64_t o, i;
-        qs_linear_shape(&q->s->d, (qs_linear_kind)k, &o, &i);
-        const int gk = (int)qs_linear_group_of((qs_linear_kind)k);
-        const float *W = qs_linear_weight(&q->lw.w, (qs_linear_kind)k);
-        const qs_gptq_factor *f = cs->gptq ? &q->fac[gk] : NULL;
-        const int64_t r0 = q->jr0[j], r1 = r0 + rb < o ? r0 + rb : o;
-        for (int c = cfirst[k]; c < cend[k] && st == QS_OK; ++c) {
-            qs_recon_piece *pc = &q->pcs[npc++];
-            *pc = (qs_recon_piece){l, k, c, r0, r1, q->jowner[j], lown};
-            if (q->jowner[j] != rank) continue;
-            if (rank == lown) {
-                qs_recon_lin *res = qs_recon_layer_get(&q->lr, k, c, err);
-                st = res ? qs_recon_solve_piece(cs, c, q->Hf[gk], f, W, o, i, r0, r1, res, err)
-                         : QS_ERR_RUNTIME;
-                continue;
-            }
-            st = qs_recon_layer_alloc_rows(&q->lr, k, c, &q->tmpres, r0, r1 - r0, err);
-            if (st == QS_OK)
-                st = qs_recon_solve_piece(cs, c, q->Hf[gk], f, W, o, i, r0, r1, &q->tmpres, err);
-            if (st == QS_OK) {
-                const size_t nb = qs_recon_piece_bytes(&q->lr, pc);
-                q->pbuf[npc - 1] = qs_malloc(nb, err, "packed piece");
-                if (!q->pbuf[npc - 1]) st = QS_ERR_RUNTIME;
-                else qs_recon_piece_io(&q->tmpres, &q->lr, pc, q->pbuf[npc - 1], 1);
-            }
-            qs_recon_lin_free(&q->tmpres);
+    for (int j = 0; j < nj; ++j)
+        for (int c = cfirst[q->jlin[j]]; c < cend[q->jlin[j]]; ++c) {
+            int64_t o, i;
+            qs_linear_shape(&q->s->d, (qs_linear_kind)q->jlin[j], &o, &i);
+            const int64_t r0 = q->jr0[j], r1 = r0 + rb < o ? r0 + rb : o;
+            q->pcs[npc++] = (qs_recon_piece){l, q->jlin[j], c, r0, r1, q->jowner[j], lown};
         }
-    }
+    if (st == QS_OK) st = seq_solve_mine(q, npc, lown, err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     QS_CHECK(qs_recon_exchange(comm, q->pcs, npc, &q->lr, l, q->pbuf, err));

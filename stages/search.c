@@ -27,6 +27,7 @@
 #include "h5store.h"
 #include "mckp.h"
 #include "search_items.h"
+#include "search_kl.h"
 #include "sha256.h"
 #include "engines.h"
 #include "stage.h"
@@ -211,7 +212,8 @@ static qs_status measure_sensitivity(const qs_stage_ctx *ctx, int L, const char 
                              ctx->progress,
                              qs_config_calib_source(cfg),
                              cfg->calib.seqlen,
-                             cfg->search.probe_windows};
+                             cfg->search.probe_windows,
+                             ctx->pool};
     qs_alloc al;
     char path[QS_PATH_MAX];
     char *text = NULL;
@@ -458,7 +460,8 @@ done:
 /* sens_units < 0: objective without probes; else the probe record of objective
  * sensitivity (units, units probed). */
 static qs_status write_summary(const qs_stage_ctx *ctx, const qs_alloc *al, const char *vpath,
-                               int sens_units, int nprobe, qs_err *err) {
+                               int sens_units, int nprobe, int64_t nkl,
+                               const qs_search_refine_result *ref, qs_err *err) {
     qs_status st = QS_OK;
     char *text = NULL;
     cJSON *o = cJSON_CreateObject();
@@ -478,6 +481,18 @@ static qs_status write_summary(const qs_stage_ctx *ctx, const qs_alloc *al, cons
         cJSON_AddNumberToObject(p, "probed", nprobe);
         cJSON_AddNumberToObject(p, "evals", nprobe > 0 ? nprobe + 1 : 0);
     }
+    if (nkl >= 0) /* objective kl: (item, candidate) passes the costs rest on */
+        cJSON_AddNumberToObject(o, "kl_measurements", (double)nkl);
+    if (ref) { /* search.refine */
+        cJSON *r = cJSON_AddObjectToObject(o, "refine");
+        char num[40];
+        cJSON_AddNumberToObject(r, "evals", (double)ref->evals);
+        cJSON_AddNumberToObject(r, "accepted", (double)ref->accepted);
+        snprintf(num, sizeof(num), "%.17g", ref->kl_start);
+        cJSON_AddRawToObject(r, "kl_start", num);
+        snprintf(num, sizeof(num), "%.17g", ref->kl_end);
+        cJSON_AddRawToObject(r, "kl_end", num);
+    }
     text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return QS_FAIL(err, QS_ERR_RUNTIME, "out of memory (summary.json)");
@@ -488,13 +503,16 @@ static qs_status write_summary(const qs_stage_ctx *ctx, const qs_alloc *al, cons
 
 /* ---- the stage ------------------------------------------------------------------------- */
 
-static const char *const OBJ_NAMES[] = {"error", "relative", "sensitivity"};
+static const char *const OBJ_NAMES[] = {"error", "relative", "sensitivity", "kl"};
+_Static_assert(QS_OBJECTIVE_KL == 3, "objective names");
 
-/* Solves the items (their current costs) at `budget`, re-sums the payload in int64 (never
- * above the budget) and fills *al (allocated here) and names (nlayers * 7). */
+/* Solves the items (their current costs) at `budget` — or takes `given` (a choice per item,
+ * search.refine's; NULL = the exact optimum) — re-sums the payload in int64 (never above
+ * the budget) and fills *al (allocated here) and names (nlayers * 7). */
 static qs_status solve_alloc(const qs_search_items *it, const qs_search_tables *t,
                              int64_t budget, int64_t unq, const char *objective,
-                             char (*names)[QS_QUANT_NAME_MAX], qs_alloc *al, qs_err *err) {
+                             const int *given, char (*names)[QS_QUANT_NAME_MAX], qs_alloc *al,
+                             qs_err *err) {
     qs_status st = QS_OK;
     qs_mckp_problem p = {it->n, it->nchoice, it->size, it->cost, it->allowed, it->pinned};
     qs_mckp_result res;
@@ -502,6 +520,15 @@ static qs_status solve_alloc(const qs_search_items *it, const qs_search_tables *
     memset(&res, 0, sizeof(res));
     memset(al, 0, sizeof(*al));
     QS_CHECK(qs_mckp_solve(&p, budget, NULL, &res, err));
+    if (given && res.proof == QS_MCKP_OPTIMAL) { /* search.refine's allocation instead */
+        res.total_size = 0;
+        res.total_cost = 0.0;
+        for (int i = 0; i < it->n; ++i) {
+            res.choice[i] = given[i];
+            res.total_size += it->size[(size_t)i * it->ncand + given[i]];
+            res.total_cost += it->cost[(size_t)i * it->ncand + given[i]];
+        }
+    }
     if (res.proof == QS_MCKP_INFEASIBLE)
         QS_THROW(err, QS_ERR_INPUT, "search: budget %lld bytes is infeasible", (long long)budget);
     if (res.proof != QS_MCKP_OPTIMAL)
@@ -543,6 +570,13 @@ typedef struct search_state {
     char key[65];               /* sensitivity: the cache key of the probes */
     unsigned char *probe_u;     /* (L * 4) sensitivity: units with a choice (probed) */
     int nprobe;                 /* sensitivity: their count */
+    int kl;                     /* objective kl */
+    char klkey[65];             /* kl: the cache key of search/kl.json (rank 0) */
+    int64_t nkl;                /* kl: (item, candidate) measurements */
+    qs_kl_probe probe_kl;       /* kl or refine: the KL probe (every rank) */
+    qs_kl_probe probe_ref;      /* refine with its own window count (every rank) */
+    int *choice;                /* (it.n) rank 0, refine: the refined allocation */
+    qs_search_refine_result ref; /* refine: what it did */
 } search_state;
 
 static void search_close(void *vs) {
@@ -552,6 +586,9 @@ static void search_close(void *vs) {
     free(s->servable);
     free(s->names);
     free(s->probe_u);
+    free(s->choice);
+    qs_kl_close(&s->probe_kl);
+    qs_kl_close(&s->probe_ref);
     qs_search_items_free(&s->it);
     qs_search_tables_free(&s->t);
     free(s);
@@ -567,15 +604,18 @@ static qs_status search_open(const qs_stage_ctx *ctx, int pass, void **state, qs
     *state = s;
     s->L = (int)ctx->model->hf.num_hidden_layers;
     s->sens = cfg->search.objective == QS_OBJECTIVE_SENSITIVITY;
+    s->kl = cfg->search.objective == QS_OBJECTIVE_KL;
     QS_CHECK(qs_stage_hash_rel(ctx, QS_DIR_RECON "/manifest.json",
                                "run the reconstruct stage before search", s->recon_hash, err));
     const qs_token_source csrc = qs_config_calib_source(cfg);
-    if (s->sens && !qs_token_source_given(&csrc))
-        QS_THROW(err, QS_ERR_INPUT,
-                 "search.objective: sensitivity needs calib.tokens or calib.text (the probe "
-                 "windows)");
-    if (s->sens && cfg->calib.seqlen < 2)
-        QS_THROW(err, QS_ERR_INPUT, "search.objective: sensitivity needs calib.seqlen >= 2");
+    const char *needs = s->sens ? "search.objective: sensitivity"
+                        : s->kl ? "search.objective: kl"
+                        : cfg->search.refine > 0 ? "search.refine" : NULL;
+    if (needs && !qs_token_source_given(&csrc))
+        QS_THROW(err, QS_ERR_INPUT, "%s needs calib.tokens or calib.text (the probe windows)",
+                 needs);
+    if (needs && cfg->calib.seqlen < 2)
+        QS_THROW(err, QS_ERR_INPUT, "%s needs calib.seqlen >= 2", needs);
     if (s->sens) {
         s->probe_u = qs_calloc((size_t)s->L * NGRP, 1, err, "probe units");
         if (!s->probe_u) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (probe units)");
@@ -644,6 +684,70 @@ static qs_status search_problem(const qs_stage_ctx *ctx, search_state *s, qs_err
         if (s->nprobe < U) qs_sha256_update(&h, s->probe_u, (size_t)U);
         qs_sha256_final_hex(&h, s->key);
     }
+    if (s->kl) { /* the KL cache: the recon results, windows, and which choices are live */
+        qs_sha256 h;
+        qs_sha256_init(&h);
+        qs_sha256_update(&h, s->recon_hash, 64);
+        qs_sha256_update(&h, "kl", 2);
+        int64_t knobs[3] = {cfg->search.probe_windows, cfg->calib.seqlen, s->it.ncand};
+        qs_sha256_update(&h, knobs, sizeof(knobs));
+        const qs_token_source csrc = qs_config_calib_source(cfg);
+        qs_sha256_update(&h, qs_token_source_path(&csrc), strlen(qs_token_source_path(&csrc)));
+        qs_sha256_update(&h, s->it.allowed, (size_t)s->it.n * (size_t)s->it.ncand);
+        qs_sha256_update(&h, s->it.pinned, sizeof(int) * (size_t)s->it.n);
+        for (int c = 0; c < s->t.ncand; ++c)
+            qs_sha256_update(&h, s->t.name[c], strlen(s->t.name[c]) + 1);
+        qs_sha256_final_hex(&h, s->klkey);
+    }
+done:
+    return st;
+}
+
+/* Objective kl and search.refine: the KL probe on every rank, the per-(item, candidate)
+ * costs, then the refinement of the exact optimum. Collective. */
+static qs_status search_measured(const qs_stage_ctx *ctx, search_state *s, qs_err *err) {
+    qs_status st = QS_OK;
+    const qs_config *cfg = ctx->cfg;
+    const qs_comm *comm = ctx->comm;
+    const int root = comm->rank == 0;
+    const qs_eval_env env = {cfg,          comm,         ctx->rd,
+                             ctx->model,   ctx->log,     ctx->progress,
+                             qs_config_calib_source(cfg), cfg->calib.seqlen,
+                             cfg->search.probe_windows, ctx->pool};
+    const int64_t rw = cfg->search.refine_windows > 0 ? cfg->search.refine_windows
+                                                      : cfg->search.probe_windows;
+    const int own = cfg->search.refine > 0 && (!s->kl || rw != cfg->search.probe_windows);
+    if (s->kl) QS_CHECK(qs_kl_open(&s->probe_kl, &env, "recon", err));
+    if (own) {
+        qs_eval_env renv = env;
+        renv.max_windows = rw;
+        QS_CHECK(qs_kl_open(&s->probe_ref, &renv, "recon", err));
+    }
+    if (s->kl) {
+        QS_CHECK(qs_search_kl_costs(ctx, &s->probe_kl, root ? &s->it : NULL, root ? &s->t : NULL,
+                                    s->klkey, root ? s->cost : NULL, &s->nkl, err));
+        if (root) qs_search_items_set_cost(&s->it, &s->t, s->cost);
+    }
+    if (cfg->search.refine > 0) {
+        qs_mckp_problem p = {s->it.n, s->it.nchoice, s->it.size, s->it.cost, s->it.allowed,
+                             s->it.pinned};
+        qs_mckp_result res;
+        memset(&res, 0, sizeof(res));
+        if (root) {
+            s->choice = qs_calloc((size_t)s->it.n, sizeof(int), err, "refine");
+            st = s->choice ? qs_mckp_solve(&p, s->budget, NULL, &res, err) : QS_ERR_RUNTIME;
+            if (st == QS_OK && res.proof != QS_MCKP_OPTIMAL)
+                st = QS_FAIL(err, QS_ERR_INPUT, "search: budget %lld bytes is infeasible",
+                             (long long)s->budget);
+            if (st == QS_OK) memcpy(s->choice, res.choice, sizeof(int) * (size_t)s->it.n);
+            qs_mckp_result_free(&res);
+        }
+        st = qs_comm_agree(comm, st, err);
+        if (st != QS_OK) goto done;
+        QS_CHECK(qs_search_refine(ctx, own ? &s->probe_ref : &s->probe_kl,
+                                  root ? &s->it : NULL, root ? &s->t : NULL,
+                                  s->budget, s->choice, &s->ref, err));
+    }
 done:
     return st;
 }
@@ -698,12 +802,12 @@ static qs_status search_outputs(const qs_stage_ctx *ctx, search_state *s, qs_err
                          s->it.pinned};
     qs_alloc al;
     char path[QS_PATH_MAX];
-    const char *outs[9];
+    const char *outs[12];
     char optrel[3][64];
     int nout = 0;
     memset(&al, 0, sizeof(al));
     QS_CHECK(solve_alloc(&s->it, &s->t, s->budget, s->unq, OBJ_NAMES[cfg->search.objective],
-                         s->names, &al, err));
+                         s->choice, s->names, &al, err));
     /* which engines load the GPTQ export of this allocation (export/engines.h) */
     char vline[256];
     const char *vpath =
@@ -719,26 +823,33 @@ static qs_status search_outputs(const qs_stage_ctx *ctx, search_state *s, qs_err
     QS_CHECK(qs_alloc_write_json(&al, path, err));
     QS_CHECK(write_markdown(ctx, &s->t, s->cost, s->names, &al, vpath, err));
     QS_CHECK(write_pareto(ctx, &s->it, &s->t, &p, s->lo, s->hi, err));
-    QS_CHECK(write_summary(ctx, &al, vpath, s->sens ? s->L * NGRP : -1, s->nprobe, err));
+    QS_CHECK(write_summary(ctx, &al, vpath, s->sens ? s->L * NGRP : -1, s->nprobe,
+                           s->kl ? s->nkl : -1, cfg->search.refine > 0 ? &s->ref : NULL, err));
     outs[nout++] = QS_REL_ALLOCATION;
     outs[nout++] = "search/allocation.md";
     outs[nout++] = "search/pareto.csv";
     outs[nout++] = "search/summary.json";
     if (s->sens && s->nprobe > 0) outs[nout++] = "search/sensitivity.json";
+    if (s->kl && s->nkl > 0) outs[nout++] = "search/kl.json";
+    if (cfg->search.refine > 0) outs[nout++] = "search/refine.csv";
     /* the optimum of every objective whose costs are at hand, for comparisons (the
-     * objective study, docs/search.md); the chosen one equals allocation.json */
-    for (int o = 0; o < (s->sens ? 3 : 2); ++o) {
+     * objective study, docs/search.md); the chosen one equals allocation.json unless
+     * search.refine moved it */
+    const int obj = (int)cfg->search.objective, nobj = obj >= 2 ? 3 : 2;
+    for (int j = 0; j < nobj; ++j) {
+        const int o = j < 2 ? j : obj;
         qs_alloc alt;
         memset(&alt, 0, sizeof(alt));
         qs_search_items_set_cost(&s->it, &s->t,
                                  o == 0 ? s->t.error : o == 1 ? s->t.relative : s->cost);
-        st = solve_alloc(&s->it, &s->t, s->budget, s->unq, OBJ_NAMES[o], s->names, &alt, err);
-        snprintf(optrel[o], sizeof(optrel[o]), "search/optimum-%s.json", OBJ_NAMES[o]);
-        if (st == QS_OK) st = qs_rundir_path(ctx->rd, optrel[o], path, sizeof(path), err);
+        st = solve_alloc(&s->it, &s->t, s->budget, s->unq, OBJ_NAMES[o], NULL, s->names, &alt,
+                         err);
+        snprintf(optrel[j], sizeof(optrel[j]), "search/optimum-%s.json", OBJ_NAMES[o]);
+        if (st == QS_OK) st = qs_rundir_path(ctx->rd, optrel[j], path, sizeof(path), err);
         if (st == QS_OK) st = qs_alloc_write_json(&alt, path, err);
         qs_alloc_free(&alt);
         if (st != QS_OK) goto done;
-        outs[nout++] = optrel[o];
+        outs[nout++] = optrel[j];
     }
     QS_CHECK(qs_stage_unit_done(ctx, 0, outs, nout, err));
     qs_log_info(ctx->log,
@@ -759,6 +870,7 @@ static qs_status search_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
     if (comm->rank == 0) st = search_problem(ctx, s, err);
     st = qs_comm_agree(comm, st, err);
     if (st == QS_OK && s->sens) st = search_sensitivity(ctx, s, err);
+    if (st == QS_OK && (s->kl || ctx->cfg->search.refine > 0)) st = search_measured(ctx, s, err);
     if (st != QS_OK) return st;
     if (comm->rank == 0) st = search_outputs(ctx, s, err);
     return qs_comm_agree(comm, st, err);

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "hf_model.h"
 #include "log.h"
+#include "pool.h"
 #include "rundir.h"
 #include "status.h"
 
@@ -60,6 +61,8 @@ typedef struct qs_stage_ctx {
                                    qs_stage_skipped (common.h) */
     double *busy;               /* driver-owned, may be NULL: a stage may add this rank's
                                    compute seconds (timings.json "busy_s") */
+    qs_pool *pool;              /* driver-owned, may be NULL (one thread): the rank's
+                                   `threads` workers for the heavy loops (pool.h) */
     /* set by the driver for the stage being run */
     const char *dir;            /* the stage's run-directory folder ("recon") */
     const qs_stage_units *units;

@@ -117,6 +117,9 @@ entry calib-memory - "docs/calibrate.md Memory (mem_check table)" "3 min, 10 GiB
 entry calib-bench - "docs/calibrate.md Benchmark (bench_calib)" "2 min" \
     '$PY tests/bench/bench_calib.py $B' \
     '$PY tests/bench/bench_calib.py $B --samples 4 --seqlen 128 --layers 2 --hidden 256'
+entry threads - "docs/performance.md Threads per rank (bench_threads)" "2 min" \
+    '$PY tests/bench/bench_threads.py $B' \
+    '$PY tests/bench/bench_threads.py $B --layers 2 --hidden 256 --samples 4 --seqlen 128'
 entry skips - "docs/calibrate.md 62 s of issue 22's example (bench_skips)" "4 min" \
     '$PY tests/bench/bench_skips.py $B --no-skip --dir $O/no-skip && $PY tests/bench/bench_skips.py $B --dir $O/skip' \
     '$PY tests/bench/bench_skips.py $B --no-skip --dir $O/no-skip --layers 2 --samples 4 --seqlen 128'

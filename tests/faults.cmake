@@ -25,3 +25,8 @@ qs_add_script(test_faults_san MPI LABELS "faults;mpi;san" TIMEOUT 1800
   COMMAND ${QS_PYTHON} ${QS_FAULTS} --part san --groups ${QS_FAULT_GROUPS})
 qs_add_script(test_faults_enospc_san MPI LABELS "faults;mpi;root;san" TIMEOUT 1200
   COMMAND ${QS_PYTHON} ${QS_FAULTS} --part san --groups enospc)
+
+# test_input_warnings: a calibration that reads its token file more than once is a warning
+# recorded in timings.json ("warnings") and report.md, not a refusal (issue 20, point 9)
+qs_add_script(test_input_warnings MPI LABELS "faults;mpi;san" TIMEOUT 600
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/faults/test_input_warnings.py)

@@ -1,6 +1,8 @@
 # tests/model.cmake: pipeline/model, the fp32 decoder kernels.
 #  - test_model_forward: layer/model forward vs the numpy reference tests/ref/forward_ref.py
 #  - test_model_hessian: Hessian/statistics accumulation vs fp64
+#  - test_model_threads: the layer forward, Hessian partials and the head on the thread pool:
+#    byte-identical at 1-4 threads, the tiles vs the untiled kernels, blocks vs one ssyrk
 #  - test_model_kernels: RoPE bands, GQA mapping, window edge, small kernels, contracts
 #  - test_model_window: per-layer sliding windows (Mistral, Qwen2 max_window_layers and
 #    layer_types) on the tiny checkpoints of tests/data/window/ vs transformers' logits
@@ -12,6 +14,7 @@ qs_add_unit(test_model_forward LINK qs_model LABELS model
             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/ref/forward_ref.py)
 qs_add_unit(test_model_hessian LINK qs_model LABELS model)
 qs_add_unit(test_model_kernels LINK qs_model LABELS model)
+qs_add_unit(test_model_threads LINK qs_model LABELS model)
 qs_add_unit(test_model_window LINK qs_lib LABELS model
             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/data/window)
 qs_add_script(test_window_mpi MPI LABELS "model;mpi;san"

@@ -639,6 +639,15 @@ def run_file_hashes(run_dir):
     return dict(sorted(out.items()))
 
 
+def sgemm_gflops(build, k, seconds=5, env=None):
+    """The machine's GEMM peak for the benchmarks (tests/bench): the summed GFLOP/s of k
+    single-threaded sgemm processes (build/tests/bench_sgemm, n = 1024) running at once."""
+    e = dict(env or os.environ, OPENBLAS_NUM_THREADS="1")
+    procs = [subprocess.Popen([os.path.join(build, "tests", "bench_sgemm"), str(seconds)],
+                              stdout=subprocess.PIPE, text=True, env=e) for _ in range(k)]
+    return sum(float(pr.communicate()[0].split()[1]) for pr in procs)
+
+
 def diff_hashes(a, b):
     """The relative paths whose hashes differ or that only one side has."""
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))

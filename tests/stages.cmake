@@ -18,6 +18,13 @@ qs_add_script(test_calib_ref MPI LABELS "mpi;calib"
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_calib_ref.py)
 qs_add_test_program(bench_sgemm bench/bench_sgemm.c "qs_core;PkgConfig::OPENBLAS")
 
+# threads per rank (pipeline/base/pool.c through every stage; docs/slurm.md "Threads per rank")
+#  - test_threads_mpi: the run directory byte-identical at threads 1, 2, 3 x ranks 1, 2 with
+#    quantized and float inputs; the threads rule through the environment, recorded per stage
+#    in timings.json; a bad SLURM_CPUS_PER_TASK is exit 2
+qs_add_script(test_threads_mpi MPI LABELS "mpi;threads" TIMEOUT 900
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_threads_mpi.py)
+
 # eval (stages/eval.c)
 #  - test_eval_fixture (shared): `qshard eval` perplexity on the fixture at 1, 2, 3 ranks
 qs_add_script(test_eval_fixture MPI LABELS "shared;mpi;calib" TIMEOUT 900
@@ -47,6 +54,10 @@ qs_add_script(test_recon_fixture MPI LABELS "shared;mpi;recon" TIMEOUT 1200
 #  - test_objective_study: a 3-allocation miniature of tests/study/objective_study.py
 qs_add_script(test_search_mpi MPI LABELS "mpi;search" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_search_mpi.py)
+#  - test_kl_search: objective kl and search.refine at 1, 2, 3 ranks: byte-identical, KL
+#    values against an independent float64 numpy forward, brute-force optimum, cache
+qs_add_script(test_kl_search MPI LABELS "mpi;search;san" TIMEOUT 900
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_kl_search.py)
 qs_add_script(test_objective_study MPI LABELS "mpi;search" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/study/objective_study.py --miniature)
 

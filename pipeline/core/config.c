@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -54,7 +55,7 @@ typedef struct cfg_key {
 static const char *const k_sampling[] = {"random", "consecutive", "file", NULL};
 static const char *const k_method[] = {"gptq", "rtn", NULL};
 static const char *const k_inputs[] = {"float", "quantized", NULL};
-static const char *const k_objective[] = {"error", "relative", "sensitivity", NULL};
+static const char *const k_objective[] = {"error", "relative", "sensitivity", "kl", NULL};
 static const char *const k_serve[] = {"", "marlin", "llamacpp", "vllm", "gptqmodel", NULL};
 static const char *const k_chooser[] = {"search", "imatrix", "ref", NULL};
 static const char *const k_format[] = {"gptq", "gptq_v2", "auto", NULL};
@@ -80,7 +81,8 @@ static const cfg_key cfg_schema[] = {
      "tokenizer_config.json) for calib.text / eval.text; \"\" = the model directory"},
     {"threads", CFG_INT, 0, 4096, 0, 0, 0, "0", NULL, OFF(threads), 0, 0, 1,
      "threads per rank, read as 0 = SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else 1; "
-     "not used yet: in this build every stage runs one thread per rank (docs/slurm.md)"},
+     "an explicit value wins; every heavy loop runs on these threads over fixed tiles, so "
+     "results do not depend on it (docs/slurm.md)"},
 
     {"calib.tokens", CFG_PATH, 0, 0, 0, 0, 0, "\"\"", NULL, OFF(calib.tokens), 0, 0, 0,
      "calibration token file (.u32 / .u16); this or calib.text is required"},
@@ -158,7 +160,8 @@ static const cfg_key cfg_schema[] = {
     {"search.objective", CFG_ENUM, 0, 0, 0, 0, 0, "sensitivity", k_objective, OFF(search.objective), 0,
      0, 0,
      "what the search minimises: error (summed GPTQ error), relative (error / tr(W H W^T)), "
-     "sensitivity (measured end-to-end sensitivity x error)"},
+     "sensitivity (measured end-to-end sensitivity x error), kl (measured KL divergence of "
+     "the next-token distribution per item and candidate, docs/search.md)"},
     {"search.tie_fused", CFG_BOOL, 0, 0, 0, 0, 0, "true", NULL, OFF(search.tie_fused), 0, 0, 0,
      "give fused projections (q/k/v, gate/up) the same candidate"},
     {"search.serve", CFG_STRENUM, 0, 0, 0, 0, 0, "\"\"", k_serve, OFF(search.serve), 0, 0, 0,
@@ -175,8 +178,19 @@ static const cfg_key cfg_schema[] = {
      "\"layers.*.down=w4g128,w8g128\"; several matching rules intersect"},
     {"search.probe_windows", CFG_I64, 1, (int64_t)1 << 20, 0, 0, 0, "8", NULL,
      OFF(search.probe_windows), 0, 0, 0,
-     "objective sensitivity: calibration windows (calib.tokens, calib.seqlen, consecutive from "
-     "0) per layer probe"},
+     "objectives sensitivity and kl, and search.refine: calibration windows (calib.tokens, "
+     "calib.seqlen, consecutive from 0) each probe measures"},
+    {"search.refine", CFG_I64, 0, (int64_t)1 << 20, 0, 0, 0, "0", NULL, OFF(search.refine), 0,
+     0, 0,
+     "after the exact optimum, this many whole-model KL evaluations of neighbouring "
+     "allocations at the same budget (one item a level up, others down until it fits), "
+     "keeping any that lowers the measured KL; 0 = off (docs/search.md)"},
+    {"search.refine_windows", CFG_I64, 0, (int64_t)1 << 20, 0, 0, 0, "0", NULL,
+     OFF(search.refine_windows), 0, 0, 0,
+     "calibration windows each search.refine evaluation measures (0 = search.probe_windows); "
+     "more windows than the probes keep the refinement from fitting the probe windows' noise"},
+    {"search.refine_seed", CFG_I64, 0, INT64_MAX, 0, 0, 0, "0", NULL, OFF(search.refine_seed),
+     0, 0, 0, "seed of search.refine's neighbour choices"},
 
     {"output.formats", CFG_STRLIST, 0, 0, 0, 0, 0, "[gptq, hdf5]", NULL, OFF(output.formats),
      OFF(output.nformats), 0, 0,
@@ -1435,5 +1449,40 @@ qs_status qs_config_describe(FILE *out, qs_err *err) {
                 k->doc);
     }
     if (ferror(out)) return QS_FAIL(err, QS_ERR_RUNTIME, "cannot write the key table");
+    return QS_OK;
+}
+
+/* A positive thread count from an environment variable's value, up to the first ',' (an
+ * OpenMP list). */
+static qs_status env_threads(const char *name, const char *v, int *out, qs_err *err) {
+    char *end = NULL;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno != 0 || end == v || (*end != '\0' && *end != ',') || n < 1 || n > 4096 ||
+        !isdigit((unsigned char)v[0]))
+        return QS_FAIL(err, QS_ERR_INPUT,
+                       "%s: expected a thread count in 1..4096 (threads: 0 reads it), got '%s'",
+                       name, v);
+    *out = (int)n;
+    return QS_OK;
+}
+
+qs_status qs_config_threads(int threads, const char *slurm_cpus, const char *omp, int *out,
+                            const char **from, qs_err *err) {
+    *out = 1;
+    *from = "default";
+    if (threads > 0) {
+        *out = threads;
+        *from = "threads";
+        return QS_OK;
+    }
+    if (slurm_cpus && slurm_cpus[0]) {
+        *from = "SLURM_CPUS_PER_TASK";
+        return env_threads(*from, slurm_cpus, out, err);
+    }
+    if (omp && omp[0]) {
+        *from = "OMP_NUM_THREADS";
+        return env_threads(*from, omp, out, err);
+    }
     return QS_OK;
 }

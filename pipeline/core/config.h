@@ -51,7 +51,8 @@ typedef enum qs_ckpt_format {
 typedef enum qs_objective {
     QS_OBJECTIVE_ERROR = 0,     /* summed GPTQ error tr(dW H dW^T) */
     QS_OBJECTIVE_RELATIVE = 1,  /* error / tr(W H W^T) */
-    QS_OBJECTIVE_SENSITIVITY = 2 /* measured end-to-end sensitivity per layer x error */
+    QS_OBJECTIVE_SENSITIVITY = 2, /* measured end-to-end sensitivity per layer x error */
+    QS_OBJECTIVE_KL = 3           /* measured KL(float || quantized) per item and candidate */
 } qs_objective;
 
 typedef struct qs_config {
@@ -111,7 +112,11 @@ typedef struct qs_config {
         int npin;
         char *allow[QS_MAX_CANDIDATE_LIST]; /* (nallow) "PATTERN=CAND,CAND,..." */
         int nallow;
-        int64_t probe_windows; /* objective sensitivity: windows per layer probe (default 8) */
+        int64_t probe_windows; /* objectives sensitivity, kl and refine: windows per probe
+                                  (default 8) */
+        int64_t refine;        /* whole-model KL evaluations of neighbours (0 = off) */
+        int64_t refine_windows; /* windows of each refine evaluation (0 = probe_windows) */
+        int64_t refine_seed;   /* seed of the neighbour choices */
     } search;
 
     struct {
@@ -188,6 +193,15 @@ const char *qs_config_key_name(int i);
 
 /* Writes one Markdown table row per key (key, type, default, range, meaning). */
 qs_status qs_config_describe(FILE *out, qs_err *err);
+
+/* Threads per rank from `threads` (the config value) and the environment: an explicit
+ * threads >= 1 wins; 0 reads SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS (its first entry
+ * when it is a list such as "8,2"), else 1. slurm_cpus and omp are the variables' values
+ * (NULL or "" = unset). *out is the count (1..4096), *from names where it came from
+ * ("threads", "SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS" or "default"). A set variable that
+ * is not an integer in 1..4096 is QS_ERR_INPUT naming it and its value. */
+qs_status qs_config_threads(int threads, const char *slurm_cpus, const char *omp, int *out,
+                            const char **from, qs_err *err);
 
 /* Releases every string the config owns and zeroes it. */
 void qs_config_free(qs_config *cfg);

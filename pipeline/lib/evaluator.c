@@ -332,6 +332,7 @@ static qs_status load_rank(eval_rank *r, const qs_eval_weights *which, const qs_
         if (!r->logits || !r->nll) return QS_ERR_RUNTIME;
     }
     QS_CHECK(qs_layer_workspace_init(&r->ws, d, (int)CS, (int)T, err));
+    QS_CHECK(qs_layer_workspace_set_pool(&r->ws, r->env->pool, err));
     for (int i = 0; i < r->nown; ++i)
         QS_CHECK(load_layer(r->env, which, qsrc, d, r->first_layer + i, &r->lw[i], err));
     if (is_first || is_last)
@@ -383,7 +384,7 @@ static qs_status chunk_compute(void *vr, int64_t c, int64_t s0, int64_t ns, floa
     if (st == QS_OK && r->logits) {
         if (!r->is_first) window_ids(r, s0, ns); /* the first rank filled them already */
         st = qs_model_head(r->ends.final_norm, r->ends.lm_head, &r->d, x, r->ids, (int)ns,
-                           (int)T, r->logits, NULL, r->nll, err);
+                           (int)T, r->logits, NULL, r->nll, r->env->pool, err);
         for (int64_t i = 0; i < ns * (T - 1) && st == QS_OK; ++i) r->nll_sum += r->nll[i];
     }
     if (st == QS_OK)

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "hf_model.h"
 #include "log.h"
+#include "pool.h"
 #include "rundir.h"
 #include "status.h"
 
@@ -70,6 +71,7 @@ typedef struct qs_eval_env {
     qs_token_source src;      /* the token ids: a file or text (config.h) */
     int64_t seqlen;           /* window length T >= 2 */
     int64_t max_windows;      /* 0 = every whole window of the file */
+    qs_pool *pool;            /* may be NULL (one thread): the layer forward's tiles */
 } qs_eval_env;
 
 /* The windows of eval.*: tokens, seqlen and max_windows from cfg->eval. */

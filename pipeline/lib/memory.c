@@ -1,6 +1,8 @@
 /* memory.c: per-rank memory formula and per-layer cost model (see memory.h). */
 #include "memory.h"
 
+#include <stdlib.h>
+
 #include "candidates.h"
 
 double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer) {
@@ -17,14 +19,27 @@ double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer) {
     return c;
 }
 
+/* Threads per rank by the config's rule (docs/config.md `threads`: the environment when it
+ * is 0); 1 for a bad variable (the driver refuses it before anything runs). */
+static int64_t mem_threads(const qs_config *cfg) {
+    int n = 1;
+    const char *from = NULL;
+    qs_err e = {0};
+    if (qs_config_threads(cfg ? cfg->threads : 0, getenv("SLURM_CPUS_PER_TASK"),
+                          getenv("OMP_NUM_THREADS"), &n, &from, &e) != QS_OK)
+        n = 1;
+    return n;
+}
+
 /* Layer pipeline buffers of calibrate and eval for chunks of `rows` = chunk x T tokens:
  * two chunk buffers (pipeline in/out) and the layer workspace (qs_layer_workspace_init:
- * normed input, q, k, v, gate, up, projection output; scores T x T; RoPE tables). */
-static int64_t pipeline_bytes(const qs_hf_config *hf, int64_t rows, int64_t T) {
+ * normed input, q, k, v, gate, up, projection output; scores T x T per thread
+ * (qs_layer_workspace_set_pool); RoPE tables). */
+static int64_t pipeline_bytes(const qs_hf_config *hf, int64_t rows, int64_t T, int64_t nthr) {
     int64_t h = hf->hidden_size, in = hf->intermediate_size;
     int64_t q = hf->num_attention_heads * hf->head_dim;
     int64_t kv = hf->num_key_value_heads * hf->head_dim;
-    return 2 * rows * h * 4 + rows * (2 * h + q + 2 * kv + 2 * in) * 4 + T * T * 4 +
+    return 2 * rows * h * 4 + rows * (2 * h + q + 2 * kv + 2 * in) * 4 + nthr * T * T * 4 +
            T * hf->head_dim * 4;
 }
 
@@ -68,10 +83,17 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
     /* one piece's solve (solve_piece): its dequantized rows (f32) + the largest of the GPTQ
      * row tile with its column-block buffers, the error tiles (2 x (2R, d_in) f32), the RTN
      * baseline's codes/scales/zeros with the error tiles of one (R, d_in). A piece is a row
-     * block (quantized) or the whole linear (float); R = min(rows, row_block). */
-    int64_t scratch = 0;
+     * block in both modes; R = rows = min(d_out, row_block). One per thread; a rank that
+     * does not write the layer also holds SOLVE_BATCH (4) pieces' results per thread in
+     * flight (stages/reconstruct.c seq_solve_mine). */
+    const int64_t nthr = mem_threads(cfg);
+    int64_t scratch = 0, piece = 0;
     for (int k = 0; k < 7; ++k) {
-        int64_t rows = quantized ? (rb < d_out[k] ? rb : d_out[k]) : d_out[k];
+        int64_t rows = rb < d_out[k] ? rb : d_out[k];
+        for (int c = 0; c < cs.n; ++c) {
+            int64_t pb = result_bytes(rows, d_in[k], cs.p[c].group_size);
+            if (pb > piece) piece = pb;
+        }
         int64_t R = rows < rb ? rows : rb, n = d_in[k], G = 1; /* most groups of a candidate */
         for (int c = 0; c < cs.n; ++c) {
             int64_t ng = qs_quant_ngroups(n, cs.p[c].group_size);
@@ -83,6 +105,7 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
         if (t3 > peak) peak = t3;
         if (rows * n * 4 + peak > scratch) scratch = rows * n * 4 + peak;
     }
+    scratch *= nthr;
     int64_t hsq = 2 * h * h + q * q + in * in; /* sum of d_g^2 over the four groups */
     if (quantized) {
         int64_t T = cfg ? cfg->calib.seqlen : 2048, S = cfg ? cfg->calib.nsamples : 128;
@@ -96,10 +119,10 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
         m.hessians = hsq * 4 * (gptq ? 3 : 2) + (rank == 0 ? hsq * 8 : 0);
         /* this rank's chunks' activations, one chunk copy, the layer workspace */
         m.activations = rows * h * 4 + CS * T * h * 4 +
-                        pipeline_bytes(hf, CS * T, T) - 2 * CS * T * h * 4;
+                        pipeline_bytes(hf, CS * T, T, nthr) - 2 * CS * T * h * 4;
         /* the writer (a layer's plan owner) holds the whole layer's results; any other rank
          * its packed pieces (about 1/P of them) */
-        m.extra = (count > 0 ? res : res / P) + scratch;
+        m.extra = (count > 0 ? res : res / P + 4 * nthr * piece) + scratch;
         /* before the first layer: the embeddings while the windows are embedded */
         int64_t start = rows * h * 4 + (rows > 0 ? V * h * 4 : 0);
         int64_t loop = m.weights + m.hessians + m.activations + m.extra;
@@ -140,13 +163,13 @@ qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, i
          * the mapped checkpoint are dropped once converted (weights.c). */
         int64_t T = cfg ? cfg->calib.seqlen : 2048;
         m.hessians = (int64_t)count * (h * h + q * q + h * h + in * in) * 8 + largest * largest * 4;
-        m.activations = pipeline_bytes(hf, chunk * T, T) + largest * 12;
+        m.activations = pipeline_bytes(hf, chunk * T, T, mem_threads(cfg)) + largest * 12;
         m.extra = is_first ? V * h * 4 : 0;
     } else {
         /* stages/eval.c: windows of eval.seqlen; the last rank also holds the final norm,
          * lm_head (the embeddings when tied), one window of logits and a chunk's NLL. */
         int64_t T = cfg && cfg->eval.seqlen > 1 ? cfg->eval.seqlen : 2048;
-        m.activations = pipeline_bytes(hf, chunk * T, T);
+        m.activations = pipeline_bytes(hf, chunk * T, T, mem_threads(cfg));
         if (is_first || (is_last && hf->tie_word_embeddings)) m.extra += V * h * 4;
         if (is_last) {
             m.extra += h * 4 + T * V * 4 + chunk * (T - 1) * 8;

@@ -15,7 +15,7 @@
  *                   written, so HDF5 writes add nothing)
  *     activations = two chunk buffers of chunk_samples x seqlen x hidden x 4 B (pipeline
  *                   in/out) + the layer workspace: chunk x seqlen x (2 x hidden + q + k + v
- *                   + 2 x inter) x 4 B, attention scores seqlen^2 x 4 B, RoPE tables
+ *                   + 2 x inter) x 4 B, attention scores seqlen^2 x 4 B per thread, RoPE tables
  *                   seqlen x head_dim x 4 B, statistics scratch max(width) x 12 B
  *     extra       = embeddings (vocab x hidden x 4 B) on the first rank of the pipeline
  *   eval (only when eval.tokens is set; windows of eval.seqlen)
@@ -27,10 +27,10 @@
  *   reconstruct (pass 0, every candidate; docs/reconstruct.md "Memory"). R = the results of
  *   one layer: per linear and candidate d_out x d_in x 1 B codes + d_out x groups x 6 B
  *   (fp16 scales, i32 zeros) + d_in x 4 B g_idx + d_out x 24 B row errors; scratch = one
- *   piece's solve, the largest over the linears of rows x d_in x 4 B (dequantized rows) +
- *   max(GPTQ tile R x d_in x 4 B + block buffers, error tiles 16 x R x d_in B, RTN baseline
- *   rows x d_in x 1 B + 8 x R x d_in B) with R = min(rows, row_block), rows = row_block
- *   (quantized inputs: pieces are row blocks) or d_out (float inputs: whole linears);
+ *   piece's solve per thread, the largest over the linears of rows x d_in x 4 B (dequantized
+ *   rows) + max(GPTQ tile R x d_in x 4 B + block buffers, error tiles 16 x R x d_in B, RTN
+ *   baseline rows x d_in x 1 B + 8 x R x d_in B) with R = rows = min(d_out, row_block)
+ *   (pieces are row blocks in both modes); threads = the resolved `threads`;
  *   S_H = 2 hidden^2 + (heads*head_dim)^2 + inter^2
  *     inputs quantized (rank r of P; chunk c on rank c mod P):
  *       weights     = 2 x params_per_layer x 4 B (the float layer and its quantized copy)
@@ -38,8 +38,8 @@
  *                     + on rank 0 S_H x 8 B (the f64 accumulators)
  *       activations = rows_r x hidden x 4 B (this rank's chunks) + one chunk copy
  *                     + the layer workspace (as calibrate's, without the in/out buffers)
- *       extra       = R on a rank that owns layers (it writes them), R / P otherwise,
- *                     + scratch; plus whatever the embedding phase at the start (rows_r x
+ *       extra       = R on a rank that owns layers (it writes them), R / P + 4 x threads
+ *                     pieces' results (in flight) otherwise, + scratch; plus whatever the embedding phase at the start (rows_r x
  *                     hidden x 4 B + vocab x hidden x 4 B) exceeds the layer phase by
  *     inputs float:
  *       weights = the largest linear x 4 B, hessians = max d_in^2 x 4 B x 2 (H, factor),

@@ -258,6 +258,55 @@ done:
     return st;
 }
 
+/* The tasks of one qs_recon_solve_pieces run. */
+typedef struct pieces_run {
+    const qs_cands *cs;
+    const qs_recon_task *t;
+    const unsigned char *first; /* (n) 1: the lowest-index task of its o */
+    int32_t *g_idx;             /* (threads, max d_in) where the other tasks' g_idx goes */
+    int64_t g_stride;           /* max d_in */
+    qs_gptq_info *info;         /* (n) each task's info */
+} pieces_run;
+
+static qs_status piece_task(void *vctx, int64_t i, int worker, qs_err *err) {
+    const pieces_run *r = vctx;
+    const qs_recon_task *t = &r->t[i];
+    qs_recon_lin o = *t->o; /* the same row arrays; info is this task's own */
+    if (!r->first[i] && o.g_idx) o.g_idx = r->g_idx + (size_t)worker * (size_t)r->g_stride;
+    qs_status st = qs_recon_solve_piece(r->cs, t->c, t->H, t->f, t->W, t->d_out, t->d_in,
+                                        t->r0, t->r1, &o, err);
+    r->info[i] = o.info;
+    return st;
+}
+
+qs_status qs_recon_solve_pieces(qs_pool *pool, const qs_cands *cs, const qs_recon_task *t,
+                                int64_t n, qs_err *err) {
+    qs_status st = QS_OK;
+    pieces_run r = {cs, t, NULL, NULL, 1, NULL};
+    unsigned char *first = NULL;
+    if (n <= 0) return QS_OK;
+    for (int64_t i = 0; i < n; ++i)
+        if (t[i].d_in > r.g_stride) r.g_stride = t[i].d_in;
+    first = qs_calloc((size_t)n, 1, err, "piece order");
+    r.g_idx = qs_malloc(sizeof(int32_t) * (size_t)(r.g_stride * qs_pool_threads(pool)), err,
+                        "piece g_idx");
+    r.info = qs_calloc((size_t)n, sizeof(qs_gptq_info), err, "piece info");
+    if (!first || !r.g_idx || !r.info) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (pieces)");
+    for (int64_t i = 0; i < n; ++i) {
+        first[i] = 1;
+        for (int64_t j = 0; j < i && first[i]; ++j) first[i] = t[j].o != t[i].o;
+    }
+    r.first = first;
+    st = qs_pool_run(pool, n, piece_task, &r, err);
+    for (int64_t i = 0; i < n && st == QS_OK; ++i)
+        if (first[i]) t[i].o->info = r.info[i];
+done:
+    free(first);
+    free(r.g_idx);
+    free(r.info);
+    return st;
+}
+
 /* Moves every piece from its owner to its layer's writer, in piece order (blocking sends
  * and receives in one global order cannot deadlock). lrs[i] is the result of layer
  * base + i (the writer's holds all rows). An owner sends pbuf[i] when pbuf and pbuf[i] are

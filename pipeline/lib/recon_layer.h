@@ -19,6 +19,7 @@
 #include "candidates.h"
 #include "comm.h"
 #include "layer.h"
+#include "pool.h"
 #include "quant.h"
 #include "rundir.h"
 #include "status.h"
@@ -88,6 +89,26 @@ qs_status qs_recon_solve_piece(const qs_cands *cs, int c, const float *H,
                                const qs_gptq_factor *f, const float *W, int64_t d_out,
                                int64_t d_in, int64_t r0, int64_t r1, qs_recon_lin *o,
                                qs_err *err);
+
+/* One piece to solve for qs_recon_solve_pieces: candidate c, rows [r0, r1) of W into o. */
+typedef struct qs_recon_task {
+    int c;
+    const float *H;           /* (d_in, d_in) the group's Hessian */
+    const qs_gptq_factor *f;  /* the prepared factor (gptq) or NULL */
+    const float *W;           /* (d_out, d_in) the whole linear */
+    int64_t d_out, d_in, r0, r1;
+    qs_recon_lin *o;          /* holds rows [o->base, ..) covering [r0, r1) */
+} qs_recon_task;
+
+/* qs_recon_solve_piece for every task, each one task of pool (NULL: in order on this
+ * thread). Tasks write disjoint rows of their o; the per-linear fields every piece of an o
+ * writes alike are written once: g_idx by its lowest-index task (the others' go to
+ * per-worker scratch), info from that task after the run, so no two threads write the same
+ * bytes. The bytes do not depend on the thread
+ * count; the error is the lowest failing task's. Each running task holds one piece's solve
+ * scratch (docs/design.md, S per thread). */
+qs_status qs_recon_solve_pieces(qs_pool *pool, const qs_cands *cs, const qs_recon_task *t,
+                                int64_t n, qs_err *err);
 
 /* Collective over the ranks named in pcs: moves every piece from its owner to its layer's
  * writer, in piece order (blocking sends and receives in one global order cannot

@@ -1,18 +1,57 @@
-/* hessian.c: chunk partials of Xᵀ X (f32 ssyrk) accumulated in f64, and per-channel
- * absmax / sum-of-squares statistics. See hessian.h. */
+/* hessian.c: chunk partials of Xᵀ X (f32 ssyrk and sgemm on fixed square blocks, one pool
+ * task each) accumulated in f64, and per-channel absmax / sum-of-squares statistics. See
+ * hessian.h. */
 #include "hessian.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
-void qs_hess_partial(const float *x, int64_t rows, int64_t d, float *tile) {
-    if (rows <= 0) {
-        for (int64_t i = 0; i < d; ++i) memset(tile + i * d + i, 0, (size_t)(d - i) * sizeof(float));
-        return;
+/* One partial's blocks (the pool's tasks read it). */
+typedef struct hess_blocks {
+    const float *x;  /* (rows, d) */
+    int64_t rows, d, nb;
+    float *tile;     /* (d, d) upper triangle written */
+    float *absmax;   /* (d) channel statistics (qs_chan_stats_partial_pool) */
+    double *sumsq;   /* (d) */
+} hess_blocks;
+
+/* Block task t -> (bi, bj), bi <= bj, in row-major order of the upper block triangle. */
+static qs_status hess_block_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    (void)worker;
+    (void)err;
+    const hess_blocks *h = vctx;
+    int64_t bi = 0;
+    while (t >= h->nb - bi) t -= h->nb - bi++;
+    const int64_t bj = bi + t, d = h->d;
+    const int64_t i0 = bi * QS_HESS_BLOCK, i1 = i0 + QS_HESS_BLOCK < d ? i0 + QS_HESS_BLOCK : d;
+    const int64_t j0 = bj * QS_HESS_BLOCK, j1 = j0 + QS_HESS_BLOCK < d ? j0 + QS_HESS_BLOCK : d;
+    float *out = h->tile + i0 * d + j0; // (i1 - i0, j1 - j0), ld d
+    if (h->rows <= 0) {
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t c0 = bi == bj ? i : j0;
+            memset(h->tile + i * d + c0, 0, (size_t)(j1 - c0) * sizeof(float));
+        }
+    } else if (bi == bj) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)(i1 - i0), (int)h->rows, 1.0f,
+                    h->x + i0, (int)d, 0.0f, out, (int)d);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(i1 - i0), (int)(j1 - j0),
+                    (int)h->rows, 1.0f, h->x + i0, (int)d, h->x + j0, (int)d, 0.0f, out,
+                    (int)d);
     }
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)rows, 1.0f, x, (int)d, 0.0f,
-                tile, (int)d);
+    return QS_OK;
+}
+
+qs_status qs_hess_partial_pool(qs_pool *pool, const float *x, int64_t rows, int64_t d,
+                               float *tile, qs_err *err) {
+    const int64_t nb = (d + QS_HESS_BLOCK - 1) / QS_HESS_BLOCK;
+    hess_blocks h = {x, rows, d, nb, tile, NULL, NULL};
+    return qs_pool_run(pool, nb * (nb + 1) / 2, hess_block_task, &h, err);
+}
+
+void qs_hess_partial(const float *x, int64_t rows, int64_t d, float *tile) {
+    (void)qs_hess_partial_pool(NULL, x, rows, d, tile, NULL); /* its tasks cannot fail */
 }
 
 void qs_hess_add(double *acc, const float *tile, int64_t d) {
@@ -21,6 +60,32 @@ void qs_hess_add(double *acc, const float *tile, int64_t d) {
         const float *t = tile + i * d; // row i
         for (int64_t j = i; j < d; ++j) a[j] += (double)t[j];
     }
+}
+
+typedef struct hess_add_rows {
+    double *acc;       /* (d, d) */
+    const float *tile; /* (d, d) */
+    int64_t d;
+} hess_add_rows;
+
+static qs_status hess_add_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    (void)worker;
+    (void)err;
+    const hess_add_rows *h = vctx;
+    const int64_t d = h->d, i0 = t * QS_HESS_BLOCK;
+    const int64_t i1 = i0 + QS_HESS_BLOCK < d ? i0 + QS_HESS_BLOCK : d;
+    for (int64_t i = i0; i < i1; ++i) {
+        double *a = h->acc + i * d;       // row i
+        const float *s = h->tile + i * d; // row i
+        for (int64_t j = i; j < d; ++j) a[j] += (double)s[j];
+    }
+    return QS_OK;
+}
+
+qs_status qs_hess_add_pool(qs_pool *pool, double *acc, const float *tile, int64_t d,
+                           qs_err *err) {
+    hess_add_rows h = {acc, tile, d};
+    return qs_pool_run(pool, (d + QS_HESS_BLOCK - 1) / QS_HESS_BLOCK, hess_add_task, &h, err);
 }
 
 void qs_hess_add_f64(double *acc, const double *part, int64_t d) {
@@ -42,20 +107,42 @@ void qs_hess_finalize(double *acc, int64_t d, int64_t n) {
     }
 }
 
-void qs_chan_stats_partial(const float *x, int64_t rows, int64_t d, float *absmax,
-                           double *sumsq) {
-    for (int64_t c = 0; c < d; ++c) {
+/* Columns [c0, c1) of the channel statistics. */
+static void chan_stats_cols(const float *x, int64_t rows, int64_t d, int64_t c0, int64_t c1,
+                            float *absmax, double *sumsq) {
+    for (int64_t c = c0; c < c1; ++c) {
         absmax[c] = 0.0f;
         sumsq[c] = 0.0;
     }
     for (int64_t r = 0; r < rows; ++r) {
         const float *xr = x + r * d;  // (d)
-        for (int64_t c = 0; c < d; ++c) {
+        for (int64_t c = c0; c < c1; ++c) {
             float a = fabsf(xr[c]);
             if (a > absmax[c] || a != a) absmax[c] = a; /* NaN sticks */
             sumsq[c] += (double)xr[c] * (double)xr[c];
         }
     }
+}
+
+void qs_chan_stats_partial(const float *x, int64_t rows, int64_t d, float *absmax,
+                           double *sumsq) {
+    chan_stats_cols(x, rows, d, 0, d, absmax, sumsq);
+}
+
+static qs_status chan_stats_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    (void)worker;
+    (void)err;
+    const hess_blocks *h = vctx;
+    const int64_t c0 = t * QS_HESS_BLOCK;
+    const int64_t c1 = c0 + QS_HESS_BLOCK < h->d ? c0 + QS_HESS_BLOCK : h->d;
+    chan_stats_cols(h->x, h->rows, h->d, c0, c1, h->absmax, h->sumsq);
+    return QS_OK;
+}
+
+qs_status qs_chan_stats_partial_pool(qs_pool *pool, const float *x, int64_t rows, int64_t d,
+                                     float *absmax, double *sumsq, qs_err *err) {
+    hess_blocks h = {x, rows, d, 0, NULL, absmax, sumsq};
+    return qs_pool_run(pool, (d + QS_HESS_BLOCK - 1) / QS_HESS_BLOCK, chan_stats_task, &h, err);
 }
 
 void qs_chan_stats_add(float *absmax, double *sumsq, const float *part_absmax,

@@ -64,25 +64,29 @@ void qs_rope_table(const float *inv_freq, int64_t half, int64_t npos, float *cos
     }
 }
 
-void qs_rope_apply(float *x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
-                   const float *cos_t, const float *sin_t) {
+void qs_rope_apply_rows(float *x, int64_t r0, int64_t nrows, int64_t seqlen, int64_t nheads,
+                        int64_t head_dim, const float *cos_t, const float *sin_t) {
     const int64_t half = head_dim / 2;
     const int64_t width = nheads * head_dim;
-    for (int64_t s = 0; s < nseq; ++s) {
-        for (int64_t t = 0; t < seqlen; ++t) {
-            float *row = x + (s * seqlen + t) * width;  // (nheads, head_dim)
-            const float *c = cos_t + t * half;          // (half)
-            const float *sn = sin_t + t * half;         // (half)
-            for (int64_t h = 0; h < nheads; ++h) {
-                float *v = row + h * head_dim;
-                for (int64_t i = 0; i < half; ++i) {
-                    float a = v[i], b = v[i + half];
-                    v[i] = a * c[i] - b * sn[i];
-                    v[i + half] = b * c[i] + a * sn[i];
-                }
+    for (int64_t i = 0; i < nrows; ++i) {
+        const int64_t t = (r0 + i) % seqlen;
+        float *row = x + i * width;            // (nheads, head_dim)
+        const float *c = cos_t + t * half;     // (half)
+        const float *sn = sin_t + t * half;    // (half)
+        for (int64_t h = 0; h < nheads; ++h) {
+            float *v = row + h * head_dim;
+            for (int64_t j = 0; j < half; ++j) {
+                float a = v[j], b = v[j + half];
+                v[j] = a * c[j] - b * sn[j];
+                v[j + half] = b * c[j] + a * sn[j];
             }
         }
     }
+}
+
+void qs_rope_apply(float *x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+                   const float *cos_t, const float *sin_t) {
+    qs_rope_apply_rows(x, 0, nseq * seqlen, seqlen, nheads, head_dim, cos_t, sin_t);
 }
 
 void qs_linear(const float *x, const float *w, const float *b, float *y, int64_t rows,
@@ -113,30 +117,34 @@ static void softmax_row(float *s, int64_t n, int64_t lo, int64_t hi) {
     for (int64_t j = hi + 1; j < n; ++j) s[j] = 0.0f;
 }
 
-void qs_attention(float *q, const float *k, const float *v, int64_t nseq, int64_t seqlen,
-                  int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t window,
-                  float *scores) {
+void qs_attention_head(float *q, const float *k, const float *v, int64_t s, int64_t h,
+                       int64_t seqlen, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                       int64_t window, float *scores) {
     const int64_t qw = heads * head_dim;     // q row width
     const int64_t kw = kv_heads * head_dim;  // k/v row width
     const int64_t rep = heads / kv_heads;
     const float scale = (float)(1.0 / sqrt((double)head_dim));
     const int T = (int)seqlen;
-    for (int64_t s = 0; s < nseq; ++s) {
-        for (int64_t h = 0; h < heads; ++h) {
-            float *qh = q + s * seqlen * qw + h * head_dim;                   // (T, hd), ld qw
-            const float *kh = k + s * seqlen * kw + (h / rep) * head_dim;     // (T, hd), ld kw
-            const float *vh = v + s * seqlen * kw + (h / rep) * head_dim;     // (T, hd), ld kw
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, (int)head_dim, scale, qh,
-                        (int)qw, kh, (int)kw, 0.0f, scores, T);
-            for (int64_t i = 0; i < seqlen; ++i) {
-                int64_t lo = 0;
-                if (window > 0 && i - window + 1 > 0) lo = i - window + 1;
-                softmax_row(scores + i * seqlen, seqlen, lo, i);
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, (int)head_dim, T, 1.0f,
-                        scores, T, vh, (int)kw, 0.0f, qh, (int)qw);
-        }
+    float *qh = q + s * seqlen * qw + h * head_dim;                   // (T, hd), ld qw
+    const float *kh = k + s * seqlen * kw + (h / rep) * head_dim;     // (T, hd), ld kw
+    const float *vh = v + s * seqlen * kw + (h / rep) * head_dim;     // (T, hd), ld kw
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, (int)head_dim, scale, qh,
+                (int)qw, kh, (int)kw, 0.0f, scores, T);
+    for (int64_t i = 0; i < seqlen; ++i) {
+        int64_t lo = 0;
+        if (window > 0 && i - window + 1 > 0) lo = i - window + 1;
+        softmax_row(scores + i * seqlen, seqlen, lo, i);
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, (int)head_dim, T, 1.0f,
+                scores, T, vh, (int)kw, 0.0f, qh, (int)qw);
+}
+
+void qs_attention(float *q, const float *k, const float *v, int64_t nseq, int64_t seqlen,
+                  int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t window,
+                  float *scores) {
+    for (int64_t s = 0; s < nseq; ++s)
+        for (int64_t h = 0; h < heads; ++h)
+            qs_attention_head(q, k, v, s, h, seqlen, heads, kv_heads, head_dim, window, scores);
 }
 
 void qs_swiglu(float *gate, const float *up, int64_t n) {

@@ -55,6 +55,12 @@ void qs_rope_table(const float *inv_freq, int64_t half, int64_t npos, float *cos
 void qs_rope_apply(float *x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
                    const float *cos_t, const float *sin_t);
 
+/* qs_rope_apply on rows [r0, r0 + nrows) of a chunk of sequences of seqlen tokens: x points
+ * at row r0 (nrows, nheads * head_dim); row r has position r % seqlen. The same bits as
+ * qs_rope_apply on those rows. */
+void qs_rope_apply_rows(float *x, int64_t r0, int64_t nrows, int64_t seqlen, int64_t nheads,
+                        int64_t head_dim, const float *cos_t, const float *sin_t);
+
 /* y (rows, d_out) = x (rows, d_in) * w^T + b, w (d_out, d_in), b (d_out) or NULL.
  * One sgemm over all rows. y must not alias x. */
 void qs_linear(const float *x, const float *w, const float *b, float *y, int64_t rows,
@@ -72,6 +78,12 @@ void qs_linear(const float *x, const float *w, const float *b, float *y, int64_t
 void qs_attention(float *q, const float *k, const float *v, int64_t nseq, int64_t seqlen,
                   int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t window,
                   float *scores);
+
+/* One (sequence s, head h) tile of qs_attention (the same calls, the same bits); scores
+ * (seqlen, seqlen) scratch. Tiles of different (s, h) touch disjoint parts of q. */
+void qs_attention_head(float *q, const float *k, const float *v, int64_t s, int64_t h,
+                       int64_t seqlen, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                       int64_t window, float *scores);
 
 /* gate (n) = silu(gate) * up (n), silu(x) = x / (1 + exp(-x)) in f32. */
 void qs_swiglu(float *gate, const float *up, int64_t n);

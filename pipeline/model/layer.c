@@ -135,6 +135,101 @@ static qs_status call_hook(const qs_layer_hooks *hooks, qs_linear_group g, const
     return st;
 }
 
+qs_status qs_layer_workspace_set_pool(qs_layer_workspace *ws, qs_pool *pool, qs_err *err) {
+    const size_t tile = (size_t)ws->max_seqlen * (size_t)ws->max_seqlen;
+    float *sc = qs_malloc(tile * (size_t)qs_pool_threads(pool) * sizeof(float), err,
+                          "attention scores per thread");
+    if (!sc) return QS_ERR_RUNTIME;
+    free(ws->scores);
+    ws->scores = sc;
+    ws->pool = pool;
+    return QS_OK;
+}
+
+/* The phases of a forward; each runs its tiles on the pool between the hooks. */
+typedef enum fwd_phase {
+    PH_NORM1,   /* row tile: xn = input_norm(x) */
+    PH_QKV,     /* row tile: q, k, v = linears of xn, RoPE on q and k */
+    PH_ATTN,    /* (sequence, head) tile: attention, in place on q */
+    PH_O_NORM2, /* row tile: x += o_proj(q); xn = post_norm(x) */
+    PH_GATE_UP, /* row tile: gate = silu(gate_proj(xn)) * up_proj(xn) */
+    PH_DOWN     /* row tile: x += down_proj(gate) */
+} fwd_phase;
+
+typedef struct fwd_tiles {
+    const qs_layer_weights *w;
+    const qs_model_dims *d;
+    qs_layer_workspace *ws;
+    float *x;              /* (rows, hidden) the residual stream */
+    int64_t rows, seqlen, window;
+    fwd_phase phase;
+} fwd_tiles;
+
+static qs_status fwd_task(void *vctx, int64_t task, int worker, qs_err *err) {
+    (void)err;
+    const fwd_tiles *f = vctx;
+    const qs_layer_weights *w = f->w;
+    const qs_model_dims *d = f->d;
+    qs_layer_workspace *ws = f->ws;
+    const int64_t H = d->hidden, Ni = d->inter, hd = d->head_dim;
+    const int64_t qd = d->heads * hd, kvd = d->kv_heads * hd;
+    const float eps = (float)d->eps;
+    if (f->phase == PH_ATTN) {
+        float *scores = ws->scores + (size_t)worker * (size_t)(ws->max_seqlen * ws->max_seqlen);
+        qs_attention_head(ws->q, ws->k, ws->v, task / d->heads, task % d->heads, f->seqlen,
+                          d->heads, d->kv_heads, hd, f->window, scores);
+        return QS_OK;
+    }
+    const int64_t r0 = task * QS_ROW_TILE;
+    const int64_t R = f->rows - r0 < QS_ROW_TILE ? f->rows - r0 : QS_ROW_TILE;
+    float *x = f->x + r0 * H;       // (R, H)
+    float *xn = ws->xn + r0 * H;    // (R, H)
+    float *q = ws->q + r0 * qd;     // (R, qd)
+    float *proj = ws->proj + r0 * H; // (R, H)
+    float *gate = ws->gate + r0 * Ni; // (R, Ni)
+    switch (f->phase) {
+    case PH_NORM1:
+        qs_rmsnorm(x, w->input_norm, xn, R, H, eps);
+        break;
+    case PH_QKV: {
+        float *k = ws->k + r0 * kvd, *v = ws->v + r0 * kvd; // (R, kvd)
+        qs_linear(xn, w->q_w, d->qkv_bias ? w->q_b : NULL, q, R, H, qd);
+        qs_linear(xn, w->k_w, d->qkv_bias ? w->k_b : NULL, k, R, H, kvd);
+        qs_linear(xn, w->v_w, d->qkv_bias ? w->v_b : NULL, v, R, H, kvd);
+        qs_rope_apply_rows(q, r0, R, f->seqlen, d->heads, hd, ws->rope_cos, ws->rope_sin);
+        qs_rope_apply_rows(k, r0, R, f->seqlen, d->kv_heads, hd, ws->rope_cos, ws->rope_sin);
+        break;
+    }
+    case PH_O_NORM2:
+        qs_linear(q, w->o_w, d->o_bias ? w->o_b : NULL, proj, R, qd, H);
+        qs_add_inplace(x, proj, R, H);
+        qs_rmsnorm(x, w->post_norm, xn, R, H, eps);
+        break;
+    case PH_GATE_UP: {
+        float *up = ws->up + r0 * Ni; // (R, Ni)
+        qs_linear(xn, w->gate_w, d->mlp_bias ? w->gate_b : NULL, gate, R, H, Ni);
+        qs_linear(xn, w->up_w, d->mlp_bias ? w->up_b : NULL, up, R, H, Ni);
+        qs_swiglu(gate, up, R * Ni);
+        break;
+    }
+    case PH_DOWN:
+        qs_linear(gate, w->down_w, d->mlp_bias ? w->down_b : NULL, proj, R, Ni, H);
+        qs_add_inplace(x, proj, R, H);
+        break;
+    case PH_ATTN:
+        break;
+    }
+    return QS_OK;
+}
+
+/* Runs one phase's tiles on the workspace's pool. */
+static qs_status fwd_phase_run(fwd_tiles *f, fwd_phase ph, int64_t nseq, qs_err *err) {
+    f->phase = ph;
+    const int64_t ntiles = ph == PH_ATTN ? nseq * f->d->heads
+                                         : (f->rows + QS_ROW_TILE - 1) / QS_ROW_TILE;
+    return qs_pool_run(f->ws->pool, ntiles, fwd_task, f, err);
+}
+
 qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, int layer,
                            float *x, int nseq, int seqlen, qs_layer_workspace *ws,
                            const qs_layer_hooks *hooks, qs_err *err) {
@@ -153,30 +248,20 @@ qs_status qs_layer_forward(const qs_layer_weights *w, const qs_model_dims *d, in
     QS_ASSERT(err, !d->qkv_bias || (w->q_b && w->k_b && w->v_b));
     QS_ASSERT(err, !d->o_bias || w->o_b);
     QS_ASSERT(err, !d->mlp_bias || (w->gate_b && w->up_b && w->down_b));
+    fwd_tiles f = {w, d, ws, x, rows, seqlen, d->layer_window[layer], PH_NORM1};
 
     /* attention block */
-    qs_rmsnorm(x, w->input_norm, ws->xn, rows, H, (float)d->eps);
+    QS_CHECK(fwd_phase_run(&f, PH_NORM1, nseq, err));
     QS_CHECK(call_hook(hooks, QS_GROUP_QKV, ws->xn, rows, H, err));
-    qs_linear(ws->xn, w->q_w, d->qkv_bias ? w->q_b : NULL, ws->q, rows, H, qd);
-    qs_linear(ws->xn, w->k_w, d->qkv_bias ? w->k_b : NULL, ws->k, rows, H, kvd);
-    qs_linear(ws->xn, w->v_w, d->qkv_bias ? w->v_b : NULL, ws->v, rows, H, kvd);
-    qs_rope_apply(ws->q, nseq, seqlen, d->heads, d->head_dim, ws->rope_cos, ws->rope_sin);
-    qs_rope_apply(ws->k, nseq, seqlen, d->kv_heads, d->head_dim, ws->rope_cos, ws->rope_sin);
-    qs_attention(ws->q, ws->k, ws->v, nseq, seqlen, d->heads, d->kv_heads, d->head_dim,
-                 d->layer_window[layer], ws->scores);
+    QS_CHECK(fwd_phase_run(&f, PH_QKV, nseq, err));
+    QS_CHECK(fwd_phase_run(&f, PH_ATTN, nseq, err));
     QS_CHECK(call_hook(hooks, QS_GROUP_O, ws->q, rows, qd, err));
-    qs_linear(ws->q, w->o_w, d->o_bias ? w->o_b : NULL, ws->proj, rows, qd, H);
-    qs_add_inplace(x, ws->proj, rows, H);
-
-    /* MLP block */
-    qs_rmsnorm(x, w->post_norm, ws->xn, rows, H, (float)d->eps);
+    /* o_proj and the residual, then the MLP block's norm */
+    QS_CHECK(fwd_phase_run(&f, PH_O_NORM2, nseq, err));
     QS_CHECK(call_hook(hooks, QS_GROUP_GATE_UP, ws->xn, rows, H, err));
-    qs_linear(ws->xn, w->gate_w, d->mlp_bias ? w->gate_b : NULL, ws->gate, rows, H, Ni);
-    qs_linear(ws->xn, w->up_w, d->mlp_bias ? w->up_b : NULL, ws->up, rows, H, Ni);
-    qs_swiglu(ws->gate, ws->up, rows * Ni);
+    QS_CHECK(fwd_phase_run(&f, PH_GATE_UP, nseq, err));
     QS_CHECK(call_hook(hooks, QS_GROUP_DOWN, ws->gate, rows, Ni, err));
-    qs_linear(ws->gate, w->down_w, d->mlp_bias ? w->down_b : NULL, ws->proj, rows, Ni, H);
-    qs_add_inplace(x, ws->proj, rows, H);
+    QS_CHECK(fwd_phase_run(&f, PH_DOWN, nseq, err));
 done:
     return st;
 }
@@ -208,27 +293,52 @@ done:
     return st;
 }
 
+/* One head's tiles: (sequence, row tile of QS_ROW_TILE rows) each. */
+typedef struct head_tiles {
+    const float *lm_head; /* (vocab, hidden) */
+    const qs_model_dims *d;
+    const float *x;       /* (nseq * seqlen, hidden) normed */
+    const uint32_t *tokens;
+    int64_t seqlen, per_seq; /* row tiles per sequence */
+    float *logits_tile;   /* (seqlen, vocab): worker w's tile at rows w * QS_ROW_TILE */
+    float *logits;        /* (nseq * seqlen, vocab) or NULL */
+    double *nll;          /* (nseq, seqlen - 1) or NULL */
+} head_tiles;
+
+static qs_status head_task(void *vctx, int64_t task, int worker, qs_err *err) {
+    const head_tiles *h = vctx;
+    const int64_t H = h->d->hidden, V = h->d->vocab, T = h->seqlen;
+    const int64_t s = task / h->per_seq, t0 = (task % h->per_seq) * QS_ROW_TILE;
+    const int64_t R = T - t0 < QS_ROW_TILE ? T - t0 : QS_ROW_TILE;
+    const uint32_t *tok = h->tokens + s * T;  // (seqlen)
+    float *lg = h->logits ? h->logits + (s * T + t0) * V  // (R, vocab)
+                          : h->logits_tile + (int64_t)worker * QS_ROW_TILE * V;
+    qs_linear(h->x + (s * T + t0) * H, h->lm_head, NULL, lg, R, H, V);
+    if (!h->nll) return QS_OK;
+    for (int64_t t = t0; t < t0 + R && t + 1 < T; ++t) {
+        if ((int64_t)tok[t + 1] >= V)
+            return QS_FAIL(err, QS_ERR_INPUT,
+                           "token id %u at index %lld is out of range for vocab size %lld",
+                           (unsigned)tok[t + 1], (long long)(s * T + t + 1), (long long)V);
+        h->nll[s * (T - 1) + t] = qs_nll_row(lg + (t - t0) * V, V, tok[t + 1]);
+    }
+    return QS_OK;
+}
+
 qs_status qs_model_head(const float *final_norm, const float *lm_head, const qs_model_dims *d,
                         float *x, const uint32_t *tokens, int nseq, int seqlen,
-                        float *logits_tile, float *logits, double *nll, qs_err *err) {
+                        float *logits_tile, float *logits, double *nll, qs_pool *pool,
+                        qs_err *err) {
     qs_status st = QS_OK;
     const int64_t H = d->hidden, V = d->vocab;
     QS_ASSERT(err, nseq > 0 && seqlen > 0 && V > 0);
     QS_ASSERT(err, logits || logits_tile);
     qs_rmsnorm(x, final_norm, x, (int64_t)nseq * seqlen, H, (float)d->eps);
-    for (int64_t s = 0; s < nseq; ++s) {
-        const uint32_t *tok = tokens + s * seqlen;  // (seqlen)
-        float *lg = logits ? logits + s * seqlen * V : logits_tile;  // (seqlen, vocab)
-        qs_linear(x + s * seqlen * H, lm_head, NULL, lg, seqlen, H, V);
-        if (!nll) continue;
-        for (int64_t t = 0; t + 1 < seqlen; ++t) {
-            if ((int64_t)tok[t + 1] >= V)
-                QS_THROW(err, QS_ERR_INPUT,
-                         "token id %u at index %lld is out of range for vocab size %lld",
-                         (unsigned)tok[t + 1], (long long)(s * seqlen + t + 1), (long long)V);
-            nll[s * (seqlen - 1) + t] = qs_nll_row(lg + t * V, V, tok[t + 1]);
-        }
-    }
+    const int64_t per_seq = (seqlen + QS_ROW_TILE - 1) / QS_ROW_TILE;
+    head_tiles ht = {lm_head, d, x, tokens, seqlen, per_seq, logits_tile, logits, nll};
+    /* without logits, each worker needs its own QS_ROW_TILE rows of logits_tile */
+    if (!logits && (int64_t)qs_pool_threads(pool) * QS_ROW_TILE > seqlen) pool = NULL;
+    QS_CHECK(qs_pool_run(pool, (int64_t)nseq * per_seq, head_task, &ht, err));
 done:
     return st;
 }
@@ -245,7 +355,7 @@ qs_status qs_model_forward(const qs_model_weights *w, const qs_model_dims *d,
         QS_CHECK(qs_layer_forward(&w->layers[l], d, (int)l, ws->x, nseq, seqlen, &ws->layer, NULL,
                                   err));
     QS_CHECK(qs_model_head(w->final_norm, w->lm_head, d, ws->x, tokens, nseq, seqlen, ws->logits,
-                           logits, nll, err));
+                           logits, nll, ws->layer.pool, err));
 done:
     return st;
 }

@@ -1,10 +1,13 @@
 /* layer.h: one decoder layer (and the whole model) forward in fp32, with statistics hooks.
  *
  * A chunk is nseq sequences of seqlen tokens, rows = nseq * seqlen, laid out sequence after
- * sequence; every sequence starts at position 0. All BLAS calls act on whole-chunk tiles
- * (rows x d_in for linears, seqlen x seqlen per (sequence, head) for attention), so the
- * bits depend on (nseq, seqlen) and the inputs only. Everything here is single-threaded;
- * callers may run different chunks on different threads with separate workspaces.
+ * sequence; every sequence starts at position 0. The forward works on fixed tiles: row
+ * tiles of QS_ROW_TILE rows from row 0 of the chunk (norms, linears as one sgemm per tile,
+ * RoPE, SwiGLU, residual adds) and one (sequence, head) per attention tile (seqlen x seqlen
+ * scores). Tiles run on the workspace's thread pool (qs_layer_workspace_set_pool; none =
+ * one thread) with single-threaded BLAS; a tile's bits depend only on its inputs, so the
+ * output does not depend on the thread count. Different chunks may also run on different
+ * threads with separate workspaces.
  *
  * Ownership: weights are borrowed f32 pointers (the caller keeps them alive); a workspace
  * owns its buffers (qs_layer_workspace_free / qs_model_workspace_free release them and
@@ -17,9 +20,13 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "pool.h"
 #include "status.h"
 
 struct qs_hf_config;
+
+/* Rows per fixed tile of the forward (norms, linears, element-wise ops). */
+#define QS_ROW_TILE 256
 
 /* Upper bound on the number of decoder layers (per-layer windows are stored inline). */
 #define QS_MODEL_MAX_LAYERS 1024
@@ -103,12 +110,13 @@ typedef struct qs_layer_workspace {
     float *q;       /* (max_rows, q_dim) queries, then attention output */
     float *k;       /* (max_rows, kv_dim) */
     float *v;       /* (max_rows, kv_dim) */
-    float *scores;  /* (max_seqlen, max_seqlen) */
+    float *scores;  /* (threads, max_seqlen, max_seqlen) one score tile per worker */
     float *gate;    /* (max_rows, inter) gate, then silu(gate) * up */
     float *up;      /* (max_rows, inter) */
     float *proj;    /* (max_rows, hidden) o_proj / down_proj output */
     float *rope_cos; /* (max_seqlen, head_dim / 2) */
     float *rope_sin; /* (max_seqlen, head_dim / 2) */
+    qs_pool *pool;   /* borrowed, may be NULL (one thread): runs the tiles */
 } qs_layer_workspace;
 
 /* Fills dims from a parsed config.json (rope, biases, per-layer windows included). */
@@ -127,6 +135,10 @@ size_t qs_layer_workspace_bytes(const qs_model_dims *d, int max_nseq, int max_se
 qs_status qs_layer_workspace_init(qs_layer_workspace *ws, const qs_model_dims *d, int max_nseq,
                                   int max_seqlen, qs_err *err);
 void qs_layer_workspace_free(qs_layer_workspace *ws);
+
+/* Runs the workspace's forward tiles on pool (borrowed; NULL = one thread): grows the score
+ * scratch to one (max_seqlen, max_seqlen) tile per worker. The bits do not change. */
+qs_status qs_layer_workspace_set_pool(qs_layer_workspace *ws, qs_pool *pool, qs_err *err);
 
 /* Decoder layer `layer` (0-based index in the model; it selects the attention window
  * d->layer_window[layer]) on a chunk, in place:
@@ -158,10 +170,15 @@ void qs_model_workspace_free(qs_model_workspace *ws);
  *   logits_tile: scratch (seqlen, vocab), used when logits is NULL.
  *   logits (nseq * seqlen, vocab) or NULL: all logits.
  *   nll (nseq, seqlen - 1) or NULL: nll[s][t] = -log p(tokens[s][t + 1] | tokens[s][..t]).
- * lm_head runs one sgemm per sequence (seqlen x hidden x vocab). */
+ *   pool: may be NULL (one thread).
+ * lm_head runs one sgemm per (sequence, row tile of QS_ROW_TILE rows) (tile x hidden x
+ * vocab), the tiles on pool; without logits, worker w uses rows [w, w + 1) x QS_ROW_TILE of
+ * logits_tile, so the tiles run on one thread when threads x QS_ROW_TILE > seqlen (the
+ * same bits either way). A token id >= vocab is the lowest such tile's QS_ERR_INPUT. */
 qs_status qs_model_head(const float *final_norm, const float *lm_head, const qs_model_dims *d,
                         float *x, const uint32_t *tokens, int nseq, int seqlen,
-                        float *logits_tile, float *logits, double *nll, qs_err *err);
+                        float *logits_tile, float *logits, double *nll, qs_pool *pool,
+                        qs_err *err);
 
 /* Whole model on a chunk: embedding -> layers -> final norm -> lm_head -> NLL.
  *   tokens (nseq, seqlen); logits (nseq * seqlen, vocab) or NULL;

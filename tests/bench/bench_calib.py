@@ -9,8 +9,12 @@ import argparse
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qstest as Q  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("build")
@@ -21,16 +25,13 @@ p.add_argument("--hidden", type=int, default=1024)
 p.add_argument("--layers", type=int, default=8)
 a = p.parse_args()
 qs = os.path.join(a.build, "qshard")
-sg = os.path.join(a.build, "tests", "bench_sgemm")
 mpiexec = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
 env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
            OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 
 def sgemm(k):
-    procs = [subprocess.Popen([sg, "5"], stdout=subprocess.PIPE, text=True, env=env)
-             for _ in range(k)]
-    return sum(float(pr.communicate()[0].split()[1]) for pr in procs)
+    return Q.sgemm_gflops(a.build, k, 5, env)
 
 
 tmp = tempfile.mkdtemp(prefix="qs_bench_calib_")

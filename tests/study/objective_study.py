@@ -3,12 +3,17 @@
 
 On a run whose config has reconstruct.inputs: float and search.objective: sensitivity (so the
 run directory holds the recon tables, the sensitivity probes and the optimum of every
-objective: search/optimum-{error,relative,sensitivity}.json), draw N random feasible
+objective: search/optimum-{error,relative,sensitivity}.json) and its twin with objective kl
+(RUN_DIR-kl: search/kl.json, optimum-kl.json, and with --refine N the refined allocation,
+measured as one more row), draw N random feasible
 allocations near the run's budget (seeded), predict each one's total under every objective
 (the stage's formulas, from the recon tables and search/sensitivity.json), measure each
 one's perplexity with `qshard eval --weights alloc:PATH`, and report per objective the
 Spearman rank correlation between prediction and perplexity and the perplexity of the
-objective's optimum. Prints a Markdown table (and writes it to OUT_DIR/study.md).
+objective's optimum, and its regret: the optimum's perplexity minus the lowest perplexity
+measured among all the allocations of the study. --budgets B1,B2 runs one study per
+search.target_bpw (run directories RUN_DIR-bpwB). Prints a Markdown table (and writes it to
+OUT_DIR/study.md, study-bpwB.md).
 With inputs: float the evaluated weights are exactly those the export would hold.
 
 Usage:
@@ -22,7 +27,7 @@ Usage:
       every qshard call). --eval-windows K (evaluated windows) and --probe-windows K
       (search.probe_windows) make a quick check, not the docs' numbers.
   objective_study.py --miniature
-      CTest: a synthetic model, 3 allocations, checks the table's shape
+      CTest: a synthetic model, 4 allocations, checks the table's shape
 Env: QS_BIN (qshard), QS_MPIEXEC (default "mpiexec --oversubscribe")."""
 import argparse
 import json
@@ -37,7 +42,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import qstest as Q  # noqa: E402
 
-OBJECTIVES = ["error", "relative", "sensitivity"]
+OBJECTIVES = ["error", "relative", "sensitivity", "kl"]
+MASKS = [7, 8, 48, 64]  # the tied items' linear masks: q/k/v, o, gate/up, down
 SETS = []  # --set KEY=VALUE pairs of --fixtures / --run-dir, passed to every qshard call
 FIXTURE_FILES = {"model": "tinyllama-a", "calib.tokens": "tokens/calib.u32",
                  "calib.offsets_file": "tokens/calib_offsets_128x256.txt",
@@ -101,6 +107,18 @@ def sensitivity_costs(err, names, sens):
             f = (s / e if e > 0 else s) if mx > 0 else 1.0
             for k in ks:
                 out[l, k] = err[l, k] * f
+    return out
+
+
+def kl_costs(run_dir, names, L):
+    """Objective kl's per-linear costs from search/kl.json (the stage's: the item's KL on its
+    first linear, 0 on the others and on items without a choice)."""
+    kl = json.load(open(os.path.join(run_dir, "search", "kl.json")))
+    out = np.zeros((L, 7, len(names)))
+    for t, v in zip(kl["tasks"], kl["kl"]):
+        l, mask, cand = t.split()
+        k = (int(mask) & -int(mask)).bit_length() - 1
+        out[int(l), k, names.index(cand)] = max(v, 0.0)
     return out
 
 
@@ -175,17 +193,33 @@ def eval_ppl(config, ranks, alloc_path, run_dir, sets=()):
     return json.load(open(os.path.join(run_dir, "eval.json")))["ppl"]
 
 
-def study(config, n, seed, ranks, out_dir, eval_windows=0, probe_windows=0):
+def study(config, n, seed, ranks, out_dir, eval_windows=0, probe_windows=0, budget_bpw=0.0,
+          refine=0, refine_windows=0):
+    """One budget (the config's, or search.target_bpw = budget_bpw): the run with objective
+    sensitivity and its twin with objective kl (and search.refine = refine), N random
+    allocations measured against every objective's optimum."""
     sets = ("--set", f"eval.max_windows={eval_windows}") if eval_windows > 0 else ()
     probes = ("--set", f"search.probe_windows={probe_windows}") if probe_windows > 0 else ()
-    qs(ranks, "run", config, "--resume", "--set", "eval.tokens=", *probes)  # up to date: skipped
     run_dir = read_yaml_run_dir(config)
+    if budget_bpw > 0:
+        run_dir = f"{run_dir}-bpw{budget_bpw:g}"
+        probes += ("--set", f"search.target_bpw={budget_bpw!r}")
+    probes += ("--set", f"run_dir={run_dir}")
+    for rd, extra in ((run_dir, ()), (run_dir + "-kl", ("--set", "search.objective=kl",
+                                                        "--set", f"search.refine={refine}",
+                                                        "--set",
+                                                        f"search.refine_windows={refine_windows}",
+                                                        "--set", f"run_dir={run_dir}-kl"))):
+        resume = ("--resume",) if os.path.exists(os.path.join(rd, "run.json")) else ()
+        qs(ranks, "run", config, *resume, "--set", "eval.tokens=", *probes, *extra)
+    sets = sets + ("--set", f"run_dir={run_dir}")
     qs(ranks, "eval", config, "--weights", "float", *sets)
     fl = json.load(open(os.path.join(run_dir, "eval.json")))["ppl"]
     al, err, rel, size, names, sens = load_run(run_dir)
     budget = al["budget_bytes"]
     nweights = al["quantized_weights"]
-    costs = {"error": err, "relative": rel, "sensitivity": sensitivity_costs(err, names, sens)}
+    costs = {"error": err, "relative": rel, "sensitivity": sensitivity_costs(err, names, sens),
+             "kl": kl_costs(run_dir + "-kl", names, err.shape[0])}
     os.makedirs(out_dir, exist_ok=True)
     rng = random.Random(seed)
     preds = {o: [] for o in OBJECTIVES}
@@ -203,19 +237,26 @@ def study(config, n, seed, ranks, out_dir, eval_windows=0, probe_windows=0):
               " ".join(f"{o} {preds[o][-1]:.6g}" for o in OBJECTIVES), file=sys.stderr)
     rows = []
     for o in OBJECTIVES:
-        opt = os.path.join(run_dir, "search", f"optimum-{o}.json")
+        opt = os.path.join(run_dir + ("-kl" if o == "kl" else ""), "search", f"optimum-{o}.json")
         oa = json.load(open(opt))
         rows.append((o, spearman(preds[o], ppls), eval_ppl(config, ranks, opt, run_dir, sets),
                      oa["bpw"]))
+    if refine > 0:  # the refined allocation: no prediction of its own (measured KL)
+        ra = os.path.join(run_dir + "-kl", "search", "allocation.json")
+        rows.append((f"kl + refine {refine}", float("nan"),
+                     eval_ppl(config, ranks, ra, run_dir, sets), json.load(open(ra))["bpw"]))
+    best = min(ppls + [p for _, _, p, _ in rows])
     lines = [f"Budget {budget} B ({budget * 8 / nweights:.4f} bpw), {n} random allocations "
              f"(seed {seed}, bpw {min(bpws):.4f}..{max(bpws):.4f}, ppl {min(ppls):.4f}..{max(ppls):.4f}); "
-             f"float ppl {fl:.4f}.", "",
-             "| objective | Spearman ρ (prediction vs ppl) | ppl of the optimum | bpw of the optimum |",
-             "|---|---|---|---|"]
+             f"float ppl {fl:.4f}; regret = ppl of the optimum - the lowest ppl measured "
+             f"({best:.4f}).", "",
+             "| objective | Spearman ρ (prediction vs ppl) | ppl of the optimum | regret | bpw of the optimum |",
+             "|---|---|---|---|---|"]
     for o, rho, p, b in rows:
-        lines.append(f"| {o} | {rho:.3f} | {p:.4f} | {b:.4f} |")
+        rs = "-" if math.isnan(rho) else f"{rho:.3f}"
+        lines.append(f"| {o} | {rs} | {p:.4f} | {p - best:.4f} | {b:.4f} |")
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(out_dir, "study.md"), "w") as f:
+    with open(os.path.join(out_dir, f"study{'-bpw%g' % budget_bpw if budget_bpw else ''}.md"), "w") as f:
         f.write(text)
     print(text)
     return rows, ppls
@@ -233,13 +274,14 @@ def miniature(tmp):
         reconstruct={"inputs": "float"},
         search={"target_bpw": 4.0, "objective": "sensitivity", "probe_windows": 3},
         eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 4})
-    rows, ppls = study(cfg, 4, 1, 2, os.path.join(tmp, "study"))
-    ok = [o for o, _, _, _ in rows] == OBJECTIVES and len(ppls) == 4
+    rows, ppls = study(cfg, 4, 1, 2, os.path.join(tmp, "study"), refine=3)
+    ok = [o for o, _, _, _ in rows] == OBJECTIVES + ["kl + refine 3"] and len(ppls) == 4
+    rows = rows[:len(OBJECTIVES)]
     ok = ok and all(math.isfinite(p) and p > 1 for _, _, p, _ in rows) and all(p > 1 for p in ppls)
     # a NaN rank correlation (constant ranks) is a failure: the study would say nothing
     ok = ok and all(math.isfinite(r) and -1.0 - 1e-12 <= r <= 1.0 + 1e-12 for _, r, _, _ in rows)
     ok = ok and all(b <= 4.0 + 1e-12 for _, _, _, b in rows)
-    ok = ok and open(os.path.join(tmp, "study", "study.md")).read().count("\n| ") == 4
+    ok = ok and open(os.path.join(tmp, "study", "study.md")).read().count("\n| ") == 6
     Q.check(ok, f"objective_study miniature: unexpected result {rows} {ppls}")
 
 
@@ -256,6 +298,13 @@ def main():
                     help="search.probe_windows of the run (0 = the config's)")
     ap.add_argument("--fixtures", help="the fixture directory of objective_tinyllama.yaml's paths")
     ap.add_argument("--run-dir", help="run directory (--set run_dir=DIR)")
+    ap.add_argument("--budgets", default="",
+                    help="comma-separated search.target_bpw values, one study each "
+                         "(default: the config's budget)")
+    ap.add_argument("--refine", type=int, default=0,
+                    help="search.refine of the kl run (its allocation measured as a row)")
+    ap.add_argument("--refine-windows", type=int, default=0,
+                    help="search.refine_windows of the kl run (0 = the probe windows)")
     ap.add_argument("--miniature", action="store_true")
     a = ap.parse_args()
     if a.fixtures:
@@ -270,7 +319,9 @@ def main():
     if not a.config:
         ap.error("--config or --miniature")
     out = a.out or os.path.join(read_yaml_run_dir(a.config), "study")
-    study(a.config, a.n, a.seed, a.ranks, out, a.eval_windows, a.probe_windows)
+    for b in [float(x) for x in a.budgets.split(",") if x] or [0.0]:
+        study(a.config, a.n, a.seed, a.ranks, out, a.eval_windows, a.probe_windows, b, a.refine,
+              a.refine_windows)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 /* test_config.c: the YAML run config: defaults, every error kind (code, exact
  * file:line:col prefix, key in the message), --set (lists, relative paths), the dump
- * round trip, anchor/alias refusal, list bombs, and that docs/config.md (argv[1]) names
+ * round trip, anchor/alias refusal, list bombs, the threads rule (explicit, SLURM_CPUS_PER_TASK,
+ * OMP_NUM_THREADS, 1), and that docs/config.md (argv[1]) names
  * every schema key. Test files are written into a mkdtemp directory. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,6 +539,55 @@ static void test_shipped_configs(const char *docs_path) {
     }
 }
 
+/* threads: explicit wins; 0 reads SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS (first entry of
+ * a list), else 1; a bad variable is an input error naming it. */
+static void test_threads(void) {
+    struct {
+        int threads;
+        const char *slurm, *omp;
+        qs_status st;
+        int want;
+        const char *from;
+    } cases[] = {
+        {0, NULL, NULL, QS_OK, 1, "default"},
+        {0, "", "", QS_OK, 1, "default"},
+        {0, "8", NULL, QS_OK, 8, "SLURM_CPUS_PER_TASK"},
+        {0, "8", "3", QS_OK, 8, "SLURM_CPUS_PER_TASK"},
+        {0, NULL, "3", QS_OK, 3, "OMP_NUM_THREADS"},
+        {0, "", "4,2", QS_OK, 4, "OMP_NUM_THREADS"},
+        {2, "8", "3", QS_OK, 2, "threads"},
+        {5, NULL, NULL, QS_OK, 5, "threads"},
+        {0, "x", "3", QS_ERR_INPUT, 1, "SLURM_CPUS_PER_TASK"},
+        {0, "0", NULL, QS_ERR_INPUT, 1, "SLURM_CPUS_PER_TASK"},
+        {0, NULL, "-2", QS_ERR_INPUT, 1, "OMP_NUM_THREADS"},
+        {0, NULL, "5000", QS_ERR_INPUT, 1, "OMP_NUM_THREADS"},
+        {0, NULL, "2x", QS_ERR_INPUT, 1, "OMP_NUM_THREADS"},
+        {3, "x", "y", QS_OK, 3, "threads"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+        qs_err err = {0};
+        int n = -1;
+        const char *from = NULL;
+        qs_status st = qs_config_threads(cases[i].threads, cases[i].slurm, cases[i].omp, &n,
+                                         &from, &err);
+        CHECK(st == cases[i].st, "case %zu: status %d", i, (int)st);
+        CHECK(from && strcmp(from, cases[i].from) == 0, "case %zu: from %s", i,
+              from ? from : "(null)");
+        if (st == QS_OK) CHECK(n == cases[i].want, "case %zu: %d threads", i, n);
+        else
+            CHECK(strstr(err.msg, cases[i].from) == err.msg &&
+                      strstr(err.msg, "expected a thread count in 1..4096"),
+                  "case %zu: message %s", i, err.msg);
+    }
+    qs_err err = {0};
+    int n = 0;
+    const char *from = NULL;
+    qs_config_threads(0, "abc", NULL, &n, &from, &err);
+    CHECK(strcmp(err.msg, "SLURM_CPUS_PER_TASK: expected a thread count in 1..4096 (threads: "
+                          "0 reads it), got 'abc'") == 0,
+          "message: %s", err.msg);
+}
+
 int main(int argc, char **argv) {
     qs_test_tmpdir(g_dir, sizeof(g_dir), "config");
 
@@ -550,6 +600,7 @@ int main(int argc, char **argv) {
     test_set_errors();
     test_file_errors();
     test_relative_file_path();
+    test_threads();
     if (argc > 1) {
         test_docs(argv[1]);
         test_shipped_configs(argv[1]);

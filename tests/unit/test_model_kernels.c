@@ -182,7 +182,7 @@ static void test_contracts(void) {
     uint32_t tok[2] = {1, 10};
     float fn[8] = {1, 1, 1, 1, 1, 1, 1, 1}, lm[10 * 8] = {0};
     qs_err_clear(&err);
-    CHECK(qs_model_head(fn, lm, &d, x, tok, 1, 2, lt, NULL, nll, &err) == QS_ERR_INPUT &&
+    CHECK(qs_model_head(fn, lm, &d, x, tok, 1, 2, lt, NULL, nll, NULL, &err) == QS_ERR_INPUT &&
               strstr(err.msg, "token id 10"),
           "out-of-range target accepted: %s", err.msg);
 }
