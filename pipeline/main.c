@@ -123,6 +123,8 @@ static const char *const USAGE_EVAL =
     "                        search/allocation.json), from RUN_DIR/final/ or RUN_DIR/recon/\n"
     "  --weights h5          the written HDF5 shards (RUN_DIR/out/), dequantized\n"
     "  --weights gptq[:DIR]  a GPTQ export (default RUN_DIR/export/), dequantized\n"
+    "  --weights ct[:DIR]    a compressed-tensors export (default RUN_DIR/export-ct/),\n"
+    "                        dequantized\n"
     "  --weights gguf[:FILE] a GGUF file (default RUN_DIR/gguf/model.gguf), dequantized as\n"
     "                        llama.cpp does, q/k rows un-permuted\n"
     "  --set key.path=value  override one config key (repeatable)\n";

@@ -1,7 +1,7 @@
 /* eval.c (stage): perplexity of the written model — the served format's file: the GGUF file
- * with search.serve llamacpp, else the GPTQ export when written, else the GGUF file when
- * written, else the HDF5 shards (the compressed-tensors export holds the GPTQ export's codes
- * and has no reader) — on eval.tokens -> run/eval.json, and with eval.float of the float
+ * with search.serve llamacpp, else the GPTQ export when written, else the compressed-tensors
+ * export when written (the same codes as a GPTQ export would hold), else the GGUF file when
+ * written, else the HDF5 shards — on eval.tokens -> run/eval.json, and with eval.float of the float
  * checkpoint -> run/eval-float.json: two units. The evaluation itself is
  * lib/evaluator.h. Inputs: the model fingerprint, the written files (out/manifest.json)
  * and the eval windows (their content's SHA-256).
@@ -84,6 +84,7 @@ static qs_status eval_run(const qs_stage_ctx *ctx, void *state, qs_err *err) {
     const unsigned fm = qs_config_formats(ctx->cfg);
     if (qs_serve_of(ctx->cfg) == QS_SERVE_LLAMACPP) w.source = QS_EVAL_SRC_GGUF;
     else if (fm & QS_OUT_GPTQ) w.source = QS_EVAL_SRC_GPTQ;
+    else if (fm & QS_OUT_CT) w.source = QS_EVAL_SRC_CT;
     else if (fm & QS_OUT_GGUF) w.source = QS_EVAL_SRC_GGUF;
     else w.source = QS_EVAL_SRC_H5;
     if (ctx->units->todo[0]) st = eval_unit(ctx, 0, &w, QS_REL_EVAL, err);

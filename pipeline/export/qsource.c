@@ -1,4 +1,5 @@
-/* qsource.c: quantized linears read back from run/out/ HDF5 shards or a GPTQ export. */
+/* qsource.c: quantized linears read back from run/out/ HDF5 shards, a GPTQ or a
+ * compressed-tensors export, or a GGUF file. */
 #include "qsource.h"
 
 #include <regex.h>
@@ -57,17 +58,34 @@ static void open_begin(qs_qsource *s, const char *dir) {
     snprintf(s->dir, sizeof(s->dir), "%s", dir);
 }
 
+/* config.json's quantization_config (*qc) when its quant_method is `method`; else
+ * QS_ERR_INPUT naming the file. */
+static qs_status quant_config(const cJSON *root, const char *path, const char *method,
+                              const cJSON **qc, qs_err *err) {
+    *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    const cJSON *qm = cJSON_GetObjectItemCaseSensitive(*qc, "quant_method");
+    if (!cJSON_IsObject(*qc) || !cJSON_IsString(qm) || strcmp(qm->valuestring, method) != 0)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: no quantization_config with quant_method %s",
+                       path, method);
+    return QS_OK;
+}
+
 /* The open of a source described by the JSON file dir/name: open_begin, then `parse` of the
- * parsed file (path: its file name, for messages); on an error s is closed. */
-static qs_status open_json(qs_qsource *s, const char *dir, const char *name,
+ * parsed file (path: its file name, for messages) — of its quantization_config when `method`
+ * is given (a checkpoint's config.json), which must name that quant_method; on an error s is
+ * closed. */
+static qs_status open_json(qs_qsource *s, const char *dir, const char *name, const char *method,
                            qs_status (*parse)(qs_qsource *s, const cJSON *root,
                                               const char *path, qs_err *err),
                            qs_err *err) {
     char path[4200];
     cJSON *root = NULL;
+    const cJSON *obj = NULL;
     open_begin(s, dir);
     qs_status st = read_json(dir, name, path, sizeof(path), &root, err);
-    if (st == QS_OK) st = parse(s, root, path, err);
+    obj = root;
+    if (st == QS_OK && method) st = quant_config(root, path, method, &obj, err);
+    if (st == QS_OK) st = parse(s, obj, path, err);
     cJSON_Delete(root);
     if (st != QS_OK) qs_qsource_close(s);
     return st;
@@ -122,7 +140,7 @@ done:
 }
 
 qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err) {
-    return open_json(s, out_dir, "index.json", parse_h5_index, err);
+    return open_json(s, out_dir, "index.json", NULL, parse_h5_index, err);
 }
 
 static int json_int(const cJSON *o, const char *k, int dflt) {
@@ -133,14 +151,10 @@ static int json_int(const cJSON *o, const char *k, int dflt) {
 }
 
 /* config.json's quantization_config: the top-level scheme and the dynamic map */
-static qs_status parse_gptq_config(qs_qsource *s, const cJSON *root, const char *path,
+static qs_status parse_gptq_config(qs_qsource *s, const cJSON *qc, const char *path,
                                    qs_err *err) {
     qs_status st = QS_OK;
     s->gptq = 1;
-    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
-    const cJSON *qm = cJSON_GetObjectItemCaseSensitive(qc, "quant_method");
-    if (!cJSON_IsObject(qc) || !cJSON_IsString(qm) || strcmp(qm->valuestring, "gptq") != 0)
-        QS_THROW(err, QS_ERR_INPUT, "%s: no quantization_config with quant_method gptq", path);
     s->bits = json_int(qc, "bits", 0);
     s->group_size = json_int(qc, "group_size", -1);
     s->sym = json_int(qc, "sym", 1);
@@ -184,7 +198,94 @@ done:
 }
 
 qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err) {
-    return open_json(s, dir, "config.json", parse_gptq_config, err);
+    return open_json(s, dir, "config.json", "gptq", parse_gptq_config, err);
+}
+
+/* A config group's "weights" (compressed-tensors QuantizationArgs) as a scheme: integer
+ * weights by group or channel; desc_act = an actorder is given. */
+static qs_status ct_weights(const cJSON *w, const char *path, const char *group,
+                            qs_gptq_scheme *sc, qs_err *err) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(w, "type");
+    const cJSON *strat = cJSON_GetObjectItemCaseSensitive(w, "strategy");
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(w, "actorder");
+    const int channel = cJSON_IsString(strat) && strcmp(strat->valuestring, "channel") == 0;
+    if (!cJSON_IsObject(w) || !cJSON_IsString(type) || strcmp(type->valuestring, "int") != 0 ||
+        !(channel || (cJSON_IsString(strat) && strcmp(strat->valuestring, "group") == 0)))
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: config group %s: weights are not integer by "
+                       "group or channel (what qshard writes and reads)", path, group);
+    sc->bits = json_int(w, "num_bits", 0);
+    sc->sym = json_int(w, "symmetric", 1);
+    sc->group_size = channel ? -1 : json_int(w, "group_size", 0);
+    sc->desc_act = act != NULL && !cJSON_IsNull(act) && !cJSON_IsFalse(act);
+    if (!qs_pack_unit(sc->bits) || sc->group_size == 0)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: config group %s: num_bits %d / group_size %d "
+                       "have no packed layout", path, group, sc->bits, sc->group_size);
+    return QS_OK;
+}
+
+/* One ignore entry (negative) or target of scheme sc as the next dyn entry: "re:X" is the
+ * regex X, anything else the exact module name. */
+static qs_status ct_entry(qs_qsource *s, const cJSON *v, int negative, const qs_gptq_scheme *sc,
+                          const char *path, qs_err *err) {
+    if (!cJSON_IsString(v))
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: a config_groups target or ignore entry is not a "
+                       "string", path);
+    qs_qsource_dyn *d = &s->dyn[s->ndyn++];
+    const char *k = v->valuestring;
+    d->exact = strncmp(k, "re:", 3) != 0;
+    d->negative = negative;
+    d->pattern = dup_str(d->exact ? k : k + 3);
+    if (!d->pattern) return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    regex_t re;
+    if (!d->exact && regcomp(&re, d->pattern, REG_EXTENDED | REG_NOSUB) != 0)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: target '%s' is not a regex this reader "
+                       "understands", path, k);
+    if (!d->exact) regfree(&re);
+    d->bits = sc->bits;
+    d->group_size = sc->group_size;
+    d->sym = sc->sym;
+    d->desc_act = sc->desc_act;
+    return QS_OK;
+}
+
+/* config.json's compressed-tensors quantization_config: ignore, then config_groups */
+static qs_status parse_ct_config(qs_qsource *s, const cJSON *qc, const char *path,
+                                 qs_err *err) {
+    qs_status st = QS_OK;
+    s->ct = 1;
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(qc, "format");
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups");
+    const cJSON *ign = cJSON_GetObjectItemCaseSensitive(qc, "ignore");
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "pack-quantized") != 0 ||
+        !cJSON_IsObject(groups))
+        QS_THROW(err, QS_ERR_INPUT, "%s: compressed-tensors format '%s' without config_groups "
+                 "(qshard reads pack-quantized)", path,
+                 cJSON_IsString(fmt) ? fmt->valuestring : "?");
+    int n = cJSON_IsArray(ign) ? cJSON_GetArraySize(ign) : 0;
+    const cJSON *g, *v;
+    cJSON_ArrayForEach(g, groups) n += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(g, "targets"));
+    s->dyn = calloc((size_t)(n ? n : 1), sizeof(*s->dyn));
+    if (!s->dyn) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", path);
+    const qs_gptq_scheme none = {0, 0, 0, 0};
+    if (cJSON_IsArray(ign))
+        cJSON_ArrayForEach(v, ign) QS_CHECK(ct_entry(s, v, 1, &none, path, err));
+    cJSON_ArrayForEach(g, groups) {
+        qs_gptq_scheme sc;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(g, "targets");
+        QS_CHECK(ct_weights(cJSON_GetObjectItemCaseSensitive(g, "weights"), path, g->string,
+                            &sc, err));
+        if (!cJSON_IsArray(t))
+            QS_THROW(err, QS_ERR_INPUT, "%s: config group %s has no targets list", path,
+                     g->string);
+        cJSON_ArrayForEach(v, t) QS_CHECK(ct_entry(s, v, 0, &sc, path, err));
+    }
+    QS_CHECK(qs_ckpt_open(&s->ck, s->dir, err));
+done:
+    return st;
+}
+
+qs_status qs_qsource_open_ct(qs_qsource *s, const char *dir, qs_err *err) {
+    return open_json(s, dir, "config.json", "compressed-tensors", parse_ct_config, err);
 }
 
 /* Python re.match: a match that starts at 0. */
@@ -216,7 +317,8 @@ void qs_qsource_scheme_of(const qs_qsource *s, const char *module, int *quantize
     out->desc_act = s->desc_act;
     for (int i = 0; i < s->ndyn; ++i) {
         const qs_qsource_dyn *d = &s->dyn[i];
-        if (!match_start(d->pattern, module)) continue;
+        if (d->exact ? strcmp(d->pattern, module) != 0 : !match_start(d->pattern, module))
+            continue;
         if (d->negative) {
             *quantized = 0;
         } else {
@@ -338,59 +440,86 @@ done:
     return st;
 }
 
+/* Checkpoint tensor <module>.<suffix> copied into *out (malloc'ed) after checking its dtype
+ * and shape (nd dims of want); QS_ERR_INPUT naming the file, the tensor and the scheme
+ * (w<bits>g<group>) on a mismatch or when it is missing. */
+static qs_status ck_take(const qs_qsource *s, const char *module, const char *suffix,
+                         qs_dtype dt, int nd, const int64_t *want, int bits, int group,
+                         void **out, qs_err *err) {
+    char name[1100];
+    snprintf(name, sizeof(name), "%s.%s", module, suffix);
+    const qs_st_tensor *t = qs_ckpt_find(&s->ck, name);
+    if (!t) return QS_FAIL(err, QS_ERR_INPUT, "%s: tensor %s is missing", s->dir, name);
+    int ok = t->dtype == dt && t->ndim == nd;
+    for (int k = 0; ok && k < nd; ++k) ok = t->shape[k] == want[k];
+    if (!ok) {
+        char a[96], b[96];
+        qs_shape_str(t->shape, t->ndim, a, sizeof(a));
+        qs_shape_str(want, nd, b, sizeof(b));
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: %s %s %s, expected %s %s for w%dg%d",
+                       qs_ckpt_file_of(&s->ck, name), name, qs_dtype_name(t->dtype), a,
+                       qs_dtype_name(dt), b, bits, group);
+    }
+    *out = malloc(t->nbytes ? t->nbytes : 1);
+    if (!*out) return QS_FAIL(err, QS_ERR_RUNTIME, "%s: out of memory", name);
+    memcpy(*out, t->data, t->nbytes);
+    return QS_OK;
+}
+
+/* The scheme of a checkpoint's quantized linear `module` (whose tensor `first` exists);
+ * QS_ERR_INPUT when the config leaves it unquantized or names no scheme for it. */
+static qs_status ck_scheme(const qs_qsource *s, const char *module, const char *first,
+                           qs_gptq_scheme *sc, qs_err *err) {
+    char name[1100];
+    int quantized = 1;
+    qs_qsource_scheme_of(s, module, &quantized, sc);
+    snprintf(name, sizeof(name), "%s.%s", module, first);
+    if (!quantized || sc->bits == 0)
+        return QS_FAIL(err, QS_ERR_INPUT, "%s: %s has %s tensors but %s",
+                       qs_ckpt_file_of(&s->ck, name), module, s->ct ? "packed" : "GPTQ",
+                       !quantized ? (s->ct ? "the ignore list names it"
+                                           : "the dynamic map excludes it")
+                                  : "no config_groups target names it");
+    return QS_OK;
+}
+
 /* GPTQ export: the four tensors of `module` (copied), shapes and dtypes checked. *found = 0
  * when there is no <module>.qweight. d_out / d_in < 0: taken from the tensors. */
 static qs_status gptq_packed(const qs_qsource *s, const char *module, int64_t *d_out_io,
                              int64_t *d_in_io, packed4 *p, int *found, qs_err *err) {
     qs_status st = QS_OK;
     char name[1100];
-    const qs_st_tensor *t[4];
-    static const char *const suffix[4] = {"qweight", "qzeros", "scales", "g_idx"};
+    qs_gptq_scheme sc;
     memset(p, 0, sizeof(*p));
     *found = 0;
     snprintf(name, sizeof(name), "%s.qweight", module);
-    if (!qs_ckpt_find(&s->ck, name)) return QS_OK;
-    int quantized = 1, bits = 0, group = 0;
-    qs_qsource_scheme(s, module, &quantized, &bits, &group);
-    for (int i = 0; i < 4; ++i) {
-        snprintf(name, sizeof(name), "%s.%s", module, suffix[i]);
-        t[i] = qs_ckpt_find(&s->ck, name);
-        if (!t[i]) QS_THROW(err, QS_ERR_INPUT, "%s: tensor %s is missing", s->dir, name);
-    }
-    const char *file = qs_ckpt_file_of(&s->ck, t[0]->name);
-    if (!quantized)
-        QS_THROW(err, QS_ERR_INPUT, "%s: %s has GPTQ tensors but the dynamic map excludes it",
-                 file, module);
-    if (t[0]->ndim != 2 || t[3]->ndim != 1)
+    const qs_st_tensor *qw = qs_ckpt_find(&s->ck, name);
+    if (!qw) return QS_OK;
+    snprintf(name, sizeof(name), "%s.g_idx", module);
+    const qs_st_tensor *gi = qs_ckpt_find(&s->ck, name);
+    if (!gi) QS_THROW(err, QS_ERR_INPUT, "%s: tensor %s is missing", s->dir, name);
+    const char *file = qs_ckpt_file_of(&s->ck, qw->name);
+    QS_CHECK(ck_scheme(s, module, "qweight", &sc, err));
+    const int bits = sc.bits, group = sc.group_size;
+    if (qw->ndim != 2 || gi->ndim != 1)
         QS_THROW(err, QS_ERR_INPUT, "%s: %s.qweight / g_idx have the wrong rank", file, module);
-    int64_t d_out = *d_out_io >= 0 ? *d_out_io : t[0]->shape[1];
-    int64_t d_in = *d_in_io >= 0 ? *d_in_io : t[3]->shape[0];
+    int64_t d_out = *d_out_io >= 0 ? *d_out_io : qw->shape[1];
+    int64_t d_in = *d_in_io >= 0 ? *d_in_io : gi->shape[0];
     qs_pack_bytes sz;
     qs_err pe = {0};
     if (qs_pack_sizes(d_out, d_in, bits, group, &sz, &pe) != QS_OK)
         QS_THROW(err, QS_ERR_INPUT, "%s: %s: %s", file, module, pe.msg);
     const int64_t G = qs_quant_ngroups(d_in, group);
-    const int64_t want[4][2] = {{d_in * bits / 32, d_out}, {G, d_out * bits / 32}, {G, d_out},
-                                {d_in, 0}};
-    const qs_dtype dts[4] = {QS_DTYPE_I32, QS_DTYPE_I32, QS_DTYPE_F16, QS_DTYPE_I32};
-    const int nds[4] = {2, 2, 2, 1};
-    void **dst[4] = {(void **)&p->qweight, (void **)&p->qzeros, (void **)&p->scales,
-                     (void **)&p->g_idx};
-    for (int i = 0; i < 4; ++i) {
-        int ok = t[i]->dtype == dts[i] && t[i]->ndim == nds[i];
-        for (int k = 0; ok && k < nds[i]; ++k) ok = t[i]->shape[k] == want[i][k];
-        if (!ok) {
-            char a[96], b[96];
-            qs_shape_str(t[i]->shape, t[i]->ndim, a, sizeof(a));
-            qs_shape_str(want[i], nds[i], b, sizeof(b));
-            QS_THROW(err, QS_ERR_INPUT, "%s: %s %s %s, expected %s %s for w%dg%d",
-                     qs_ckpt_file_of(&s->ck, t[i]->name), t[i]->name,
-                     qs_dtype_name(t[i]->dtype), a, qs_dtype_name(dts[i]), b, bits, group);
-        }
-        *dst[i] = malloc(t[i]->nbytes ? t[i]->nbytes : 1);
-        if (!*dst[i]) QS_THROW(err, QS_ERR_RUNTIME, "%s: out of memory", t[i]->name);
-        memcpy(*dst[i], t[i]->data, t[i]->nbytes);
-    }
+    const int64_t s_qw[2] = {d_in * bits / 32, d_out}, s_qz[2] = {G, d_out * bits / 32},
+                  s_sc[2] = {G, d_out}, s_gi[1] = {d_in};
+    QS_CHECK(ck_take(s, module, "qweight", QS_DTYPE_I32, 2, s_qw, bits, group,
+                     (void **)&p->qweight, err));
+    QS_CHECK(ck_take(s, module, "qzeros", QS_DTYPE_I32, 2, s_qz, bits, group,
+                     (void **)&p->qzeros, err));
+    QS_CHECK(ck_take(s, module, "scales", QS_DTYPE_F16, 2, s_sc, bits, group,
+                     (void **)&p->scales, err));
+    QS_CHECK(ck_take(s, module, "g_idx", QS_DTYPE_I32, 1, s_gi, bits, group,
+                     (void **)&p->g_idx, err));
     p->bits = bits;
     p->group_size = group;
     p->v1 = !s->v2;
@@ -436,38 +565,134 @@ void qs_qsource_codes_free(qs_qsource_codes *c) {
     memset(c, 0, sizeof(*c));
 }
 
+/* The weight of codes c into w (d_out, d_in) (nothing when w is NULL: a check only). */
+static void codes_dequant(const qs_qsource_codes *c, float *w) {
+    if (w)
+        qs_quant_dequant_rows(c->codes, c->scales, c->zeros, c->g_idx, c->d_out, c->d_in,
+                              qs_quant_ngroups(c->d_in, c->group_size), w);
+}
+
 /* Unpacks + dequantizes into w (d_out, d_in), or only checks (w = NULL). */
 static qs_status dequant(const packed4 *p, const char *what, int64_t d_out, int64_t d_in,
                          float *w, qs_err *err) {
-    qs_status st = QS_OK;
     qs_qsource_codes c;
-    QS_CHECK(unpack(p, what, d_out, d_in, &c, err));
-    if (w)
-        qs_quant_dequant_rows(c.codes, c.scales, c.zeros, c.g_idx, d_out, d_in,
-                              qs_quant_ngroups(d_in, c.group_size), w);
+    qs_status st = unpack(p, what, d_out, d_in, &c, err);
+    if (st == QS_OK) codes_dequant(&c, w);
     qs_qsource_codes_free(&c);
+    return st;
+}
+
+/* compressed-tensors export: the tensors of `module` unpacked into c (allocated here):
+ * weight_packed rows are the streams of their codes, weight_zero_point columns the streams
+ * of their zero points (symmetric: the implied 2^(b-1)), g_idx the weight_g_idx or the
+ * natural grouping. *found = 0 when there is no <module>.weight_packed; d_out / d_in < 0:
+ * taken from weight_shape, else checked against it. */
+static qs_status ct_codes(const qs_qsource *s, const char *module, int64_t d_out,
+                          int64_t d_in, qs_qsource_codes *c, int *found, qs_err *err) {
+    qs_status st = QS_OK;
+    char name[1100];
+    qs_gptq_scheme sc;
+    int64_t *shape = NULL;   /* (2,) [O, I] */
+    uint32_t *packed = NULL; /* (d_out, d_in*b/32) weight_packed */
+    uint32_t *zp = NULL;     /* (d_out*b/32, G) weight_zero_point, asymmetric only */
+    uint32_t *row = NULL;    /* (max(d_in, d_out),) one unpacked stream */
+    int32_t *gi = NULL;      /* (d_in,) weight_g_idx when written */
+    qs_err why = {0};
+    memset(c, 0, sizeof(*c));
+    *found = 0;
+    snprintf(name, sizeof(name), "%s.weight_packed", module);
+    if (!qs_ckpt_find(&s->ck, name)) return QS_OK;
+    const char *file = qs_ckpt_file_of(&s->ck, name);
+    QS_CHECK(ck_scheme(s, module, "weight_packed", &sc, err));
+    const int b = sc.bits, group = sc.group_size;
+    const int64_t two = 2;
+    QS_CHECK(ck_take(s, module, "weight_shape", QS_DTYPE_I64, 1, &two, b, group,
+                     (void **)&shape, err));
+    if ((d_out >= 0 && shape[0] != d_out) || (d_in >= 0 && shape[1] != d_in))
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s is (%lld, %lld), the model expects (%lld, %lld)",
+                 file, module, (long long)shape[0], (long long)shape[1], (long long)d_out,
+                 (long long)d_in);
+    d_out = shape[0];
+    d_in = shape[1];
+    if (!qs_pack_can_serve(d_out, d_in, b, group, &why))
+        QS_THROW(err, QS_ERR_INPUT, "%s: %s: %s", file, module, why.msg);
+    const int64_t G = qs_quant_ngroups(d_in, group), wrow = d_in * b / 32;
+    const int64_t s_wp[2] = {d_out, wrow}, s_sc[2] = {d_out, G}, s_zp[2] = {d_out * b / 32, G};
+    QS_CHECK(ck_take(s, module, "weight_packed", QS_DTYPE_I32, 2, s_wp, b, group,
+                     (void **)&packed, err));
+    QS_CHECK(ck_take(s, module, "weight_scale", QS_DTYPE_F16, 2, s_sc, b, group,
+                     (void **)&c->scales, err));               /* (d_out, G): as is */
+    if (!sc.sym)
+        QS_CHECK(ck_take(s, module, "weight_zero_point", QS_DTYPE_I32, 2, s_zp, b, group,
+                         (void **)&zp, err));
+    snprintf(name, sizeof(name), "%s.weight_g_idx", module);
+    if (qs_ckpt_find(&s->ck, name))
+        QS_CHECK(ck_take(s, module, "weight_g_idx", QS_DTYPE_I32, 1, &d_in, b, group,
+                         (void **)&gi, err));
+    c->codes = malloc((size_t)(d_out * d_in));                       /* (d_out, d_in) */
+    c->zeros = malloc(sizeof(int32_t) * (size_t)(d_out * G));        /* (d_out, G) */
+    c->g_idx = malloc(sizeof(int32_t) * (size_t)d_in);               /* (d_in,) */
+    row = malloc(sizeof(uint32_t) * (size_t)(d_in > d_out ? d_in : d_out));
+    if (!c->codes || !c->zeros || !c->g_idx || !row)
+        QS_THROW(err, QS_ERR_RUNTIME, "%s: %s: out of memory", file, module);
+    for (int64_t o = 0; o < d_out; ++o) {
+        qs_unpack_stream(packed + o * wrow, d_in, b, 1, row);
+        for (int64_t j = 0; j < d_in; ++j) c->codes[o * d_in + j] = (uint8_t)row[j];
+    }
+    for (int64_t g = 0; g < G; ++g) {
+        if (zp) qs_unpack_stream(zp + g, d_out, b, G, row);
+        for (int64_t o = 0; o < d_out; ++o)
+            c->zeros[o * G + g] = zp ? (int32_t)row[o] : 1 << (b - 1);
+    }
+    for (int64_t j = 0; j < d_in; ++j) {
+        c->g_idx[j] = gi ? gi[j] : group > 0 ? (int32_t)(j / group) : 0;
+        if (c->g_idx[j] < 0 || c->g_idx[j] >= G)
+            QS_THROW(err, QS_ERR_INPUT, "%s: %s.weight_g_idx[%lld] = %d is outside [0, %lld)",
+                     file, module, (long long)j, c->g_idx[j], (long long)G);
+    }
+    c->d_out = d_out;
+    c->d_in = d_in;
+    c->bits = b;
+    c->group_size = group;
+    *found = 1;
 done:
+    if (st != QS_OK) qs_qsource_codes_free(c);
+    free(shape);
+    free(packed);
+    free(zp);
+    free(row);
+    free(gi);
+    return st;
+}
+
+/* GPTQ or compressed-tensors export: the codes of `module` (d_out / d_in < 0: from the
+ * tensors); *found = 0 when the export holds no quantized form of it. */
+static qs_status ckpt_codes(const qs_qsource *s, const char *module, int64_t d_out,
+                            int64_t d_in, qs_qsource_codes *c, int *found, qs_err *err) {
+    qs_status st = QS_OK;
+    packed4 p;
+    char name[1100], what[9000];
+    memset(c, 0, sizeof(*c));
+    memset(&p, 0, sizeof(p));
+    *found = 0;
+    if (s->ct) return ct_codes(s, module, d_out, d_in, c, found, err);
+    if (!s->gptq)
+        QS_THROW(err, QS_ERR_INTERNAL, "%s: codes are read from GPTQ and compressed-tensors "
+                 "exports only", s->dir);
+    QS_CHECK(gptq_packed(s, module, &d_out, &d_in, &p, found, err));
+    if (!*found) goto done;
+    snprintf(name, sizeof(name), "%s.qweight", module);
+    snprintf(what, sizeof(what), "%s: %s", qs_ckpt_file_of(&s->ck, name), module);
+    st = unpack(&p, what, d_out, d_in, c, err);
+    if (st != QS_OK) *found = 0;
+done:
+    packed4_free(&p);
     return st;
 }
 
 qs_status qs_qsource_codes_of(const qs_qsource *s, const char *module, qs_qsource_codes *c,
                               int *found, qs_err *err) {
-    qs_status st = QS_OK;
-    packed4 p;
-    char what[9000];
-    int64_t d_out = -1, d_in = -1;
-    memset(c, 0, sizeof(*c));
-    *found = 0;
-    if (!s->gptq)
-        QS_THROW(err, QS_ERR_INTERNAL, "%s: codes are read from GPTQ exports only", s->dir);
-    QS_CHECK(gptq_packed(s, module, &d_out, &d_in, &p, found, err));
-    if (!*found) goto done;
-    snprintf(what, sizeof(what), "%s: %s", s->dir, module);
-    st = unpack(&p, what, d_out, d_in, c, err);
-    packed4_free(&p);
-    if (st != QS_OK) *found = 0;
-done:
-    return st;
+    return ckpt_codes(s, module, -1, -1, c, found, err);
 }
 
 /* HDF5: the linear `module` of an open shard dequantized into w (d_out, d_in), or only
@@ -506,22 +731,15 @@ done:
     return st;
 }
 
-/* GPTQ export: the linear `module` dequantized into w (d_out, d_in), or only checked
- * (w = NULL); *found = 0 when the export has no <module>.qweight. d_out / d_in < 0: taken
- * from the tensors. */
-static qs_status gptq_linear(const qs_qsource *s, const char *module, int64_t d_out,
+/* GPTQ or compressed-tensors export: the linear `module` dequantized into w (d_out, d_in),
+ * or only checked (w = NULL); *found = 0 when the export holds no quantized form of it.
+ * d_out / d_in < 0: taken from the tensors. */
+static qs_status ckpt_linear(const qs_qsource *s, const char *module, int64_t d_out,
                              int64_t d_in, float *w, int *found, qs_err *err) {
-    qs_status st = QS_OK;
-    packed4 p;
-    char name[1100], what[9000];
-    memset(&p, 0, sizeof(p));
-    QS_CHECK(gptq_packed(s, module, &d_out, &d_in, &p, found, err));
-    if (!*found) goto done;
-    snprintf(name, sizeof(name), "%s.qweight", module);
-    snprintf(what, sizeof(what), "%s: %s", qs_ckpt_file_of(&s->ck, name), module);
-    QS_CHECK(dequant(&p, what, d_out, d_in, w, err));
-done:
-    packed4_free(&p);
+    qs_qsource_codes c;
+    qs_status st = ckpt_codes(s, module, d_out, d_in, &c, found, err);
+    if (st == QS_OK && *found) codes_dequant(&c, w);
+    qs_qsource_codes_free(&c);
     return st;
 }
 
@@ -545,8 +763,8 @@ qs_status qs_qsource_linear(const qs_qsource *s, const char *module, int64_t d_o
                      (long long)d_out, (long long)d_in);
         QS_CHECK(qs_gguf_reader_f32(&s->gr, i, w, d_out * d_in, err));
         *found = 1;
-    } else if (s->gptq) {
-        QS_CHECK(gptq_linear(s, module, d_out, d_in, w, found, err));
+    } else if (s->gptq || s->ct) {
+        QS_CHECK(ckpt_linear(s, module, d_out, d_in, w, found, err));
     } else {
         int64_t i = find_name(s, module);
         if (i < 0) goto done;
@@ -571,7 +789,7 @@ qs_status qs_qsource_tensor(const qs_qsource *s, const char *name, float *out, i
     h.file = -1;
     *found = 0;
     if (s->gguf) return gguf_tensor(s, name, out, count, found, err);
-    if (s->gptq) {
+    if (s->gptq || s->ct) {
         const qs_st_tensor *t = qs_ckpt_find(&s->ck, name);
         if (!t) return QS_OK;
         if (qs_st_numel(t) != count)
@@ -627,16 +845,18 @@ qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *nte
         }
         goto done;
     }
-    if (s->gptq) {
+    if (s->gptq || s->ct) {
+        const char *suffix = s->ct ? ".weight_packed" : ".qweight";
+        const size_t k = strlen(suffix);
         for (int64_t e = 0; e < s->ck.nentries; ++e) {
             const char *n = s->ck.entries[e].name;
             size_t len = strlen(n);
             (*ntensors)++;
-            if (len <= 8 || strcmp(n + len - 8, ".qweight") != 0) continue;
+            if (len <= k || strcmp(n + len - k, suffix) != 0) continue;
             char module[1024];
-            snprintf(module, sizeof(module), "%.*s", (int)(len - 8), n);
+            snprintf(module, sizeof(module), "%.*s", (int)(len - k), n);
             int found = 0;
-            QS_CHECK(gptq_linear(s, module, -1, -1, NULL, &found, err));
+            QS_CHECK(ckpt_linear(s, module, -1, -1, NULL, &found, err));
             (*nlinears)++;
         }
         goto done;

@@ -1,7 +1,8 @@
 /* qsource.h: reads quantized linears back from what the write stage wrote — the HDF5
- * shards of run/out/ (docs/write.md), a GPTQ checkpoint directory (docs/export.md) or a GGUF
- * file (gguf_read.h) — and dequantizes them exactly like the quantizer (unpack with
- * quant/pack.c, v1 zero+1, g_idx for act-order, then qs_quant_dequant_rows; GGUF blocks and
+ * shards of run/out/ (docs/write.md), a GPTQ or a compressed-tensors (pack-quantized)
+ * checkpoint directory (docs/export.md) or a GGUF file (gguf_read.h) — and dequantizes them
+ * exactly like the quantizer (unpack with quant/pack.c into the layout-neutral codes, v1
+ * zero+1, g_idx for act-order, then qs_quant_dequant_rows; GGUF blocks and
  * the shards' GGUF linears with qs_gguf_dequantize_rows, q/k rows un-permuted), so eval of
  * the written files equals eval of the run's allocation bit for bit. Also the structural
  * checks of `qshard verify`.
@@ -26,19 +27,21 @@
 
 typedef struct qs_qsource_dyn {
     char *pattern;   /* owned, without the +:/-: prefix */
-    int negative;    /* "-:" */
+    int negative;    /* "-:" (compressed-tensors: an "ignore" entry) */
+    int exact;       /* compressed-tensors target without "re:": the module name itself */
     int bits, group_size, sym, desc_act; /* overrides; -2 = not given */
 } qs_qsource_dyn;
 
 typedef struct qs_qsource {
-    int gptq;                 /* 0: HDF5 shards, 1: GPTQ export (see gguf) */
+    int gptq;                 /* 0: HDF5 shards, 1: GPTQ export (see gguf, ct) */
+    int ct;                   /* 1: a compressed-tensors export (ck, dyn); gptq is then 0 */
     int gguf;                 /* 1: a GGUF file (gr); gptq is then 0 */
     qs_gguf_reader gr;        /* GGUF */
     char dir[4096];
     /* HDF5: out/index.json weight_map (names[i] lives in shard files[i]) */
     char **names, **files;    /* (n,) owned */
     int64_t n;
-    /* GPTQ */
+    /* GPTQ and compressed-tensors */
     qs_checkpoint ck;
     int bits, group_size, sym, desc_act, v2;
     int static_groups;        /* quantization_config static_groups (0 when absent) */
@@ -50,6 +53,11 @@ typedef struct qs_qsource {
 qs_status qs_qsource_open_h5(qs_qsource *s, const char *out_dir, qs_err *err);
 /* Opens a GPTQ export (config.json quantization_config, safetensors + index). */
 qs_status qs_qsource_open_gptq(qs_qsource *s, const char *dir, qs_err *err);
+/* Opens a compressed-tensors export (config.json quantization_config with format
+ * pack-quantized, safetensors + index). Another format, a config group that is not integer
+ * weights by group or channel, or a target that is not a regex this reader understands:
+ * QS_ERR_INPUT naming config.json. */
+qs_status qs_qsource_open_ct(qs_qsource *s, const char *dir, qs_err *err);
 /* Opens a GGUF file (Hugging Face names are mapped with qs_gguf_tensor_name). */
 qs_status qs_qsource_open_gguf(qs_qsource *s, const char *path, qs_err *err);
 void qs_qsource_close(qs_qsource *s);
@@ -69,8 +77,9 @@ typedef struct qs_qsource_codes {
     int bits, group_size;
 } qs_qsource_codes;
 
-/* The codes of quantized linear `module` of a GPTQ source (shapes from its tensors);
- * *found = 0 when it has no <module>.qweight. Free with qs_qsource_codes_free. */
+/* The codes of quantized linear `module` of a GPTQ or compressed-tensors source (shapes from
+ * its tensors); *found = 0 when it has no <module>.qweight (.weight_packed). Free with
+ * qs_qsource_codes_free. */
 qs_status qs_qsource_codes_of(const qs_qsource *s, const char *module, qs_qsource_codes *c,
                               int *found, qs_err *err);
 void qs_qsource_codes_free(qs_qsource_codes *c);
@@ -93,7 +102,9 @@ qs_status qs_qsource_tensor(const qs_qsource *s, const char *name, float *out, i
                             int *found, qs_err *err);
 
 /* Structural check of every quantized linear and tensor of the source: the four GPTQ
- * tensors present with the shapes their scheme implies (and dtypes), codes of g_idx in
+ * tensors (compressed-tensors: weight_packed, weight_scale, weight_zero_point when
+ * asymmetric, weight_shape, weight_g_idx when present) with the shapes their scheme implies
+ * (and dtypes), codes of g_idx in
  * range. QS_ERR_INPUT naming the file and tensor on the first mismatch. *nlinears, *ntensors
  * count what was checked. */
 qs_status qs_qsource_verify(const qs_qsource *s, int64_t *nlinears, int64_t *ntensors,

@@ -41,17 +41,13 @@ static qs_status verify_export(const char *dir, char *summary, size_t n, qs_err 
     memset(&s, 0, sizeof(s));
     int64_t nck = 0;
     QS_CHECK(qs_checksums_verify(dir, &nck, err));
-    if (is_compressed_tensors(dir)) { /* no reader of its layout here: the checksums only */
-        snprintf(summary + strlen(summary), n - strlen(summary),
-                 "%s: compressed-tensors export: %lld file(s) match %s\n", dir, (long long)nck,
-                 QS_CHECKSUMS_FILE);
-        goto done;
-    }
-    QS_CHECK(qs_qsource_open_gptq(&s, dir, err));
+    const int ct = is_compressed_tensors(dir);
+    QS_CHECK(ct ? qs_qsource_open_ct(&s, dir, err) : qs_qsource_open_gptq(&s, dir, err));
     QS_CHECK(qs_qsource_verify(&s, &nl, &nt, err));
     snprintf(summary + strlen(summary), n - strlen(summary),
-             "%s: GPTQ export ok (%lld quantized linears, %lld tensors, %lld file(s) match %s)\n",
-             dir, (long long)nl, (long long)nt, (long long)nck, QS_CHECKSUMS_FILE);
+             "%s: %s export ok (%lld quantized linears, %lld tensors, %lld file(s) match %s)\n",
+             dir, ct ? "compressed-tensors" : "GPTQ", (long long)nl, (long long)nt,
+             (long long)nck, QS_CHECKSUMS_FILE);
 done:
     qs_qsource_close(&s);
     return st;

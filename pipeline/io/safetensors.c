@@ -51,7 +51,7 @@ int64_t qs_st_numel(const qs_st_tensor *t) {
 
 /* Dtype names of the safetensors format that qshard does not read. */
 static int is_known_other_dtype(const char *s) {
-    static const char *const other[] = {"BOOL", "U8", "I8", "I16", "U16", "U32", "I64", "U64",
+    static const char *const other[] = {"BOOL", "U8", "I8", "I16", "U16", "U32", "U64",
                                         "F64", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4", "F6_E2M3",
                                         "F6_E3M2", "C64"};
     for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); ++i)
@@ -64,6 +64,7 @@ static int parse_dtype(const char *s, qs_dtype *dt) {
     else if (strcmp(s, "F16") == 0) *dt = QS_DTYPE_F16;
     else if (strcmp(s, "BF16") == 0) *dt = QS_DTYPE_BF16;
     else if (strcmp(s, "I32") == 0) *dt = QS_DTYPE_I32;
+    else if (strcmp(s, "I64") == 0) *dt = QS_DTYPE_I64;
     else return -1;
     return 0;
 }
@@ -133,7 +134,7 @@ static qs_status parse_entry(const char *path, const cJSON *e, qs_st_tensor *t, 
         if (is_known_other_dtype(dtype->valuestring))
             QS_THROW(err, QS_ERR_INPUT,
                      "%s: tensor '%s' has dtype %s, which qshard does not read "
-                     "(unsupported dtype; accepted: F32, F16, BF16, I32)",
+                     "(unsupported dtype; accepted: F32, F16, BF16, I32, I64)",
                      path, t->name, dtype->valuestring);
         QS_THROW(err, QS_ERR_INPUT, "%s: tensor '%s' has unknown dtype '%.40s'", path, t->name,
                  dtype->valuestring);

@@ -26,7 +26,7 @@ typedef enum qs_dtype {
     QS_DTYPE_F16 = 1,
     QS_DTYPE_BF16 = 2,
     QS_DTYPE_I32 = 3,
-    QS_DTYPE_I64 = 4 /* written (compressed-tensors weight_shape); checkpoints with it are not read */
+    QS_DTYPE_I64 = 4 /* compressed-tensors weight_shape; read as raw bytes only (not as f32) */
 } qs_dtype;
 
 typedef struct qs_st_tensor {

@@ -50,12 +50,17 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
         }
         return QS_OK;
     }
-    if (s && (strcmp(s, "gptq") == 0 || strncmp(s, "gptq:", 5) == 0)) {
-        out->source = QS_EVAL_SRC_GPTQ;
-        if (s[4] == ':') {
-            if (!s[5] || strlen(s + 5) >= sizeof(out->gptq_dir))
-                return QS_FAIL(err, QS_ERR_INPUT, "--weights: '%s': expected gptq:DIR", s);
-            snprintf(out->gptq_dir, sizeof(out->gptq_dir), "%s", s + 5);
+    static const struct { const char *name; qs_eval_source src; } exports[] = {
+        {"gptq", QS_EVAL_SRC_GPTQ}, {"ct", QS_EVAL_SRC_CT}};
+    for (size_t i = 0; s && i < sizeof(exports) / sizeof(exports[0]); ++i) {
+        const size_t k = strlen(exports[i].name);
+        if (strncmp(s, exports[i].name, k) != 0 || (s[k] != '\0' && s[k] != ':')) continue;
+        out->source = exports[i].src;
+        if (s[k] == ':') {
+            if (!s[k + 1] || strlen(s + k + 1) >= sizeof(out->export_dir))
+                return QS_FAIL(err, QS_ERR_INPUT, "--weights: '%s': expected %s:DIR", s,
+                               exports[i].name);
+            snprintf(out->export_dir, sizeof(out->export_dir), "%s", s + k + 1);
         }
         return QS_OK;
     }
@@ -97,7 +102,8 @@ qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err
                    "'final' (the run's searched allocation), 'recon:CANDIDATE' (a candidate "
                    "of the reconstruct stage, e.g. recon:w4g128), 'alloc:PATH' (an "
                    "allocation file), 'h5' (the written shards), 'gptq' or 'gptq:DIR' (a GPTQ "
-                   "export), 'gguf' or 'gguf:FILE' (a GGUF file)",
+                   "export), 'ct' or 'ct:DIR' (a compressed-tensors export), 'gguf' or "
+                   "'gguf:FILE' (a GGUF file)",
                    s ? s : "");
 }
 
@@ -113,7 +119,9 @@ const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) 
     else if (w->source == QS_EVAL_SRC_H5)
         snprintf(buf, n, "h5");
     else if (w->source == QS_EVAL_SRC_GPTQ)
-        snprintf(buf, n, w->gptq_dir[0] ? "gptq:%s" : "gptq", w->gptq_dir);
+        snprintf(buf, n, w->export_dir[0] ? "gptq:%s" : "gptq", w->export_dir);
+    else if (w->source == QS_EVAL_SRC_CT)
+        snprintf(buf, n, w->export_dir[0] ? "ct:%s" : "ct", w->export_dir);
     else if (w->source == QS_EVAL_SRC_GGUF)
         snprintf(buf, n, w->gguf_file[0] ? "gguf:%s" : "gguf", w->gguf_file);
     else
@@ -121,7 +129,13 @@ const char *qs_eval_weights_name(const qs_eval_weights *w, char *buf, size_t n) 
     return buf;
 }
 
-/* A plain tensor from the written files (h5 / gptq sources); they hold every tensor. */
+/* 1 if the weights come from written files (qsrc): h5, gptq, ct, gguf. */
+static int from_files(qs_eval_source src) {
+    return src == QS_EVAL_SRC_H5 || src == QS_EVAL_SRC_GPTQ || src == QS_EVAL_SRC_CT ||
+           src == QS_EVAL_SRC_GGUF;
+}
+
+/* A plain tensor from the written files (h5 / gptq / ct sources); they hold every tensor. */
 static qs_status src_tensor(const qs_qsource *q, const char *name, float *out, int64_t n,
                             qs_err *err) {
     int found = 0;
@@ -137,8 +151,7 @@ static qs_status load_layer(const qs_eval_env *env, const qs_eval_weights *which
                             qs_layer_f32 *lw, qs_err *err) {
     qs_status st = qs_weights_load_layer(env->model, d, layer, lw, err);
     if (st != QS_OK || which->source == QS_EVAL_SRC_FLOAT) return st;
-    if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ ||
-        which->source == QS_EVAL_SRC_GGUF) {
+    if (from_files(which->source)) {
         /* the written files: every linear they hold in quantized form, dequantized */
         for (int k = 0; k < QS_LIN_COUNT && st == QS_OK; ++k) {
             char module[256];
@@ -190,7 +203,7 @@ static qs_status load_layer(const qs_eval_env *env, const qs_eval_weights *which
 
 
 /* Resolves "final" and "alloc:PATH" into an allocation (read into *a) over recon/ or
- * final/, and opens the written files for "h5" / "gptq" (into *qsrc). */
+ * final/, and opens the written files for "h5" / "gptq" / "ct" / "gguf" (into *qsrc). */
 static qs_status resolve_source(const qs_eval_env *env, qs_eval_weights *which, qs_alloc *a,
                                 qs_qsource *qsrc, qs_err *err) {
     qs_status st = QS_OK;
@@ -214,20 +227,24 @@ static qs_status resolve_source(const qs_eval_env *env, qs_eval_weights *which, 
         QS_CHECK(qs_alloc_read_json(a, which->alloc_path, L, err));
         which->alloc = a;
         snprintf(which->dir, sizeof(which->dir), "%s", mode_dir);
-    } else if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ) {
-        if (which->source == QS_EVAL_SRC_GPTQ && which->gptq_dir[0])
-            snprintf(path, sizeof(path), "%s", which->gptq_dir);
+    } else if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ ||
+               which->source == QS_EVAL_SRC_CT) {
+        const int h5 = which->source == QS_EVAL_SRC_H5, ct = which->source == QS_EVAL_SRC_CT;
+        if (!h5 && which->export_dir[0])
+            snprintf(path, sizeof(path), "%s", which->export_dir);
         else
-            QS_CHECK(qs_rundir_path(env->rd,
-                                    which->source == QS_EVAL_SRC_H5 ? QS_DIR_OUT : QS_DIR_EXPORT,
+            QS_CHECK(qs_rundir_path(env->rd, h5 ? QS_DIR_OUT : ct ? QS_DIR_EXPORT_CT : QS_DIR_EXPORT,
                                     path, sizeof(path), err));
         if (!qs_path_exists(path))
             QS_THROW(err, QS_ERR_INPUT, "%s: missing; %s", path,
-                     which->source == QS_EVAL_SRC_GPTQ && which->gptq_dir[0]
-                         ? "--weights gptq:DIR needs a GPTQ export directory"
-                         : "run the write stage first (needs search/allocation.json)");
-        QS_CHECK(which->source == QS_EVAL_SRC_H5 ? qs_qsource_open_h5(qsrc, path, err)
-                                                 : qs_qsource_open_gptq(qsrc, path, err));
+                     !h5 && which->export_dir[0]
+                         ? (ct ? "--weights ct:DIR needs a compressed-tensors export directory"
+                               : "--weights gptq:DIR needs a GPTQ export directory")
+                     : ct ? "run the write stage with compressed-tensors in output.formats"
+                          : "run the write stage first (needs search/allocation.json)");
+        QS_CHECK(h5   ? qs_qsource_open_h5(qsrc, path, err)
+                 : ct ? qs_qsource_open_ct(qsrc, path, err)
+                      : qs_qsource_open_gptq(qsrc, path, err));
     } else if (which->source == QS_EVAL_SRC_GGUF) {
         if (which->gguf_file[0])
             snprintf(path, sizeof(path), "%s", which->gguf_file);
@@ -320,8 +337,7 @@ static qs_status load_rank(eval_rank *r, const qs_eval_weights *which, const qs_
         QS_CHECK(load_layer(r->env, which, qsrc, d, r->first_layer + i, &r->lw[i], err));
     if (is_first || is_last)
         QS_CHECK(qs_weights_load_ends(r->env->model, d, is_first, is_last, &r->ends, err));
-    if (which->source == QS_EVAL_SRC_H5 || which->source == QS_EVAL_SRC_GPTQ ||
-        which->source == QS_EVAL_SRC_GGUF) {
+    if (from_files(which->source)) {
         /* embeddings, final norm and head as written */
         qs_ends_f32 *e = &r->ends;
         if (e->embed)

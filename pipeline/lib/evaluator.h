@@ -36,9 +36,10 @@ typedef enum qs_eval_source {
     QS_EVAL_SRC_FINAL = 3, /* the run's allocation (search/allocation.json): from final/
                               (reconstruct.inputs quantized) or recon/ (float) */
     QS_EVAL_SRC_H5 = 4,    /* the written HDF5 shards (run/out/, docs/write.md) */
-    QS_EVAL_SRC_GPTQ = 5,  /* a GPTQ export directory (gptq_dir; "" = run/export) */
-    QS_EVAL_SRC_GGUF = 6   /* a GGUF file (gguf_file; "" = run/gguf/model.gguf): the weights
+    QS_EVAL_SRC_GPTQ = 5,  /* a GPTQ export directory (export_dir; "" = run/export) */
+    QS_EVAL_SRC_GGUF = 6,  /* a GGUF file (gguf_file; "" = run/gguf/model.gguf): the weights
                               llama.cpp loads (blocks dequantized as it does, q/k un-permuted) */
+    QS_EVAL_SRC_CT = 7     /* a compressed-tensors export (export_dir; "" = run/export-ct) */
 } qs_eval_source;
 
 #define QS_EVAL_NAME_MAX 32 /* = QS_QUANT_NAME_MAX */
@@ -51,7 +52,8 @@ typedef struct qs_eval_weights {
     char dir[16];                     /* QS_EVAL_SRC_ALLOC: "recon" or "final" */
     char alloc_path[QS_PATH_MAX];     /* QS_EVAL_SRC_ALLOC with alloc NULL: read this file
                                          (--weights alloc:PATH); dir from reconstruct.inputs */
-    char gptq_dir[QS_PATH_MAX];       /* QS_EVAL_SRC_GPTQ: export directory ("" = run/export) */
+    char export_dir[QS_PATH_MAX];     /* QS_EVAL_SRC_GPTQ / CT: export directory ("" = run/export,
+                                         run/export-ct) */
     char gguf_file[QS_PATH_MAX];      /* QS_EVAL_SRC_GGUF: the file ("" = run/gguf/model.gguf) */
 } qs_eval_weights;
 
@@ -85,7 +87,8 @@ typedef struct qs_eval_result {
 
 /* Parses a --weights value: "float", "final", "recon:CANDIDATE" (e.g. recon:w4g128,
  * recon:Q4_K), "alloc:PATH.json" (an allocation file, qshard-allocation-1), "h5" (run/out/
- * shards), "gptq" or "gptq:DIR" (a GPTQ export), "gguf" or "gguf:FILE" (a GGUF file);
+ * shards), "gptq" or "gptq:DIR" (a GPTQ export), "ct" or "ct:DIR" (a compressed-tensors
+ * export), "gguf" or "gguf:FILE" (a GGUF file);
  * anything else is a QS_ERR_INPUT saying what exists. */
 qs_status qs_eval_parse_weights(const char *s, qs_eval_weights *out, qs_err *err);
 

@@ -14,9 +14,11 @@
 #include "nfc.h"
 #include "regex.h"
 #include "rundir.h"
+#include "tokjson.h"
 #include "utf8.h"
 
 #define MAX_SPECIAL 16
+#define TK_MAX_BYTES ((uint64_t)1 << 30) /* largest tokenizer file read */
 
 /* ---- pipeline components ---- */
 
@@ -1018,8 +1020,10 @@ done:
     return st;
 }
 
-static qs_status parse_model(qs_tokenizer *t, const cJSON *m, qs_err *err) {
+/* The BPE model: its options here, its vocabulary and merges as tokjson.c read them. */
+static qs_status parse_model(qs_tokenizer *t, const qs_tokjson *tj, qs_err *err) {
     qs_status st = QS_OK;
+    const cJSON *m = tj->model;
     if (!cJSON_IsObject(m)) return QS_FAIL(err, QS_ERR_INPUT, "%s: no model object", t->path);
     const char *ty = type_of(m);
     if (!ty || strcmp(ty, "BPE") != 0) return unsupported(t, "model", m, err);
@@ -1040,50 +1044,19 @@ static qs_status parse_model(qs_tokenizer *t, const cJSON *m, qs_err *err) {
     t->bpe.fuse_unk = fuse;
     t->bpe.byte_fallback = bf;
     t->bpe.ignore_merges = ign;
-    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(m, "vocab");
-    if (!cJSON_IsObject(vocab))
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: model BPE has no vocab object", t->path);
-    const cJSON *x;
-    cJSON_ArrayForEach(x, vocab) {
-        if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 2147483647.0 ||
-            x->valuedouble != (double)(int64_t)x->valuedouble)
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: model vocab entry '%s' has a bad id", t->path, x->string);
-        QS_CHECK(qs_bpe_add_token(&t->bpe, x->string, strlen(x->string), (uint32_t)x->valuedouble, err));
-    }
-    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(m, "merges");
-    if (merges && !cJSON_IsArray(merges))
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: model BPE merges is not a list", t->path);
-    uint32_t rank = 0;
-    cJSON_ArrayForEach(x, merges) {
-        const char *l = NULL, *r = NULL;
-        size_t nl = 0, nr = 0;
-        if (cJSON_IsString(x)) {
-            if (strncmp(x->valuestring, "#version", 8) == 0) continue; /* as the library */
-            const char *sp = strchr(x->valuestring, ' ');
-            if (!sp || strchr(sp + 1, ' '))
-                return QS_FAIL(err, QS_ERR_INPUT, "%s: merge %u '%s' is not two tokens", t->path, rank,
-                               x->valuestring);
-            l = x->valuestring;
-            nl = (size_t)(sp - l);
-            r = sp + 1;
-            nr = strlen(r);
-        } else if (cJSON_IsArray(x) && cJSON_GetArraySize(x) == 2 &&
-                   cJSON_IsString(cJSON_GetArrayItem(x, 0)) && cJSON_IsString(cJSON_GetArrayItem(x, 1))) {
-            l = cJSON_GetArrayItem(x, 0)->valuestring;
-            r = cJSON_GetArrayItem(x, 1)->valuestring;
-            nl = strlen(l);
-            nr = strlen(r);
-        } else {
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: merge %u is neither \"a b\" nor [a, b]", t->path, rank);
-        }
+    for (int64_t i = 0; i < tj->nvocab; ++i)
+        QS_CHECK(qs_bpe_add_token(&t->bpe, tj->vocab[i].s, strlen(tj->vocab[i].s),
+                                  (uint32_t)tj->vocab[i].id, err));
+    for (int64_t rank = 0; rank < tj->nmerges; ++rank) {
+        const qs_tokjson_merge *mg = &tj->merges[rank];
         char missing = 0;
-        int rc = qs_bpe_add_merge(&t->bpe, l, nl, r, nr, rank, &missing, err);
+        int rc = qs_bpe_add_merge(&t->bpe, mg->l, mg->nl, mg->r, mg->nr, (uint32_t)rank, &missing,
+                                  err);
         if (rc < 0) return QS_ERR_RUNTIME;
         if (rc > 0)
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: merge %u: %s of '%.*s' + '%.*s' is not in the vocabulary",
-                           t->path, rank, missing == 'l' ? "the left part" : missing == 'r' ? "the right part" : "the result",
-                           (int)nl, l, (int)nr, r);
-        ++rank;
+            return QS_FAIL(err, QS_ERR_INPUT, "%s: merge %lld: %s of '%.*s' + '%.*s' is not in the vocabulary",
+                           t->path, (long long)rank, missing == 'l' ? "the left part" : missing == 'r' ? "the right part" : "the result",
+                           (int)mg->nl, mg->l, (int)mg->nr, mg->r);
     }
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(m, "unk_token");
     if (cJSON_IsString(unk)) {
@@ -1104,44 +1077,37 @@ done:
 /* Added tokens: ids as the library assigns them (the model's id for a token in the
  * vocabulary, else the next id from the vocabulary size), match text normalized for
  * normalized tokens. */
-static qs_status parse_added(qs_tokenizer *t, const cJSON *arr, qs_strtab *ids, qs_err *err) {
+static qs_status parse_added(qs_tokenizer *t, const qs_tokjson *tj, qs_strtab *ids, qs_err *err) {
     qs_status st = QS_OK;
-    if (!arr || cJSON_IsNull(arr)) return QS_OK;
-    if (!cJSON_IsArray(arr)) return QS_FAIL(err, QS_ERR_INPUT, "%s: added_tokens is not a list", t->path);
-    int n = cJSON_GetArraySize(arr);
-    t->added = calloc((size_t)n + 1, sizeof(tk_added));
+    if (tj->nadded == 0) return QS_OK;
+    t->added = calloc((size_t)tj->nadded + 1, sizeof(tk_added));
     if (!t->added) return oom(err);
     uint32_t next_id = (uint32_t)t->bpe.vocab.count;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, arr) {
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(x, "content");
-        int sw = get_bool(x, "single_word", 0), ls = get_bool(x, "lstrip", 0),
-            rs = get_bool(x, "rstrip", 0), nz = get_bool(x, "normalized", -2),
-            sp = get_bool(x, "special", 0);
-        if (!cJSON_IsString(c) || sw < 0 || ls < 0 || rs < 0 || nz == -1 || sp < 0)
-            return QS_FAIL(err, QS_ERR_INPUT, "%s: added_tokens entry %d is malformed", t->path, t->nadded);
-        if (nz == -2) nz = !sp;
-        size_t len = strlen(c->valuestring);
+    for (int64_t k = 0; k < tj->nadded; ++k) {
+        const qs_tokjson_added *x = &tj->added[k];
+        const int sw = x->single_word, sp = x->special;
+        int nz = x->normalized == -2 ? !sp : x->normalized;
+        size_t len = strlen(x->content);
         if (len == 0) continue;
         uint32_t id;
-        int32_t e = qs_strtab_find(ids, c->valuestring, len);
+        int32_t e = qs_strtab_find(ids, x->content, len);
         if (e >= 0) {
             id = (uint32_t)ids->val[e];
         } else {
-            e = qs_strtab_find(&t->bpe.vocab, c->valuestring, len);
+            e = qs_strtab_find(&t->bpe.vocab, x->content, len);
             id = e >= 0 ? (uint32_t)t->bpe.vocab.val[e] : next_id++;
-            if (qs_strtab_put(ids, c->valuestring, len, (int32_t)id) < 0) return oom(err);
+            if (qs_strtab_put(ids, x->content, len, (int32_t)id) < 0) return oom(err);
         }
         tk_added *a = &t->added[t->nadded];
         a->id = id;
         a->single_word = sw;
-        a->lstrip = ls;
-        a->rstrip = rs;
+        a->lstrip = x->lstrip;
+        a->rstrip = x->rstrip;
         a->normalized = nz;
-        const char *text = c->valuestring;
+        const char *text = x->content;
         size_t tn = len;
         if (nz && t->nnorm) {
-            text = normalize(t, c->valuestring, len, &tn);
+            text = normalize(t, x->content, len, &tn);
             if (!text) return oom(err);
         }
         a->content = dup_n(text, tn);
@@ -1159,31 +1125,6 @@ static qs_status parse_added(qs_tokenizer *t, const cJSON *arr, qs_strtab *ids, 
         ++t->nadded;
     }
 done:
-    return st;
-}
-
-/* Reads and parses a JSON file; *root is owned by the caller. Errors name file:line. */
-static qs_status read_json(const char *path, cJSON **root, qs_err *err) {
-    qs_status st = QS_OK;
-    char *data = NULL;
-    size_t n = 0;
-    *root = NULL;
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return QS_FAIL(err, QS_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) return QS_FAIL(err, QS_ERR_INPUT, "%s: not a regular file", path);
-    QS_CHECK(qs_read_file(path, &data, &n, err));
-    const char *end = NULL;
-    *root = cJSON_ParseWithLengthOpts(data, n, &end, 0);
-    if (!*root) {
-        const char *at = end ? end : data;
-        if (at < data || at > data + n) at = data;
-        long line = 1;
-        for (const char *p = data; p < at; ++p) line += *p == '\n';
-        QS_THROW(err, QS_ERR_INPUT, "%s:%ld: invalid JSON", path, line);
-    }
-done:
-    free(data);
     return st;
 }
 
@@ -1214,7 +1155,7 @@ static qs_status apply_config(qs_tokenizer *t, const char *cfg_path, const qs_st
     qs_status st = QS_OK;
     cJSON *cfg = NULL;
     if (!qs_path_exists(cfg_path)) return QS_OK;
-    QS_CHECK(read_json(cfg_path, &cfg, err));
+    QS_CHECK(qs_tokjson_parse_file(cfg_path, TK_MAX_BYTES, &cfg, err));
     if (!cJSON_IsObject(cfg)) QS_THROW(err, QS_ERR_INPUT, "%s: not a JSON object", cfg_path);
     int64_t bos, eos;
     QS_CHECK(config_token(t, cfg, "bos_token", cfg_path, added, &bos, err));
@@ -1249,7 +1190,8 @@ static void init_bytes_char(qs_tokenizer *t) {
 
 qs_status qs_tokenizer_load(const char *path, qs_tokenizer **out, qs_err *err) {
     qs_status st = QS_OK;
-    cJSON *root = NULL;
+    qs_tokjson tj;
+    memset(&tj, 0, sizeof(tj));
     qs_strtab added_ids = {0};
     char file[QS_PATH_MAX], cfg[QS_PATH_MAX];
     *out = NULL;
@@ -1272,20 +1214,20 @@ qs_status qs_tokenizer_load(const char *path, qs_tokenizer **out, qs_err *err) {
     t->path = dup_n(file, strlen(file));
     if (!t->path) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (tokenizer)");
     init_bytes_char(t);
-    QS_CHECK(read_json(file, &root, err));
-    if (!cJSON_IsObject(root)) QS_THROW(err, QS_ERR_INPUT, "%s: not a JSON object", file);
-    QS_CHECK(parse_model(t, cJSON_GetObjectItemCaseSensitive(root, "model"), err));
+    QS_CHECK(qs_tokjson_read(&tj, file, TK_MAX_BYTES, err));
+    const cJSON *root = tj.root;
+    QS_CHECK(parse_model(t, &tj, err));
     QS_CHECK(parse_component(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), "normalizer",
                              "normalizers", parse_normalizer, 0, err));
     QS_CHECK(parse_component(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"),
                              "pre_tokenizer", "pretokenizers", parse_pre, 0, err));
     QS_CHECK(parse_component(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"),
                              "post_processor", "processors", parse_post, 0, err));
-    QS_CHECK(parse_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), &added_ids, err));
+    QS_CHECK(parse_added(t, &tj, &added_ids, err));
     QS_CHECK(apply_config(t, cfg, &added_ids, err));
     *out = t;
 done:
-    cJSON_Delete(root);
+    qs_tokjson_free(&tj);
     qs_strtab_free(&added_ids);
     if (st != QS_OK) qs_tokenizer_free(t);
     return st;

@@ -25,8 +25,9 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clientlib import (options, print_table, run, venv_python, worker_result,  # noqa: E402
+                       write_run_config)
 
 
 def worker(export_dir, tokens_path, seqlen, windows, dtype):
@@ -69,29 +70,13 @@ def worker(export_dir, tokens_path, seqlen, windows, dtype):
     return 0
 
 
-def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.stderr.write(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-2000:]}\n")
-    return r
-
-
 def main(argv):
     if len(argv) > 1 and argv[1] == "--worker":
         return worker(argv[2], argv[3], int(argv[4]), int(argv[5]), argv[6])
-    opt = {"--venv": "/work/venv-vllm", "--work": "/tmp/qs-vllm-client",
-           "--qshard": os.path.join(TOP, "build", "qshard"),
-           "--fixtures": os.path.join(os.path.dirname(TOP), "shared", "fixtures"),
-           "--windows": "0", "--dtype": "float16"}
-    for k in list(opt):
-        if k in argv:
-            opt[k] = argv[argv.index(k) + 1]
-    if not os.path.isdir(opt["--fixtures"]):
-        opt["--fixtures"] = "/work/shared/fixtures"
-    py = os.path.join(opt["--venv"], "bin", "python")
-    if not os.path.exists(py):
-        print(f"vllm_ppl: no venv at {opt['--venv']} (run tests/clients/vllm_setup.sh)",
-              file=sys.stderr)
+    opt = options(argv, {"--venv": "/work/venv-vllm", "--work": "/tmp/qs-vllm-client",
+                         "--windows": "0", "--dtype": "float16"})
+    py = venv_python(opt["--venv"], "vllm_ppl", "vllm_setup.sh")
+    if not py:
         return 2
     fx, work, qs = opt["--fixtures"], opt["--work"], opt["--qshard"]
     os.makedirs(work, exist_ok=True)
@@ -100,14 +85,8 @@ def main(argv):
         name = f"w4g128-{'sym' if sym == 'true' else 'asym'}"
         rd = os.path.join(work, name)
         cfg = os.path.join(work, name + ".yaml")
-        with open(cfg, "w") as f:
-            f.write(f"model: {fx}/tinyllama-a\nrun_dir: {rd}\n"
-                    f"calib:\n  tokens: {fx}/tokens/calib.u32\n  nsamples: 128\n"
-                    f"  seqlen: 256\n  sampling: file\n"
-                    f"  offsets_file: {fx}/tokens/calib_offsets_128x256.txt\n"
-                    f"quant:\n  method: gptq\n  bits: [4]\n  group_size: [128]\n"
-                    f"  sym: {sym}\n  act_order: false\n  damp: 0.01\n"
-                    f"eval:\n  tokens: {fx}/tokens/eval.u32\n  seqlen: 256\n")
+        write_run_config(cfg, fx, rd, {"bits": "[4]", "group_size": "[128]", "sym": sym},
+                         max_windows=int(opt["--windows"]))
         if not os.path.exists(os.path.join(rd, "eval.json")):
             r = run([qs, "run", cfg, "--quiet"], env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
             if r.returncode != 0:
@@ -129,31 +108,13 @@ def main(argv):
                                capture_output=True, text=True,
                                env=dict(os.environ, VLLM_TARGET_DEVICE="cpu",
                                         VLLM_CPU_KVCACHE_SPACE="1", OMP_NUM_THREADS="1"))
-            log = os.path.join(work, label.replace(" ", "_") + ".log")  # the worker's stderr
-            with open(log, "w") as f:
-                f.write(r.stderr)
-            # vLLM logs to stdout too, also after the result: take the result's JSON line
-            jl = [l for l in r.stdout.splitlines() if l.startswith("{")]
-            line = jl[-1] if jl else ""
-            try:
-                res = json.loads(line)
-            except ValueError:
-                errs = [l for l in r.stderr.splitlines() if "Error" in l or "error:" in l]
-                res = {"ok": False, "error": (errs or ["see " + log])[-1].strip()[:300]}
+            # the worker's stderr; vLLM logs to stdout too, also after the result
+            res = worker_result(r, os.path.join(work, label.replace(" ", "_") + ".log"))
             res["label"], res["qshard"], res["wall"] = label, ev["ppl"], time.time() - t0
             rows.append(res)
             print(json.dumps(res), file=sys.stderr)
-    print(f"| export (tinyllama-a, eval.u32, 256-token windows) | engine | load | perplexity "
-          f"| qshard eval | difference |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        eng = f"vLLM {r.get('version', '?')} CPU, {opt['--dtype']}"
-        if r["ok"]:
-            diff = (r["ppl"] - r["qshard"]) / r["qshard"]
-            print(f"| {r['label']} | {eng} | ok | {r['ppl']:.6f} | {r['qshard']:.6f} | "
-                  f"{100 * diff:+.5f}% |")
-        else:
-            print(f"| {r['label']} | {eng} | refused: {r['error']} | - | {r['qshard']:.6f} | - |")
+    print_table(rows, "256-token windows",
+                lambda r: f"vLLM {r.get('version', '?')} CPU, {opt['--dtype']}")
     return 0
 
 

@@ -763,7 +763,7 @@ def test_errors(tmp):
     json.dump(j5, open(tj, "w"))
     expect_fail("range", ["--tokenizer", tj], tj + ": model.vocab id 600 is not below")
     open(tj, "w").write("{not json")
-    expect_fail("json", ["--tokenizer", tj], tj + ": not valid JSON")
+    expect_fail("json", ["--tokenizer", tj], tj + ":1: invalid JSON")
     expect_fail("missing", ["--tokenizer", os.path.join(tmp, "nope.model")],
                 "nope.model: tokenizer file not found")
     # a tokenizer directory works like the model directory's own files

@@ -17,7 +17,12 @@ D sym / no act-order / v1.
   (4) `qshard verify` accepts the run and the export (exit 0), and names the file (exit 2,
       one line) for a tampered shard, a tampered export tensor and a missing file;
   (5) eval --weights h5 / gptq / final give the same nll_sum (bit for bit) at 1 and 3 ranks;
-  (6) a --resume run skips the write stage (manifest matches, shards untouched).
+  (6) a --resume run skips the write stage (manifest matches, shards untouched);
+  (7) compressed-tensors read back (ct_variants): F asym with GPTQ and compressed-tensors
+      written, G sym 4/8-bit with compressed-tensors and no GPTQ (mixed groups, one float
+      linear each): eval --weights ct equals gptq and final bit for bit at 1 and 2 ranks, the
+      eval stage evaluates run/export-ct when no GPTQ export is written, verify decodes it,
+      and the error cases exit 2 with one line.
 Usage: test_write_mpi.py  (env: QS_BIN, QS_MPIEXEC, QS_SOURCE_DIR)"""
 import glob
 import hashlib
@@ -65,7 +70,7 @@ def write_config(path, model, run_dir, sym, act, fmt, shard_bytes, inputs="float
                    eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 6})
 
 
-def write_alloc(run_dir):
+def write_alloc(run_dir, alloc=None):
     """Plays the search: replaces search/allocation.json by ALLOC (which has a float linear,
     something the search never chooses) and updates its hash in search/manifest.json, so a
     --resume run keeps the search and rewrites the outputs."""
@@ -73,7 +78,7 @@ def write_alloc(run_dir):
     with open(path, "w") as f:
         json.dump({"format": "qshard-allocation-1", "objective": "uniform", "budget_bytes": 0,
                    "payload_bytes": 0, "total_bytes": 0, "quantized_weights": 0, "bpw": 0,
-                   "predicted": 0, "linears": LINS, "layers": ALLOC}, f)
+                   "predicted": 0, "linears": LINS, "layers": alloc or ALLOC}, f)
     mpath = os.path.join(run_dir, "search", "manifest.json")
     man = Q.read_json(mpath)
     man["outputs"]["search/allocation.json"] = hashlib.sha256(open(path, "rb").read()).hexdigest()
@@ -226,6 +231,57 @@ def nll(rd, cfgp, n, weights):
     return Q.eval_json(rd)["nll_sum"]
 
 
+# what compressed-tensors takes (4-bit sym/asym, 8-bit sym): mixed groups, one float linear
+ALLOC_CT = {"F": [["w4g32"] * 3 + ["w4g64", "w4g32", "w4g32", "w4g64"],
+                  ["w4g64"] * 3 + ["", "w4g64", "w4g64", "w4g32"]],
+            "G": [["w8g32"] * 3 + ["w4g64", "w4g32", "w4g32", "w8g64"],
+                  ["w4g64"] * 3 + ["", "w8g32", "w8g32", "w4g32"]]}
+
+
+def ct_variants(tmp, model):
+    """(7): the compressed-tensors export read back by qshard's eval and verify."""
+    for label, sym, formats in (("F", False, ["gptq", "compressed-tensors", "hdf5"]),
+                                ("G", True, ["compressed-tensors", "hdf5"])):
+        rd, cfgp = os.path.join(tmp, label), os.path.join(tmp, label + ".yaml")
+        Q.write_config(cfgp, model, rd,
+                       calib={"tokens": f"{model}/tokens.u32", "nsamples": 8, "seqlen": 64,
+                              "chunk_samples": 4, "seed": 3},
+                       quant={"bits": [4, 8] if sym else [4], "group_size": [32, 64],
+                              "row_block": 64, "block_size": 32, "sym": sym, "act_order": False},
+                       reconstruct={"inputs": "float", "propagate": "w4g32"},
+                       search={"pin": ["layers.*.*=w4g32"]},
+                       output={"formats": formats},
+                       eval={"tokens": f"{model}/tokens.u32", "seqlen": 64, "max_windows": 6})
+        r = qs(1, "run", cfgp)
+        if not check(r.returncode == 0, f"{label}: rc {r.returncode} {r.stderr}"):
+            continue
+        write_alloc(rd, ALLOC_CT[label])
+        r = qs(2, "run", cfgp, "--resume")
+        if not check(r.returncode == 0, f"{label}: resume rc {r.returncode} {r.stderr}"):
+            continue
+        staged = Q.eval_json(rd)  # the eval stage's: of the served file
+        want = "gptq" if "gptq" in formats else "ct"
+        check(staged["weights"] == want, f"{label}: the eval stage evaluated {staged['weights']}")
+        srcs = ("final", "ct") + (("gptq",) if "gptq" in formats else ())
+        for n in (1, 2):
+            vals = {w: nll(rd, cfgp, n, w) for w in srcs}
+            check(vals["final"] is not None and len(set(vals.values())) == 1 and
+                  staged["nll_sum"] == vals["final"],
+                  f"{label} n={n}: eval of {srcs} differ: {vals}, eval stage {staged['nll_sum']}")
+        r = Q.run([Q.QS, "verify", rd])
+        check(r.returncode == 0 and "export-ct" in r.stdout,
+              f"{label}: verify: rc {r.returncode} {r.stderr}")
+    cfgF, cfgG = os.path.join(tmp, "F.yaml"), os.path.join(tmp, "G.yaml")
+    r = qs(1, "eval", cfgF, "--weights", "ct:" + os.path.join(tmp, "F", "export"))
+    check(Q.one_error(r, "config.json", "compressed-tensors"),
+          f"eval ct:DIR of a GPTQ export: rc {r.returncode} {r.stderr}")
+    r = qs(1, "eval", cfgF, "--weights", "ct:")
+    check(Q.one_error(r, "ct:DIR"), f"eval ct: without DIR: rc {r.returncode} {r.stderr}")
+    shutil.rmtree(os.path.join(tmp, "G", "export-ct"), ignore_errors=True)
+    r = qs(1, "eval", cfgG, "--weights", "ct")
+    check(Q.one_error(r, "export-ct"), f"eval of a missing export-ct: rc {r.returncode} {r.stderr}")
+
+
 def main(tmp):
     model = os.path.join(tmp, "m")
     if not Q.synth_model(model, layers=NL, hidden=128, intermediate=256, heads=4, kv_heads=2,
@@ -361,6 +417,7 @@ def main(tmp):
         check(Q.one_error(r, "w4g48"), f"unknown candidate: rc {r.returncode} {r.stderr}")
         r = Q.run([Q.QS, "verify", tmp])
         check(r.returncode == 2, f"verify of a plain directory: rc {r.returncode}")
+    ct_variants(tmp, model)
     check(not gd.failures, f"gptq_decode reported: {gd.failures}")
 
 

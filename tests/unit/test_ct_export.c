@@ -10,6 +10,10 @@
  * documented bit layout, dequantizes, compares bit for bit with qshard's qs_quant_dequant_rows,
  * and resolves every module through config_groups / ignore with vLLM's matching rules under
  * HF and fused names (each fused module must resolve directly to its members' one scheme).
+ * qshard's own reader (qsource.c, `qshard eval --weights ct`) reads every export back: each
+ * linear dequantizes to the same weights bit for bit, float linears have no quantized form,
+ * and where a GPTQ export of the same codes exists both readers give identical codes,
+ * scales, zero points and g_idx (mixed symmetric and asymmetric schemes included).
  * Then the error paths, each leaving no file behind.
  * Usage: test_ct_export <path of ct_decode.py>. Fails via exit code.
  */
@@ -22,6 +26,8 @@
 
 #include "ct_export.h"
 #include "gptq_export.h"
+#include "qsource.h"
+#include "rundir.h"
 #include "st_writer.h"
 #include "quant.h"
 
@@ -153,6 +159,69 @@ static int expected_shards(const tmodel *m, int64_t shard_bytes, int static_grou
         acc += sizes[i];
     }
     return shards;
+}
+
+/* qsource.c reads the compressed-tensors export `out` back: every quantized linear
+ * dequantizes to the expected weights (<exp>/m%03d.f32) bit for bit, a float linear has no
+ * quantized form, qs_qsource_verify counts every linear; with the GPTQ export of the same
+ * codes (gdir), both readers give identical codes, scales, zero points and g_idx. */
+static void check_reader(const char *label, const tmodel *m, const char *out, const char *exp,
+                         const char *gdir) {
+    qs_qsource s, g;
+    qs_err e = {0};
+    char p[512];
+    int64_t nlin = 0, nl = 0, nt = 0;
+    memset(&s, 0, sizeof(s));
+    memset(&g, 0, sizeof(g));
+    int ok = qs_qsource_open_ct(&s, out, &e) == QS_OK;
+    CHECK(ok, "%s: open_ct: %s", label, e.msg);
+    if (ok && gdir) CHECK(ok = qs_qsource_open_gptq(&g, gdir, &e) == QS_OK, "%s: open_gptq: %s",
+                          label, e.msg);
+    for (int i = 0; ok && i < m->n; ++i) {
+        const titem *it = &m->items[i];
+        char mod[128];
+        int found = 1;
+        if (it->float_of) {
+            float one[FF * H];
+            snprintf(mod, sizeof(mod), "%.*s", (int)(strlen(it->name) - 7), it->name);
+            CHECK(qs_qsource_linear(&s, mod, it->shape[0], it->shape[1], one, &found, &e) ==
+                      QS_OK && !found, "%s: float %s read as quantized (%s)", label, mod, e.msg);
+        }
+        if (!it->linear) continue;
+        nlin++;
+        const size_t n = (size_t)(it->d_out * it->d_in);
+        float *w = malloc(n * sizeof(float)); /* (d_out, d_in) */
+        char *want = NULL;
+        size_t wn = 0;
+        snprintf(p, sizeof(p), "%s/m%03d.f32", exp, i);
+        CHECK(qs_read_file(p, &want, &wn, &e) == QS_OK && wn == n * sizeof(float), "%s: %s",
+              label, p);
+        CHECK(qs_qsource_linear(&s, it->name, it->d_out, it->d_in, w, &found, &e) == QS_OK &&
+                  found && want && memcmp(w, want, n * sizeof(float)) == 0,
+              "%s: %s read back differs (%s)", label, it->name, e.msg);
+        if (gdir) {
+            qs_qsource_codes a, b;
+            int fa = 0, fb = 0;
+            CHECK(qs_qsource_codes_of(&s, it->name, &a, &fa, &e) == QS_OK && fa &&
+                      qs_qsource_codes_of(&g, it->name, &b, &fb, &e) == QS_OK && fb,
+                  "%s: codes of %s: %s", label, it->name, e.msg);
+            const int64_t G = qs_quant_ngroups(it->d_in, it->s.group_size);
+            CHECK(fa && fb && a.bits == b.bits && a.group_size == b.group_size &&
+                      memcmp(a.codes, b.codes, n) == 0 &&
+                      memcmp(a.scales, b.scales, (size_t)(it->d_out * G) * 2) == 0 &&
+                      memcmp(a.zeros, b.zeros, (size_t)(it->d_out * G) * 4) == 0 &&
+                      memcmp(a.g_idx, b.g_idx, (size_t)it->d_in * 4) == 0,
+                  "%s: %s: compressed-tensors and GPTQ codes differ", label, it->name);
+            qs_qsource_codes_free(&a);
+            qs_qsource_codes_free(&b);
+        }
+        free(want);
+        free(w);
+    }
+    CHECK(!ok || (qs_qsource_verify(&s, &nl, &nt, &e) == QS_OK && nl == nlin),
+          "%s: verify: %lld of %lld linears (%s)", label, (long long)nl, (long long)nlin, e.msg);
+    qs_qsource_close(&s);
+    qs_qsource_close(&g);
 }
 
 /* Exports m to <base>/out streaming one item at a time, writes <base>/expect/ and runs
@@ -306,6 +375,7 @@ static void run_export(const char *label, const tmodel *m, int64_t shard_bytes,
     cJSON_free(text);
     cJSON_Delete(ex);
 
+    check_reader(label, m, out, exp, via_gptq ? gdir : NULL);
     int tmp_left = 0;
     CHECK(count_entries(base, ".tmp.", &tmp_left) == (via_gptq ? 4 : 3) && tmp_left == 0,
           "%s: base should hold src, out, expect (and gptq) only", label);
