@@ -220,9 +220,9 @@ static int propose(const qs_search_items *it, int64_t budget, const int *cur, in
 }
 
 /* Every rank: an allocation of the choice (bcast from rank 0 as names). */
-static qs_status choice_alloc(const qs_stage_ctx *ctx, const qs_search_items *it,
-                              const qs_search_tables *t, const int *choice,
-                              char (*names)[QS_QUANT_NAME_MAX], qs_alloc *al) {
+static void choice_alloc(const qs_stage_ctx *ctx, const qs_search_items *it,
+                         const qs_search_tables *t, const int *choice,
+                         char (*names)[QS_QUANT_NAME_MAX], qs_alloc *al) {
     const int L = (int)al->nlayers;
     if (ctx->comm->rank == 0) {
         int64_t unused;
@@ -232,7 +232,6 @@ static qs_status choice_alloc(const qs_stage_ctx *ctx, const qs_search_items *it
     for (int l = 0; l < L; ++l)
         for (int k = 0; k < NLIN; ++k)
             snprintf(al->cand[l][k], QS_QUANT_NAME_MAX, "%s", names[l * NLIN + k]);
-    return QS_OK;
 }
 
 qs_status qs_search_refine(const qs_stage_ctx *ctx, qs_kl_probe *probe,
