@@ -30,6 +30,8 @@
 #include <time.h>
 
 #include <cblas.h>
+
+#include "bench_util.h"
 #ifdef QS_BLAS_BLIS
 #include <blis.h>
 #endif
@@ -45,27 +47,13 @@ char *openblas_get_corename(void);
 char *openblas_get_config(void);
 #endif
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t g_rng = 88172645463325252ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-}
-
 static float *rand_buf(int64_t count) {
     float *a = malloc((size_t)count * sizeof(float));
     if (!a) {
         fprintf(stderr, "bench_blas: out of memory\n");
         exit(1);
     }
-    for (int64_t i = 0; i < count; ++i) a[i] = frand();
+    for (int64_t i = 0; i < count; ++i) a[i] = bench_frand();
     return a;
 }
 
@@ -88,13 +76,13 @@ static void time_case(const bench_case *c) {
         fprintf(stderr, "bench_blas: out of memory\n");
         exit(1);
     }
-    double best = 1e30, t0 = now();
+    double best = 1e30, t0 = bench_wall();
     int calls = 0;
-    while (calls < 2 || now() - t0 < g_secs) {
+    while (calls < 2 || bench_wall() - t0 < g_secs) {
         float *o = calls % 2 ? b : a;
-        double t = now();
+        double t = bench_wall();
         c->run(c->ctx, o);
-        t = now() - t;
+        t = bench_wall() - t;
         best = t < best ? t : best;
         ++calls;
     }

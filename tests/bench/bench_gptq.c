@@ -23,35 +23,22 @@
 
 #include <cblas.h>
 
+#include "bench_util.h"
 #include "pool.h"
 #include "quant.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t g_rng = 88172645463325252ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-}
 
 static double sgemm_peak(void) {
     const int n = 2048;
     float *A = malloc((size_t)n * n * 4), *B = malloc((size_t)n * n * 4), *C = malloc((size_t)n * n * 4);
     for (size_t i = 0; i < (size_t)n * n; ++i) {
-        A[i] = frand();
-        B[i] = frand();
+        A[i] = bench_frand();
+        B[i] = bench_frand();
     }
     double best = 1e30;
     for (int rep = 0; rep < 4; ++rep) {
-        double t = now();
+        double t = bench_wall();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
-        t = now() - t;
+        t = bench_wall() - t;
         if (t < best) best = t;
     }
     free(A);
@@ -96,8 +83,8 @@ static int make_input(const bench_opts *o, int64_t d_out, int64_t n, float *H, f
     const int64_t N = o->rows > 0 ? o->rows : n < 1024 ? 2 * n : 1024; /* calibration rows */
     float *X = malloc((size_t)(N * n) * 4); // (N, n)
     if (!X) return -1;
-    for (int64_t i = 0; i < N * n; ++i) X[i] = frand();
-    for (int64_t i = 0; i < d_out * n; ++i) W[i] = 0.02f * frand();
+    for (int64_t i = 0; i < N * n; ++i) X[i] = bench_frand();
+    for (int64_t i = 0; i < d_out * n; ++i) W[i] = 0.02f * bench_frand();
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)N, 2.0f / (float)N, X, (int)n,
                 0.0f, H, (int)n);
     free(X);
@@ -152,15 +139,15 @@ static int bench_shape(int64_t d_out, int64_t n, double peak, const bench_opts *
     double tprep = 1e30, tq = 1e30;
     for (int rep = 0; rep < o->reps; ++rep) {
         qs_gptq_factor_free(&f);
-        double t = now();
+        double t = bench_wall();
         if (qs_gptq_prepare(H, n, &p, &f, &e) != QS_OK) goto fail;
-        t = now() - t;
+        t = bench_wall() - t;
         tprep = t < tprep ? t : tprep;
         piece_run r = {&f, &p, W, d_out, ng, {codes, sc, z, wq}};
-        t = now();
+        t = bench_wall();
         if (qs_pool_run(pool, (d_out + p.row_block - 1) / p.row_block, piece_task, &r, &e) != QS_OK)
             goto fail;
-        t = now() - t;
+        t = bench_wall() - t;
         tq = t < tq ? t : tq;
     }
     if (o->dir) {
