@@ -1,7 +1,9 @@
 /* gptq.c: GPTQ (Frantar et al. 2022) on BLAS/LAPACK.
  *
  * prepare: dead channels, act-order permutation, damped Hessian -> U = chol((H + dI)^-1)
- * (upper, Hinv = U^T U) with automatic damp raising and an fp64 fallback.
+ * (upper, Hinv = U^T U) with automatic damp raising and an fp64 fallback. U comes from one
+ * Cholesky factorization of the reversed matrix and one triangular inverse (2/3 n^3 flops;
+ * the chol -> inverse -> chol chain of the reference implementation costs 4/3 n^3).
  * quantize_rows: the blocked ("lazy batch") algorithm on fixed row tiles. Per tile the
  * weights are copied in quantization order; each block of B columns is quantized column by
  * column with rank-1 error feedback inside sub-blocks of QS_GPTQ_SUB columns, a small gemm
@@ -87,35 +89,55 @@ double qs_gptq_next_damp(double cur, double damp_max) {
     return nx > damp_max ? damp_max : nx;
 }
 
-/* Permuted, damped Hessian into a (column-major == row-major, symmetric) buffer. Reads the
- * upper triangle of H. */
-#define FILL_PERMUTED(A, H, f, diag, damp_abs)                                         \
+/* The permuted, damped Hessian P in reversed order, A = J P J (J the reversal: position a
+ * holds column perm[n-1-a]), into the row-major lower triangle of A (= the column-major upper
+ * triangle LAPACK reads with 'U'). Reads the upper triangle of H; without act-order the
+ * reads go along rows of H. */
+#define FILL_REVERSED(A, H, f, diag, damp_abs)                                         \
     do {                                                                               \
-        for (int64_t a_ = 0; a_ < (f)->n; ++a_) {                                      \
-            int64_t pa_ = (f)->perm[a_];                                               \
-            for (int64_t b_ = 0; b_ < (f)->n; ++b_) {                                  \
-                int64_t pb_ = (f)->perm[b_];                                           \
+        const int64_t n_ = (f)->n;                                                     \
+        for (int64_t a_ = 0; a_ < n_; ++a_) {                                          \
+            int64_t pa_ = (f)->perm[n_ - 1 - a_];                                      \
+            for (int64_t b_ = 0; b_ < a_; ++b_) {                                      \
+                int64_t pb_ = (f)->perm[n_ - 1 - b_];                                  \
                 int64_t lo_ = pa_ < pb_ ? pa_ : pb_, hi_ = pa_ < pb_ ? pb_ : pa_;      \
-                (A)[a_ * (f)->n + b_] = (H)[lo_ * (f)->n + hi_];                       \
+                (A)[a_ * n_ + b_] = (H)[lo_ * n_ + hi_];                               \
             }                                                                          \
-            (A)[a_ * (f)->n + a_] = (diag)[pa_] + (damp_abs);                          \
+            (A)[a_ * n_ + a_] = (diag)[pa_] + (damp_abs);                              \
         }                                                                              \
+    } while (0)
+
+/* U from A = J P J after xpotrf + xtrtri ('U', column-major) left R^-1 in A, where
+ * A = R^T R (R upper): P = W W^T with W = J R^T J upper, so P^-1 = U^T U with
+ * U = W^-1 = J R^-T J, the upper Cholesky factor of P^-1 (unique: positive diagonal).
+ * R^-1's element (r, c) sits at row-major (c, r), so U[i][j] = R^-1[n-1-j][n-1-i] is the
+ * buffer's element (n-1-i, n-1-j): U is the buffer reversed end to end (in place); its
+ * strict lower part (the reversed input) is zeroed. */
+#define REVERSE_TO_U(T, A, n)                                                          \
+    do {                                                                               \
+        const int64_t N_ = (n) * (n);                                                  \
+        for (int64_t k_ = 0; k_ < N_ / 2; ++k_) {                                      \
+            T t_ = (A)[k_];                                                            \
+            (A)[k_] = (A)[N_ - 1 - k_];                                                \
+            (A)[N_ - 1 - k_] = t_;                                                     \
+        }                                                                              \
+        for (int64_t i_ = 1; i_ < (n); ++i_)                                           \
+            memset((A) + i_ * (n), 0, (size_t)i_ * sizeof(T));                         \
     } while (0)
 
 /* One fp32 attempt; 0 on success with f->U holding the factor. */
 static int factor_f32(const float *H, qs_gptq_factor *f, const double *diag, double damp_abs) {
     const int64_t n = f->n;
     float *A = f->U;
-    FILL_PERMUTED(A, H, f, diag, damp_abs);
-    /* A is symmetric: column-major 'L' = row-major upper. chol -> inverse -> chol; the
-     * column-major lower factor L2 (Hinv = L2 L2^T) read row-major is U = L2^T. */
-    if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    if (LAPACKE_spotri_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    FILL_REVERSED(A, H, f, diag, damp_abs);
+    if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    if (LAPACKE_strtri_work(LAPACK_COL_MAJOR, 'U', 'N', (lapack_int)n, A, (lapack_int)n) != 0)
+        return -1;
+    REVERSE_TO_U(float, A, n);
     for (int64_t i = 0; i < n; ++i) {
-        for (int64_t j = 0; j < i; ++j) A[i * n + j] = 0.0f;
         for (int64_t j = i; j < n; ++j)
             if (!isfinite(A[i * n + j])) return -1;
+        if (!(A[i * n + i] > 0.0f)) return -1;
     }
     return 0;
 }
@@ -123,10 +145,11 @@ static int factor_f32(const float *H, qs_gptq_factor *f, const double *diag, dou
 static int factor_f64(const float *H, qs_gptq_factor *f, const double *diag, double damp_abs,
                       double *A) {
     const int64_t n = f->n;
-    FILL_PERMUTED(A, H, f, diag, damp_abs);
-    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    FILL_REVERSED(A, H, f, diag, damp_abs);
+    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'U', 'N', (lapack_int)n, A, (lapack_int)n) != 0)
+        return -1;
+    REVERSE_TO_U(double, A, n);
     for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = 0; j < i; ++j) f->U[i * n + j] = 0.0f;
         for (int64_t j = i; j < n; ++j) {

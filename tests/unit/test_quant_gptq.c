@@ -358,11 +358,29 @@ static void test_damping(void) {
     CHECK(f.info.nraise >= 1 && f.info.damp == 0.1 && f.info.damp_abs > 0.0, "raises %d damp %g",
           f.info.nraise, f.info.damp);
     qs_gptq_factor_free(&f);
-    /* fp32 overflows the inverse (1/1e-40), fp64 does not: fallback used and recorded */
+    /* a tiny diagonal (1e-40): U = H^-1/2 (1e20) is finite in fp32, no fallback */
     memset(H, 0, sizeof H);
     for (int64_t i = 0; i < n; ++i) H[i * n + i] = i == 3 ? 1e-40f : 1.0f;
     p.damp = 0.0;
     p.damp_max = 0.0;
+    qs_err_clear(&e);
+    CHECK(qs_gptq_prepare(H, n, &p, &f, &e) == QS_OK, "%s", e.msg);
+    CHECK(f.info.fp64 == 0 && fabs(f.U[3 * n + 3] * sqrt((double)1e-40f) - 1.0) < 1e-6,
+          "fp64 %d U33 %g", f.info.fp64, f.U[3 * n + 3]);
+    qs_gptq_factor_free(&f);
+    /* fp32 rounds a positive pivot to 0, fp64 does not: fallback used and recorded. Blocks
+     * [[b, a], [a, 1]] are factored reversed, [[1, a], [a, b]]: the pivot b - a*a with
+     * a = 1 + 2049 * 2^-23 and b = fl32(a*a) (rounded up) is 0 in fp32 and
+     * 2^-24 - 4097 * 2^-46 > 0 in fp64 (a*a is exact in double). */
+    memset(H, 0, sizeof H);
+    const float a = 1.0f + 2049.0f * 0x1p-23f;
+    const volatile float a2 = a * a; /* rounded to fp32 */
+    for (int64_t i = 0; i < n; i += 2) {
+        H[i * n + i] = a2;
+        H[(i + 1) * n + i + 1] = 1.0f;
+        H[i * n + i + 1] = H[(i + 1) * n + i] = a;
+    }
+    CHECK((double)a2 > (double)a * (double)a, "a*a not rounded up");
     qs_err_clear(&e);
     CHECK(qs_gptq_prepare(H, n, &p, &f, &e) == QS_OK, "%s", e.msg);
     CHECK(f.info.fp64 == 1 && f.info.nraise == 0 && f.info.damp == 0.0, "fp64 %d raises %d",
