@@ -125,14 +125,15 @@ double qs_gptq_next_damp(double cur, double damp_max) {
             memset((A) + i_ * (n), 0, (size_t)i_ * sizeof(T));                         \
     } while (0)
 
-/* One fp32 attempt; 0 on success with f->U holding the factor. */
-static int factor_f32(const float *H, qs_gptq_factor *f, const double *diag, double damp_abs) {
+/* One fp32 attempt: 0 on success with f->U holding the factor, -1 to try a larger damp,
+ * -2 on an allocation or pool error (err set). */
+static int factor_f32(qs_pool *pool, const float *H, qs_gptq_factor *f, const double *diag,
+                      double damp_abs, qs_err *err) {
     const int64_t n = f->n;
     float *A = f->U;
     FILL_REVERSED(A, H, f, diag, damp_abs);
-    if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    if (LAPACKE_strtri_work(LAPACK_COL_MAJOR, 'U', 'N', (lapack_int)n, A, (lapack_int)n) != 0)
-        return -1;
+    int rc = qs_gptq_chol_inverse(pool, A, n, err); /* lower triangle: L^-1 = (R^-1)^T */
+    if (rc != 0) return rc < 0 ? -2 : -1;
     REVERSE_TO_U(float, A, n);
     for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = i; j < n; ++j)
@@ -164,6 +165,11 @@ static int factor_f64(const float *H, qs_gptq_factor *f, const double *diag, dou
 
 qs_status qs_gptq_prepare(const float *H, int64_t n, const qs_quant_params *p,
                           qs_gptq_factor *f, qs_err *err) {
+    return qs_gptq_prepare_pool(NULL, H, n, p, f, err);
+}
+
+qs_status qs_gptq_prepare_pool(qs_pool *pool, const float *H, int64_t n,
+                               const qs_quant_params *p, qs_gptq_factor *f, qs_err *err) {
     qs_status st = QS_OK;
     double *diag = NULL, *A64 = NULL;
     memset(f, 0, sizeof(*f));
@@ -183,7 +189,11 @@ qs_status qs_gptq_prepare(const float *H, int64_t n, const qs_quant_params *p,
         for (double frac = p->damp; frac >= 0.0; frac = qs_gptq_next_damp(frac, p->damp_max)) {
             double damp_abs = frac * mean;
             int rc = fp64 ? factor_f64(H, f, diag, damp_abs, A64)
-                          : factor_f32(H, f, diag, damp_abs);
+                          : factor_f32(pool, H, f, diag, damp_abs, err);
+            if (rc == -2) { /* err already says why */
+                st = err->code != QS_OK ? err->code : QS_ERR_RUNTIME;
+                goto done;
+            }
             if (rc == 0) {
                 f->info.damp = frac;
                 f->info.damp_abs = damp_abs;

@@ -6,9 +6,9 @@
  * Peak: best of several 2048^3 sgemm calls. GPTQ: w4g128 (asym, B 128, row_block 256) on
  * Llama-7B shapes (4096x4096, gate/up 11008x4096) and tinyllama-a shapes; GFLOP/s count
  * 2*d_out*d_in^2 (the nominal GPTQ cost). Prints one line per shape; not a test.
- * With --shape: only those shapes, X of N rows (--rows, default 2048), the quantize step on
- * a pool of T threads in pieces of row_block rows (as reconstruct runs them; prepare stays
- * on one thread as in the product), best of R repetitions. --dir DIR: the Hessian and W of
+ * With --shape: only those shapes, X of N rows (--rows, default 2048), prepare
+ * (qs_gptq_prepare_pool) and the quantize step on a pool of T threads, the latter in pieces
+ * of row_block rows (as reconstruct runs them), best of R repetitions. --dir DIR: the Hessian and W of
  * a shape are read from DIR/DOUTxDIN.{H,W}.f32 when present, else made and written there,
  * and the dequantized result goes to DIR/DOUTxDIN.wq<T>.f32 (raw little-endian float32,
  * row-major (n, n), (d_out, n), (d_out, n)); tests/bench/bench_gptq_ref.py uses these to run
@@ -50,7 +50,7 @@ static double sgemm_peak(void) {
 /* What one run of bench_shape does (the options). */
 typedef struct bench_opts {
     int64_t rows;    /* token rows N of X; 0: the default rule of the fixed table */
-    int threads;     /* pool threads of the quantize step */
+    int threads;     /* pool threads of prepare and quantize */
     int reps;        /* best of */
     int zero_min1;   /* qs_quant_params.zero_min1 */
     const char *dir; /* NULL, or where H, W (in) and wq (out) live */
@@ -140,7 +140,7 @@ static int bench_shape(int64_t d_out, int64_t n, double peak, const bench_opts *
     for (int rep = 0; rep < o->reps; ++rep) {
         qs_gptq_factor_free(&f);
         double t = bench_wall();
-        if (qs_gptq_prepare(H, n, &p, &f, &e) != QS_OK) goto fail;
+        if (qs_gptq_prepare_pool(pool, H, n, &p, &f, &e) != QS_OK) goto fail;
         t = bench_wall() - t;
         tprep = t < tprep ? t : tprep;
         piece_run r = {&f, &p, W, d_out, ng, {codes, sc, z, wq}};

@@ -1,6 +1,7 @@
 /* test_quant_gptq.c: GPTQ kernels against their scalar twins and their contracts:
  * blocked vs column-by-column (codes >= 99.9% equal, errors within 1e-4 relative),
- * LAPACK factor vs textbook factor, bit-identical output when rows are split at tile
+ * LAPACK factor vs textbook factor (the pooled blocked factor: the same bytes at 1, 2, 3
+ * threads), bit-identical output when rows are split at tile
  * boundaries, act-order/static-group g_idx semantics and dequantization through g_idx,
  * damping raised on an indefinite Hessian, fp64 fallback, dead channels, bad inputs,
  * the error kernel vs its twin. Fails via exit code. */
@@ -175,29 +176,52 @@ static void test_against_twin(void) {
     free(W);
 }
 
-static void test_factor_twin(void) {
-    const int64_t n = 96;
-    float *H = make_hessian(n, 300);
-    for (int act = 0; act <= 1; ++act) {
-        qs_quant_params p;
-        qs_quant_params_default(&p);
-        p.act_order = act;
-        qs_gptq_factor a, b;
+/* The factor of the pooled blocked factorization at 1, 2, 3 threads: the same bytes as
+ * without a pool. */
+static void check_factor_threads(const float *H, int64_t n, const qs_quant_params *p,
+                                 const qs_gptq_factor *a) {
+    for (int t = 1; t <= 3; ++t) {
+        qs_pool *pool = NULL;
+        qs_gptq_factor c;
         qs_err e = {0};
-        CHECK(qs_gptq_prepare(H, n, &p, &a, &e) == QS_OK, "%s", e.msg);
-        CHECK(qs_gptq_prepare_ref(H, n, &p, &b, &e) == QS_OK, "%s", e.msg);
-        double mx = 0.0, d = 0.0;
-        for (int64_t i = 0; i < n * n; ++i) {
-            mx = fmax(mx, fabs((double)b.U[i]));
-            d = fmax(d, fabs((double)a.U[i] - (double)b.U[i]));
-        }
-        CHECK(d <= 1e-3 * mx, "factor differs from twin by %g (max %g)", d, mx);
-        CHECK(memcmp(a.perm, b.perm, (size_t)n * 4) == 0, "perm differs");
-        CHECK(a.info.nraise == 0 && a.info.fp64 == 0 && a.info.damp == 0.01, "info");
-        qs_gptq_factor_free(&a);
-        qs_gptq_factor_free(&b);
+        CHECK(qs_pool_create(t, &pool, &e) == QS_OK, "%s", e.msg);
+        CHECK(qs_gptq_prepare_pool(pool, H, n, p, &c, &e) == QS_OK, "%s", e.msg);
+        CHECK(memcmp(a->U, c.U, sizeof(float) * (size_t)(n * n)) == 0,
+              "n %lld: factor at %d threads differs", (long long)n, t);
+        qs_gptq_factor_free(&c);
+        qs_pool_free(pool);
     }
-    free(H);
+}
+
+/* n 96: one block of the blocked factorization; 600: blocks 512 and 88. */
+static void test_factor_twin(void) {
+    const int64_t ns[2] = {96, 600};
+    for (int in = 0; in < 2; ++in) {
+        const int64_t n = ns[in];
+        float *H = make_hessian(n, 3 * n);
+        for (int act = 0; act <= 1; ++act) {
+            qs_quant_params p;
+            qs_quant_params_default(&p);
+            p.act_order = act;
+            qs_gptq_factor a, b;
+            qs_err e = {0};
+            CHECK(qs_gptq_prepare(H, n, &p, &a, &e) == QS_OK, "%s", e.msg);
+            CHECK(qs_gptq_prepare_ref(H, n, &p, &b, &e) == QS_OK, "%s", e.msg);
+            double mx = 0.0, d = 0.0;
+            for (int64_t i = 0; i < n * n; ++i) {
+                mx = fmax(mx, fabs((double)b.U[i]));
+                d = fmax(d, fabs((double)a.U[i] - (double)b.U[i]));
+            }
+            CHECK(d <= 1e-3 * mx, "n %lld: factor differs from twin by %g (max %g)", (long long)n,
+                  d, mx);
+            CHECK(memcmp(a.perm, b.perm, (size_t)n * 4) == 0, "perm differs");
+            CHECK(a.info.nraise == 0 && a.info.fp64 == 0 && a.info.damp == 0.01, "info");
+            check_factor_threads(H, n, &p, &a);
+            qs_gptq_factor_free(&a);
+            qs_gptq_factor_free(&b);
+        }
+        free(H);
+    }
 }
 
 /* GPTQ beats RTN on the proxy objective it minimizes. */
