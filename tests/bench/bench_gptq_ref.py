@@ -23,7 +23,8 @@ gptq.py imports transformers only for isinstance checks (a stub stands in) and c
 torch.cuda.synchronize() (a no-op on CPU here); nothing else is changed.
 
 Usage: bench_gptq_ref.py BUILD_DIR --ref DIR [--venv DIR] [--shapes 4096x4096,...]
-       [--threads 1,2] [--rounds 2] [--rows 2048] [--work DIR] [--keep]
+       [--threads 1,2] [--rounds 2] [--rows 2048] [--work DIR] [--keep] [--env K=V ...]
+  --env: extra environment of qshard's runs only (e.g. OPENBLAS_CORETYPE=SkylakeX)
   --venv: a venv with torch and numpy (quant.py imports it; default $QS_TORCH_VENV, else
           /work/venv-torch, as tests/data/deep_setup.sh makes it)
 (internal: --worker ref|err runs inside the venv's python.)"""
@@ -137,6 +138,7 @@ def main():
     p.add_argument("--rows", type=int, default=2048)
     p.add_argument("--work")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--env", action="append", default=[])
     p.add_argument("--worker", choices=("ref", "err"))
     p.add_argument("--d-out", type=int)
     p.add_argument("--d-in", type=int)
@@ -158,10 +160,14 @@ def main():
     env["OPENBLAS_NUM_THREADS"] = "1"
     bench = os.path.join(a.build, "tests", "bench_gptq")
 
+    qenv = dict(env, **dict(kv.split("=", 1) for kv in a.env))
+    if a.env:
+        print(f"qshard's runs with {' '.join(a.env)}")
+
     def qshard(s, t):
         r = subprocess.run([bench, "--shape", f"{s[0]}x{s[1]}", "--rows", str(a.rows),
                             "--threads", str(t), "--dir", work, "--zero-min1", "0"],
-                           check=True, capture_output=True, text=True, env=env)
+                           check=True, capture_output=True, text=True, env=qenv)
         w = r.stdout.split("\n")[2].split()
         return float(w[4]), float(w[7]), float(r.stdout.split()[4])  # prepare, quantize, peak
 
