@@ -136,7 +136,7 @@ static qs_status solve_group_job(const qs_stage_ctx *ctx, const qs_model_dims *d
     snprintf(name, sizeof(name), "%s/hessian", GROUP_NAMES[g]);
     QS_CHECK(qs_h5_read_n(&h, name, QS_H5_F32, n * n, (void **)&H, err)); // (n, n)
     qs_h5_abandon(&h);
-    if (cs->gptq) QS_CHECK(qs_gptq_prepare(H, n, &cs->fp, &f, err));
+    if (cs->gptq) QS_CHECK(qs_gptq_prepare_pool(ctx->pool, H, n, &cs->fp, &f, err));
     for (int k = 0; k < NLIN; ++k) {
         if ((int)qs_linear_group_of((qs_linear_kind)k) != g) continue;
         const int64_t d_out = lr->d_out[k], d_in = lr->d_in[k];
@@ -494,7 +494,8 @@ static qs_status seq_factors(seq_rank *q, const int *need, qs_err *err) {
     if (!cs->gptq) return QS_OK;
     for (int g = 0; g < NGRP && st == QS_OK; ++g)
         if (need[g] && g % comm->size == comm->rank)
-            st = qs_gptq_prepare(q->Hf[g], q->dg[g], &cs->fp, &q->fac[g], err);
+            st = qs_gptq_prepare_pool(q->ctx->pool, q->Hf[g], q->dg[g], &cs->fp, &q->fac[g],
+                                      err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) return st;
     for (int g = 0; g < NGRP; ++g)
