@@ -182,7 +182,8 @@ qs_status qs_gptq_prepare_pool(qs_pool *pool, const float *H, int64_t n,
         }
     }
     QS_THROW(err, QS_ERR_INPUT,
-             "Hessian (%lld x %lld): not positive definite even with damp %g (damp_max) in fp64",
+             "Hessian (%lld x %lld): not positive definite even with damp %g (damp_max) in fp64"
+             " (raise quant.damp_max)",
              (long long)n, (long long)n, p->damp_max);
 done:
     free(diag);
