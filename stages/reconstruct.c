@@ -136,7 +136,12 @@ static qs_status solve_group_job(const qs_stage_ctx *ctx, const qs_model_dims *d
     snprintf(name, sizeof(name), "%s/hessian", GROUP_NAMES[g]);
     QS_CHECK(qs_h5_read_n(&h, name, QS_H5_F32, n * n, (void **)&H, err)); // (n, n)
     qs_h5_abandon(&h);
-    if (cs->gptq) QS_CHECK(qs_gptq_prepare(H, n, &cs->fp, &f, err));
+    if (cs->gptq) {
+        st = qs_gptq_prepare_pool(ctx->pool, H, n, &cs->fp, &f, err);
+        if (st != QS_OK) qs_err_prefix(err, "layer %d, %s inputs", layer,
+                                       GROUP_NAMES[g]);
+        QS_CHECK(st);
+    }
     for (int k = 0; k < NLIN; ++k) {
         if ((int)qs_linear_group_of((qs_linear_kind)k) != g) continue;
         const int64_t d_out = lr->d_out[k], d_in = lr->d_in[k];
@@ -485,16 +490,20 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
     return QS_OK;
 }
 
-/* One factor per group that has a quantized linear (need[g]), prepared by rank g % P and
- * broadcast. Collective. */
-static qs_status seq_factors(seq_rank *q, const int *need, qs_err *err) {
+/* One factor per group of `layer` that has a quantized linear (need[g]), prepared by rank
+ * g % P (on its pool) and broadcast. Collective. */
+static qs_status seq_factors(seq_rank *q, int layer, const int *need, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = q->ctx->comm;
     const qs_cands *cs = &q->s->cs;
     if (!cs->gptq) return QS_OK;
     for (int g = 0; g < NGRP && st == QS_OK; ++g)
-        if (need[g] && g % comm->size == comm->rank)
-            st = qs_gptq_prepare(q->Hf[g], q->dg[g], &cs->fp, &q->fac[g], err);
+        if (need[g] && g % comm->size == comm->rank) {
+            st = qs_gptq_prepare_pool(q->ctx->pool, q->Hf[g], q->dg[g], &cs->fp, &q->fac[g],
+                                      err);
+            if (st != QS_OK) qs_err_prefix(err, "layer %d, %s inputs", layer,
+                                           GROUP_NAMES[g]);
+        }
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) return st;
     for (int g = 0; g < NGRP; ++g)
@@ -744,7 +753,7 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, recon_state *s, qs_err *
                 if (cend[k] > cfirst[k]) need[qs_linear_group_of((qs_linear_kind)k)] = 1;
             }
             QS_CHECK(seq_hessians(&q, l, err));
-            QS_CHECK(seq_factors(&q, need, err));
+            QS_CHECK(seq_factors(&q, l, need, err));
             QS_CHECK(seq_solve(&q, l, cfirst, cend, lsel, err));
             warn_layer(ctx, s, l);
             ++written;

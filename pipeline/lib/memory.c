@@ -85,7 +85,9 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
      * baseline's codes/scales/zeros with the error tiles of one (R, d_in). A piece is a row
      * block in both modes; R = rows = min(d_out, row_block). One per thread; a rank that
      * does not write the layer also holds SOLVE_BATCH (4) pieces' results per thread in
-     * flight (stages/reconstruct.c seq_solve_mine). */
+     * flight (stages/reconstruct.c seq_solve_mine). The GPTQ factor's tile panel
+     * (d_in x 512 f32, chol_tiled.c) lives only while a factor is prepared, before any
+     * solve, and is smaller than one piece's scratch (>= 16 R d_in B): not counted apart. */
     const int64_t nthr = mem_threads(cfg);
     int64_t scratch = 0, piece = 0;
     for (int k = 0; k < 7; ++k) {

@@ -1,7 +1,8 @@
 /* gptq.c: GPTQ (Frantar et al. 2022) on BLAS/LAPACK.
  *
  * prepare: dead channels, act-order permutation, damped Hessian -> U = chol((H + dI)^-1)
- * (upper, Hinv = U^T U) with automatic damp raising and an fp64 fallback.
+ * (upper, Hinv = U^T U; chol_tiled.c: one Cholesky and one triangular inverse of the
+ * reversed matrix on the pool's tiles) with automatic damp raising and an fp64 fallback.
  * quantize_rows: the blocked ("lazy batch") algorithm on fixed row tiles. Per tile the
  * weights are copied in quantization order; each block of B columns is quantized column by
  * column with rank-1 error feedback inside sub-blocks of QS_GPTQ_SUB columns, a small gemm
@@ -102,31 +103,34 @@ double qs_gptq_next_damp(double cur, double damp_max) {
         }                                                                              \
     } while (0)
 
-/* One fp32 attempt; 0 on success with f->U holding the factor. */
-static int factor_f32(const float *H, qs_gptq_factor *f, const double *diag, double damp_abs) {
-    const int64_t n = f->n;
-    float *A = f->U;
+/* One fp32 attempt: *ok = 1 with f->U holding the factor (chol_tiled.c, on the pool). */
+static qs_status factor_f32(qs_pool *pool, const float *H, qs_gptq_factor *f, const double *diag,
+                            double damp_abs, int *ok, qs_err *err) {
+    float *A = f->U; // (n, n)
     FILL_PERMUTED(A, H, f, diag, damp_abs);
-    /* A is symmetric: column-major 'L' = row-major upper. chol -> inverse -> chol; the
-     * column-major lower factor L2 (Hinv = L2 L2^T) read row-major is U = L2^T. */
-    if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    if (LAPACKE_spotri_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    for (int64_t i = 0; i < n; ++i) {
-        for (int64_t j = 0; j < i; ++j) A[i * n + j] = 0.0f;
-        for (int64_t j = i; j < n; ++j)
-            if (!isfinite(A[i * n + j])) return -1;
-    }
-    return 0;
+    return qs_chol_inv_upper(pool, A, f->n, ok, err);
 }
 
+static void reverse64(double *A, int64_t len) {
+    for (int64_t a = 0, b = len - 1; a < b; ++a, --b) {
+        double t = A[a];
+        A[a] = A[b];
+        A[b] = t;
+    }
+}
+
+/* The fp64 fallback, the same factor as chol_tiled.c (U = J chol(J A J)^-1 J) by one LAPACK
+ * dpotrf and one dtrtri on the whole matrix; 0 on success. */
 static int factor_f64(const float *H, qs_gptq_factor *f, const double *diag, double damp_abs,
                       double *A) {
     const int64_t n = f->n;
     FILL_PERMUTED(A, H, f, diag, damp_abs);
-    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
-    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    reverse64(A, n * n);
+    /* column-major 'U' on the row-major matrix = row-major lower L, then L^-1 in place */
+    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
+    if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'U', 'N', (lapack_int)n, A, (lapack_int)n) != 0)
+        return -1;
+    reverse64(A, n * n);
     for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = 0; j < i; ++j) f->U[i * n + j] = 0.0f;
         for (int64_t j = i; j < n; ++j) {
@@ -141,6 +145,11 @@ static int factor_f64(const float *H, qs_gptq_factor *f, const double *diag, dou
 
 qs_status qs_gptq_prepare(const float *H, int64_t n, const qs_quant_params *p,
                           qs_gptq_factor *f, qs_err *err) {
+    return qs_gptq_prepare_pool(NULL, H, n, p, f, err);
+}
+
+qs_status qs_gptq_prepare_pool(qs_pool *pool, const float *H, int64_t n,
+                               const qs_quant_params *p, qs_gptq_factor *f, qs_err *err) {
     qs_status st = QS_OK;
     double *diag = NULL, *A64 = NULL;
     memset(f, 0, sizeof(*f));
@@ -159,9 +168,10 @@ qs_status qs_gptq_prepare(const float *H, int64_t n, const qs_quant_params *p,
         int nraise = 0;
         for (double frac = p->damp; frac >= 0.0; frac = qs_gptq_next_damp(frac, p->damp_max)) {
             double damp_abs = frac * mean;
-            int rc = fp64 ? factor_f64(H, f, diag, damp_abs, A64)
-                          : factor_f32(H, f, diag, damp_abs);
-            if (rc == 0) {
+            int ok = 0;
+            if (fp64) ok = factor_f64(H, f, diag, damp_abs, A64) == 0;
+            else QS_CHECK(factor_f32(pool, H, f, diag, damp_abs, &ok, err));
+            if (ok) {
                 f->info.damp = frac;
                 f->info.damp_abs = damp_abs;
                 f->info.nraise = nraise;
@@ -172,7 +182,8 @@ qs_status qs_gptq_prepare(const float *H, int64_t n, const qs_quant_params *p,
         }
     }
     QS_THROW(err, QS_ERR_INPUT,
-             "Hessian (%lld x %lld): not positive definite even with damp %g (damp_max) in fp64",
+             "Hessian (%lld x %lld): not positive definite even with damp %g (damp_max) in fp64"
+             " (raise quant.damp_max)",
              (long long)n, (long long)n, p->damp_max);
 done:
     free(diag);
