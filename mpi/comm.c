@@ -37,6 +37,26 @@ void qs_comm_finalize(qs_comm *c) {
     c->mpi = 0;
 }
 
+void qs_comm_split(const qs_comm *c, int color, int key, qs_comm *out) {
+    qs_comm_serial(out);
+    if (!c->mpi) return;
+    MPI_Comm sub;
+    MPI_Comm_split(handle(c), color >= 0 ? color : MPI_UNDEFINED, key, &sub);
+    if (sub == MPI_COMM_NULL) return;
+    out->fcomm = (int)MPI_Comm_c2f(sub);
+    out->mpi = 1;
+    MPI_Comm_rank(sub, &out->rank);
+    MPI_Comm_size(sub, &out->size);
+}
+
+void qs_comm_free(qs_comm *c) {
+    if (c->mpi) {
+        MPI_Comm h = handle(c);
+        MPI_Comm_free(&h);
+    }
+    qs_comm_serial(c);
+}
+
 static int severity(qs_status st) {
     switch (st) {
     case QS_OK: return 0;

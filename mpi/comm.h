@@ -35,6 +35,15 @@ void qs_comm_serial(qs_comm *c);
 /* Frees the communicator and finalizes MPI (no-op for a serial comm). */
 void qs_comm_finalize(qs_comm *c);
 
+/* Collective over c: splits it into groups of the ranks with the same color >= 0, ordered by
+ * key (ties by rank in c), like MPI_Comm_split. A rank with color < 0 joins no group and gets
+ * a serial comm (rank 0 of 1, no MPI). A serial c gives a serial comm. *out is owned by the
+ * caller: release it with qs_comm_free (before qs_comm_finalize of c). */
+void qs_comm_split(const qs_comm *c, int color, int key, qs_comm *out);
+
+/* Frees a comm made by qs_comm_split (safe on a serial or zeroed comm); *c becomes serial. */
+void qs_comm_free(qs_comm *c);
+
 /* Collective: combines every rank's status. Returns QS_OK if all are OK; otherwise the
  * most severe code (INTERNAL > RUNTIME > INPUT > STOPPED), and copies the failing record
  * of the lowest failing rank into *err on every rank (so rank 0 can print it). */

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hessian.h"
 #include "sha256.h"
 #include "text_tokens.h"
 #include "weights.h"
@@ -141,10 +142,41 @@ qs_status qs_stage_hash_rel(const qs_stage_ctx *ctx, const char *rel, const char
     return qs_sha256_file(path, hex, err);
 }
 
+#define ROUND_TAG 4243
+
+qs_status qs_stage_round_add(const qs_comm *comm, int nhave, qs_pool *pool, qs_stage_part *part,
+                             const qs_stage_sums *sums, qs_err *err) {
+    const int64_t d = part->d;
+    const size_t n2 = sizeof(float) * (size_t)(d * d);
+    qs_status st = QS_OK;
+    if (comm->rank > 0) {
+        if (comm->rank >= nhave) return QS_OK;
+        qs_comm_send(comm, part->hess, n2, 0, ROUND_TAG);
+        if (part->absmax) {
+            qs_comm_send(comm, part->absmax, sizeof(float) * (size_t)d, 0, ROUND_TAG);
+            qs_comm_send(comm, part->sumsq, sizeof(double) * (size_t)d, 0, ROUND_TAG);
+        }
+        return QS_OK;
+    }
+    for (int r = 0; r < nhave; ++r) {
+        if (r > 0) { /* rank 0's own partial (the round's first chunk) was added */
+            qs_comm_recv(comm, part->hess, n2, r, ROUND_TAG);
+            if (part->absmax) {
+                qs_comm_recv(comm, part->absmax, sizeof(float) * (size_t)d, r, ROUND_TAG);
+                qs_comm_recv(comm, part->sumsq, sizeof(double) * (size_t)d, r, ROUND_TAG);
+            }
+        }
+        if (st != QS_OK) continue;
+        st = qs_hess_add_pool(pool, sums->hess, part->hess, d, err);
+        if (part->absmax) qs_chan_stats_add(sums->absmax, sums->sumsq, part->absmax, part->sumsq, d);
+    }
+    return st;
+}
+
 void qs_stage_rss_report(const qs_stage_ctx *ctx, qs_mem_stage stage, int first, int count,
                          long long start_rss, double seconds) {
     const int rank = ctx->comm->rank, P = ctx->comm->size;
-    const char *label = stage == QS_MEM_CALIBRATE ? "calibrate" : "reconstruct";
+    const char *label = stage == QS_MEM_RECONSTRUCT ? "reconstruct" : "calibrate";
     qs_mem_estimate m =
         qs_mem_for_stage(&ctx->model->hf, ctx->cfg, rank, P, first, count, stage);
     long long peak = qs_log_peak_rss();

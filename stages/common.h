@@ -46,6 +46,33 @@ qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, char *warning, size_t 
 /* Local: run/plan/plan.json, checked against this run's rank and layer counts. */
 qs_status qs_stage_plan_read(const qs_stage_ctx *ctx, qs_plan *plan, qs_err *err);
 
+/* One linear group's input statistics of width d: a chunk partial (hess: f32 Hessian tile,
+ * upper triangle meaningful; absmax, sumsq per channel, both NULL when not kept) or, with
+ * f64 hess, the running sums they are added into (pipeline/model/hessian.h). */
+typedef struct qs_stage_part {
+    int64_t d;
+    float *hess;    /* (d, d) */
+    float *absmax;  /* (d) or NULL */
+    double *sumsq;  /* (d) or NULL */
+} qs_stage_part;
+typedef struct qs_stage_sums {
+    double *hess;   /* (d, d) f64, upper triangle */
+    float *absmax;  /* (d) or NULL */
+    double *sumsq;  /* (d) or NULL */
+} qs_stage_sums;
+
+/* One round of chunk partials added in chunk order on rank 0 of comm, so that partials
+ * computed on several ranks give the bytes of one rank adding every chunk in order (the
+ * quantized-input reconstruct's rounds over all ranks, calibrate's replicas of a stage).
+ * Rank r < nhave holds the partial of the round's r-th chunk in *part; rank 0 adds its own
+ * into *sums, then receives rank 1's into *part (overwriting it) and adds it, and so on.
+ * Ranks 1..nhave-1 send theirs (blocking) and ignore sums (may be NULL); ranks >= nhave do
+ * nothing. Every rank < nhave passes the same d and the same choice of statistics. No
+ * collective: ranks that call this in the same order of groups cannot deadlock. A failed
+ * add on rank 0 still receives the rest of the round, then returns the failure. */
+qs_status qs_stage_round_add(const qs_comm *comm, int nhave, qs_pool *pool, qs_stage_part *part,
+                             const qs_stage_sums *sums, qs_err *err);
+
 /* SHA-256 of a file of the run directory (rel), QS_ERR_INPUT "missing; <hint>" when absent. */
 qs_status qs_stage_hash_rel(const qs_stage_ctx *ctx, const char *rel, const char *hint,
                             char hex[65], qs_err *err);
