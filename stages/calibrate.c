@@ -46,20 +46,26 @@
 
 static const char *const GROUP_NAMES[QS_GROUP_COUNT] = {"qkv", "o", "gate_up", "down"};
 
-/* Running statistics of one layer (owned by the layer's rank). */
+/* One layer's statistics on this rank. Replica 0: the running sums (hess f64, absmax,
+ * sumsq, tokens). A replica > 0: one chunk's partials on their way to replica 0 (part f32,
+ * absmax, sumsq, their sends), kept until the replica reaches the same layer and group in
+ * its next chunk. */
 typedef struct layer_acc {
     int64_t d[QS_GROUP_COUNT];        /* input width per group */
-    double *hess[QS_GROUP_COUNT];     /* (d, d) f64, upper triangle accumulated */
+    double *hess[QS_GROUP_COUNT];     /* (d, d) f64, upper triangle accumulated; replica 0 */
+    float *part[QS_GROUP_COUNT];      /* (d, d) f32 zeroed (the strict lower triangle travels
+                                         too, never written); replica > 0 */
     float *absmax[QS_GROUP_COUNT];    /* (d) */
     double *sumsq[QS_GROUP_COUNT];    /* (d) */
-    int64_t tokens;                   /* rows seen */
+    qs_comm_req req[QS_GROUP_COUNT][QS_STAGE_ROUND_MSGS]; /* replica > 0: part's sends */
+    int64_t tokens;                   /* rows seen; replica 0 */
 } layer_acc;
 
-/* Hook context: the current layer's accumulators, scratch, the round, requests to poke. */
+/* Hook context: the current layer's accumulators or partials in flight, scratch, the round,
+ * requests to poke. */
 typedef struct hook_ctx {
-    layer_acc *acc;      /* the current layer's; NULL on a replica > 0 */
-    int64_t dg[QS_GROUP_COUNT]; /* input width per group */
-    float *tile;         /* (dmax, dmax) f32 partial */
+    layer_acc *acc;      /* the current layer's */
+    float *tile;         /* (dmax, dmax) f32 partial (replica 0) */
     float *pabs;         /* (dmax) */
     double *psq;         /* (dmax) */
     const qs_comm *col;  /* this stage's replicas (rank = replica) */
@@ -73,24 +79,31 @@ static qs_status stats_hook(void *vctx, qs_linear_group g, const float *x, int64
                             int64_t d, qs_err *err) {
     hook_ctx *h = vctx;
     layer_acc *a = h->acc;
-    if (d != h->dg[g]) return QS_FAIL(err, QS_ERR_INTERNAL, "hook width %lld != %lld",
-                                      (long long)d, (long long)h->dg[g]);
-    qs_status st = qs_hess_partial_pool(h->pool, x, rows, d, h->tile, err);
+    const int ship = a->part[g] != NULL; /* a replica > 0 */
+    if (d != a->d[g]) return QS_FAIL(err, QS_ERR_INTERNAL, "hook width %lld != %lld",
+                                     (long long)d, (long long)a->d[g]);
+    /* a replica's buffers of this layer and group: free once last chunk's sends are done */
+    if (ship) qs_stage_round_wait(h->col, a->req[g]);
+    qs_stage_part part = {d, ship ? a->part[g] : h->tile, ship ? a->absmax[g] : h->pabs,
+                          ship ? a->sumsq[g] : h->psq};
+    qs_status st = qs_hess_partial_pool(h->pool, x, rows, d, part.hess, err);
     if (st != QS_OK) return st;
-    st = qs_chan_stats_partial_pool(h->pool, x, rows, d, h->pabs, h->psq, err);
+    st = qs_chan_stats_partial_pool(h->pool, x, rows, d, part.absmax, part.sumsq, err);
     if (st != QS_OK) return st;
-    qs_stage_part part = {d, h->tile, h->pabs, h->psq};
-    const qs_stage_sums sums = {a ? a->hess[g] : NULL, a ? a->absmax[g] : NULL,
-                                a ? a->sumsq[g] : NULL};
-    st = qs_stage_round_add(h->col, h->nhave, h->pool, &part, &sums, err);
-    /* let pending pipeline messages move while this rank computes */
+    const qs_stage_sums sums = {a->hess[g], a->absmax[g], a->sumsq[g]};
+    st = qs_stage_round_add(h->col, h->nhave, h->pool, &part, &sums, ship ? a->req[g] : NULL,
+                            err);
+    /* let pending pipeline messages and this layer's partials move while this rank computes */
     qs_layerpipe_poke(h->pipe);
+    for (int k = 0; ship && k < QS_GROUP_COUNT * QS_STAGE_ROUND_MSGS; ++k)
+        qs_comm_test(h->col, &a->req[k / QS_STAGE_ROUND_MSGS][k % QS_STAGE_ROUND_MSGS]);
     return st;
 }
 
 static void acc_free(layer_acc *a) {
     for (int g = 0; g < QS_GROUP_COUNT; ++g) {
         free(a->hess[g]);
+        free(a->part[g]);
         free(a->absmax[g]);
         free(a->sumsq[g]);
     }
@@ -105,15 +118,19 @@ static void group_widths(const qs_model_dims *d, int64_t *dg) {
     dg[QS_GROUP_DOWN] = d->inter;
 }
 
-static qs_status acc_init(layer_acc *a, const qs_model_dims *d, qs_err *err) {
+/* Zeroed statistics of one layer: accumulators on replica 0, partials elsewhere. */
+static qs_status acc_init(layer_acc *a, const qs_model_dims *d, int replica, qs_err *err) {
     memset(a, 0, sizeof(*a));
     group_widths(d, a->d);
     for (int g = 0; g < QS_GROUP_COUNT; ++g) {
         int64_t n = a->d[g];
-        a->hess[g] = qs_calloc((size_t)(n * n), sizeof(double), err, "Hessian accumulator");
+        if (replica == 0)
+            a->hess[g] = qs_calloc((size_t)(n * n), sizeof(double), err, "Hessian accumulator");
+        else
+            a->part[g] = qs_calloc((size_t)(n * n), sizeof(float), err, "partial in flight");
         a->absmax[g] = qs_calloc((size_t)n, sizeof(float), err, "absmax");
         a->sumsq[g] = qs_calloc((size_t)n, sizeof(double), err, "sum of squares");
-        if (!a->hess[g] || !a->absmax[g] || !a->sumsq[g]) {
+        if ((!a->hess[g] && !a->part[g]) || !a->absmax[g] || !a->sumsq[g]) {
             acc_free(a);
             return QS_ERR_RUNTIME;
         }
@@ -328,7 +345,7 @@ typedef struct calib_rank {
     int64_t seg0, seg1;  /* the current checkpoint segment of chunks [seg0, seg1) */
     qs_comm row, col;    /* its replica's stages, its stage's replicas (qs_comm_split) */
     qs_layer_f32 *lw;    /* (nown) */
-    layer_acc *acc;      /* (nown) replica 0 only, else NULL */
+    layer_acc *acc;      /* (nown) accumulators (replica 0) or partials in flight */
     qs_ends_f32 ends;    /* embeddings on the first layer's rank */
     qs_layer_workspace ws;
     float *tile;         /* (dmax, dmax) Hessian partial; also the f32 staging of writes */
@@ -366,20 +383,19 @@ static qs_status rank_init(calib_rank *r, qs_err *err) {
     if (d->heads * d->head_dim > dmax) dmax = d->heads * d->head_dim;
     if (d->inter > dmax) dmax = d->inter;
     r->lw = qs_calloc((size_t)r->nown, sizeof(*r->lw), err, "layer weights");
-    if (r->replica == 0)
-        r->acc = qs_calloc((size_t)r->nown, sizeof(*r->acc), err, "layer accumulators");
-    /* zeroed: a replica ships the whole tile, whose strict lower triangle is never written */
-    r->tile = qs_calloc((size_t)(dmax * dmax), sizeof(float), err, "Hessian tile");
+    r->acc = qs_calloc((size_t)r->nown, sizeof(*r->acc), err, "layer statistics");
+    if (r->replica == 0) /* a replica > 0 computes its partials in their own buffers */
+        r->tile = qs_malloc(sizeof(float) * (size_t)(dmax * dmax), err, "Hessian tile");
     r->pabs = qs_malloc(sizeof(float) * (size_t)dmax, err, "absmax partial");
     r->psq = qs_malloc(sizeof(double) * (size_t)dmax, err, "sumsq partial");
     r->ids = qs_malloc(sizeof(uint32_t) * (size_t)(CS * T), err, "chunk tokens");
     r->ids32 = qs_malloc(sizeof(int32_t) * (size_t)T, err, "window tokens");
-    if (!r->lw || (r->replica == 0 && !r->acc) || !r->tile || !r->pabs || !r->psq || !r->ids ||
+    if (!r->lw || !r->acc || (r->replica == 0 && !r->tile) || !r->pabs || !r->psq || !r->ids ||
         !r->ids32)
         return QS_ERR_RUNTIME;
     QS_CHECK(qs_layer_workspace_init(&r->ws, d, (int)CS, (int)T, err));
     QS_CHECK(qs_layer_workspace_set_pool(&r->ws, r->ctx->pool, err));
-    for (int i = 0; r->acc && i < r->nown; ++i) QS_CHECK(acc_init(&r->acc[i], d, err));
+    for (int i = 0; i < r->nown; ++i) QS_CHECK(acc_init(&r->acc[i], d, r->replica, err));
     for (int i = 0; i < r->nown; ++i)
         QS_CHECK(qs_weights_load_layer(r->ctx->model, d, r->first + i, &r->lw[i], err));
     if (r->first == 0) QS_CHECK(qs_weights_load_ends(r->ctx->model, d, 1, 0, &r->ends, err));
@@ -419,15 +435,22 @@ static qs_status chunk_compute(void *vr, int64_t c, int64_t s0, int64_t ns, floa
     const double tb = qs_log_now();
     r->hctx.nhave = (int)nhave;
     for (int i = 0; i < r->nown && st == QS_OK; ++i) {
-        r->hctx.acc = r->acc ? &r->acc[i] : NULL;
+        r->hctx.acc = &r->acc[i];
         st = qs_layer_forward(&r->lw[i].w, &r->s->d, r->first + i, x, (int)ns, (int)T, &r->ws,
                               &hooks, err);
-        if (r->acc) r->acc[i].tokens += tokens;
+        r->acc[i].tokens += tokens;
     }
     if (r->ctx->busy) *r->ctx->busy += qs_log_now() - tb;
     qs_progress_step(r->ctx->progress, cr + nhave, "chunk %lld/%lld", (long long)(cr + nhave),
                      (long long)r->nchunks);
     return st;
+}
+
+/* A replica > 0: completes its partials' sends (replica 0 has added them all when its
+ * segment ends, so this returns once the segment is over). */
+static void ships_wait(calib_rank *r) {
+    for (int i = 0; r->replica > 0 && i < r->nown; ++i)
+        for (int g = 0; g < QS_GROUP_COUNT; ++g) qs_stage_round_wait(&r->col, r->acc[i].req[g]);
 }
 
 /* Resumes from the checkpoint of chunk k0 (rank 0's state.json, broadcast); a checkpoint
@@ -447,7 +470,7 @@ static qs_status resume_point(calib_rank *r, int64_t *k0, qs_err *err) {
     if (*k0 == 0) return QS_OK;
     qs_err lerr = {0};
     int bad = 0;
-    for (int i = 0; r->acc && i < r->nown && !bad; ++i)
+    for (int i = 0; r->replica == 0 && i < r->nown && !bad; ++i)
         if (ckpt_read(ctx->rd, r->first + i, *k0, &r->acc[i], &lerr) != QS_OK) bad = 1;
     if (!qs_comm_any(comm, bad)) {
         qs_log_info(ctx->log, "calibrate: resuming at chunk %lld of %lld", (long long)*k0,
@@ -457,9 +480,9 @@ static qs_status resume_point(calib_rank *r, int64_t *k0, qs_err *err) {
     qs_log_info(ctx->log, "calibrate: checkpoint at chunk %lld unusable (%s); restarting",
                 (long long)*k0, bad ? lerr.msg : "on another rank");
     *k0 = 0;
-    for (int i = 0; r->acc && i < r->nown && st == QS_OK; ++i) {
+    for (int i = 0; r->replica == 0 && i < r->nown && st == QS_OK; ++i) {
         acc_free(&r->acc[i]);
-        st = acc_init(&r->acc[i], &r->s->d, err);
+        st = acc_init(&r->acc[i], &r->s->d, 0, err);
     }
     return qs_comm_agree(comm, st, err);
 }
@@ -470,7 +493,7 @@ static qs_status resume_point(calib_rank *r, int64_t *k0, qs_err *err) {
 static qs_status checkpoint(calib_rank *r, int64_t k, int want_stop, int *stop, qs_err *err) {
     const qs_stage_ctx *ctx = r->ctx;
     qs_status st = QS_OK;
-    for (int i = 0; r->acc && i < r->nown && st == QS_OK; ++i)
+    for (int i = 0; r->replica == 0 && i < r->nown && st == QS_OK; ++i)
         st = ckpt_write(ctx->rd, r->first + i, k, &r->acc[i], err);
     st = qs_comm_agree(ctx->comm, st, err);
     if (st != QS_OK) return st;
@@ -490,7 +513,7 @@ static qs_status checkpoint(calib_rank *r, int64_t k, int want_stop, int *stop, 
 static qs_status write_outputs(calib_rank *r, qs_err *err) {
     const qs_stage_ctx *ctx = r->ctx;
     qs_status st = QS_OK;
-    for (int i = 0; r->acc && i < r->nown && st == QS_OK; ++i) {
+    for (int i = 0; r->replica == 0 && i < r->nown && st == QS_OK; ++i) {
         const int l = r->first + i;
         char rel[64];
         const char *rels[1] = {rel};
@@ -550,8 +573,7 @@ static qs_status calib_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     r.nchunks = qs_layerpipe_nchunks(&pipe);
-    r.hctx = (hook_ctx){NULL, {0}, r.tile, r.pabs, r.psq, &r.col, 1, &pipe, ctx->pool};
-    group_widths(&s->d, r.hctx.dg);
+    r.hctx = (hook_ctx){NULL, r.tile, r.pabs, r.psq, &r.col, 1, &pipe, ctx->pool};
     int64_t k0 = 0;
     QS_CHECK(resume_point(&r, &k0, err));
     qs_log_info(ctx->log,
@@ -573,6 +595,7 @@ static qs_status calib_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
             QS_CHECK(qs_layerpipe_run_every(&pipe, c + r.replica, c1, r.D, chunk_source,
                                             chunk_compute, &r, err));
         qs_layerpipe_drain(&pipe);
+        ships_wait(&r);
         const int64_t done_here = c1 - k0;
         c = c1;
         if (c == r.nchunks) break;

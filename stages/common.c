@@ -144,23 +144,32 @@ qs_status qs_stage_hash_rel(const qs_stage_ctx *ctx, const char *rel, const char
 
 #define ROUND_TAG 4243
 
-qs_status qs_stage_round_add(const qs_comm *comm, int nhave, qs_pool *pool, qs_stage_part *part,
-                             const qs_stage_sums *sums, qs_err *err) {
+/* Rank r > 0 of a round: its partial to rank 0, blocking (reqs NULL) or not. */
+static qs_status round_send(const qs_comm *comm, const qs_stage_part *part, qs_comm_req *reqs,
+                            qs_err *err) {
     const int64_t d = part->d;
-    const size_t n2 = sizeof(float) * (size_t)(d * d);
+    const void *buf[QS_STAGE_ROUND_MSGS] = {part->hess, part->absmax, part->sumsq};
+    const size_t n[QS_STAGE_ROUND_MSGS] = {sizeof(float) * (size_t)(d * d),
+                                           sizeof(float) * (size_t)d,
+                                           sizeof(double) * (size_t)d};
     qs_status st = QS_OK;
-    if (comm->rank > 0) {
-        if (comm->rank >= nhave) return QS_OK;
-        qs_comm_send(comm, part->hess, n2, 0, ROUND_TAG);
-        if (part->absmax) {
-            qs_comm_send(comm, part->absmax, sizeof(float) * (size_t)d, 0, ROUND_TAG);
-            qs_comm_send(comm, part->sumsq, sizeof(double) * (size_t)d, 0, ROUND_TAG);
-        }
-        return QS_OK;
+    for (int k = 0; k < (part->absmax ? QS_STAGE_ROUND_MSGS : 1) && st == QS_OK; ++k) {
+        if (reqs)
+            st = qs_comm_isend(comm, buf[k], n[k], 0, ROUND_TAG, &reqs[k], err);
+        else
+            qs_comm_send(comm, buf[k], n[k], 0, ROUND_TAG);
     }
+    return st;
+}
+
+qs_status qs_stage_round_add(const qs_comm *comm, int nhave, qs_pool *pool, qs_stage_part *part,
+                             const qs_stage_sums *sums, qs_comm_req *reqs, qs_err *err) {
+    const int64_t d = part->d;
+    qs_status st = QS_OK;
+    if (comm->rank > 0) return comm->rank < nhave ? round_send(comm, part, reqs, err) : QS_OK;
     for (int r = 0; r < nhave; ++r) {
         if (r > 0) { /* rank 0's own partial (the round's first chunk) was added */
-            qs_comm_recv(comm, part->hess, n2, r, ROUND_TAG);
+            qs_comm_recv(comm, part->hess, sizeof(float) * (size_t)(d * d), r, ROUND_TAG);
             if (part->absmax) {
                 qs_comm_recv(comm, part->absmax, sizeof(float) * (size_t)d, r, ROUND_TAG);
                 qs_comm_recv(comm, part->sumsq, sizeof(double) * (size_t)d, r, ROUND_TAG);
@@ -171,6 +180,10 @@ qs_status qs_stage_round_add(const qs_comm *comm, int nhave, qs_pool *pool, qs_s
         if (part->absmax) qs_chan_stats_add(sums->absmax, sums->sumsq, part->absmax, part->sumsq, d);
     }
     return st;
+}
+
+void qs_stage_round_wait(const qs_comm *comm, qs_comm_req *reqs) {
+    for (int k = 0; k < QS_STAGE_ROUND_MSGS; ++k) qs_comm_wait(comm, &reqs[k]);
 }
 
 void qs_stage_rss_report(const qs_stage_ctx *ctx, qs_mem_stage stage, int first, int count,

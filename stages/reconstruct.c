@@ -461,7 +461,7 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
             const qs_stage_sums sums = {q->acc[g], NULL, NULL};
             /* (its tasks cannot fail) */
             (void)qs_stage_round_add(comm, left < P ? (int)left : P, q->ctx->pool, &part, &sums,
-                                     err);
+                                     NULL, err);
         }
     }
     for (int g = 0; g < NGRP; ++g) {

@@ -166,14 +166,18 @@ qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, i
     if (in > largest) largest = in;
     m.weights = (int64_t)count * qs_hf_config_layer_params(hf) * 4;
     if (stage == QS_MEM_CALIBRATE || stage == QS_MEM_CALIBRATE_REPLICA) {
-        /* stages/calibrate.c: f64 accumulators (replica 0 only) + one f32 tile (also the f32
-         * staging buffer when the layer files are written; on a replica > 0 the chunk
-         * partial in flight), the pipeline buffers, the statistics hook's scratch (largest
-         * width x 12 B), embeddings on the first rank of each pipeline. The bf16 pages of
-         * the mapped checkpoint are dropped once converted (weights.c). */
+        /* stages/calibrate.c: replica 0: f64 accumulators + one f32 tile (also the f32
+         * staging buffer when the layer files are written); a replica > 0: one chunk's
+         * partials per layer in flight to replica 0 (f32 tiles, absmax f32, sumsq f64). The
+         * pipeline buffers, the statistics hook's scratch (largest width x 12 B), embeddings
+         * on the first rank of each pipeline. The bf16 pages of the mapped checkpoint are
+         * dropped once converted (weights.c). */
         int64_t T = cfg ? cfg->calib.seqlen : 2048;
-        int64_t acc = stage == QS_MEM_CALIBRATE ? (h * h + q * q + h * h + in * in) * 8 : 0;
-        m.hessians = (int64_t)count * acc + largest * largest * 4;
+        int64_t sq = h * h + q * q + h * h + in * in;
+        if (stage == QS_MEM_CALIBRATE)
+            m.hessians = (int64_t)count * sq * 8 + largest * largest * 4;
+        else
+            m.hessians = (int64_t)count * (sq * 4 + (h + q + h + in) * 12);
         m.activations = pipeline_bytes(hf, chunk * T, T, mem_threads(cfg)) + largest * 12;
         m.extra = is_first ? V * h * 4 : 0;
     } else {

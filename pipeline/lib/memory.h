@@ -19,10 +19,11 @@
  *                   seqlen x head_dim x 4 B, statistics scratch max(width) x 12 B
  *     extra       = embeddings (vocab x hidden x 4 B) on the first rank of the pipeline
  *     In calibrate's 2-D schedule (layer_plan.h: S pipeline stages x D replicas) a rank
- *     holds its stage's layers; only replica 0 holds the f64 accumulators: a rank of
- *     replica d > 0 hands each chunk partial to replica 0 group by group from the one f32
- *     tile (blocking sends), so its hessians term is that tile alone
- *     (QS_MEM_CALIBRATE_REPLICA); stage 0 of every replica holds the embeddings.
+ *     holds its stage's layers; only replica 0 holds the f64 accumulators and the tile. A
+ *     rank of replica d > 0 (QS_MEM_CALIBRATE_REPLICA) keeps one chunk's partials per layer
+ *     in flight to replica 0 instead: hessians = its layers x ((hidden^2 + (heads*head_dim)^2
+ *     + hidden^2 + inter^2) x 4 B + (2 hidden + heads*head_dim + inter) x 12 B) (f32 tiles,
+ *     absmax f32, sum of squares f64); stage 0 of every replica holds the embeddings.
  *   eval (only when eval.tokens is set; windows of eval.seqlen)
  *     weights, activations as above without the statistics scratch, no hessians;
  *     extra = embeddings on the first rank; on the last: final norm, lm_head (the
@@ -89,7 +90,7 @@ typedef enum qs_mem_stage {
     QS_MEM_CALIBRATE = 0,
     QS_MEM_EVAL = 1,
     QS_MEM_RECONSTRUCT = 2,
-    QS_MEM_CALIBRATE_REPLICA = 3 /* calibrate on a replica > 0: no f64 accumulators */
+    QS_MEM_CALIBRATE_REPLICA = 3 /* calibrate on a replica > 0: partials in flight, no f64 */
 } qs_mem_stage;
 
 /* A rank's part of calibrate's 2-D schedule: the layers [first, first + count) of its

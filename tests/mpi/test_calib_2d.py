@@ -11,6 +11,8 @@ short; checkpoints every 4 chunks, so a segment's last round is partial at D = 3
   (c) kill/resume inside calibrate: QS_TEST_STOP_AFTER_CHUNKS=5 at 4 ranks (2x2) stops at the
       checkpoint of chunk 8 (exit 3, state.json and replica 0's checkpoint files only), resumed
       at 3 ranks (1x3) and, stopped at 3 ranks, resumed at 4: the uninterrupted bytes.
+In the sanitizer build (QS_SANITIZED=1, label san) a subset: 2 layers at 1, 3, 4 ranks, 3
+layers at 4 ranks with 2 replicas, kill at 4 and resume at 3 ranks.
 Usage: test_calib_2d.py  (env: QS_BIN, QS_MPIEXEC)"""
 import os
 import sys
@@ -18,6 +20,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import qstest as Q  # noqa: E402
 from qstest import check  # noqa: E402
+
+SAN = os.environ.get("QS_SANITIZED") == "1"
 
 
 def write_config(path, model, run_dir, replicas=None):
@@ -85,6 +89,8 @@ def main(tmp):
     check(any(k.startswith("recon/") for k in ref2[1]) and "eval.json" in ref2[1],
           f"the whole run was compared: {sorted(ref2[1])[:8]}")
     for n, shape in ((2, (2, 1)), (3, (1, 3)), (4, (2, 2))):
+        if SAN and n == 2:
+            continue
         compare(tmp, f"l2n{n}", n, models[2], 2, ref2, shape)
 
     # (b) 3 layers: the remainder cases
@@ -92,17 +98,18 @@ def main(tmp):
     check(r.returncode == 0, f"3 layers, 1 rank: rc {r.returncode} {r.stderr}")
     if r.returncode == 0:
         ref3 = (Q.layer_data(rd, 3), Q.run_file_hashes(rd))
-        compare(tmp, "l3n4", 4, models[3], 3, ref3, (1, 4))
         compare(tmp, "l3n4r2", 4, models[3], 3, ref3, (2, 2), replicas=2)
-        compare(tmp, "l3n3r2", 3, models[3], 3, ref3, (1, 2), replicas=2)
-        _, _, ranks = plan_shape(os.path.join(tmp, "l3n3r2"))
-        check(ranks[2][0] == -1, f"3 ranks, 2 replicas of 1 stage: rank 2 idle: {ranks}")
+        if not SAN:
+            compare(tmp, "l3n4", 4, models[3], 3, ref3, (1, 4))
+            compare(tmp, "l3n3r2", 3, models[3], 3, ref3, (1, 2), replicas=2)
+            _, _, ranks = plan_shape(os.path.join(tmp, "l3n3r2"))
+            check(ranks[2][0] == -1, f"3 ranks, 2 replicas of 1 stage: rank 2 idle: {ranks}")
         _, _, ranks = plan_shape(os.path.join(tmp, "l3n4r2"))
         check(sorted(c for _, _, c in ranks) == [1, 1, 2, 2],
               f"2 stages of 1 and 2 layers, twice: {ranks}")
 
     # (c) kill inside calibrate, resume with another replica count
-    for kill_n, resume_n in ((4, 3), (3, 4)):
+    for kill_n, resume_n in ((4, 3),) if SAN else ((4, 3), (3, 4)):
         name = f"kill{kill_n}{resume_n}"
         rd, r = run(tmp, name, kill_n, models[2], env={"QS_TEST_STOP_AFTER_CHUNKS": "5"})
         check(r.returncode == 3, f"{name}: stopped run rc {r.returncode} {r.stderr}")
