@@ -53,8 +53,7 @@ static const char *const GROUP_NAMES[QS_GROUP_COUNT] = {"qkv", "o", "gate_up", "
 typedef struct layer_acc {
     int64_t d[QS_GROUP_COUNT];        /* input width per group */
     double *hess[QS_GROUP_COUNT];     /* (d, d) f64, upper triangle accumulated; replica 0 */
-    float *part[QS_GROUP_COUNT];      /* (d, d) f32 zeroed (the strict lower triangle travels
-                                         too, never written); replica > 0 */
+    float *part[QS_GROUP_COUNT];      /* (d, d) f32, upper triangle meaningful; replica > 0 */
     float *absmax[QS_GROUP_COUNT];    /* (d) */
     double *sumsq[QS_GROUP_COUNT];    /* (d) */
     qs_comm_req req[QS_GROUP_COUNT][QS_STAGE_ROUND_MSGS]; /* replica > 0: part's sends */
@@ -126,8 +125,10 @@ static qs_status acc_init(layer_acc *a, const qs_model_dims *d, int replica, qs_
         int64_t n = a->d[g];
         if (replica == 0)
             a->hess[g] = qs_calloc((size_t)(n * n), sizeof(double), err, "Hessian accumulator");
-        else
-            a->part[g] = qs_calloc((size_t)(n * n), sizeof(float), err, "partial in flight");
+        else if ((a->part[g] = qs_malloc(sizeof(float) * (size_t)(n * n), err, "partial")))
+            /* touched once, so that RSS is the formula's (only the upper triangle is written
+             * or shipped later) */
+            memset(a->part[g], 0, sizeof(float) * (size_t)(n * n));
         a->absmax[g] = qs_calloc((size_t)n, sizeof(float), err, "absmax");
         a->sumsq[g] = qs_calloc((size_t)n, sizeof(double), err, "sum of squares");
         if ((!a->hess[g] && !a->part[g]) || !a->absmax[g] || !a->sumsq[g]) {
@@ -395,10 +396,12 @@ static qs_status rank_init(calib_rank *r, qs_err *err) {
         return QS_ERR_RUNTIME;
     QS_CHECK(qs_layer_workspace_init(&r->ws, d, (int)CS, (int)T, err));
     QS_CHECK(qs_layer_workspace_set_pool(&r->ws, r->ctx->pool, err));
-    for (int i = 0; i < r->nown; ++i) QS_CHECK(acc_init(&r->acc[i], d, r->replica, err));
     for (int i = 0; i < r->nown; ++i)
         QS_CHECK(qs_weights_load_layer(r->ctx->model, d, r->first + i, &r->lw[i], err));
     if (r->first == 0) QS_CHECK(qs_weights_load_ends(r->ctx->model, d, 1, 0, &r->ends, err));
+    /* after the weights: a replica's partials are touched here, and the checkpoint pages a
+     * conversion touches are dropped by then (weights.c) */
+    for (int i = 0; i < r->nown; ++i) QS_CHECK(acc_init(&r->acc[i], d, r->replica, err));
 done:
     return st;
 }

@@ -149,11 +149,15 @@ static qs_status round_send(const qs_comm *comm, const qs_stage_part *part, qs_c
                             qs_err *err) {
     const int64_t d = part->d;
     const void *buf[QS_STAGE_ROUND_MSGS] = {part->hess, part->absmax, part->sumsq};
-    const size_t n[QS_STAGE_ROUND_MSGS] = {sizeof(float) * (size_t)(d * d),
-                                           sizeof(float) * (size_t)d,
+    const size_t n[QS_STAGE_ROUND_MSGS] = {0, sizeof(float) * (size_t)d,
                                            sizeof(double) * (size_t)d};
     qs_status st = QS_OK;
-    for (int k = 0; k < (part->absmax ? QS_STAGE_ROUND_MSGS : 1) && st == QS_OK; ++k) {
+    /* the Hessian partial's upper triangle only: the rest is not part of it */
+    if (reqs)
+        st = qs_comm_isend_upper(comm, part->hess, d, 0, ROUND_TAG, &reqs[0], err);
+    else
+        qs_comm_send_upper(comm, part->hess, d, 0, ROUND_TAG);
+    for (int k = 1; k < (part->absmax ? QS_STAGE_ROUND_MSGS : 1) && st == QS_OK; ++k) {
         if (reqs)
             st = qs_comm_isend(comm, buf[k], n[k], 0, ROUND_TAG, &reqs[k], err);
         else
@@ -169,7 +173,7 @@ qs_status qs_stage_round_add(const qs_comm *comm, int nhave, qs_pool *pool, qs_s
     if (comm->rank > 0) return comm->rank < nhave ? round_send(comm, part, reqs, err) : QS_OK;
     for (int r = 0; r < nhave; ++r) {
         if (r > 0) { /* rank 0's own partial (the round's first chunk) was added */
-            qs_comm_recv(comm, part->hess, sizeof(float) * (size_t)(d * d), r, ROUND_TAG);
+            qs_comm_recv_upper(comm, part->hess, d, r, ROUND_TAG);
             if (part->absmax) {
                 qs_comm_recv(comm, part->absmax, sizeof(float) * (size_t)d, r, ROUND_TAG);
                 qs_comm_recv(comm, part->sumsq, sizeof(double) * (size_t)d, r, ROUND_TAG);

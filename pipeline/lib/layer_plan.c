@@ -260,8 +260,8 @@ void qs_plan_print(const qs_plan *p, FILE *out) {
 }
 
 /* Calibrate's 2-D schedule and the bytes its replicas ship: per chunk not run by replica
- * 0, every layer's partials (per group a (d, d) f32 tile, d f32 absmax, d f64 sum of
- * squares). Replica 0 takes the first chunk of every round of D chunks, rounds counted from
+ * 0, every layer's partials (per group the upper triangle of a (d, d) f32 tile, d f32
+ * absmax, d f64 sum of squares). Replica 0 takes the first chunk of every round of D chunks, rounds counted from
  * each checkpoint segment's start (stages/calibrate.c). */
 static qs_status calib_compute(const qs_hf_config *hf, const qs_config *cfg, qs_plan *p,
                                qs_err *err) {
@@ -284,7 +284,8 @@ static qs_status calib_compute(const qs_hf_config *hf, const qs_config *cfg, qs_
     }
     const int64_t h = hf->hidden_size, q = hf->num_attention_heads * hf->head_dim;
     const int64_t in = hf->intermediate_size;
-    const int64_t layer = (2 * h * h + q * q + in * in) * 4 + (2 * h + q + in) * 12;
+    const int64_t layer = (h * (h + 1) + q * (q + 1) / 2 + in * (in + 1) / 2) * 4 +
+                          (2 * h + q + in) * 12; /* upper triangles + channel statistics */
     p->calib_shipped = (nchunks - on0) * (int64_t)L * layer;
 done:
     free(cost);

@@ -8,6 +8,8 @@
  *    (per-rank sizes, one of them empty) and qs_comm_sum_double_ordered: the sum in rank
  *    order, bit for bit, on every rank, for values where another order gives other bits;
  *  - a ring of blocking and of nonblocking messages (qs_comm_test polled, then waited);
+ *  - qs_comm_send_upper / isend_upper / recv_upper: a ring of upper triangles, the lower
+ *    triangle untouched on the receiver;
  *  - qs_comm_split: groups by color ordered by key (here: reversed rank), a rank with a
  *    negative color gets the serial comm, a message and a sum inside a group, qs_comm_free;
  *  - the serial communicator: agree returns the local status, reductions leave the values,
@@ -228,6 +230,43 @@ static void test_p2p(const qs_comm *c) {
     free(in);
 }
 
+/* ---- upper triangles ---- */
+
+/* Rank r sends the upper triangle of a (d, d) matrix to rank r + 1 (the last to rank 0),
+ * blocking for d = 7 and without blocking for d = 300; the receiver's strict lower triangle
+ * keeps its poison. */
+static void test_upper(const qs_comm *c) {
+    for (int d = 7; d <= 300; d += 293) {
+        float *out = malloc(sizeof(float) * (size_t)(d * d)); // (d, d)
+        float *in = malloc(sizeof(float) * (size_t)(d * d));  // (d, d)
+        if (!out || !in) abort();
+        const int next = (c->rank + 1) % c->size, prev = (c->rank + c->size - 1) % c->size;
+        for (int i = 0; i < d * d; ++i) {
+            out[i] = (float)(c->rank * 1000000 + i);
+            in[i] = -1.0f;
+        }
+        qs_comm_req rs;
+        qs_err err = {0};
+        if (d == 7 && c->size > 1) { /* blocking: even ranks send first */
+            if (c->rank % 2 == 0) qs_comm_send_upper(c, out, d, next, 21);
+            qs_comm_recv_upper(c, in, d, prev, 21);
+            if (c->rank % 2 == 1) qs_comm_send_upper(c, out, d, next, 21);
+        } else {
+            CHECK(qs_comm_isend_upper(c, out, d, next, 22, &rs, &err) == QS_OK, "isend_upper: %s",
+                  err.msg);
+            qs_comm_recv_upper(c, in, d, prev, 22);
+            qs_comm_wait(c, &rs);
+        }
+        int bad = 0;
+        for (int i = 0; i < d; ++i)
+            for (int j = 0; j < d; ++j)
+                bad += in[i * d + j] != (j >= i ? (float)(prev * 1000000 + i * d + j) : -1.0f);
+        CHECK(bad == 0, "upper triangle d=%d from rank %d: %d wrong entries", d, prev, bad);
+        free(out);
+        free(in);
+    }
+}
+
 /* ---- sub-communicators ---- */
 
 /* Colors: even and odd ranks, the last rank of 3 or more left out (color -1); key: the
@@ -322,5 +361,6 @@ int main(int argc, char **argv) {
     test_sum_ordered(&c);
     test_p2p(&c);
     test_split(&c);
+    test_upper(&c);
     return qs_test_mpi_finish(&c, "test_comm");
 }
