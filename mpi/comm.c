@@ -321,68 +321,38 @@ qs_status qs_comm_irecv(const qs_comm *c, void *buf, size_t nbytes, int src, int
 
 /* ---- upper triangles ---- */
 
-/* The rows [r0, *r1) of the upper triangle of a (d, d) f32 matrix that fit one piece of at
- * most QS_MPI_PIECE bytes (at least one row), as an MPI datatype relative to m (committed;
- * the caller frees it). Out of memory aborts: the peer may already wait for the piece. */
-static MPI_Datatype upper_piece(const qs_comm *c, int64_t d, int64_t r0, int64_t *r1) {
-    int64_t r = r0, bytes = 0;
-    while (r < d && (r == r0 || bytes + (d - r) * 4 <= (int64_t)QS_MPI_PIECE)) {
-        bytes += (d - r) * 4;
-        ++r;
-    }
-    *r1 = r;
-    const int n = (int)(r - r0);
-    int *len = malloc(sizeof(int) * (size_t)n);
-    MPI_Aint *off = malloc(sizeof(MPI_Aint) * (size_t)n);
-    if (!len || !off) { /* peers may already wait for this message */
-        qs_err e = {0};
-        QS_FAIL(&e, QS_ERR_RUNTIME, "out of memory (triangle of %lld rows)", (long long)n);
-        qs_comm_abort(c, &e);
-    }
-    for (int k = 0; k < n; ++k) {
-        const int64_t i = r0 + k;
-        len[k] = (int)(d - i);
-        off[k] = (MPI_Aint)((i * d + i) * (int64_t)sizeof(float));
-    }
-    MPI_Datatype t;
-    MPI_Type_create_hindexed(n, len, off, MPI_FLOAT, &t);
-    MPI_Type_commit(&t);
-    free(len);
-    free(off);
-    return t;
+/* Rows of the upper triangle of (d, d) m moved to its first d(d+1)/2 floats, in row order
+ * (front to back: a row's packed place never lies past its own or a later row's start). */
+static void upper_pack(float *m, int64_t d) {
+    int64_t off = 0;
+    for (int64_t i = 0; i < d; off += d - i, ++i)
+        memmove(m + off, m + i * d + i, sizeof(float) * (size_t)(d - i));
 }
 
-qs_status qs_comm_isend_upper(const qs_comm *c, const float *m, int64_t d, int dest, int tag,
+/* The inverse (back to front: a row's place never lies before its packed data or an earlier
+ * row's). */
+static void upper_unpack(float *m, int64_t d) {
+    int64_t off = d * (d + 1) / 2;
+    for (int64_t i = d - 1; i >= 0; --i) {
+        off -= d - i;
+        memmove(m + i * d + i, m + off, sizeof(float) * (size_t)(d - i));
+    }
+}
+
+qs_status qs_comm_isend_upper(const qs_comm *c, float *m, int64_t d, int dest, int tag,
                               qs_comm_req *req, qs_err *err) {
-    if (!c->mpi) return QS_FAIL(err, QS_ERR_INTERNAL, "isend on a serial communicator");
-    memset(req, 0, sizeof(*req));
-    for (int64_t r0 = 0, r1 = 0; r0 < d; r0 = r1) {
-        if (req->n == QS_COMM_REQ_MAX)
-            return QS_FAIL(err, QS_ERR_INTERNAL, "triangle of %lld rows exceeds %d pieces",
-                           (long long)d, QS_COMM_REQ_MAX);
-        MPI_Datatype t = upper_piece(c, d, r0, &r1);
-        MPI_Request r;
-        MPI_Isend(m, 1, t, dest, tag, handle(c), &r);
-        MPI_Type_free(&t); /* freed when the send completes */
-        memcpy(req->raw[req->n++], &r, sizeof(r));
-    }
-    return QS_OK;
+    upper_pack(m, d);
+    return qs_comm_isend(c, m, sizeof(float) * (size_t)(d * (d + 1) / 2), dest, tag, req, err);
 }
 
-void qs_comm_send_upper(const qs_comm *c, const float *m, int64_t d, int dest, int tag) {
-    for (int64_t r0 = 0, r1 = 0; r0 < d; r0 = r1) {
-        MPI_Datatype t = upper_piece(c, d, r0, &r1);
-        MPI_Send(m, 1, t, dest, tag, handle(c));
-        MPI_Type_free(&t);
-    }
+void qs_comm_send_upper(const qs_comm *c, float *m, int64_t d, int dest, int tag) {
+    upper_pack(m, d);
+    qs_comm_send(c, m, sizeof(float) * (size_t)(d * (d + 1) / 2), dest, tag);
 }
 
 void qs_comm_recv_upper(const qs_comm *c, float *m, int64_t d, int src, int tag) {
-    for (int64_t r0 = 0, r1 = 0; r0 < d; r0 = r1) {
-        MPI_Datatype t = upper_piece(c, d, r0, &r1);
-        MPI_Recv(m, 1, t, src, tag, handle(c), MPI_STATUS_IGNORE);
-        MPI_Type_free(&t);
-    }
+    qs_comm_recv(c, m, sizeof(float) * (size_t)(d * (d + 1) / 2), src, tag);
+    upper_unpack(m, d);
 }
 
 void qs_comm_wait(const qs_comm *c, qs_comm_req *req) {

@@ -103,16 +103,17 @@ qs_status qs_comm_isend(const qs_comm *c, const void *buf, size_t nbytes, int de
                         qs_comm_req *req, qs_err *err);
 qs_status qs_comm_irecv(const qs_comm *c, void *buf, size_t nbytes, int src, int tag,
                         qs_comm_req *req, qs_err *err);
-/* The upper triangle (row i, columns j >= i) of a (d, d) f32 row-major matrix m: d(d+1)/2
- * floats travel, in pieces of whole rows of at most 1 GiB (an MPI indexed datatype, no
- * copy in qshard); the strict lower triangle is neither read nor written on either side.
- * Chunk partials of a Hessian (pipeline/model/hessian.h: only the upper triangle is
- * meaningful). The isend's request follows the rules above (QS_ERR_INTERNAL when it needs
- * more than QS_COMM_REQ_MAX pieces); recv_upper must match a send_upper or isend_upper of
- * the same d. */
-qs_status qs_comm_isend_upper(const qs_comm *c, const float *m, int64_t d, int dest, int tag,
+/* The upper triangle (row i, columns j >= i) of a (d, d) f32 row-major matrix m, for chunk
+ * partials of a Hessian (pipeline/model/hessian.h: only the upper triangle is meaningful):
+ * the sender packs it in place into m's first d(d+1)/2 floats (m's (d, d) layout is lost
+ * until it is written again) and sends them as one contiguous message (MPI moves contiguous
+ * bytes best: single copy, no progress needed from the sender); the receiver gets them into
+ * m and unpacks them in place (m's strict lower triangle is left undefined). The isend's
+ * request follows the rules below; recv_upper must match a send_upper or isend_upper of the
+ * same d. */
+qs_status qs_comm_isend_upper(const qs_comm *c, float *m, int64_t d, int dest, int tag,
                               qs_comm_req *req, qs_err *err);
-void qs_comm_send_upper(const qs_comm *c, const float *m, int64_t d, int dest, int tag);
+void qs_comm_send_upper(const qs_comm *c, float *m, int64_t d, int dest, int tag);
 void qs_comm_recv_upper(const qs_comm *c, float *m, int64_t d, int src, int tag);
 
 /* Blocks until the request completes; resets it to none. */

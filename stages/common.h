@@ -70,7 +70,8 @@ typedef struct qs_stage_sums {
  * quantized-input reconstruct's rounds over all ranks, calibrate's replicas of a stage).
  * Rank r < nhave holds the partial of the round's r-th chunk in *part; rank 0 adds its own
  * into *sums, then receives rank 1's into *part (overwriting it) and adds it, and so on.
- * Only the Hessian's upper triangle travels (qs_comm_isend_upper).
+ * Only the Hessian's upper triangle travels (qs_comm_isend_upper: a sender's part->hess is
+ * packed in place, so its (d, d) layout is lost until the next partial is written).
  * Ranks 1..nhave-1 send theirs and ignore sums (may be NULL): blocking sends when reqs is
  * NULL; with reqs (QS_STAGE_ROUND_MSGS requests) nonblocking ones, which the caller completes
  * with qs_stage_round_wait before it writes part's buffers again. Ranks >= nhave do nothing.
