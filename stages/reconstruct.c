@@ -60,7 +60,6 @@
 
 #define NLIN QS_LIN_COUNT
 #define NGRP QS_GROUP_COUNT
-#define HESS_TAG 4243
 #define SOLVE_BATCH 4 /* pieces per thread in flight on a rank that is not the writer */
 
 static const char *const GROUP_NAMES[NGRP] = {"qkv", "o", "gate_up", "down"};
@@ -442,7 +441,7 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = q->ctx->comm;
     const int rank = comm->rank, P = comm->size;
-    part_ctx pctx; /* (qs_hess_add_pool below: its tasks cannot fail) */
+    part_ctx pctx;
     pctx.pool = q->ctx->pool;
     qs_layer_hooks hooks = {part_hook, &pctx};
     for (int g = 0; g < NGRP; ++g) {
@@ -461,22 +460,13 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
         }
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) return st;
-        const int64_t ce = (k + 1) * P < q->nchunks ? (k + 1) * P : q->nchunks;
-        for (int64_t cc = k * P; cc < ce; ++cc) {
-            const int src = (int)(cc % P);
-            for (int g = 0; g < NGRP; ++g) {
-                const int64_t n = q->dg[g];
-                if (src == 0 && rank == 0) {
-                    (void)qs_hess_add_pool(q->ctx->pool, q->acc[g], q->part[g], n, err);
-                } else if (rank == src) {
-                    qs_comm_send(comm, q->part[g], sizeof(float) * (size_t)(n * n), 0, HESS_TAG);
-                } else if (rank == 0) {
-                    /* rank 0's own partial of this round (chunk k * P) is added */
-                    qs_comm_recv(comm, q->part[g], sizeof(float) * (size_t)(n * n), src,
-                                 HESS_TAG);
-                    (void)qs_hess_add_pool(q->ctx->pool, q->acc[g], q->part[g], n, err);
-                }
-            }
+        const int64_t left = q->nchunks - k * P;
+        for (int g = 0; g < NGRP; ++g) {
+            qs_stage_part part = {q->dg[g], q->part[g], NULL, NULL};
+            const qs_stage_sums sums = {q->acc[g], NULL, NULL};
+            /* (its tasks cannot fail) */
+            (void)qs_stage_round_add(comm, left < P ? (int)left : P, q->ctx->pool, &part, &sums,
+                                     NULL, err);
         }
     }
     for (int g = 0; g < NGRP; ++g) {
