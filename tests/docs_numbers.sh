@@ -14,7 +14,9 @@
 # Env: QS_SHARED_DIR (default ../shared next to the source tree: the fixtures of the entries
 # marked "fixtures"), QS_MPIEXEC (default "mpiexec --oversubscribe"),
 # QS_LLAMA_VENV (default /work/venv-llama), QS_VLLM_VENV (default /work/venv-vllm),
-# QS_TORCH_VENV (default /work/venv-torch), QS_HF_VENV (default /work/venv-hf).
+# QS_TORCH_VENV (default /work/venv-torch), QS_HF_VENV (default /work/venv-hf),
+# QS_GPTQ_REF (default ../gptq-ref next to the source tree: a checkout of the reference GPTQ,
+# IST-DASLab/gptq, or a bare git directory of it; never committed here).
 # Exit 0 when every selected entry ran and exited 0; 1 otherwise (the summary says which).
 set -u
 quick=0
@@ -174,6 +176,15 @@ entry deep-uniform "fixtures full:$B/deep-model/reference.json quick:$out/deep-m
 # --- docs/quant.md -------------------------------------------------------------------------
 entry gptq - "docs/quant.md Performance (bench_gptq)" "1 min" \
     '$B/tests/bench_gptq' '$B/tests/bench_gptq --quick'
+gref=${QS_GPTQ_REF:-$src/../gptq-ref}
+entry gptq-ref "$gref $torch/bin/python" "docs/performance.md GPTQ against the reference implementation (QS_GPTQ_REF: a checkout of IST-DASLab/gptq; torch venv)" "25 min" \
+    "\$PY tests/bench/bench_gptq_ref.py \$B --ref $gref --venv $torch" \
+    "\$PY tests/bench/bench_gptq_ref.py \$B --ref $gref --venv $torch --shapes 512x1024,1024x512 --rows 512 --rounds 1"
+entry gptq-prepare - "docs/performance.md prepare: three formulations (this build's column; the old builds: the script's header)" "3 min" \
+    'sh tests/bench/bench_prepare_ab.sh $O 3 final=$B:1 final=$B:2' \
+    'sh tests/bench/bench_prepare_ab.sh $O 1 final=$B:1'
+entry blas "/usr/lib/x86_64-linux-gnu/blis-pthread/libblis.so.4" "docs/performance.md BLAS choice (bench_blas.sh; Debian's libblis-dev libblis4-pthread)" "12 min" \
+    'sh tests/bench/bench_blas.sh $B $O 2 1' 'sh tests/bench/bench_blas.sh $B $O 1 0'
 entry gguf-quant fixtures "docs/quant.md GGUF error and throughput (bench_gguf; fixtures)" "10 min" \
     'sh tests/bench/bench_gguf.sh $B $O' 'sh tests/bench/bench_gguf.sh $B $O --quick'
 

@@ -22,6 +22,10 @@ qs_add_script(test_calib_ref MPI LABELS "mpi;calib"
 qs_add_script(test_calib_2d MPI LABELS "mpi;calib;san" TIMEOUT 600
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_calib_2d.py)
 qs_add_test_program(bench_sgemm bench/bench_sgemm.c "qs_core;PkgConfig::OPENBLAS")
+# BLAS choice (docs/design.md "BLAS choice"; docs/performance.md)
+#  - bench_blas: qshard's BLAS/LAPACK calls timed single-threaded, with bit-stability
+#    checks (not a test); tests/bench/bench_blas.sh also builds it against BLIS and runs both
+qs_add_test_program(bench_blas bench/bench_blas.c "PkgConfig::OPENBLAS;m")
 
 # threads per rank (pipeline/base/pool.c through every stage; docs/slurm.md "Threads per rank")
 #  - test_threads_mpi: the run directory byte-identical at threads 1, 2, 3 x ranks 1, 2 with

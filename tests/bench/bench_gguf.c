@@ -27,6 +27,7 @@
 
 #include <cblas.h>
 
+#include "bench_util.h"
 #include "gguf_quant.h"
 #include "h5store.h"
 #include "hf_model.h"
@@ -181,14 +182,6 @@ fail:
     return 1;
 }
 
-static uint64_t g_rng = 88172645463325252ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-}
-
 static int cmd_speed(int quick) {
     const int64_t n = quick ? 1024 : 4096, d_out = n, N = 1024;
     float *X = malloc((size_t)(N * n) * 4), *H = malloc((size_t)(n * n) * 4);
@@ -196,8 +189,8 @@ static int cmd_speed(int quick) {
     float *imp = malloc((size_t)n * 4);
     uint8_t *y = malloc((size_t)(d_out * n * 2));
     qs_err e = {0};
-    for (int64_t i = 0; i < N * n; ++i) X[i] = frand();
-    for (int64_t i = 0; i < d_out * n; ++i) W[i] = 0.02f * frand();
+    for (int64_t i = 0; i < N * n; ++i) X[i] = bench_frand();
+    for (int64_t i = 0; i < d_out * n; ++i) W[i] = 0.02f * bench_frand();
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)N, 2.0f / (float)N, X, (int)n,
                 0.0f, H, (int)n);
     for (int64_t i = 0; i < n; ++i) {

@@ -1,9 +1,19 @@
 /* bench_gptq.c: GPTQ throughput against this machine's single-thread SGEMM peak.
  *
  * Usage: bench_gptq [--quick]   (--quick skips the 4096-wide shapes)
+ *        bench_gptq --shape DOUTxDIN [--shape ...] [--rows N] [--threads T] [--reps R]
+ *                   [--dir DIR] [--zero-min1 0|1]
  * Peak: best of several 2048^3 sgemm calls. GPTQ: w4g128 (asym, B 128, row_block 256) on
  * Llama-7B shapes (4096x4096, gate/up 11008x4096) and tinyllama-a shapes; GFLOP/s count
  * 2*d_out*d_in^2 (the nominal GPTQ cost). Prints one line per shape; not a test.
+ * With --shape: only those shapes, X of N rows (--rows, default 2048), prepare
+ * (qs_gptq_prepare_pool) and the quantize step on a pool of T threads, the latter in pieces
+ * of row_block rows (as reconstruct runs them), best of R repetitions. --dir DIR: the Hessian and W of
+ * a shape are read from DIR/DOUTxDIN.{H,W}.f32 when present, else made and written there,
+ * and the dequantized result goes to DIR/DOUTxDIN.wq<T>.f32 (raw little-endian float32,
+ * row-major (n, n), (d_out, n), (d_out, n)); tests/bench/bench_gptq_ref.py uses these to run
+ * the reference GPTQ on the same input. --zero-min1 0 keeps zero points in [0, 15] as the
+ * reference does (default 1, the product's default).
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,34 +23,22 @@
 
 #include <cblas.h>
 
+#include "bench_util.h"
+#include "pool.h"
 #include "quant.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t g_rng = 88172645463325252ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((double)(g_rng >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-}
 
 static double sgemm_peak(void) {
     const int n = 2048;
     float *A = malloc((size_t)n * n * 4), *B = malloc((size_t)n * n * 4), *C = malloc((size_t)n * n * 4);
     for (size_t i = 0; i < (size_t)n * n; ++i) {
-        A[i] = frand();
-        B[i] = frand();
+        A[i] = bench_frand();
+        B[i] = bench_frand();
     }
     double best = 1e30;
     for (int rep = 0; rep < 4; ++rep) {
-        double t = now();
+        double t = bench_wall();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
-        t = now() - t;
+        t = bench_wall() - t;
         if (t < best) best = t;
     }
     free(A);
@@ -49,39 +47,113 @@ static double sgemm_peak(void) {
     return 2.0 * n * (double)n * n / best / 1e9;
 }
 
+/* What one run of bench_shape does (the options). */
+typedef struct bench_opts {
+    int64_t rows;    /* token rows N of X; 0: the default rule of the fixed table */
+    int threads;     /* pool threads of prepare and quantize */
+    int reps;        /* best of */
+    int zero_min1;   /* qs_quant_params.zero_min1 */
+    const char *dir; /* NULL, or where H, W (in) and wq (out) live */
+} bench_opts;
+
+/* Reads or writes count floats of DIR/DOUTxDIN.NAME.f32; 0 on success. A missing file on
+ * read returns 1 (the caller makes the data); any other failure -1. */
+static int f32_file(const bench_opts *o, int64_t d_out, int64_t n, const char *name, float *a,
+                    int64_t count, int write) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%lldx%lld.%s.f32", o->dir, (long long)d_out, (long long)n,
+             name);
+    FILE *fp = fopen(path, write ? "wb" : "rb");
+    if (!fp) return write ? -1 : 1;
+    size_t got = write ? fwrite(a, 4, (size_t)count, fp) : fread(a, 4, (size_t)count, fp);
+    int bad = fclose(fp) != 0 || got != (size_t)count;
+    if (bad) fprintf(stderr, "bench_gptq: %s: short %s\n", path, write ? "write" : "read");
+    return bad ? -1 : 0;
+}
+
+/* H = 2/N X^T X (full, symmetric) and W of a shape: from o->dir when there, else made from
+ * the generator (and written to o->dir if set). 0 on success. */
+static int make_input(const bench_opts *o, int64_t d_out, int64_t n, float *H, float *W) {
+    if (o->dir) {
+        int a = f32_file(o, d_out, n, "H", H, n * n, 0);
+        int b = a == 0 ? f32_file(o, d_out, n, "W", W, d_out * n, 0) : a;
+        if (a < 0 || b < 0) return -1;
+        if (a == 0 && b == 0) return 0;
+    }
+    const int64_t N = o->rows > 0 ? o->rows : n < 1024 ? 2 * n : 1024; /* calibration rows */
+    float *X = malloc((size_t)(N * n) * 4); // (N, n)
+    if (!X) return -1;
+    for (int64_t i = 0; i < N * n; ++i) X[i] = bench_frand();
+    for (int64_t i = 0; i < d_out * n; ++i) W[i] = 0.02f * bench_frand();
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)N, 2.0f / (float)N, X, (int)n,
+                0.0f, H, (int)n);
+    free(X);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < i; ++j) H[i * n + j] = H[j * n + i];
+    if (o->dir && (f32_file(o, d_out, n, "H", H, n * n, 1) || f32_file(o, d_out, n, "W", W, d_out * n, 1)))
+        return -1;
+    return 0;
+}
+
+/* The quantize step as pieces of row_block rows on the pool (reconstruct's pieces). */
+typedef struct piece_run {
+    const qs_gptq_factor *f;
+    const qs_quant_params *p;
+    const float *W; /* (d_out, n) */
+    int64_t d_out, ng;
+    qs_quant_out o; /* whole-layer outputs */
+} piece_run;
+
+static qs_status piece_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    (void)worker;
+    const piece_run *r = vctx;
+    const int64_t n = r->f->n, rb = r->p->row_block, r0 = t * rb;
+    const int64_t r1 = r0 + rb < r->d_out ? r0 + rb : r->d_out;
+    qs_quant_out o = {r->o.codes + r0 * n, r->o.scales + r0 * r->ng, r->o.zeros + r0 * r->ng,
+                      r->o.wq + r0 * n};
+    return qs_gptq_quantize_rows(r->f, r->p, r->W + r0 * n, r->d_out, r0, r1, &o, err);
+}
+
 /* Times one shape; returns 0 on success. */
-static int bench_shape(int64_t d_out, int64_t n, double peak, int reps) {
+static int bench_shape(int64_t d_out, int64_t n, double peak, const bench_opts *o,
+                       qs_pool *pool) {
     int rc = 1;
-    const int64_t N = n < 1024 ? 2 * n : 1024; /* token rows of the calibration stand-in */
-    float *X = malloc((size_t)(N * n) * 4), *H = malloc((size_t)(n * n) * 4);
-    float *W = malloc((size_t)(d_out * n) * 4), *wq = malloc((size_t)(d_out * n) * 4);
+    float *H = malloc((size_t)(n * n) * 4);                        // (n, n)
+    float *W = malloc((size_t)(d_out * n) * 4);                    // (d_out, n)
+    float *wq = malloc((size_t)(d_out * n) * 4);                   // (d_out, n)
     qs_quant_params p;
     qs_quant_params_default(&p);
+    p.zero_min1 = o->zero_min1;
     int64_t ng = qs_quant_ngroups(n, p.group_size);
-    uint8_t *codes = malloc((size_t)(d_out * n));
-    uint16_t *sc = malloc((size_t)(d_out * ng) * 2);
-    int32_t *z = malloc((size_t)(d_out * ng) * 4);
+    uint8_t *codes = malloc((size_t)(d_out * n));                  // (d_out, n)
+    uint16_t *sc = malloc((size_t)(d_out * ng) * 2);               // (d_out, ng)
+    int32_t *z = malloc((size_t)(d_out * ng) * 4);                 // (d_out, ng)
     qs_gptq_factor f;
     memset(&f, 0, sizeof f);
     qs_err e = {0};
-    for (int64_t i = 0; i < N * n; ++i) X[i] = frand();
-    for (int64_t i = 0; i < d_out * n; ++i) W[i] = 0.02f * frand();
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)N, 2.0f / (float)N, X, (int)n,
-                0.0f, H, (int)n);
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < i; ++j) H[i * n + j] = H[j * n + i];
+    if (!H || !W || !wq || !codes || !sc || !z || make_input(o, d_out, n, H, W)) {
+        fprintf(stderr, "bench_gptq: input of %lld x %lld failed\n", (long long)d_out,
+                (long long)n);
+        goto done;
+    }
     double tprep = 1e30, tq = 1e30;
-    for (int rep = 0; rep < reps; ++rep) {
+    for (int rep = 0; rep < o->reps; ++rep) {
         qs_gptq_factor_free(&f);
-        double t = now();
-        if (qs_gptq_prepare(H, n, &p, &f, &e) != QS_OK) goto fail;
-        t = now() - t;
+        double t = bench_wall();
+        if (qs_gptq_prepare_pool(pool, H, n, &p, &f, &e) != QS_OK) goto fail;
+        t = bench_wall() - t;
         tprep = t < tprep ? t : tprep;
-        qs_quant_out o = {codes, sc, z, wq};
-        t = now();
-        if (qs_gptq_quantize_rows(&f, &p, W, d_out, 0, d_out, &o, &e) != QS_OK) goto fail;
-        t = now() - t;
+        piece_run r = {&f, &p, W, d_out, ng, {codes, sc, z, wq}};
+        t = bench_wall();
+        if (qs_pool_run(pool, (d_out + p.row_block - 1) / p.row_block, piece_task, &r, &e) != QS_OK)
+            goto fail;
+        t = bench_wall() - t;
         tq = t < tq ? t : tq;
+    }
+    if (o->dir) {
+        char name[32];
+        snprintf(name, sizeof name, "wq%d", o->threads);
+        if (f32_file(o, d_out, n, name, wq, d_out * n, 1)) goto done;
     }
     double flops = 2.0 * (double)d_out * (double)n * (double)n;
     double g = flops / tq / 1e9, gt = flops / (tq + tprep) / 1e9;
@@ -95,7 +167,6 @@ fail:
     fprintf(stderr, "bench_gptq: %s\n", e.msg);
 done:
     qs_gptq_factor_free(&f);
-    free(X);
     free(H);
     free(W);
     free(wq);
@@ -105,19 +176,76 @@ done:
     return rc;
 }
 
-int main(int argc, char **argv) {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-    openblas_set_num_threads(1);
-    double peak = sgemm_peak();
-    printf("sgemm 2048^3 single thread: %.1f GFLOP/s (peak)\n", peak);
-    printf("GPTQ w4g128 asym, B 128, row_block 256, 1 thread; GFLOP/s = 2 d_out d_in^2 / time\n");
+/* The fixed table (no --shape): tinyllama-a shapes, then the Llama-7B ones. */
+static int bench_table(int quick, double peak) {
+    bench_opts o = {0, 1, 5, 1, NULL};
     /* tinyllama-a: q/o 256x256, k/v 128x256, gate/up 768x256, down 256x768 */
     const int64_t tiny[][2] = {{256, 256}, {128, 256}, {768, 256}, {256, 768}};
     for (size_t i = 0; i < sizeof tiny / sizeof tiny[0]; ++i)
-        if (bench_shape(tiny[i][0], tiny[i][1], peak, 5)) return 1;
+        if (bench_shape(tiny[i][0], tiny[i][1], peak, &o, NULL)) return 1;
+    o.reps = 1;
     if (!quick) {
-        if (bench_shape(4096, 4096, peak, 1)) return 1;
-        if (bench_shape(11008, 4096, peak, 1)) return 1;
+        if (bench_shape(4096, 4096, peak, &o, NULL)) return 1;
+        if (bench_shape(11008, 4096, peak, &o, NULL)) return 1;
     }
     return 0;
+}
+
+int main(int argc, char **argv) {
+    enum { MAXS = 16 };
+    int64_t shapes[MAXS][2]; /* (d_out, d_in) of each --shape */
+    int nshapes = 0, quick = 0;
+    bench_opts o = {2048, 1, 1, 1, NULL};
+    for (int i = 1; i < argc; ++i) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long x, y;
+        if (strcmp(a, "--quick") == 0) {
+            quick = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "bench_gptq: %s needs a value (see the file comment)\n", a);
+            return 2;
+        }
+        ++i;
+        if (strcmp(a, "--shape") == 0 && nshapes < MAXS && sscanf(v, "%lldx%lld", &x, &y) == 2 &&
+            x > 0 && y > 0) {
+            shapes[nshapes][0] = x;
+            shapes[nshapes++][1] = y;
+        } else if (strcmp(a, "--rows") == 0 && atoll(v) > 0) {
+            o.rows = atoll(v);
+        } else if (strcmp(a, "--threads") == 0 && atoi(v) > 0) {
+            o.threads = atoi(v);
+        } else if (strcmp(a, "--reps") == 0 && atoi(v) > 0) {
+            o.reps = atoi(v);
+        } else if (strcmp(a, "--zero-min1") == 0) {
+            o.zero_min1 = atoi(v) != 0;
+        } else if (strcmp(a, "--dir") == 0) {
+            o.dir = v;
+        } else {
+            fprintf(stderr, "bench_gptq: bad option %s %s (see the file comment)\n", a, v);
+            return 2;
+        }
+    }
+    openblas_set_num_threads(1);
+    double peak = sgemm_peak();
+    printf("sgemm 2048^3 single thread: %.1f GFLOP/s (peak)\n", peak);
+    if (nshapes == 0) {
+        printf("GPTQ w4g128 asym, B 128, row_block 256, 1 thread; GFLOP/s = 2 d_out d_in^2 / time\n");
+        return bench_table(quick, peak);
+    }
+    printf("GPTQ w4g128 asym, B 128, row_block 256, zero_min1 %d, X rows %lld, quantize on %d "
+           "thread(s), best of %d; GFLOP/s = 2 d_out d_in^2 / time\n",
+           o.zero_min1, (long long)o.rows, o.threads, o.reps);
+    qs_pool *pool = NULL;
+    qs_err e = {0};
+    if (qs_pool_create(o.threads, &pool, &e) != QS_OK) {
+        fprintf(stderr, "bench_gptq: %s\n", e.msg);
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i < nshapes && rc == 0; ++i)
+        rc = bench_shape(shapes[i][0], shapes[i][1], peak, &o, pool);
+    qs_pool_free(pool);
+    return rc;
 }
