@@ -37,6 +37,26 @@ void qs_comm_finalize(qs_comm *c) {
     c->mpi = 0;
 }
 
+void qs_comm_split(const qs_comm *c, int color, int key, qs_comm *out) {
+    qs_comm_serial(out);
+    if (!c->mpi) return;
+    MPI_Comm sub;
+    MPI_Comm_split(handle(c), color >= 0 ? color : MPI_UNDEFINED, key, &sub);
+    if (sub == MPI_COMM_NULL) return;
+    out->fcomm = (int)MPI_Comm_c2f(sub);
+    out->mpi = 1;
+    MPI_Comm_rank(sub, &out->rank);
+    MPI_Comm_size(sub, &out->size);
+}
+
+void qs_comm_free(qs_comm *c) {
+    if (c->mpi) {
+        MPI_Comm h = handle(c);
+        MPI_Comm_free(&h);
+    }
+    qs_comm_serial(c);
+}
+
 static int severity(qs_status st) {
     switch (st) {
     case QS_OK: return 0;
@@ -297,6 +317,42 @@ qs_status qs_comm_irecv(const qs_comm *c, void *buf, size_t nbytes, int src, int
                         qs_comm_req *req, qs_err *err) {
     if (!c->mpi) return QS_FAIL(err, QS_ERR_INTERNAL, "irecv on a serial communicator");
     return start_pieces(c, buf, nbytes, src, tag, 0, req, err);
+}
+
+/* ---- upper triangles ---- */
+
+/* Rows of the upper triangle of (d, d) m moved to its first d(d+1)/2 floats, in row order
+ * (front to back: a row's packed place never lies past its own or a later row's start). */
+static void upper_pack(float *m, int64_t d) {
+    int64_t off = 0;
+    for (int64_t i = 0; i < d; off += d - i, ++i)
+        memmove(m + off, m + i * d + i, sizeof(float) * (size_t)(d - i));
+}
+
+/* The inverse (back to front: a row's place never lies before its packed data or an earlier
+ * row's). */
+static void upper_unpack(float *m, int64_t d) {
+    int64_t off = d * (d + 1) / 2;
+    for (int64_t i = d - 1; i >= 0; --i) {
+        off -= d - i;
+        memmove(m + i * d + i, m + off, sizeof(float) * (size_t)(d - i));
+    }
+}
+
+qs_status qs_comm_isend_upper(const qs_comm *c, float *m, int64_t d, int dest, int tag,
+                              qs_comm_req *req, qs_err *err) {
+    upper_pack(m, d);
+    return qs_comm_isend(c, m, sizeof(float) * (size_t)(d * (d + 1) / 2), dest, tag, req, err);
+}
+
+void qs_comm_send_upper(const qs_comm *c, float *m, int64_t d, int dest, int tag) {
+    upper_pack(m, d);
+    qs_comm_send(c, m, sizeof(float) * (size_t)(d * (d + 1) / 2), dest, tag);
+}
+
+void qs_comm_recv_upper(const qs_comm *c, float *m, int64_t d, int src, int tag) {
+    qs_comm_recv(c, m, sizeof(float) * (size_t)(d * (d + 1) / 2), src, tag);
+    upper_unpack(m, d);
 }
 
 void qs_comm_wait(const qs_comm *c, qs_comm_req *req) {

@@ -35,6 +35,15 @@ void qs_comm_serial(qs_comm *c);
 /* Frees the communicator and finalizes MPI (no-op for a serial comm). */
 void qs_comm_finalize(qs_comm *c);
 
+/* Collective over c: splits it into groups of the ranks with the same color >= 0, ordered by
+ * key (ties by rank in c), like MPI_Comm_split. A rank with color < 0 joins no group and gets
+ * a serial comm (rank 0 of 1, no MPI). A serial c gives a serial comm. *out is owned by the
+ * caller: release it with qs_comm_free (before qs_comm_finalize of c). */
+void qs_comm_split(const qs_comm *c, int color, int key, qs_comm *out);
+
+/* Frees a comm made by qs_comm_split (safe on a serial or zeroed comm); *c becomes serial. */
+void qs_comm_free(qs_comm *c);
+
 /* Collective: combines every rank's status. Returns QS_OK if all are OK; otherwise the
  * most severe code (INTERNAL > RUNTIME > INPUT > STOPPED), and copies the failing record
  * of the lowest failing rank into *err on every rank (so rank 0 can print it). */
@@ -94,6 +103,19 @@ qs_status qs_comm_isend(const qs_comm *c, const void *buf, size_t nbytes, int de
                         qs_comm_req *req, qs_err *err);
 qs_status qs_comm_irecv(const qs_comm *c, void *buf, size_t nbytes, int src, int tag,
                         qs_comm_req *req, qs_err *err);
+/* The upper triangle (row i, columns j >= i) of a (d, d) f32 row-major matrix m, for chunk
+ * partials of a Hessian (pipeline/model/hessian.h: only the upper triangle is meaningful):
+ * the sender packs it in place into m's first d(d+1)/2 floats (m's (d, d) layout is lost
+ * until it is written again) and sends them as one contiguous message (MPI moves contiguous
+ * bytes best: single copy, no progress needed from the sender); the receiver gets them into
+ * m and unpacks them in place (m's strict lower triangle is left undefined). The isend's
+ * request follows the rules below; recv_upper must match a send_upper or isend_upper of the
+ * same d. */
+qs_status qs_comm_isend_upper(const qs_comm *c, float *m, int64_t d, int dest, int tag,
+                              qs_comm_req *req, qs_err *err);
+void qs_comm_send_upper(const qs_comm *c, float *m, int64_t d, int dest, int tag);
+void qs_comm_recv_upper(const qs_comm *c, float *m, int64_t d, int src, int tag);
+
 /* Blocks until the request completes; resets it to none. */
 void qs_comm_wait(const qs_comm *c, qs_comm_req *req);
 /* Drives progress; returns 1 (and resets the request) when it has completed. Calling it

@@ -55,10 +55,20 @@ static size_t chunk_bytes(const qs_layerpipe *p, int64_t c) {
 
 qs_status qs_layerpipe_run(qs_layerpipe *p, int64_t c0, int64_t c1, qs_layerpipe_fn source,
                            qs_layerpipe_fn compute, void *ctx, qs_err *err) {
+    return qs_layerpipe_run_every(p, c0, c1, 1, source, compute, ctx, err);
+}
+
+qs_status qs_layerpipe_run_every(qs_layerpipe *p, int64_t c0, int64_t c1, int64_t step,
+                                 qs_layerpipe_fn source, qs_layerpipe_fn compute, void *ctx,
+                                 qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = p->comm;
-    for (int64_t c = c0; c < c1 && p->active; ++c) {
-        const int b = (int)(c % 2);
+    if (step < 1) {
+        st = QS_FAIL(err, QS_ERR_INTERNAL, "layer pipeline: step %lld", (long long)step);
+        qs_comm_abort(comm, err);
+    }
+    for (int64_t c = c0, j = 0; c < c1 && p->active; c += step, ++j) {
+        const int b = (int)(j % 2);
         const int64_t s0 = c * p->chunk, ns = chunk_samples(p, c);
         const int tag = (int)(c % TAG_SPAN);
         float *x = p->buf[b]; // (ns, sample_floats)
@@ -73,10 +83,10 @@ qs_status qs_layerpipe_run(qs_layerpipe *p, int64_t c0, int64_t c1, qs_layerpipe
             if (st == QS_OK) qs_comm_wait(comm, &p->rreq);
             p->rreq_posted = 0;
             /* pre-post the next chunk's receive into the other buffer */
-            if (st == QS_OK && c + 1 < c1) {
+            if (st == QS_OK && c + step < c1) {
                 qs_comm_wait(comm, &p->sreq[1 - b]);
-                st = qs_comm_irecv(comm, p->buf[1 - b], chunk_bytes(p, c + 1), p->prev,
-                                   (int)((c + 1) % TAG_SPAN), &p->rreq, err);
+                st = qs_comm_irecv(comm, p->buf[1 - b], chunk_bytes(p, c + step), p->prev,
+                                   (int)((c + step) % TAG_SPAN), &p->rreq, err);
                 p->rreq_posted = st == QS_OK;
             }
         }

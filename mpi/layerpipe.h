@@ -23,6 +23,8 @@
 #include "comm.h"
 #include "status.h"
 
+/* The pipeline runs on any communicator: the world, or a sub-communicator of qs_comm_split
+ * (one replica's ranks in calibrate's 2-D schedule). */
 typedef struct qs_layerpipe {
     const qs_comm *comm;
     int active;              /* this rank owns at least one layer */
@@ -57,6 +59,13 @@ int64_t qs_layerpipe_nchunks(const qs_layerpipe *p);
  * A callback failure aborts all ranks (does not return). */
 qs_status qs_layerpipe_run(qs_layerpipe *p, int64_t c0, int64_t c1, qs_layerpipe_fn source,
                            qs_layerpipe_fn compute, void *ctx, qs_err *err);
+
+/* qs_layerpipe_run over every step-th chunk of [c0, c1) only: c0, c0 + step, ... (one
+ * replica's share of the stream when several pipelines split the chunks, calibrate's 2-D
+ * schedule; step >= 1). The two buffers alternate per chunk run, whatever step is. */
+qs_status qs_layerpipe_run_every(qs_layerpipe *p, int64_t c0, int64_t c1, int64_t step,
+                                 qs_layerpipe_fn source, qs_layerpipe_fn compute, void *ctx,
+                                 qs_err *err);
 
 /* Completes this rank's outstanding sends (call before reusing what was sent or at a
  * checkpoint boundary; every rank's messages are then delivered). */

@@ -449,20 +449,26 @@ static void section_memory(FILE *f, const char *run_dir, int *nlayers) {
     }
     *nlayers = p.nlayers;
     fprintf(f, "%d decoder layers over %d rank(s); formula of docs/design.md (the process adds "
-               "~30-36 MiB).\n\n",
-            p.nlayers, p.nranks);
-    fputs("| rank | layers | weights | hessians | activations | extra | total |\n"
-          "|---:|---|---:|---:|---:|---:|---:|\n", f);
+               "~30-36 MiB). Calibrate: %d stage(s) x %d replica(s) (docs/calibrate.md).\n\n",
+            p.nlayers, p.nranks, p.calib_stages, p.calib_replicas);
+    fputs("| rank | layers | calibrate | weights | hessians | activations | extra | total |\n"
+          "|---:|---|---|---:|---:|---:|---:|---:|\n", f);
     for (int r = 0; r < p.nranks; ++r) {
-        char b[5][32];
+        char b[5][32], cal[48];
         const qs_mem_estimate *m = &p.mem[r];
+        qs_mem_calib role;
+        if (qs_plan_calib_role(&p, r, &role) >= 0)
+            snprintf(cal, sizeof(cal), "[%d, %d) r%d", role.first, role.first + role.count,
+                     role.replica);
+        else
+            snprintf(cal, sizeof(cal), "idle");
         human_bytes((double)m->weights, b[0], 32);
         human_bytes((double)m->hessians, b[1], 32);
         human_bytes((double)m->activations, b[2], 32);
         human_bytes((double)m->extra, b[3], 32);
         human_bytes((double)m->total, b[4], 32);
-        fprintf(f, "| %d | [%d, %d) | %s | %s | %s | %s | %s |\n", r, p.first[r], p.first[r + 1],
-                b[0], b[1], b[2], b[3], b[4]);
+        fprintf(f, "| %d | [%d, %d) | %s | %s | %s | %s | %s | %s |\n", r, p.first[r],
+                p.first[r + 1], cal, b[0], b[1], b[2], b[3], b[4]);
     }
     fputs("\n", f);
 out:

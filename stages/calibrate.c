@@ -7,11 +7,19 @@
  * and writes only its manifest (debug knob QS_NO_SKIP=calibrate: the files anyway).
  *
  * Schedule: the unit of work is (layer l, chunk c) where a chunk is calib.chunk_samples
- * windows (the last may be shorter). Layers are owned in contiguous ranges (run/plan/
- * plan.json); chunk activations flow rank to rank through the layer pipeline (mpi/
- * layerpipe). Chunk partials are added in chunk order on the layer's owner, so the bytes do
- * not depend on the rank count. Every layer sees every chunk, so the stage computes all
- * layers whenever one unit must be (re)done, and writes the units to do.
+ * windows (the last may be shorter). The plan (run/plan/plan.json, lib/layer_plan.h) gives
+ * a 2-D schedule of S pipeline stages (contiguous layer ranges) x D replicas: rank
+ * d * S + s is stage s of replica d. Chunk activations flow stage to stage inside a replica
+ * through the layer pipeline (mpi/layerpipe, on the replica's sub-communicator); within a
+ * checkpoint segment starting at chunk c0, replica d runs chunks c0 + d, c0 + d + D, ...
+ * A round is D consecutive chunks, one per replica. For each layer and linear group, the
+ * stage's ranks hand their chunk partials (Hessian tile, absmax, sum of squares) to
+ * replica 0 inside the forward (qs_stage_round_add over the stage's sub-communicator),
+ * which adds the round's partials in chunk order into the layer's f64 accumulators: the
+ * bytes of one rank adding every chunk in order, at any rank count or D. Only replica 0
+ * holds accumulators, writes checkpoints and the layer files. Every layer sees every chunk,
+ * so the stage computes all layers whenever one unit must be (re)done, and writes the units
+ * to do.
  *
  * Checkpoints: every calib.checkpoint_every chunks the pipeline drains, each owner writes
  * its layers' f64 accumulators (calib/ckpt/layer-NNN.cKKK.h5), the ranks agree, rank 0
@@ -38,64 +46,92 @@
 
 static const char *const GROUP_NAMES[QS_GROUP_COUNT] = {"qkv", "o", "gate_up", "down"};
 
-/* Running statistics of one layer (owned by the layer's rank). */
+/* One layer's statistics on this rank. Replica 0: the running sums (hess f64, absmax,
+ * sumsq, tokens). A replica > 0: one chunk's partials on their way to replica 0 (part f32,
+ * absmax, sumsq, their sends), kept until the replica reaches the same layer and group in
+ * its next chunk. */
 typedef struct layer_acc {
     int64_t d[QS_GROUP_COUNT];        /* input width per group */
-    double *hess[QS_GROUP_COUNT];     /* (d, d) f64, upper triangle accumulated */
+    double *hess[QS_GROUP_COUNT];     /* (d, d) f64, upper triangle accumulated; replica 0 */
+    float *part[QS_GROUP_COUNT];      /* (d, d) f32, upper triangle meaningful; replica > 0 */
     float *absmax[QS_GROUP_COUNT];    /* (d) */
     double *sumsq[QS_GROUP_COUNT];    /* (d) */
-    int64_t tokens;                   /* rows seen */
+    qs_comm_req req[QS_GROUP_COUNT][QS_STAGE_ROUND_MSGS]; /* replica > 0: part's sends */
+    int64_t tokens;                   /* rows seen; replica 0 */
 } layer_acc;
 
-/* Hook context: the current layer's accumulators, scratch, and requests to poke. */
+/* Hook context: the current layer's accumulators or partials in flight, scratch, the round,
+ * requests to poke. */
 typedef struct hook_ctx {
-    layer_acc *acc;
-    float *tile;     /* (dmax, dmax) f32 partial */
-    float *pabs;     /* (dmax) */
-    double *psq;     /* (dmax) */
-    qs_layerpipe *pipe; /* poked between Hessian tiles */
-    qs_pool *pool;      /* borrowed, may be NULL: the partials' blocks */
+    layer_acc *acc;      /* the current layer's */
+    float *tile;         /* (dmax, dmax) f32 partial (replica 0) */
+    float *pabs;         /* (dmax) */
+    double *psq;         /* (dmax) */
+    const qs_comm *col;  /* this stage's replicas (rank = replica) */
+    int nhave;           /* replicas with a chunk in the current round */
+    qs_layerpipe *pipe;  /* poked between Hessian tiles */
+    qs_pool *pool;       /* borrowed, may be NULL: the partials' blocks */
 } hook_ctx;
 
+/* The chunk's partials of group g, added in chunk order on replica 0 with the round's. */
 static qs_status stats_hook(void *vctx, qs_linear_group g, const float *x, int64_t rows,
                             int64_t d, qs_err *err) {
     hook_ctx *h = vctx;
     layer_acc *a = h->acc;
+    const int ship = a->part[g] != NULL; /* a replica > 0 */
     if (d != a->d[g]) return QS_FAIL(err, QS_ERR_INTERNAL, "hook width %lld != %lld",
                                      (long long)d, (long long)a->d[g]);
-    qs_status st = qs_hess_partial_pool(h->pool, x, rows, d, h->tile, err);
+    /* a replica's buffers of this layer and group: free once last chunk's sends are done */
+    if (ship) qs_stage_round_wait(h->col, a->req[g]);
+    qs_stage_part part = {d, ship ? a->part[g] : h->tile, ship ? a->absmax[g] : h->pabs,
+                          ship ? a->sumsq[g] : h->psq};
+    qs_status st = qs_hess_partial_pool(h->pool, x, rows, d, part.hess, err);
     if (st != QS_OK) return st;
-    st = qs_hess_add_pool(h->pool, a->hess[g], h->tile, d, err);
+    st = qs_chan_stats_partial_pool(h->pool, x, rows, d, part.absmax, part.sumsq, err);
     if (st != QS_OK) return st;
-    st = qs_chan_stats_partial_pool(h->pool, x, rows, d, h->pabs, h->psq, err);
-    if (st != QS_OK) return st;
-    qs_chan_stats_add(a->absmax[g], a->sumsq[g], h->pabs, h->psq, d);
-    /* let pending pipeline messages move while this rank computes */
+    const qs_stage_sums sums = {a->hess[g], a->absmax[g], a->sumsq[g]};
+    st = qs_stage_round_add(h->col, h->nhave, h->pool, &part, &sums, ship ? a->req[g] : NULL,
+                            err);
+    /* let pending pipeline messages and this layer's partials move while this rank computes */
     qs_layerpipe_poke(h->pipe);
-    return QS_OK;
+    for (int k = 0; ship && k < QS_GROUP_COUNT * QS_STAGE_ROUND_MSGS; ++k)
+        qs_comm_test(h->col, &a->req[k / QS_STAGE_ROUND_MSGS][k % QS_STAGE_ROUND_MSGS]);
+    return st;
 }
 
 static void acc_free(layer_acc *a) {
     for (int g = 0; g < QS_GROUP_COUNT; ++g) {
         free(a->hess[g]);
+        free(a->part[g]);
         free(a->absmax[g]);
         free(a->sumsq[g]);
     }
     memset(a, 0, sizeof(*a));
 }
 
-static qs_status acc_init(layer_acc *a, const qs_model_dims *d, qs_err *err) {
+/* Input width per linear group. */
+static void group_widths(const qs_model_dims *d, int64_t *dg) {
+    dg[QS_GROUP_QKV] = d->hidden;
+    dg[QS_GROUP_O] = d->heads * d->head_dim;
+    dg[QS_GROUP_GATE_UP] = d->hidden;
+    dg[QS_GROUP_DOWN] = d->inter;
+}
+
+/* Zeroed statistics of one layer: accumulators on replica 0, partials elsewhere. */
+static qs_status acc_init(layer_acc *a, const qs_model_dims *d, int replica, qs_err *err) {
     memset(a, 0, sizeof(*a));
-    a->d[QS_GROUP_QKV] = d->hidden;
-    a->d[QS_GROUP_O] = d->heads * d->head_dim;
-    a->d[QS_GROUP_GATE_UP] = d->hidden;
-    a->d[QS_GROUP_DOWN] = d->inter;
+    group_widths(d, a->d);
     for (int g = 0; g < QS_GROUP_COUNT; ++g) {
         int64_t n = a->d[g];
-        a->hess[g] = qs_calloc((size_t)(n * n), sizeof(double), err, "Hessian accumulator");
+        if (replica == 0)
+            a->hess[g] = qs_calloc((size_t)(n * n), sizeof(double), err, "Hessian accumulator");
+        else if ((a->part[g] = qs_malloc(sizeof(float) * (size_t)(n * n), err, "partial")))
+            /* touched once, so that RSS is the formula's (only the upper triangle is written
+             * or shipped later) */
+            memset(a->part[g], 0, sizeof(float) * (size_t)(n * n));
         a->absmax[g] = qs_calloc((size_t)n, sizeof(float), err, "absmax");
         a->sumsq[g] = qs_calloc((size_t)n, sizeof(double), err, "sum of squares");
-        if (!a->hess[g] || !a->absmax[g] || !a->sumsq[g]) {
+        if ((!a->hess[g] && !a->part[g]) || !a->absmax[g] || !a->sumsq[g]) {
             acc_free(a);
             return QS_ERR_RUNTIME;
         }
@@ -299,13 +335,18 @@ done:
     return st;
 }
 
-/* This rank's part of the forward: its layers' weights and accumulators, the buffers. */
+/* This rank's part of the forward: its layers' weights and accumulators, the buffers, its
+ * place in the 2-D schedule. */
 typedef struct calib_rank {
     const qs_stage_ctx *ctx;
     calib_state *s;
-    int first, nown;
+    int first, nown;     /* its stage's layers */
+    int stage, replica;  /* stage -1: idle in calibrate */
+    int64_t D;           /* replicas */
+    int64_t seg0, seg1;  /* the current checkpoint segment of chunks [seg0, seg1) */
+    qs_comm row, col;    /* its replica's stages, its stage's replicas (qs_comm_split) */
     qs_layer_f32 *lw;    /* (nown) */
-    layer_acc *acc;      /* (nown) */
+    layer_acc *acc;      /* (nown) accumulators (replica 0) or partials in flight */
     qs_ends_f32 ends;    /* embeddings on the first layer's rank */
     qs_layer_workspace ws;
     float *tile;         /* (dmax, dmax) Hessian partial; also the f32 staging of writes */
@@ -331,6 +372,8 @@ static void rank_free(calib_rank *r) {
     free(r->ids32);
     qs_ends_f32_free(&r->ends);
     qs_layer_workspace_free(&r->ws);
+    qs_comm_free(&r->row);
+    qs_comm_free(&r->col);
 }
 
 static qs_status rank_init(calib_rank *r, qs_err *err) {
@@ -341,20 +384,24 @@ static qs_status rank_init(calib_rank *r, qs_err *err) {
     if (d->heads * d->head_dim > dmax) dmax = d->heads * d->head_dim;
     if (d->inter > dmax) dmax = d->inter;
     r->lw = qs_calloc((size_t)r->nown, sizeof(*r->lw), err, "layer weights");
-    r->acc = qs_calloc((size_t)r->nown, sizeof(*r->acc), err, "layer accumulators");
-    r->tile = qs_malloc(sizeof(float) * (size_t)(dmax * dmax), err, "Hessian tile");
+    r->acc = qs_calloc((size_t)r->nown, sizeof(*r->acc), err, "layer statistics");
+    if (r->replica == 0) /* a replica > 0 computes its partials in their own buffers */
+        r->tile = qs_malloc(sizeof(float) * (size_t)(dmax * dmax), err, "Hessian tile");
     r->pabs = qs_malloc(sizeof(float) * (size_t)dmax, err, "absmax partial");
     r->psq = qs_malloc(sizeof(double) * (size_t)dmax, err, "sumsq partial");
     r->ids = qs_malloc(sizeof(uint32_t) * (size_t)(CS * T), err, "chunk tokens");
     r->ids32 = qs_malloc(sizeof(int32_t) * (size_t)T, err, "window tokens");
-    if (!r->lw || !r->acc || !r->tile || !r->pabs || !r->psq || !r->ids || !r->ids32)
+    if (!r->lw || !r->acc || (r->replica == 0 && !r->tile) || !r->pabs || !r->psq || !r->ids ||
+        !r->ids32)
         return QS_ERR_RUNTIME;
     QS_CHECK(qs_layer_workspace_init(&r->ws, d, (int)CS, (int)T, err));
     QS_CHECK(qs_layer_workspace_set_pool(&r->ws, r->ctx->pool, err));
-    for (int i = 0; i < r->nown; ++i) QS_CHECK(acc_init(&r->acc[i], d, err));
     for (int i = 0; i < r->nown; ++i)
         QS_CHECK(qs_weights_load_layer(r->ctx->model, d, r->first + i, &r->lw[i], err));
     if (r->first == 0) QS_CHECK(qs_weights_load_ends(r->ctx->model, d, 1, 0, &r->ends, err));
+    /* after the weights: a replica's partials are touched here, and the checkpoint pages a
+     * conversion touches are dropped by then (weights.c) */
+    for (int i = 0; i < r->nown; ++i) QS_CHECK(acc_init(&r->acc[i], d, r->replica, err));
 done:
     return st;
 }
@@ -374,25 +421,39 @@ static qs_status chunk_source(void *vr, int64_t c, int64_t s0, int64_t ns, float
                            err);
 }
 
-/* Pipeline step: this rank's layers, statistics by the hook. */
+/* Pipeline step: this rank's layers on chunk c, statistics by the hook, added with the
+ * rest of c's round (chunks [cr, cr + nhave) of the segment, one per replica). */
 static qs_status chunk_compute(void *vr, int64_t c, int64_t s0, int64_t ns, float *x,
                                qs_err *err) {
     calib_rank *r = vr;
-    const int64_t T = r->s->win.seqlen;
+    const int64_t T = r->s->win.seqlen, CS = r->ctx->cfg->calib.chunk_samples;
+    const int64_t S = r->s->win.nsamples;
+    const int64_t cr = r->seg0 + (c - r->seg0) / r->D * r->D;
+    const int64_t nhave = r->seg1 - cr < r->D ? r->seg1 - cr : r->D;
+    int64_t tokens = 0; /* the round's rows */
+    for (int64_t j = cr; j < cr + nhave; ++j) tokens += (S - j * CS < CS ? S - j * CS : CS) * T;
     qs_layer_hooks hooks = {stats_hook, &r->hctx};
     qs_status st = QS_OK;
     (void)s0;
     const double tb = qs_log_now();
+    r->hctx.nhave = (int)nhave;
     for (int i = 0; i < r->nown && st == QS_OK; ++i) {
         r->hctx.acc = &r->acc[i];
         st = qs_layer_forward(&r->lw[i].w, &r->s->d, r->first + i, x, (int)ns, (int)T, &r->ws,
                               &hooks, err);
-        r->acc[i].tokens += ns * T;
+        r->acc[i].tokens += tokens;
     }
     if (r->ctx->busy) *r->ctx->busy += qs_log_now() - tb;
-    qs_progress_step(r->ctx->progress, c + 1, "chunk %lld/%lld", (long long)(c + 1),
+    qs_progress_step(r->ctx->progress, cr + nhave, "chunk %lld/%lld", (long long)(cr + nhave),
                      (long long)r->nchunks);
     return st;
+}
+
+/* A replica > 0: completes its partials' sends (replica 0 has added them all when its
+ * segment ends, so this returns once the segment is over). */
+static void ships_wait(calib_rank *r) {
+    for (int i = 0; r->replica > 0 && i < r->nown; ++i)
+        for (int g = 0; g < QS_GROUP_COUNT; ++g) qs_stage_round_wait(&r->col, r->acc[i].req[g]);
 }
 
 /* Resumes from the checkpoint of chunk k0 (rank 0's state.json, broadcast); a checkpoint
@@ -412,7 +473,7 @@ static qs_status resume_point(calib_rank *r, int64_t *k0, qs_err *err) {
     if (*k0 == 0) return QS_OK;
     qs_err lerr = {0};
     int bad = 0;
-    for (int i = 0; i < r->nown && !bad; ++i)
+    for (int i = 0; r->replica == 0 && i < r->nown && !bad; ++i)
         if (ckpt_read(ctx->rd, r->first + i, *k0, &r->acc[i], &lerr) != QS_OK) bad = 1;
     if (!qs_comm_any(comm, bad)) {
         qs_log_info(ctx->log, "calibrate: resuming at chunk %lld of %lld", (long long)*k0,
@@ -422,19 +483,20 @@ static qs_status resume_point(calib_rank *r, int64_t *k0, qs_err *err) {
     qs_log_info(ctx->log, "calibrate: checkpoint at chunk %lld unusable (%s); restarting",
                 (long long)*k0, bad ? lerr.msg : "on another rank");
     *k0 = 0;
-    for (int i = 0; i < r->nown && st == QS_OK; ++i) {
+    for (int i = 0; r->replica == 0 && i < r->nown && st == QS_OK; ++i) {
         acc_free(&r->acc[i]);
-        st = acc_init(&r->acc[i], &r->s->d, err);
+        st = acc_init(&r->acc[i], &r->s->d, 0, err);
     }
     return qs_comm_agree(comm, st, err);
 }
 
-/* Checkpoint after chunk k: owners write their accumulators, rank 0 the state. Collective;
- * *stop = 1 when the ranks agree to stop here. */
+/* Checkpoint after chunk k: replica 0 writes its accumulators (every replica's partials of
+ * chunks < k are in them: each round was added inside the forward), rank 0 the state.
+ * Collective; *stop = 1 when the ranks agree to stop here. */
 static qs_status checkpoint(calib_rank *r, int64_t k, int want_stop, int *stop, qs_err *err) {
     const qs_stage_ctx *ctx = r->ctx;
     qs_status st = QS_OK;
-    for (int i = 0; i < r->nown && st == QS_OK; ++i)
+    for (int i = 0; r->replica == 0 && i < r->nown && st == QS_OK; ++i)
         st = ckpt_write(ctx->rd, r->first + i, k, &r->acc[i], err);
     st = qs_comm_agree(ctx->comm, st, err);
     if (st != QS_OK) return st;
@@ -450,11 +512,11 @@ static qs_status checkpoint(calib_rank *r, int64_t k, int want_stop, int *stop, 
     return QS_OK;
 }
 
-/* Each owner writes the units to do among its layers; rank 0 then drops the checkpoints. */
+/* Replica 0 writes the units to do among its layers; rank 0 then drops the checkpoints. */
 static qs_status write_outputs(calib_rank *r, qs_err *err) {
     const qs_stage_ctx *ctx = r->ctx;
     qs_status st = QS_OK;
-    for (int i = 0; i < r->nown && st == QS_OK; ++i) {
+    for (int i = 0; r->replica == 0 && i < r->nown && st == QS_OK; ++i) {
         const int l = r->first + i;
         char rel[64];
         const char *rels[1] = {rel};
@@ -495,32 +557,48 @@ static qs_status calib_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
     const double t0 = qs_log_now();
     r.ctx = ctx;
     r.s = s;
-    r.first = s->plan.first[comm->rank];
-    r.nown = s->plan.first[comm->rank + 1] - r.first;
+    qs_mem_calib role;
+    r.stage = qs_plan_calib_role(&s->plan, comm->rank, &role);
+    r.first = role.first;
+    r.nown = role.count;
+    r.replica = role.replica;
+    r.D = s->plan.calib_replicas;
+    /* collective: the replica's stages (the pipeline), the stage's replicas (the rounds) */
+    qs_comm_split(comm, r.stage >= 0 ? r.replica : -1, r.stage, &r.row);
+    qs_comm_split(comm, r.stage >= 0 ? r.stage : -1, r.replica, &r.col);
 
     /* 1. this rank's layers and buffers, the pipeline, the resume point */
-    st = qs_layerpipe_init(&pipe, comm, s->plan.first, s->win.nsamples,
-                           cfg->calib.chunk_samples, s->win.seqlen * s->d.hidden, err);
+    static const int no_layers[2] = {0, 0}; /* an idle rank: an inactive pipeline */
+    st = qs_layerpipe_init(&pipe, &r.row, r.stage >= 0 ? s->plan.calib_first : no_layers,
+                           s->win.nsamples, cfg->calib.chunk_samples,
+                           s->win.seqlen * s->d.hidden, err);
     if (st == QS_OK && r.nown > 0) st = rank_init(&r, err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     r.nchunks = qs_layerpipe_nchunks(&pipe);
-    r.hctx = (hook_ctx){NULL, r.tile, r.pabs, r.psq, &pipe, ctx->pool};
+    r.hctx = (hook_ctx){NULL, r.tile, r.pabs, r.psq, &r.col, 1, &pipe, ctx->pool};
     int64_t k0 = 0;
     QS_CHECK(resume_point(&r, &k0, err));
     qs_log_info(ctx->log,
-                "calibrate: %lld windows x %lld tokens in %lld chunks of %lld; rank %d owns "
-                "layers [%d, %d)",
+                "calibrate: %lld windows x %lld tokens in %lld chunks of %lld; %d stages x "
+                "%lld replicas; rank %d: stage %d, replica %d, layers [%d, %d)",
                 (long long)s->win.nsamples, (long long)s->win.seqlen, (long long)r.nchunks,
-                (long long)cfg->calib.chunk_samples, comm->rank, r.first, r.first + r.nown);
+                (long long)cfg->calib.chunk_samples, s->plan.calib_stages, (long long)r.D,
+                comm->rank, r.stage, r.replica, r.first, r.first + r.nown);
 
-    /* 2. the pipeline in segments between checkpoints */
+    /* 2. the pipelines in segments between checkpoints; replica d runs the segment's chunks
+     * c + d, c + d + D, ... */
     qs_progress_begin(ctx->progress, r.nchunks, k0);
     for (int64_t c = k0; c < r.nchunks;) {
         int64_t c1 = every > 0 ? (c / every + 1) * every : r.nchunks;
         if (c1 > r.nchunks) c1 = r.nchunks;
-        QS_CHECK(qs_layerpipe_run(&pipe, c, c1, chunk_source, chunk_compute, &r, err));
+        r.seg0 = c;
+        r.seg1 = c1;
+        if (r.stage >= 0)
+            QS_CHECK(qs_layerpipe_run_every(&pipe, c + r.replica, c1, r.D, chunk_source,
+                                            chunk_compute, &r, err));
         qs_layerpipe_drain(&pipe);
+        ships_wait(&r);
         const int64_t done_here = c1 - k0;
         c = c1;
         if (c == r.nchunks) break;
@@ -535,7 +613,8 @@ static qs_status calib_run(const qs_stage_ctx *ctx, void *vs, qs_err *err) {
 
     /* 3. the units to do */
     QS_CHECK(write_outputs(&r, err));
-    qs_stage_rss_report(ctx, QS_MEM_CALIBRATE, r.first, r.nown, 0, qs_log_now() - t0);
+    qs_stage_rss_report(ctx, r.replica > 0 ? QS_MEM_CALIBRATE_REPLICA : QS_MEM_CALIBRATE,
+                        r.first, r.nown, 0, qs_log_now() - t0);
 done:
     rank_free(&r);
     qs_layerpipe_free(&pipe);

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hessian.h"
 #include "sha256.h"
 #include "text_tokens.h"
 #include "weights.h"
@@ -141,10 +142,58 @@ qs_status qs_stage_hash_rel(const qs_stage_ctx *ctx, const char *rel, const char
     return qs_sha256_file(path, hex, err);
 }
 
+#define ROUND_TAG 4243
+
+/* Rank r > 0 of a round: its partial to rank 0, blocking (reqs NULL) or not. */
+static qs_status round_send(const qs_comm *comm, const qs_stage_part *part, qs_comm_req *reqs,
+                            qs_err *err) {
+    const int64_t d = part->d;
+    const void *buf[QS_STAGE_ROUND_MSGS] = {part->hess, part->absmax, part->sumsq};
+    const size_t n[QS_STAGE_ROUND_MSGS] = {0, sizeof(float) * (size_t)d,
+                                           sizeof(double) * (size_t)d};
+    qs_status st = QS_OK;
+    /* the Hessian partial's upper triangle only: the rest is not part of it */
+    if (reqs)
+        st = qs_comm_isend_upper(comm, part->hess, d, 0, ROUND_TAG, &reqs[0], err);
+    else
+        qs_comm_send_upper(comm, part->hess, d, 0, ROUND_TAG);
+    for (int k = 1; k < (part->absmax ? QS_STAGE_ROUND_MSGS : 1) && st == QS_OK; ++k) {
+        if (reqs)
+            st = qs_comm_isend(comm, buf[k], n[k], 0, ROUND_TAG, &reqs[k], err);
+        else
+            qs_comm_send(comm, buf[k], n[k], 0, ROUND_TAG);
+    }
+    return st;
+}
+
+qs_status qs_stage_round_add(const qs_comm *comm, int nhave, qs_pool *pool, qs_stage_part *part,
+                             const qs_stage_sums *sums, qs_comm_req *reqs, qs_err *err) {
+    const int64_t d = part->d;
+    qs_status st = QS_OK;
+    if (comm->rank > 0) return comm->rank < nhave ? round_send(comm, part, reqs, err) : QS_OK;
+    for (int r = 0; r < nhave; ++r) {
+        if (r > 0) { /* rank 0's own partial (the round's first chunk) was added */
+            qs_comm_recv_upper(comm, part->hess, d, r, ROUND_TAG);
+            if (part->absmax) {
+                qs_comm_recv(comm, part->absmax, sizeof(float) * (size_t)d, r, ROUND_TAG);
+                qs_comm_recv(comm, part->sumsq, sizeof(double) * (size_t)d, r, ROUND_TAG);
+            }
+        }
+        if (st != QS_OK) continue;
+        st = qs_hess_add_pool(pool, sums->hess, part->hess, d, err);
+        if (part->absmax) qs_chan_stats_add(sums->absmax, sums->sumsq, part->absmax, part->sumsq, d);
+    }
+    return st;
+}
+
+void qs_stage_round_wait(const qs_comm *comm, qs_comm_req *reqs) {
+    for (int k = 0; k < QS_STAGE_ROUND_MSGS; ++k) qs_comm_wait(comm, &reqs[k]);
+}
+
 void qs_stage_rss_report(const qs_stage_ctx *ctx, qs_mem_stage stage, int first, int count,
                          long long start_rss, double seconds) {
     const int rank = ctx->comm->rank, P = ctx->comm->size;
-    const char *label = stage == QS_MEM_CALIBRATE ? "calibrate" : "reconstruct";
+    const char *label = stage == QS_MEM_RECONSTRUCT ? "reconstruct" : "calibrate";
     qs_mem_estimate m =
         qs_mem_for_stage(&ctx->model->hf, ctx->cfg, rank, P, first, count, stage);
     long long peak = qs_log_peak_rss();

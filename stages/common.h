@@ -1,10 +1,11 @@
 /* common.h: the steps several stages share, written once: the calibration windows and
- * their hash, the plan of this run read back, memory and busy-time diagnostics, the test
- * knobs that stop a stage after n units and hold a rank at a named point. (The unit
- * helpers of stage.h live in common.c.)
+ * their hash, the plan of this run read back, chunk partials of several ranks added in
+ * chunk order, memory and busy-time diagnostics, the test knobs that stop a stage after n
+ * units and hold a rank at a named point. (The unit helpers of stage.h live in common.c.)
  *
  * Ownership: qs_stage_windows owns its token mapping and offsets
- * (qs_stage_windows_close releases them; safe on a zeroed value).
+ * (qs_stage_windows_close releases them; safe on a zeroed value). qs_stage_part and
+ * qs_stage_sums borrow the caller's buffers.
  */
 #ifndef QS_STAGE_COMMON_H
 #define QS_STAGE_COMMON_H
@@ -45,6 +46,44 @@ qs_status qs_stages_check_inputs(const qs_stage_ctx *ctx, char *warning, size_t 
 
 /* Local: run/plan/plan.json, checked against this run's rank and layer counts. */
 qs_status qs_stage_plan_read(const qs_stage_ctx *ctx, qs_plan *plan, qs_err *err);
+
+/* One linear group's input statistics of width d: a chunk partial (hess: f32 Hessian tile,
+ * upper triangle meaningful; absmax, sumsq per channel, both NULL when not kept) or, with
+ * f64 hess, the running sums they are added into (pipeline/model/hessian.h). */
+typedef struct qs_stage_part {
+    int64_t d;
+    float *hess;    /* (d, d) */
+    float *absmax;  /* (d) or NULL */
+    double *sumsq;  /* (d) or NULL */
+} qs_stage_part;
+typedef struct qs_stage_sums {
+    double *hess;   /* (d, d) f64, upper triangle */
+    float *absmax;  /* (d) or NULL */
+    double *sumsq;  /* (d) or NULL */
+} qs_stage_sums;
+
+/* Messages of one partial on its way to rank 0: the Hessian tile, absmax, sumsq. */
+#define QS_STAGE_ROUND_MSGS 3
+
+/* One round of chunk partials added in chunk order on rank 0 of comm, so that partials
+ * computed on several ranks give the bytes of one rank adding every chunk in order (the
+ * quantized-input reconstruct's rounds over all ranks, calibrate's replicas of a stage).
+ * Rank r < nhave holds the partial of the round's r-th chunk in *part; rank 0 adds its own
+ * into *sums, then receives rank 1's into *part (overwriting it) and adds it, and so on.
+ * Only the Hessian's upper triangle travels (qs_comm_isend_upper: a sender's part->hess is
+ * packed in place, so its (d, d) layout is lost until the next partial is written).
+ * Ranks 1..nhave-1 send theirs and ignore sums (may be NULL): blocking sends when reqs is
+ * NULL; with reqs (QS_STAGE_ROUND_MSGS requests) nonblocking ones, which the caller completes
+ * with qs_stage_round_wait before it writes part's buffers again. Ranks >= nhave do nothing.
+ * Every rank < nhave passes the same d and the same choice of statistics. No collective:
+ * ranks that call this in the same order of groups cannot deadlock. A failed add on rank 0
+ * still receives the rest of the round, then returns the failure. */
+qs_status qs_stage_round_add(const qs_comm *comm, int nhave, qs_pool *pool, qs_stage_part *part,
+                             const qs_stage_sums *sums, qs_comm_req *reqs, qs_err *err);
+
+/* Completes the sends qs_stage_round_add started into reqs (QS_STAGE_ROUND_MSGS; zeroed
+ * requests return at once). */
+void qs_stage_round_wait(const qs_comm *comm, qs_comm_req *reqs);
 
 /* SHA-256 of a file of the run directory (rel), QS_ERR_INPUT "missing; <hint>" when absent. */
 qs_status qs_stage_hash_rel(const qs_stage_ctx *ctx, const char *rel, const char *hint,

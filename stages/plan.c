@@ -1,8 +1,9 @@
 /* plan.c (stage): assigns contiguous ranges of decoder layers to ranks with the optimal
- * min-max split of the layer costs (qs_plan_compute: lib/layer_plan.c, memory from the one
- * formula of lib/memory.c) and writes run/plan/plan.json (one unit). Inputs: the model
- * fingerprint and the rank count (a new rank count redoes the plan only; no other stage's
- * manifest hashes the plan).
+ * min-max split of the layer costs, and calibrate's 2-D schedule (stages x replicas)
+ * (qs_plan_compute: lib/layer_plan.c, memory from the one formula of lib/memory.c) and
+ * writes run/plan/plan.json (one unit). Inputs: the model fingerprint and the rank count
+ * with a forced calib.replicas (a new rank or replica count redoes the plan only; no other
+ * stage's manifest hashes the plan).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +17,13 @@ static qs_status plan_open(const qs_stage_ctx *ctx, int pass, void **state, qs_s
                            qs_err *err) {
     (void)pass;
     (void)state;
-    char nr[32], ranks_hash[65];
-    snprintf(nr, sizeof(nr), "nranks=%d", ctx->comm->size);
+    char nr[64], ranks_hash[65];
+    /* calib.replicas is a runtime key (outside the config hash): a forced value is an input */
+    if (ctx->cfg->calib.replicas > 0)
+        snprintf(nr, sizeof(nr), "nranks=%d replicas=%d", ctx->comm->size,
+                 ctx->cfg->calib.replicas);
+    else
+        snprintf(nr, sizeof(nr), "nranks=%d", ctx->comm->size);
     qs_sha256_hex(nr, strlen(nr), ranks_hash);
     qs_status st = qs_manifest_add_input(&o->inputs, "model", ctx->model_hash, err);
     if (st == QS_OK) st = qs_manifest_add_input(&o->inputs, "nranks", ranks_hash, err);

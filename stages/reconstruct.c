@@ -60,7 +60,6 @@
 
 #define NLIN QS_LIN_COUNT
 #define NGRP QS_GROUP_COUNT
-#define HESS_TAG 4243
 #define SOLVE_BATCH 4 /* pieces per thread in flight on a rank that is not the writer */
 
 static const char *const GROUP_NAMES[NGRP] = {"qkv", "o", "gate_up", "down"};
@@ -136,7 +135,12 @@ static qs_status solve_group_job(const qs_stage_ctx *ctx, const qs_model_dims *d
     snprintf(name, sizeof(name), "%s/hessian", GROUP_NAMES[g]);
     QS_CHECK(qs_h5_read_n(&h, name, QS_H5_F32, n * n, (void **)&H, err)); // (n, n)
     qs_h5_abandon(&h);
-    if (cs->gptq) QS_CHECK(qs_gptq_prepare_pool(ctx->pool, H, n, &cs->fp, &f, err));
+    if (cs->gptq) {
+        st = qs_gptq_prepare_pool(ctx->pool, H, n, &cs->fp, &f, err);
+        if (st != QS_OK) qs_err_prefix(err, "layer %d, %s inputs", layer,
+                                       GROUP_NAMES[g]);
+        QS_CHECK(st);
+    }
     for (int k = 0; k < NLIN; ++k) {
         if ((int)qs_linear_group_of((qs_linear_kind)k) != g) continue;
         const int64_t d_out = lr->d_out[k], d_in = lr->d_in[k];
@@ -437,7 +441,7 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = q->ctx->comm;
     const int rank = comm->rank, P = comm->size;
-    part_ctx pctx; /* (qs_hess_add_pool below: its tasks cannot fail) */
+    part_ctx pctx;
     pctx.pool = q->ctx->pool;
     qs_layer_hooks hooks = {part_hook, &pctx};
     for (int g = 0; g < NGRP; ++g) {
@@ -456,22 +460,13 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
         }
         st = qs_comm_agree(comm, st, err);
         if (st != QS_OK) return st;
-        const int64_t ce = (k + 1) * P < q->nchunks ? (k + 1) * P : q->nchunks;
-        for (int64_t cc = k * P; cc < ce; ++cc) {
-            const int src = (int)(cc % P);
-            for (int g = 0; g < NGRP; ++g) {
-                const int64_t n = q->dg[g];
-                if (src == 0 && rank == 0) {
-                    (void)qs_hess_add_pool(q->ctx->pool, q->acc[g], q->part[g], n, err);
-                } else if (rank == src) {
-                    qs_comm_send(comm, q->part[g], sizeof(float) * (size_t)(n * n), 0, HESS_TAG);
-                } else if (rank == 0) {
-                    /* rank 0's own partial of this round (chunk k * P) is added */
-                    qs_comm_recv(comm, q->part[g], sizeof(float) * (size_t)(n * n), src,
-                                 HESS_TAG);
-                    (void)qs_hess_add_pool(q->ctx->pool, q->acc[g], q->part[g], n, err);
-                }
-            }
+        const int64_t left = q->nchunks - k * P;
+        for (int g = 0; g < NGRP; ++g) {
+            qs_stage_part part = {q->dg[g], q->part[g], NULL, NULL};
+            const qs_stage_sums sums = {q->acc[g], NULL, NULL};
+            /* (its tasks cannot fail) */
+            (void)qs_stage_round_add(comm, left < P ? (int)left : P, q->ctx->pool, &part, &sums,
+                                     NULL, err);
         }
     }
     for (int g = 0; g < NGRP; ++g) {
@@ -485,17 +480,20 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
     return QS_OK;
 }
 
-/* One factor per group that has a quantized linear (need[g]), prepared by rank g % P and
- * broadcast. Collective. */
-static qs_status seq_factors(seq_rank *q, const int *need, qs_err *err) {
+/* One factor per group of `layer` that has a quantized linear (need[g]), prepared by rank
+ * g % P (on its pool) and broadcast. Collective. */
+static qs_status seq_factors(seq_rank *q, int layer, const int *need, qs_err *err) {
     qs_status st = QS_OK;
     const qs_comm *comm = q->ctx->comm;
     const qs_cands *cs = &q->s->cs;
     if (!cs->gptq) return QS_OK;
     for (int g = 0; g < NGRP && st == QS_OK; ++g)
-        if (need[g] && g % comm->size == comm->rank)
+        if (need[g] && g % comm->size == comm->rank) {
             st = qs_gptq_prepare_pool(q->ctx->pool, q->Hf[g], q->dg[g], &cs->fp, &q->fac[g],
                                       err);
+            if (st != QS_OK) qs_err_prefix(err, "layer %d, %s inputs", layer,
+                                           GROUP_NAMES[g]);
+        }
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) return st;
     for (int g = 0; g < NGRP; ++g)
@@ -745,7 +743,7 @@ static qs_status run_quantized(const qs_stage_ctx *ctx, recon_state *s, qs_err *
                 if (cend[k] > cfirst[k]) need[qs_linear_group_of((qs_linear_kind)k)] = 1;
             }
             QS_CHECK(seq_hessians(&q, l, err));
-            QS_CHECK(seq_factors(&q, need, err));
+            QS_CHECK(seq_factors(&q, l, need, err));
             QS_CHECK(seq_solve(&q, l, cfirst, cend, lsel, err));
             warn_layer(ctx, s, l);
             ++written;

@@ -122,6 +122,15 @@ entry calib-bench - "docs/calibrate.md Benchmark (bench_calib)" "2 min" \
 entry threads - "docs/performance.md Threads per rank (bench_threads)" "2 min" \
     '$PY tests/bench/bench_threads.py $B' \
     '$PY tests/bench/bench_threads.py $B --layers 2 --hidden 256 --samples 4 --seqlen 128'
+entry prepare - "docs/performance.md The GPTQ factor (bench_prepare)" "2 min" \
+    '$B/tests/bench_prepare 4096 11008' \
+    '$B/tests/bench_prepare --quick'
+entry scale-model - "docs/performance.md Scale model (scale_model.py)" "1 s" \
+    '$PY tests/bench/scale_model.py && $PY tests/bench/scale_model.py --chunk 1 && $PY tests/bench/scale_model.py --prep-threads 1 --f-prep 0.44 --nodes 16' \
+    '$PY tests/bench/scale_model.py --nodes 1'
+entry budget-deep-high fixtures "docs/search.md The deep model above 4 bits (budget_study; after deep-model)" "1 h" \
+    '$PY tests/study/budget_study.py --config tests/study/budget_deep_high.yaml --out $O --budgets 4.5,4.71875 --uniform w4g128,w4g32' \
+    'true'
 entry skips - "docs/calibrate.md 62 s of issue 22's example (bench_skips)" "4 min" \
     '$PY tests/bench/bench_skips.py $B --no-skip --dir $O/no-skip && $PY tests/bench/bench_skips.py $B --dir $O/skip' \
     '$PY tests/bench/bench_skips.py $B --no-skip --dir $O/no-skip --layers 2 --samples 4 --seqlen 128'

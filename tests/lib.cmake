@@ -1,6 +1,7 @@
 # tests/lib.cmake: pipeline/lib (weights, memory, alloc, layer_plan, partition, model_dims).
 #  - test_alloc: allocation JSON round trip, uniform allocations, rejected inputs
-#  - test_partition: contiguous layer ranges vs brute force, even splits, LPT jobs
+#  - test_partition: contiguous layer ranges vs brute force, calibrate's stages x replicas
+#    grid (its rule with brute-force splits; named shapes), even splits, LPT jobs
 #  - test_serve_cands: candidate kinds, bytes per format, serving rules, config-time refusals
 #  - test_recon_notes: a layer file's GPTQ record (dead columns, raised damping, fp64) read
 #    from its tables and the one-line summary the reconstruct stage logs

@@ -492,6 +492,17 @@ def layer_path(run_dir, sub, layer):
     return os.path.join(run_dir, sub, f"layer-{layer:03d}.h5")
 
 
+def layer_data(run_dir, nlayers, sub="calib"):
+    """{(layer, dataset): (dtype, shape, bytes)} and {(layer, "attrs"): attributes as int} of
+    every run_dir/sub/layer-NNN.h5, layers 0..nlayers-1."""
+    out = {}
+    for l in range(nlayers):
+        p = layer_path(run_dir, sub, l)
+        out.update(((l, k), v) for k, v in h5_datasets(p).items())
+        out[(l, "attrs")] = h5_attrs(p, int)
+    return out
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)

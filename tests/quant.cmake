@@ -8,6 +8,8 @@
 #  - test_mckp: the exact mixed-precision solver (random vs brute force, GLPK, Llama-70B)
 #  - test_search: search items (tied groups, layouts, serve marlin, allow rules, pins and
 #    their conflicts), budgets, integer re-sum, optimality vs brute force
+#  - bench_prepare: the GPTQ factor, tiled vs the LAPACK chain (not a test):
+#    ./build/tests/bench_prepare [--quick] [n ...]
 #  - bench_gptq, bench_mckp: benchmarks (not tests): ./build/tests/bench_gptq [--quick],
 #    ./build/tests/bench_mckp [--glpk]
 set(QS_ROOM quant)
@@ -22,6 +24,7 @@ qs_add_unit(test_mckp LINK qs_quant LABELS quant)
 qs_add_unit(test_search LINK qs_quant LABELS search)
 
 qs_add_test_program(bench_gptq bench/bench_gptq.c qs_quant)
+qs_add_test_program(bench_prepare bench/bench_prepare.c qs_quant)
 qs_add_test_program(bench_mckp bench/bench_mckp.c qs_quant)
 
 # GGUF block types (docs/quant.md "GGUF"): layouts, llama.cpp's quantizers bit for bit.

@@ -16,6 +16,11 @@ qs_add_script(test_calib_mpi MPI LABELS "mpi;calib" TIMEOUT 900
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_calib_mpi.py)
 qs_add_script(test_calib_ref MPI LABELS "mpi;calib"
   COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_calib_ref.py)
+#  - test_calib_2d: the 2-D schedule (stages x replicas): 2 layers at 1-4 ranks (every rank
+#    busy), 3 layers at 4 ranks (auto and calib.replicas 2) and 3 ranks (one idle): calib/
+#    and the whole float-input run byte-identical to 1 rank; kill/resume 4 -> 3, 3 -> 4 ranks
+qs_add_script(test_calib_2d MPI LABELS "mpi;calib;san" TIMEOUT 600
+  COMMAND ${QS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_calib_2d.py)
 qs_add_test_program(bench_sgemm bench/bench_sgemm.c "qs_core;PkgConfig::OPENBLAS")
 # BLAS choice (docs/design.md "BLAS choice"; docs/performance.md)
 #  - bench_blas: qshard's BLAS/LAPACK calls timed single-threaded, with bit-stability

@@ -26,6 +26,25 @@ qs_status qs_err_set_at(qs_err *err, qs_status code, const char *file, int line,
     return code;
 }
 
+void qs_err_prefix(qs_err *err, const char *fmt, ...) {
+    if (!err || err->code == QS_OK) return;
+    char ctx[QS_ERR_MSG_MAX], old[QS_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof(ctx), fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof(old));
+    /* "ctx: old", cut at the message's size */
+    size_t n = strlen(ctx);
+    if (n > sizeof(err->msg) - 3) n = sizeof(err->msg) - 3;
+    memcpy(err->msg, ctx, n);
+    memcpy(err->msg + n, ": ", 2);
+    size_t room = sizeof(err->msg) - n - 3, m = strlen(old);
+    if (m > room) m = room;
+    memcpy(err->msg + n + 2, old, m);
+    err->msg[n + 2 + m] = '\0';
+}
+
 int qs_status_exit_code(qs_status st) {
     switch (st) {
     case QS_OK: return 0;

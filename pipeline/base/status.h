@@ -46,6 +46,14 @@ qs_status qs_err_set_at(qs_err *err, qs_status code, const char *file, int line,
 #endif
     ;
 
+/* Puts "CONTEXT: " before the recorded message (which layer, which file, ...), truncated to
+ * the message's size; nothing when no error is recorded. printf-style. */
+void qs_err_prefix(qs_err *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 #define QS_FAIL(err, code, ...) qs_err_set_at((err), (code), __FILE__, __LINE__, __VA_ARGS__)
 
 /* For `goto done` style: set st = QS_FAIL(...) and jump. */

@@ -108,6 +108,10 @@ static const cfg_key cfg_schema[] = {
      OFF(calib.chunk_samples), 0, 0, 0, "samples per (layer, chunk) forward step"},
     {"calib.checkpoint_every", CFG_I64, 1, BIG, 0, 0, 0, "16", NULL, OFF(calib.checkpoint_every),
      0, 0, 0, "chunks between collective checkpoints of the calibration state"},
+    {"calib.replicas", CFG_INT, 0, 1 << 20, 0, 0, 0, "0", NULL, OFF(calib.replicas), 0, 0, 1,
+     "calibrate's data-parallel pipelines (each takes every replicas-th chunk; stages = "
+     "min(layers, ranks / replicas)); 0 = chosen by the plan, more than one only when ranks "
+     "exceed layers; results do not depend on it (docs/calibrate.md)"},
 
     {"quant.method", CFG_ENUM, 0, 0, 0, 0, 0, "gptq", k_method, OFF(quant.method), 0, 0, 0,
      "reconstruction method: gptq or rtn (round to nearest)"},

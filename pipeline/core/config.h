@@ -76,6 +76,8 @@ typedef struct qs_config {
         uint64_t seed;         /* for sampling: random (default 0) */
         int64_t chunk_samples; /* samples per (layer, chunk) step (default 8) */
         int64_t checkpoint_every; /* chunks between collective checkpoints (default 16) */
+        int replicas;          /* calibrate's data-parallel pipelines (0 = the plan chooses);
+                                  a runtime key: results do not depend on it */
     } calib;
 
     struct {

@@ -5,7 +5,8 @@
 
 #include "candidates.h"
 
-double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer) {
+/* The cost of layer `layer`; head: with the final norm and lm_head on the last layer. */
+static double layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer, int head) {
     double h = (double)hf->hidden_size, in = (double)hf->intermediate_size;
     double q = (double)(hf->num_attention_heads * hf->head_dim);
     double T = cfg ? (double)cfg->calib.seqlen : 2048.0;
@@ -14,9 +15,17 @@ double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer) {
     double hess = h * h + q * q + h * h + in * in;              /* syrk: d^2 per token (x2/2) */
     double c = lin + attn + hess;
     if (layer == 0) c += h;                                     /* embedding gather */
-    if (layer == (int)hf->num_hidden_layers - 1)
+    if (head && layer == (int)hf->num_hidden_layers - 1)
         c += 2.0 * h * (double)hf->vocab_size + h;              /* final norm + lm_head */
     return c;
+}
+
+double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer) {
+    return layer_cost(hf, cfg, layer, 1);
+}
+
+double qs_layer_cost_calibrate(const qs_hf_config *hf, const qs_config *cfg, int layer) {
+    return layer_cost(hf, cfg, layer, 0);
 }
 
 /* Threads per rank by the config's rule (docs/config.md `threads`: the environment when it
@@ -85,7 +94,9 @@ static qs_mem_estimate reconstruct_bytes(const qs_hf_config *hf, const qs_config
      * baseline's codes/scales/zeros with the error tiles of one (R, d_in). A piece is a row
      * block in both modes; R = rows = min(d_out, row_block). One per thread; a rank that
      * does not write the layer also holds SOLVE_BATCH (4) pieces' results per thread in
-     * flight (stages/reconstruct.c seq_solve_mine). */
+     * flight (stages/reconstruct.c seq_solve_mine). The GPTQ factor's tile panel
+     * (d_in x 512 f32, chol_tiled.c) lives only while a factor is prepared, before any
+     * solve, and is smaller than one piece's scratch (>= 16 R d_in B): not counted apart. */
     const int64_t nthr = mem_threads(cfg);
     int64_t scratch = 0, piece = 0;
     for (int k = 0; k < 7; ++k) {
@@ -156,13 +167,19 @@ qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, i
     int64_t largest = h > q ? h : q;
     if (in > largest) largest = in;
     m.weights = (int64_t)count * qs_hf_config_layer_params(hf) * 4;
-    if (stage == QS_MEM_CALIBRATE) {
-        /* stages/calibrate.c: f64 accumulators + one f32 tile (also the f32 staging buffer
-         * when the layer files are written), the pipeline buffers, the statistics hook's
-         * scratch (largest width x 12 B), embeddings on the first rank. The bf16 pages of
-         * the mapped checkpoint are dropped once converted (weights.c). */
+    if (stage == QS_MEM_CALIBRATE || stage == QS_MEM_CALIBRATE_REPLICA) {
+        /* stages/calibrate.c: replica 0: f64 accumulators + one f32 tile (also the f32
+         * staging buffer when the layer files are written); a replica > 0: one chunk's
+         * partials per layer in flight to replica 0 (f32 tiles, absmax f32, sumsq f64). The
+         * pipeline buffers, the statistics hook's scratch (largest width x 12 B), embeddings
+         * on the first rank of each pipeline. The bf16 pages of the mapped checkpoint are
+         * dropped once converted (weights.c). */
         int64_t T = cfg ? cfg->calib.seqlen : 2048;
-        m.hessians = (int64_t)count * (h * h + q * q + h * h + in * in) * 8 + largest * largest * 4;
+        int64_t sq = h * h + q * q + h * h + in * in;
+        if (stage == QS_MEM_CALIBRATE)
+            m.hessians = (int64_t)count * sq * 8 + largest * largest * 4;
+        else
+            m.hessians = (int64_t)count * (sq * 4 + (h + q + h + in) * 12);
         m.activations = pipeline_bytes(hf, chunk * T, T, mem_threads(cfg)) + largest * 12;
         m.extra = is_first ? V * h * 4 : 0;
     } else {
@@ -181,13 +198,15 @@ qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, i
 }
 
 qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int rank,
-                                int nranks, int first, int count) {
+                                int nranks, int first, int count, const qs_mem_calib *calib) {
     /* calibrate computes only for reconstruct's float inputs (stages/calibrate.c) */
     qs_mem_estimate m =
         qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_RECONSTRUCT);
     if (!cfg || cfg->reconstruct.inputs == QS_INPUTS_FLOAT) {
+        const qs_mem_calib one = {first, count, 0}, *cr = calib ? calib : &one;
         qs_mem_estimate c =
-            qs_mem_for_stage(hf, cfg, rank, nranks, first, count, QS_MEM_CALIBRATE);
+            qs_mem_for_stage(hf, cfg, rank, nranks, cr->first, cr->count,
+                             cr->replica > 0 ? QS_MEM_CALIBRATE_REPLICA : QS_MEM_CALIBRATE);
         if (c.total > m.total) m = c;
     }
     const qs_token_source esrc = cfg ? qs_config_eval_source(cfg) : (qs_token_source){0};

@@ -18,6 +18,12 @@
  *                   + 2 x inter) x 4 B, attention scores seqlen^2 x 4 B per thread, RoPE tables
  *                   seqlen x head_dim x 4 B, statistics scratch max(width) x 12 B
  *     extra       = embeddings (vocab x hidden x 4 B) on the first rank of the pipeline
+ *     In calibrate's 2-D schedule (layer_plan.h: S pipeline stages x D replicas) a rank
+ *     holds its stage's layers; only replica 0 holds the f64 accumulators and the tile. A
+ *     rank of replica d > 0 (QS_MEM_CALIBRATE_REPLICA) keeps one chunk's partials per layer
+ *     in flight to replica 0 instead: hessians = its layers x ((hidden^2 + (heads*head_dim)^2
+ *     + hidden^2 + inter^2) x 4 B + (2 hidden + heads*head_dim + inter) x 12 B) (f32 tiles,
+ *     absmax f32, sum of squares f64); stage 0 of every replica holds the embeddings.
  *   eval (only when eval.tokens is set; windows of eval.seqlen)
  *     weights, activations as above without the statistics scratch, no hessians;
  *     extra = embeddings on the first rank; on the last: final norm, lm_head (the
@@ -75,12 +81,23 @@ typedef struct qs_mem_estimate {
  * lm_head (the last rank computes logits for eval), the first for the embedding gather. */
 double qs_layer_cost(const qs_hf_config *hf, const qs_config *cfg, int layer);
 
+/* qs_layer_cost without the final norm and lm_head, which calibrate never computes: the
+ * cost of calibrate's 2-D schedule (layer_plan.h). */
+double qs_layer_cost_calibrate(const qs_hf_config *hf, const qs_config *cfg, int layer);
+
 /* The stages the formula knows (later stages add theirs). */
 typedef enum qs_mem_stage {
     QS_MEM_CALIBRATE = 0,
     QS_MEM_EVAL = 1,
-    QS_MEM_RECONSTRUCT = 2
+    QS_MEM_RECONSTRUCT = 2,
+    QS_MEM_CALIBRATE_REPLICA = 3 /* calibrate on a replica > 0: partials in flight, no f64 */
 } qs_mem_stage;
+
+/* A rank's part of calibrate's 2-D schedule: the layers [first, first + count) of its
+ * stage (count 0: idle in calibrate) and its replica (0 accumulates). */
+typedef struct qs_mem_calib {
+    int first, count, replica;
+} qs_mem_calib;
 
 /* One stage's part of the formula above for rank `rank` of `nranks` owning plan layers
  * [first, first + count). count may be 0 (calibrate/eval: all zero; reconstruct still
@@ -90,8 +107,9 @@ qs_mem_estimate qs_mem_for_stage(const qs_hf_config *hf, const qs_config *cfg, i
 
 /* The rank's peak: the largest qs_mem_for_stage over the stages `qshard run` runs with cfg
  * (calibrate, reconstruct, eval only when eval.tokens is set). This is what the plan
- * records and prints. */
+ * records and prints. calib: the rank's calibrate role (NULL: layers [first, first +
+ * count) on replica 0, the 1-D schedule). */
 qs_mem_estimate qs_mem_for_rank(const qs_hf_config *hf, const qs_config *cfg, int rank,
-                                int nranks, int first, int count);
+                                int nranks, int first, int count, const qs_mem_calib *calib);
 
 #endif /* QS_MEMORY_H */

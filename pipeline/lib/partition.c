@@ -91,6 +91,50 @@ done:
     return st;
 }
 
+qs_status qs_partition_grid(const double *cost, int n, int nparts, int64_t nchunks,
+                            int replicas, int *stages, int *nreplicas, int *first,
+                            double *max_cost, qs_err *err) {
+    qs_status st = QS_OK;
+    if (nparts < 1 || replicas < 0)
+        return QS_FAIL(err, QS_ERR_INTERNAL, "partition grid: nparts=%d replicas=%d", nparts,
+                       replicas);
+    const int smax = n > 1 ? n : 1; /* at least one stage, even without items */
+    int S = nparts < smax ? nparts : smax, D = 1;
+    if (replicas > 0) {
+        D = replicas < nparts ? replicas : nparts;
+        S = nparts / D < smax ? nparts / D : smax;
+    } else if (nparts > n && n > 0) {
+        /* candidates: per stage count S, its largest replica count D (within nchunks) */
+        const int dmax = nchunks < nparts ? (nchunks > 1 ? (int)nchunks : 1) : nparts;
+        double best = -1.0, *t = qs_malloc(sizeof(double) * (size_t)dmax, err, "grid times");
+        int *cs = qs_malloc(sizeof(int) * (size_t)dmax, err, "grid stages");
+        if (!t || !cs) st = QS_ERR_RUNTIME;
+        for (int d = 1; d <= dmax && st == QS_OK; ++d) {
+            const int s = nparts / d < smax ? nparts / d : smax;
+            cs[d - 1] = 0;
+            if (d < dmax && (nparts / (d + 1) < smax ? nparts / (d + 1) : smax) == s) continue;
+            double mc = 0.0;
+            st = qs_partition_contiguous(cost, n, s, first, &mc, err);
+            cs[d - 1] = s;
+            t[d - 1] = mc / (double)d;
+            if (best < 0.0 || t[d - 1] < best) best = t[d - 1];
+        }
+        /* the largest S (smallest D) within 2 % of the best estimate */
+        for (int d = 1; d <= dmax && st == QS_OK; ++d)
+            if (cs[d - 1] > 0 && t[d - 1] <= best * 1.02) {
+                S = cs[d - 1];
+                D = d;
+                break;
+            }
+        free(t);
+        free(cs);
+        if (st != QS_OK) return st;
+    }
+    *stages = S;
+    *nreplicas = D;
+    return qs_partition_contiguous(cost, n, S, first, max_cost, err);
+}
+
 void qs_partition_even(int64_t n, int nparts, int part, int64_t *begin, int64_t *end) {
     int64_t base = n / nparts, rem = n % nparts;
     int64_t b = (int64_t)part * base + (part < rem ? part : rem);

@@ -20,6 +20,20 @@
 qs_status qs_partition_contiguous(const double *cost, int n, int nparts, int *first,
                                   double *max_cost, qs_err *err);
 
+/* A 2-D schedule of n items (layers) on nparts workers (ranks): *stages contiguous ranges
+ * (first[0..*stages], the optimal split of qs_partition_contiguous, maximum in *max_cost)
+ * times *replicas copies, each replica taking every *replicas-th of nchunks chunks;
+ * stages x replicas <= nparts (the rest idle). replicas > 0 forces the replica count
+ * (at most nparts): stages = min(n, nparts / replicas). replicas = 0 chooses: nparts <= n
+ * gives nparts stages x 1 replica; otherwise, over replica counts D = 1..min(nparts,
+ * nchunks) with S = min(n, nparts / D) stages, the time per chunk max_cost(S) / D is
+ * estimated and the largest S within 2 % of the best is taken (more stages: fewer layers
+ * and less memory per rank, fewer partials to ship), with its largest D.
+ * first needs min(n, nparts) + 1 entries (at least 2). Deterministic. */
+qs_status qs_partition_grid(const double *cost, int n, int nparts, int64_t nchunks,
+                            int replicas, int *stages, int *nreplicas, int *first,
+                            double *max_cost, qs_err *err);
+
 /* Even split of n rows into nparts: part p gets [*begin, *end). Remainders go to the
  * lowest parts. */
 void qs_partition_even(int64_t n, int nparts, int part, int64_t *begin, int64_t *end);

@@ -1,9 +1,8 @@
 /* gptq.c: GPTQ (Frantar et al. 2022) on BLAS/LAPACK.
  *
  * prepare: dead channels, act-order permutation, damped Hessian -> U = chol((H + dI)^-1)
- * (upper, Hinv = U^T U) with automatic damp raising and an fp64 fallback. U comes from one
- * Cholesky factorization of the reversed matrix and one triangular inverse (2/3 n^3 flops;
- * the chol -> inverse -> chol chain of the reference implementation costs 4/3 n^3).
+ * (upper, Hinv = U^T U; chol_tiled.c: one Cholesky and one triangular inverse of the
+ * reversed matrix on the pool's tiles) with automatic damp raising and an fp64 fallback.
  * quantize_rows: the blocked ("lazy batch") algorithm on fixed row tiles. Per tile the
  * weights are copied in quantization order; each block of B columns is quantized column by
  * column with rank-1 error feedback inside sub-blocks of QS_GPTQ_SUB columns, a small gemm
@@ -89,68 +88,49 @@ double qs_gptq_next_damp(double cur, double damp_max) {
     return nx > damp_max ? damp_max : nx;
 }
 
-/* The permuted, damped Hessian P in reversed order, A = J P J (J the reversal: position a
- * holds column perm[n-1-a]), into the row-major lower triangle of A (= the column-major upper
- * triangle LAPACK reads with 'U'). Reads the upper triangle of H; without act-order the
- * reads go along rows of H. */
-#define FILL_REVERSED(A, H, f, diag, damp_abs)                                         \
+/* Permuted, damped Hessian into a (column-major == row-major, symmetric) buffer. Reads the
+ * upper triangle of H. */
+#define FILL_PERMUTED(A, H, f, diag, damp_abs)                                         \
     do {                                                                               \
-        const int64_t n_ = (f)->n;                                                     \
-        for (int64_t a_ = 0; a_ < n_; ++a_) {                                          \
-            int64_t pa_ = (f)->perm[n_ - 1 - a_];                                      \
-            for (int64_t b_ = 0; b_ < a_; ++b_) {                                      \
-                int64_t pb_ = (f)->perm[n_ - 1 - b_];                                  \
+        for (int64_t a_ = 0; a_ < (f)->n; ++a_) {                                      \
+            int64_t pa_ = (f)->perm[a_];                                               \
+            for (int64_t b_ = 0; b_ < (f)->n; ++b_) {                                  \
+                int64_t pb_ = (f)->perm[b_];                                           \
                 int64_t lo_ = pa_ < pb_ ? pa_ : pb_, hi_ = pa_ < pb_ ? pb_ : pa_;      \
-                (A)[a_ * n_ + b_] = (H)[lo_ * n_ + hi_];                               \
+                (A)[a_ * (f)->n + b_] = (H)[lo_ * (f)->n + hi_];                       \
             }                                                                          \
-            (A)[a_ * n_ + a_] = (diag)[pa_] + (damp_abs);                              \
+            (A)[a_ * (f)->n + a_] = (diag)[pa_] + (damp_abs);                          \
         }                                                                              \
     } while (0)
 
-/* U from A = J P J after xpotrf + xtrtri ('U', column-major) left R^-1 in A, where
- * A = R^T R (R upper): P = W W^T with W = J R^T J upper, so P^-1 = U^T U with
- * U = W^-1 = J R^-T J, the upper Cholesky factor of P^-1 (unique: positive diagonal).
- * R^-1's element (r, c) sits at row-major (c, r), so U[i][j] = R^-1[n-1-j][n-1-i] is the
- * buffer's element (n-1-i, n-1-j): U is the buffer reversed end to end (in place); its
- * strict lower part (the reversed input) is zeroed. */
-#define REVERSE_TO_U(T, A, n)                                                          \
-    do {                                                                               \
-        const int64_t N_ = (n) * (n);                                                  \
-        for (int64_t k_ = 0; k_ < N_ / 2; ++k_) {                                      \
-            T t_ = (A)[k_];                                                            \
-            (A)[k_] = (A)[N_ - 1 - k_];                                                \
-            (A)[N_ - 1 - k_] = t_;                                                     \
-        }                                                                              \
-        for (int64_t i_ = 1; i_ < (n); ++i_)                                           \
-            memset((A) + i_ * (n), 0, (size_t)i_ * sizeof(T));                         \
-    } while (0)
-
-/* One fp32 attempt: 0 on success with f->U holding the factor, -1 to try a larger damp,
- * -2 on an allocation or pool error (err set). */
-static int factor_f32(qs_pool *pool, const float *H, qs_gptq_factor *f, const double *diag,
-                      double damp_abs, qs_err *err) {
-    const int64_t n = f->n;
-    float *A = f->U;
-    FILL_REVERSED(A, H, f, diag, damp_abs);
-    int rc = qs_gptq_chol_inverse(pool, A, n, err); /* lower triangle: L^-1 = (R^-1)^T */
-    if (rc != 0) return rc < 0 ? -2 : -1;
-    REVERSE_TO_U(float, A, n);
-    for (int64_t i = 0; i < n; ++i) {
-        for (int64_t j = i; j < n; ++j)
-            if (!isfinite(A[i * n + j])) return -1;
-        if (!(A[i * n + i] > 0.0f)) return -1;
-    }
-    return 0;
+/* One fp32 attempt: *ok = 1 with f->U holding the factor (chol_tiled.c, on the pool). */
+static qs_status factor_f32(qs_pool *pool, const float *H, qs_gptq_factor *f, const double *diag,
+                            double damp_abs, int *ok, qs_err *err) {
+    float *A = f->U; // (n, n)
+    FILL_PERMUTED(A, H, f, diag, damp_abs);
+    return qs_chol_inv_upper(pool, A, f->n, ok, err);
 }
 
+static void reverse64(double *A, int64_t len) {
+    for (int64_t a = 0, b = len - 1; a < b; ++a, --b) {
+        double t = A[a];
+        A[a] = A[b];
+        A[b] = t;
+    }
+}
+
+/* The fp64 fallback, the same factor as chol_tiled.c (U = J chol(J A J)^-1 J) by one LAPACK
+ * dpotrf and one dtrtri on the whole matrix; 0 on success. */
 static int factor_f64(const float *H, qs_gptq_factor *f, const double *diag, double damp_abs,
                       double *A) {
     const int64_t n = f->n;
-    FILL_REVERSED(A, H, f, diag, damp_abs);
+    FILL_PERMUTED(A, H, f, diag, damp_abs);
+    reverse64(A, n * n);
+    /* column-major 'U' on the row-major matrix = row-major lower L, then L^-1 in place */
     if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
     if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'U', 'N', (lapack_int)n, A, (lapack_int)n) != 0)
         return -1;
-    REVERSE_TO_U(double, A, n);
+    reverse64(A, n * n);
     for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = 0; j < i; ++j) f->U[i * n + j] = 0.0f;
         for (int64_t j = i; j < n; ++j) {
@@ -188,13 +168,10 @@ qs_status qs_gptq_prepare_pool(qs_pool *pool, const float *H, int64_t n,
         int nraise = 0;
         for (double frac = p->damp; frac >= 0.0; frac = qs_gptq_next_damp(frac, p->damp_max)) {
             double damp_abs = frac * mean;
-            int rc = fp64 ? factor_f64(H, f, diag, damp_abs, A64)
-                          : factor_f32(pool, H, f, diag, damp_abs, err);
-            if (rc == -2) { /* err already says why */
-                st = err->code != QS_OK ? err->code : QS_ERR_RUNTIME;
-                goto done;
-            }
-            if (rc == 0) {
+            int ok = 0;
+            if (fp64) ok = factor_f64(H, f, diag, damp_abs, A64) == 0;
+            else QS_CHECK(factor_f32(pool, H, f, diag, damp_abs, &ok, err));
+            if (ok) {
                 f->info.damp = frac;
                 f->info.damp_abs = damp_abs;
                 f->info.nraise = nraise;
@@ -205,7 +182,8 @@ qs_status qs_gptq_prepare_pool(qs_pool *pool, const float *H, int64_t n,
         }
     }
     QS_THROW(err, QS_ERR_INPUT,
-             "Hessian (%lld x %lld): not positive definite even with damp %g (damp_max) in fp64",
+             "Hessian (%lld x %lld): not positive definite even with damp %g (damp_max) in fp64"
+             " (raise quant.damp_max)",
              (long long)n, (long long)n, p->damp_max);
 done:
     free(diag);

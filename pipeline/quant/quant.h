@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "half.h" /* qs_f32_to_f16 / qs_f16_to_f32: scales are fp16 bits */
-#include "pool.h" /* qs_gptq_prepare_pool */
+#include "pool.h" /* qs_pool: the tiles of qs_gptq_prepare_pool */
 #include "status.h"
 
 #define QS_QUANT_MIN_BITS 2
@@ -122,15 +122,17 @@ typedef struct qs_gptq_factor {
 /* Prepares the factor of H ((n, n), symmetric, not modified; the finite check reads all of
  * it, the factorization only the upper triangle): dead channels, act-order
  * permutation (descending diag(H), ties by index), damping (p->damp, raised x10 up to
- * p->damp_max while the fp32 Cholesky + triangular inverse fails, then the same in fp64).
+ * p->damp_max while the fp32 factorization fails, then the same in fp64). The factor is
+ * U = J chol(J A J)^-1 J (J the reversal, A the damped permuted H): one Cholesky and one
+ * triangular inverse, in fp32 on fixed tiles run as tasks of `pool` (NULL: the calling
+ * thread; the bytes do not depend on the pool's size), in fp64 by LAPACK on the whole matrix.
  * QS_ERR_INPUT if H has a non-finite entry or is not factorizable even at damp_max in fp64.
- * On failure `f` is zeroed (safe to free). BLAS/LAPACK single-threaded (by the caller). */
-qs_status qs_gptq_prepare(const float *H, int64_t n, const qs_quant_params *p,
-                          qs_gptq_factor *f, qs_err *err);
-/* The same with the fp32 factorization's blocks as tasks on pool (may be NULL: one thread):
- * the same bytes as qs_gptq_prepare for any thread count. */
+ * On failure `f` is zeroed (safe to free). BLAS/LAPACK single-threaded (set by the caller).
+ * qs_gptq_prepare is qs_gptq_prepare_pool(NULL, ...). */
 qs_status qs_gptq_prepare_pool(qs_pool *pool, const float *H, int64_t n,
                                const qs_quant_params *p, qs_gptq_factor *f, qs_err *err);
+qs_status qs_gptq_prepare(const float *H, int64_t n, const qs_quant_params *p,
+                          qs_gptq_factor *f, qs_err *err);
 /* Plain scalar twin (fp64 Cholesky, inverse, Cholesky by the textbook loops). */
 qs_status qs_gptq_prepare_ref(const float *H, int64_t n, const qs_quant_params *p,
                               qs_gptq_factor *f, qs_err *err);

@@ -45,12 +45,12 @@ static inline float qs_dequant1(int code, float s, int32_t z) {
 qs_status qs_gptq_prepare_common(const float *H, int64_t n, const qs_quant_params *p,
                                  qs_gptq_factor *f, double *diag, double *mean_diag,
                                  qs_err *err);
-/* In place on A ((n, n) row-major, lower triangle read and written): A = L L^T, then L
- * replaced by L^-1, in fixed blocks whose BLAS calls run as tasks on pool (may be NULL); the
- * same bytes for any thread count (gptq_factor.c). Returns 0, 1 if A is not positive
- * definite (or a diagonal block of L is singular), -1 on an allocation or pool error (err
- * set). */
-int qs_gptq_chol_inverse(qs_pool *pool, float *A, int64_t n, qs_err *err);
+/* U upper with A^-1 = U^T U, in place of A ((n, n) row-major, symmetric, both triangles
+ * filled), by one Cholesky and one triangular inverse of the reversed matrix on fixed tiles
+ * (chol_tiled.c) run on `pool` (may be NULL). *ok = 0 (and A undefined) when A is not
+ * numerically positive definite or U has a non-finite entry; QS_ERR_RUNTIME when out of
+ * memory. */
+qs_status qs_chol_inv_upper(qs_pool *pool, float *A, int64_t n, int *ok, qs_err *err);
 /* Next damp fraction after a failed factorization (x10, capped at damp_max; 0 jumps to
  * damp_max), or -1 when damp_max was already tried. */
 double qs_gptq_next_damp(double cur, double damp_max);

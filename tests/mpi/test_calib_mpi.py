@@ -44,12 +44,7 @@ def write_config(path, model, run_dir, tokens=None, every=2, with_eval=False):
 
 def layer_data(run_dir, nlayers=3):
     """{(layer, dataset): (dtype, shape, bytes)} + attributes, for every layer file."""
-    out = {}
-    for l in range(nlayers):
-        p = Q.layer_path(run_dir, "calib", l)
-        out.update(((l, k), v) for k, v in Q.h5_datasets(p).items())
-        out[(l, "attrs")] = Q.h5_attrs(p, int)
-    return out
+    return Q.layer_data(run_dir, nlayers)
 
 
 def file_bytes(run_dir, nlayers=3):

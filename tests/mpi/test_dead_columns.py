@@ -5,9 +5,11 @@ factorization reach report.md (issue 20, point 8; lib/recon_notes.h, docs/recons
 
 A synthetic f32 Llama (3 layers, hidden 64) whose layer 1 input_layernorm weight is 0 on
 columns 0..15 (q, k, v of layer 1 see 16 inputs that are always 0) and whose layer 2
-post_attention_layernorm weight is 0 on columns 8..15 (gate, up of layer 2: 8 dead); layer 0's
-input_layernorm weight is 1e-20 on column 5, so that H_55 ~ 1e-40 (the explicit fp32 inverse
-of H + 0 I would overflow; the factor U, ~1e20, does not, and prepare never forms the inverse).
+post_attention_layernorm weight is 0 on columns 8..15 (gate, up of layer 2: 8 dead); the
+embedding table's columns 32..63 repeat columns 0..31, so layer 0's q, k, v see 32 input
+columns equal to 32 others: their Hessian is singular without being dead (harmless at the
+default damping, which adds 0.01 mean diag(H); at damping 0 its Cholesky meets 32 pivots
+that are rounding noise).
   1. quantized inputs, default damping, at 1 and 2 ranks: table/ndead of every candidate is
      16 for layer 1's q, k, v, 8 for layer 2's gate, up, 0 elsewhere, in recon/ and final/;
      every candidate's dequantized weights are 0 on those columns (codes == zero point) while
@@ -16,10 +18,12 @@ of H + 0 I would overflow; the factor U, ~1e20, does not, and prepare never form
      0.01, raised 0, fp64 no), equal to the layer files' tables, and the section's text is
      the same at 1 and 2 ranks;
   2. float inputs at 2 ranks: the same recon/ rows (final/ has no layer files);
-  3. quant.damp 0, and quant.damp 0 with damp_max 0: layer 0's q, k, v factor in fp32 at
-     damp 0 (no row: neither raised nor fp64), the report rows are the dead columns' at
-     damping 0, equal to the layer files' tables (raised damping and fp64 in the report are
-     test_recon_notes' part; prepare's info, test_quant_gptq's);
+  3. quant.damp 0: layer 0's q, k, v rows say damping used 1 (damp_max), configured 0,
+     raised 1, fp64 no; quant.damp 0 and damp_max 0: nothing can make that Hessian
+     factorizable (it is singular in fp64 too), so the run stops with exit 2 and one line
+     naming it. (The fp64 fallback itself, where fp32 alone fails, is test_quant_gptq's
+     Hilbert case: since the factor never forms H^-1, data that is fine in fp64 is rarely not
+     in fp32, and the report's fp64 clause is test_recon_notes'.)
   4. the issue's case: calibration tokens all id 0, whose embedding row is 0: every input
      column of every linear of every layer is dead (21 rows per pass, "d_in of d_in");
   5. quant.method rtn: the section says no Hessian is factored, no table.
@@ -144,7 +148,14 @@ def main(tmp):
         return
     set_f32(model, "model.layers.1.input_layernorm.weight", range(16), 0.0)
     set_f32(model, "model.layers.2.post_attention_layernorm.weight", range(8, 16), 0.0)
-    set_f32(model, "model.layers.0.input_layernorm.weight", [5], 1e-20)
+    # the embedding table's columns 32..63 repeat columns 0..31 (vocab 256 x hidden 64)
+    emb = float_weight(model, "model.embed_tokens.weight").copy()
+    emb[:, 32:] = emb[:, :32]
+    path = os.path.join(model, "model.safetensors")
+    hdr, off = Q.safetensors_header(path)
+    with open(path, "r+b") as f:
+        f.seek(off + hdr["model.embed_tokens.weight"]["data_offsets"][0])
+        f.write(emb.astype("<f4").tobytes())
     tokens = os.path.join(model, "tokens.u32")
     base = {"calib": {"tokens": tokens, "nsamples": 8, "seqlen": 32, "chunk_samples": 2},
             "quant": {"bits": [3, 4], "group_size": [32], "row_block": 32},
@@ -189,16 +200,23 @@ def main(tmp):
           f"float inputs: one sentence (no final/ layer files): {sent}")
     check_ndead(rd, ("recon",), DEAD, "float inputs")
 
-    # 3. damping 0: layer 0's q, k, v (H_55 ~ 1e-40) factor at damp 0 in fp32 (U ~ 1e20 is
-    # finite), so they have no row. The dead columns' groups factor at quant.damp (a dead H_ii
-    # is set to 1).
-    for name, sets in (("damp0", ["quant.damp=0"]),
-                       ("fp64", ["quant.damp=0", "quant.damp_max=0"])):
-        rd, md = run(name, 2, *sets)
-        _, rows = notes_md(md)
-        want = [r for sub in ("recon", "final") for r in dead_rows(sub, "0")]
-        expect_rows(rows, want, name)
-        expect_rows(rows, table_rows(rd, 0.0), f"{name} vs the tables")
+    # 3. damping 0: layer 0's q, k, v need more (their Hessian is singular); without room to
+    # raise, exit 2. The dead columns' groups factor at quant.damp (a dead H_ii is set to 1).
+    rd, md = run("damp0", 2, "quant.damp=0")
+    _, rows = notes_md(md)
+    want = [r for sub in ("recon", "final") for r in
+            [[sub, "0", k, "0 of 64", "1", "0", "1", "no"] for k in ("q", "k", "v")] +
+            dead_rows(sub, "0")]
+    expect_rows(rows, want, "damp0")
+    expect_rows(rows, table_rows(rd, 0.0), "damp0 vs the tables")
+    cfg = Q.write_config(os.path.join(tmp, "nodamp.yaml"), model, os.path.join(tmp, "nodamp"),
+                         **base)
+    r = Q.qs(2, "run", cfg, "--set", "quant.damp=0", "--set", "quant.damp_max=0", timeout=300)
+    lines = [x for x in r.stderr.splitlines() if x.startswith("qshard: error")]
+    check(r.returncode == 2 and len(lines) == 1 and lines[0].startswith(
+          "qshard: error: layer 0, qkv inputs: Hessian (64 x 64): not positive definite even "
+          "with damp 0") and "quant.damp_max" in lines[0],
+          f"damp 0, damp_max 0: exit {r.returncode}, {lines or r.stderr[-400:]}")
 
     # 4. the issue's case: an all-zero Hessian (token 0's embedding row is 0, every calibration
     # token is 0): every input column of every linear is dead, in every layer

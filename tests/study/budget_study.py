@@ -18,8 +18,10 @@ writes it with a CSV to OUT/.
 
 Usage:
   budget_study.py --config BASE.yaml --out DIR [--budgets 2.5,2.75,3,3.5,4,4.5]
-                  [--uniform-sizes] [--objective kl] [--refine N] [--ranks 2]
-                  [--eval-windows K] [--fixtures DIR]
+                  [--uniform-sizes] [--uniform w4g128,w4g32] [--objective kl] [--refine N]
+                  [--ranks 2] [--eval-windows K] [--fixtures DIR]
+--uniform runs only the named uniform candidates (the others are larger than every budget,
+so none of them can be the best uniform model that fits); default: every candidate.
 Runs already complete in OUT are reused (`qshard run --resume`). Env: QS_BIN, QS_MPIEXEC."""
 import argparse
 import json
@@ -81,6 +83,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--budgets", default="2.5,2.75,3,3.5,4,4.5")
     ap.add_argument("--uniform-sizes", action="store_true")
+    ap.add_argument("--uniform", default="")
     ap.add_argument("--objective", default="kl")
     ap.add_argument("--refine", type=int, default=0)
     ap.add_argument("--refine-windows", type=int, default=0)
@@ -106,6 +109,8 @@ def main():
     for b in bits:
         for g in groups:
             name = f"w{b}g{g}"
+            if a.uniform and name not in a.uniform.split(","):
+                continue
             uni[name] = run(a.ranks, a.config, sets, os.path.join(out, f"uniform-{name}"),
                             ["--set", f"quant.bits=[{b}]", "--set", f"quant.group_size=[{g}]",
                              "--set", "search.target_bpw=0", "--set", "search.refine=0",

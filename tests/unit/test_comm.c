@@ -8,6 +8,10 @@
  *    (per-rank sizes, one of them empty) and qs_comm_sum_double_ordered: the sum in rank
  *    order, bit for bit, on every rank, for values where another order gives other bits;
  *  - a ring of blocking and of nonblocking messages (qs_comm_test polled, then waited);
+ *  - qs_comm_send_upper / isend_upper / recv_upper: a ring of upper triangles (packed and
+ *    unpacked in place) arrive whole;
+ *  - qs_comm_split: groups by color ordered by key (here: reversed rank), a rank with a
+ *    negative color gets the serial comm, a message and a sum inside a group, qs_comm_free;
  *  - the serial communicator: agree returns the local status, reductions leave the values,
  *    gatherv copies, isend/irecv are internal errors.
  * Usage: test_comm --ranks N (the rank count it must find; CTest passes it). Every rank
@@ -226,6 +230,87 @@ static void test_p2p(const qs_comm *c) {
     free(in);
 }
 
+/* ---- upper triangles ---- */
+
+/* Rank r sends the upper triangle of a (d, d) matrix to rank r + 1 (the last to rank 0),
+ * blocking for d = 7 and without blocking for d = 300 (at one rank: to itself); the receiver's
+ * upper triangle is the sender's, its lower one is not looked at. */
+static void test_upper(const qs_comm *c) {
+    for (int d = 7; d <= 300; d += 293) {
+        float *out = malloc(sizeof(float) * (size_t)(d * d)); // (d, d)
+        float *in = malloc(sizeof(float) * (size_t)(d * d));  // (d, d)
+        if (!out || !in) abort();
+        const int next = (c->rank + 1) % c->size, prev = (c->rank + c->size - 1) % c->size;
+        for (int i = 0; i < d * d; ++i) {
+            out[i] = (float)(c->rank * 1000000 + i);
+            in[i] = -1.0f;
+        }
+        qs_comm_req rs;
+        qs_err err = {0};
+        if (d == 7 && c->size > 1) { /* blocking: even ranks send first */
+            if (c->rank % 2 == 0) qs_comm_send_upper(c, out, d, next, 21);
+            qs_comm_recv_upper(c, in, d, prev, 21);
+            if (c->rank % 2 == 1) qs_comm_send_upper(c, out, d, next, 21);
+        } else {
+            CHECK(qs_comm_isend_upper(c, out, d, next, 22, &rs, &err) == QS_OK, "isend_upper: %s",
+                  err.msg);
+            qs_comm_recv_upper(c, in, d, prev, 22);
+            qs_comm_wait(c, &rs);
+        }
+        int bad = 0;
+        for (int i = 0; i < d; ++i)
+            for (int j = i; j < d; ++j) bad += in[i * d + j] != (float)(prev * 1000000 + i * d + j);
+        CHECK(bad == 0, "upper triangle d=%d from rank %d: %d wrong entries", d, prev, bad);
+        free(out);
+        free(in);
+    }
+}
+
+/* ---- sub-communicators ---- */
+
+/* Colors: even and odd ranks, the last rank of 3 or more left out (color -1); key: the
+ * reversed rank, so a group's rank 0 is its highest member of c. */
+static void test_split(const qs_comm *c) {
+    const int left_out = c->size >= 3 && c->rank == c->size - 1;
+    qs_comm g;
+    qs_comm_split(c, left_out ? -1 : c->rank % 2, c->size - c->rank, &g);
+    if (left_out) {
+        CHECK(g.mpi == 0 && g.rank == 0 && g.size == 1, "left out: serial comm");
+    } else {
+        int members = 0, below = 0; /* members of my color, and those above me in c */
+        for (int r = 0; r < c->size; ++r)
+            if (r % 2 == c->rank % 2 && !(c->size >= 3 && r == c->size - 1)) {
+                ++members;
+                below += r > c->rank;
+            }
+        CHECK(g.size == members && g.rank == below && g.mpi == 1,
+              "split: rank %d of %d, want %d of %d", g.rank, g.size, below, members);
+        /* the sum of the members' ranks in c, in group order */
+        double v = (double)c->rank;
+        qs_err err = {0};
+        CHECK(qs_comm_sum_double_ordered(&g, &v, 1, &err) == QS_OK, "sum: %s", err.msg);
+        double want = 0.0;
+        for (int r = c->size - 1; r >= 0; --r)
+            if (r % 2 == c->rank % 2 && !(c->size >= 3 && r == c->size - 1)) want += r;
+        CHECK(v == want, "group sum %g, want %g", v, want);
+        if (g.size > 1) { /* group rank 1 sends its rank in c to group rank 0 */
+            int x = c->rank;
+            if (g.rank == 1) qs_comm_send(&g, &x, sizeof(x), 0, 5);
+            if (g.rank == 0) {
+                qs_comm_recv(&g, &x, sizeof(x), 1, 5);
+                CHECK(x < c->rank && x % 2 == c->rank % 2, "message from group rank 1: %d", x);
+            }
+        }
+    }
+    qs_comm_free(&g);
+    CHECK(g.mpi == 0 && g.size == 1, "freed comm is serial");
+    qs_comm s, t;
+    qs_comm_serial(&s);
+    qs_comm_split(&s, 0, 0, &t);
+    CHECK(t.mpi == 0 && t.size == 1, "split of the serial comm is serial");
+    qs_comm_free(&t);
+}
+
 /* ---- the serial communicator ---- */
 
 static void test_serial(void) {
@@ -274,5 +359,7 @@ int main(int argc, char **argv) {
     test_gatherv(&c);
     test_sum_ordered(&c);
     test_p2p(&c);
+    test_split(&c);
+    test_upper(&c);
     return qs_test_mpi_finish(&c, "test_comm");
 }

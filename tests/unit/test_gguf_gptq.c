@@ -24,11 +24,14 @@
  * parameter choice (llama.cpp's rules pick among trial scales), after which the rest of
  * that row follows another trajectory: rows are either identical or diverge from a block
  * start on (measured: 75% to 100% of the rows identical per configuration, layer errors
- * within 7%). A stale-weight bug would change every row. */
-#define VALUE_AGREEMENT 0.999 /* static: fraction of dequantized weights equal */
+ * within 7% with the LAPACK-chain factor; with the tiled factor of chol_tiled.c, as
+ * accurate but not the same bits, within 13% (Q2_K, dynamic: the blocked solve's error
+ * the lower one) and static agreement 0.9990 (Q5_K act-order: 9 of 8192 weights at half
+ * steps)). A stale-weight bug would change every row. */
+#define VALUE_AGREEMENT 0.998 /* static: fraction of dequantized weights equal */
 #define ERR_REL_TOL 1e-4      /* static: relative difference of the layer error */
 #define ROWS_IDENTICAL 0.70   /* dynamic: fraction of rows equal in every weight */
-#define ERR_REL_TOL_DYN 0.10  /* dynamic: relative difference of the layer error */
+#define ERR_REL_TOL_DYN 0.15  /* dynamic: relative difference of the layer error */
 
 static const qs_gguf_type k_types[] = {QS_GGUF_Q4_0, QS_GGUF_Q4_1, QS_GGUF_Q5_0, QS_GGUF_Q5_1,
                                        QS_GGUF_Q8_0, QS_GGUF_Q2_K, QS_GGUF_Q3_K, QS_GGUF_Q4_K,

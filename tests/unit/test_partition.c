@@ -1,6 +1,8 @@
 /* test_partition.c: the partition module against brute force: every contiguous split's
  * optimum for many (n, nparts) pairs with unequal costs, coverage of every item exactly
- * once, even row splits and LPT job balancing. */
+ * once, even row splits and LPT job balancing; the 2-D grid (stages x replicas) against
+ * its rule recomputed with brute-force splits, and named shapes (2 and 3 layers on 2-4
+ * ranks, 126 layers on 512 ranks). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,70 @@ static void check_case(const double *cost, int n, int nparts) {
     CHECK(opt == mx, "reported max %.17g actual %.17g", opt, mx);
 }
 
+/* The grid rule of partition.h recomputed: brute-force maxima per stage count. */
+static void grid_ref(const double *cost, int n, int P, int64_t nchunks, int replicas, int *S,
+                     int *D) {
+    const int smax = n > 1 ? n : 1;
+    if (replicas > 0) {
+        *D = replicas < P ? replicas : P;
+        *S = P / *D < smax ? P / *D : smax;
+        return;
+    }
+    *S = P < smax ? P : smax;
+    *D = 1;
+    if (P <= n || n == 0) return;
+    int dmax = nchunks < P ? (int)(nchunks > 1 ? nchunks : 1) : P;
+    double t[600], best = 1e300;
+    int ss[600];
+    for (int d = 1; d <= dmax; ++d) {
+        ss[d] = P / d < smax ? P / d : smax;
+        double b = 1e300;
+        brute(cost, n, ss[d], 0, 0, 0.0, &b);
+        t[d] = b / d;
+        if (t[d] < best) best = t[d];
+    }
+    for (int d = 1; d <= dmax; ++d)
+        if (t[d] <= best * 1.02 * (1 + 1e-12)) {
+            *S = ss[d];
+            *D = d;
+            while (*D < dmax && ss[*D + 1] == *S) ++*D;
+            return;
+        }
+}
+
+static void check_grid(const double *cost, int n, int P, int64_t nchunks, int replicas) {
+    int first[600], S = 0, D = 0, rs = 0, rd = 0;
+    double mc = -1.0;
+    qs_err err = {0};
+    qs_status st = qs_partition_grid(cost, n, P, nchunks, replicas, &S, &D, first, &mc, &err);
+    CHECK(st == QS_OK, "grid n=%d P=%d: %s", n, P, err.msg);
+    if (st != QS_OK) return;
+    grid_ref(cost, n, P, nchunks, replicas, &rs, &rd);
+    CHECK(S == rs && D == rd, "grid n=%d P=%d chunks=%lld replicas=%d: %d x %d, rule %d x %d", n,
+          P, (long long)nchunks, replicas, S, D, rs, rd);
+    CHECK(S >= 1 && D >= 1 && S * D <= P && S <= (n > 1 ? n : 1), "grid shape %d x %d", S, D);
+    CHECK(first[0] == 0 && first[S] == n, "grid split ends");
+    double mx = 0.0;
+    for (int s = 0; s < S; ++s) {
+        double c = 0.0;
+        for (int i = first[s]; i < first[s + 1]; ++i) c += cost[i];
+        if (c > mx) mx = c;
+    }
+    CHECK(mc == mx, "grid max cost %.17g, split %.17g", mc, mx);
+}
+
+/* Named shapes of equal-cost layers (the first one a little heavier: the embeddings). */
+static void check_grid_shape(int n, int P, int64_t nchunks, int replicas, int wantS, int wantD) {
+    double cost[200];
+    int first[200], S = 0, D = 0;
+    qs_err err = {0};
+    for (int i = 0; i < n; ++i) cost[i] = i == 0 ? 1.001 : 1.0;
+    CHECK(qs_partition_grid(cost, n, P, nchunks, replicas, &S, &D, first, NULL, &err) == QS_OK &&
+              S == wantS && D == wantD,
+          "grid %d layers, %d ranks, %lld chunks, replicas %d: %d x %d, want %d x %d", n, P,
+          (long long)nchunks, replicas, S, D, wantS, wantD);
+}
+
 int main(void) {
     /* the acceptance shapes: 4 and 9 layers at 1, 2, 3 and 7 ranks, unequal costs */
     const int ns[] = {4, 9};
@@ -79,6 +145,27 @@ int main(void) {
                     cost[i] = trial % 2 ? (double)(1 + (int)(4 * rnd())) : rnd() * 100.0;
                 check_case(cost, n, p);
             }
+    /* the 2-D grid: the rule, forced replica counts, few chunks */
+    for (int n = 0; n <= 9; ++n)
+        for (int P = 1; P <= 12; ++P)
+            for (int trial = 0; trial < 3; ++trial) {
+                double cost[16];
+                for (int i = 0; i < n; ++i)
+                    cost[i] = trial == 0 ? 1.0 : (trial == 1 ? 1.0 + rnd() : 1.0 + 9.0 * rnd());
+                check_grid(cost, n, P, 16, 0);
+                check_grid(cost, n, P, 2, 0);
+                check_grid(cost, n, P, 16, 1 + trial);
+            }
+    check_grid_shape(2, 2, 11, 0, 2, 1); /* ranks <= layers: 1-D */
+    check_grid_shape(2, 3, 11, 0, 1, 3); /* every rank busy */
+    check_grid_shape(2, 4, 11, 0, 2, 2);
+    check_grid_shape(3, 4, 11, 0, 1, 4);
+    check_grid_shape(3, 4, 11, 2, 2, 2); /* forced: stages of 1 and 2 layers */
+    check_grid_shape(2, 3, 11, 2, 1, 2); /* forced: rank 2 idle */
+    check_grid_shape(3, 4, 2, 0, 3, 1);  /* 2 chunks: at most 2 replicas */
+    check_grid_shape(126, 512, 16, 0, 126, 4);
+    check_grid_shape(126, 126, 16, 0, 126, 1);
+    check_grid_shape(126, 512, 16, 8, 64, 8);
     /* even splits cover [0, n) exactly, sizes differ by at most one */
     for (int64_t n = 0; n < 40; ++n)
         for (int p = 1; p < 9; ++p) {
