@@ -440,14 +440,21 @@ static void test_damping(void) {
               f.U[3 * n + 3] < 1.1e20f,
           "fp64 %d raises %d", f.info.fp64, f.info.nraise);
     qs_gptq_factor_free(&f);
-    /* the 8 x 8 Hilbert matrix (condition 1.5e10) in fp32 entries: positive definite, but
-     * the fp32 Cholesky loses it (on this machine's OpenBLAS), fp64 does not: the fallback is
-     * used and recorded */
-    const int64_t h8 = 8;
-    for (int64_t i = 0; i < h8; ++i)
-        for (int64_t j = 0; j < h8; ++j) H[i * h8 + j] = 1.0f / (float)(i + j + 1);
+    /* fp32 rounds a positive pivot to 0, fp64 does not: the fallback is used and recorded.
+     * Blocks [[b, a], [a, 1]] are factored reversed, [[1, a], [a, b]]: the pivot b - a*a
+     * with a = 1 + 2049 * 2^-23 and b = fl32(a*a) (rounded up) is 0 in fp32 and
+     * b - a*a = 2^-24 - 4097 * 2^-46 > 0 in fp64 (a*a is exact in double). */
+    memset(H, 0, sizeof H);
+    const float a = 1.0f + 2049.0f * 0x1p-23f;
+    const volatile float a2 = a * a; /* rounded to fp32 */
+    for (int64_t i = 0; i < n; i += 2) {
+        H[i * n + i] = a2;
+        H[(i + 1) * n + i + 1] = 1.0f;
+        H[i * n + i + 1] = H[(i + 1) * n + i] = a;
+    }
+    CHECK((double)a2 > (double)a * (double)a, "a*a not rounded up");
     qs_err_clear(&e);
-    CHECK(qs_gptq_prepare(H, h8, &p, &f, &e) == QS_OK, "%s", e.msg);
+    CHECK(qs_gptq_prepare(H, n, &p, &f, &e) == QS_OK, "%s", e.msg);
     CHECK(f.info.fp64 == 1 && f.info.nraise == 0 && f.info.damp == 0.0, "fp64 %d raises %d",
           f.info.fp64, f.info.nraise);
     qs_gptq_factor_free(&f);
