@@ -22,8 +22,8 @@ that are rounding noise).
      raised 1, fp64 no; quant.damp 0 and damp_max 0: nothing can make that Hessian
      factorizable (it is singular in fp64 too), so the run stops with exit 2 and one line
      naming it. (The fp64 fallback itself, where fp32 alone fails, is test_quant_gptq's
-     structural case (a pivot fp32 rounds to 0): since the factor never forms H^-1, data that is fine in fp64 is rarely not
-     in fp32, and the report's fp64 clause is test_recon_notes'.)
+     structural case, a pivot fp32 rounds to 0: since the factor never forms H^-1, data that
+     is fine in fp64 is rarely not in fp32; the report's fp64 clause is test_recon_notes'.)
   4. the issue's case: calibration tokens all id 0, whose embedding row is 0: every input
      column of every linear of every layer is dead (21 rows per pass, "d_in of d_in");
   5. quant.method rtn: the section says no Hessian is factored, no table.
