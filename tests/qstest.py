@@ -508,6 +508,17 @@ def read_json(path):
         return json.load(f)
 
 
+def linear_shapes(model):
+    """(h, i, q, kv, hd, lin) of a Llama-family model directory's config.json: hidden and
+    intermediate sizes, the query and key/value widths (heads x head_dim), head_dim and the
+    seven linears' (d_out, d_in) in the order q, k, v, o, gate, up, down (the benchmarks' FLOPs)."""
+    c = read_json(os.path.join(model, "config.json"))
+    h, i = c["hidden_size"], c["intermediate_size"]
+    hd = c.get("head_dim") or h // c["num_attention_heads"]
+    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
+    return h, i, q, kv, hd, [(q, h), (kv, h), (kv, h), (h, q), (i, h), (i, h), (h, i)]
+
+
 def eval_json(run_dir, name="eval.json"):
     return read_json(os.path.join(run_dir, name))
 

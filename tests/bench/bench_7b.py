@@ -80,12 +80,8 @@ if not os.path.exists(stamp) or open(stamp).read() != " ".join(opts):
     print(f"synth-model: {time.time() - t0:.0f} s")
 disk = sum(os.path.getsize(os.path.join(model, f)) for f in os.listdir(model)
            if f.endswith(".safetensors"))
-cfgj = Q.read_json(os.path.join(model, "config.json"))
-h, i = cfgj["hidden_size"], cfgj["intermediate_size"]
-hd = cfgj.get("head_dim") or h // cfgj["num_attention_heads"]
-q, kv = cfgj["num_attention_heads"] * hd, cfgj["num_key_value_heads"] * hd
+h, i, q, kv, hd, lin = Q.linear_shapes(model)
 T, L, N = a.seqlen, a.layers, a.samples * a.seqlen
-lin = [(q, h), (kv, h), (kv, h), (h, q), (i, h), (i, h), (h, i)]
 params = sum(o * n for o, n in lin)
 ncand = 2
 recon_flops = L * (2 * (2 * params * N + 4 * T * q * N) + N * (2 * h * h + q * q + i * i)
@@ -142,8 +138,9 @@ for rr in range(a.ranks):
 if r.returncode != 0:
     raise SystemExit(f"bench_7b: qshard run exit {r.returncode}: {r.stderr.strip()[-3000:]}")
 
+vocab = Q.read_json(os.path.join(model, "config.json"))["vocab_size"]
 print(f"model: {L} layers, hidden {h}, intermediate {i}, heads {q // hd}/{kv // hd}, vocab "
-      f"{cfgj['vocab_size']}, {disk / 1e9:.2f} GB of safetensors; calibration {a.samples} x {T} "
+      f"{vocab}, {disk / 1e9:.2f} GB of safetensors; calibration {a.samples} x {T} "
       f"tokens; {a.ranks} rank(s) x {a.threads} thread(s); per-rank cap {a.cap_gib} GiB")
 print(f"GEMM peak: P1 = {P1:.1f} GFLOP/s (1 sgemm process), P2 = {P2:.1f} GFLOP/s (2 at once)")
 workers = a.ranks * a.threads
@@ -164,8 +161,8 @@ for st in att["stages"]:
     print(line)
 for rr, b in enumerate(att["peak_rss_bytes"]):
     rec = Q.read_json(os.path.join(run, "recon", "rss", f"rank-{rr:03d}.json"))
-    print(f"rank {rr}: peak RSS {gib(b):.2f} GiB; reconstruct's peak {gib(rec['peak_rss_bytes']):.2f}"
-          f" GiB vs formula {gib(rec['formula_bytes']):.2f} GiB "
+    print(f"rank {rr}: peak RSS {gib(b):.2f} GiB; reconstruct's peak "
+          f"{gib(rec['peak_rss_bytes']):.2f} GiB vs formula {gib(rec['formula_bytes']):.2f} GiB "
           f"({rec['peak_rss_bytes'] / rec['formula_bytes'] - 1:+.1%})")
 summ = Q.read_json(os.path.join(run, "search", "summary.json"))
 print("search summary:", json.dumps({k: summ[k] for k in list(summ)[:8]}))

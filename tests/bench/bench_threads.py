@@ -48,12 +48,8 @@ try:
     subprocess.run([qs, "synth-model", "--arch", "llama", "--layers", str(a.layers), "--hidden",
                     str(a.hidden), "--tokens", str(a.samples * a.seqlen * 4), model],
                    check=True, capture_output=True)
-    cfgj = Q.read_json(os.path.join(model, "config.json"))
-    h, i = cfgj["hidden_size"], cfgj["intermediate_size"]
-    hd = cfgj.get("head_dim") or h // cfgj["num_attention_heads"]
-    q, kv = cfgj["num_attention_heads"] * hd, cfgj["num_key_value_heads"] * hd
+    h, i, q, kv, hd, lin = Q.linear_shapes(model)
     T, L, N = a.seqlen, a.layers, a.samples * a.seqlen
-    lin = [(q, h), (kv, h), (kv, h), (h, q), (i, h), (i, h), (h, i)]
     calib_flops = L * N * (2 * sum(o * n for o, n in lin) + 4 * T * q + 2 * h * h + q * q + i * i)
     recon_flops = L * (sum(7 * o * n * n for o, n in lin) + 2 * h ** 3 + q ** 3 + i ** 3)
     print(f"load before: {load()}")
