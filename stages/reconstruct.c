@@ -161,7 +161,7 @@ static qs_status solve_group_job(const qs_stage_ctx *ctx, const qs_model_dims *d
             if (!o) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (layer results)");
             for (int64_t r0 = 0; r0 < d_out; r0 += rb)
                 tasks[nt++] = (qs_recon_task){c, H, cs->gptq ? &f : NULL, W, d_out, d_in, r0,
-                                              r0 + rb < d_out ? r0 + rb : d_out, o};
+                                              r0 + rb < d_out ? r0 + rb : d_out, o, c == 0};
         }
         QS_CHECK(qs_recon_solve_pieces(ctx->pool, cs, tasks, nt, err));
     }
@@ -504,7 +504,8 @@ static qs_status seq_factors(seq_rank *q, int layer, const int *need, qs_err *er
 /* My pieces of q->pcs[0..npc) solved on the pool: the writer's into its whole layer (one
  * run), another rank's in batches of SOLVE_BATCH per thread, each piece packed into
  * q->pbuf when its batch ends. Local. */
-static qs_status seq_solve_mine(seq_rank *q, int npc, int lown, qs_err *err) {
+static qs_status seq_solve_mine(seq_rank *q, int npc, int lown, const int *cfirst,
+                                qs_err *err) {
     qs_status st = QS_OK;
     const qs_stage_ctx *ctx = q->ctx;
     const qs_cands *cs = &q->s->cs;
@@ -534,7 +535,8 @@ static qs_status seq_solve_mine(seq_rank *q, int npc, int lown, qs_err *err) {
             }
             tasks[nt++] = (qs_recon_task){pc->cand, q->Hf[gk], cs->gptq ? &q->fac[gk] : NULL,
                                           qs_linear_weight(&q->lw.w, (qs_linear_kind)pc->lin),
-                                          o, i, pc->r0, pc->r1, res};
+                                          o, i, pc->r0, pc->r1, res,
+                                          pc->cand == cfirst[pc->lin]};
         }
         QS_CHECK(qs_recon_solve_pieces(ctx->pool, cs, tasks, nt, err));
         for (int t = 0; t < nt && !writer; ++t) {
@@ -588,7 +590,7 @@ static qs_status seq_solve(seq_rank *q, int l, const int *cfirst, const int *cen
             const int64_t r0 = q->jr0[j], r1 = r0 + rb < o ? r0 + rb : o;
             q->pcs[npc++] = (qs_recon_piece){l, q->jlin[j], c, r0, r1, q->jowner[j], lown};
         }
-    if (st == QS_OK) st = seq_solve_mine(q, npc, lown, err);
+    if (st == QS_OK) st = seq_solve_mine(q, npc, lown, cfirst, err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     QS_CHECK(qs_recon_exchange(comm, q->pcs, npc, &q->lr, l, q->pbuf, err));

@@ -154,6 +154,12 @@ static const cfg_key cfg_schema[] = {
      0, 0, 0,
      "candidate (e.g. \"w4g128\") whose output feeds the next layer in the measure pass; "
      "\"\" = the largest whose exact bpw fits the search budget"},
+    {"reconstruct.rtn_baseline", CFG_BOOL, 0, 0, 0, 0, 0, "false", NULL,
+     OFF(reconstruct.rtn_baseline), 0, 0, 0,
+     "also record each candidate's round-to-nearest error under the same Hessian "
+     "(table/error_rtn: the GPTQ-vs-RTN comparison; GGUF: llama.cpp's importance RTN); costs "
+     "one d_out x d_in^2 product per linear and candidate, so off by default (NaN in the "
+     "table)"},
 
     {"search.target_bpw", CFG_FLOAT, 0, 0, 0.0, 64.0, 0, "0", NULL, OFF(search.target_bpw), 0, 0,
      0, "target average bits per quantized weight, GPTQ payload overhead (scales, zeros, g_idx) "

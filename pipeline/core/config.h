@@ -102,6 +102,7 @@ typedef struct qs_config {
     struct {
         qs_recon_inputs inputs; /* default quantized */
         char *propagate;        /* candidate name feeding the next layer ("" = nearest target) */
+        int rtn_baseline;       /* also RTN's error per candidate (default false) */
     } reconstruct;
 
     struct {

@@ -93,6 +93,7 @@ qs_status qs_cands_from_config(const qs_config *cfg, qs_cands *cs, qs_err *err) 
         return QS_OK;
     }
     cs->gptq = cfg->quant.method == QS_METHOD_GPTQ;
+    cs->rtn_baseline = cfg->reconstruct.rtn_baseline;
     qs_quant_params_default(&cs->fp);
     cs->fp.sym = cfg->quant.sym;
     cs->fp.act_order = cfg->quant.act_order;

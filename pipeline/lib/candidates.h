@@ -45,6 +45,8 @@ typedef enum qs_serve {
 typedef struct qs_cands {
     int n;                                  /* number of candidates */
     int gptq;                               /* quant.method gptq (else rtn) */
+    int rtn_baseline;                       /* reconstruct.rtn_baseline: also RTN's error
+                                               of each candidate under the same H */
     int propagate;                          /* index feeding the next layer (sequential) */
     int ngguf;                              /* how many are QS_CAND_GGUF */
     qs_quant_params fp;                     /* the GPTQ factor's knobs (act_order, damp,

@@ -2,6 +2,7 @@
  * the layer file (see recon_layer.h). */
 #include "recon_layer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,11 +167,15 @@ void qs_recon_piece_io(qs_recon_lin *o, const qs_recon_layer *lr, const qs_recon
     }
 }
 
+static void fill_nan(double *v, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) v[i] = NAN;
+}
+
 /* The GGUF side of qs_recon_solve_piece (candidate c a GGUF type). */
 static qs_status solve_gguf_piece(const qs_cands *cs, int c, const float *H,
                                   const qs_gptq_factor *f, const float *W, int64_t d_out,
-                                  int64_t d_in, int64_t r0, int64_t r1, qs_recon_lin *o,
-                                  qs_err *err) {
+                                  int64_t d_in, int64_t r0, int64_t r1, int wnorm,
+                                  qs_recon_lin *o, qs_err *err) {
     qs_status st = QS_OK;
     const qs_gguf_params *g = &cs->g[c];
     const int64_t rows = r1 - r0, rb = qs_gguf_row_bytes(g->type, d_in);
@@ -192,7 +197,13 @@ static qs_status solve_gguf_piece(const qs_cands *cs, int c, const float *H,
         QS_CHECK(qs_gguf_dequantize_rows(g->type, dst, rows, d_in, wq, err));
         memset(&o->info, 0, sizeof(o->info));
     }
-    QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, tile, o->err + r, o->wnorm + r, err));
+    /* the K-quants' code search may move codes after the solve: the product, always */
+    QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, tile, o->err + r,
+                                 wnorm ? o->wnorm + r : NULL, err));
+    if (!cs->rtn_baseline) {
+        fill_nan(o->err_rtn + r, rows);
+        goto done;
+    }
     /* the baseline: llama.cpp's quantizer with importance diag(H), as llama-quantize
      * --imatrix writes the type */
     b2 = qs_malloc((size_t)(rows * rb), err, "RTN blocks");
@@ -207,51 +218,61 @@ done:
     return st;
 }
 
-/* Quantizes rows [r0, r1) of W (d_out, d_in) with candidate c into o (which holds rows from
- * o->base <= r0), then the
- * per-row errors with row tiles of row_block rows from r0 (r0 is a tile boundary), and the
- * RTN error under the same H (gptq method). f is the prepared factor (gptq) or NULL. */
+/* Quantizes rows [r0, r1) of W (d_out, d_in) with candidate c into o (qs_recon_layer.h). */
 qs_status qs_recon_solve_piece(const qs_cands *cs, int c, const float *H, const qs_gptq_factor *f,
                              const float *W, int64_t d_out, int64_t d_in, int64_t r0,
-                             int64_t r1, qs_recon_lin *o, qs_err *err) {
+                             int64_t r1, int wnorm, qs_recon_lin *o, qs_err *err) {
     if (cs->kind[c] == QS_CAND_GGUF)
-        return solve_gguf_piece(cs, c, H, f, W, d_out, d_in, r0, r1, o, err);
+        return solve_gguf_piece(cs, c, H, f, W, d_out, d_in, r0, r1, wnorm, o, err);
     qs_status st = QS_OK;
     const qs_quant_params *p = &cs->p[c];
     const int64_t rows = r1 - r0, G = qs_quant_ngroups(d_in, p->group_size);
     const float *Wr = W + r0 * d_in; // (rows, d_in)
     float *wq = qs_malloc(sizeof(float) * (size_t)(rows * d_in), err, "dequantized rows");
+    double *e1sq = NULL; // (rows) the GPTQ solve's sums of squared scaled errors
     uint8_t *c2 = NULL;
     uint16_t *s2 = NULL;
     int32_t *z2 = NULL;
     if (!wq) return QS_ERR_RUNTIME;
     const int64_t r = r0 - o->base; /* first row of the qs_recon_piece in o */
-    qs_quant_out out = {o->codes + r * d_in, o->scales + r * G, o->zeros + r * G, wq};
+    qs_quant_out out = {o->codes + r * d_in, o->scales + r * G, o->zeros + r * G, wq, NULL};
+    int exact = 0; /* 1: o->err filled from the solve's sums */
     if (cs->gptq) {
+        e1sq = qs_malloc(sizeof(double) * (size_t)(rows > 0 ? rows : 1), err, "GPTQ row sums");
+        if (!e1sq) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (GPTQ row sums)");
+        out.e1sq = e1sq;
         QS_CHECK(qs_gptq_quantize_rows(f, p, Wr, d_out, r0, r1, &out, err));
         qs_gptq_g_idx(f, p, o->g_idx);
         o->info = f->info;
+        exact = qs_gptq_error_rows(f, Wr, wq, e1sq, rows, o->err + r) == 0;
     } else {
         QS_CHECK(qs_rtn_quantize_rows(p, Wr, rows, d_in, &out, err));
         qs_quant_g_idx_natural(d_in, p->group_size, o->g_idx);
         memset(&o->info, 0, sizeof(o->info));
     }
-    QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, p->row_block, o->err + r,
-                                 o->wnorm + r, err));
-    if (cs->gptq) {
+    if (!exact)
+        QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, p->row_block, o->err + r,
+                                     wnorm ? o->wnorm + r : NULL, err));
+    else if (wnorm) /* W H W^T alone: Wq = 0 gives the error of W itself */
+        QS_CHECK(qs_quant_error_rows(H, d_in, Wr, NULL, rows, p->row_block, o->wnorm + r, NULL,
+                                     err));
+    if (!cs->gptq) {
+        memcpy(o->err_rtn + r, o->err + r, sizeof(double) * (size_t)rows);
+    } else if (!cs->rtn_baseline) {
+        fill_nan(o->err_rtn + r, rows);
+    } else {
         c2 = qs_malloc((size_t)(rows * d_in), err, "RTN codes");
         s2 = qs_malloc(sizeof(uint16_t) * (size_t)(rows * G), err, "RTN scales");
         z2 = qs_malloc(sizeof(int32_t) * (size_t)(rows * G), err, "RTN zeros");
         if (!c2 || !s2 || !z2) QS_THROW(err, QS_ERR_RUNTIME, "out of memory (RTN baseline)");
-        qs_quant_out o2 = {c2, s2, z2, wq};
+        qs_quant_out o2 = {c2, s2, z2, wq, NULL};
         QS_CHECK(qs_rtn_quantize_rows(p, Wr, rows, d_in, &o2, err));
         QS_CHECK(qs_quant_error_rows(H, d_in, Wr, wq, rows, p->row_block, o->err_rtn + r,
                                      NULL, err));
-    } else {
-        memcpy(o->err_rtn + r, o->err + r, sizeof(double) * (size_t)rows);
     }
 done:
     free(wq);
+    free(e1sq);
     free(c2);
     free(s2);
     free(z2);
@@ -274,7 +295,7 @@ static qs_status piece_task(void *vctx, int64_t i, int worker, qs_err *err) {
     qs_recon_lin o = *t->o; /* the same row arrays; info is this task's own */
     if (!r->first[i] && o.g_idx) o.g_idx = r->g_idx + (size_t)worker * (size_t)r->g_stride;
     qs_status st = qs_recon_solve_piece(r->cs, t->c, t->H, t->f, t->W, t->d_out, t->d_in,
-                                        t->r0, t->r1, &o, err);
+                                        t->r0, t->r1, t->wnorm, &o, err);
     r->info[i] = o.info;
     return st;
 }
@@ -432,7 +453,8 @@ static qs_status tables_fill(const qs_recon_layer *lr, const qs_cands *cs, const
             const qs_recon_lin *o = &lr->lc[k * cs->n + c];
             QS_ASSERT(err, (o->codes != NULL || o->blocks != NULL) && o->base == 0);
             t_err[i] = qs_quant_sum(o->err, lr->d_out[k]);
-            t_wn[i] = qs_quant_sum(o->wnorm, lr->d_out[k]);
+            /* W H W^T is the linear's: its first candidate in the pass computed it */
+            t_wn[i] = qs_quant_sum(lr->lc[k * cs->n + (sel ? sel[k] : 0)].wnorm, lr->d_out[k]);
             t_rel[i] = qs_quant_relative(t_err[i], t_wn[i]);
             t_rtn[i] = qs_quant_sum(o->err_rtn, lr->d_out[k]);
             t_damp[i] = o->info.damp;

@@ -78,17 +78,20 @@ void qs_recon_piece_io(qs_recon_lin *o, const qs_recon_layer *lr, const qs_recon
                        unsigned char *buf, int pack);
 
 /* Quantizes rows [r0, r1) of W (d_out, d_in) with candidate c into o (which holds rows from
- * o->base <= r0), then the per-row errors with row tiles of row_block rows from r0 (r0 is a
- * tile boundary), and the RTN error under the same H (gptq method). f is the prepared
- * factor (gptq) or NULL. A GGUF candidate: GPTQ on the type's block grid
- * (qs_gguf_gptq_quantize_rows) or llama.cpp's RTN (qs_gguf_quantize_rows, importance diag(H)
- * unless quant.gguf_chooser is ref); err is the error of the bytes written; err_rtn is always
- * llama.cpp's RTN with importance diag(H) under the same H (the per-linear comparison of
+ * o->base <= r0), then the per-row errors: an integer GPTQ candidate's from the solve's own
+ * sums (qs_gptq_error_rows, no matrix product), any other's (or when heavy damping makes
+ * that inexact) by qs_quant_error_rows with row tiles of row_block rows from r0 (r0 is a
+ * tile boundary); W H W^T of the rows only if wnorm; and, only with cs->rtn_baseline
+ * (reconstruct.rtn_baseline), the RTN error under the same H (gptq method; else err_rtn is
+ * NaN). f is the prepared factor (gptq) or NULL. A GGUF candidate: GPTQ on the type's block
+ * grid (qs_gguf_gptq_quantize_rows) or llama.cpp's RTN (qs_gguf_quantize_rows, importance
+ * diag(H) unless quant.gguf_chooser is ref); err is the error of the bytes written; err_rtn
+ * is llama.cpp's RTN with importance diag(H) under the same H (the per-linear comparison of
  * GPTQ-into-GGUF with what llama-quantize --imatrix writes). */
 qs_status qs_recon_solve_piece(const qs_cands *cs, int c, const float *H,
                                const qs_gptq_factor *f, const float *W, int64_t d_out,
-                               int64_t d_in, int64_t r0, int64_t r1, qs_recon_lin *o,
-                               qs_err *err);
+                               int64_t d_in, int64_t r0, int64_t r1, int wnorm,
+                               qs_recon_lin *o, qs_err *err);
 
 /* One piece to solve for qs_recon_solve_pieces: candidate c, rows [r0, r1) of W into o. */
 typedef struct qs_recon_task {
@@ -98,6 +101,8 @@ typedef struct qs_recon_task {
     const float *W;           /* (d_out, d_in) the whole linear */
     int64_t d_out, d_in, r0, r1;
     qs_recon_lin *o;          /* holds rows [o->base, ..) covering [r0, r1) */
+    int wnorm;                /* 1: also W H W^T of the rows (the first candidate of the
+                                 linear in this pass; the others' o->wnorm stay 0) */
 } qs_recon_task;
 
 /* qs_recon_solve_piece for every task, each one task of pool (NULL: in order on this

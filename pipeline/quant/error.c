@@ -25,7 +25,7 @@ qs_status qs_quant_error_rows(const float *H, int64_t n, const float *W, const f
         const int64_t Rt = nrows - t0 < row_tile ? nrows - t0 : row_tile;
         for (int64_t r = 0; r < Rt; ++r)
             for (int64_t j = 0; j < n; ++j)
-                X[r * n + j] = W[(t0 + r) * n + j] - Wq[(t0 + r) * n + j];
+                X[r * n + j] = W[(t0 + r) * n + j] - (Wq ? Wq[(t0 + r) * n + j] : 0.0f);
         if (wnorm_rows) memcpy(X + Rt * n, W + t0 * n, (size_t)(Rt * n) * sizeof(float));
         /* T = X H: one sgemm per tile, shape fixed by (Rt, n) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m * Rt), (int)n, (int)n,

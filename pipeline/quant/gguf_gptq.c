@@ -297,7 +297,7 @@ static qs_status gguf_gptq_run(const qs_gptq_factor *f, const qs_gguf_params *p,
         float *wqt = wq ? wq + off * n : NULL;
         if (blocked)
             QS_CHECK(qs_gptq_solve_tile(f, p->block_size, work, &g.base, W + off * n, Rt, t0, codes,
-                                        wqt, err));
+                                        wqt, NULL, err));
         else
             QS_CHECK(qs_gptq_solve_ref(f, &g.base, W + off * n, Rt, t0, codes, wqt, err));
         gguf_grid_encode(&g, codes, Rt, (uint8_t *)dst + off * rbytes);

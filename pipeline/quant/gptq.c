@@ -321,7 +321,7 @@ static int64_t block_end(const qs_gptq_grid *g, int64_t i1, int64_t B, int64_t n
 /* Quantizes one tile of R rows; W, codes, wq point at the tile's first row. */
 qs_status qs_gptq_solve_tile(const qs_gptq_factor *f, int64_t block_size, qs_gptq_work *t,
                              qs_gptq_grid *g, const float *W, int64_t R, int64_t row0,
-                             uint8_t *codes, float *wq, qs_err *err) {
+                             uint8_t *codes, float *wq, double *e1sq, qs_err *err) {
     qs_status st = QS_OK;
     const int64_t n = f->n;
     const float *U = f->U;
@@ -330,6 +330,7 @@ qs_status qs_gptq_solve_tile(const qs_gptq_factor *f, int64_t block_size, qs_gpt
         return QS_FAIL(err, QS_ERR_INTERNAL, "GPTQ: tile of %lld rows exceeds the work buffers",
                        (long long)R);
 
+    if (e1sq) memset(e1sq, 0, sizeof(double) * (size_t)R);
     /* quantization-order copy with dead channels zeroed */
     for (int64_t r = 0; r < R; ++r)
         for (int64_t k = 0; k < n; ++k) {
@@ -369,6 +370,8 @@ qs_status qs_gptq_solve_tile(const qs_gptq_factor *f, int64_t block_size, qs_gpt
                 float *qt = t->QT + c * R;
                 g->column(g, k, w, R, t->CT + c * R, qt);
                 for (int64_t r = 0; r < R; ++r) e[r] = (w[r] - qt[r]) / d;
+                if (e1sq)
+                    for (int64_t r = 0; r < R; ++r) e1sq[r] += (double)e[r] * (double)e[r];
                 if (k + 1 < s2) /* rest of the sub-block -= U[k, k+1:s2]^T e^T (rank 1) */
                     cblas_sger(CblasRowMajor, (int)(s2 - k - 1), (int)R, -1.0f, U + k * n + k + 1,
                                1, e, 1, t->W1T + (k + 1 - i1) * R, (int)R);
@@ -410,10 +413,28 @@ qs_status qs_gptq_quantize_rows(const qs_gptq_factor *f, const qs_quant_params *
         QS_CHECK(qs_gptq_plain_init(&g, f, p, W + off * n, Rt, t0, out->scales + off * ng,
                                     out->zeros + off * ng, scratch, err));
         QS_CHECK(qs_gptq_solve_tile(f, p->block_size, t, &g.base, W + off * n, Rt, t0,
-                                    out->codes + off * n, out->wq ? out->wq + off * n : NULL, err));
+                                    out->codes + off * n, out->wq ? out->wq + off * n : NULL,
+                                    out->e1sq ? out->e1sq + off : NULL, err));
     }
 done:
     qs_gptq_work_free(t);
     free(scratch);
     return st;
+}
+
+int qs_gptq_error_rows(const qs_gptq_factor *f, const float *W, const float *Wq,
+                       const double *e1sq, int64_t nrows, double *err_rows) {
+    const int64_t n = f->n;
+    const double lam = f->info.damp_abs;
+    for (int64_t r = 0; r < nrows; ++r) {
+        double sub = 0.0;
+        for (int64_t j = 0; j < n; ++j) {
+            const double w = f->dead[j] ? 0.0 : (double)W[r * n + j];
+            const double dq = w - (double)Wq[r * n + j];
+            sub += (lam + (f->dead[j] ? 1.0 : 0.0)) * dq * dq;
+        }
+        if (!isfinite(e1sq[r]) || !isfinite(sub) || sub > 0.5 * e1sq[r]) return -1;
+        err_rows[r] = e1sq[r] - sub;
+    }
+    return 0;
 }

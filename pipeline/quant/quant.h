@@ -81,6 +81,9 @@ typedef struct qs_quant_out {
     uint16_t *scales; /* (r1-r0, ngroups) fp16 bits */
     int32_t *zeros;   /* (r1-r0, ngroups) */
     float *wq;        /* (r1-r0, d_in) or NULL */
+    double *e1sq;     /* (r1-r0) or NULL; GPTQ only: per row, the sum over columns of the
+                         solve's squared scaled errors ((w - q) / U_kk)^2, which is the row's
+                         error under the damped H (qs_gptq_error_rows) */
 } qs_quant_out;
 
 /* ---- RTN: round-to-nearest in natural column groups (act_order is ignored). ---------- */
@@ -158,8 +161,21 @@ qs_status qs_gptq_quantize_rows_ref(const qs_gptq_factor *f, const qs_quant_para
 
 /* ---- error of a quantized layer ----------------------------------------------------- */
 
+/* Per-row errors of GPTQ rows from the solve's own sums, without a matrix product. GPTQ
+ * keeps W' - Q = Err U (W' the weights with dead inputs zeroed, Err the scaled errors, U the
+ * factor, A^-1 = U^T U with A the damped H), so dW A dW^T = |Err_r|^2 = e1sq[r] and the
+ * error under H is e1sq[r] - sum over j of (damp_abs + dead_j) (W'_rj - Q_rj)^2 (dead
+ * inputs' diagonal is 1 in A, 0 in H). Exact in exact arithmetic; in fp32 the solve's
+ * rounding leaves a relative difference of order 1e-5 (test_quant_gptq: at most 1.4e-5
+ * over its 252 configurations). Returns 0, or -1
+ * when some row's subtracted term exceeds half of e1sq (heavy damping: the difference would
+ * lose digits) or a value is not finite: then use qs_quant_error_rows. W, Wq point at the
+ * same first row ((nrows, f->n), natural column order). */
+int qs_gptq_error_rows(const qs_gptq_factor *f, const float *W, const float *Wq,
+                       const double *e1sq, int64_t nrows, double *err_rows);
+
 /* Per-row quadratic forms for rows of a layer: err_rows[r] = dW_r H dW_r^T with
- * dW = W - Wq, and (if wnorm_rows != NULL) wnorm_rows[r] = W_r H W_r^T. W, Wq point at the
+ * dW = W - Wq (Wq NULL: dW = W), and (if wnorm_rows != NULL) wnorm_rows[r] = W_r H W_r^T. W, Wq point at the
  * same first row ((nrows, n)); H is (n, n). Rows are processed with sgemm in fixed tiles of
  * row_tile rows from the given first row, the dot products accumulate in double: call on
  * ranges that start at multiples of row_tile for bytes independent of the split. */

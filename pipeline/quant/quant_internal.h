@@ -89,11 +89,11 @@ void qs_gptq_work_free(qs_gptq_work *w);
 
 /* The blocked GPTQ solve of one tile of R rows (gptq.c): W (R, n) natural column order (row
  * row0 of the layer first); writes codes (R, n) and, if wq is not NULL, wq (R, n), natural
- * order. Lazy blocks of block_size columns are cut so that every dynamic group starting
+ * order, and, if e1sq is not NULL, e1sq (R) (qs_quant_out's). Lazy blocks of block_size columns are cut so that every dynamic group starting
  * inside a block ends inside it (its start then sees fully updated weights). */
 qs_status qs_gptq_solve_tile(const qs_gptq_factor *f, int64_t block_size, qs_gptq_work *w,
                              qs_gptq_grid *g, const float *W, int64_t R, int64_t row0,
-                             uint8_t *codes, float *wq, qs_err *err);
+                             uint8_t *codes, float *wq, double *e1sq, qs_err *err);
 /* Its scalar twin (gptq_ref.c): column by column over R rows, updates kept in double. */
 qs_status qs_gptq_solve_ref(const qs_gptq_factor *f, qs_gptq_grid *g, const float *W,
                             int64_t R, int64_t row0, uint8_t *codes, float *wq, qs_err *err);

@@ -214,7 +214,7 @@ static int cmd_speed(int quick) {
         uint8_t *codes = malloc((size_t)(d_out * n));
         uint16_t *sc = malloc((size_t)(d_out * ng) * 2);
         int32_t *z = malloc((size_t)(d_out * ng) * 4);
-        qs_quant_out o = {codes, sc, z, wq};
+        qs_quant_out o = {codes, sc, z, wq, NULL};
         t = now();
         if (qs_gptq_quantize_rows(&f, &qp, W, d_out, 0, d_out, &o, &e) != QS_OK) goto fail;
         t = now() - t;

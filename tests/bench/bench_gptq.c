@@ -110,7 +110,7 @@ static qs_status piece_task(void *vctx, int64_t t, int worker, qs_err *err) {
     const int64_t n = r->f->n, rb = r->p->row_block, r0 = t * rb;
     const int64_t r1 = r0 + rb < r->d_out ? r0 + rb : r->d_out;
     qs_quant_out o = {r->o.codes + r0 * n, r->o.scales + r0 * r->ng, r->o.zeros + r0 * r->ng,
-                      r->o.wq + r0 * n};
+                      r->o.wq + r0 * n, NULL};
     return qs_gptq_quantize_rows(r->f, r->p, r->W + r0 * n, r->d_out, r0, r1, &o, err);
 }
 
@@ -143,7 +143,7 @@ static int bench_shape(int64_t d_out, int64_t n, double peak, const bench_opts *
         if (qs_gptq_prepare_pool(pool, H, n, &p, &f, &e) != QS_OK) goto fail;
         t = bench_wall() - t;
         tprep = t < tprep ? t : tprep;
-        piece_run r = {&f, &p, W, d_out, ng, {codes, sc, z, wq}};
+        piece_run r = {&f, &p, W, d_out, ng, {codes, sc, z, wq, NULL}};
         t = bench_wall();
         if (qs_pool_run(pool, (d_out + p.row_block - 1) / p.row_block, piece_task, &r, &e) != QS_OK)
             goto fail;

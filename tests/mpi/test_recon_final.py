@@ -12,7 +12,9 @@ runs.
       ranks; only the allocated candidate of each linear is stored, float linears have no
       datasets (bits 0); final/manifest.json lists the layers and the allocation's SHA-256.
   (2) final layer 0 equals recon layer 0 for the chosen candidates (same Hessian): codes,
-      scales, zeros, g_idx and the table columns; layer 2 differs from recon (its inputs
+      scales, zeros, g_idx and the table columns (wnorm computed once per linear, by its
+      first candidate in each pass, equal in every column; error_rtn NaN, the baseline
+      being off by default); layer 2 differs from recon (its inputs
       come from the allocation, not from the propagate candidate).
   (3) a uniform allocation of the propagate candidate gives final == recon (that
       candidate's datasets and table columns) on every layer: the same sequential process;
@@ -105,7 +107,14 @@ def same_as_recon(rd, layer, alloc_row, label):
                 check(np.array_equal(fin[name][()], rec[name][()]), f"{label}: {name} differs")
             for t in TABLES:
                 a, b = fin["table"][t][k, 0], rec["table"][t][k, c]
-                check(a == b, f"{label}: table/{t}[{LINS[k]}] {a} != recon {b}")
+                # error_rtn is NaN in both without reconstruct.rtn_baseline
+                check(np.array_equal(a, b, equal_nan=True),
+                      f"{label}: table/{t}[{LINS[k]}] {a} != recon {b}")
+        # the default: no RTN baseline; W H W^T is the linear's, the same in every column
+        t = rec["table"]
+        check(np.all(np.isnan(t["error_rtn"][()])), f"{label}: error_rtn without the baseline")
+        wn = t["wnorm"][()]
+        check(np.all(wn > 0) and np.all(wn == wn[:, :1]), f"{label}: wnorm differs by column")
 
 
 def ppl(rd):

@@ -38,7 +38,7 @@ def run(fx, tmp, method, bits, nsamples):
                "offsets_file": f"{fx}/tokens/calib_offsets_128x256.txt"},
         quant={"method": method, "bits": bits, "group_size": [128], "sym": False,
                "act_order": False, "damp": 0.01},
-        reconstruct={"inputs": "quantized"},
+        reconstruct={"inputs": "quantized", "rtn_baseline": True},
         search={"objective": "error", "max_bytes": "1TB"},  # every candidate fits
         eval={"tokens": f"{fx}/tokens/eval.u32", "seqlen": 256})
     r = qs(2, "run", cfg, "--set", "eval.tokens=")

@@ -41,7 +41,7 @@ def write_config(path, model, run_dir, inputs):
                           "chunk_samples": 3, "checkpoint_every": 100, "seed": 3},
                    quant={"bits": [4, 5], "group_size": [32, 48], "row_block": 32,
                           "block_size": 32},
-                   reconstruct={"inputs": inputs},
+                   reconstruct={"inputs": inputs, "rtn_baseline": True},
                    # a budget (several candidates); leaves propagate alone
                    search={"max_bytes": "1GB"},
                    # v1: zero points >= 1 (auto is v2 for asym)

@@ -104,7 +104,8 @@ def same_as_recon(run_dir, layer, row, label):
                 if rec["table"][t].ndim != 2:
                     continue
                 a, b = fin["table"][t][k, 0], rec["table"][t][k, c]
-                check(a == b, f"{label}: table/{t}[{LINS[k]}] {a} != recon {b}")
+                check(np.array_equal(a, b, equal_nan=True),  # error_rtn: NaN in both
+                      f"{label}: table/{t}[{LINS[k]}] {a} != recon {b}")
 
 
 def run(n, cfg, env=None, *extra):

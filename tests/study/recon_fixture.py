@@ -51,7 +51,7 @@ def config(a, fx, name, method, bits, inputs, nsamples):
                "sampling": "file", "offsets_file": f"{fx}/tokens/calib_offsets_128x256.txt"},
         quant={"method": method, "bits": bits, "group_size": [128], "sym": False,
                "act_order": False, "damp": 0.01},
-        reconstruct={"inputs": inputs},
+        reconstruct={"inputs": inputs, "rtn_baseline": True},
         search={"objective": "error", "max_bytes": "1TB"},  # every candidate fits, no probes
         eval={"tokens": f"{fx}/tokens/eval.u32", "seqlen": 256, "max_windows": a.eval_windows})
     # the run without its eval stage: the table evaluates recon:<candidate> below

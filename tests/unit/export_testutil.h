@@ -131,7 +131,7 @@ static inline void make_linear(int64_t d_out, int64_t d_in, const qs_gptq_scheme
         }
     for (int64_t r = 0; r < d_out; ++r)
         for (int64_t k = 0; k < d_in; ++k) Wp[r * d_in + k] = W[r * d_in + perm[k]];
-    qs_quant_out o = {cp, t->scales, t->zeros, NULL};
+    qs_quant_out o = {cp, t->scales, t->zeros, NULL, NULL};
     qs_err e = {0};
     CHECK(qs_rtn_quantize_rows(&p, Wp, d_out, d_in, &o, &e) == QS_OK, "rtn: %s", e.msg);
     for (int64_t r = 0; r < d_out; ++r)

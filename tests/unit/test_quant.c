@@ -35,7 +35,7 @@ static void bufs_free(bufs *b) {
     free(b->g_idx);
 }
 static qs_quant_out as_out(bufs *b) {
-    qs_quant_out o = {b->codes, b->scales, b->zeros, b->wq};
+    qs_quant_out o = {b->codes, b->scales, b->zeros, b->wq, NULL};
     return o;
 }
 

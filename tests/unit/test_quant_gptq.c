@@ -18,6 +18,7 @@
 static int64_t g_same = 0, g_total = 0; /* codes compared with the twin, over all cases */
 static double g_worst = 1.0;             /* the lowest agreement of one case, and its name */
 static char g_worst_what[128] = "";
+static double g_id_worst = 0.0; /* largest relative per-row difference, identity vs product */
 
 /* named tolerances */
 #define CODE_AGREEMENT 0.999 /* fraction of codes the blocked kernel shares with its twin,
@@ -26,6 +27,8 @@ static char g_worst_what[128] = "";
                                      chaotic, one rounding flip near a half step changes the
                                      errors fed to the rest of its row (see docs/quant.md) */
 #define ERR_REL_TOL 1e-4     /* relative difference of layer errors, blocked vs twin */
+#define ID_REL_TOL 1e-4      /* per-row error from the solve's sums (qs_gptq_error_rows) vs
+                                the matrix product, relative to the row's error */
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
 static float nrand(void) { return qs_test_nrand(&g_rng); }
@@ -77,7 +80,7 @@ static void bufs_free(bufs *b) {
 }
 static qs_quant_out as_out(bufs *b, int64_t row, int64_t d_in, int64_t ng) {
     qs_quant_out o = {b->codes + row * d_in, b->scales + row * ng, b->zeros + row * ng,
-                      b->wq + row * d_in};
+                      b->wq + row * d_in, NULL};
     return o;
 }
 
@@ -104,8 +107,23 @@ static double check_case(const float *H, const float *W, int64_t rows, int64_t n
     bufs_alloc(&b, rows, n, ng);
     qs_quant_out oa = as_out(&a, 0, n, ng), ob = as_out(&b, 0, n, ng);
     double ea = 0.0;
+    double *e1 = malloc(sizeof(double) * (size_t)rows), *eid = malloc(sizeof(double) * (size_t)rows),
+           *emm = malloc(sizeof(double) * (size_t)rows); // (rows) each
+    oa.e1sq = e1;
     CHECK(qs_gptq_prepare(H, n, p, &f, &e) == QS_OK, "%s: %s", what, e.msg);
     CHECK(qs_gptq_quantize_rows(&f, p, W, rows, 0, rows, &oa, &e) == QS_OK, "%s: %s", what, e.msg);
+    /* the error from the solve's own sums equals the matrix product's, row by row */
+    CHECK(qs_gptq_error_rows(&f, W, a.wq, e1, rows, eid) == 0, "%s: identity refused", what);
+    CHECK(qs_quant_error_rows(H, n, W, a.wq, rows, 32, emm, NULL, &e) == QS_OK, "%s", e.msg);
+    for (int64_t r = 0; r < rows; ++r) {
+        double rel = fabs(eid[r] - emm[r]) / fmax(emm[r], 1e-30);
+        CHECK(rel <= ID_REL_TOL, "%s: row %lld error %.9g from the solve, %.9g by product", what,
+              (long long)r, eid[r], emm[r]);
+        if (rel > g_id_worst) g_id_worst = rel;
+    }
+    free(e1);
+    free(eid);
+    free(emm);
     CHECK(qs_gptq_quantize_rows_ref(&f, p, W, rows, 0, rows, &ob, &e) == QS_OK, "%s: %s", what,
           e.msg);
     int64_t same = 0;
@@ -172,6 +190,8 @@ static void test_against_twin(void) {
     CHECK(pooled >= CODE_AGREEMENT, "codes agree on %.5f over all cases", pooled);
     printf("blocked vs twin: %d cases, codes agree on %.6f; worst case %s: %.6f\n", ncase,
            pooled, g_worst_what, g_worst);
+    printf("row errors from the solve's sums vs the matrix product: largest relative "
+           "difference %.3g\n", g_id_worst);
     free(H);
     free(W);
 }

@@ -183,7 +183,7 @@ static void test_quantized_round_trip(void) {
         uint8_t codes[32 * 96], codes2[32 * 96];
         uint16_t sc[32 * 3], sc2[32 * 3], st[32 * 3];
         int32_t z[32 * 3], z2[32 * 3], g[96], g2[96], gi[96];
-        qs_quant_out o = {codes, sc, z, wq};
+        qs_quant_out o = {codes, sc, z, wq, NULL};
         qs_err e = {0};
         CHECK(qs_rtn_quantize_rows(&p, W, d_out, d_in, &o, &e) == QS_OK, "%s", e.msg);
         qs_quant_g_idx_natural(d_in, 32, g);

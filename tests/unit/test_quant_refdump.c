@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
     }
     if (qs_gptq_prepare(H, n, &p, &f, &e) != QS_OK) goto fail;
     for (int k = 0; k < 2; ++k) {
-        qs_quant_out o = {codes[k], sc[k], z[k], wq[k]};
+        qs_quant_out o = {codes[k], sc[k], z[k], wq[k], NULL};
         qs_status st = k == 0 ? qs_gptq_quantize_rows(&f, &p, W, d_out, 0, d_out, &o, &e)
                               : qs_gptq_quantize_rows_ref(&f, &p, W, d_out, 0, d_out, &o, &e);
         if (st != QS_OK) goto fail;
