@@ -23,9 +23,10 @@ Model FLOPs (the code's work; N calibration tokens, T seqlen, per layer):
     2 forwards (the Hessian pass on the float layer, the propagation through the quantized
     one): 2 x (2 x linear params x N + 4 x T x q_dim x N)
     + the Hessian partials N x (2 h^2 + q^2 + i^2)
-    + per linear (d_out, d_in) and candidate 7 d_out d_in^2 (GPTQ's lazy updates, the GPTQ
-      and RTN-baseline errors; as tests/bench/bench_threads.py)
-    + per Hessian group d^3 (its damped Cholesky inverse, shared by the candidates)
+    + per linear (d_out, d_in) and candidate d_out d_in^2 (GPTQ's lazy updates; its error
+      comes from the solve's sums) + per linear 2 d_out d_in^2 (W H W^T, once; as
+      tests/bench/bench_threads.py)
+    + per Hessian group 2/3 d^3 (its factor, shared by the candidates)
   write: not compute (bytes/s printed instead).
 Usage: bench_7b.py BUILD_DIR --dir DIR [--ranks 1] [--threads 2] [--cap-gib 8]
        [--layers 32] [--hidden 4096] [--intermediate 11008] [--heads 32] [--vocab 32000]
@@ -85,7 +86,8 @@ T, L, N = a.seqlen, a.layers, a.samples * a.seqlen
 params = sum(o * n for o, n in lin)
 ncand = 2
 recon_flops = L * (2 * (2 * params * N + 4 * T * q * N) + N * (2 * h * h + q * q + i * i)
-                   + ncand * sum(7 * o * n * n for o, n in lin) + 2 * h ** 3 + q ** 3 + i ** 3)
+                   + (ncand + 2) * sum(o * n * n for o, n in lin)
+                   + 2 / 3 * (2 * h ** 3 + q ** 3 + i ** 3))
 
 run = os.path.join(a.dir, "run")
 shutil.rmtree(run, ignore_errors=True)

@@ -10,9 +10,10 @@ showed. Model FLOPs (per the code's work, not a cost model):
   calibrate, per token and layer: 2 x linear parameters (the seven projections)
     + 4 x seqlen x q_dim (scores and P.V over the full seqlen x seqlen tile)
     + (2 h^2 + q^2 + i^2) (the Hessian partials: X^T X upper blocks of the four inputs)
-  reconstruct, per linear (d_out, d_in) x candidate: d_out d_in^2 (GPTQ's lazy updates)
-    + 3 x 2 d_out d_in^2 (the errors dW H dW^T of GPTQ and of the RTN baseline, W H W^T);
-    per input group d^3 (the damped Cholesky inverse)
+  reconstruct, per linear (d_out, d_in) x candidate: d_out d_in^2 (GPTQ's lazy updates; its
+    error comes from the solve's own sums, docs/quant.md "The error without a product")
+    + per linear 2 d_out d_in^2 (W H W^T, once); per input group 2/3 d^3 (the factor: one
+    Cholesky and one triangular inverse)
 Usage: bench_threads.py BUILD_DIR [--layers 4] [--hidden 1024] [--samples 16] [--seqlen 512]
        [--chunk 2]   (env QS_MPIEXEC, default "mpiexec --oversubscribe")"""
 import argparse
@@ -51,7 +52,7 @@ try:
     h, i, q, kv, hd, lin = Q.linear_shapes(model)
     T, L, N = a.seqlen, a.layers, a.samples * a.seqlen
     calib_flops = L * N * (2 * sum(o * n for o, n in lin) + 4 * T * q + 2 * h * h + q * q + i * i)
-    recon_flops = L * (sum(7 * o * n * n for o, n in lin) + 2 * h ** 3 + q ** 3 + i ** 3)
+    recon_flops = L * (sum(3 * o * n * n for o, n in lin) + 2 / 3 * (2 * h ** 3 + q ** 3 + i ** 3))
     print(f"load before: {load()}")
     P1 = Q.sgemm_gflops(a.build, 1, 5, env)
     P2 = Q.sgemm_gflops(a.build, 2, 5, env)
