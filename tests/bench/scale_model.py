@@ -16,9 +16,10 @@ Model of one layer (N_tok calibration tokens in K chunks of S samples x seq toke
     chol_tiled.c; at f_prep on the rank's threads, one group per rank: the largest, d = i,
     sets the time; --prep-threads 1 for the single-threaded LAPACK chain of before, at
     4/3 d^3 use --f-prep half as large) and their broadcast (SH x 4 B, a binomial tree: ceil(log2 nodes) x SH x 4 / BW_net)
-  solve: per linear (d_out, d_in) and candidate 7 d_out d_in^2 FLOP (GPTQ's updates, the GPTQ
-    error and the RTN baseline's error, W H W^T) at f_solve, in pieces of row_block rows
-    over all workers: time = max(total / workers, one piece) (pieces are independent)
+  solve: per linear (d_out, d_in) and candidate d_out d_in^2 FLOP (GPTQ's updates; its error
+    from the solve's own sums), plus 2 d_out d_in^2 per linear (W H W^T, once, by the first
+    candidate's pieces) at f_solve, in pieces of row_block rows over all workers:
+    time = max(total / workers, one piece) (pieces are independent)
   final pass: the same with one candidate, for the layers from the first whose allocation
     differs from the propagate candidate (assumed: all)
   write: model bytes at the quantized size / BW_disk (parallel HDF5 and the export).
@@ -86,14 +87,14 @@ def layer_seconds(m, nodes):
     t_prep = 2 / 3 * max(d ** 3 for d in (h, q, i)) / (a.f_prep * peak * pt) \
         + math.ceil(math.log2(max(nodes, 1)) + 1) * SH * 4 / (a.bw_net * 1e9)
     # solve: pieces of row_block rows
-    solve = sum(7 * o * n * n for o, n in lin)
+    solve = sum(o * n * n for o, n in lin)  # one candidate; W H W^T is 2 x this, once
     pieces = sum(math.ceil(o / a.row_block) for o, n in lin) * a.cands
-    piece_max = max(7 * min(o, a.row_block) * n * n for o, n in lin)
-    t_solve = max(solve * a.cands / (a.f_solve * peak * min(workers, pieces)),
+    piece_max = max(3 * min(o, a.row_block) * n * n for o, n in lin)
+    t_solve = max(solve * (a.cands + 2) / (a.f_solve * peak * min(workers, pieces)),
                   piece_max / (a.f_solve * peak))
     # the final pass: one candidate
     pieces1 = sum(math.ceil(o / a.row_block) for o, n in lin)
-    t_final = t_fwd + t_red + t_prep + max(solve / (a.f_solve * peak * min(workers, pieces1)),
+    t_final = t_fwd + t_red + t_prep + max(3 * solve / (a.f_solve * peak * min(workers, pieces1)),
                                            piece_max / (a.f_solve * peak))
     return {"fwd": t_fwd, "reduce": t_red, "prep": t_prep, "solve": t_solve, "final": t_final}
 
