@@ -28,6 +28,8 @@ void qs_timings_init(qs_timings *t, int resume) {
 
 void qs_timings_add(qs_timings *t, const char *name, qs_status status, double wall_s,
                     double busy_s, double cpu_s) {
+    const long long rss = qs_log_peak_rss();
+    if (rss > t->peak_rss) t->peak_rss = rss;
     if (t->n >= QS_TIMINGS_MAX) return;
     qs_timing *s = &t->st[t->n++];
     snprintf(s->name, sizeof(s->name), "%s", name);
@@ -88,7 +90,8 @@ qs_status qs_timings_write(const qs_timings *t, qs_status run_status, const qs_c
         mine[4 * i + 2] = t->st[i].cpu_s;
         mine[4 * i + 3] = t->st[i].threads > 0 ? t->st[i].threads : 1;
     }
-    mine[4 * n] = (double)qs_log_peak_rss();
+    const long long rss_now = qs_log_peak_rss();
+    mine[4 * n] = (double)(rss_now > t->peak_rss ? rss_now : t->peak_rss);
     mine[4 * n + 1] = qs_log_now() - t->t_start;
     QS_CHECK(qs_comm_gatherv(comm, mine, sizeof(double) * (size_t)per, 0, &all, &counts, err));
     if (comm->rank == 0) {

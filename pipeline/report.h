@@ -60,10 +60,13 @@ typedef struct qs_timings {
     char warn[QS_TIMINGS_NWARN][QS_TIMINGS_WARN_MAX]; /* (nwarn) warnings of this attempt */
     double t_start;    /* qs_log_now() when the driver started */
     int resume;
+    long long peak_rss; /* the largest VmHWM read at a stage's end (reconstruct resets the
+                           high-water mark at its start for its own record, so the
+                           attempt's peak is the maximum over the stages) */
 } qs_timings;
 
 void qs_timings_init(qs_timings *t, int resume);
-/* Records one stage (ignored beyond QS_TIMINGS_MAX). */
+/* Records one stage (ignored beyond QS_TIMINGS_MAX) and the process's peak RSS so far. */
 void qs_timings_add(qs_timings *t, const char *name, qs_status status, double wall_s,
                     double busy_s, double cpu_s);
 /* Annotates the last recorded stage: it ran on `threads` threads on this rank. */

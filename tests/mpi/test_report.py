@@ -101,6 +101,13 @@ def main(tmp):
                   f"calibrate: skipped {s.get('skipped')}, busy {s['ranks']}")
     check(len(a[0]["peak_rss_bytes"]) == 2 and min(a[0]["peak_rss_bytes"]) > 1e6,
           "timings: peak RSS per rank")
+    # the attempt's peak covers every stage: reconstruct resets the high-water mark for its
+    # own record (recon/rss/), and the stages after it use less
+    for r in range(2):
+        rec = Q.read_json(os.path.join(rd, "recon", "rss", f"rank-{r:03d}.json"))
+        check(a[0]["peak_rss_bytes"][r] >= rec["peak_rss_bytes"],
+              f"timings: rank {r} peak {a[0]['peak_rss_bytes'][r]} below reconstruct's "
+              f"{rec['peak_rss_bytes']}")
     check(close(tm["total_s"], a[0]["total_s"]), "timings: total_s = the attempt's")
 
     # 2. the report
