@@ -431,6 +431,21 @@ static void test_damping(void) {
     CHECK(qs_gptq_prepare(H, n, &p, &f, &e) == QS_OK, "%s", e.msg);
     CHECK(f.info.nraise == 3 && fabs(f.info.damp - 10.0) < 1e-12 && f.info.fp64 == 0,
           "raises %d damp %g fp64 %d", f.info.nraise, f.info.damp, f.info.fp64);
+    {
+        /* damping 10 x mean diag dominates A: the error from the solve's sums would be a
+         * difference of nearly equal terms, so it is refused (the caller takes the product) */
+        float *W = make_weights(4, n);
+        bufs a;
+        bufs_alloc(&a, 4, n, 1);
+        qs_quant_out o = as_out(&a, 0, n, 1);
+        double e1[4], ed[4];
+        o.e1sq = e1;
+        CHECK(qs_gptq_quantize_rows(&f, &p, W, 4, 0, 4, &o, &e) == QS_OK, "%s", e.msg);
+        CHECK(qs_gptq_error_rows(&f, W, a.wq, e1, 4, ed) == -1,
+              "error from the solve's sums accepted under damping 10");
+        bufs_free(&a);
+        free(W);
+    }
     qs_gptq_factor_free(&f);
     /* with damp_max 1 it cannot be factorized: a clear input error */
     p.damp_max = 1.0;
