@@ -284,14 +284,30 @@ done:
     return st;
 }
 
-/* The rank's threads by the config's rule (qs_config_threads) and their pool (none for one
- * thread). Local. */
-static qs_status make_pool(const qs_config *cfg, qs_pool **pool, int *nthreads,
-                           const char **from, qs_err *err) {
+qs_status qs_driver_threads_make(const qs_config *cfg, qs_driver_threads *t, qs_err *err) {
+    memset(t, 0, sizeof(*t));
     qs_status st = qs_config_threads(cfg->threads, getenv("SLURM_CPUS_PER_TASK"),
-                                     getenv("OMP_NUM_THREADS"), nthreads, from, err);
-    if (st == QS_OK && *nthreads > 1) st = qs_pool_create(*nthreads, pool, err);
+                                     getenv("OMP_NUM_THREADS"), &t->requested, &t->from, err);
+    t->cpus = qs_pool_cpus_allowed();
+    t->online = qs_pool_cpus_online();
+    t->used = st == QS_OK ? qs_pool_fit(t->requested, t->cpus, t->online) : 1;
+    if (st == QS_OK && t->used > 1) st = qs_pool_create(t->used, &t->pool, err);
     return st;
+}
+
+void qs_driver_threads_log(const qs_comm *comm, const qs_log *lg, const qs_driver_threads *t) {
+    /* { any rank capped, -(fewest threads used), -(fewest CPUs) } */
+    double v[3] = {t->used < t->requested ? 1.0 : 0.0, -(double)t->used,
+                   -(double)(t->cpus > 0 ? t->cpus : t->requested)};
+    qs_comm_max_double(comm, v, 3);
+    qs_log_info(lg, "threads: %d per rank (from %s)", t->requested, t->from);
+    if (v[0] > 0.0)
+        qs_log_info(lg,
+                    "threads: a rank may run on only %d CPU(s) (its affinity mask, set by the "
+                    "launcher), so it runs %d thread(s), not %d: Open MPI binds each rank to one "
+                    "core when it starts 2 or fewer; launch with 'mpiexec --bind-to none' or "
+                    "'--map-by slot:PE=%d' (srun: --cpus-per-task=%d)",
+                    (int)-v[2], (int)-v[1], t->requested, t->requested, t->requested);
 }
 
 qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
@@ -302,9 +318,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     qs_log lg;
     qs_stage_ctx ctx;
     qs_rundir_lock lock = {-1};
-    qs_pool *pool = NULL;
-    int nthreads = 1;
-    const char *threads_from = "default";
+    qs_driver_threads thr = {1, 1, "default", 0, 0, NULL};
     const char *where = ""; /* the stage a stop happened in or before */
     memset(&cfg, 0, sizeof(cfg));
     memset(&model, 0, sizeof(model));
@@ -326,13 +340,13 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     if (st == QS_OK) st = qs_rundir_init(&rd, cfg.run_dir, err);
     if (st == QS_OK) st = config_hash(&cfg, ctx.config_hash, err);
     if (st == QS_OK) st = model_fingerprint(&model, cfg.model, ctx.model_hash, err);
-    if (st == QS_OK) st = make_pool(&cfg, &pool, &nthreads, &threads_from, err);
+    if (st == QS_OK) st = qs_driver_threads_make(&cfg, &thr, err);
     st = qs_comm_agree(comm, st, err);
     if (st != QS_OK) goto done;
     qs_log_info(&lg, "qshard %s: %d rank(s), model %s (%s, %lld layers), run %s", QS_VERSION,
                 comm->size, cfg.model, model.hf.architecture,
                 (long long)model.hf.num_hidden_layers, cfg.run_dir);
-    qs_log_info(&lg, "threads: %d per rank (from %s)", nthreads, threads_from);
+    qs_driver_threads_log(comm, &lg, &thr);
     ctx.cfg = &cfg;
     ctx.comm = comm;
     ctx.rd = &rd;
@@ -342,7 +356,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
     ctx.progress = &progress;
     ctx.busy = &busy;
     ctx.skipped = &skipped;
-    ctx.pool = pool;
+    ctx.pool = thr.pool;
 
     /* 2. every input from outside the run directory, before anything is written */
     char warning[QS_TIMINGS_WARN_MAX];
@@ -383,7 +397,7 @@ qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err) {
         memset(&skipped, 0, sizeof(skipped));
         st = run_stage(&ctx, sg, err);
         qs_timings_add(&tm, sg->name, st, qs_log_now() - t0, busy, qs_log_cpu_now() - c0);
-        qs_timings_threads(&tm, nthreads);
+        qs_timings_threads(&tm, thr.used);
         qs_timings_skip(&tm, skipped.what, skipped.count, skipped.of, skipped.why);
         if (st != QS_OK) goto done;
         qs_log_info(&lg, "%s: done in %.2f s", sg->name, qs_log_now() - t0);
@@ -408,7 +422,7 @@ done:
         if (s2 == QS_OK && st == QS_OK) qs_log_info(&lg, "report: %s/report.md", rd.root);
     }
     qs_rundir_lock_release(&lock);
-    qs_pool_free(pool);
+    qs_pool_free(thr.pool);
     qs_model_close(&model);
     qs_rundir_free(&rd);
     qs_config_free(&cfg);

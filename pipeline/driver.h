@@ -6,6 +6,9 @@
 #define QS_DRIVER_H
 
 #include "comm.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
 #include "status.h"
 
 typedef struct qs_run_opts {
@@ -23,6 +26,27 @@ typedef struct qs_run_opts {
  * for errors, the same one-line message in *err). Exits: the caller finalizes and exits
  * with qs_status_exit_code(); QS_ERR_INTERNAL is aborted inside. */
 qs_status qs_driver_run(const qs_run_opts *opts, qs_comm *comm, qs_err *err);
+
+/* A rank's threads: the count the config's rule asks for (qs_config_threads), the count its
+ * pool runs (capped at the CPUs the rank may run on, qs_pool_fit) and the pool (NULL for one
+ * thread; owned: qs_pool_free). */
+typedef struct qs_driver_threads {
+    int requested;
+    int used;
+    const char *from; /* where `requested` came from (qs_config_threads) */
+    int cpus;         /* qs_pool_cpus_allowed() */
+    int online;       /* qs_pool_cpus_online() */
+    qs_pool *pool;
+} qs_driver_threads;
+
+/* Local: resolves the counts and creates the pool. A bad environment variable is
+ * QS_ERR_INPUT (agree on it before anything blocks). */
+qs_status qs_driver_threads_make(const qs_config *cfg, qs_driver_threads *t, qs_err *err);
+
+/* Collective over `comm` (after the ranks agreed): rank 0 logs the count and, when some
+ * rank runs fewer threads than asked because its launcher bound it to fewer CPUs, one line
+ * saying so and how to launch instead. */
+void qs_driver_threads_log(const qs_comm *comm, const qs_log *lg, const qs_driver_threads *t);
 
 /* Installs SIGUSR1/SIGTERM/SIGINT handlers that set the stop flag returned by
  * qs_driver_stop_flag() (the one process-wide variable: signal handlers can reach no

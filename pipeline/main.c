@@ -725,9 +725,7 @@ static int cmd_eval(int argc, char **argv) {
     qs_rundir rd;
     qs_log lg;
     qs_eval_weights which = QS_EVAL_FLOAT;
-    qs_pool *pool = NULL;
-    int nthreads = 1;
-    const char *threads_from = "default";
+    qs_driver_threads thr = {1, 1, "default", 0, 0, NULL};
     memset(&cfg, 0, sizeof(cfg));
     memset(&model, 0, sizeof(model));
     memset(&rd, 0, sizeof(rd));
@@ -769,17 +767,14 @@ static int cmd_eval(int argc, char **argv) {
     if (st == QS_OK) st = qs_config_load(&cfg, config_path, sets, nset, &err);
     if (st == QS_OK) st = qs_model_open(&model, cfg.model, &err);
     if (st == QS_OK) st = qs_rundir_init(&rd, cfg.run_dir, &err);
-    if (st == QS_OK)
-        st = qs_config_threads(cfg.threads, getenv("SLURM_CPUS_PER_TASK"),
-                               getenv("OMP_NUM_THREADS"), &nthreads, &threads_from, &err);
-    if (st == QS_OK && nthreads > 1) st = qs_pool_create(nthreads, &pool, &err);
+    if (st == QS_OK) st = qs_driver_threads_make(&cfg, &thr, &err);
     st = qs_comm_agree(&comm, st, &err);
     if (st == QS_OK) {
         qs_progress progress;
-        qs_log_info(&lg, "threads: %d per rank (from %s)", nthreads, threads_from);
+        qs_driver_threads_log(&comm, &lg, &thr);
         qs_progress_start(&progress, &lg, "eval");
         qs_eval_env env = {.cfg = &cfg, .comm = &comm, .rd = &rd, .model = &model, .log = &lg,
-                           .progress = &progress, .pool = pool};
+                           .progress = &progress, .pool = thr.pool};
         qs_eval_result res;
         qs_eval_env_for_eval(&env, &cfg);
         st = qs_eval_perplexity(&env, &which, &res, &err);
@@ -790,7 +785,7 @@ static int cmd_eval(int argc, char **argv) {
         if (st == QS_ERR_INTERNAL) qs_comm_abort(&comm, &err);
     }
 out:
-    qs_pool_free(pool);
+    qs_pool_free(thr.pool);
     qs_model_close(&model);
     qs_rundir_free(&rd);
     qs_config_free(&cfg);

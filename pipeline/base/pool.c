@@ -1,11 +1,14 @@
 /* pool.c: the fixed-size pthread pool of pool.h (a shared task counter, a generation
- * number per run, the lowest failing task's error). */
+ * number per run, the lowest failing task's error) and the CPUs it may use. */
+#define _GNU_SOURCE 1 /* sched_getaffinity, CPU_COUNT */
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct qs_pool {
     int threads;               /* workers, the caller included */
@@ -162,4 +165,21 @@ qs_status qs_pool_run(qs_pool *p, int64_t ntasks, qs_pool_fn fn, void *ctx, qs_e
     p->running = 0;
     pthread_mutex_unlock(&p->mu);
     return st;
+}
+
+int qs_pool_cpus_allowed(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    return CPU_COUNT(&set);
+}
+
+int qs_pool_cpus_online(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 1 << 20 ? (int)n : 0;
+}
+
+int qs_pool_fit(int requested, int allowed, int online) {
+    return allowed > 0 && online > 0 && allowed < online && allowed < requested ? allowed
+                                                                               : requested;
 }

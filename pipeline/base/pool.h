@@ -36,6 +36,21 @@ typedef qs_status (*qs_pool_fn)(void *ctx, int64_t task, int worker, qs_err *err
 qs_status qs_pool_create(int threads, qs_pool **out, qs_err *err);
 void qs_pool_free(qs_pool *pool);
 
+/* The number of CPUs this process may run on: its affinity mask, which the launcher sets
+ * (srun --cpus-per-task, mpiexec's binding: Open MPI binds each rank to one core when it
+ * starts two or fewer, taskset, a container's cpuset). 0 when it cannot be read. */
+int qs_pool_cpus_allowed(void);
+
+/* The machine's online CPUs (0 when unknown). */
+int qs_pool_cpus_online(void);
+
+/* The pool size for `requested` threads when the process may run on `allowed` of the
+ * machine's `online` CPUs (0 = unknown): `allowed` when the launcher restricted the process
+ * (allowed < online) to fewer CPUs than requested, else `requested` (an explicit count on an
+ * unrestricted process is kept even above the CPU count: the tests run 3 threads on 2). The
+ * results do not depend on the thread count (file comment): the cap changes time only. */
+int qs_pool_fit(int requested, int allowed, int online);
+
 /* Number of workers (1 for NULL): the size of per-worker scratch arrays. */
 int qs_pool_threads(const qs_pool *pool);
 

@@ -56,6 +56,9 @@ qs = os.path.abspath(os.path.join(a.build, "qshard"))
 mpiexec = os.environ.get("QS_MPIEXEC", "mpiexec --oversubscribe").split()
 env = {k: v for k, v in os.environ.items() if k not in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")}
 env.update(OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+# Open MPI binds a rank to one core when it starts 2 or fewer: the rank's threads would share
+# it (qshard then runs one thread, qs_pool_fit); let it use every core
+env.update(OMPI_MCA_hwloc_base_binding_policy="none")
 
 
 def load():

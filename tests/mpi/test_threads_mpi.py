@@ -11,8 +11,11 @@ row tiles of QS_ROW_TILE, and a short last chunk), hidden 384 and intermediate 6
 Hessian blocks), row_block 64 (many pieces), two candidates.
 The thread count comes from the rule of docs/config.md: threads 2 from SLURM_CPUS_PER_TASK,
 3 from OMP_NUM_THREADS, 1 written explicitly while SLURM_CPUS_PER_TASK=2 is set (explicit
-wins); timings.json records that count for every stage and rank. A bad SLURM_CPUS_PER_TASK
-is exit 2 with one line naming it, before the run directory is made.
+wins); timings.json records that count for every stage and rank. A rank that its launcher
+binds to fewer CPUs than it asks for (here `taskset -c 0` under the launcher, as Open MPI's
+default binding to one core) runs as many threads as it may use CPUs (qs_pool_fit), with the
+same bytes. A bad SLURM_CPUS_PER_TASK is exit 2 with one line naming it, before the run
+directory is made.
 Usage: test_threads_mpi.py  (env: QS_BIN, QS_MPIEXEC)"""
 import os
 import sys
@@ -86,6 +89,21 @@ def main(tmp):
                     continue
                 diff = Q.diff_hashes(hashes, ref[1])
                 check(not diff, f"{what}: run directory differs from {ref[0]}: {diff}")
+
+    # bound to one CPU of several: one thread, whatever was asked, and the same bytes
+    online = os.sysconf("SC_NPROCESSORS_ONLN")
+    rd = os.path.join(tmp, "bound")
+    cfg = os.path.join(tmp, "bound.yaml")
+    write_config(cfg, model, rd, "quantized", 2)
+    r = Q.run(Q.MPIEXEC + ["-n", "1", "taskset", "-c", "0", Q.QS, "run", cfg], env=env_for({}))
+    if check(r.returncode == 0, f"bound to CPU 0: rc {r.returncode} {r.stderr}"):
+        st = stage_threads(rd)
+        want = 1 if online > 1 else 2
+        check(st and all(v == want for v in st.values()),
+              f"bound to CPU 0 of {online}, threads 2: timings.json threads {st}, want {want}")
+        diff = Q.diff_hashes(Q.run_file_hashes(rd),
+                             Q.run_file_hashes(os.path.join(tmp, "quantized-r1-t1")))
+        check(not diff, f"bound to CPU 0: run directory differs from 1 thread: {diff}")
 
     # a bad variable, read because threads is 0: one line naming it, exit 2
     rd = os.path.join(tmp, "bad")

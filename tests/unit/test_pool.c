@@ -3,7 +3,7 @@
  * per-worker scratch gives the same results for any thread count; the lowest failing
  * task's error is reported whatever the thread count and every other task still runs;
  * a task that calls the pool again is an internal error; many runs on one pool; bad
- * thread counts. */
+ * thread counts; the pool size for the CPUs a launcher allows (qs_pool_fit). */
 #include "check.h"
 #include "pool.h"
 
@@ -103,5 +103,17 @@ int main(void) {
     CHECK(qs_pool_create(0, &pool, &err) == QS_ERR_INPUT && !pool, "0 threads refused");
     CHECK(strcmp(err.msg, "threads: 0 is out of range (1..4096)") == 0, "message: %s", err.msg);
     qs_pool_free(NULL);
+
+    /* the CPUs a rank may use: a launcher's binding caps the pool, the machine's count does
+     * not (an explicit 3 threads on 2 unrestricted CPUs stays 3) */
+    CHECK(qs_pool_fit(8, 1, 64) == 1, "bound to 1 of 64 CPUs: 1 thread");
+    CHECK(qs_pool_fit(8, 8, 64) == 8, "8 of 64 CPUs, 8 threads: 8");
+    CHECK(qs_pool_fit(16, 8, 64) == 8, "8 of 64 CPUs, 16 threads: 8");
+    CHECK(qs_pool_fit(2, 8, 64) == 2, "fewer threads than allowed CPUs: as asked");
+    CHECK(qs_pool_fit(3, 2, 2) == 3, "every CPU allowed: the count as asked");
+    CHECK(qs_pool_fit(4, 0, 64) == 4 && qs_pool_fit(4, 1, 0) == 4, "unknown counts: as asked");
+    int allowed = qs_pool_cpus_allowed(), online = qs_pool_cpus_online();
+    CHECK(allowed >= 1 && online >= 1 && allowed <= online, "cpus allowed %d, online %d",
+          allowed, online);
     return qs_test_finish("test_pool");
 }
