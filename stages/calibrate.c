@@ -117,23 +117,34 @@ static void group_widths(const qs_model_dims *d, int64_t *dg) {
     dg[QS_GROUP_DOWN] = d->inter;
 }
 
-/* Zeroed statistics of one layer: accumulators on replica 0, partials elsewhere. */
-static qs_status acc_init(layer_acc *a, const qs_model_dims *d, int replica, qs_err *err) {
+/* Zeroed statistics of one layer: accumulators on replica 0, partials elsewhere. The large
+ * buffers are zeroed on the pool (qs_pool_zero: their pages touched once, by writes, so that
+ * RSS is the formula's and the forward's first additions do not fault). */
+static qs_status acc_init(layer_acc *a, const qs_model_dims *d, int replica, qs_pool *pool,
+                          qs_err *err) {
     memset(a, 0, sizeof(*a));
     group_widths(d, a->d);
     for (int g = 0; g < QS_GROUP_COUNT; ++g) {
         int64_t n = a->d[g];
-        if (replica == 0)
-            a->hess[g] = qs_calloc((size_t)(n * n), sizeof(double), err, "Hessian accumulator");
-        else if ((a->part[g] = qs_malloc(sizeof(float) * (size_t)(n * n), err, "partial")))
-            /* touched once, so that RSS is the formula's (only the upper triangle is written
-             * or shipped later) */
-            memset(a->part[g], 0, sizeof(float) * (size_t)(n * n));
+        void *big = NULL;
+        size_t bytes = 0;
+        if (replica == 0) {
+            bytes = sizeof(double) * (size_t)(n * n);
+            big = a->hess[g] = qs_malloc(bytes, err, "Hessian accumulator");
+        } else {
+            bytes = sizeof(float) * (size_t)(n * n);
+            big = a->part[g] = qs_malloc(bytes, err, "partial");
+        }
         a->absmax[g] = qs_calloc((size_t)n, sizeof(float), err, "absmax");
         a->sumsq[g] = qs_calloc((size_t)n, sizeof(double), err, "sum of squares");
-        if ((!a->hess[g] && !a->part[g]) || !a->absmax[g] || !a->sumsq[g]) {
+        if (!big || !a->absmax[g] || !a->sumsq[g]) {
             acc_free(a);
             return QS_ERR_RUNTIME;
+        }
+        qs_status st = qs_pool_zero(pool, big, bytes, err);
+        if (st != QS_OK) {
+            acc_free(a);
+            return st;
         }
     }
     return QS_OK;
@@ -208,9 +219,10 @@ done:
 }
 
 /* Final per-layer file: per group hessian (d, d) f32 (full symmetric, 2/N scaled in f64
- * then rounded), absmax (d) f32, meansq (d) f64; root attribute tokens. Consumes acc. */
-static qs_status layer_write(const qs_rundir *rd, int layer, layer_acc *a, int64_t seqlen,
-                             int64_t nsamples, float *tmp, qs_err *err) {
+ * then rounded, on the pool), absmax (d) f32, meansq (d) f64; root attribute tokens.
+ * Consumes acc (its sums of squares become means). */
+static qs_status layer_write(const qs_rundir *rd, qs_pool *pool, int layer, layer_acc *a,
+                             int64_t seqlen, int64_t nsamples, float *tmp, qs_err *err) {
     qs_status st = QS_OK;
     qs_h5 h;
     char rel[64], path[QS_PATH_MAX];
@@ -220,8 +232,7 @@ static qs_status layer_write(const qs_rundir *rd, int layer, layer_acc *a, int64
     QS_CHECK(qs_h5_create(&h, path, err));
     for (int g = 0; g < QS_GROUP_COUNT; ++g) {
         const int64_t n = a->d[g];
-        qs_hess_finalize(a->hess[g], n, a->tokens);
-        for (int64_t i = 0; i < n * n; ++i) tmp[i] = (float)a->hess[g][i];
+        QS_CHECK(qs_hess_finalize_f32_pool(pool, a->hess[g], n, a->tokens, tmp, err));
         for (int64_t i = 0; i < n; ++i) a->sumsq[g][i] /= (double)a->tokens;
         QS_CHECK(group_write(&h, g, n, "hessian", QS_H5_F32, tmp, a->absmax[g], "meansq",
                              a->sumsq[g], err));
@@ -401,7 +412,8 @@ static qs_status rank_init(calib_rank *r, qs_err *err) {
     if (r->first == 0) QS_CHECK(qs_weights_load_ends(r->ctx->model, d, 1, 0, &r->ends, err));
     /* after the weights: a replica's partials are touched here, and the checkpoint pages a
      * conversion touches are dropped by then (weights.c) */
-    for (int i = 0; i < r->nown; ++i) QS_CHECK(acc_init(&r->acc[i], d, r->replica, err));
+    for (int i = 0; i < r->nown; ++i)
+        QS_CHECK(acc_init(&r->acc[i], d, r->replica, r->ctx->pool, err));
 done:
     return st;
 }
@@ -485,7 +497,7 @@ static qs_status resume_point(calib_rank *r, int64_t *k0, qs_err *err) {
     *k0 = 0;
     for (int i = 0; r->replica == 0 && i < r->nown && st == QS_OK; ++i) {
         acc_free(&r->acc[i]);
-        st = acc_init(&r->acc[i], &r->s->d, 0, err);
+        st = acc_init(&r->acc[i], &r->s->d, 0, ctx->pool, err);
     }
     return qs_comm_agree(comm, st, err);
 }
@@ -523,8 +535,8 @@ static qs_status write_outputs(calib_rank *r, qs_err *err) {
         if (!ctx->units->todo[l]) continue;
         qs_rundir_layer_rel(rel, sizeof(rel), QS_DIR_CALIB, l);
         /* tile (dmax, dmax) is free again: the f32 staging buffer */
-        st = layer_write(ctx->rd, l, &r->acc[i], r->s->win.seqlen, r->s->win.nsamples, r->tile,
-                         err);
+        st = layer_write(ctx->rd, ctx->pool, l, &r->acc[i], r->s->win.seqlen,
+                         r->s->win.nsamples, r->tile, err);
         if (st == QS_OK) st = qs_stage_unit_done(ctx, l, rels, 1, err);
     }
     st = qs_comm_agree(ctx->comm, st, err);

@@ -447,7 +447,9 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
     for (int g = 0; g < NGRP; ++g) {
         pctx.dg[g] = q->dg[g];
         pctx.part[g] = q->part[g];
-        if (rank == 0) memset(q->acc[g], 0, sizeof(double) * (size_t)(q->dg[g] * q->dg[g]));
+        if (rank == 0) /* (its tasks cannot fail) */
+            (void)qs_pool_zero(q->ctx->pool, q->acc[g],
+                               sizeof(double) * (size_t)(q->dg[g] * q->dg[g]), err);
     }
     for (int64_t k = 0; k < q->nrounds; ++k) {
         const int64_t c = k * P + rank;
@@ -471,10 +473,10 @@ static qs_status seq_hessians(seq_rank *q, int l, qs_err *err) {
     }
     for (int g = 0; g < NGRP; ++g) {
         const int64_t n2 = q->dg[g] * q->dg[g];
-        if (rank == 0) {
-            qs_hess_finalize(q->acc[g], q->dg[g], q->S * q->T);
-            for (int64_t i = 0; i < n2; ++i) q->Hf[g][i] = (float)q->acc[g][i];
-        }
+        /* (its tasks cannot fail) */
+        if (rank == 0)
+            (void)qs_hess_finalize_f32_pool(q->ctx->pool, q->acc[g], q->dg[g], q->S * q->T,
+                                            q->Hf[g], err);
         qs_comm_bcast(comm, q->Hf[g], sizeof(float) * (size_t)n2, 0);
     }
     return QS_OK;

@@ -183,3 +183,24 @@ int qs_pool_fit(int requested, int allowed, int online) {
     return allowed > 0 && online > 0 && allowed < online && allowed < requested ? allowed
                                                                                : requested;
 }
+
+typedef struct zero_ctx {
+    unsigned char *p;
+    size_t n;
+} zero_ctx;
+
+#define ZERO_PIECE ((size_t)1 << 20)
+
+static qs_status zero_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    const zero_ctx *z = vctx;
+    const size_t a = (size_t)t * ZERO_PIECE;
+    (void)worker;
+    (void)err;
+    memset(z->p + a, 0, z->n - a < ZERO_PIECE ? z->n - a : ZERO_PIECE);
+    return QS_OK;
+}
+
+qs_status qs_pool_zero(qs_pool *pool, void *p, size_t n, qs_err *err) {
+    zero_ctx z = {p, n};
+    return qs_pool_run(pool, (int64_t)((n + ZERO_PIECE - 1) / ZERO_PIECE), zero_task, &z, err);
+}

@@ -51,6 +51,12 @@ int qs_pool_cpus_online(void);
  * results do not depend on the thread count (file comment): the cap changes time only. */
 int qs_pool_fit(int requested, int allowed, int online);
 
+/* Zeroes bytes [0, n) of p in 1 MiB pieces as tasks on pool (may be NULL). For fresh
+ * buffers: their pages are first touched by writes, spread over the threads, instead of by
+ * the first read-modify-write (a read maps the shared zero page and the write then faults
+ * again and flushes every thread's TLB). */
+qs_status qs_pool_zero(qs_pool *pool, void *p, size_t n, qs_err *err);
+
 /* Number of workers (1 for NULL): the size of per-worker scratch arrays. */
 int qs_pool_threads(const qs_pool *pool);
 

@@ -1,5 +1,8 @@
 /* sha256.h: SHA-256 (FIPS 180-4) for manifests: checksums of outputs, hashes of inputs
- * and of the resolved config. Written from the standard; streaming interface.
+ * and of the resolved config. The streaming interface (small inputs: configs, token
+ * windows, headers) is written from the standard; a whole file, the bulk of the bytes
+ * hashed (layer files of gigabytes), goes through libcrypto's SHA-256, which uses the
+ * CPU's SHA extensions. test_rundir checks that the two agree.
  * A qs_sha256 is a plain value; nothing to free.
  */
 #ifndef QS_SHA256_H
@@ -25,7 +28,7 @@ void qs_sha256_final_hex(qs_sha256 *s, char hex[65]);
 /* Digest of a whole buffer. */
 void qs_sha256_hex(const void *data, size_t n, char hex[65]);
 
-/* Digest of a file's contents (read in blocks). Errors name the file. */
+/* Digest of a file's contents (read in blocks, libcrypto). Errors name the file. */
 qs_status qs_sha256_file(const char *path, char hex[65], qs_err *err);
 
 #endif /* QS_SHA256_H */

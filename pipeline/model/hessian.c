@@ -107,6 +107,38 @@ void qs_hess_finalize(double *acc, int64_t d, int64_t n) {
     }
 }
 
+/* Rows [i0, i1) of the finalized f32 Hessian: out[i][j] = (float)(s * acc[min][max]). */
+typedef struct hess_final_rows {
+    const double *acc; /* (d, d) upper triangle */
+    float *out;        /* (d, d) */
+    int64_t d;
+    double s;
+} hess_final_rows;
+
+static qs_status hess_final_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    const hess_final_rows *h = vctx;
+    const int64_t d = h->d, i0 = t * QS_HESS_BLOCK;
+    const int64_t i1 = i0 + QS_HESS_BLOCK < d ? i0 + QS_HESS_BLOCK : d;
+    (void)worker;
+    (void)err;
+    /* the lower part reads columns of acc: in bands of 64 of its rows, which stay cached */
+    for (int64_t j0 = 0; j0 < i1; j0 += 64) {
+        const int64_t j1 = j0 + 64 < i1 ? j0 + 64 : i1;
+        for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = j0; j < j1 && j < i; ++j)
+                h->out[i * d + j] = (float)(h->acc[j * d + i] * h->s);
+    }
+    for (int64_t i = i0; i < i1; ++i)
+        for (int64_t j = i; j < d; ++j) h->out[i * d + j] = (float)(h->acc[i * d + j] * h->s);
+    return QS_OK;
+}
+
+qs_status qs_hess_finalize_f32_pool(qs_pool *pool, const double *acc, int64_t d, int64_t n,
+                                    float *out, qs_err *err) {
+    hess_final_rows h = {acc, out, d, n > 0 ? 2.0 / (double)n : 0.0};
+    return qs_pool_run(pool, (d + QS_HESS_BLOCK - 1) / QS_HESS_BLOCK, hess_final_task, &h, err);
+}
+
 /* Columns [c0, c1) of the channel statistics. */
 static void chan_stats_cols(const float *x, int64_t rows, int64_t d, int64_t c0, int64_t c1,
                             float *absmax, double *sumsq) {

@@ -58,6 +58,13 @@ void qs_hess_add_f64(double *acc, const double *part, int64_t d);
  * triangle, giving the full symmetric GPTQ Hessian. n = total rows (tokens) seen. */
 void qs_hess_finalize(double *acc, int64_t d, int64_t n);
 
+/* out (d, d) f32 = the full symmetric H of qs_hess_finalize rounded to f32, read from acc's
+ * upper triangle (acc is not changed), rows in blocks of QS_HESS_BLOCK as tasks on pool (may
+ * be NULL): the same bytes as qs_hess_finalize followed by a (float) cast, for any thread
+ * count. */
+qs_status qs_hess_finalize_f32_pool(qs_pool *pool, const double *acc, int64_t d, int64_t n,
+                                    float *out, qs_err *err);
+
 /* Per-channel statistics of one chunk x (rows, d), overwriting the outputs:
  * absmax (d) = max_r |x[r][c]|, sumsq (d) = sum_r x[r][c]^2 in f64 (row order).
  * A NaN input makes that channel's absmax NaN (and keeps it NaN through qs_chan_stats_add),

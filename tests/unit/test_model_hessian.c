@@ -1,7 +1,9 @@
 /* test_model_hessian.c: Hessian (2/N sum X^T X) and channel statistics accumulation
  * against fp64, for N = 32768 tokens and d = 512 channels with outlier channels and
  * non-zero means: chunked (4 x 8192 rows) and one 32768-row chunk, order independence of
- * chunk partials, NaN propagation in absmax, empty chunks. Fails through the exit code.
+ * chunk partials, NaN propagation in absmax, empty chunks; the f32 finalize on a pool
+ * (qs_hess_finalize_f32_pool) equals finalize + cast at 1, 2, 3 threads. Fails through the
+ * exit code.
  */
 #include <cblas.h>
 #include <math.h>
@@ -195,5 +197,36 @@ int main(void) {
     free(acc2);
     free(tile);
     free(tiles);
+    /* the f32 finalize on the pool: d = 600 (three row blocks, the last short), an accumulator
+     * whose lower triangle holds garbage (only the upper is read) */
+    {
+        const int64_t d = 600;
+        double *a = malloc(sizeof(double) * (size_t)(d * d));     // (d, d)
+        double *fin = malloc(sizeof(double) * (size_t)(d * d));   // (d, d)
+        float *want = malloc(sizeof(float) * (size_t)(d * d));    // (d, d)
+        float *got = malloc(sizeof(float) * (size_t)(d * d));     // (d, d)
+        uint32_t r = 7u;
+        for (int64_t i = 0; i < d * d; ++i) {
+            r = r * 1664525u + 1013904223u;
+            a[i] = ((double)(r >> 8) / 16777216.0 - 0.5) * 1e3;
+        }
+        memcpy(fin, a, sizeof(double) * (size_t)(d * d));
+        qs_hess_finalize(fin, d, 12345);
+        for (int64_t i = 0; i < d * d; ++i) want[i] = (float)fin[i];
+        for (int t = 1; t <= 3; ++t) {
+            qs_pool *pool = NULL;
+            qs_err e = {0};
+            if (t > 1) CHECK(qs_pool_create(t, &pool, &e) == QS_OK, "pool of %d", t);
+            memset(got, 0xff, sizeof(float) * (size_t)(d * d));
+            CHECK(qs_hess_finalize_f32_pool(pool, a, d, 12345, got, &e) == QS_OK, "finalize");
+            CHECK(memcmp(got, want, sizeof(float) * (size_t)(d * d)) == 0,
+                  "f32 finalize on %d thread(s) differs from finalize + cast", t);
+            qs_pool_free(pool);
+        }
+        free(a);
+        free(fin);
+        free(want);
+        free(got);
+    }
     return qs_test_finish("test_model_hessian");
 }

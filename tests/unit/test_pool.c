@@ -3,11 +3,14 @@
  * per-worker scratch gives the same results for any thread count; the lowest failing
  * task's error is reported whatever the thread count and every other task still runs;
  * a task that calls the pool again is an internal error; many runs on one pool; bad
- * thread counts; the pool size for the CPUs a launcher allows (qs_pool_fit). */
+ * thread counts; qs_pool_zero; the pool size for the CPUs a launcher allows
+ * (qs_pool_fit). */
 #include "check.h"
 #include "pool.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define NT 1000
 
@@ -103,6 +106,22 @@ int main(void) {
     CHECK(qs_pool_create(0, &pool, &err) == QS_ERR_INPUT && !pool, "0 threads refused");
     CHECK(strcmp(err.msg, "threads: 0 is out of range (1..4096)") == 0, "message: %s", err.msg);
     qs_pool_free(NULL);
+
+    /* zeroing in pieces: every byte, a short last piece, any thread count */
+    for (int t = 1; t <= 3; ++t) {
+        const size_t n = ((size_t)7 << 19) + 5; /* 3.5 MiB + 5 B */
+        unsigned char *b = malloc(n);
+        qs_pool *zp = NULL;
+        memset(&err, 0, sizeof(err));
+        if (t > 1) CHECK(qs_pool_create(t, &zp, &err) == QS_OK, "pool %d", t);
+        memset(b, 0xff, n);
+        CHECK(qs_pool_zero(zp, b, n, &err) == QS_OK, "zero at %d threads", t);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; ++i) bad += b[i] != 0;
+        CHECK(bad == 0, "zero at %d threads: %zu bytes left", t, bad);
+        qs_pool_free(zp);
+        free(b);
+    }
 
     /* the CPUs a rank may use: a launcher's binding caps the pool, the machine's count does
      * not (an explicit 3 threads on 2 unrestricted CPUs stays 3) */

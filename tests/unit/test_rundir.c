@@ -1,8 +1,10 @@
 /* test_rundir.c: SHA-256 known answers, durable writes, manifests (match, mismatch,
  * tampered output), and that no temp file is left behind after a failed write. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "rundir.h"
@@ -46,6 +48,36 @@ int main(void) {
     CHECK(qs_read_file(path, &back, &n, &err) == QS_OK && n == 6 && strcmp(back, "hello\n") == 0,
           "read back");
     free(back);
+    /* a file's digest (libcrypto) equals the streamed one (this code) around block and read
+     * boundaries (64 B blocks, 64 KiB reads); a missing file is an error naming it */
+    {
+        static const size_t sizes[] = {0, 1, 55, 56, 63, 64, 65, 65535, 65536, 65537, 1000003};
+        unsigned char *data = malloc(1000003);
+        uint32_t x = 12345u;
+        for (size_t i = 0; i < 1000003; ++i) {
+            x = x * 1664525u + 1013904223u;
+            data[i] = (unsigned char)(x >> 24);
+        }
+        char fpath[QS_PATH_MAX], fhex[65];
+        qs_rundir_path(&rd, "plan/blob.bin", fpath, sizeof(fpath), &err);
+        for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); ++k) {
+            CHECK(qs_write_file_atomic(fpath, data, sizes[k], &err) == QS_OK, "write blob");
+            CHECK(qs_sha256_file(fpath, fhex, &err) == QS_OK, "hash blob: %s", err.msg);
+            qs_sha256 s;
+            qs_sha256_init(&s);
+            for (size_t i = 0; i < sizes[k]; i += 1000) /* streamed in uneven pieces */
+                qs_sha256_update(&s, data + i, sizes[k] - i < 1000 ? sizes[k] - i : 1000);
+            qs_sha256_final_hex(&s, hex);
+            CHECK(strcmp(hex, fhex) == 0, "file digest = streamed digest at %zu bytes",
+                  sizes[k]);
+        }
+        free(data);
+        unlink(fpath);
+        qs_rundir_path(&rd, "plan/absent.bin", fpath, sizeof(fpath), &err);
+        memset(&err, 0, sizeof(err));
+        CHECK(qs_sha256_file(fpath, fhex, &err) == QS_ERR_INPUT && strstr(err.msg, "absent.bin"),
+              "missing file: %s", err.msg);
+    }
     {
         char plan_dir[QS_PATH_MAX];
         qs_rundir_path(&rd, "plan", plan_dir, sizeof(plan_dir), &err);
