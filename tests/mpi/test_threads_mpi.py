@@ -45,8 +45,10 @@ def write_config(path, model, run_dir, inputs, threads):
 
 
 def env_for(extra):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")}
+    """The rule's variables as `extra` gives them, the others empty (= unset for
+    qs_config_threads): Q.run adds to the caller's environment, so leaving a key out would
+    keep a value the caller's shell has."""
+    env = {"SLURM_CPUS_PER_TASK": "", "OMP_NUM_THREADS": ""}
     env.update(extra)
     return env
 
