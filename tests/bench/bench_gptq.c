@@ -2,7 +2,7 @@
  *
  * Usage: bench_gptq [--quick]   (--quick skips the 4096-wide shapes)
  *        bench_gptq --shape DOUTxDIN [--shape ...] [--rows N] [--threads T] [--reps R]
- *                   [--dir DIR] [--zero-min1 0|1]
+ *                   [--dir DIR] [--zero-min1 0|1] [--row-block R]
  * Peak: best of several 2048^3 sgemm calls. GPTQ: w4g128 (asym, B 128, row_block 256) on
  * Llama-7B shapes (4096x4096, gate/up 11008x4096) and tinyllama-a shapes; GFLOP/s count
  * 2*d_out*d_in^2 (the nominal GPTQ cost). Prints one line per shape; not a test.
@@ -13,7 +13,8 @@
  * and the dequantized result goes to DIR/DOUTxDIN.wq<T>.f32 (raw little-endian float32,
  * row-major (n, n), (d_out, n), (d_out, n)); tests/bench/bench_gptq_ref.py uses these to run
  * the reference GPTQ on the same input. --zero-min1 0 keeps zero points in [0, 15] as the
- * reference does (default 1, the product's default).
+ * reference does (default 1, the product's default). --row-block R: pieces of R rows
+ * (quant.row_block; default 256).
  */
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +54,7 @@ typedef struct bench_opts {
     int threads;     /* pool threads of prepare and quantize */
     int reps;        /* best of */
     int zero_min1;   /* qs_quant_params.zero_min1 */
+    int row_block;   /* qs_quant_params.row_block (0: the default, 256) */
     const char *dir; /* NULL, or where H, W (in) and wq (out) live */
 } bench_opts;
 
@@ -124,6 +126,7 @@ static int bench_shape(int64_t d_out, int64_t n, double peak, const bench_opts *
     qs_quant_params p;
     qs_quant_params_default(&p);
     p.zero_min1 = o->zero_min1;
+    if (o->row_block > 0) p.row_block = o->row_block;
     int64_t ng = qs_quant_ngroups(n, p.group_size);
     uint8_t *codes = malloc((size_t)(d_out * n));                  // (d_out, n)
     uint16_t *sc = malloc((size_t)(d_out * ng) * 2);               // (d_out, ng)
@@ -178,7 +181,7 @@ done:
 
 /* The fixed table (no --shape): tinyllama-a shapes, then the Llama-7B ones. */
 static int bench_table(int quick, double peak) {
-    bench_opts o = {0, 1, 5, 1, NULL};
+    bench_opts o = {0, 1, 5, 1, 0, NULL};
     /* tinyllama-a: q/o 256x256, k/v 128x256, gate/up 768x256, down 256x768 */
     const int64_t tiny[][2] = {{256, 256}, {128, 256}, {768, 256}, {256, 768}};
     for (size_t i = 0; i < sizeof tiny / sizeof tiny[0]; ++i)
@@ -195,7 +198,7 @@ int main(int argc, char **argv) {
     enum { MAXS = 16 };
     int64_t shapes[MAXS][2]; /* (d_out, d_in) of each --shape */
     int nshapes = 0, quick = 0;
-    bench_opts o = {2048, 1, 1, 1, NULL};
+    bench_opts o = {2048, 1, 1, 1, 0, NULL};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long x, y;
@@ -218,6 +221,8 @@ int main(int argc, char **argv) {
             o.threads = atoi(v);
         } else if (strcmp(a, "--reps") == 0 && atoi(v) > 0) {
             o.reps = atoi(v);
+        } else if (strcmp(a, "--row-block") == 0) {
+            o.row_block = atoi(v);
         } else if (strcmp(a, "--zero-min1") == 0) {
             o.zero_min1 = atoi(v) != 0;
         } else if (strcmp(a, "--dir") == 0) {
@@ -234,9 +239,10 @@ int main(int argc, char **argv) {
         printf("GPTQ w4g128 asym, B 128, row_block 256, 1 thread; GFLOP/s = 2 d_out d_in^2 / time\n");
         return bench_table(quick, peak);
     }
-    printf("GPTQ w4g128 asym, B 128, row_block 256, zero_min1 %d, X rows %lld, quantize on %d "
+    printf("GPTQ w4g128 asym, B 128, row_block %d, zero_min1 %d, X rows %lld, quantize on %d "
            "thread(s), best of %d; GFLOP/s = 2 d_out d_in^2 / time\n",
-           o.zero_min1, (long long)o.rows, o.threads, o.reps);
+           o.row_block > 0 ? o.row_block : 256, o.zero_min1, (long long)o.rows, o.threads,
+           o.reps);
     qs_pool *pool = NULL;
     qs_err e = {0};
     if (qs_pool_create(o.threads, &pool, &e) != QS_OK) {
