@@ -16,7 +16,9 @@
  * row i, X_ij = -(sum over k in (j, i] of X_ik L_kj) X_jj as one sgemm over the tile row's
  * finished columns and one strmm, reading column j of L from a copy. Every tile is written
  * by one task, in the same order of steps for any thread count, and every BLAS call has a
- * shape fixed by (n, tile): the bytes do not depend on the pool's size.
+ * shape fixed by (n, tile): the bytes do not depend on the pool's size. The reversals and
+ * the final check are pool tasks too (pieces of the matrix; exact operations); GPTQ's
+ * prepare writes J A J directly (gptq.c fill_task) and calls qs_chol_inv_upper_reversed.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -80,12 +82,13 @@ static qs_status trail_task(void *vctx, int64_t task, int worker, qs_err *err) {
     return QS_OK;
 }
 
-/* Inverse task: tile row i = k + 1 + task of column k: X_ik = -(X_i,(k,i] P_(k,i]) X_kk. */
+/* Inverse task: tile row i = nt - 1 - task of column k (the longest rows first, so the pool's
+ * threads finish a column together): X_ik = -(X_i,(k,i] P_(k,i]) X_kk. */
 static qs_status inv_task(void *vctx, int64_t task, int worker, qs_err *err) {
     (void)worker;
     (void)err;
     const chol_ctx *c = vctx;
-    const int64_t k = c->k, i = k + 1 + task, n = c->n, nk = tlen(c, k);
+    const int64_t k = c->k, i = c->nt - 1 - task, n = c->n, nk = tlen(c, k);
     const int64_t c0 = tile0(k + 1), kk = tile0(i) + tlen(c, i) - c0; /* columns (k, i] */
     /* panel rows are rows c0.. of column k's tiles */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tlen(c, i), (int)nk, (int)kk,
@@ -152,17 +155,68 @@ done:
     return st;
 }
 
-static void reverse(float *A, int64_t len) {
-    for (int64_t a = 0, b = len - 1; a < b; ++a, --b) {
-        float t = A[a];
-        A[a] = A[b];
-        A[b] = t;
+/* Reversal of A's len elements (J A J for a row-major square matrix) as pool tasks: task t
+ * swaps pieces [t P, (t + 1) P) of the first half with their mirror images. */
+#define REV_PIECE ((int64_t)1 << 18)
+typedef struct rev_ctx {
+    float *A;
+    int64_t len;
+} rev_ctx;
+
+static qs_status reverse_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    (void)worker;
+    (void)err;
+    const rev_ctx *r = vctx;
+    const int64_t half = r->len / 2, a0 = t * REV_PIECE;
+    const int64_t a1 = a0 + REV_PIECE < half ? a0 + REV_PIECE : half;
+    for (int64_t a = a0, b = r->len - 1 - a0; a < a1; ++a, --b) {
+        float x = r->A[a];
+        r->A[a] = r->A[b];
+        r->A[b] = x;
     }
+    return QS_OK;
+}
+
+static qs_status reverse(qs_pool *pool, float *A, int64_t len, qs_err *err) {
+    rev_ctx r = {A, len};
+    return qs_pool_run(pool, (len / 2 + REV_PIECE - 1) / REV_PIECE, reverse_task, &r, err);
+}
+
+/* Rows [t R, (t + 1) R) of U: the strict lower part zeroed; bad[t] = 1 when an entry is not
+ * finite or a diagonal entry is not positive. */
+#define FIN_ROWS 64
+typedef struct fin_ctx {
+    float *A;
+    int64_t n;
+    unsigned char *bad; /* (tasks) */
+} fin_ctx;
+
+static qs_status finish_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    (void)worker;
+    (void)err;
+    const fin_ctx *f = vctx;
+    const int64_t n = f->n, i1 = (t + 1) * FIN_ROWS < n ? (t + 1) * FIN_ROWS : n;
+    for (int64_t i = t * FIN_ROWS; i < i1; ++i) {
+        float *row = f->A + i * n;
+        memset(row, 0, sizeof(float) * (size_t)i);
+        for (int64_t j = i; j < n; ++j)
+            if (!isfinite(row[j])) f->bad[t] = 1;
+        if (!(row[i] > 0.0f)) f->bad[t] = 1;
+    }
+    return QS_OK;
 }
 
 qs_status qs_chol_inv_upper(qs_pool *pool, float *A, int64_t n, int *ok, qs_err *err) {
+    *ok = 0;
+    qs_status st = reverse(pool, A, n * n, err); /* J A J */
+    return st == QS_OK ? qs_chol_inv_upper_reversed(pool, A, n, ok, err) : st;
+}
+
+qs_status qs_chol_inv_upper_reversed(qs_pool *pool, float *A, int64_t n, int *ok,
+                                     qs_err *err) {
     qs_status st = QS_OK;
     chol_ctx c;
+    unsigned char *bad = NULL; /* (row blocks) of the final check */
     memset(&c, 0, sizeof(c));
     *ok = 0;
     c.A = A;
@@ -171,19 +225,20 @@ qs_status qs_chol_inv_upper(qs_pool *pool, float *A, int64_t n, int *ok, qs_err 
     c.panel = qs_malloc(sizeof(float) * (size_t)(n * QS_CHOL_TILE), err, "Cholesky panel");
     c.pair = qs_malloc(sizeof(int64_t) * (size_t)(2 * c.nt * c.nt + 2), err, "Cholesky tiles");
     if (!c.panel || !c.pair) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
-    reverse(A, n * n); /* J A J */
     QS_CHECK(chol_lower(pool, &c, ok, err));
     if (!*ok) goto done;
     QS_CHECK(inv_lower(pool, &c, ok, err));
     if (!*ok) goto done;
-    reverse(A, n * n); /* U = J X J: upper */
-    for (int64_t i = 0; i < n; ++i) {
-        memset(A + i * n, 0, sizeof(float) * (size_t)i);
-        for (int64_t j = i; j < n; ++j)
-            if (!isfinite(A[i * n + j])) *ok = 0;
-        if (!(A[i * n + i] > 0.0f)) *ok = 0;
-    }
+    QS_CHECK(reverse(pool, A, n * n, err)); /* U = J X J: upper */
+    const int64_t nfin = (n + FIN_ROWS - 1) / FIN_ROWS;
+    bad = qs_calloc((size_t)nfin, 1, err, "factor check");
+    if (!bad) QS_THROW(err, QS_ERR_RUNTIME, "out of memory");
+    fin_ctx fc = {A, n, bad};
+    QS_CHECK(qs_pool_run(pool, nfin, finish_task, &fc, err));
+    for (int64_t t = 0; t < nfin; ++t)
+        if (bad[t]) *ok = 0;
 done:
+    free(bad);
     free(c.panel);
     free(c.pair);
     return st;

@@ -103,12 +103,47 @@ double qs_gptq_next_damp(double cur, double damp_max) {
         }                                                                              \
     } while (0)
 
+/* FILL_PERMUTED with both indices reversed (J A J, what the factor starts from), rows in
+ * tasks of FILL_ROWS; the reads of H's upper triangle in bands of FILL_BAND columns so the
+ * transposed ones stay in cache. The same values as FILL_PERMUTED then a reversal. */
+#define FILL_ROWS 64
+#define FILL_BAND 64
+typedef struct fill_ctx {
+    float *A;                   /* (n, n) out */
+    const float *H;             /* (n, n), upper triangle read */
+    const qs_gptq_factor *f;
+    const double *diag;         /* (n) */
+    double damp_abs;
+} fill_ctx;
+
+static qs_status fill_task(void *vctx, int64_t t, int worker, qs_err *err) {
+    (void)worker;
+    (void)err;
+    const fill_ctx *c = vctx;
+    const int64_t n = c->f->n, a0 = t * FILL_ROWS, a1 = a0 + FILL_ROWS < n ? a0 + FILL_ROWS : n;
+    const int32_t *perm = c->f->perm;
+    for (int64_t b0 = 0; b0 < n; b0 += FILL_BAND) {
+        const int64_t b1 = b0 + FILL_BAND < n ? b0 + FILL_BAND : n;
+        for (int64_t a = a0; a < a1; ++a) {
+            const int64_t pa = perm[n - 1 - a];
+            float *row = c->A + a * n;
+            for (int64_t b = b0; b < b1; ++b) {
+                const int64_t pb = perm[n - 1 - b];
+                row[b] = pa < pb ? c->H[pa * n + pb] : c->H[pb * n + pa];
+            }
+        }
+    }
+    for (int64_t a = a0; a < a1; ++a)
+        c->A[a * n + a] = (float)(c->diag[perm[n - 1 - a]] + c->damp_abs);
+    return QS_OK;
+}
+
 /* One fp32 attempt: *ok = 1 with f->U holding the factor (chol_tiled.c, on the pool). */
 static qs_status factor_f32(qs_pool *pool, const float *H, qs_gptq_factor *f, const double *diag,
                             double damp_abs, int *ok, qs_err *err) {
-    float *A = f->U; // (n, n)
-    FILL_PERMUTED(A, H, f, diag, damp_abs);
-    return qs_chol_inv_upper(pool, A, f->n, ok, err);
+    fill_ctx c = {f->U, H, f, diag, damp_abs};
+    qs_status st = qs_pool_run(pool, (f->n + FILL_ROWS - 1) / FILL_ROWS, fill_task, &c, err);
+    return st == QS_OK ? qs_chol_inv_upper_reversed(pool, f->U, f->n, ok, err) : st;
 }
 
 static void reverse64(double *A, int64_t len) {

@@ -51,6 +51,10 @@ qs_status qs_gptq_prepare_common(const float *H, int64_t n, const qs_quant_param
  * numerically positive definite or U has a non-finite entry; QS_ERR_RUNTIME when out of
  * memory. */
 qs_status qs_chol_inv_upper(qs_pool *pool, float *A, int64_t n, int *ok, qs_err *err);
+/* The same from J A J (A with both indices reversed: its n^2 elements in reverse order), as
+ * a caller that fills the matrix can write it directly; the same bytes. */
+qs_status qs_chol_inv_upper_reversed(qs_pool *pool, float *Arev, int64_t n, int *ok,
+                                     qs_err *err);
 /* Next damp fraction after a failed factorization (x10, capped at damp_max; 0 jumps to
  * damp_max), or -1 when damp_max was already tried. */
 double qs_gptq_next_damp(double cur, double damp_max);
