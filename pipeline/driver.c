@@ -2,6 +2,7 @@
  * checks, stages in order with skip-if-done, signal stops (exit 3), per-stage timings. */
 #include "driver.h"
 
+#include <float.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,9 +297,11 @@ qs_status qs_driver_threads_make(const qs_config *cfg, qs_driver_threads *t, qs_
 }
 
 void qs_driver_threads_log(const qs_comm *comm, const qs_log *lg, const qs_driver_threads *t) {
-    /* { any rank capped, -(fewest threads used), -(fewest CPUs) } */
-    double v[3] = {t->used < t->requested ? 1.0 : 0.0, -(double)t->used,
-                   -(double)(t->cpus > 0 ? t->cpus : t->requested)};
+    /* { any rank capped, -(fewest threads used), -(fewest CPUs) }, the last two over the
+     * capped ranks only (an uncapped rank gives -DBL_MAX, which the maximum ignores) */
+    const int capped = t->used < t->requested;
+    double v[3] = {capped ? 1.0 : 0.0, capped ? -(double)t->used : -DBL_MAX,
+                   capped ? -(double)(t->cpus > 0 ? t->cpus : t->requested) : -DBL_MAX};
     qs_comm_max_double(comm, v, 3);
     qs_log_info(lg, "threads: %d per rank (from %s)", t->requested, t->from);
     if (v[0] > 0.0)

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE 1 /* sched_getaffinity, CPU_COUNT */
 #include "pool.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -168,10 +169,19 @@ qs_status qs_pool_run(qs_pool *p, int64_t ntasks, qs_pool_fn fn, void *ctx, qs_e
 }
 
 int qs_pool_cpus_allowed(void) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
-    return CPU_COUNT(&set);
+    /* a dynamic set, doubled while the kernel's mask is wider (EINVAL: more than the size's
+     * CPUs possible, e.g. > 1024 with a plain cpu_set_t) */
+    for (int ncpu = 1024; ncpu <= 1 << 20; ncpu *= 2) {
+        cpu_set_t *set = CPU_ALLOC(ncpu);
+        if (!set) return 0;
+        const size_t size = CPU_ALLOC_SIZE(ncpu);
+        CPU_ZERO_S(size, set);
+        int rc = sched_getaffinity(0, size, set), einval = rc != 0 && errno == EINVAL;
+        int count = rc == 0 ? CPU_COUNT_S(size, set) : 0;
+        CPU_FREE(set);
+        if (!einval) return count;
+    }
+    return 0;
 }
 
 int qs_pool_cpus_online(void) {

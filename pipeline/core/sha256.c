@@ -119,10 +119,17 @@ qs_status qs_sha256_file(const char *path, char hex[65], qs_err *err) {
     if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
         QS_THROW(err, QS_ERR_RUNTIME, "%s: cannot start SHA-256 (libcrypto)", path);
     size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+    int rerr = 0; /* errno of the failed read */
+    for (;;) {
+        errno = 0;
+        n = fread(buf, 1, sizeof(buf), f);
+        rerr = errno;
+        if (n == 0) break;
         if (EVP_DigestUpdate(ctx, buf, n) != 1)
             QS_THROW(err, QS_ERR_RUNTIME, "%s: SHA-256 failed (libcrypto)", path);
-    if (ferror(f)) QS_THROW(err, QS_ERR_RUNTIME, "%s: read error", path);
+    }
+    if (ferror(f))
+        QS_THROW(err, QS_ERR_RUNTIME, "%s: read error: %s", path, strerror(rerr ? rerr : EIO));
     if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
         QS_THROW(err, QS_ERR_RUNTIME, "%s: SHA-256 failed (libcrypto)", path);
     static const char digits[] = "0123456789abcdef";

@@ -206,12 +206,6 @@ static qs_status finish_task(void *vctx, int64_t t, int worker, qs_err *err) {
     return QS_OK;
 }
 
-qs_status qs_chol_inv_upper(qs_pool *pool, float *A, int64_t n, int *ok, qs_err *err) {
-    *ok = 0;
-    qs_status st = reverse(pool, A, n * n, err); /* J A J */
-    return st == QS_OK ? qs_chol_inv_upper_reversed(pool, A, n, ok, err) : st;
-}
-
 qs_status qs_chol_inv_upper_reversed(qs_pool *pool, float *A, int64_t n, int *ok,
                                      qs_err *err) {
     qs_status st = QS_OK;

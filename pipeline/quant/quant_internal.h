@@ -45,14 +45,12 @@ static inline float qs_dequant1(int code, float s, int32_t z) {
 qs_status qs_gptq_prepare_common(const float *H, int64_t n, const qs_quant_params *p,
                                  qs_gptq_factor *f, double *diag, double *mean_diag,
                                  qs_err *err);
-/* U upper with A^-1 = U^T U, in place of A ((n, n) row-major, symmetric, both triangles
- * filled), by one Cholesky and one triangular inverse of the reversed matrix on fixed tiles
- * (chol_tiled.c) run on `pool` (may be NULL). *ok = 0 (and A undefined) when A is not
- * numerically positive definite or U has a non-finite entry; QS_ERR_RUNTIME when out of
- * memory. */
-qs_status qs_chol_inv_upper(qs_pool *pool, float *A, int64_t n, int *ok, qs_err *err);
-/* The same from J A J (A with both indices reversed: its n^2 elements in reverse order), as
- * a caller that fills the matrix can write it directly; the same bytes. */
+/* U upper with A^-1 = U^T U (A (n, n) symmetric positive definite), in place of Arev = J A J
+ * ((n, n) row-major, both triangles filled: A with both indices reversed, its n^2 elements in
+ * reverse order, as the caller writes it), by one Cholesky and one triangular inverse on
+ * fixed tiles (chol_tiled.c) run on `pool` (may be NULL). *ok = 0 (and Arev undefined) when
+ * A is not numerically positive definite or U has a non-finite entry; QS_ERR_RUNTIME when
+ * out of memory. */
 qs_status qs_chol_inv_upper_reversed(qs_pool *pool, float *Arev, int64_t n, int *ok,
                                      qs_err *err);
 /* Next damp fraction after a failed factorization (x10, capped at damp_max; 0 jumps to

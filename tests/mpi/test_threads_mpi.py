@@ -12,7 +12,7 @@ Hessian blocks), row_block 64 (many pieces), two candidates.
 The thread count comes from the rule of docs/config.md: threads 2 from SLURM_CPUS_PER_TASK,
 3 from OMP_NUM_THREADS, 1 written explicitly while SLURM_CPUS_PER_TASK=2 is set (explicit
 wins); timings.json records that count for every stage and rank. A rank that its launcher
-binds to fewer CPUs than it asks for (here `taskset -c 0` under the launcher, as Open MPI's
+binds to fewer CPUs than it asks for (here `taskset -c CPU` under the launcher, as Open MPI's
 default binding to one core) runs as many threads as it may use CPUs (qs_pool_fit), with the
 same bytes. A bad SLURM_CPUS_PER_TASK is exit 2 with one line naming it, before the run
 directory is made.
@@ -53,6 +53,18 @@ def env_for(extra):
     return env
 
 
+def fit(requested, allowed, online):
+    """qs_pool_fit: a rank allowed fewer CPUs than are online and than it asks for runs one
+    thread per allowed CPU."""
+    return allowed if 0 < allowed < online and allowed < requested else requested
+
+
+# this process's CPUs (the ranks inherit them: the tests launch unbound); a cpuset container,
+# taskset or a Slurm step may give fewer than are online, and qshard then caps its threads
+ALLOWED = sorted(os.sched_getaffinity(0))
+ONLINE = os.sysconf("SC_NPROCESSORS_ONLN")
+
+
 def stage_threads(run_dir):
     """{(stage, rank): threads} of the last attempt in timings.json."""
     t = Q.read_json(os.path.join(run_dir, "timings.json"))
@@ -62,6 +74,9 @@ def stage_threads(run_dir):
 
 
 def main(tmp):
+    if len(ALLOWED) < ONLINE:
+        print(f"note: this process may use {len(ALLOWED)} of {ONLINE} CPUs: the runs asking "
+              f"for more threads run {fit(3, len(ALLOWED), ONLINE)} (checked as such)")
     model = os.path.join(tmp, "m")
     if not Q.synth_model(model, layers=2, hidden=384, intermediate=640, heads=6, kv_heads=2,
                          vocab=300, tokens=20000):
@@ -78,8 +93,10 @@ def main(tmp):
                 if not check(r.returncode == 0, f"{what}: rc {r.returncode} {r.stderr}"):
                     continue
                 st = stage_threads(rd)
-                check(st and all(v == threads for v in st.values()),
-                      f"{what}: timings.json threads per stage and rank: {st}")
+                want = fit(threads, len(ALLOWED), ONLINE)
+                check(st and all(v == want for v in st.values()),
+                      f"{what}: timings.json threads per stage and rank: {st}, want {want} "
+                      f"({len(ALLOWED)} of {ONLINE} CPUs allowed)")
                 hashes = Q.run_file_hashes(rd)
                 check(any(k.startswith("recon/") for k in hashes) and "eval.json" in hashes,
                       f"{what}: the run wrote recon/ and eval.json: {sorted(hashes)[:8]}")
@@ -93,19 +110,21 @@ def main(tmp):
                 check(not diff, f"{what}: run directory differs from {ref[0]}: {diff}")
 
     # bound to one CPU of several: one thread, whatever was asked, and the same bytes
-    online = os.sysconf("SC_NPROCESSORS_ONLN")
+    cpu = ALLOWED[0]
     rd = os.path.join(tmp, "bound")
     cfg = os.path.join(tmp, "bound.yaml")
     write_config(cfg, model, rd, "quantized", 2)
-    r = Q.run(Q.MPIEXEC + ["-n", "1", "taskset", "-c", "0", Q.QS, "run", cfg], env=env_for({}))
-    if check(r.returncode == 0, f"bound to CPU 0: rc {r.returncode} {r.stderr}"):
+    r = Q.run(Q.MPIEXEC + ["-n", "1", "taskset", "-c", str(cpu), Q.QS, "run", cfg],
+              env=env_for({}))
+    if check(r.returncode == 0, f"bound to CPU {cpu}: rc {r.returncode} {r.stderr}"):
         st = stage_threads(rd)
-        want = 1 if online > 1 else 2
+        want = fit(2, 1, ONLINE)
         check(st and all(v == want for v in st.values()),
-              f"bound to CPU 0 of {online}, threads 2: timings.json threads {st}, want {want}")
+              f"bound to CPU {cpu} of {ONLINE}, threads 2: timings.json threads {st}, "
+              f"want {want}")
         diff = Q.diff_hashes(Q.run_file_hashes(rd),
                              Q.run_file_hashes(os.path.join(tmp, "quantized-r1-t1")))
-        check(not diff, f"bound to CPU 0: run directory differs from 1 thread: {diff}")
+        check(not diff, f"bound to CPU {cpu}: run directory differs from 1 thread: {diff}")
 
     # a bad variable, read because threads is 0: one line naming it, exit 2
     rd = os.path.join(tmp, "bad")
