@@ -81,6 +81,16 @@ void qs_sha256_update(qs_sha256 *s, const void *data, size_t n) {
     }
 }
 
+/* hex (65) = the 32 digest bytes md in lowercase hex, NUL-terminated. */
+static void digest_hex(const unsigned char md[32], char hex[65]) {
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; ++i) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
 void qs_sha256_final_hex(qs_sha256 *s, char hex[65]) {
     uint64_t bits = s->nbytes * 8;
     unsigned char pad = 0x80;
@@ -90,14 +100,10 @@ void qs_sha256_final_hex(qs_sha256 *s, char hex[65]) {
     unsigned char len[8];
     for (int i = 0; i < 8; ++i) len[i] = (unsigned char)(bits >> (56 - 8 * i));
     qs_sha256_update(s, len, 8);
-    static const char digits[] = "0123456789abcdef";
+    unsigned char md[32]; /* the state words big-endian */
     for (int i = 0; i < 8; ++i)
-        for (int j = 0; j < 4; ++j) {
-            unsigned v = (s->h[i] >> (24 - 8 * j)) & 0xffu;
-            hex[8 * i + 2 * j] = digits[v >> 4];
-            hex[8 * i + 2 * j + 1] = digits[v & 15];
-        }
-    hex[64] = '\0';
+        for (int j = 0; j < 4; ++j) md[4 * i + j] = (unsigned char)(s->h[i] >> (24 - 8 * j));
+    digest_hex(md, hex);
 }
 
 void qs_sha256_hex(const void *data, size_t n, char hex[65]) {
@@ -132,12 +138,7 @@ qs_status qs_sha256_file(const char *path, char hex[65], qs_err *err) {
         QS_THROW(err, QS_ERR_RUNTIME, "%s: read error: %s", path, strerror(rerr ? rerr : EIO));
     if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
         QS_THROW(err, QS_ERR_RUNTIME, "%s: SHA-256 failed (libcrypto)", path);
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; ++i) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
+    digest_hex(md, hex);
 done:
     EVP_MD_CTX_free(ctx);
     if (f) fclose(f);

@@ -8,7 +8,8 @@
  *                                         each with qs_hess_partial_pool)
  *   qs_hess_add(acc, tile, d)             acc (f64, upper) += tile
  *   qs_chan_stats_partial / _add          the same for absmax (max) and sum of squares (f64)
- * and at the end qs_hess_finalize(acc, d, N) scales by 2/N and mirrors the upper triangle.
+ * and at the end qs_hess_finalize(acc, d, N) scales by 2/N and mirrors the upper triangle
+ * (the stages use qs_hess_finalize_f32_pool: the same values rounded to f32, on the pool).
  * The partial is a pure function of the chunk's rows, and chunk partials are added in
  * chunk order, so the result does not depend on where or on which thread a chunk ran.
  *

@@ -88,24 +88,10 @@ double qs_gptq_next_damp(double cur, double damp_max) {
     return nx > damp_max ? damp_max : nx;
 }
 
-/* Permuted, damped Hessian into a (column-major == row-major, symmetric) buffer. Reads the
- * upper triangle of H. */
-#define FILL_PERMUTED(A, H, f, diag, damp_abs)                                         \
-    do {                                                                               \
-        for (int64_t a_ = 0; a_ < (f)->n; ++a_) {                                      \
-            int64_t pa_ = (f)->perm[a_];                                               \
-            for (int64_t b_ = 0; b_ < (f)->n; ++b_) {                                  \
-                int64_t pb_ = (f)->perm[b_];                                           \
-                int64_t lo_ = pa_ < pb_ ? pa_ : pb_, hi_ = pa_ < pb_ ? pb_ : pa_;      \
-                (A)[a_ * (f)->n + b_] = (H)[lo_ * (f)->n + hi_];                       \
-            }                                                                          \
-            (A)[a_ * (f)->n + a_] = (diag)[pa_] + (damp_abs);                          \
-        }                                                                              \
-    } while (0)
-
-/* FILL_PERMUTED with both indices reversed (J A J, what the factor starts from), rows in
- * tasks of FILL_ROWS; the reads of H's upper triangle in bands of FILL_BAND columns so the
- * transposed ones stay in cache. The same values as FILL_PERMUTED then a reversal. */
+/* The permuted, damped Hessian with both indices reversed (J A J, what the factor starts
+ * from): A[a][b] = H[perm[n-1-a]][perm[n-1-b]] read from H's upper triangle, the diagonal
+ * diag + damp_abs. Rows in tasks of FILL_ROWS; the reads of H in bands of FILL_BAND columns
+ * so the transposed ones stay in cache. factor_f64 fills its fp64 copy the same way. */
 #define FILL_ROWS 64
 #define FILL_BAND 64
 typedef struct fill_ctx {
@@ -159,8 +145,14 @@ static void reverse64(double *A, int64_t len) {
 static int factor_f64(const float *H, qs_gptq_factor *f, const double *diag, double damp_abs,
                       double *A) {
     const int64_t n = f->n;
-    FILL_PERMUTED(A, H, f, diag, damp_abs);
-    reverse64(A, n * n);
+    for (int64_t a = 0; a < n; ++a) { /* J A J, as fill_task (the diagonal kept in fp64) */
+        const int64_t pa = f->perm[n - 1 - a];
+        for (int64_t b = 0; b < n; ++b) {
+            const int64_t pb = f->perm[n - 1 - b];
+            A[a * n + b] = pa < pb ? H[pa * n + pb] : H[pb * n + pa];
+        }
+        A[a * n + a] = diag[pa] + damp_abs;
+    }
     /* column-major 'U' on the row-major matrix = row-major lower L, then L^-1 in place */
     if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0) return -1;
     if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'U', 'N', (lapack_int)n, A, (lapack_int)n) != 0)
