@@ -180,6 +180,9 @@ gref=${QS_GPTQ_REF:-$src/../gptq-ref}
 entry gptq-ref "$gref $torch/bin/python" "docs/performance.md GPTQ against the reference implementation (QS_GPTQ_REF: a checkout of IST-DASLab/gptq; torch venv)" "25 min" \
     "\$PY tests/bench/bench_gptq_ref.py \$B --ref $gref --venv $torch" \
     "\$PY tests/bench/bench_gptq_ref.py \$B --ref $gref --venv $torch --shapes 512x1024,1024x512 --rows 512 --rounds 1"
+entry gptq-bound "$gref $torch/bin/python" "docs/performance.md How close 3x is at one thread (the reference, qshard and the BLAS floor in one run)" "15 min" \
+    "\$PY tests/bench/bench_gptq_ref.py \$B --ref $gref --venv $torch --threads 1,2 --rounds 3 --bound" \
+    "\$PY tests/bench/bench_gptq_ref.py \$B --ref $gref --venv $torch --shapes 512x1024,1024x512 --rows 512 --rounds 1 --bound"
 entry gptq-prepare - "docs/performance.md prepare: three formulations (this build's column; the old builds: the script's header)" "3 min" \
     'sh tests/bench/bench_prepare_ab.sh $O 3 final=$B:1 final=$B:2' \
     'sh tests/bench/bench_prepare_ab.sh $O 1 final=$B:1'

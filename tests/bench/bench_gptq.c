@@ -2,7 +2,7 @@
  *
  * Usage: bench_gptq [--quick]   (--quick skips the 4096-wide shapes)
  *        bench_gptq --shape DOUTxDIN [--shape ...] [--rows N] [--threads T] [--reps R]
- *                   [--dir DIR] [--zero-min1 0|1] [--row-block R]
+ *                   [--dir DIR] [--zero-min1 0|1] [--row-block R] [--bound]
  * Peak: best of several 2048^3 sgemm calls. GPTQ: w4g128 (asym, B 128, row_block 256) on
  * Llama-7B shapes (4096x4096, gate/up 11008x4096) and tinyllama-a shapes; GFLOP/s count
  * 2*d_out*d_in^2 (the nominal GPTQ cost). Prints one line per shape; not a test.
@@ -15,6 +15,19 @@
  * the reference GPTQ on the same input. --zero-min1 0 keeps zero points in [0, 15] as the
  * reference does (default 1, the product's default). --row-block R: pieces of R rows
  * (quant.row_block; default 256).
+ * --bound (with --shape, one thread): instead of qshard's GPTQ, a lower bound on the time of
+ * any blocked GPTQ of the shape built from this machine's BLAS/LAPACK (docs/performance.md
+ * "How close 3x is"), as the sum of three parts that every such implementation does:
+ *   factor   the damped H's factor by LAPACK on the whole matrix (spotrf + strtri, 2/3 n^3,
+ *            the fastest route to U measured here), and the same FLOPs at the sgemm peak P1;
+ *   updates  the lazy-batch updates W[:, i2:] -= E U[i1:i2, i2:] as the exact sgemm calls of
+ *            row tiles of R rows and blocks of B columns (nothing else run), for R in
+ *            {256, 512, 1024} and B in {128, 256, 512}, plus the updates inside blocks
+ *            (d_out n (B - 1) FLOPs) counted at P1; the fastest (R, B);
+ *   round    rounding every weight onto its group's grid once (qs_rtn_quantize_rows: group
+ *            min/max, scale, code, dequantized value; GPTQ does this and more per weight).
+ * Prints each part (best of --reps) and two bounds: "measured" (factor by LAPACK) and
+ * "strict" (factor at P1).
  */
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +36,7 @@
 #include <time.h>
 
 #include <cblas.h>
+#include <lapacke.h>
 
 #include "bench_util.h"
 #include "pool.h"
@@ -179,6 +193,120 @@ done:
     return rc;
 }
 
+/* Time of the lazy-batch sgemm calls of a solve of d_out rows in row tiles of R and blocks of
+ * B (the calls of qs_gptq_solve_tile between blocks, on buffers of the same shapes). */
+static double lazy_updates(int64_t d_out, int64_t n, int64_t R, int64_t B, const float *U,
+                           float *Wp, const float *E) {
+    double t = bench_wall();
+    for (int64_t r0 = 0; r0 < d_out; r0 += R) {
+        const int64_t Rt = d_out - r0 < R ? d_out - r0 : R;
+        for (int64_t i1 = 0; i1 < n; i1 += B) {
+            const int64_t i2 = i1 + B < n ? i1 + B : n;
+            if (i2 < n)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Rt, (int)(n - i2),
+                            (int)(i2 - i1), -1.0f, E, (int)Rt, U + i1 * n + i2, (int)n, 1.0f,
+                            Wp + i2, (int)n);
+        }
+    }
+    return bench_wall() - t;
+}
+
+/* --bound for one shape (see the file comment); 0 on success. */
+static int bound_shape(int64_t d_out, int64_t n, double peak, const bench_opts *o) {
+    int rc = 1;
+    float *H = malloc((size_t)(n * n) * 4);        // (n, n)
+    float *A = malloc((size_t)(n * n) * 4);        // (n, n) damped H, then its factor
+    float *W = malloc((size_t)(d_out * n) * 4);    // (d_out, n)
+    float *Wp = malloc((size_t)(1024 * n) * 4);    // (1024, n) one row tile
+    float *E = malloc((size_t)(512 * 1024) * 4);   // (512, 1024) one block's errors
+    float *wq = malloc((size_t)(d_out * n) * 4);   // (d_out, n)
+    qs_quant_params p;
+    qs_quant_params_default(&p);
+    p.zero_min1 = o->zero_min1;
+    const int64_t ng = qs_quant_ngroups(n, p.group_size);
+    uint8_t *codes = malloc((size_t)(d_out * n)); // (d_out, n)
+    uint16_t *sc = malloc((size_t)(d_out * ng) * 2); // (d_out, ng)
+    int32_t *z = malloc((size_t)(d_out * ng) * 4);   // (d_out, ng)
+    if (!H || !A || !W || !Wp || !E || !wq || !codes || !sc || !z ||
+        make_input(o, d_out, n, H, W)) {
+        fprintf(stderr, "bench_gptq: input of %lld x %lld failed\n", (long long)d_out,
+                (long long)n);
+        goto done;
+    }
+    double mean = 0.0;
+    for (int64_t i = 0; i < n; ++i) mean += H[i * n + i];
+    mean /= (double)n;
+    double tf = 1e30;
+    for (int rep = 0; rep < o->reps; ++rep) {
+        memcpy(A, H, (size_t)(n * n) * 4);
+        for (int64_t i = 0; i < n; ++i) A[i * n + i] += (float)(0.01 * mean);
+        double t = bench_wall();
+        if (LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0 ||
+            LAPACKE_strtri_work(LAPACK_COL_MAJOR, 'U', 'N', (lapack_int)n, A, (lapack_int)n) != 0) {
+            fprintf(stderr, "bench_gptq: %lld x %lld: the damped H does not factor\n",
+                    (long long)d_out, (long long)n);
+            goto done;
+        }
+        t = bench_wall() - t;
+        tf = t < tf ? t : tf;
+    }
+    for (int64_t i = 0; i < 1024 * n; ++i) Wp[i] = 0.02f * bench_frand();
+    for (int64_t i = 0; i < 512 * 1024; ++i) E[i] = 0.01f * bench_frand();
+    const int64_t Rs[3] = {256, 512, 1024}, Bs[3] = {128, 256, 512};
+    double tu = 1e30, tlazy = 0.0;
+    int64_t bestR = 0, bestB = 0;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) {
+            double tl = 1e30;
+            for (int rep = 0; rep < o->reps; ++rep) {
+                double t = lazy_updates(d_out, n, Rs[i], Bs[j], A, Wp, E);
+                tl = t < tl ? t : tl;
+            }
+            double total = tl + (double)d_out * (double)n * (double)(Bs[j] - 1) / (peak * 1e9);
+            printf("  updates R %4lld B %3lld: lazy sgemms %.3f s + inside blocks at P1 %.3f s\n",
+                   (long long)Rs[i], (long long)Bs[j], tl, total - tl);
+            if (total < tu) {
+                tu = total;
+                tlazy = tl;
+                bestR = Rs[i];
+                bestB = Bs[j];
+            }
+        }
+    double tr = 1e30;
+    qs_quant_out out = {codes, sc, z, wq, NULL};
+    qs_err e = {0};
+    for (int rep = 0; rep < o->reps; ++rep) {
+        double t = bench_wall();
+        if (qs_rtn_quantize_rows(&p, W, d_out, n, &out, &e) != QS_OK) {
+            fprintf(stderr, "bench_gptq: %s\n", e.msg);
+            goto done;
+        }
+        t = bench_wall() - t;
+        tr = t < tr ? t : tr;
+    }
+    const double ff = 2.0 / 3.0 * (double)n * (double)n * (double)n, tfp = ff / (peak * 1e9);
+    printf("%6lld x %-5lld  factor %.3f s (%.1f GFLOP/s; at P1 %.3f s)  updates %.3f s (R %lld, "
+           "B %lld: sgemms %.3f s, %.1f GFLOP/s)  round %.3f s\n",
+           (long long)d_out, (long long)n, tf, ff / tf / 1e9, tfp, tu, (long long)bestR,
+           (long long)bestB, tlazy,
+           (double)d_out * (double)(n - bestB) * (double)n / tlazy / 1e9, tr);
+    printf("%6lld x %-5lld  bound measured %.3f s  strict %.3f s\n", (long long)d_out,
+           (long long)n, tf + tu + tr, tfp + tu + tr);
+    fflush(stdout);
+    rc = 0;
+done:
+    free(H);
+    free(A);
+    free(W);
+    free(Wp);
+    free(E);
+    free(wq);
+    free(codes);
+    free(sc);
+    free(z);
+    return rc;
+}
+
 /* The fixed table (no --shape): tinyllama-a shapes, then the Llama-7B ones. */
 static int bench_table(int quick, double peak) {
     bench_opts o = {0, 1, 5, 1, 0, NULL};
@@ -197,13 +325,17 @@ static int bench_table(int quick, double peak) {
 int main(int argc, char **argv) {
     enum { MAXS = 16 };
     int64_t shapes[MAXS][2]; /* (d_out, d_in) of each --shape */
-    int nshapes = 0, quick = 0;
+    int nshapes = 0, quick = 0, bound = 0;
     bench_opts o = {2048, 1, 1, 1, 0, NULL};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long x, y;
         if (strcmp(a, "--quick") == 0) {
             quick = 1;
+            continue;
+        }
+        if (strcmp(a, "--bound") == 0) {
+            bound = 1;
             continue;
         }
         if (!v) {
@@ -238,6 +370,14 @@ int main(int argc, char **argv) {
     if (nshapes == 0) {
         printf("GPTQ w4g128 asym, B 128, row_block 256, 1 thread; GFLOP/s = 2 d_out d_in^2 / time\n");
         return bench_table(quick, peak);
+    }
+    if (bound) {
+        printf("lower bound of a blocked GPTQ w4g128 on this BLAS, 1 thread, best of %d\n",
+               o.reps);
+        int rc = 0;
+        for (int i = 0; i < nshapes && rc == 0; ++i)
+            rc = bound_shape(shapes[i][0], shapes[i][1], peak, &o);
+        return rc;
     }
     printf("GPTQ w4g128 asym, B 128, row_block %d, zero_min1 %d, X rows %lld, quantize on %d "
            "thread(s), best of %d; GFLOP/s = 2 d_out d_in^2 / time\n",

@@ -22,8 +22,14 @@ quant.py, or a bare git directory of it (the two files are read with `git show H
 gptq.py imports transformers only for isinstance checks (a stub stands in) and calls
 torch.cuda.synchronize() (a no-op on CPU here); nothing else is changed.
 
+With --bound, every round also runs `bench_gptq --bound` on each shape (one thread): the
+time of the BLAS/LAPACK calls and the single rounding pass that any blocked GPTQ on this
+machine's BLAS needs (bench_gptq.c's comment), so the last table says how far the 1-thread
+reference time is from that floor (ref / floor: the most any such implementation could reach).
+
 Usage: bench_gptq_ref.py BUILD_DIR --ref DIR [--venv DIR] [--shapes 4096x4096,...]
        [--threads 1,2] [--rounds 2] [--rows 2048] [--work DIR] [--keep] [--env K=V ...]
+       [--bound]
   --env: extra environment of qshard's runs only (e.g. OPENBLAS_CORETYPE=SkylakeX)
   --venv: a venv with torch and numpy (quant.py imports it; default $QS_TORCH_VENV, else
           /work/venv-torch, as tests/data/deep_setup.sh makes it)
@@ -139,6 +145,7 @@ def main():
     p.add_argument("--work")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--env", action="append", default=[])
+    p.add_argument("--bound", action="store_true")
     p.add_argument("--worker", choices=("ref", "err"))
     p.add_argument("--d-out", type=int)
     p.add_argument("--d-in", type=int)
@@ -170,6 +177,13 @@ def main():
                            check=True, capture_output=True, text=True, env=qenv)
         w = r.stdout.split("\n")[2].split()
         return float(w[4]), float(w[7]), float(r.stdout.split()[4])  # prepare, quantize, peak
+
+    def bound(s):
+        r = subprocess.run([bench, "--bound", "--shape", f"{s[0]}x{s[1]}", "--rows", str(a.rows),
+                            "--dir", work, "--zero-min1", "0"],
+                           check=True, capture_output=True, text=True, env=qenv)
+        w = [ln for ln in r.stdout.split("\n") if "bound measured" in ln][0].split()
+        return float(w[5]), float(w[8])  # measured, strict
 
     def venv(kind, s, t):
         e = dict(env, OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
@@ -204,6 +218,12 @@ def main():
                     k = (s, t, who)
                     if k not in best or v[0] < best[k][0]:
                         best[k] = v
+            if a.bound:
+                v = bound(s)
+                print(f"round {rnd} {s[0]}x{s[1]} T=1 bound {v[0]:.3f} s (factor at P1: "
+                      f"{v[1]:.3f} s)  load {load()}", flush=True)
+                k = (s, 1, "bound")
+                best[k] = tuple(min(x, y) for x, y in zip(best.get(k, v), v))
     errs = {s: venv("err", s, max(threads)) for s in shapes}
     same = {s: all(filecmp.cmp(f"{work}/{s[0]}x{s[1]}.wq{threads[0]}.f32",
                                f"{work}/{s[0]}x{s[1]}.wq{t}.f32", shallow=False)
@@ -222,6 +242,15 @@ def main():
             q, r = best[(s, t, "qshard")], best[(s, t, "ref")]
             print(f"| {s[0]} x {s[1]} | {t} | {q[1]:.2f} s | {q[2]:.2f} s | {q[0]:.2f} s "
                   f"| {r[0]:.2f} s | {r[0] / q[0]:.2f} |")
+    if a.bound and 1 in threads:
+        print()
+        print("| shape | T | reference | qshard | floor | floor, factor at P1 | ref / qshard "
+              "| ref / floor | ref / floor at P1 |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for s in shapes:
+            q, r, b = best[(s, 1, "qshard")], best[(s, 1, "ref")], best[(s, 1, "bound")]
+            print(f"| {s[0]} x {s[1]} | 1 | {r[0]:.2f} s | {q[0]:.2f} s | {b[0]:.2f} s "
+                  f"| {b[1]:.2f} s | {r[0] / q[0]:.2f} | {r[0] / b[0]:.2f} | {r[0] / b[1]:.2f} |")
     print()
     print("| shape | tr(DHD^T) reference | tr(DHD^T) qshard | qshard / ref - 1 | same value "
           "| tr(WHW^T) | qshard bytes 1 = 2 threads |")
