@@ -220,7 +220,7 @@ def main():
                         best[k] = v
             if a.bound:
                 v = bound(s)
-                print(f"round {rnd} {s[0]}x{s[1]} T=1 bound {v[0]:.3f} s (factor at P1: "
+                print(f"round {rnd} {s[0]}x{s[1]} T=1 bound {v[0]:.3f} s (factor at S: "
                       f"{v[1]:.3f} s)  load {load()}", flush=True)
                 k = (s, 1, "bound")
                 best[k] = tuple(min(x, y) for x, y in zip(best.get(k, v), v))
@@ -244,8 +244,8 @@ def main():
                   f"| {r[0]:.2f} s | {r[0] / q[0]:.2f} |")
     if a.bound and 1 in threads:
         print()
-        print("| shape | T | reference | qshard | floor | floor, factor at P1 | ref / qshard "
-              "| ref / floor | ref / floor at P1 |")
+        print("| shape | T | reference | qshard | floor | floor, factor at S | ref / qshard "
+              "| ref / floor | ref / floor, factor at S |")
         print("|---|---|---|---|---|---|---|---|---|")
         for s in shapes:
             q, r, b = best[(s, 1, "qshard")], best[(s, 1, "ref")], best[(s, 1, "bound")]
