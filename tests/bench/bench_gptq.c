@@ -374,6 +374,10 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    if (bound && nshapes == 0) {
+        fprintf(stderr, "bench_gptq: --bound needs --shape (see the file comment)\n");
+        return 2;
+    }
     openblas_set_num_threads(1);
     double peak = sgemm_peak();
     printf("sgemm 2048^3 single thread: %.1f GFLOP/s (peak)\n", peak);

@@ -218,7 +218,7 @@ def main():
                     k = (s, t, who)
                     if k not in best or v[0] < best[k][0]:
                         best[k] = v
-            if a.bound:
+            if a.bound and 1 in threads:  # a one-thread floor, beside the T=1 rows
                 v = bound(s)
                 print(f"round {rnd} {s[0]}x{s[1]} T=1 bound {v[0]:.3f} s (factor at S: "
                       f"{v[1]:.3f} s)  load {load()}", flush=True)
